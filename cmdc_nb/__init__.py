@@ -1,0 +1,54 @@
+"""cmdc_nb — run, watch and study AI agents from a notebook.
+
+>>> import cmdc_nb
+>>> ws = cmdc_nb.connect()            # doctest: +SKIP  (SQLite in ~/.local/share/cmdc_nb by default)
+>>> user = cmdc_nb.accounts.create_user("ada@example.com")   # doctest: +SKIP
+
+`import cmdc_nb` stays light: the submodules (`accounts`, `sessions`, `vault`, `events`, `store`, …)
+load on first use, and litellm, pandas, plotly and ipywidgets only where they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from cmdc_nb import errors
+from cmdc_nb._version import __version__
+
+if TYPE_CHECKING:
+    from cmdc_nb import accounts, events, sessions, store, vault
+    from cmdc_nb.workspace import Workspace, connect, get_workspace
+
+__all__ = [
+    "Workspace",
+    "__version__",
+    "accounts",
+    "connect",
+    "errors",
+    "events",
+    "get_workspace",
+    "sessions",
+    "store",
+    "vault",
+]
+
+_LAZY_SUBMODULES = frozenset({"accounts", "events", "sessions", "store", "vault"})
+_FROM_WORKSPACE = frozenset({"Workspace", "connect", "get_workspace"})
+
+
+def __getattr__(name: str) -> Any:
+    # SQLAlchemy and friends load on first use, so `import cmdc_nb` costs next to nothing.
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f"cmdc_nb.{name}")
+        globals()[name] = module
+        return module
+    if name in _FROM_WORKSPACE:
+        value = getattr(importlib.import_module("cmdc_nb.workspace"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cmdc_nb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,35 @@
+"""The activity log, written by the services themselves inside their own transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from cmdc_nb.store.enums import ActivityAction
+from cmdc_nb.store.models import ActivityLog
+from cmdc_nb.workspace import Tx
+
+__all__ = ["log_activity"]
+
+
+def log_activity(
+    tx: Tx,
+    action: ActivityAction,
+    *,
+    resource_type: str,
+    resource_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    details: Mapping[str, Any] | None = None,
+    session_id: uuid.UUID | None = None,
+) -> None:
+    tx.db.add(
+        ActivityLog(
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            user_id=user_id,
+            details=dict(details or {}),
+            session_id=session_id,
+        )
+    )

@@ -1,0 +1,150 @@
+"""Every error cmdc_nb raises on purpose, in one tree you can catch at any level.
+
+```
+CmdcError                         base of everything below
+├── ConfigurationError            the workspace cannot be opened as configured (bad URL, missing extra)
+├── StorageError                  the database refused or failed an operation
+│   └── MigrationError            the schema could not be brought up to date
+├── NotFoundError                 no such row (or not visible to you)
+├── InvalidInputError             an argument is malformed; `.field` names it
+│   └── ConflictError             the input collides with stored data (a duplicate email, slug, …)
+├── InvalidStateError             an illegal status transition; `.current` and `.target` say which
+├── ApprovalError
+│   ├── ApprovalRequiredError     a human (or a rule) must decide first
+│   └── ApprovalDeniedError       it was decided, and the answer was no
+├── BudgetExceededError           a budget would be crossed; `.budget` and `.overrun_usd` say by how much
+├── AbortedError                  the run was aborted; `.reason` is normalised
+└── VaultError                    secrets at rest
+    ├── VaultKeyError             no key, a malformed key, or the key that encrypted a value is missing
+    └── DecryptionError           wrong key, or the ciphertext or its binding was tampered with
+```
+
+Messages say what went wrong and what to do. None of them ever contains a secret: values that might be
+secret are described (`'api_key' (sk-…abcd)`) rather than echoed.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "AbortedError",
+    "ApprovalDeniedError",
+    "ApprovalError",
+    "ApprovalRequiredError",
+    "BudgetExceededError",
+    "CmdcError",
+    "ConfigurationError",
+    "ConflictError",
+    "DecryptionError",
+    "InvalidInputError",
+    "InvalidStateError",
+    "MigrationError",
+    "NotFoundError",
+    "StorageError",
+    "VaultError",
+    "VaultKeyError",
+]
+
+
+class CmdcError(Exception):
+    """Base class of every error cmdc_nb raises on purpose."""
+
+
+class ConfigurationError(CmdcError):
+    """The workspace cannot be opened as configured."""
+
+
+class StorageError(CmdcError):
+    """The database refused or failed an operation."""
+
+
+class MigrationError(StorageError):
+    """The schema could not be brought up to date."""
+
+
+class NotFoundError(CmdcError):
+    """No such row, or not one visible to the caller."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} not found: {key!s}")
+
+
+class InvalidInputError(CmdcError, ValueError):
+    """An argument is malformed. `field` names the argument when there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class ConflictError(InvalidInputError):
+    """The input collides with stored data (a unique key already taken)."""
+
+
+class InvalidStateError(CmdcError):
+    """An illegal status transition."""
+
+    def __init__(
+        self, kind: str, current: object, target: object, *, allowed: list[str] | None = None
+    ) -> None:
+        self.kind = kind
+        self.current = current
+        self.target = target
+        self.allowed = allowed or []
+        hint = f"; from {current!s} it may go to: {', '.join(self.allowed)}" if allowed is not None else ""
+        super().__init__(f"{kind} cannot go from {current!s} to {target!s}{hint}")
+
+
+class ApprovalError(CmdcError):
+    """Base of the approval signals."""
+
+
+class ApprovalRequiredError(ApprovalError):
+    """A human (or a rule) must decide before this can go on."""
+
+    def __init__(self, message: str, *, approval_id: object = None) -> None:
+        self.approval_id = approval_id
+        super().__init__(message)
+
+
+class ApprovalDeniedError(ApprovalError):
+    """It was decided, and the answer was no."""
+
+    def __init__(self, message: str, *, approval_id: object = None, note: str | None = None) -> None:
+        self.approval_id = approval_id
+        self.note = note
+        super().__init__(message)
+
+
+class BudgetExceededError(CmdcError):
+    """A budget would be crossed; raised before the call is sent."""
+
+    def __init__(self, message: str, *, budget: Any = None, overrun_usd: Decimal | None = None) -> None:
+        self.budget = budget
+        self.overrun_usd = overrun_usd
+        super().__init__(message)
+
+
+class AbortedError(CmdcError):
+    """The run was aborted."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"aborted ({reason})" + (f": {detail}" if detail else ""))
+
+
+class VaultError(CmdcError):
+    """Base of the secrets-at-rest errors."""
+
+
+class VaultKeyError(VaultError):
+    """No key, a malformed key, or the key that encrypted a value is not in the ring."""
+
+
+class DecryptionError(VaultError):
+    """Wrong key, or the ciphertext (or the row and column it is bound to) was tampered with."""

@@ -1,0 +1,97 @@
+"""Engines for the two backends, set up so that concurrent writers never lose a write.
+
+SQLite: WAL journal, a busy timeout, foreign keys on, and every transaction opened with `BEGIN IMMEDIATE`.
+A deferred `BEGIN` that reads and then writes fails at once with "database is locked" when another
+writer holds the lock (the busy timeout does not cover the lock upgrade), which is how the seed lost
+writes; taking the write lock up front makes writers queue instead.
+
+PostgreSQL: psycopg 3 with a small pool and pre-ping, so a notebook that sat idle reconnects cleanly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from cmdc_nb.errors import ConfigurationError
+
+__all__ = ["BUSY_TIMEOUT_MS", "create_engine", "normalise_url"]
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Accept the spellings people use and pick the driver cmdc_nb ships with."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except sa.exc.ArgumentError:
+        raise ConfigurationError(f"not a database URL: {_redact(str(url))}") from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed
+    if backend == "sqlite":
+        return parsed
+    raise ConfigurationError(
+        f"unsupported database {backend!r}: use an SQLite path (sqlite:///path/to/file.db) "
+        "or a PostgreSQL URL (postgresql+psycopg://user@host/db)"
+    )
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL before it goes into a message."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> Engine:
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, **kwargs)
+    return _postgres_engine(parsed, **kwargs)
+
+
+def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        # Autocommit at the driver level: we issue BEGIN IMMEDIATE ourselves (pysqlite's own
+        # transaction handling would open a deferred transaction, and skip it before DDL).
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "isolation_level": None, "check_same_thread": False},
+        **kwargs,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if database not in ("", ":memory:"):
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across app crashes
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # Read-only work (`Workspace.read()`) takes no write lock: WAL readers never block writers.
+        deferred = conn.get_execution_options().get("cmdc_read_only", False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
+    kwargs.setdefault("pool_pre_ping", True)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 5)
+        kwargs.setdefault("max_overflow", 10)
+    return sa.create_engine(url, **kwargs)

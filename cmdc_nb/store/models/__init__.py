@@ -1,0 +1,37 @@
+"""SQLAlchemy models of the 20 tables in the seed schema (its README says 21 and lists 20)."""
+
+from cmdc_nb.store.models._base import Base
+from cmdc_nb.store.models.accounts import ApiCredential, User
+from cmdc_nb.store.models.agents import AgentCall, ToolUse
+from cmdc_nb.store.models.approvals import ApprovalItem, ApprovalRule
+from cmdc_nb.store.models.artifacts import Artifact
+from cmdc_nb.store.models.costs import CostDailySummary, CostRecord
+from cmdc_nb.store.models.indexes import ContextChunk, ContextDocument, Index
+from cmdc_nb.store.models.presence import ActivityLog, PresenceRecord
+from cmdc_nb.store.models.scheduling import ScheduledJob
+from cmdc_nb.store.models.sessions import Message, Session
+from cmdc_nb.store.models.workflows import Workflow, WorkflowRun, WorkflowStep
+
+__all__ = [
+    "ActivityLog",
+    "AgentCall",
+    "ApiCredential",
+    "ApprovalItem",
+    "ApprovalRule",
+    "Artifact",
+    "Base",
+    "ContextChunk",
+    "ContextDocument",
+    "CostDailySummary",
+    "CostRecord",
+    "Index",
+    "Message",
+    "PresenceRecord",
+    "ScheduledJob",
+    "Session",
+    "ToolUse",
+    "User",
+    "Workflow",
+    "WorkflowRun",
+    "WorkflowStep",
+]

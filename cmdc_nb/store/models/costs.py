@@ -1,0 +1,74 @@
+"""cost_records and cost_daily_summaries (exact money, atomic roll-ups)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cmdc_nb.store._types import JSONDoc, Money
+from cmdc_nb.store.enums import CostService, CostSourceType
+from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map, money
+
+__all__ = ["CostDailySummary", "CostRecord"]
+
+
+class CostRecord(TimestampMixin, Base):
+    __tablename__ = "cost_records"
+    _repr_fields = ("model", "cost_usd", "day")
+
+    user_id: Mapped[uuid.UUID] = mapped_column(fk("users.id", "CASCADE"), nullable=False)
+    source_type: Mapped[CostSourceType] = mapped_column(
+        enum_column(CostSourceType, "source_type"), nullable=False
+    )
+    source_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, nullable=False)
+    session_id: Mapped[uuid.UUID | None] = mapped_column(fk("sessions.id", "SET NULL"))
+    workflow_run_id: Mapped[uuid.UUID | None] = mapped_column(fk("workflow_runs.id", "SET NULL"))
+    provider: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    service: Mapped[CostService] = mapped_column(enum_column(CostService, "service"), nullable=False)
+    model: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    tokens_in: Mapped[int] = counter()
+    tokens_out: Mapped[int] = counter()
+    cache_tokens_read: Mapped[int] = counter()
+    cache_tokens_write: Mapped[int] = counter()
+    units: Mapped[Decimal | None] = mapped_column(sa.Numeric(38, 12))
+    unit_type: Mapped[str | None] = mapped_column(sa.String(32))
+    # NULL means "unpriced": the model has no known price. Never a silent $0.
+    cost_usd: Mapped[Decimal | None] = money(nullable=True)
+    price_per_million_in_usd: Mapped[Decimal | None] = mapped_column(Money())
+    price_per_million_out_usd: Mapped[Decimal | None] = mapped_column(Money())
+    incurred_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    day: Mapped[dt.date] = mapped_column(sa.Date, nullable=False)
+    notebook_cell: Mapped[str | None] = mapped_column(sa.String(200))
+    meta: Mapped[dict[str, Any]] = json_map()
+
+    __table_args__ = (
+        sa.CheckConstraint("cost_usd IS NULL OR cost_usd >= 0", name="cost_usd"),
+        sa.Index("ix_cost_records_user_id_day", "user_id", "day"),
+        sa.Index("ix_cost_records_source", "source_type", "source_id"),
+        sa.Index("ix_cost_records_provider_model", "provider", "model"),
+        sa.Index("ix_cost_records_session_id", "session_id"),
+        sa.Index("ix_cost_records_incurred_at", "incurred_at"),
+    )
+
+
+class CostDailySummary(TimestampMixin, Base):
+    __tablename__ = "cost_daily_summaries"
+    _repr_fields = ("user_id", "day", "total_cost_usd")
+
+    user_id: Mapped[uuid.UUID] = mapped_column(fk("users.id", "CASCADE"), nullable=False)
+    day: Mapped[dt.date] = mapped_column(sa.Date, nullable=False)
+    total_cost_usd: Mapped[Decimal] = money()
+    total_tokens_in: Mapped[int] = counter(big=True)
+    total_tokens_out: Mapped[int] = counter(big=True)
+    total_requests: Mapped[int] = counter()
+    unpriced_requests: Mapped[int] = counter()
+    cost_by_provider: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False, default=dict)
+    cost_by_model: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False, default=dict)
+    cost_by_session: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False, default=dict)
+
+    __table_args__ = (sa.UniqueConstraint("user_id", "day"),)

@@ -1,0 +1,140 @@
+"""Fixtures: an isolated data directory per test, and workspaces on both backends.
+
+`backend` parametrises a test over SQLite and PostgreSQL. PostgreSQL needs `CMDC_TEST_PG_URL` (the test
+command starts a real server and sets it); without it those tests fail loudly rather than skip, unless
+`CMDC_TEST_SKIP_PG=1` says so on purpose. Each test gets a fresh database: SQLite copies a migrated
+template file, PostgreSQL clones a migrated template database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import cmdc_nb
+from cmdc_nb import workspace as workspace_module
+from cmdc_nb.store._engine import create_engine
+from cmdc_nb.store.migrate import upgrade
+from cmdc_nb.workspace import Workspace
+
+PG_URL = os.environ.get("CMDC_TEST_PG_URL")
+SKIP_PG = os.environ.get("CMDC_TEST_SKIP_PG") == "1"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+TEMPLATE_DB = f"cmdc_template_{os.getpid()}"
+_counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home"
+    monkeypatch.setenv("CMDC_NB_HOME", str(home))
+    monkeypatch.delenv("CMDC_NB_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CMDC_NB_VAULT_KEY", raising=False)
+    yield home
+    if workspace_module._default is not None:
+        workspace_module._default.close()
+
+
+def pg_admin_url() -> str:
+    if not PG_URL:
+        if SKIP_PG:
+            pytest.skip("CMDC_TEST_SKIP_PG=1: PostgreSQL tests skipped on purpose")
+        pytest.fail(
+            "CMDC_TEST_PG_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL"
+        )
+    return PG_URL
+
+
+def pg_url_for(database: str) -> str:
+    return sa.make_url(pg_admin_url()).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()  # the last connection to close checkpoints the WAL into the file
+    assert not path.with_name("template.db-wal").exists()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    admin = create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    engine = create_engine(pg_url_for(TEMPLATE_DB), poolclass=sa.pool.NullPool)
+    upgrade(engine)
+    engine.dispose()
+    yield TEMPLATE_DB
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    admin.dispose()
+
+
+def fresh_pg_database(template: str | None) -> tuple[str, sa.Engine]:
+    """A new, empty (or template-cloned) database; returns its URL and an admin engine to drop it."""
+    name = f"cmdc_t_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        suffix = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"{suffix}')
+    return pg_url_for(name), admin
+
+
+def drop_pg_database(url: str, admin: sa.Engine) -> None:
+    name = sa.make_url(url).database
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL of a fresh, migrated database on `backend`."""
+    if backend == "sqlite":
+        path = tmp_path / "ws.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url, admin = fresh_pg_database(request.getfixturevalue("pg_template"))
+    yield url
+    drop_pg_database(url, admin)
+
+
+@pytest.fixture
+def blank_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database (no schema) on `backend`."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
+    url, admin = fresh_pg_database(None)
+    yield url
+    drop_pg_database(url, admin)
+
+
+@pytest.fixture
+def ws(db_url: str, _isolated_home: Path) -> Iterator[Workspace]:
+    """An open workspace on a fresh database, made the default for the module-level API."""
+    workspace = cmdc_nb.connect(db_url, home=_isolated_home)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def user(ws: Workspace) -> cmdc_nb.store.models.User:
+    return cmdc_nb.accounts.create_user("ada@example.com", name="Ada", ws=ws)
