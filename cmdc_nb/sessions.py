@@ -31,9 +31,10 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 def slugify(name: str, *, max_len: int = 50) -> str:
     """The seed's rule: lower-case, drop all but letters, digits, spaces and dashes, spaces to dashes,
-    first 50 characters. Accents are folded first ("Café" → "cafe") and dashes collapsed."""
+    first 50 characters. Accents are folded first ("Café" → "cafe"), underscores count as spaces
+    ("cmdc_nb" → "cmdc-nb") and dashes collapse."""
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
-    cleaned = re.sub(r"[^a-z0-9\s-]", "", folded)
+    cleaned = re.sub(r"[^a-z0-9\s-]", "", folded.replace("_", " "))
     slug = re.sub(r"[\s-]+", "-", cleaned).strip("-")[:max_len].strip("-")
     return slug or "session"
 

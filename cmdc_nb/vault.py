@@ -99,11 +99,9 @@ def rotate_vault_key(
                         }
                         for row_id, blob in rows
                     ]
+                    # ORM bulk UPDATE by primary key: one executemany per batch.
                     tx.db.execute(
-                        sa.update(model.__table__)
-                        .where(model.__table__.c.id == sa.bindparam("row_id"))
-                        .values({column: sa.bindparam("value")}),
-                        updates,
+                        sa.update(model), [{"id": u["row_id"], column: u["value"]} for u in updates]
                     )
                     count += len(rows)
                     last = rows[-1][0]

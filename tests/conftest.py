@@ -32,7 +32,7 @@ _counter = itertools.count()
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def home_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "home"
     monkeypatch.setenv("CMDC_NB_HOME", str(home))
     monkeypatch.delenv("CMDC_NB_DATABASE_URL", raising=False)
@@ -128,9 +128,9 @@ def blank_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def ws(db_url: str, _isolated_home: Path) -> Iterator[Workspace]:
+def ws(db_url: str, home_dir: Path) -> Iterator[Workspace]:
     """An open workspace on a fresh database, made the default for the module-level API."""
-    workspace = cmdc_nb.connect(db_url, home=_isolated_home)
+    workspace = cmdc_nb.connect(db_url, home=home_dir)
     yield workspace
     workspace.close()
 

