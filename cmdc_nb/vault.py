@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -35,6 +36,9 @@ __all__ = [
 ENCRYPTED_COLUMNS: tuple[tuple[type[ApiCredential], str], ...] = ((ApiCredential, "encrypted_key"),)
 
 _BATCH = 2000
+
+# The audit log wants a resource id; the workspace itself is one fixed, well-known resource.
+_WORKSPACE_ID = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,7 @@ def rotate_vault_key(
     old = Vault(KeyRing(dict(ring.keys), ring.primary, ring.source, ring.path))
     ring.keys[kid] = raw
     ring.primary = kid
-    workspace.vault._ciphers.clear()
-    if ring.source == "file":
-        ring.save()
+    _ring_changed(workspace.vault)
     start = time.perf_counter()
     count = 0
     try:
@@ -87,21 +89,21 @@ def rotate_vault_key(
                     if not rows:
                         break
                     table = model.__tablename__
-                    updates = [
-                        {
-                            "row_id": row_id,
-                            "value": workspace.vault.encrypt(
-                                old.decrypt(blob, table=table, column=column, row_id=row_id),
-                                table=table,
-                                column=column,
-                                row_id=row_id,
-                            ),
-                        }
-                        for row_id, blob in rows
-                    ]
                     # ORM bulk UPDATE by primary key: one executemany per batch.
                     tx.db.execute(
-                        sa.update(model), [{"id": u["row_id"], column: u["value"]} for u in updates]
+                        sa.update(model),
+                        [
+                            {
+                                "id": row_id,
+                                column: workspace.vault.encrypt(
+                                    old.decrypt(blob, table=table, column=column, row_id=row_id),
+                                    table=table,
+                                    column=column,
+                                    row_id=row_id,
+                                ),
+                            }
+                            for row_id, blob in rows
+                        ],
                     )
                     count += len(rows)
                     last = rows[-1][0]
@@ -118,20 +120,17 @@ def rotate_vault_key(
     except BaseException:
         # Nothing was re-encrypted; keep decrypting with the ring as it was (plus the new key, harmless).
         ring.primary = old.ring.primary
-        workspace.vault._ciphers.clear()
-        if ring.source == "file":
-            ring.save()
+        _ring_changed(workspace.vault)
         raise
     if retire_old:
         for k in retired:
             ring.keys.pop(k, None)
-        workspace.vault._ciphers.clear()
-        if ring.source == "file":
-            ring.save()
+        _ring_changed(workspace.vault)
     return RotationReport(kid, retired, count, time.perf_counter() - start)
 
 
-# The audit log wants a resource id; the workspace itself is one fixed, well-known resource.
-import uuid as _uuid  # noqa: E402
-
-_WORKSPACE_ID = _uuid.UUID(int=0)
+def _ring_changed(vault: Vault) -> None:
+    """After editing the ring: drop cached ciphers, and persist it when it lives in a key file."""
+    vault._ciphers.clear()
+    if vault.ring.source == "file":
+        vault.ring.save()

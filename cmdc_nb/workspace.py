@@ -225,7 +225,6 @@ def _key_ring(vault_key: str | None, home: Path) -> KeyRing:
 
 def get_workspace(ws: Workspace | None = None) -> Workspace:
     """`ws` if given, else the default workspace, connecting with the defaults on first use."""
-    global _default
     if ws is not None:
         return ws
     with _default_lock:
