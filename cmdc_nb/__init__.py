@@ -4,7 +4,7 @@
 >>> ws = cmdc_nb.connect()            # doctest: +SKIP  (SQLite in ~/.local/share/cmdc_nb by default)
 >>> user = cmdc_nb.accounts.create_user("ada@example.com")   # doctest: +SKIP
 
-`import cmdc_nb` stays light: the submodules (`accounts`, `sessions`, `vault`, `events`, `store`, …)
+`import cmdc_nb` stays light: the submodules (`accounts`, `sessions`, `agents`, `approvals`, …)
 load on first use, and litellm, pandas, plotly and ipywidgets only where they are needed.
 """
 
@@ -17,23 +17,52 @@ from cmdc_nb import errors
 from cmdc_nb._version import __version__
 
 if TYPE_CHECKING:
-    from cmdc_nb import accounts, events, sessions, store, vault
+    from cmdc_nb import (
+        accounts,
+        activity,
+        agents,
+        approvals,
+        events,
+        matching,
+        presence,
+        sessions,
+        store,
+        vault,
+    )
     from cmdc_nb.workspace import Workspace, connect, get_workspace
 
 __all__ = [
     "Workspace",
     "__version__",
     "accounts",
+    "activity",
+    "agents",
+    "approvals",
     "connect",
     "errors",
     "events",
     "get_workspace",
+    "matching",
+    "presence",
     "sessions",
     "store",
     "vault",
 ]
 
-_LAZY_SUBMODULES = frozenset({"accounts", "events", "sessions", "store", "vault"})
+_LAZY_SUBMODULES = frozenset(
+    {
+        "accounts",
+        "activity",
+        "agents",
+        "approvals",
+        "events",
+        "matching",
+        "presence",
+        "sessions",
+        "store",
+        "vault",
+    }
+)
 _FROM_WORKSPACE = frozenset({"Workspace", "connect", "get_workspace"})
 
 

@@ -22,14 +22,14 @@ def log_activity(
     user_id: uuid.UUID | None,
     details: Mapping[str, Any] | None = None,
     session_id: uuid.UUID | None = None,
-) -> None:
-    tx.db.add(
-        ActivityLog(
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            user_id=user_id,
-            details=dict(details or {}),
-            session_id=session_id,
-        )
+) -> ActivityLog:
+    entry = ActivityLog(
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        user_id=user_id,
+        details=dict(details or {}),
+        session_id=session_id,
     )
+    tx.db.add(entry)
+    return entry

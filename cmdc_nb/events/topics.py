@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "index",
+    "presence",
     "session",
     "session_agent_calls",
     "session_messages",
@@ -83,3 +84,8 @@ def index(index_id: object) -> str:
 def workspace() -> str:
     """Workspace-wide events (vault rotation, migrations)."""
     return "workspace"
+
+
+def presence(resource_type: object, resource_id: object) -> str:
+    """Who is looking at a resource (`presence:session:{id}`)."""
+    return f"presence:{resource_type}:{resource_id}"

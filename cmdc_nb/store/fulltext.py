@@ -21,31 +21,42 @@ _PG_DOCUMENT = "to_tsvector('english', coalesce(m.content, ''))"
 
 
 def search_message_ids(
-    db: orm.Session, query: str, *, session_id: uuid.UUID | None = None, limit: int = 50
+    db: orm.Session,
+    query: str,
+    *,
+    session_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    limit: int = 50,
 ) -> list[uuid.UUID]:
-    """Ids of messages containing every word of `query`, best match first."""
+    """Ids of messages containing every word of `query`, best match first, optionally only in one
+    session or in one user's sessions."""
     words = _WORD.findall(query or "")
     if not words:
         return []
     limit = max(1, min(int(limit), 10_000))
-    if db.get_bind().dialect.name == "postgresql":
+    pg = db.get_bind().dialect.name == "postgresql"
+    filters = ""
+    params: dict[str, object] = {"limit": limit}
+    binds = []
+    if session_id:
+        filters += " AND m.session_id = :sid" if pg else " AND session_id = :sid"
+        params["sid"] = session_id if pg else session_id.hex
+        binds.append(sa.bindparam("sid", type_=sa.Uuid()) if pg else sa.bindparam("sid"))
+    if user_id:
+        column = "m.session_id" if pg else "session_id"
+        filters += f" AND {column} IN (SELECT id FROM sessions WHERE user_id = :uid)"
+        params["uid"] = user_id if pg else user_id.hex
+        binds.append(sa.bindparam("uid", type_=sa.Uuid()) if pg else sa.bindparam("uid"))
+    if pg:
+        params["q"] = " ".join(words)
         sql = (
             f"SELECT m.id FROM messages m, plainto_tsquery('english', :q) query "
-            f"WHERE {_PG_DOCUMENT} @@ query"
-            + (" AND m.session_id = :sid" if session_id else "")
-            + f" ORDER BY ts_rank({_PG_DOCUMENT}, query) DESC, m.sequence LIMIT :limit"
+            f"WHERE {_PG_DOCUMENT} @@ query{filters}"
+            f" ORDER BY ts_rank({_PG_DOCUMENT}, query) DESC, m.sequence LIMIT :limit"
         )
-        params: dict[str, object] = {"q": " ".join(words), "limit": limit}
-        stmt = sa.text(sql)
-        if session_id:
-            params["sid"] = session_id
-            stmt = stmt.bindparams(sa.bindparam("sid", type_=sa.Uuid()))
-        return list(db.scalars(stmt, params))
-    match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
-    sql = "SELECT message_id FROM messages_fts WHERE messages_fts MATCH :q"
-    params = {"q": match, "limit": limit}
-    if session_id:
-        sql += " AND session_id = :sid"
-        params["sid"] = session_id.hex
-    sql += " ORDER BY rank LIMIT :limit"
+        return list(db.scalars(sa.text(sql).bindparams(*binds), params))
+    params["q"] = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+    sql = (
+        f"SELECT message_id FROM messages_fts WHERE messages_fts MATCH :q{filters} ORDER BY rank LIMIT :limit"
+    )
     return [uuid.UUID(hex_id) for hex_id in db.scalars(sa.text(sql), params)]

@@ -81,56 +81,85 @@ def _decode_value(tag: str, raw: Any) -> Any:
     raise ValueError(tag)
 
 
-def encode_cursor(order_value: Any, row_id: uuid.UUID) -> str:
-    doc = [_encode_value(order_value), row_id.hex]
+def encode_cursor(order_values: Sequence[Any], row_id: uuid.UUID) -> str:
+    doc = [[_encode_value(v) for v in order_values], row_id.hex]
     return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[Any, uuid.UUID]:
+def decode_cursor(cursor: str, *, width: int) -> tuple[list[Any], uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        (tag, value), row_hex = json.loads(raw)
-        return _decode_value(tag, value), uuid.UUID(row_hex)
+        values, row_hex = json.loads(raw)
+        if len(values) != width:
+            raise ValueError("width")
+        return [_decode_value(tag, value) for tag, value in values], uuid.UUID(row_hex)
     except Exception:
         raise InvalidInputError("not a cursor from this listing", field="cursor") from None
+
+
+OrderSpec = orm.InstrumentedAttribute[Any] | Sequence[tuple[orm.InstrumentedAttribute[Any], bool]]
+
+
+def _after(keys: Sequence[tuple[Any, bool]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """Rows strictly after `values` in the lexicographic order `keys` ((column, descending) pairs).
+
+    Written out as `a > va OR (a = va AND b > vb) OR …` rather than a row comparison, because the
+    columns may run in different directions (a priority queue: rank descending, then age ascending).
+    """
+    clauses: list[sa.ColumnElement[bool]] = []
+    for i, (col, desc) in enumerate(keys):
+        bound = sa.literal(values[i], col.type)
+        step = col < bound if desc else col > bound
+        equal = [keys[j][0] == sa.literal(values[j], keys[j][0].type) for j in range(i)]
+        clauses.append(sa.and_(*equal, step))
+    return sa.or_(*clauses)
 
 
 def paginate(
     db: orm.Session,
     stmt: sa.Select[Any],
     *,
-    order_by: orm.InstrumentedAttribute[Any],
+    order_by: OrderSpec,
     id_column: orm.InstrumentedAttribute[Any],
     limit: int = 50,
     after: str | None = None,
     before: str | None = None,
     descending: bool = True,
 ) -> Page[Any]:
-    """Run `stmt` (a `select(Model)`) one page at a time, ordered by `(order_by, id)`."""
+    """Run `stmt` (a `select(Model)`) one page at a time.
+
+    `order_by` is one column (sorted `descending` or not) or a sequence of `(column, descending)`
+    pairs; the row id always breaks ties, in the direction of the last key.
+    """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidInputError(f"must be an integer from 1 to {MAX_LIMIT}, got {limit!r}", field="limit")
     if after and before:
         raise InvalidInputError("give after= or before=, not both", field="before")
+    if isinstance(order_by, orm.InstrumentedAttribute):
+        order: list[tuple[Any, bool]] = [(order_by, descending)]
+    else:
+        order = list(order_by)
+    order.append((id_column, order[-1][1]))
     backwards = before is not None
     cursor = before if backwards else after
     # Walking backwards is walking forwards in the opposite order, then flipping the page.
-    desc = descending != backwards
+    keys = [(col, desc != backwards) for col, desc in order]
     if cursor is not None:
-        value, row_id = decode_cursor(cursor)
-        key = sa.tuple_(order_by, id_column)
-        bound = sa.tuple_(sa.literal(value, order_by.type), sa.literal(row_id, id_column.type))
-        stmt = stmt.where(key < bound if desc else key > bound)
-    ordering: Sequence[Any] = (
-        (order_by.desc(), id_column.desc()) if desc else (order_by.asc(), id_column.asc())
-    )
+        values, row_id = decode_cursor(cursor, width=len(order) - 1)
+        stmt = stmt.where(_after(keys, [*values, row_id]))
+    ordering = [col.desc() if desc else col.asc() for col, desc in keys]
     rows = list(db.scalars(stmt.order_by(*ordering).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
         rows.reverse()
-    name, id_name = order_by.key, id_column.key
-    first = encode_cursor(getattr(rows[0], name), getattr(rows[0], id_name)) if rows else None
-    last = encode_cursor(getattr(rows[-1], name), getattr(rows[-1], id_name)) if rows else None
+    names = [col.key for col, _ in order[:-1]]
+
+    def cursor_of(row: Any) -> str:
+        return encode_cursor([getattr(row, n) for n in names], getattr(row, id_column.key))
+
+    first = cursor_of(rows[0]) if rows else None
+    last = cursor_of(rows[-1]) if rows else None
     if backwards:
         return Page(
             rows, has_next=True, has_previous=more, next_cursor=last, prev_cursor=first if more else None

@@ -1,0 +1,789 @@
+"""Agent calls (one row per LLM request) and the tool uses they ask for, with their lifecycles.
+
+```
+agent call:  pending → streaming → completed | failed | cancelled | timeout
+             pending → completed | failed | cancelled | timeout      (no streaming)
+             failed | timeout → pending                             (retry_agent_call)
+tool use:    pending → approved | denied → executing → completed | failed | timeout
+             pending → executing                                     (when no approval is required)
+             pending | approved | executing → cancelled
+```
+
+Any other move raises InvalidStateError. A tool use that requires approval (explicitly, or because its
+policy's `approval_class` is above `none`) creates its approval item in the same transaction; the
+owner's rules run at once, and deciding either the item or the tool use moves the other.
+
+>>> call = create_agent_call(session, model="anthropic/claude-sonnet-4")             # doctest: +SKIP
+>>> tu = create_tool_use(call, tool_name="shell", input={"command": "git status"},  # doctest: +SKIP
+...                      policy={"approval_class": "medium"})
+>>> tu.status, tu.approval_id is not None                                            # doctest: +SKIP
+('pending', True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from cmdc_nb import _validate as v
+from cmdc_nb import approvals
+from cmdc_nb._audit import log_activity
+from cmdc_nb._service import check_transition, fetch, increment, jsonable
+from cmdc_nb.errors import (
+    ApprovalDeniedError,
+    ApprovalRequiredError,
+    InvalidInputError,
+)
+from cmdc_nb.events import topics
+from cmdc_nb.store._types import to_money, utcnow
+from cmdc_nb.store.enums import (
+    ActivityAction,
+    AgentCallStatus,
+    ApprovalSourceType,
+    ApprovalStatus,
+    Priority,
+    RiskLevel,
+    TimeoutAction,
+    ToolUseStatus,
+)
+from cmdc_nb.store.models import AgentCall, ApprovalItem, Session, ToolUse, User, WorkflowRun, WorkflowStep
+from cmdc_nb.store.pagination import Page, paginate
+from cmdc_nb.workspace import Tx, Workspace, get_workspace
+
+__all__ = [
+    "AGENT_CALL_TRANSITIONS",
+    "APPROVAL_CLASSES",
+    "TOOL_USE_TRANSITIONS",
+    "approval_required",
+    "approve_tool_use",
+    "cancel_agent_call",
+    "cancel_tool_use",
+    "complete_agent_call",
+    "complete_tool_use",
+    "create_agent_call",
+    "create_tool_use",
+    "deny_tool_use",
+    "fail_agent_call",
+    "fail_tool_use",
+    "get_agent_call",
+    "get_tool_use",
+    "list_agent_calls",
+    "list_pending_tool_uses",
+    "list_tool_uses",
+    "normalize_policy",
+    "retry_agent_call",
+    "start_streaming",
+    "start_tool_execution",
+    "timeout_agent_call",
+]
+
+_A = AgentCallStatus
+AGENT_CALL_TRANSITIONS: dict[AgentCallStatus, frozenset[AgentCallStatus]] = {
+    _A.PENDING: frozenset({_A.STREAMING, _A.COMPLETED, _A.FAILED, _A.CANCELLED, _A.TIMEOUT}),
+    _A.STREAMING: frozenset({_A.COMPLETED, _A.FAILED, _A.CANCELLED, _A.TIMEOUT}),
+    _A.FAILED: frozenset({_A.PENDING}),
+    _A.TIMEOUT: frozenset({_A.PENDING}),
+    _A.COMPLETED: frozenset(),
+    _A.CANCELLED: frozenset(),
+}
+_T = ToolUseStatus
+TOOL_USE_TRANSITIONS: dict[ToolUseStatus, frozenset[ToolUseStatus]] = {
+    _T.PENDING: frozenset({_T.APPROVED, _T.DENIED, _T.EXECUTING, _T.CANCELLED}),
+    _T.APPROVED: frozenset({_T.EXECUTING, _T.CANCELLED}),
+    _T.EXECUTING: frozenset({_T.COMPLETED, _T.FAILED, _T.TIMEOUT, _T.CANCELLED}),
+    _T.DENIED: frozenset(),
+    _T.COMPLETED: frozenset(),
+    _T.FAILED: frozenset(),
+    _T.CANCELLED: frozenset(),
+    _T.TIMEOUT: frozenset(),
+}
+
+CallRef = AgentCall | uuid.UUID | str
+ToolRef = ToolUse | uuid.UUID | str
+
+
+def _non_negative(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(f"must be a non-negative integer, got {value!r}", field=field)
+    return value
+
+
+def _elapsed_ms(start: Any) -> int | None:
+    return max(0, int((utcnow() - start).total_seconds() * 1000)) if start is not None else None
+
+
+# --- agent calls ------------------------------------------------------------------------------------
+
+
+def _call_payload(c: AgentCall) -> dict[str, Any]:
+    return {
+        "agent_call_id": str(c.id),
+        "session_id": str(c.session_id),
+        "provider": c.provider,
+        "model": c.model,
+        "status": c.status.value,
+        "tokens_in": c.tokens_in,
+        "tokens_out": c.tokens_out,
+        "cost_usd": str(c.cost_usd) if c.cost_usd is not None else None,
+        "duration_ms": c.duration_ms,
+    }
+
+
+def _provider_of(model: str, provider: str | None) -> str:
+    if provider is not None:
+        return v.text(provider, "provider", max_len=64)
+    if "/" in model:
+        return model.split("/", 1)[0]
+    raise InvalidInputError(
+        "give provider=, or a model string with its provider (e.g. 'openai/gpt-4o-mini')", field="provider"
+    )
+
+
+def create_agent_call(
+    session: Session | uuid.UUID | str,
+    *,
+    model: str,
+    provider: str | None = None,
+    prompt_messages: Sequence[Mapping[str, Any]] = (),
+    system_prompt: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    tools_provided: Sequence[str] = (),
+    workflow_run: WorkflowRun | uuid.UUID | str | None = None,
+    workflow_step: WorkflowStep | uuid.UUID | str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    ws: Workspace | None = None,
+) -> AgentCall:
+    """Record an LLM request about to be sent (status `pending`, `started_at` now)."""
+    model = v.text(model, "model", max_len=200)
+    prov = _provider_of(model, provider)
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
+    ):
+        raise InvalidInputError("must be a number from 0 to 2", field="temperature")
+    if max_tokens is not None and (_non_negative(max_tokens, "max_tokens") or 0) < 1:
+        raise InvalidInputError("must be a positive integer", field="max_tokens")
+    with get_workspace(ws).transaction() as tx:
+        s = fetch(tx.db, Session, session, "session")
+        call = AgentCall(
+            id=uuid.uuid4(),
+            session_id=s.id,
+            user_id=s.user_id,
+            provider=prov,
+            model=model,
+            prompt_messages=jsonable(list(prompt_messages)),
+            system_prompt=system_prompt,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            tools_provided=list(tools_provided),
+            workflow_run_id=v.id_of(workflow_run, "workflow_run") if workflow_run is not None else None,
+            workflow_step_id=v.id_of(workflow_step, "workflow_step") if workflow_step is not None else None,
+            started_at=utcnow(),
+            meta=dict(metadata or {}),
+        )
+        tx.db.add(call)
+        tx.db.flush()
+        _log_call(tx, call, ActivityAction.AGENT_CALL_START, {"provider": prov, "model": model})
+        tx.publish(topics.session_agent_calls(s.id), "agent_call_created", _call_payload(call))
+    return call
+
+
+def _log_call(tx: Tx, call: AgentCall, action: ActivityAction, details: dict[str, Any]) -> None:
+    log_activity(
+        tx,
+        action,
+        resource_type="agent_call",
+        resource_id=call.id,
+        user_id=call.user_id,
+        session_id=call.session_id,
+        details=details,
+    )
+
+
+def _move_call(tx: Tx, call: CallRef, target: AgentCallStatus) -> AgentCall:
+    row = fetch(tx.db, AgentCall, call, "agent_call", lock=True)
+    check_transition("agent_call", AGENT_CALL_TRANSITIONS, row.status, target)
+    row.status = target
+    return row
+
+
+def get_agent_call(call: CallRef, *, ws: Workspace | None = None) -> AgentCall:
+    with get_workspace(ws).read() as db:
+        return fetch(db, AgentCall, call, "agent_call")
+
+
+def start_streaming(call: CallRef, *, ws: Workspace | None = None) -> AgentCall:
+    """The first token arrived: `streaming`, with `first_token_at` now."""
+    with get_workspace(ws).transaction() as tx:
+        row = _move_call(tx, call, _A.STREAMING)
+        row.first_token_at = utcnow()
+        tx.db.flush()
+        tx.publish(topics.session_agent_calls(row.session_id), "agent_call_streaming", _call_payload(row))
+    return row
+
+
+def complete_agent_call(
+    call: CallRef,
+    *,
+    response_content: str | None = None,
+    response_blocks: Sequence[Any] | None = None,
+    stop_reason: str | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    cache_tokens_read: int = 0,
+    cache_tokens_write: int = 0,
+    cost_usd: Decimal | float | str | int | None = None,
+    ws: Workspace | None = None,
+) -> AgentCall:
+    """The response is complete. Duration, tokens and cost are added to the session's counters in
+    the same transaction (atomically)."""
+    tin, tout = _non_negative(tokens_in, "tokens_in"), _non_negative(tokens_out, "tokens_out")
+    cread = _non_negative(cache_tokens_read, "cache_tokens_read") or 0
+    cwrite = _non_negative(cache_tokens_write, "cache_tokens_write") or 0
+    cost = to_money(cost_usd, field="cost_usd") if cost_usd is not None else None
+    if cost is not None and cost < 0:
+        raise InvalidInputError("must not be negative", field="cost_usd")
+    with get_workspace(ws).transaction() as tx:
+        row = _move_call(tx, call, _A.COMPLETED)
+        row.completed_at = utcnow()
+        row.duration_ms = _elapsed_ms(row.started_at)
+        row.response_content = response_content
+        row.response_blocks = jsonable(list(response_blocks or []))
+        row.stop_reason = stop_reason
+        row.tokens_in, row.tokens_out = tin, tout
+        row.cache_tokens_read, row.cache_tokens_write = cread, cwrite
+        row.cost_usd = cost
+        tx.db.flush()
+        if tin or tout or cost or row.duration_ms:
+            tx.db.execute(
+                increment(
+                    Session,
+                    row.session_id,
+                    total_tokens_in=tin or 0,
+                    total_tokens_out=tout or 0,
+                    total_cost_usd=cost or Decimal(0),
+                    total_duration_ms=row.duration_ms or 0,
+                )
+            )
+        _log_call(
+            tx,
+            row,
+            ActivityAction.AGENT_CALL_COMPLETE,
+            {"tokens_in": tin, "tokens_out": tout, "cost_usd": str(cost) if cost is not None else None},
+        )
+        tx.publish(topics.session_agent_calls(row.session_id), "agent_call_completed", _call_payload(row))
+    return row
+
+
+def _end_call(
+    call: CallRef,
+    target: AgentCallStatus,
+    *,
+    error_type: str | None,
+    error_message: str | None,
+    event: str,
+    ws: Workspace | None,
+) -> AgentCall:
+    with get_workspace(ws).transaction() as tx:
+        row = _move_call(tx, call, target)
+        row.completed_at = utcnow()
+        row.duration_ms = _elapsed_ms(row.started_at)
+        row.error_type = error_type
+        row.error_message = error_message
+        tx.db.flush()
+        if row.duration_ms:
+            tx.db.execute(increment(Session, row.session_id, total_duration_ms=row.duration_ms))
+        _log_call(tx, row, ActivityAction.AGENT_CALL_FAIL, {"status": target.value, "error_type": error_type})
+        tx.publish(topics.session_agent_calls(row.session_id), event, _call_payload(row))
+    return row
+
+
+def fail_agent_call(
+    call: CallRef, *, error_type: str, error_message: str | None = None, ws: Workspace | None = None
+) -> AgentCall:
+    error_type = v.text(error_type, "error_type", max_len=100)
+    return _end_call(
+        call, _A.FAILED, error_type=error_type, error_message=error_message, event="agent_call_failed", ws=ws
+    )
+
+
+def cancel_agent_call(call: CallRef, *, reason: str | None = None, ws: Workspace | None = None) -> AgentCall:
+    return _end_call(
+        call, _A.CANCELLED, error_type="cancelled", error_message=reason, event="agent_call_cancelled", ws=ws
+    )
+
+
+def timeout_agent_call(
+    call: CallRef, *, error_message: str | None = None, ws: Workspace | None = None
+) -> AgentCall:
+    return _end_call(
+        call, _A.TIMEOUT, error_type="timeout", error_message=error_message, event="agent_call_timeout", ws=ws
+    )
+
+
+def retry_agent_call(call: CallRef, *, ws: Workspace | None = None) -> AgentCall:
+    """Send a failed or timed-out call again: back to `pending`, `retry_count + 1`, timings reset."""
+    with get_workspace(ws).transaction() as tx:
+        row = _move_call(tx, call, _A.PENDING)
+        row.retry_count += 1
+        row.started_at = utcnow()
+        row.first_token_at = row.completed_at = None
+        row.duration_ms = None
+        previous_error = row.error_type
+        row.error_type = row.error_message = None
+        tx.db.flush()
+        _log_call(
+            tx,
+            row,
+            ActivityAction.AGENT_CALL_START,
+            {"retry": row.retry_count, "previous_error": previous_error},
+        )
+        tx.publish(topics.session_agent_calls(row.session_id), "agent_call_retried", _call_payload(row))
+    return row
+
+
+def list_agent_calls(
+    session: Session | uuid.UUID | str,
+    *,
+    status: AgentCallStatus | str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    limit: int = 50,
+    after: str | None = None,
+    before: str | None = None,
+    ws: Workspace | None = None,
+) -> Page[AgentCall]:
+    """A session's calls, newest first."""
+    stmt = sa.select(AgentCall).where(AgentCall.session_id == v.id_of(session, "session"))
+    if status is not None:
+        stmt = stmt.where(AgentCall.status == v.choice(AgentCallStatus, status, "status"))
+    if provider is not None:
+        stmt = stmt.where(AgentCall.provider == provider)
+    if model is not None:
+        stmt = stmt.where(AgentCall.model == model)
+    with get_workspace(ws).read() as db:
+        return paginate(
+            db,
+            stmt,
+            order_by=AgentCall.inserted_at,
+            id_column=AgentCall.id,
+            limit=limit,
+            after=after,
+            before=before,
+        )
+
+
+# --- tool policies ----------------------------------------------------------------------------------
+
+APPROVAL_CLASSES = ("none", "low", "medium", "high", "critical")
+_PRIORITY_OF_CLASS = {
+    "critical": Priority.CRITICAL,
+    "high": Priority.HIGH,
+    "medium": Priority.NORMAL,
+    "low": Priority.LOW,
+    "none": Priority.LOW,
+}
+
+
+def normalize_policy(policy: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A tool policy with string keys, a lower-case `approval_class` (one of APPROVAL_CLASSES, or
+    None) and `side_effects` / `capabilities` as lists of strings."""
+    if policy is None:
+        return {"approval_class": None, "side_effects": [], "capabilities": []}
+    if not isinstance(policy, Mapping):
+        raise InvalidInputError("must be a mapping", field="policy")
+    out = {str(k): jsonable(val) for k, val in policy.items()}
+    cls = out.get("approval_class")
+    if cls is not None:
+        cls = str(cls).lower()
+        if cls not in APPROVAL_CLASSES:
+            raise InvalidInputError(f"{cls!r} is not one of: {', '.join(APPROVAL_CLASSES)}", field="policy")
+    out["approval_class"] = cls
+    for key in ("side_effects", "capabilities"):
+        raw = out.get(key) or []
+        out[key] = [str(x) for x in ([raw] if isinstance(raw, str) else raw)]
+    return out
+
+
+def approval_required(policy: Mapping[str, Any] | None) -> bool:
+    """Whether a policy's approval class asks for a decision (anything but none/absent)."""
+    return normalize_policy(policy)["approval_class"] not in (None, "none")
+
+
+def _schema_dict(schema: Any) -> dict[str, Any] | None:
+    if schema is None:
+        return None
+    if hasattr(schema, "to_tool") and callable(schema.to_tool):
+        schema = schema.to_tool()
+    if not isinstance(schema, Mapping):
+        raise InvalidInputError("must be a mapping or have a to_tool() method", field="tool_schema")
+    out = dict(schema)
+    function = out.get("function")
+    if isinstance(function, Mapping):  # OpenAI's {"type": "function", "function": {...}} shape
+        out = {**out, **function}
+    out.pop("function", None)
+    return jsonable(out)  # type: ignore[no-any-return]
+
+
+# --- tool uses --------------------------------------------------------------------------------------
+
+
+def _tool_payload(t: ToolUse) -> dict[str, Any]:
+    return {
+        "tool_use_id": str(t.id),
+        "agent_call_id": str(t.agent_call_id),
+        "session_id": str(t.session_id),
+        "tool_name": t.tool_name,
+        "sequence": t.sequence,
+        "status": t.status.value,
+        "requires_approval": t.requires_approval,
+        "approval_id": str(t.approval_id) if t.approval_id else None,
+    }
+
+
+def create_tool_use(
+    call: CallRef,
+    *,
+    tool_name: str | None = None,
+    input: Mapping[str, Any] | None = None,
+    tool_use_id: str | None = None,
+    tool_schema: Any = None,
+    policy: Mapping[str, Any] | None = None,
+    requires_approval: bool | None = None,
+    priority: Priority | str | None = None,
+    expires_in: float | None = None,
+    timeout_action: TimeoutAction | str = TimeoutAction.DENY,
+    metadata: Mapping[str, Any] | None = None,
+    ws: Workspace | None = None,
+) -> ToolUse:
+    """Record a tool call the model asked for; it gets the next sequence number within its call.
+
+    `requires_approval` defaults to what the policy says. When approval is required, the approval
+    item (priority from the policy's class, risk from its side effects and capabilities) is created
+    in the same transaction and the owner's rules run on it: the returned tool use may already be
+    `approved` or `denied`.
+    """
+    schema = _schema_dict(tool_schema)
+    name = tool_name if tool_name is not None else (schema or {}).get("name")
+    name = v.text(name, "tool_name", max_len=100) if name is not None else None
+    if name is None:
+        raise InvalidInputError("give tool_name= or a tool_schema with a name", field="tool_name")
+    if input is not None and not isinstance(input, Mapping):
+        raise InvalidInputError("must be a mapping of argument names to values", field="input")
+    pol = normalize_policy(policy)
+    needs = approval_required(policy) if requires_approval is None else bool(requires_approval)
+    meta = dict(metadata or {})
+    if schema is not None:
+        meta["tool_schema"] = schema
+    if policy is not None:
+        meta["policy"] = pol
+    with get_workspace(ws).transaction() as tx:
+        # Touching the call row locks it, so concurrent tool uses of one call number in turn.
+        locked = tx.db.execute(
+            sa.update(AgentCall)
+            .where(AgentCall.id == v.id_of(call, "agent_call"))
+            .values(updated_at=utcnow())
+            .returning(AgentCall.session_id, AgentCall.user_id)
+        ).one_or_none()
+        if locked is None:
+            raise InvalidInputError(f"no agent call {v.id_of(call, 'agent_call')}", field="call")
+        session_id, user_id = locked
+        call_id = v.id_of(call, "agent_call")
+        seq = (
+            tx.db.scalar(sa.select(sa.func.max(ToolUse.sequence)).where(ToolUse.agent_call_id == call_id))
+            or 0
+        ) + 1
+        tool = ToolUse(
+            id=uuid.uuid4(),
+            agent_call_id=call_id,
+            session_id=session_id,
+            tool_name=name,
+            tool_use_id=tool_use_id,
+            input=jsonable(dict(input or {})),
+            requires_approval=needs,
+            sequence=seq,
+            meta=meta,
+        )
+        tx.db.add(tool)
+        tx.db.flush()
+        tx.publish(topics.session_agent_calls(session_id), "tool_use_created", _tool_payload(tool))
+        if needs:
+            cls = pol["approval_class"]
+            item = approvals.insert_item(
+                tx,
+                user_id=user_id,
+                approval_type="tool_use",
+                title=f"Approve tool: {name}",
+                description=(schema or {}).get("description"),
+                payload={
+                    "tool_name": name,
+                    "tool_use_id": str(tool.id),
+                    "input": tool.input,
+                    "tool_schema": schema,
+                    "policy": pol,
+                },
+                source_type=ApprovalSourceType.TOOL_USE,
+                source_id=tool.id,
+                session_id=session_id,
+                context={"agent_call_id": str(call_id), "session_id": str(session_id)},
+                # "none" is not a risk level (the seed's items failed validation on it).
+                risk_level=cls if cls in {r.value for r in RiskLevel} else None,
+                risk_factors=list(dict.fromkeys([*pol["side_effects"], *pol["capabilities"]])),
+                priority=priority or _PRIORITY_OF_CLASS.get(cls or "", Priority.NORMAL),
+                expires_at=utcnow() + _seconds(expires_in) if expires_in is not None else None,
+                timeout_action=timeout_action,
+            )
+            tool.approval_id = item.id
+            tx.db.flush()
+            approvals.auto_decide(tx, item)
+            tx.db.refresh(tool)
+    return tool
+
+
+def _seconds(value: float) -> dt.timedelta:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidInputError("must be a positive number of seconds", field="expires_in")
+    return dt.timedelta(seconds=value)
+
+
+def get_tool_use(tool_use: ToolRef, *, ws: Workspace | None = None) -> ToolUse:
+    with get_workspace(ws).read() as db:
+        return fetch(db, ToolUse, tool_use, "tool_use")
+
+
+def _pending_item(tx: Tx, tool: ToolUse) -> ApprovalItem | None:
+    if tool.approval_id is None:
+        return None
+    item = fetch(tx.db, ApprovalItem, tool.approval_id, "approval_item", lock=True)
+    return item if item.status is ApprovalStatus.PENDING else None
+
+
+def _decide_tool(
+    tool_use: ToolRef,
+    approve: bool,
+    *,
+    by: User | uuid.UUID | str | None,
+    note: str | None,
+    input: Mapping[str, Any] | None,
+    remember: bool,
+    ws: Workspace | None,
+) -> ToolUse:
+    uid = v.id_of(by, "by") if by is not None else None
+    target = _T.APPROVED if approve else _T.DENIED
+    with get_workspace(ws).transaction() as tx:
+        tool = fetch(tx.db, ToolUse, tool_use, "tool_use", lock=True)
+        check_transition("tool_use", TOOL_USE_TRANSITIONS, tool.status, target)
+        item = _pending_item(tx, tool)
+        if item is not None:
+            # Decide through the approval item; it moves this tool use in the same transaction.
+            edited = {**item.payload, "input": jsonable(dict(input))} if input is not None else None
+            status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+            approvals.decide(tx, item, status, by=uid, note=note, modified_payload=edited)
+            if approve and remember:
+                approvals._remember(tx, item, uid or item.user_id)
+            tx.db.refresh(tool)
+            return tool
+        # No approval item (approval was not required): decide the tool use alone.
+        tool.status = target
+        tool.approved_by_id = uid
+        tool.approved_at = utcnow()
+        if not approve:
+            tool.denial_reason = note
+        if approve and input is not None:
+            tool.meta = {**tool.meta, "original_input": tool.input}
+            tool.input = jsonable(dict(input))
+        tx.db.flush()
+        log_activity(
+            tx,
+            ActivityAction.TOOL_APPROVE if approve else ActivityAction.TOOL_DENY,
+            resource_type="tool_use",
+            resource_id=tool.id,
+            user_id=uid,
+            session_id=tool.session_id,
+            details={"note": note},
+        )
+        tx.publish(
+            topics.session_agent_calls(tool.session_id),
+            "tool_use_approved" if approve else "tool_use_denied",
+            _tool_payload(tool),
+        )
+    return tool
+
+
+def approve_tool_use(
+    tool_use: ToolRef,
+    *,
+    by: User | uuid.UUID | str | None = None,
+    note: str | None = None,
+    input: Mapping[str, Any] | None = None,
+    remember: bool = False,
+    ws: Workspace | None = None,
+) -> ToolUse:
+    """Approve a pending tool use (and its approval item). `input` replaces the arguments (the
+    original is kept in `meta["original_input"]`); `remember` adds a sticky rule for this tool with
+    these arguments in this session."""
+    return _decide_tool(tool_use, True, by=by, note=note, input=input, remember=remember, ws=ws)
+
+
+def deny_tool_use(
+    tool_use: ToolRef,
+    *,
+    by: User | uuid.UUID | str | None = None,
+    reason: str | None = None,
+    ws: Workspace | None = None,
+) -> ToolUse:
+    return _decide_tool(tool_use, False, by=by, note=reason, input=None, remember=False, ws=ws)
+
+
+def start_tool_execution(tool_use: ToolRef, *, ws: Workspace | None = None) -> ToolUse:
+    """`executing`, from `approved` (or `pending` when no approval is required).
+
+    Raises ApprovalRequiredError while a required decision is outstanding and ApprovalDeniedError
+    once it was denied, so an agent can tell "wait" from "no".
+    """
+    with get_workspace(ws).transaction() as tx:
+        tool = fetch(tx.db, ToolUse, tool_use, "tool_use", lock=True)
+        if tool.status is _T.PENDING and tool.requires_approval:
+            raise ApprovalRequiredError(
+                f"tool use {tool.tool_name!r} is waiting for approval", approval_id=tool.approval_id
+            )
+        if tool.status is _T.DENIED:
+            raise ApprovalDeniedError(
+                f"tool use {tool.tool_name!r} was denied",
+                approval_id=tool.approval_id,
+                note=tool.denial_reason,
+            )
+        check_transition("tool_use", TOOL_USE_TRANSITIONS, tool.status, _T.EXECUTING)
+        tool.status = _T.EXECUTING
+        tool.started_at = utcnow()
+        tx.db.flush()
+        log_activity(
+            tx,
+            ActivityAction.TOOL_EXECUTE,
+            resource_type="tool_use",
+            resource_id=tool.id,
+            user_id=None,
+            session_id=tool.session_id,
+            details={"tool_name": tool.tool_name, "input": tool.input},
+        )
+        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_started", _tool_payload(tool))
+    return tool
+
+
+def _finish_tool(tx: Tx, tool_use: ToolRef, target: ToolUseStatus) -> ToolUse:
+    tool = fetch(tx.db, ToolUse, tool_use, "tool_use", lock=True)
+    check_transition("tool_use", TOOL_USE_TRANSITIONS, tool.status, target)
+    tool.status = target
+    tool.completed_at = utcnow()
+    tool.duration_ms = _elapsed_ms(tool.started_at)
+    return tool
+
+
+def complete_tool_use(
+    tool_use: ToolRef,
+    *,
+    output: str | None = None,
+    output_truncated: bool = False,
+    file_changes: Sequence[Mapping[str, Any]] | None = None,
+    exit_code: int | None = None,
+    stdout: str | None = None,
+    stderr: str | None = None,
+    ws: Workspace | None = None,
+) -> ToolUse:
+    with get_workspace(ws).transaction() as tx:
+        tool = _finish_tool(tx, tool_use, _T.COMPLETED)
+        tool.output = output
+        tool.output_truncated = bool(output_truncated)
+        tool.file_changes = jsonable(list(file_changes or []))
+        tool.exit_code, tool.stdout, tool.stderr = exit_code, stdout, stderr
+        tx.db.flush()
+        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_completed", _tool_payload(tool))
+    return tool
+
+
+def fail_tool_use(
+    tool_use: ToolRef,
+    *,
+    error_type: str,
+    error_message: str | None = None,
+    exit_code: int | None = None,
+    stderr: str | None = None,
+    timed_out: bool = False,
+    ws: Workspace | None = None,
+) -> ToolUse:
+    """The tool ran and failed (`timed_out=True` records a timeout instead)."""
+    error_type = v.text(error_type, "error_type", max_len=100)
+    with get_workspace(ws).transaction() as tx:
+        tool = _finish_tool(tx, tool_use, _T.TIMEOUT if timed_out else _T.FAILED)
+        tool.error_type, tool.error_message = error_type, error_message
+        tool.exit_code, tool.stderr = exit_code, stderr
+        tx.db.flush()
+        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_failed", _tool_payload(tool))
+    return tool
+
+
+def cancel_tool_use(tool_use: ToolRef, *, reason: str | None = None, ws: Workspace | None = None) -> ToolUse:
+    """Cancel a tool use that has not finished. A still-pending approval item is denied with it."""
+    with get_workspace(ws).transaction() as tx:
+        tool = fetch(tx.db, ToolUse, tool_use, "tool_use", lock=True)
+        check_transition("tool_use", TOOL_USE_TRANSITIONS, tool.status, _T.CANCELLED)
+        item = _pending_item(tx, tool)
+        tool.status = _T.CANCELLED
+        tool.completed_at = utcnow()
+        tool.error_type, tool.error_message = "cancelled", reason
+        tx.db.flush()
+        if item is not None:
+            approvals.decide(
+                tx, item, ApprovalStatus.DENIED, note=reason or "tool use cancelled", reason="cancelled"
+            )
+        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_cancelled", _tool_payload(tool))
+    return tool
+
+
+def list_tool_uses(
+    call: CallRef, *, limit: int = 100, after: str | None = None, ws: Workspace | None = None
+) -> Page[ToolUse]:
+    """A call's tool uses in the order the model asked for them."""
+    stmt = sa.select(ToolUse).where(ToolUse.agent_call_id == v.id_of(call, "agent_call"))
+    with get_workspace(ws).read() as db:
+        return paginate(
+            db,
+            stmt,
+            order_by=ToolUse.sequence,
+            id_column=ToolUse.id,
+            limit=limit,
+            after=after,
+            descending=False,
+        )
+
+
+def list_pending_tool_uses(
+    session: Session | uuid.UUID | str,
+    *,
+    limit: int = 100,
+    after: str | None = None,
+    ws: Workspace | None = None,
+) -> Page[ToolUse]:
+    """Tool uses in the session still waiting for an approval decision, oldest first."""
+    stmt = sa.select(ToolUse).where(
+        ToolUse.session_id == v.id_of(session, "session"),
+        ToolUse.requires_approval.is_(True),
+        ToolUse.status == _T.PENDING,
+    )
+    with get_workspace(ws).read() as db:
+        return paginate(
+            db,
+            stmt,
+            order_by=ToolUse.inserted_at,
+            id_column=ToolUse.id,
+            limit=limit,
+            after=after,
+            descending=False,
+        )
