@@ -203,7 +203,7 @@ def test_approval_class_none_needs_no_approval(ws: Workspace, session: Session) 
     )
     item = approvals.get_approval_item(forced.approval_id, ws=ws)
     assert (item.risk_level, item.priority) == (None, "low")  # the seed's items failed validation here
-    with pytest.raises(InvalidInputError, match="approval_class|one of"):
+    with pytest.raises(InvalidInputError, match="is not one of"):
         agents.create_tool_use(call, tool_name="ls", policy={"approval_class": "extreme"}, ws=ws)
 
 
