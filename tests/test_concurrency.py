@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 from cmdc_nb import sessions
@@ -75,7 +76,7 @@ def test_eight_processes_two_hundred_messages_each(
         assert sessions.get_session(s, ws=ws).message_count == expected  # the counter saw every one
         contents.update(m.content for m in rows)
         writers = [m.content.split("-")[0] for m in rows]
-        switches = sum(a != b for a, b in zip(writers, writers[1:], strict=False))
+        switches = sum(a != b for a, b in pairwise(writers))
         assert switches >= PROCESSES  # the writers really did interleave
     wanted = {f"w{w}-m{i}" for w in range(PROCESSES) for i in range(MESSAGES_EACH)}
     assert set(contents) == wanted and set(contents.values()) == {1}  # none lost, none doubled
