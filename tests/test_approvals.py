@@ -344,3 +344,21 @@ def test_injections_are_never_auto_approved_end_to_end(ws: Workspace, user: User
         call, tool_name="shell", input={"command": "git status"}, requires_approval=True, ws=ws
     )
     assert ok.status == "approved"
+
+
+def test_scope_to_workflows(ws: Workspace, user: User) -> None:
+    # The workflow service arrives with the workflow engine; two rows by hand are enough here.
+    from cmdc_nb.store.models import Workflow, WorkflowRun
+
+    with ws.transaction() as tx:
+        flows = [Workflow(user_id=user.id, name=n, slug=n) for n in ("review", "deploy")]
+        tx.db.add_all(flows)
+        tx.db.flush()
+        runs = [WorkflowRun(workflow_id=f.id, user_id=user.id, workflow_snapshot={}) for f in flows]
+        tx.db.add_all(runs)
+    approvals.create_approval_rule(
+        user, name="review gates", action="approve", applies_to_workflows=[flows[0].id], ws=ws
+    )
+    assert item(ws, user, approval_type="workflow_step", workflow_run=runs[0].id).status == "auto_approved"
+    assert item(ws, user, approval_type="workflow_step", workflow_run=runs[1].id).status == "pending"
+    assert item(ws, user, approval_type="workflow_step").status == "pending"

@@ -78,6 +78,8 @@ class ApprovalItem(TimestampMixin, Base):
         sa.CheckConstraint("priority_rank BETWEEN 0 AND 3", name="priority_rank"),
         sa.Index("ix_approval_items_queue", "user_id", "status", "priority_rank", "inserted_at"),
         sa.Index("ix_approval_items_source", "source_type", "source_id"),
+        # the rule engine's sliding-window count (migration 0002)
+        sa.Index("ix_approval_items_rule_window", "auto_approval_rule_id", "status", "decided_at"),
         sa.Index("ix_approval_items_session_id_status", "session_id", "status"),
         sa.Index(
             "ix_approval_items_expires_at_pending",
