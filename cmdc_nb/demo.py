@@ -1,4 +1,5 @@
-"""The demo behind the README's first command: a workspace, a user, a session, and a summary.
+"""The demo behind the README's first command: a workspace, a user, a session with messages and a fork,
+an agent call whose tool uses meet an auto-approval rule and a human, and a summary.
 
 It grows as features land (chat, approvals, workflows, RAG, the cost dashboard).
 """
@@ -6,12 +7,13 @@ It grows as features land (chat, approvals, workflows, RAG, the cost dashboard).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
 
 import cmdc_nb
-from cmdc_nb import accounts, sessions
+from cmdc_nb import accounts, agents, approvals, sessions
 from cmdc_nb.errors import NotFoundError
 from cmdc_nb.events import Event
 from cmdc_nb.store.models import ActivityLog
@@ -32,6 +34,31 @@ def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
     session = sessions.create_session(
         user, name="Explore cmdc_nb", purpose="A first session", tags=["demo"], ws=ws
     )
+    ask = sessions.create_message(session, role="user", content="What changed in the parser?", ws=ws)
+    call = agents.create_agent_call(session, model="scripted/demo", ws=ws)
+    if not approvals.list_approval_rules(user, ws=ws):
+        approvals.create_approval_rule(
+            user,
+            name="read-only git",
+            action="approve",
+            tool_names=["shell"],
+            conditions={"command_pattern": ["git status", "git diff **", "git log **"]},
+            ws=ws,
+        )
+    shell = {"approval_class": "medium", "side_effects": ["runs_commands"]}
+    auto = agents.create_tool_use(
+        call, tool_name="shell", input={"command": "git diff src"}, policy=shell, ws=ws
+    )
+    risky = agents.create_tool_use(
+        call, tool_name="shell", input={"command": "git diff src; rm -rf /"}, policy=shell, ws=ws
+    )
+    agents.deny_tool_use(risky, by=user, reason="not that", ws=ws)
+    agents.start_tool_execution(auto, ws=ws)
+    agents.complete_tool_use(auto, output="(no changes)", exit_code=0, ws=ws)
+    agents.start_streaming(call, ws=ws)
+    agents.complete_agent_call(call, response_content="Nothing yet.", tokens_in=12, tokens_out=3, ws=ws)
+    sessions.create_message(session, role="assistant", content="Nothing yet.", agent_call=call, ws=ws)
+    fork = sessions.fork_session(session, ask, name="Ask differently", ws=ws)
     with ws.read() as db:
         audit = db.scalar(
             sa.select(sa.func.count()).select_from(ActivityLog).where(ActivityLog.user_id == user.id)
@@ -43,7 +70,11 @@ def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
         f"  user        {user.email} ({user.id})",
         f"  session     {session.name!r} slug={session.slug} status={session.status.value}",
         f"  sessions    {total} for this user",
-        f"  events      {', '.join(f'{e.topic}:{e.type}' for e in seen)}",
+        f"  messages    {sessions.count_messages(session, ws=ws)} (fork {fork.slug!r} kept {fork.message_count})",
+        f"  tool uses   {auto.tool_name} {auto.input['command']!r}: {auto.status.value} by rule;"
+        f" {risky.input['command']!r}: {agents.get_tool_use(risky, ws=ws).status.value}",
+        f"  events      {len(seen)} published: "
+        + ", ".join(f"{t} ×{n}" if n > 1 else t for t, n in Counter(e.type for e in seen).items()),
         f"  audit log   {audit} entries for this user",
         f"  took        {time.perf_counter() - started:.2f} s",
     ]

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
 from cmdc_nb._service import UNSET, Unset, check_transition, fetch, increment, jsonable
-from cmdc_nb.errors import ConflictError, InvalidInputError, InvalidStateError, NotFoundError
+from cmdc_nb.errors import CmdcError, ConflictError, InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.events import topics
 from cmdc_nb.store import fulltext
 from cmdc_nb.store._types import to_money, utcnow
@@ -857,7 +857,19 @@ def import_session(
     if not isinstance(doc, Mapping) or doc.get("format") != EXPORT_FORMAT:
         raise InvalidInputError(f"not a {EXPORT_FORMAT} document", field="source")
     uid = v.id_of(user, "user")
-    with get_workspace(ws).transaction() as tx:
+    try:
+        return _import(tx_ws=get_workspace(ws), uid=uid, doc=doc, name=name)
+    except CmdcError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        # A hand-edited or truncated document: say which part, import nothing.
+        raise InvalidInputError(
+            f"malformed session export ({type(exc).__name__}: {str(exc)[:100]})", field="source"
+        ) from None
+
+
+def _import(*, tx_ws: Workspace, uid: uuid.UUID, doc: Mapping[str, Any], name: str | None) -> Session:
+    with tx_ws.transaction() as tx:
         fields = _restore(Session, doc["session"])
         for k in ("id", "user_id", "parent_session_id", "forked_at_message_id", "slug"):
             fields.pop(k, None)

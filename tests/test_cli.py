@@ -15,7 +15,9 @@ def test_demo_prints_a_summary_and_is_repeatable(tmp_path: Path, capsys) -> None
     assert "demo@example.com" in first and "slug=explore-cmdc-nb " in first and "session_created" in first
     assert main(["--home", str(tmp_path), "demo"]) == 0
     second = capsys.readouterr().out
-    assert "slug=explore-cmdc-nb-2" in second and "sessions    2 for this user" in second
+    assert "slug=explore-cmdc-nb-2" in second and "sessions    4 for this user" in second  # each run forks
+    assert "'git diff src': approved by rule; 'git diff src; rm -rf /': denied" in second
+    assert "messages    2 (fork 'ask-differently-2' kept 1)" in second
 
 
 def test_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:

@@ -340,4 +340,11 @@ def test_import_rejects_foreign_documents_whole(ws: Workspace, user: User) -> No
     doc["messages"][0]["inserted_at"] = "not a date"
     with pytest.raises(InvalidInputError):
         sessions.import_session(user, doc, ws=ws)
+    for broken in (
+        {**doc, "session": None},
+        {**doc, "messages": [{"role": "user"}]},
+        {"format": doc["format"]},
+    ):
+        with pytest.raises(InvalidInputError, match=r"malformed|bad value"):
+            sessions.import_session(user, broken, ws=ws)
     assert len(sessions.list_sessions(user, ws=ws)) == 1
