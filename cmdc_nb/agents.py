@@ -38,6 +38,7 @@ from cmdc_nb.errors import (
     ApprovalDeniedError,
     ApprovalRequiredError,
     InvalidInputError,
+    NotFoundError,
 )
 from cmdc_nb.events import topics
 from cmdc_nb.store._types import to_money, utcnow
@@ -484,18 +485,18 @@ def create_tool_use(
         meta["tool_schema"] = schema
     if policy is not None:
         meta["policy"] = pol
+    call_id = v.id_of(call, "agent_call")
     with get_workspace(ws).transaction() as tx:
         # Touching the call row locks it, so concurrent tool uses of one call number in turn.
         locked = tx.db.execute(
             sa.update(AgentCall)
-            .where(AgentCall.id == v.id_of(call, "agent_call"))
+            .where(AgentCall.id == call_id)
             .values(updated_at=utcnow())
             .returning(AgentCall.session_id, AgentCall.user_id)
         ).one_or_none()
         if locked is None:
-            raise InvalidInputError(f"no agent call {v.id_of(call, 'agent_call')}", field="call")
+            raise NotFoundError("agent_call", call_id)
         session_id, user_id = locked
-        call_id = v.id_of(call, "agent_call")
         seq = (
             tx.db.scalar(sa.select(sa.func.max(ToolUse.sequence)).where(ToolUse.agent_call_id == call_id))
             or 0

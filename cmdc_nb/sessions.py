@@ -22,7 +22,7 @@ import os
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -538,8 +538,8 @@ def _insert_message(tx: Tx, message: Message) -> Message:
             return message
         except sa.exc.IntegrityError:
             # Another writer took this number (only possible if a caller bypassed the row lock).
-            tx.db.expunge(message) if message in tx.db else None
-            continue
+            if message in tx.db:
+                tx.db.expunge(message)
     raise ConflictError(
         f"could not allocate a message sequence number after {_SEQUENCE_ATTEMPTS} attempts",
         field="sequence",
@@ -769,7 +769,7 @@ def forks(
 _SESSION_EXPORT_SKIP = {"id", "user_id", "parent_session_id", "forked_at_message_id", "slug"}
 
 
-def _row_dict(row: Any, skip: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+def _row_dict(row: Any, skip: Collection[str] = ()) -> dict[str, Any]:
     mapper = sa.inspect(type(row))
     return {
         attr.key: jsonable(getattr(row, attr.key)) for attr in mapper.column_attrs if attr.key not in skip
