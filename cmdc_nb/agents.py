@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cmdc_nb import _validate as v
-from cmdc_nb import approvals
+from cmdc_nb import approvals, budgets, costs
 from cmdc_nb._audit import log_activity
 from cmdc_nb._service import check_transition, fetch, increment, jsonable
 from cmdc_nb.errors import (
@@ -47,6 +47,8 @@ from cmdc_nb.store.enums import (
     AgentCallStatus,
     ApprovalSourceType,
     ApprovalStatus,
+    CostService,
+    CostSourceType,
     Priority,
     RiskLevel,
     TimeoutAction,
@@ -173,6 +175,17 @@ def create_agent_call(
         raise InvalidInputError("must be a positive integer", field="max_tokens")
     with get_workspace(ws).transaction() as tx:
         s = fetch(tx.db, Session, session, "session")
+        # A call that could cross a hard budget is refused here, before anything is sent.
+        budgets.guard_call(
+            tx.db,
+            user_id=s.user_id,
+            session_id=s.id,
+            model=model,
+            provider=prov,
+            messages=list(prompt_messages),
+            system_prompt=system_prompt,
+            max_tokens=max_tokens,
+        )
         call = AgentCall(
             id=uuid.uuid4(),
             session_id=s.id,
@@ -260,7 +273,26 @@ def complete_agent_call(
         row.stop_reason = stop_reason
         row.tokens_in, row.tokens_out = tin, tout
         row.cache_tokens_read, row.cache_tokens_write = cread, cwrite
-        row.cost_usd = cost
+        record = costs.insert_cost(
+            tx,
+            at=row.completed_at,
+            cell=costs.current_notebook_cell(),
+            cost_usd=cost,
+            user_id=row.user_id,
+            source_type=CostSourceType.AGENT_CALL,
+            source_id=row.id,
+            provider=row.provider,
+            model=row.model,
+            service=CostService.CHAT,
+            tokens_in=tin or 0,
+            tokens_out=tout or 0,
+            cache_tokens_read=cread,
+            cache_tokens_write=cwrite,
+            session_id=row.session_id,
+            workflow_run_id=row.workflow_run_id,
+            meta={},
+        )
+        cost = row.cost_usd = record.cost_usd  # priced here when the caller gave no cost; None = unpriced
         tx.db.flush()
         if tin or tout or cost or row.duration_ms:
             tx.db.execute(

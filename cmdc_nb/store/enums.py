@@ -17,6 +17,8 @@ __all__ = [
     "ArtifactSourceType",
     "ArtifactType",
     "AuthProvider",
+    "BudgetPeriod",
+    "BudgetScope",
     "ChunkStrategy",
     "CostService",
     "CostSourceType",
@@ -277,6 +279,18 @@ class CostSourceType(StrEnum):
     AGENT_CALL = "agent_call"
     EMBEDDING = "embedding"
     TOOL_EXECUTION = "tool_execution"
+
+
+class BudgetScope(StrEnum):
+    USER = "user"
+    SESSION = "session"
+    WORKSPACE = "workspace"
+
+
+class BudgetPeriod(StrEnum):
+    DAILY = "daily"
+    MONTHLY = "monthly"
+    TOTAL = "total"
 
 
 class CostService(StrEnum):

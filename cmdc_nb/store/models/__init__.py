@@ -5,7 +5,7 @@ from cmdc_nb.store.models.accounts import ApiCredential, User
 from cmdc_nb.store.models.agents import AgentCall, ToolUse
 from cmdc_nb.store.models.approvals import ApprovalItem, ApprovalRule
 from cmdc_nb.store.models.artifacts import Artifact
-from cmdc_nb.store.models.costs import CostDailySummary, CostRecord
+from cmdc_nb.store.models.costs import Budget, CostDailySummary, CostRecord, ModelPrice
 from cmdc_nb.store.models.indexes import ContextChunk, ContextDocument, Index
 from cmdc_nb.store.models.presence import ActivityLog, PresenceRecord
 from cmdc_nb.store.models.scheduling import ScheduledJob
@@ -20,12 +20,14 @@ __all__ = [
     "ApprovalRule",
     "Artifact",
     "Base",
+    "Budget",
     "ContextChunk",
     "ContextDocument",
     "CostDailySummary",
     "CostRecord",
     "Index",
     "Message",
+    "ModelPrice",
     "PresenceRecord",
     "ScheduledJob",
     "Session",

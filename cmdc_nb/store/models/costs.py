@@ -1,4 +1,4 @@
-"""cost_records and cost_daily_summaries (exact money, atomic roll-ups)."""
+"""cost_records, cost_daily_summaries, model_prices and budgets (exact money, atomic roll-ups)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cmdc_nb.store._types import JSONDoc, Money
-from cmdc_nb.store.enums import CostService, CostSourceType
+from cmdc_nb.store.enums import BudgetPeriod, BudgetScope, CostService, CostSourceType, RuleStatus
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map, money
 
-__all__ = ["CostDailySummary", "CostRecord"]
+__all__ = ["Budget", "CostDailySummary", "CostRecord", "ModelPrice"]
 
 
 class CostRecord(TimestampMixin, Base):
@@ -72,3 +72,64 @@ class CostDailySummary(TimestampMixin, Base):
     cost_by_session: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False, default=dict)
 
     __table_args__ = (sa.UniqueConstraint("user_id", "day"),)
+
+
+class ModelPrice(TimestampMixin, Base):
+    """A price the user set for a model, in USD per million tokens. It wins over litellm's cost map."""
+
+    __tablename__ = "model_prices"
+    _repr_fields = ("model", "input_per_million_usd", "output_per_million_usd")
+
+    model: Mapped[str] = mapped_column(sa.String(200), nullable=False, unique=True)
+    provider: Mapped[str | None] = mapped_column(sa.String(64))
+    input_per_million_usd: Mapped[Decimal] = money()
+    output_per_million_usd: Mapped[Decimal] = money()
+    cache_read_per_million_usd: Mapped[Decimal | None] = money(nullable=True)
+    cache_write_per_million_usd: Mapped[Decimal | None] = money(nullable=True)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "input_per_million_usd >= 0 AND output_per_million_usd >= 0"
+            " AND (cache_read_per_million_usd IS NULL OR cache_read_per_million_usd >= 0)"
+            " AND (cache_write_per_million_usd IS NULL OR cache_write_per_million_usd >= 0)",
+            name="non_negative",
+        ),
+    )
+
+
+class Budget(TimestampMixin, Base):
+    """A spending limit for a user, a session or the whole workspace, per day, per month or in total."""
+
+    __tablename__ = "budgets"
+    _repr_fields = ("name", "scope", "period", "limit_usd")
+
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    scope: Mapped[BudgetScope] = mapped_column(enum_column(BudgetScope, "scope"), nullable=False)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(fk("users.id", "CASCADE"))
+    session_id: Mapped[uuid.UUID | None] = mapped_column(fk("sessions.id", "CASCADE"))
+    period: Mapped[BudgetPeriod] = mapped_column(enum_column(BudgetPeriod, "period"), nullable=False)
+    limit_usd: Mapped[Decimal] = mapped_column(Money(), nullable=False)
+    # percentages of the limit at which a budget_warning event is published, once per period
+    warn_at: Mapped[list[Any]] = mapped_column(JSONDoc, nullable=False, default=list)
+    hard_limit: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=True, server_default=sa.true()
+    )
+    status: Mapped[RuleStatus] = mapped_column(
+        enum_column(RuleStatus, "status"), nullable=False, default=RuleStatus.ACTIVE, server_default="active"
+    )
+    # {period key: [thresholds already announced]}, so a warning fires once per period
+    fired: Mapped[dict[str, Any]] = mapped_column(JSONDoc, nullable=False, default=dict)
+    meta: Mapped[dict[str, Any]] = json_map()
+
+    __table_args__ = (
+        sa.CheckConstraint("limit_usd > 0", name="limit_usd"),
+        sa.CheckConstraint(
+            "(scope = 'user' AND user_id IS NOT NULL AND session_id IS NULL)"
+            " OR (scope = 'session' AND session_id IS NOT NULL)"
+            " OR (scope = 'workspace' AND user_id IS NULL AND session_id IS NULL)",
+            name="scope_target",
+        ),
+        sa.Index("ix_budgets_user_id", "user_id"),
+        sa.Index("ix_budgets_session_id", "session_id"),
+    )
