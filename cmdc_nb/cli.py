@@ -25,6 +25,31 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scheduler(args: argparse.Namespace) -> int:
+    import asyncio
+    import importlib
+
+    import cmdc_nb
+    from cmdc_nb import scheduling
+
+    for module in args.load or []:
+        importlib.import_module(module)  # modules that register job handlers
+    ws = cmdc_nb.connect(args.url, home=args.home)
+    runner = scheduling.Scheduler(ws, poll_seconds=args.poll)
+    print(f"cmdc-nb scheduler {runner.runner_id} on {ws.url_display}", flush=True)
+    try:
+        if args.once:
+            runs = asyncio.run(runner.tick())
+            print(f"ran {len(runs)} job(s): " + ", ".join(f"{r.job_id}={r.status}" for r in runs), flush=True)
+        else:
+            asyncio.run(runner.run_forever())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ws.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cmdc-nb", description="Run, watch and study AI agents.")
     parser.add_argument("--home", help="data directory (default: $CMDC_NB_HOME or ~/.local/share/cmdc_nb)")
@@ -34,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         func=_demo
     )
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=_migrate)
+    sched = sub.add_parser("scheduler", help="run due scheduled jobs until interrupted")
+    sched.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    sched.add_argument("--poll", type=float, default=1.0, help="seconds between checks (default 1)")
+    sched.add_argument("--load", action="append", help="import this module first (registers handlers)")
+    sched.set_defaults(func=_scheduler)
     args = parser.parse_args(argv)
     from cmdc_nb.errors import CmdcError
 

@@ -28,3 +28,17 @@ def test_errors_are_one_line_not_a_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("cmdc-nb: ConfigurationError") and "Traceback" not in proc.stderr
+
+
+def test_the_scheduler_command_runs_due_jobs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    import cmdc_nb
+    from cmdc_nb import accounts, scheduling
+
+    ws = cmdc_nb.connect(home=tmp_path)
+    user = accounts.create_user("ops@example.com", ws=ws)
+    job = scheduling.create_scheduled_job(user, job_type="cleanup", run_at=dt.datetime.now(dt.UTC), ws=ws)
+    ws.close()
+    assert main(["--home", str(tmp_path), "scheduler", "--once"]) == 0
+    assert f"{job.id}=success" in capsys.readouterr().out

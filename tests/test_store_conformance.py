@@ -53,8 +53,8 @@ def test_migrating_a_blank_database_builds_exactly_the_models(blank_db_url: str)
         assert compare_metadata(ctx, Base.metadata) == []
         tables = set(sa.inspect(conn).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
-    # the seed's 20 tables, plus the two it lacked: editable model prices and budgets
-    assert len(Base.metadata.tables) == 22 and {"model_prices", "budgets"} <= tables
+    # the seed's 20 tables, plus what it lacked: editable model prices, budgets and job runs
+    assert len(Base.metadata.tables) == 23 and {"model_prices", "budgets", "job_runs"} <= tables
     engine.dispose()
 
 

@@ -8,7 +8,7 @@ from cmdc_nb.store.models.artifacts import Artifact
 from cmdc_nb.store.models.costs import Budget, CostDailySummary, CostRecord, ModelPrice
 from cmdc_nb.store.models.indexes import ContextChunk, ContextDocument, Index
 from cmdc_nb.store.models.presence import ActivityLog, PresenceRecord
-from cmdc_nb.store.models.scheduling import ScheduledJob
+from cmdc_nb.store.models.scheduling import JobRun, ScheduledJob
 from cmdc_nb.store.models.sessions import Message, Session
 from cmdc_nb.store.models.workflows import Workflow, WorkflowRun, WorkflowStep
 
@@ -26,6 +26,7 @@ __all__ = [
     "CostDailySummary",
     "CostRecord",
     "Index",
+    "JobRun",
     "Message",
     "ModelPrice",
     "PresenceRecord",

@@ -1,4 +1,4 @@
-"""scheduled_jobs."""
+"""scheduled_jobs and job_runs (one row per attempt at one occurrence)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from cmdc_nb.store._types import JSONDoc, TextList
 from cmdc_nb.store.enums import JobStatus, JobType, ScheduleType
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map
 
-__all__ = ["ScheduledJob"]
+__all__ = ["JobRun", "ScheduledJob"]
 
 
 class ScheduledJob(TimestampMixin, Base):
@@ -81,4 +81,32 @@ class ScheduledJob(TimestampMixin, Base):
             sqlite_where=sa.text("status = 'active'"),
         ),
         sa.Index("ix_scheduled_jobs_user_id_status", "user_id", "status"),
+    )
+
+
+class JobRun(TimestampMixin, Base):
+    """One attempt at one occurrence of a job. `(job_id, scheduled_for, attempt)` is unique, so two
+    runners can never both run the same occurrence."""
+
+    __tablename__ = "job_runs"
+    _repr_fields = ("job_id", "scheduled_for", "attempt", "status")
+
+    job_id: Mapped[uuid.UUID] = mapped_column(fk("scheduled_jobs.id", "CASCADE"), nullable=False)
+    scheduled_for: Mapped[dt.datetime] = mapped_column(nullable=False)
+    attempt: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1, server_default="1")
+    status: Mapped[str] = mapped_column(
+        sa.String(16), nullable=False, default="running", server_default="running"
+    )
+    runner_id: Mapped[str | None] = mapped_column(sa.String(200))
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(sa.Integer)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    output: Mapped[Any | None] = mapped_column(JSONDoc)
+
+    __table_args__ = (
+        sa.UniqueConstraint("job_id", "scheduled_for", "attempt"),
+        sa.CheckConstraint("status IN ('running', 'success', 'failure', 'skipped')", name="status"),
+        sa.CheckConstraint("attempt >= 1", name="attempt"),
+        sa.Index("ix_job_runs_job_id_started_at", "job_id", "started_at"),
     )
