@@ -22,6 +22,7 @@ PUBLIC = {
         "costs",
         "errors",
         "events",
+        "frames",
         "get_workspace",
         "matching",
         "presence",
@@ -237,6 +238,20 @@ PUBLIC = {
         "resume_job",
         "run_due_jobs",
         "update_scheduled_job",
+    ],
+    "cmdc_nb.frames": [
+        "COST_COLUMNS",
+        "activity_frame",
+        "by_day",
+        "by_model",
+        "by_session",
+        "calls_frame",
+        "costs_frame",
+        "daily_costs",
+        "messages_frame",
+        "sessions_frame",
+        "tool_uses_frame",
+        "top_n",
     ],
 }
 

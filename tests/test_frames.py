@@ -1,0 +1,110 @@
+"""DataFrames: typed columns on both backends, filters, cuts, and money exact from record to frame."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from cmdc_nb import agents, costs, frames, pricing, sessions
+from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.store.models import User
+from cmdc_nb.workspace import Workspace
+
+UTC = dt.UTC
+
+
+def record(ws: Workspace, user: User, **kw: object):  # type: ignore[no-untyped-def]
+    kw.setdefault("source_type", "agent_call")
+    kw.setdefault("source_id", uuid.uuid4())
+    kw.setdefault("provider", "openai")
+    return costs.record_cost(user, ws=ws, **kw)
+
+
+def test_money_stays_exact_from_record_to_summary_to_frame(ws: Workspace, user: User) -> None:
+    pricing.set_model_price(
+        "tiny", input_per_million_usd="0.000001", output_per_million_usd="0.000003", ws=ws
+    )
+    s = sessions.create_session(user, name="s", tags=["exp"], ws=ws)
+    for _ in range(3):
+        record(ws, user, model="tiny", tokens_in=7, tokens_out=3, session=s, notebook_cell="In[4]")
+    record(ws, user, model="mystery/x", provider="mystery", tokens_in=1)  # unpriced
+    df = frames.costs_frame(user=user, ws=ws)
+    assert str(df["cost_usd"].dtype) == "decimal128(38, 12)[pyarrow]"
+    assert (
+        df["cost_usd"].sum()
+        == Decimal("0.000000000048")
+        == costs.get_daily_summary(user, ws=ws).total_cost_usd
+    )
+    assert df["cost_usd"].isna().sum() == 1 and df["priced"].tolist() == [True, True, True, False]
+    assert str(df["incurred_at"].dtype) == "datetime64[us, UTC]" and str(df["day"].dtype) == "datetime64[s]"
+    for col in ("user_id", "session_id", "provider", "model", "notebook_cell"):
+        assert isinstance(df[col].dtype, pd.CategoricalDtype), col
+    assert set(df["session_id"].dropna()) == {str(s.id)}
+    daily = frames.by_day(df, by="model")
+    assert daily.loc[daily["model"] == "tiny", "cost_usd"].iloc[0] == Decimal("0.000000000048")
+    sql = frames.daily_costs(user=user, by="model", ws=ws)
+    tiny = sql[sql["model"] == "tiny"].iloc[0]
+    assert (tiny["cost_usd"], tiny["requests"]) == (Decimal("0.000000000048"), 3)
+    assert sql.loc[sql["model"] == "mystery/x", "unpriced_requests"].iloc[0] == 1
+    by_cell = frames.daily_costs(user=user, by="notebook_cell", ws=ws)
+    assert by_cell.loc[by_cell["notebook_cell"] == "In[4]", "cost_usd"].iloc[0] == Decimal("0.000000000048")
+    assert len(frames.costs_frame(tags=["exp"], ws=ws)) == 3
+    slim = frames.costs_frame(columns=["day", "model", "cost_usd"], ws=ws)
+    assert list(slim.columns) == ["day", "model", "cost_usd"] and slim["cost_usd"].sum() == Decimal(
+        "0.000000000048"
+    )
+    with pytest.raises(InvalidInputError, match="choose from"):
+        frames.costs_frame(columns=["colour"], ws=ws)
+
+
+def test_filters_and_cuts(ws: Workspace, user: User) -> None:
+    now = dt.datetime.now(UTC)
+    a = sessions.create_session(user, name="a", ws=ws)
+    b = sessions.create_session(user, name="b", ws=ws)
+    record(ws, user, model="m1", cost_usd="1", session=a)
+    record(ws, user, model="m2", cost_usd="5", session=b)
+    record(ws, user, model="m2", cost_usd="2", session=b, incurred_at=now - dt.timedelta(days=3))
+    df = frames.costs_frame(user=user, ws=ws)
+    assert frames.by_model(df)[["model", "cost_usd", "rows"]].values.tolist() == [
+        ["m2", Decimal(7), 2],
+        ["m1", Decimal(1), 1],
+    ]
+    assert frames.by_session(df)["session_id"].tolist() == [str(b.id), str(a.id)]
+    assert frames.top_n(df, "model", n=1)["model"].tolist() == ["m2"]
+    assert len(frames.by_day(df)) == 2
+    assert len(frames.costs_frame(since=now - dt.timedelta(days=1), ws=ws)) == 2
+    assert len(frames.costs_frame(session=a, ws=ws)) == 1
+    with pytest.raises(InvalidInputError, match="columns are"):
+        frames.by_model(df.drop(columns="model"))
+    with pytest.raises(InvalidInputError):
+        frames.daily_costs(by="color", ws=ws)
+
+
+def test_every_record_kind_has_a_frame(ws: Workspace, user: User) -> None:
+    s = sessions.create_session(user, name="s", tags=["t"], ws=ws)
+    sessions.create_message(s, role="user", content="hi", token_count=1, ws=ws)
+    call = agents.create_agent_call(s, model="openai/gpt-4o-mini", ws=ws)
+    agents.start_streaming(call, ws=ws)
+    tu = agents.create_tool_use(call, tool_name="ls", ws=ws)
+    agents.start_tool_execution(tu, ws=ws)
+    agents.complete_tool_use(tu, exit_code=0, ws=ws)
+    agents.complete_agent_call(call, tokens_in=10, tokens_out=5, ws=ws)
+    calls = frames.calls_frame(user=user, ws=ws)
+    assert calls["status"].tolist() == ["completed"] and calls["cost_usd"].iloc[0] == Decimal("0.0000045")
+    assert (
+        str(calls["first_token_at"].dtype) == "datetime64[us, UTC]" and calls["first_token_at"].notna().all()
+    )
+    tools = frames.tool_uses_frame(session=s, ws=ws)
+    assert (tools["tool_name"].tolist(), tools["exit_code"].tolist()) == (["ls"], [0])
+    msgs = frames.messages_frame(tags=["t"], ws=ws)
+    assert (msgs["content"].tolist(), str(msgs["role"].dtype)) == (["hi"], "category")
+    act = frames.activity_frame(user=user, ws=ws)
+    assert {"session.create", "message.create", "agent.call.complete"} <= set(act["action"])
+    ses = frames.sessions_frame(user=user, ws=ws)
+    assert ses["total_cost_usd"].tolist() == [Decimal("0.0000045")] and ses["message_count"].tolist() == [1]
+    empty = frames.costs_frame(user="00000000-0000-0000-0000-000000000000", ws=ws)
+    assert len(empty) == 0 and "cost_usd" in empty.columns
