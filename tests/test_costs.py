@@ -248,3 +248,22 @@ def test_budget_scopes_and_validation(ws: Workspace, user: User, session: Sessio
         with pytest.raises(InvalidInputError) as bad:
             budgets.create_budget(name="x", ws=ws, **kw)
         assert bad.value.field == field
+
+
+def test_costs_remember_the_notebook_cell(ws: Workspace, user: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    class Kernel:
+        def get_parent(self) -> dict:
+            return {"metadata": {"cellId": "3f2a-cell"}}
+
+    shell = types.SimpleNamespace(kernel=Kernel(), execution_count=7)
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: shell  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert cost(ws, user, cost_usd="1").notebook_cell == "cell:3f2a-cell"
+    shell.kernel = None
+    assert costs.current_notebook_cell() == "In[7]"
+    monkeypatch.delitem(sys.modules, "IPython")
+    assert cost(ws, user, cost_usd="1").notebook_cell is None

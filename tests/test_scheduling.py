@@ -289,3 +289,19 @@ async def test_the_background_runner_never_blocks_the_event_loop(ws: Workspace, 
     assert beats >= 10  # the loop kept turning while the job slept
     with pytest.raises(cmdc_nb.errors.ConfigurationError, match="await"):
         scheduling.run_due_jobs(ws=ws)
+
+
+def test_a_running_job_is_not_started_again_unless_concurrency_is_allowed(ws: Workspace, user: User) -> None:
+    single = custom(ws, user, interval_seconds=60)
+    multi = custom(ws, user, interval_seconds=60, allow_concurrent=True)
+    now = dt.datetime.now(UTC)
+    with ws.transaction() as tx:  # both look as if a runner is busy with their previous occurrence
+        for j in (single, multi):
+            row = tx.db.get(ScheduledJob, j.id)
+            row.next_run_at, row.currently_running = now, True
+            row.claimed_until = now + dt.timedelta(minutes=5)
+    ran = tick(ws, now)
+    assert [r.job_id for r in ran] == [multi.id]
+    with ws.transaction() as tx:  # the busy runner crashed: its lease lapses
+        tx.db.get(ScheduledJob, single.id).claimed_until = now - dt.timedelta(seconds=1)
+    assert [r.job_id for r in tick(ws, now)] == [single.id]
