@@ -34,6 +34,7 @@ from cmdc_nb._service import UNSET, Unset, fetch
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, StorageError
 from cmdc_nb.events import topics
 from cmdc_nb.store._types import utcnow
+from cmdc_nb.store.arrays import overlaps
 from cmdc_nb.store.enums import (
     ActivityAction,
     ArtifactSourceType,
@@ -454,13 +455,7 @@ def list_artifacts(
         stmt = stmt.where(Artifact.session_id == v.id_of(session, "session"))
     with get_workspace(ws).read() as db:
         if tags:
-            if db.get_bind().dialect.name == "postgresql":
-                stmt = stmt.where(Artifact.tags.op("&&")(sa.cast(sa.literal(list(tags)), Artifact.tags.type)))
-            else:
-                each = sa.func.json_each(Artifact.tags).table_valued("value")
-                stmt = stmt.where(
-                    sa.exists(sa.select(1).select_from(each).where(each.c.value.in_(list(tags))))
-                )
+            stmt = stmt.where(overlaps(db, Artifact.tags, list(tags)))
         return paginate(
             db, stmt, order_by=Artifact.inserted_at, id_column=Artifact.id, limit=limit, after=after
         )

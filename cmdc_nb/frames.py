@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from cmdc_nb import _validate as v
 from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.store.arrays import overlaps
 from cmdc_nb.store.models import (
     ActivityLog,
     AgentCall,
@@ -161,13 +162,7 @@ def _window(
 
 
 def _sessions_tagged(db: Any, tags: Sequence[str]) -> Any:
-    cond: Any
-    if db.get_bind().dialect.name == "postgresql":
-        cond = Session.tags.op("&&")(sa.cast(sa.literal(list(tags)), Session.tags.type))
-    else:
-        each = sa.func.json_each(Session.tags).table_valued("value")
-        cond = sa.exists(sa.select(1).select_from(each).where(each.c.value.in_(list(tags))))
-    return sa.select(Session.id).where(cond)
+    return sa.select(Session.id).where(overlaps(db, Session.tags, tags))
 
 
 def _scope(
@@ -188,6 +183,35 @@ def _scope(
 
 
 # --- frames -----------------------------------------------------------------------------------------
+
+Spec = dict[str, tuple[str, Any]]  # column name → (kind, model attribute)
+
+
+def _expr(kind: str, col: Any, pg: bool) -> Any:
+    """The SELECT expression that hands `col` over in the cheapest form for its kind."""
+    if kind == "id":
+        return _id_select(col, pg)
+    if kind == "ts":
+        return _ts_select(col, pg)
+    if kind == "money":
+        return _money_select(col, pg)
+    if kind in ("cat", "day"):
+        return sa.type_coerce(col, sa.String)  # enums and dates as their text, no per-row objects
+    return col
+
+
+def _frame(
+    db: Any, spec: Spec, *, where: Any = None, window: tuple[Any, dt.datetime | None, dt.datetime | None]
+) -> pd.DataFrame:
+    pg = db.get_bind().dialect.name == "postgresql"
+    stmt = sa.select(*(_expr(kind, col, pg) for kind, col in spec.values()))
+    stmt = _window(stmt, *window)
+    if where is not None:
+        stmt = where(stmt)
+    # No ORDER BY: walking an index to sort a million rows costs more than sorting them here.
+    df = _build(db, stmt, {name: kind for name, (kind, _) in spec.items()})
+    time_col = window[0].key
+    return df.sort_values(time_col, kind="stable", ignore_index=True) if time_col in df.columns else df
 
 
 COST_COLUMNS = (
@@ -233,39 +257,31 @@ def costs_frame(
         raise InvalidInputError(
             f"unknown columns {unknown}; choose from: {', '.join(COST_COLUMNS)}", field="columns"
         )
-    need = (
-        set(wanted)
-        | ({"incurred_at"} if "day" in wanted else set())
-        | ({"cost_usd"} if "priced" in wanted else set())
-    )
+    c = CostRecord
+    spec: Spec = {
+        "incurred_at": ("ts", c.incurred_at),
+        "day": ("day", c.day),
+        "user_id": ("id", c.user_id),
+        "session_id": ("id", c.session_id),
+        "provider": ("cat", c.provider),
+        "model": ("cat", c.model),
+        "service": ("cat", c.service),
+        "source_type": ("cat", c.source_type),
+        "notebook_cell": ("cat", c.notebook_cell),
+        "tokens_in": ("int", c.tokens_in),
+        "tokens_out": ("int", c.tokens_out),
+        "cache_tokens_read": ("int", c.cache_tokens_read),
+        "cache_tokens_write": ("int", c.cache_tokens_write),
+        "cost_usd": ("money", c.cost_usd),
+    }
+    need = set(wanted) | ({"cost_usd"} if "priced" in wanted else set())
     with get_workspace(ws).read() as db:
-        pg = db.get_bind().dialect.name == "postgresql"
-        c = CostRecord
-        available: dict[str, tuple[str, Any]] = {
-            "incurred_at": ("ts", _ts_select(c.incurred_at, pg)),
-            "day": ("day", sa.type_coerce(c.day, sa.String)),
-            "user_id": ("id", _id_select(c.user_id, pg)),
-            "session_id": ("id", _id_select(c.session_id, pg)),
-            "provider": ("cat", c.provider),
-            "model": ("cat", c.model),
-            "service": ("cat", sa.type_coerce(c.service, sa.String)),
-            "source_type": ("cat", sa.type_coerce(c.source_type, sa.String)),
-            "notebook_cell": ("cat", c.notebook_cell),
-            "tokens_in": ("int", c.tokens_in),
-            "tokens_out": ("int", c.tokens_out),
-            "cache_tokens_read": ("int", c.cache_tokens_read),
-            "cache_tokens_write": ("int", c.cache_tokens_write),
-            "cost_usd": ("money", _money_select(c.cost_usd, pg)),
-        }
-        chosen = {name: spec for name, spec in available.items() if name in need}
-        # No ORDER BY: walking the time index to sort a million rows costs more than sorting them here.
-        stmt = sa.select(*(expr for _, expr in chosen.values()))
-        stmt = _scope(
-            db, _window(stmt, c.incurred_at, since, until), c, user=user, session=session, tags=tags
+        df = _frame(
+            db,
+            {name: kc for name, kc in spec.items() if name in need},
+            where=lambda stmt: _scope(db, stmt, c, user=user, session=session, tags=tags),
+            window=(c.incurred_at, since, until),
         )
-        df = _build(db, stmt, {name: kind for name, (kind, _) in chosen.items()})
-    if "incurred_at" in df.columns:
-        df = df.sort_values("incurred_at", kind="stable", ignore_index=True)
     if "priced" in wanted:
         df["priced"] = df["cost_usd"].notna().astype("boolean")
     return df[wanted]
@@ -280,57 +296,39 @@ def calls_frame(
     tags: Sequence[str] | None = None,
     ws: Workspace | None = None,
 ) -> pd.DataFrame:
-    """One row per agent call: id, session_id, user_id, provider, model, status (category), started_at,
-    first_token_at, completed_at (datetime64[us, UTC]), duration_ms, tokens_in, tokens_out,
-    cache_tokens_read, cache_tokens_write, retry_count (Int64), cost_usd (decimal128), stop_reason,
-    error_type (string)."""
+    """One row per agent call, oldest first: id, session_id, user_id, provider, model, status
+    (category), inserted_at, started_at, first_token_at, completed_at (datetime64[us, UTC]),
+    duration_ms, tokens_in, tokens_out, cache_tokens_read, cache_tokens_write, retry_count (Int64),
+    cost_usd (decimal128), stop_reason, error_type (string)."""
+    a = AgentCall
+    spec: Spec = {
+        "id": ("id", a.id),
+        "session_id": ("id", a.session_id),
+        "user_id": ("id", a.user_id),
+        "provider": ("cat", a.provider),
+        "model": ("cat", a.model),
+        "status": ("cat", a.status),
+        "inserted_at": ("ts", a.inserted_at),
+        "started_at": ("ts", a.started_at),
+        "first_token_at": ("ts", a.first_token_at),
+        "completed_at": ("ts", a.completed_at),
+        "duration_ms": ("int", a.duration_ms),
+        "tokens_in": ("int", a.tokens_in),
+        "tokens_out": ("int", a.tokens_out),
+        "cache_tokens_read": ("int", a.cache_tokens_read),
+        "cache_tokens_write": ("int", a.cache_tokens_write),
+        "retry_count": ("int", a.retry_count),
+        "cost_usd": ("money", a.cost_usd),
+        "stop_reason": ("str", a.stop_reason),
+        "error_type": ("str", a.error_type),
+    }
     with get_workspace(ws).read() as db:
-        pg = db.get_bind().dialect.name == "postgresql"
-        a = AgentCall
-        kinds = {
-            "id": "id",
-            "session_id": "id",
-            "user_id": "id",
-            "provider": "cat",
-            "model": "cat",
-            "status": "cat",
-            "started_at": "ts",
-            "first_token_at": "ts",
-            "completed_at": "ts",
-            "duration_ms": "int",
-            "tokens_in": "int",
-            "tokens_out": "int",
-            "cache_tokens_read": "int",
-            "cache_tokens_write": "int",
-            "retry_count": "int",
-            "cost_usd": "money",
-            "stop_reason": "str",
-            "error_type": "str",
-        }
-        stmt = sa.select(
-            _id_select(a.id, pg),
-            _id_select(a.session_id, pg),
-            _id_select(a.user_id, pg),
-            a.provider,
-            a.model,
-            sa.type_coerce(a.status, sa.String),
-            _ts_select(a.started_at, pg),
-            _ts_select(a.first_token_at, pg),
-            _ts_select(a.completed_at, pg),
-            a.duration_ms,
-            a.tokens_in,
-            a.tokens_out,
-            a.cache_tokens_read,
-            a.cache_tokens_write,
-            a.retry_count,
-            _money_select(a.cost_usd, pg),
-            a.stop_reason,
-            a.error_type,
-        ).order_by(a.inserted_at)
-        stmt = _scope(
-            db, _window(stmt, a.inserted_at, since, until), a, user=user, session=session, tags=tags
+        return _frame(
+            db,
+            spec,
+            where=lambda stmt: _scope(db, stmt, a, user=user, session=session, tags=tags),
+            window=(a.inserted_at, since, until),
         )
-        return _build(db, stmt, kinds)
 
 
 def tool_uses_frame(
@@ -342,48 +340,33 @@ def tool_uses_frame(
     tags: Sequence[str] | None = None,
     ws: Workspace | None = None,
 ) -> pd.DataFrame:
-    """One row per tool use: id, agent_call_id, session_id, tool_name, status (category), sequence,
-    duration_ms, exit_code (Int64), requires_approval, output_truncated (boolean), inserted_at,
-    started_at, completed_at (datetime64[us, UTC]), error_type (string)."""
+    """One row per tool use, oldest first: id, agent_call_id, session_id, tool_name, status
+    (category), sequence, duration_ms, exit_code (Int64), requires_approval, output_truncated
+    (boolean), inserted_at, started_at, completed_at (datetime64[us, UTC]), error_type (string)."""
+    t = ToolUse
+    spec: Spec = {
+        "id": ("id", t.id),
+        "agent_call_id": ("id", t.agent_call_id),
+        "session_id": ("id", t.session_id),
+        "tool_name": ("cat", t.tool_name),
+        "status": ("cat", t.status),
+        "sequence": ("int", t.sequence),
+        "duration_ms": ("int", t.duration_ms),
+        "exit_code": ("int", t.exit_code),
+        "requires_approval": ("bool", t.requires_approval),
+        "output_truncated": ("bool", t.output_truncated),
+        "inserted_at": ("ts", t.inserted_at),
+        "started_at": ("ts", t.started_at),
+        "completed_at": ("ts", t.completed_at),
+        "error_type": ("str", t.error_type),
+    }
     with get_workspace(ws).read() as db:
-        pg = db.get_bind().dialect.name == "postgresql"
-        t = ToolUse
-        kinds = {
-            "id": "id",
-            "agent_call_id": "id",
-            "session_id": "id",
-            "tool_name": "cat",
-            "status": "cat",
-            "sequence": "int",
-            "duration_ms": "int",
-            "exit_code": "int",
-            "requires_approval": "bool",
-            "output_truncated": "bool",
-            "inserted_at": "ts",
-            "started_at": "ts",
-            "completed_at": "ts",
-            "error_type": "str",
-        }
-        stmt = sa.select(
-            _id_select(t.id, pg),
-            _id_select(t.agent_call_id, pg),
-            _id_select(t.session_id, pg),
-            t.tool_name,
-            sa.type_coerce(t.status, sa.String),
-            t.sequence,
-            t.duration_ms,
-            t.exit_code,
-            t.requires_approval,
-            t.output_truncated,
-            _ts_select(t.inserted_at, pg),
-            _ts_select(t.started_at, pg),
-            _ts_select(t.completed_at, pg),
-            t.error_type,
-        ).order_by(t.inserted_at)
-        stmt = _scope(
-            db, _window(stmt, t.inserted_at, since, until), t, user=user, session=session, tags=tags
+        return _frame(
+            db,
+            spec,
+            where=lambda stmt: _scope(db, stmt, t, user=user, session=session, tags=tags),
+            window=(t.inserted_at, since, until),
         )
-        return _build(db, stmt, kinds)
 
 
 def messages_frame(
@@ -395,33 +378,25 @@ def messages_frame(
     tags: Sequence[str] | None = None,
     ws: Workspace | None = None,
 ) -> pd.DataFrame:
-    """One row per message: id, session_id (category), sequence, token_count (Int64), role
-    (category), inserted_at (datetime64[us, UTC]), content (string)."""
+    """One row per message, oldest first: id, session_id (category), sequence, token_count (Int64),
+    role (category), inserted_at (datetime64[us, UTC]), content (string)."""
+    m = Message
+    spec: Spec = {
+        "id": ("id", m.id),
+        "session_id": ("id", m.session_id),
+        "sequence": ("int", m.sequence),
+        "token_count": ("int", m.token_count),
+        "role": ("cat", m.role),
+        "inserted_at": ("ts", m.inserted_at),
+        "content": ("str", m.content),
+    }
     with get_workspace(ws).read() as db:
-        pg = db.get_bind().dialect.name == "postgresql"
-        m = Message
-        kinds = {
-            "id": "id",
-            "session_id": "id",
-            "sequence": "int",
-            "token_count": "int",
-            "role": "cat",
-            "inserted_at": "ts",
-            "content": "str",
-        }
-        stmt = sa.select(
-            _id_select(m.id, pg),
-            _id_select(m.session_id, pg),
-            m.sequence,
-            m.token_count,
-            sa.type_coerce(m.role, sa.String),
-            _ts_select(m.inserted_at, pg),
-            m.content,
-        ).order_by(m.session_id, m.sequence)
-        stmt = _scope(
-            db, _window(stmt, m.inserted_at, since, until), m, user=user, session=session, tags=tags
+        return _frame(
+            db,
+            spec,
+            where=lambda stmt: _scope(db, stmt, m, user=user, session=session, tags=tags),
+            window=(m.inserted_at, since, until),
         )
-        return _build(db, stmt, kinds)
 
 
 def activity_frame(
@@ -432,33 +407,27 @@ def activity_frame(
     until: dt.datetime | None = None,
     ws: Workspace | None = None,
 ) -> pd.DataFrame:
-    """One row per audit entry: occurred_at (datetime64[us, UTC]), user_id, action, resource_type
-    (category), resource_id, session_id (category)."""
-    with get_workspace(ws).read() as db:
-        pg = db.get_bind().dialect.name == "postgresql"
-        a = ActivityLog
-        kinds = {
-            "occurred_at": "ts",
-            "user_id": "id",
-            "action": "cat",
-            "resource_type": "cat",
-            "resource_id": "id",
-            "session_id": "id",
-        }
-        stmt = sa.select(
-            _ts_select(a.occurred_at, pg),
-            _id_select(a.user_id, pg),
-            sa.type_coerce(a.action, sa.String),
-            a.resource_type,
-            _id_select(a.resource_id, pg),
-            _id_select(a.session_id, pg),
-        ).order_by(a.occurred_at)
-        stmt = _window(stmt, a.occurred_at, since, until)
+    """One row per audit entry, oldest first: occurred_at (datetime64[us, UTC]), user_id, action,
+    resource_type (category), resource_id, session_id (category)."""
+    a = ActivityLog
+    spec: Spec = {
+        "occurred_at": ("ts", a.occurred_at),
+        "user_id": ("id", a.user_id),
+        "action": ("cat", a.action),
+        "resource_type": ("cat", a.resource_type),
+        "resource_id": ("id", a.resource_id),
+        "session_id": ("id", a.session_id),
+    }
+
+    def where(stmt: sa.Select[Any]) -> sa.Select[Any]:
         if user is not None:
             stmt = stmt.where(a.user_id == v.id_of(user, "user"))
         if session is not None:
             stmt = stmt.where(a.session_id == v.id_of(session, "session"))
-        return _build(db, stmt, kinds)
+        return stmt
+
+    with get_workspace(ws).read() as db:
+        return _frame(db, spec, where=where, window=(a.occurred_at, since, until))
 
 
 def sessions_frame(
@@ -469,48 +438,35 @@ def sessions_frame(
     tags: Sequence[str] | None = None,
     ws: Workspace | None = None,
 ) -> pd.DataFrame:
-    """One row per session: id, user_id, parent_session_id, status (category), name, slug (string),
-    message_count, total_tokens_in, total_tokens_out, total_duration_ms (Int64), total_cost_usd
-    (decimal128), inserted_at, updated_at (datetime64[us, UTC])."""
+    """One row per session, oldest first: id, user_id, parent_session_id, status (category), name,
+    slug (string), message_count, total_tokens_in, total_tokens_out, total_duration_ms (Int64),
+    total_cost_usd (decimal128), inserted_at, updated_at (datetime64[us, UTC])."""
+    s = Session
+    spec: Spec = {
+        "id": ("id", s.id),
+        "user_id": ("id", s.user_id),
+        "parent_session_id": ("id", s.parent_session_id),
+        "status": ("cat", s.status),
+        "name": ("str", s.name),
+        "slug": ("str", s.slug),
+        "message_count": ("int", s.message_count),
+        "total_tokens_in": ("int", s.total_tokens_in),
+        "total_tokens_out": ("int", s.total_tokens_out),
+        "total_duration_ms": ("int", s.total_duration_ms),
+        "total_cost_usd": ("money", s.total_cost_usd),
+        "inserted_at": ("ts", s.inserted_at),
+        "updated_at": ("ts", s.updated_at),
+    }
     with get_workspace(ws).read() as db:
-        pg = db.get_bind().dialect.name == "postgresql"
-        s = Session
-        kinds = {
-            "id": "id",
-            "user_id": "id",
-            "parent_session_id": "id",
-            "status": "cat",
-            "name": "str",
-            "slug": "str",
-            "message_count": "int",
-            "total_tokens_in": "int",
-            "total_tokens_out": "int",
-            "total_duration_ms": "int",
-            "total_cost_usd": "money",
-            "inserted_at": "ts",
-            "updated_at": "ts",
-        }
-        stmt = sa.select(
-            _id_select(s.id, pg),
-            _id_select(s.user_id, pg),
-            _id_select(s.parent_session_id, pg),
-            sa.type_coerce(s.status, sa.String),
-            s.name,
-            s.slug,
-            s.message_count,
-            s.total_tokens_in,
-            s.total_tokens_out,
-            s.total_duration_ms,
-            _money_select(s.total_cost_usd, pg),
-            _ts_select(s.inserted_at, pg),
-            _ts_select(s.updated_at, pg),
-        ).order_by(s.inserted_at)
-        stmt = _window(stmt, s.inserted_at, since, until)
-        if user is not None:
-            stmt = stmt.where(s.user_id == v.id_of(user, "user"))
-        if tags:
-            stmt = stmt.where(s.id.in_(_sessions_tagged(db, tags)))
-        return _build(db, stmt, kinds)
+
+        def where(stmt: sa.Select[Any]) -> sa.Select[Any]:
+            if user is not None:
+                stmt = stmt.where(s.user_id == v.id_of(user, "user"))
+            if tags:
+                stmt = stmt.where(s.id.in_(_sessions_tagged(db, tags)))
+            return stmt
+
+        return _frame(db, spec, where=where, window=(s.inserted_at, since, until))
 
 
 # --- cuts -------------------------------------------------------------------------------------------

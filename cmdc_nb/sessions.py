@@ -36,6 +36,7 @@ from cmdc_nb.errors import CmdcError, ConflictError, InvalidInputError, InvalidS
 from cmdc_nb.events import topics
 from cmdc_nb.store import fulltext
 from cmdc_nb.store._types import to_money, utcnow
+from cmdc_nb.store.arrays import overlaps
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, MessageRole, SessionStatus, ToolUseStatus
 from cmdc_nb.store.models import AgentCall, Message, Session, ToolUse, User
 from cmdc_nb.store.pagination import Page, paginate
@@ -226,13 +227,6 @@ def get_session_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspac
     return session
 
 
-def _tags_overlap(db: Any, tags: list[str]) -> sa.ColumnElement[bool]:
-    if db.get_bind().dialect.name == "postgresql":
-        return Session.tags.op("&&")(sa.cast(sa.literal(tags), Session.tags.type))
-    each = sa.func.json_each(Session.tags).table_valued("value")
-    return sa.exists(sa.select(1).select_from(each).where(each.c.value.in_(tags)))
-
-
 def list_sessions(
     user: User | uuid.UUID | str,
     *,
@@ -269,7 +263,7 @@ def list_sessions(
         )
     with get_workspace(ws).read() as db:
         if tags:
-            stmt = stmt.where(_tags_overlap(db, _check_tags(tags)))
+            stmt = stmt.where(overlaps(db, Session.tags, _check_tags(tags)))
         return paginate(
             db,
             stmt,
