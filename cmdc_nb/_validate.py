@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from cmdc_nb.errors import InvalidInputError
 
-__all__ = ["aware", "choice", "id_of", "text", "uuid_of"]
+__all__ = ["aware", "choice", "count", "id_of", "text", "uuid_of"]
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -25,6 +25,13 @@ def text(value: Any, field: str, *, max_len: int, min_len: int = 1, strip: bool 
             f"must be {min_len} to {max_len} characters long, got {len(out)}", field=field
         )
     return out
+
+
+def count(value: Any, field: str, *, minimum: int = 0) -> int:
+    """A whole number (bools refused) of at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInputError(f"must be an integer of at least {minimum}, got {value!r}", field=field)
+    return value
 
 
 def choice(enum: type[E], value: Any, field: str) -> E:

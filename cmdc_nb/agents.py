@@ -22,7 +22,6 @@ owner's rules run at once, and deciding either the item or the tool use moves th
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -110,14 +109,6 @@ CallRef = AgentCall | uuid.UUID | str
 ToolRef = ToolUse | uuid.UUID | str
 
 
-def _non_negative(value: Any, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInputError(f"must be a non-negative integer, got {value!r}", field=field)
-    return value
-
-
 def _elapsed_ms(start: Any) -> int | None:
     return max(0, int((utcnow() - start).total_seconds() * 1000)) if start is not None else None
 
@@ -171,8 +162,8 @@ def create_agent_call(
         isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
     ):
         raise InvalidInputError("must be a number from 0 to 2", field="temperature")
-    if max_tokens is not None and (_non_negative(max_tokens, "max_tokens") or 0) < 1:
-        raise InvalidInputError("must be a positive integer", field="max_tokens")
+    if max_tokens is not None:
+        v.count(max_tokens, "max_tokens", minimum=1)
     with get_workspace(ws).transaction() as tx:
         s = fetch(tx.db, Session, session, "session")
         # A call that could cross a hard budget is refused here, before anything is sent.
@@ -258,9 +249,10 @@ def complete_agent_call(
 ) -> AgentCall:
     """The response is complete. Duration, tokens and cost are added to the session's counters in
     the same transaction (atomically)."""
-    tin, tout = _non_negative(tokens_in, "tokens_in"), _non_negative(tokens_out, "tokens_out")
-    cread = _non_negative(cache_tokens_read, "cache_tokens_read") or 0
-    cwrite = _non_negative(cache_tokens_write, "cache_tokens_write") or 0
+    tin = v.count(tokens_in, "tokens_in") if tokens_in is not None else None
+    tout = v.count(tokens_out, "tokens_out") if tokens_out is not None else None
+    cread = v.count(cache_tokens_read, "cache_tokens_read")
+    cwrite = v.count(cache_tokens_write, "cache_tokens_write")
     cost = to_money(cost_usd, field="cost_usd") if cost_usd is not None else None
     if cost is not None and cost < 0:
         raise InvalidInputError("must not be negative", field="cost_usd")
@@ -570,7 +562,7 @@ def create_tool_use(
                 risk_level=cls if cls in {r.value for r in RiskLevel} else None,
                 risk_factors=list(dict.fromkeys([*pol["side_effects"], *pol["capabilities"]])),
                 priority=priority or _PRIORITY_OF_CLASS.get(cls or "", Priority.NORMAL),
-                expires_at=utcnow() + _seconds(expires_in) if expires_in is not None else None,
+                expires_at=approvals.expiry_of(None, expires_in),
                 timeout_action=timeout_action,
             )
             tool.approval_id = item.id
@@ -578,12 +570,6 @@ def create_tool_use(
             approvals.auto_decide(tx, item)
             tx.db.refresh(tool)
     return tool
-
-
-def _seconds(value: float) -> dt.timedelta:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise InvalidInputError("must be a positive number of seconds", field="expires_in")
-    return dt.timedelta(seconds=value)
 
 
 def get_tool_use(tool_use: ToolRef, *, ws: Workspace | None = None) -> ToolUse:
@@ -620,7 +606,7 @@ def _decide_tool(
             status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
             approvals.decide(tx, item, status, by=uid, note=note, modified_payload=edited)
             if approve and remember:
-                approvals._remember(tx, item, uid or item.user_id)
+                approvals.remember_decision(tx, item, uid or item.user_id)
             tx.db.refresh(tool)
             return tool
         # No approval item (approval was not required): decide the tool use alone.

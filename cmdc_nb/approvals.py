@@ -127,9 +127,7 @@ def _item_payload(item: ApprovalItem) -> dict[str, Any]:
     }
 
 
-def _check_expiry(
-    expires_at: dt.datetime | None, expires_in: dt.timedelta | float | None
-) -> dt.datetime | None:
+def expiry_of(expires_at: dt.datetime | None, expires_in: dt.timedelta | float | None) -> dt.datetime | None:
     if expires_at is not None and expires_in is not None:
         raise InvalidInputError("give expires_at or expires_in, not both", field="expires_in")
     if expires_in is not None:
@@ -224,7 +222,7 @@ def create_approval_item(
     """Queue an item for a decision. The owner's rules are applied at once: the returned item may
     already be auto-approved or denied."""
     uid = v.id_of(user, "user")
-    expiry = _check_expiry(expires_at, expires_in)
+    expiry = expiry_of(expires_at, expires_in)
     with get_workspace(ws).transaction() as tx:
         if tx.db.get(User, uid) is None:
             raise NotFoundError("user", uid)
@@ -385,7 +383,7 @@ def approve_item(
         row = fetch(tx.db, ApprovalItem, item, "approval_item", lock=True)
         decide(tx, row, ApprovalStatus.APPROVED, by=uid, note=note, modified_payload=modified_payload)
         if remember:
-            _remember(tx, row, uid)
+            remember_decision(tx, row, uid)
     return row
 
 
@@ -399,7 +397,8 @@ def deny_item(
     return row
 
 
-def _remember(tx: Tx, item: ApprovalItem, uid: uuid.UUID) -> ApprovalRule:
+def remember_decision(tx: Tx, item: ApprovalItem, uid: uuid.UUID) -> ApprovalRule:
+    """A sticky rule approving this tool with these arguments in this session. For other services."""
     payload = item.modified_payload or item.payload
     tool = payload.get("tool_name")
     conditions: dict[str, Any] = {}
@@ -549,14 +548,6 @@ def _rule_payload(rule: ApprovalRule) -> dict[str, Any]:
     }
 
 
-def _check_limit(value: Any, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInputError(f"must be a non-negative integer or None, got {value!r}", field=field)
-    return value
-
-
 def _rule_fields(**raw: Any) -> dict[str, Any]:
     """Validate rule attributes (only those given)."""
     out: dict[str, Any] = {}
@@ -578,11 +569,9 @@ def _rule_fields(**raw: Any) -> dict[str, Any]:
                 compile_conditions(value)  # raises, naming the bad key
                 out[key] = jsonable(dict(value or {}))
             case "priority":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise InvalidInputError("must be a non-negative integer", field="priority")
-                out[key] = value
+                out[key] = v.count(value, "priority")
             case "max_auto_approvals_per_hour" | "max_auto_approvals_per_session":
-                out[key] = _check_limit(value, key)
+                out[key] = v.count(value, key) if value is not None else None
             case "applies_to_sessions" | "applies_to_workflows":
                 out[key] = [v.id_of(x, key) for x in value or []]
             case _:

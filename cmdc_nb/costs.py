@@ -72,12 +72,6 @@ def current_notebook_cell() -> str | None:
         return None
 
 
-def _count(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInputError(f"must be a non-negative integer, got {value!r}", field=field)
-    return value
-
-
 def record_cost(
     user: UserRef,
     *,
@@ -110,10 +104,10 @@ def record_cost(
         "provider": v.text(provider, "provider", max_len=64),
         "model": v.text(model, "model", max_len=200),
         "service": v.choice(CostService, service, "service"),
-        "tokens_in": _count(tokens_in, "tokens_in"),
-        "tokens_out": _count(tokens_out, "tokens_out"),
-        "cache_tokens_read": _count(cache_tokens_read, "cache_tokens_read"),
-        "cache_tokens_write": _count(cache_tokens_write, "cache_tokens_write"),
+        "tokens_in": v.count(tokens_in, "tokens_in"),
+        "tokens_out": v.count(tokens_out, "tokens_out"),
+        "cache_tokens_read": v.count(cache_tokens_read, "cache_tokens_read"),
+        "cache_tokens_write": v.count(cache_tokens_write, "cache_tokens_write"),
         "session_id": v.id_of(session, "session") if session is not None else None,
         "workflow_run_id": v.id_of(workflow_run, "workflow_run") if workflow_run is not None else None,
         "meta": dict(metadata or {}),

@@ -214,6 +214,28 @@ def _frame(
     return df.sort_values(time_col, kind="stable", ignore_index=True) if time_col in df.columns else df
 
 
+def _scoped_frame(
+    spec: Spec,
+    model: Any,
+    time_col: Any,
+    *,
+    user: Any,
+    session: Any,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    tags: Sequence[str] | None,
+    ws: Workspace | None,
+) -> pd.DataFrame:
+    """A frame of `model` rows filtered by user, session, session tags and a time window."""
+    with get_workspace(ws).read() as db:
+        return _frame(
+            db,
+            spec,
+            where=lambda stmt: _scope(db, stmt, model, user=user, session=session, tags=tags),
+            window=(time_col, since, until),
+        )
+
+
 COST_COLUMNS = (
     "incurred_at",
     "day",
@@ -275,13 +297,17 @@ def costs_frame(
         "cost_usd": ("money", c.cost_usd),
     }
     need = set(wanted) | ({"cost_usd"} if "priced" in wanted else set())
-    with get_workspace(ws).read() as db:
-        df = _frame(
-            db,
-            {name: kc for name, kc in spec.items() if name in need},
-            where=lambda stmt: _scope(db, stmt, c, user=user, session=session, tags=tags),
-            window=(c.incurred_at, since, until),
-        )
+    df = _scoped_frame(
+        {name: kc for name, kc in spec.items() if name in need},
+        c,
+        c.incurred_at,
+        user=user,
+        session=session,
+        since=since,
+        until=until,
+        tags=tags,
+        ws=ws,
+    )
     if "priced" in wanted:
         df["priced"] = df["cost_usd"].notna().astype("boolean")
     return df[wanted]
@@ -322,13 +348,17 @@ def calls_frame(
         "stop_reason": ("str", a.stop_reason),
         "error_type": ("str", a.error_type),
     }
-    with get_workspace(ws).read() as db:
-        return _frame(
-            db,
-            spec,
-            where=lambda stmt: _scope(db, stmt, a, user=user, session=session, tags=tags),
-            window=(a.inserted_at, since, until),
-        )
+    return _scoped_frame(
+        spec,
+        a,
+        a.inserted_at,
+        user=user,
+        session=session,
+        since=since,
+        until=until,
+        tags=tags,
+        ws=ws,
+    )
 
 
 def tool_uses_frame(
@@ -360,13 +390,17 @@ def tool_uses_frame(
         "completed_at": ("ts", t.completed_at),
         "error_type": ("str", t.error_type),
     }
-    with get_workspace(ws).read() as db:
-        return _frame(
-            db,
-            spec,
-            where=lambda stmt: _scope(db, stmt, t, user=user, session=session, tags=tags),
-            window=(t.inserted_at, since, until),
-        )
+    return _scoped_frame(
+        spec,
+        t,
+        t.inserted_at,
+        user=user,
+        session=session,
+        since=since,
+        until=until,
+        tags=tags,
+        ws=ws,
+    )
 
 
 def messages_frame(
@@ -390,13 +424,17 @@ def messages_frame(
         "inserted_at": ("ts", m.inserted_at),
         "content": ("str", m.content),
     }
-    with get_workspace(ws).read() as db:
-        return _frame(
-            db,
-            spec,
-            where=lambda stmt: _scope(db, stmt, m, user=user, session=session, tags=tags),
-            window=(m.inserted_at, since, until),
-        )
+    return _scoped_frame(
+        spec,
+        m,
+        m.inserted_at,
+        user=user,
+        session=session,
+        since=since,
+        until=until,
+        tags=tags,
+        ws=ws,
+    )
 
 
 def activity_frame(

@@ -107,9 +107,8 @@ def join_resource(
             raise NotFoundError("user", uid)
         dialect = postgresql if tx.db.get_bind().dialect.name == "postgresql" else sqlite
         table = PresenceRecord.__table__
-        row = {
-            table.c[PresenceRecord.__mapper__.attrs[k].columns[0].name].name: val for k, val in values.items()
-        }
+        # column names, not attribute names (`meta` is stored as "metadata")
+        row = {PresenceRecord.__mapper__.attrs[k].columns[0].name: val for k, val in values.items()}
         stmt = dialect.insert(table).values(id=uuid.uuid4(), client_id=client, inserted_at=now, **row)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.client_id],

@@ -194,12 +194,7 @@ def _schedule_fields(
             "run_at": None,
         }
     if interval_seconds is not None:
-        if (
-            isinstance(interval_seconds, bool)
-            or not isinstance(interval_seconds, int)
-            or interval_seconds < 1
-        ):
-            raise InvalidInputError("must be a positive whole number of seconds", field="interval_seconds")
+        v.count(interval_seconds, "interval_seconds", minimum=1)
         return {
             "schedule_type": ScheduleType.INTERVAL,
             "interval_seconds": interval_seconds,
@@ -266,8 +261,8 @@ def create_scheduled_job(
         ("max_retries", max_retries),
         ("retry_delay_seconds", retry_delay_seconds),
     ):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise InvalidInputError("must be a non-negative integer", field=fname)
+        if value is not None:
+            v.count(value, fname)
     now = utcnow()
     job = ScheduledJob(
         id=uuid.uuid4(),

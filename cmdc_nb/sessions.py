@@ -132,11 +132,7 @@ def _check_temperature(value: Any) -> float | None:
 
 
 def _check_max_tokens(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidInputError(f"must be a positive integer, got {value!r}", field="max_tokens")
-    return value
+    return None if value is None else v.count(value, "max_tokens", minimum=1)
 
 
 def _check_tags(tags: Iterable[str] | None) -> list[str]:
@@ -389,8 +385,7 @@ def increment_session_stats(
         ("tokens_out", tokens_out),
         ("duration_ms", duration_ms),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidInputError(f"must be a non-negative integer, got {value!r}", field=field)
+        v.count(value, field)
     cost = to_money(cost_usd)
     if cost < 0:
         raise InvalidInputError("must not be negative", field="cost_usd")
@@ -476,10 +471,8 @@ def create_message(
         raise InvalidInputError("a message needs content or content_blocks", field="content")
     if content is not None:
         content = v.text(content, "content", max_len=10_000_000, min_len=0, strip=False)
-    if token_count is not None and (
-        isinstance(token_count, bool) or not isinstance(token_count, int) or token_count < 0
-    ):
-        raise InvalidInputError("must be a non-negative integer", field="token_count")
+    if token_count is not None:
+        v.count(token_count, "token_count")
     sid = v.id_of(session, "session")
     call_id = v.id_of(agent_call, "agent_call") if agent_call is not None else None
     tool_id = v.id_of(tool_use, "tool_use") if tool_use is not None else None
