@@ -61,27 +61,9 @@ __all__ = [
     "vault",
 ]
 
-_LAZY_SUBMODULES = frozenset(
-    {
-        "accounts",
-        "activity",
-        "agents",
-        "approvals",
-        "artifacts",
-        "budgets",
-        "costs",
-        "events",
-        "frames",
-        "matching",
-        "presence",
-        "pricing",
-        "scheduling",
-        "sessions",
-        "store",
-        "vault",
-    }
-)
 _FROM_WORKSPACE = frozenset({"Workspace", "connect", "get_workspace"})
+# Everything public that is not loaded eagerly above is a submodule loaded on first use.
+_LAZY_SUBMODULES = frozenset(__all__) - _FROM_WORKSPACE - {"__version__", "errors"}
 
 
 def __getattr__(name: str) -> Any:

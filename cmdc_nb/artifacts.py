@@ -223,6 +223,16 @@ def create_artifact(
     return a
 
 
+# Where and what the content is: what a new version replaces when its content changes.
+_CONTENT_FIELDS = (
+    "storage_backend",
+    "storage_path",
+    "storage_key",
+    "inline_content",
+    "size_bytes",
+    "checksum",
+    "line_count",
+)
 _COPIED = (
     "user_id",
     "session_id",
@@ -242,13 +252,7 @@ _COPIED = (
     "git_commit",
     "git_repo",
     "git_path",
-    "storage_backend",
-    "storage_path",
-    "storage_key",
-    "inline_content",
-    "size_bytes",
-    "checksum",
-    "line_count",
+    *_CONTENT_FIELDS,
     "meta",
 )
 
@@ -326,17 +330,7 @@ def restore_artifact_version(artifact: ArtifactRef, *, ws: Workspace | None = No
         )
         if latest is None:
             raise StorageError(f"artifact lineage {old.lineage_id} has no latest version")
-        keep = (
-            "name",
-            "storage_backend",
-            "storage_path",
-            "storage_key",
-            "inline_content",
-            "size_bytes",
-            "checksum",
-            "line_count",
-        )
-        changes = {k: getattr(old, k) for k in keep}
+        changes = {k: getattr(old, k) for k in ("name", *_CONTENT_FIELDS)}
         return _new_version(tx, latest, changes, {"restored_from_version": old.version})
 
 
