@@ -14,6 +14,12 @@ CmdcError                         base of everything below
 │   └── ApprovalDeniedError       it was decided, and the answer was no
 ├── BudgetExceededError           a budget would be crossed; `.budget` and `.overrun_usd` say by how much
 ├── AbortedError                  the run was aborted; `.reason` is normalised
+├── ProviderError                 the model provider failed; `.kind`, `.retryable`, `.status_code`, `.model`
+│   ├── RateLimitedError          429 / quota; `.retry_after` seconds when the provider said
+│   ├── ProviderTimeoutError      no answer in time
+│   └── ContextOverflowError      the prompt does not fit the model's context window
+├── AgentError                    the agent kernel refused a request
+│   └── AgentNotAliveError        the agent was stopped (or its task died); create or resume it again
 └── VaultError                    secrets at rest
     ├── VaultKeyError             no key, a malformed key, or the key that encrypted a value is missing
     └── DecryptionError           wrong key, or the ciphertext or its binding was tampered with
@@ -30,6 +36,8 @@ from typing import Any
 
 __all__ = [
     "AbortedError",
+    "AgentError",
+    "AgentNotAliveError",
     "ApprovalDeniedError",
     "ApprovalError",
     "ApprovalRequiredError",
@@ -37,11 +45,15 @@ __all__ = [
     "CmdcError",
     "ConfigurationError",
     "ConflictError",
+    "ContextOverflowError",
     "DecryptionError",
     "InvalidInputError",
     "InvalidStateError",
     "MigrationError",
     "NotFoundError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitedError",
     "StorageError",
     "VaultError",
     "VaultKeyError",
@@ -136,6 +148,55 @@ class AbortedError(CmdcError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"aborted ({reason})" + (f": {detail}" if detail else ""))
+
+
+class ProviderError(CmdcError):
+    """The model provider failed. `kind` is one of rate_limit, timeout, server_error, unavailable,
+    connection, authentication, bad_request, context_overflow, not_found, script, unknown;
+    `retryable` says whether the same request may succeed later."""
+
+    RETRYABLE_KINDS = frozenset({"rate_limit", "timeout", "server_error", "unavailable", "connection"})
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "unknown",
+        model: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.model = model
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.retryable = kind in self.RETRYABLE_KINDS
+        where = f" ({model})" if model else ""
+        super().__init__(f"{kind}{where}: {message}")
+
+
+class RateLimitedError(ProviderError):
+    """429 or quota: wait `retry_after` seconds (when the provider said) and try again."""
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer in time."""
+
+
+class ContextOverflowError(ProviderError):
+    """The prompt does not fit the model's context window: compact the conversation or switch model."""
+
+
+class AgentError(CmdcError):
+    """The agent kernel refused a request."""
+
+
+class AgentNotAliveError(AgentError):
+    """The agent was stopped, or its task died. Create it again, or resume it from its session."""
+
+    def __init__(self, agent_id: object, why: str = "stopped") -> None:
+        self.agent_id = agent_id
+        super().__init__(f"agent {agent_id!s} is not alive ({why}); create it again or resume its session")
 
 
 class VaultError(CmdcError):

@@ -1,0 +1,254 @@
+"""Agent options, validated up front: a bad value raises InvalidInputError naming the option and, where
+there is a fixed set, listing the valid choices."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.kernel.plugins import Plugin
+from cmdc_nb.kernel.tools import Tool, as_tool
+from cmdc_nb.providers import Cassette, RetryPolicy
+
+__all__ = ["PROMPT_MODES", "AgentOptions", "SubAgent", "normalize_model"]
+
+PROMPT_MODES = ("full", "task", "minimal", "none")
+_EXAMPLES = (
+    "openai/gpt-4o-mini",
+    "anthropic/claude-sonnet-4-5",
+    "gemini/gemini-2.5-flash",
+    "ollama/llama3.2",
+    "scripted/<script name>",
+)
+
+
+@lru_cache(maxsize=1)
+def known_providers() -> frozenset[str]:
+    """Providers named in litellm's bundled cost map (read as JSON, no import) plus the offline ones."""
+    from cmdc_nb.pricing import _litellm_map
+
+    names = {str(e.get("litellm_provider")) for e in _litellm_map().values() if isinstance(e, Mapping)}
+    names.discard("None")
+    return frozenset(
+        names
+        | {
+            "scripted",
+            "replay",
+            "openai",
+            "anthropic",
+            "ollama",
+            "azure",
+            "bedrock",
+            "vertex_ai",
+            "gemini",
+            "mistral",
+            "groq",
+            "deepseek",
+            "openrouter",
+            "together_ai",
+            "huggingface",
+            "custom_openai",
+            "hosted_vllm",
+            "lm_studio",
+        }
+    )
+
+
+def normalize_model(model: Any, field_name: str = "model") -> str:
+    """A litellm model string `provider/model`. The seed's `provider:model` is accepted too."""
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidInputError(
+            f"expected a model string such as {', '.join(_EXAMPLES)}; got {type(model).__name__}",
+            field=field_name,
+        )
+    model = model.strip()
+    if "/" not in model and ":" in model:
+        model = model.replace(":", "/", 1)
+    provider, sep, name = model.partition("/")
+    if not sep or not name:
+        raise InvalidInputError(
+            f"{model!r} names no provider; write provider/model, e.g. {', '.join(_EXAMPLES)}",
+            field=field_name,
+        )
+    if provider not in known_providers():
+        shown = ", ".join(sorted(p for p in known_providers() if "_" not in p)[:25])
+        raise InvalidInputError(
+            f"unknown provider {provider!r}; known ones include: {shown}, … (e.g. {', '.join(_EXAMPLES)})",
+            field=field_name,
+        )
+    return str(model)
+
+
+@dataclass(frozen=True)
+class SubAgent:
+    """A sub-agent the `task` tool may run. A field left None is inherited from the parent."""
+
+    name: str
+    description: str = ""
+    system_prompt: str | None = None
+    model: str | None = None
+    tools: Sequence[Tool] | None = None
+    plugins: Sequence[Plugin] | None = None
+    user_data: Mapping[str, Any] | None = None
+    prompt_mode: str = "task"
+    timeout_s: float = 120.0
+
+
+def _int(value: Any, name: str, minimum: int, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInputError(f"must be an integer of at least {minimum}, got {value!r}", field=name)
+    return value
+
+
+def _num(value: Any, name: str, lo: float, hi: float | None = None, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
+        bounds = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+        raise InvalidInputError(f"must be a number {bounds}, got {value!r}", field=name)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """Everything an agent is made of. `AgentOptions.build(**kw)` validates; unknown keys are refused."""
+
+    model: str
+    tools: tuple[Tool, ...] = ()
+    system_prompt: str | None = None
+    plugins: tuple[Plugin, ...] = ()
+    subagents: tuple[SubAgent, ...] = ()
+    max_turns: int = 100
+    max_tokens: int | None = None
+    temperature: float | None = None
+    working_dir: str = "."
+    user_data: Mapping[str, Any] = field(default_factory=dict)
+    prompt_mode: str = "full"
+    max_steering_queue: int = 3
+    interrupt_immune_tools: frozenset[str] = frozenset()
+    event_buffer_size: int = 500
+    tool_retries: int = 0
+    tool_retry_delay_s: float = 0.5
+    tool_timeout_s: float | None = 120.0
+    messages: tuple[Mapping[str, Any], ...] = ()
+    session: Any = None  # a Session row or its id: every turn is stored there
+    fallback_models: tuple[str, ...] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    provider_opts: Mapping[str, Any] = field(default_factory=dict)
+    request_timeout_s: float | None = None
+    cassette: Cassette | None = None
+    max_identical_tool_calls: int = 3
+    max_consecutive_tool_failures: int = 5
+    agent_id: str | None = None
+    name: str | None = None
+    ws: Any = None  # the workspace the session lives in (default: the default workspace)
+
+    @classmethod
+    def build(cls, **raw: Any) -> AgentOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}", field=unknown[0]
+            )
+        if "model" not in raw:
+            raise InvalidInputError(f"an agent needs a model, e.g. {', '.join(_EXAMPLES)}", field="model")
+        kw = dict(raw)
+        kw["model"] = normalize_model(kw["model"])
+        kw["tools"] = tuple(as_tool(t) for t in (kw.get("tools") or ()))
+        names = [t.name for t in kw["tools"]]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InvalidInputError(f"two tools are named {dupes[0]!r}", field="tools")
+        if kw.get("system_prompt") is not None and not isinstance(kw["system_prompt"], str):
+            raise InvalidInputError("must be text", field="system_prompt")
+        plugins = tuple(kw.get("plugins") or ())
+        for p in plugins:
+            if not isinstance(p, Plugin) and not callable(getattr(p, "handle", None)):
+                raise InvalidInputError(
+                    f"{p!r} is not a plugin (subclass cmdc_nb.kernel.Plugin)", field="plugins"
+                )
+        kw["plugins"] = plugins
+        subs = tuple(kw.get("subagents") or ())
+        for s in subs:
+            if not isinstance(s, SubAgent):
+                raise InvalidInputError(f"{s!r} is not a SubAgent", field="subagents")
+        kw["subagents"] = subs
+        kw["max_turns"] = _int(kw.get("max_turns", 100), "max_turns", 1)
+        kw["max_tokens"] = _int(kw.get("max_tokens"), "max_tokens", 1, allow_none=True)
+        kw["temperature"] = _num(kw.get("temperature"), "temperature", 0, 2, allow_none=True)
+        wd = kw.get("working_dir", ".")
+        if not isinstance(wd, str | os.PathLike) or not Path(wd).expanduser().is_dir():
+            raise InvalidInputError(f"{wd!r} is not an existing directory", field="working_dir")
+        kw["working_dir"] = str(Path(wd).expanduser().resolve())
+        ud = kw.get("user_data") or {}
+        if not isinstance(ud, Mapping):
+            raise InvalidInputError("must be a mapping", field="user_data")
+        kw["user_data"] = dict(ud)
+        if kw.get("prompt_mode", "full") not in PROMPT_MODES:
+            raise InvalidInputError(
+                f"{kw['prompt_mode']!r} is not one of: {', '.join(PROMPT_MODES)}", field="prompt_mode"
+            )
+        kw["max_steering_queue"] = _int(kw.get("max_steering_queue", 3), "max_steering_queue", 0)
+        kw["interrupt_immune_tools"] = frozenset(kw.get("interrupt_immune_tools") or ())
+        kw["event_buffer_size"] = _int(kw.get("event_buffer_size", 500), "event_buffer_size", 0)
+        kw["tool_retries"] = _int(kw.get("tool_retries", 0), "tool_retries", 0)
+        kw["tool_retry_delay_s"] = _num(kw.get("tool_retry_delay_s", 0.5), "tool_retry_delay_s", 0)
+        kw["tool_timeout_s"] = _num(kw.get("tool_timeout_s", 120.0), "tool_timeout_s", 0.001, allow_none=True)
+        kw["request_timeout_s"] = _num(
+            kw.get("request_timeout_s"), "request_timeout_s", 0.001, allow_none=True
+        )
+        msgs = tuple(kw.get("messages") or ())
+        for i, m in enumerate(msgs):
+            if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant", "system", "tool"):
+                raise InvalidInputError(
+                    "each message needs a role: user, assistant, system or tool", field=f"messages[{i}]"
+                )
+        kw["messages"] = tuple(dict(m) for m in msgs)
+        kw["fallback_models"] = tuple(
+            normalize_model(m, "fallback_models") for m in kw.get("fallback_models") or ()
+        )
+        retry = kw.get("retry", RetryPolicy())
+        if isinstance(retry, int) and not isinstance(retry, bool):
+            retry = RetryPolicy(retries=_int(retry, "retry", 0))
+        if not isinstance(retry, RetryPolicy):
+            raise InvalidInputError("give a number of retries or a RetryPolicy", field="retry")
+        kw["retry"] = retry
+        po = kw.get("provider_opts") or {}
+        if not isinstance(po, Mapping):
+            raise InvalidInputError("must be a mapping of litellm keyword arguments", field="provider_opts")
+        kw["provider_opts"] = dict(po)
+        if kw.get("cassette") is not None and not isinstance(kw["cassette"], Cassette):
+            raise InvalidInputError("must be a cmdc_nb.providers.Cassette", field="cassette")
+        kw["max_identical_tool_calls"] = _int(
+            kw.get("max_identical_tool_calls", 3), "max_identical_tool_calls", 2
+        )
+        kw["max_consecutive_tool_failures"] = _int(
+            kw.get("max_consecutive_tool_failures", 5), "max_consecutive_tool_failures", 1
+        )
+        if kw.get("agent_id") is not None:
+            kw["agent_id"] = str(kw["agent_id"])
+        return cls(**kw)
+
+    def with_(self, **changes: Any) -> AgentOptions:
+        return replace(self, **changes)
+
+    def new_id(self) -> str:
+        if self.agent_id:
+            return self.agent_id
+        if self.session is not None:
+            return str(getattr(self.session, "id", self.session))
+        return str(uuid.uuid4())

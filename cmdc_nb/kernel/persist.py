@@ -1,0 +1,348 @@
+"""Storing an agent's turns through the domain services: messages, one agent call per LLM request,
+tool uses with their approvals, and (through `complete_agent_call`) cost records.
+
+Every write runs in a worker thread, so a notebook's event loop keeps running while SQLite or
+PostgreSQL works; writes of one agent are awaited in order, so the store sees them as they happened.
+An agent without a session records nothing (every method returns None).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from cmdc_nb.providers import Completion, TokenUsage, ToolCall
+
+__all__ = ["Recorder", "StoredToolUse", "history_from_rows"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoredToolUse:
+    id: str
+    status: str
+    input: Mapping[str, Any]
+    approval_id: str | None
+    output: str | None = None
+    error: str | None = None
+    denial_reason: str | None = None
+
+
+def _stored(t: Any) -> StoredToolUse:
+    return StoredToolUse(
+        id=str(t.id),
+        status=str(t.status.value if hasattr(t.status, "value") else t.status),
+        input=dict(t.input or {}),
+        approval_id=str(t.approval_id) if t.approval_id else None,
+        output=t.output,
+        error=t.error_message or t.error_type,
+        denial_reason=t.denial_reason,
+    )
+
+
+class Recorder:
+    def __init__(self, session: Any, ws: Any = None) -> None:
+        self.session_id: uuid.UUID | None = None
+        self.user_id: uuid.UUID | None = None
+        self.ws = ws
+        if session is not None:
+            from cmdc_nb import sessions
+
+            row = sessions.get_session(session, ws=ws)
+            self.session_id, self.user_id = row.id, row.user_id
+
+    @property
+    def enabled(self) -> bool:
+        return self.session_id is not None
+
+    async def _run(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> T:
+        return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, **kw))
+
+    # -- pricing --------------------------------------------------------------------------------------
+    def price(self, model: str, usage: TokenUsage) -> Decimal | None:
+        """The exact cost of a call: the workspace's price table when the agent stores, else the
+        offline/litellm prices (an agent with no session does not open a database just to price)."""
+        from cmdc_nb import pricing
+
+        if self.enabled:
+            price = pricing.get_price(model, ws=self.ws)
+        else:
+            provider = model.split("/", 1)[0]
+            price = (
+                pricing.Price(model, Decimal(0), Decimal(0), source="free")
+                if provider in pricing.FREE_PROVIDERS
+                else pricing.litellm_price(model)
+            )
+        if price is None:
+            return None
+        return price.cost(
+            tokens_in=usage.input,
+            tokens_out=usage.output,
+            cache_read=usage.cache_read,
+            cache_write=usage.cache_write,
+        )
+
+    # -- agent calls ----------------------------------------------------------------------------------
+    async def start_call(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        system_prompt: str | None,
+        temperature: float | None,
+        max_tokens: int | None,
+        tools: Sequence[str],
+        turn: int,
+    ) -> str | None:
+        if not self.enabled:
+            return None
+        from cmdc_nb import agents
+
+        call = await self._run(
+            agents.create_agent_call,
+            self.session_id,
+            model=model,
+            prompt_messages=list(messages),
+            system_prompt=system_prompt,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            tools_provided=list(tools),
+            metadata={"turn": turn},
+        )
+        return str(call.id)
+
+    async def streaming(self, call_id: str | None) -> None:
+        if call_id is not None:
+            from cmdc_nb import agents
+
+            await self._run(agents.start_streaming, call_id)
+
+    async def complete_call(self, call_id: str | None, done: Completion) -> Decimal | None:
+        if call_id is None:
+            return done.cost_usd
+        from cmdc_nb import agents
+
+        row = await self._run(
+            agents.complete_agent_call,
+            call_id,
+            response_content=done.text or None,
+            response_blocks=[c.to_message() for c in done.tool_calls],
+            stop_reason=done.finish_reason,
+            tokens_in=done.usage.input,
+            tokens_out=done.usage.output,
+            cache_tokens_read=done.usage.cache_read,
+            cache_tokens_write=done.usage.cache_write,
+            cost_usd=done.cost_usd,
+        )
+        cost: Decimal | None = row.cost_usd
+        return cost
+
+    async def fail_call(self, call_id: str | None, kind: str, message: str, *, timeout: bool = False) -> None:
+        if call_id is None:
+            return
+        from cmdc_nb import agents
+
+        if timeout:
+            await self._run(agents.timeout_agent_call, call_id, error_message=message)
+        else:
+            await self._run(agents.fail_agent_call, call_id, error_type=kind, error_message=message)
+
+    async def retry_call(self, call_id: str | None) -> None:
+        if call_id is not None:
+            from cmdc_nb import agents
+
+            await self._run(agents.retry_agent_call, call_id)
+
+    async def cancel_call(self, call_id: str | None, reason: str) -> None:
+        if call_id is not None:
+            from cmdc_nb import agents
+
+            await self._run(agents.cancel_agent_call, call_id, reason=reason)
+
+    # -- messages ------------------------------------------------------------------------------------
+    async def message(
+        self,
+        role: str,
+        content: str | None,
+        *,
+        tool_calls: Sequence[ToolCall] = (),
+        agent_call_id: str | None = None,
+        tool_use_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        if not self.enabled:
+            return None
+        from cmdc_nb import sessions
+
+        blocks = [
+            {"type": "tool_call", "id": c.id, "name": c.name, "arguments": dict(c.arguments)}
+            for c in tool_calls
+        ]
+        row = await self._run(
+            sessions.create_message,
+            self.session_id,
+            role=role,
+            content=content if content is not None or not blocks else "",
+            content_blocks=blocks,
+            agent_call=agent_call_id,
+            tool_use=tool_use_id,
+            metadata=dict(meta or {}),
+        )
+        return str(row.id)
+
+    def history(self) -> list[Any]:
+        """Every stored message of the session, oldest first (sync: called once, when resuming)."""
+        from cmdc_nb import sessions
+
+        assert self.session_id is not None
+        rows: list[Any] = []
+        after = None
+        while True:
+            page = sessions.list_messages(self.session_id, limit=500, after=after, ws=self.ws)
+            rows.extend(page.entries)
+            if not page.has_next or not page.next_cursor:
+                return rows
+            after = page.next_cursor
+
+    # -- tool uses -----------------------------------------------------------------------------------
+    async def tool_use(
+        self,
+        agent_call_id: str | None,
+        call: ToolCall,
+        args: Mapping[str, Any],
+        policy: Mapping[str, Any],
+        requires: bool,
+        schema: Any,
+    ) -> StoredToolUse | None:
+        if agent_call_id is None:
+            return None
+        from cmdc_nb import agents
+
+        row = await self._run(
+            agents.create_tool_use,
+            agent_call_id,
+            tool_name=call.name,
+            input=dict(args),
+            tool_use_id=call.id,
+            tool_schema=schema,
+            policy=policy,
+            requires_approval=requires,
+        )
+        return _stored(row)
+
+    async def find_tool_use(self, agent_call_id: str, llm_call_id: str) -> StoredToolUse | None:
+        import sqlalchemy as sa
+
+        from cmdc_nb.store.models import ToolUse
+        from cmdc_nb.workspace import get_workspace
+
+        def find(ws: Any = None) -> Any:
+            with get_workspace(ws).read() as db:
+                return db.scalar(
+                    sa.select(ToolUse).where(
+                        ToolUse.agent_call_id == uuid.UUID(agent_call_id), ToolUse.tool_use_id == llm_call_id
+                    )
+                )
+
+        row = await self._run(find)
+        return _stored(row) if row is not None else None
+
+    async def get_tool_use(self, tool_use_id: str) -> StoredToolUse:
+        from cmdc_nb import agents
+
+        return _stored(await self._run(agents.get_tool_use, tool_use_id))
+
+    async def tool_started(self, tool_use_id: str | None) -> None:
+        if tool_use_id is not None:
+            from cmdc_nb import agents
+
+            await self._run(agents.start_tool_execution, tool_use_id)
+
+    async def tool_done(self, tool_use_id: str | None, content: str) -> None:
+        if tool_use_id is not None:
+            from cmdc_nb import agents
+
+            await self._run(agents.complete_tool_use, tool_use_id, output=content)
+
+    async def tool_failed(
+        self, tool_use_id: str | None, kind: str, message: str, *, timed_out: bool = False
+    ) -> None:
+        if tool_use_id is not None:
+            from cmdc_nb import agents
+
+            await self._run(
+                agents.fail_tool_use, tool_use_id, error_type=kind, error_message=message, timed_out=timed_out
+            )
+
+    async def tool_cancelled(self, tool_use_id: str | None, reason: str) -> None:
+        if tool_use_id is not None:
+            from cmdc_nb import agents
+
+            await self._run(agents.cancel_tool_use, tool_use_id, reason=reason)
+
+    def decide(
+        self,
+        tool_use_id: str,
+        approve: bool,
+        *,
+        note: str | None,
+        args: Mapping[str, Any] | None,
+        by: Any,
+        remember: bool,
+    ) -> StoredToolUse:
+        """Decide a stored tool use (sync: the facade's approve/reject call it from any thread)."""
+        from cmdc_nb import agents
+
+        if approve:
+            row = agents.approve_tool_use(
+                tool_use_id, by=by, note=note, input=args, remember=remember, ws=self.ws
+            )
+        else:
+            row = agents.deny_tool_use(tool_use_id, by=by, reason=note, ws=self.ws)
+        return _stored(row)
+
+
+def history_from_rows(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Stored messages as litellm messages, and for each tool call id the agent call that asked for it."""
+    out: list[dict[str, Any]] = []
+    call_of: dict[str, str] = {}
+    for r in rows:
+        role = str(r.role.value if hasattr(r.role, "value") else r.role)
+        if role == "tool_result":
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": (r.meta or {}).get("tool_call_id", ""),
+                    "content": r.content or "",
+                }
+            )
+            continue
+        msg: dict[str, Any] = {"role": role, "content": r.content}
+        calls = [
+            b for b in (r.content_blocks or []) if isinstance(b, Mapping) and b.get("type") == "tool_call"
+        ]
+        if calls:
+            msg["tool_calls"] = [
+                {
+                    "id": b["id"],
+                    "type": "function",
+                    "function": {
+                        "name": b["name"],
+                        "arguments": json.dumps(b.get("arguments") or {}, sort_keys=True),
+                    },
+                }
+                for b in calls
+            ]
+            if r.agent_call_id is not None:
+                for b in calls:
+                    call_of[str(b["id"])] = str(r.agent_call_id)
+            msg["content"] = r.content or None
+        out.append(msg)
+    return out, call_of

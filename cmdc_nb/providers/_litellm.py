@@ -1,0 +1,133 @@
+"""litellm, imported once and lazily, with cmdc_nb's offline providers registered on it.
+
+`import litellm` takes seconds, so nothing imports it until the first model call. Before importing it we
+tell it to use the cost map it ships (it would otherwise try to download one), silence its banner, and
+register the `scripted` and `replay` providers, so offline models go through exactly the same
+`litellm.acompletion` path as real ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import threading
+from typing import Any
+
+from cmdc_nb.errors import (
+    ContextOverflowError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+)
+
+__all__ = ["classify", "litellm"]
+
+_lock = threading.Lock()
+_module: Any = None
+
+
+def litellm() -> Any:
+    """The litellm module, configured for cmdc_nb (offline cost map, offline providers registered)."""
+    global _module
+    if _module is not None:
+        return _module
+    with _lock:
+        if _module is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            lm: Any = importlib.import_module("litellm")
+
+            lm.suppress_debug_info = True
+            lm.drop_params = True  # a parameter a provider does not take is dropped, not an error
+            from cmdc_nb.providers import cassette, scripted
+
+            handlers = {"scripted": scripted.handler(), "replay": cassette.handler()}
+            lm.custom_provider_map = [
+                *(p for p in lm.custom_provider_map if p.get("provider") not in handlers),
+                *({"provider": name, "custom_handler": h} for name, h in handlers.items()),
+            ]
+            utils: Any = importlib.import_module("litellm.utils")
+            utils.custom_llm_setup()
+            _module = lm
+    return _module
+
+
+_BY_STATUS = {
+    400: "bad_request",
+    401: "authentication",
+    403: "authentication",
+    404: "not_found",
+    408: "timeout",
+    413: "context_overflow",
+    422: "bad_request",
+    429: "rate_limit",
+    500: "server_error",
+    502: "server_error",
+    503: "unavailable",
+    504: "timeout",
+    529: "unavailable",
+}
+_BY_NAME = {
+    "RateLimitError": "rate_limit",
+    "Timeout": "timeout",
+    "APITimeoutError": "timeout",
+    "ContextWindowExceededError": "context_overflow",
+    "AuthenticationError": "authentication",
+    "PermissionDeniedError": "authentication",
+    "BadRequestError": "bad_request",
+    "NotFoundError": "not_found",
+    "ServiceUnavailableError": "unavailable",
+    "InternalServerError": "server_error",
+    "APIConnectionError": "connection",
+}
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or getattr(exc, "headers", None)
+    if not headers:
+        return None
+    raw = headers.get("retry-after-ms")
+    if raw is not None:
+        try:
+            return float(raw) / 1000
+        except ValueError:
+            return None
+    raw = headers.get("retry-after")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None  # an HTTP date: treat as unknown and back off
+
+
+def classify(exc: BaseException, model: str) -> ProviderError:
+    """A litellm / openai / transport exception as a typed ProviderError (already typed: returned)."""
+    if isinstance(exc, ProviderError):
+        return exc
+    inner = getattr(exc, "original_exception", None)
+    if type(exc).__name__ == "MidStreamFallbackError" and isinstance(inner, BaseException):
+        exc = inner
+    kind = _BY_NAME.get(type(exc).__name__)
+    status = getattr(exc, "status_code", None)
+    if kind is None and isinstance(status, int):
+        kind = _BY_STATUS.get(status, "server_error" if status >= 500 else "bad_request")
+    if kind is None and isinstance(exc, TimeoutError):
+        kind = "timeout"
+    if kind is None and isinstance(exc, ConnectionError | OSError):
+        kind = "connection"
+    kind = kind or "unknown"
+    # Only the first line of the provider's text: it never echoes our request (and so no key).
+    message = (str(getattr(exc, "message", None) or exc) or type(exc).__name__).splitlines()[0][:500]
+    message = re.sub(r"^(litellm\.\w+:\s*)+", "", message)
+    cls: type[ProviderError] = {
+        "rate_limit": RateLimitedError,
+        "timeout": ProviderTimeoutError,
+        "context_overflow": ContextOverflowError,
+    }.get(kind, ProviderError)
+    return cls(
+        message,
+        kind=kind,
+        model=model,
+        status_code=status if isinstance(status, int) else None,
+        retry_after=_retry_after(exc),
+    )
