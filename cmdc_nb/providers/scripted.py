@@ -116,7 +116,7 @@ class Script:
         register(self)
 
     def __repr__(self) -> str:
-        return f"<Script {self.name!r} turns={len(self.turns)} served={self._cursor}>"
+        return f"<Script {self.name!r} turns={len(self.turns)} served={self.served}>"
 
     @property
     def model(self) -> str:
@@ -124,7 +124,8 @@ class Script:
 
     @property
     def served(self) -> int:
-        return self._cursor
+        """How many requests the script has answered (or failed)."""
+        return len(self.requests)
 
     def reset(self) -> None:
         with self._lock:
