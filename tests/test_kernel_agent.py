@@ -440,7 +440,7 @@ async def test_prior_messages_and_collect_reply() -> None:
 
 async def test_run_refuses_to_block_a_running_loop() -> None:
     agent = Agent(model="scripted/x")
-    with pytest.raises(AgentError, match="await agent.prompt"):
+    with pytest.raises(AgentError, match=r"await agent\.prompt"):
         agent.run("hi")
 
 
