@@ -124,9 +124,16 @@ async def _attempt(
     if request.timeout_s is not None:
         kwargs["timeout"] = request.timeout_s
     started = time.perf_counter()
+    chunks: list[tuple[str, str]] = []
+
+    def sink(part: StreamPart) -> None:
+        if part.kind != "tool_call":
+            chunks.append((part.kind, part.text))
+        on_part(part)
+
     try:
         async with _deadline(request.timeout_s):
-            done = await _consume(await lm.acompletion(**kwargs), model, on_part, started)
+            done = await _consume(await lm.acompletion(**kwargs), model, sink, started)
     except Exception as exc:
         err = classify(exc, model)
         if cassette is not None and not replaying:
@@ -142,7 +149,7 @@ async def _attempt(
     elif pricer is not None:
         done.cost_usd = pricer(model, done.usage)
     if cassette is not None and not replaying:
-        cassette.record(CassetteEntry.of(model, fingerprint(request.messages, request.tools), done))
+        cassette.record(CassetteEntry.of(model, fingerprint(request.messages, request.tools), done, chunks))
     return done
 
 

@@ -63,6 +63,8 @@ class CassetteEntry:
     usage: TokenUsage = field(default_factory=TokenUsage)
     cost_usd: Decimal | None = None
     error: dict[str, Any] | None = None  # {"kind", "message", "retry_after"}
+    # The stream as it arrived, so a replay emits the same deltas: ("text" | "thinking", piece).
+    chunks: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class CassetteEntry:
             "usage": self.usage.as_dict(),
             "cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
             "error": self.error,
+            "chunks": [list(c) for c in self.chunks],
         }
 
     @classmethod
@@ -91,12 +94,13 @@ class CassetteEntry:
                 usage=TokenUsage.from_dict(raw.get("usage") or {}),
                 cost_usd=Decimal(str(cost)) if cost is not None else None,
                 error=dict(raw["error"]) if raw.get("error") else None,
+                chunks=tuple((str(k), str(t)) for k, t in raw.get("chunks") or ()),
             )
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise InvalidInputError(f"malformed cassette entry: {exc}", field="cassette") from None
 
     @classmethod
-    def of(cls, model: str, fp: str, c: Completion) -> CassetteEntry:
+    def of(cls, model: str, fp: str, c: Completion, chunks: Sequence[tuple[str, str]] = ()) -> CassetteEntry:
         return cls(
             model=model,
             fingerprint=fp,
@@ -108,6 +112,7 @@ class CassetteEntry:
             finish_reason=c.finish_reason,
             usage=c.usage,
             cost_usd=c.cost_usd,
+            chunks=tuple(chunks),
         )
 
 
@@ -220,10 +225,17 @@ def replay_chunks(entry: CassetteEntry) -> list[dict[str, Any]]:
         "index": 0,
     }
     out: list[dict[str, Any]] = []
-    if entry.thinking:
-        out.append({**base, "provider_specific_fields": {"reasoning_content": entry.thinking}})
-    if entry.text:
-        out.append({**base, "text": entry.text})
+    if entry.chunks:
+        for kind, piece in entry.chunks:
+            if kind == "thinking":
+                out.append({**base, "provider_specific_fields": {"reasoning_content": piece}})
+            else:
+                out.append({**base, "text": piece})
+    else:
+        if entry.thinking:
+            out.append({**base, "provider_specific_fields": {"reasoning_content": entry.thinking}})
+        if entry.text:
+            out.append({**base, "text": entry.text})
     for i, c in enumerate(entry.tool_calls):
         fn = {"name": c["name"], "arguments": json.dumps(c["arguments"])}
         out.append({**base, "tool_use": {"id": c["id"], "type": "function", "function": fn, "index": i}})
