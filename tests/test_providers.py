@@ -10,7 +10,7 @@ import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 
@@ -178,7 +178,7 @@ async def test_provider_errors_are_typed(kind: str, cls: type[ProviderError], re
 def test_classify_reads_status_codes_and_headers() -> None:
     class Weird(Exception):
         status_code = 503
-        headers = {"retry-after-ms": "1500"}
+        headers: ClassVar[dict[str, str]] = {"retry-after-ms": "1500"}
 
     err = classify(Weird("busy"), "openai/x")
     assert (err.kind, err.retryable, err.retry_after) == ("unavailable", True, 1.5)
