@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -19,6 +20,38 @@ from cmdc_nb.events import Event
 from cmdc_nb.store.models import ActivityLog
 
 __all__ = ["run_demo"]
+
+
+def _agent_demo(user: Any, ws: Any) -> str:
+    """A scripted agent (offline, through litellm) whose tool needs approval, granted by a rule."""
+    from cmdc_nb.kernel import Agent, tool
+    from cmdc_nb.providers import Script, Turn, call
+
+    @tool(approval_class="low")
+    def count_words(text: str) -> int:
+        """Count the words in a text."""
+        return len(text.split())
+
+    if not any(r.name == "word counts" for r in approvals.list_approval_rules(user, ws=ws)):
+        approvals.create_approval_rule(
+            user, name="word counts", action="approve", tool_names=["count_words"], ws=ws
+        )
+    script = Script(
+        [
+            Turn("Let me count.", tool_calls=[call("count_words", text="the quick brown fox")]),
+            Turn("The sentence has 4 words."),
+        ],
+        name="demo-agent",
+    )
+    chat = sessions.create_session(user, name="Agent demo", tags=["demo", "agent"], ws=ws)
+    agent = Agent(model=script.model, tools=[count_words], session=chat, ws=ws)
+    reply = agent.run("How many words are in 'the quick brown fox'?")
+    stored = sessions.count_messages(chat, ws=ws)
+    n_events = agent.events.last_index or 0
+    return (
+        f"  agent       {agent.turns} turns, {stored} messages stored, {n_events} kernel events;"
+        f" reply {reply.splitlines()[-1]!r}"
+    )
 
 
 def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
@@ -59,6 +92,7 @@ def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
     agents.complete_agent_call(call, response_content="Nothing yet.", tokens_in=12, tokens_out=3, ws=ws)
     sessions.create_message(session, role="assistant", content="Nothing yet.", agent_call=call, ws=ws)
     fork = sessions.fork_session(session, ask, name="Ask differently", ws=ws)
+    kernel_line = _agent_demo(user, ws)
     with ws.read() as db:
         audit = db.scalar(
             sa.select(sa.func.count()).select_from(ActivityLog).where(ActivityLog.user_id == user.id)
@@ -73,6 +107,7 @@ def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
         f"  messages    {sessions.count_messages(session, ws=ws)} (fork {fork.slug!r} kept {fork.message_count})",
         f"  tool uses   {auto.tool_name} {auto.input['command']!r}: {auto.status.value} by rule;"
         f" {risky.input['command']!r}: {agents.get_tool_use(risky, ws=ws).status.value}",
+        kernel_line,
         f"  events      {len(seen)} published: "
         + ", ".join(f"{t} ×{n}" if n > 1 else t for t, n in Counter(e.type for e in seen).items()),
         f"  audit log   {audit} entries for this user",

@@ -15,7 +15,10 @@ def test_demo_prints_a_summary_and_is_repeatable(tmp_path: Path, capsys) -> None
     assert "demo@example.com" in first and "slug=explore-cmdc-nb " in first and "session_created" in first
     assert main(["--home", str(tmp_path), "demo"]) == 0
     second = capsys.readouterr().out
-    assert "slug=explore-cmdc-nb-2" in second and "sessions    4 for this user" in second  # each run forks
+    assert "slug=explore-cmdc-nb-2" in second and "sessions    6 for this user" in second  # fork + agent
+    assert (
+        "agent       2 turns, 4 messages stored" in second and "reply 'The sentence has 4 words.'" in second
+    )
     assert "'git diff src': approved by rule; 'git diff src; rm -rf /': denied" in second
     assert "messages    2 (fork 'ask-differently-2' kept 1)" in second
 
