@@ -451,3 +451,62 @@ def test_run_works_in_a_script() -> None:
     assert agent.run  # the agent keeps its loop between run() calls
     script.turns.append(Turn("again"))
     assert agent.run("once more") == "again"
+
+
+async def test_every_facade_function_takes_an_agent_or_its_id() -> None:
+    script = Script([Turn(tool_calls=[call("add", a=1, b=2)]), "three"])
+    agent = kernel.create_agent(model=script.model, agent_id="facade-demo", user_data={"tier": "pro"})
+    assert kernel.agent_of("facade-demo") is agent and agent in kernel.list_agents()
+    assert kernel.attach_tool("facade-demo", add) == "add"
+    got = recorder(agent)
+    steer = kernel.steer("facade-demo", "what is 1+2?")  # idle: a prompt
+    assert steer.status == "started" and steer.handle is not None
+    assert await steer.handle == "three"
+    assert kernel.status("facade-demo")["state"] == "idle"
+    assert [e.type for e in got][:2] == ["steering_received", "prompt_received"]
+    assert kernel.abort("facade-demo") == "user_cancelled"  # from idle: still an event, at once
+    assert got[-1].type == "agent_abort" and got[-1].event.state == "idle"
+    await kernel.stop("facade-demo")
+    with pytest.raises(NotFoundError):
+        kernel.prompt("facade-demo", "hello?")
+    with pytest.raises(AgentNotAliveError):
+        kernel.prompt(agent, "hello?")
+
+
+async def test_user_data_reaches_tools_and_plugin_events() -> None:
+    @tool
+    def whoami(ctx: ToolContext) -> str:
+        "Who is asking."
+        ctx.emit("looked_up", {"by": "whoami"})
+        return str(ctx.user_data["user"])
+
+    class Shout(kernel.Plugin):
+        def on_after_turn(self, event: kernel.HookEvent, ctx: ToolContext) -> kernel.Action:
+            return kernel.Emit("turn_over", {"outcome": event.outcome})
+
+    script = Script([Turn(tool_calls=[call("whoami")]), "you are ada"])
+    agent = Agent(model=script.model, tools=[whoami], plugins=[Shout()], user_data={"user": "ada"})
+    got = recorder(agent)
+    assert await agent.prompt("who am I?") == "you are ada"
+    assert agent.messages[2]["content"] == "ada"
+    events = [(e.event.plugin, e.event.name, e.event.payload) for e in got if e.type == "plugin_event"]
+    assert events == [
+        ("tool", "looked_up", {"by": "whoami"}),
+        ("Shout", "turn_over", {"outcome": "finished", "user_data": {"user": "ada"}}),
+    ]
+
+
+async def test_compaction_keeps_recent_messages_and_files_the_rest(tmp_path: Any) -> None:
+    script = Script(["one", "two", "three", "A short summary."])
+    agent = Agent(model=script.model, working_dir=str(tmp_path))
+    for q in ("a", "b", "c"):
+        await agent.prompt(q)
+    event = await agent.compact(keep_last=2)
+    assert event is not None and (event.messages_before, event.removed, event.messages_after) == (6, 4, 3)
+    assert agent.messages[0] == {
+        "role": "user",
+        "content": "[Summary of the earlier conversation]\nA short summary.",
+    }
+    assert agent.messages[1:] == [{"role": "user", "content": "c"}, {"role": "assistant", "content": "three"}]
+    [saved] = (tmp_path / ".cmdc" / "conversation_history").iterdir()
+    assert [m["content"] for m in __import__("json").loads(saved.read_text())] == ["a", "one", "b", "two"]

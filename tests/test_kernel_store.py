@@ -363,3 +363,30 @@ async def test_a_tool_that_was_running_when_the_process_died_is_not_run_again(
     assert ran == []
     assert agents.get_tool_use(tu, ws=ws).status == "failed"
     assert "not run again" in agent.messages[2]["content"]
+
+
+async def test_abort_while_waiting_for_approval_cancels_the_tool_use_and_its_item(
+    ws: Workspace, user: User, session: Session
+) -> None:
+    script = Script([Turn(tool_calls=[call("delete", path="x")])])
+    agent = Agent(model=script.model, tools=[delete], session=session, ws=ws)
+    got = recorder(agent)
+    handle = agent.prompt("delete x")
+    while "approval_required" not in [e.type for e in got]:
+        await asyncio.sleep(0.005)
+    t0 = time.perf_counter()
+    kernel.abort(agent, reason="permission_denied")
+    with pytest.raises(Exception, match="permission_denied"):
+        await handle
+    assert time.perf_counter() - t0 < 0.1
+    for _ in range(100):
+        tus = [
+            t
+            for c in agents.list_agent_calls(session, ws=ws).entries
+            for t in agents.list_tool_uses(c, ws=ws).entries
+        ]
+        if tus and tus[0].status == "cancelled":
+            break
+        await asyncio.sleep(0.02)
+    assert [t.status for t in tus] == ["cancelled"]
+    assert approvals.list_pending_approvals(user, ws=ws).entries == []
