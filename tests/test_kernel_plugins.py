@@ -363,3 +363,12 @@ def test_async_handlers_and_lists_of_actions() -> None:
     agent = Agent(model=script.model, plugins=[Two()])
     assert agent.run("hi") == "ok"
     assert agent.messages[1]["content"] == "extra"
+
+
+def test_the_documented_events_are_the_generated_table() -> None:
+    from pathlib import Path
+
+    from cmdc_nb.kernel.events import events_table
+
+    doc = (Path(__file__).parents[1] / "docs" / "kernel.md").read_text(encoding="utf-8")
+    assert events_table() in doc, "docs/kernel.md is stale: paste cmdc_nb.kernel.events.events_table() into it"

@@ -60,6 +60,7 @@ __all__ = [
     "ToolExecutionStart",
     "ToolsUpdated",
     "TurnComplete",
+    "events_table",
     "UserInputRequested",
     "UserResponded",
 ]
@@ -378,6 +379,15 @@ EVENT_TYPES: dict[str, type[AgentEvent]] = {
         PluginEvent, PluginError,
     )
 }  # fmt: skip
+
+
+def events_table() -> str:
+    """Every event type with its fields, as Markdown (docs/kernel.md embeds it; a test keeps it true)."""
+    rows = [
+        f"| `{name}` | `{cls.__name__}` | " + ", ".join(f.name for f in dataclasses.fields(cls)) + " |"
+        for name, cls in EVENT_TYPES.items()
+    ]
+    return "\n".join(["| type | class | fields |", "|---|---|---|", *rows])
 
 
 @dataclass(frozen=True, slots=True)
