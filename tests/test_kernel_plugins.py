@@ -371,4 +371,6 @@ def test_the_documented_events_are_the_generated_table() -> None:
     from cmdc_nb.kernel.events import events_table
 
     doc = (Path(__file__).parents[1] / "docs" / "kernel.md").read_text(encoding="utf-8")
-    assert events_table() in doc, "docs/kernel.md is stale: paste cmdc_nb.kernel.events.events_table() into it"
+    assert events_table() in doc, (
+        "docs/kernel.md is stale: paste cmdc_nb.kernel.events.events_table() into it"
+    )

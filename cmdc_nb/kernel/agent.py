@@ -952,7 +952,8 @@ class Agent:
             self.emit(ev.MessageStart(run.turns, done.model))
             await self.recorder.streaming(run.call_id)
         call_id = run.call_id
-        cost = await self.recorder.complete_call(call_id, done)
+        cost = await self.recorder.complete_response(call_id, done)
+        self.messages.append(done.message())
         done.cost_usd = cost
         run.call_id = None
         self.usage += done.usage
@@ -973,7 +974,6 @@ class Agent:
                 done.attempts,
             )
         )
-        await self._add_message(done.message(), agent_call_id=call_id, tool_calls=done.tool_calls)
         self.emit(ev.TurnComplete(run.turns, done.usage, cost))
         return done, call_id
 

@@ -60,9 +60,9 @@ __all__ = [
     "ToolExecutionStart",
     "ToolsUpdated",
     "TurnComplete",
-    "events_table",
     "UserInputRequested",
     "UserResponded",
+    "events_table",
 ]
 
 

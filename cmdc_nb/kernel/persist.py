@@ -124,25 +124,40 @@ class Recorder:
 
             await self._run(agents.start_streaming, call_id)
 
-    async def complete_call(self, call_id: str | None, done: Completion) -> Decimal | None:
+    async def complete_response(self, call_id: str | None, done: Completion) -> Decimal | None:
+        """The call completed and the assistant message, in one transaction: a crash can never leave
+        a completed call whose tool calls are missing from the conversation. Returns the exact cost."""
         if call_id is None:
             return done.cost_usd
-        from cmdc_nb import agents
+        from cmdc_nb import agents, sessions
+        from cmdc_nb.workspace import get_workspace
 
-        row = await self._run(
-            agents.complete_agent_call,
-            call_id,
-            response_content=done.text or None,
-            response_blocks=[c.to_message() for c in done.tool_calls],
-            stop_reason=done.finish_reason,
-            tokens_in=done.usage.input,
-            tokens_out=done.usage.output,
-            cache_tokens_read=done.usage.cache_read,
-            cache_tokens_write=done.usage.cache_write,
-            cost_usd=done.cost_usd,
-        )
-        cost: Decimal | None = row.cost_usd
-        return cost
+        def work(ws: Any = None) -> Decimal | None:
+            with get_workspace(ws).transaction():
+                row = agents.complete_agent_call(
+                    call_id,
+                    response_content=done.text or None,
+                    response_blocks=[c.to_message() for c in done.tool_calls],
+                    stop_reason=done.finish_reason,
+                    tokens_in=done.usage.input,
+                    tokens_out=done.usage.output,
+                    cache_tokens_read=done.usage.cache_read,
+                    cache_tokens_write=done.usage.cache_write,
+                    cost_usd=done.cost_usd,
+                    ws=ws,
+                )
+                sessions.create_message(
+                    self.session_id,  # type: ignore[arg-type]
+                    role="assistant",
+                    content=done.text if done.text or not done.tool_calls else "",
+                    content_blocks=_blocks(done.tool_calls),
+                    agent_call=call_id,
+                    ws=ws,
+                )
+                cost: Decimal | None = row.cost_usd
+                return cost
+
+        return await self._run(work)
 
     async def fail_call(self, call_id: str | None, kind: str, message: str, *, timeout: bool = False) -> None:
         if call_id is None:
@@ -181,10 +196,7 @@ class Recorder:
             return None
         from cmdc_nb import sessions
 
-        blocks = [
-            {"type": "tool_call", "id": c.id, "name": c.name, "arguments": dict(c.arguments)}
-            for c in tool_calls
-        ]
+        blocks = _blocks(tool_calls)
         row = await self._run(
             sessions.create_message,
             self.session_id,
@@ -307,6 +319,12 @@ class Recorder:
         else:
             row = agents.deny_tool_use(tool_use_id, by=by, reason=note, ws=self.ws)
         return _stored(row)
+
+
+def _blocks(tool_calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    return [
+        {"type": "tool_call", "id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in tool_calls
+    ]
 
 
 def history_from_rows(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
