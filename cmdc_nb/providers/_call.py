@@ -101,9 +101,6 @@ async def _attempt(
     pricer: Pricer | None,
 ) -> Completion:
     lm = litellm()
-    # litellm's own success logging (cost maps, payload scrubbing) costs ~3 ms a call and we record
-    # everything ourselves; keep it only when the user registered litellm callbacks (Langfuse, …).
-    lm.disable_streaming_logging = not (lm.callbacks or lm.success_callback or lm._async_success_callback)
     route, entry = model, None
     replaying = cassette is not None and cassette.replays(model)
     if cassette is not None and replaying:
