@@ -20,6 +20,8 @@ CmdcError                         base of everything below
 │   └── ContextOverflowError      the prompt does not fit the model's context window
 ├── AgentError                    the agent kernel refused a request
 │   └── AgentNotAliveError        the agent was stopped (or its task died); create or resume it again
+├── SandboxError                  a path or command is not allowed, or failed, in an agent's sandbox
+│   └── PathEscapeError           the path would leave the sandbox's root (`..`, elsewhere, a symlink, NUL)
 └── VaultError                    secrets at rest
     ├── VaultKeyError             no key, a malformed key, or the key that encrypted a value is missing
     └── DecryptionError           wrong key, or the ciphertext or its binding was tampered with
@@ -51,9 +53,11 @@ __all__ = [
     "InvalidStateError",
     "MigrationError",
     "NotFoundError",
+    "PathEscapeError",
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitedError",
+    "SandboxError",
     "StorageError",
     "VaultError",
     "VaultKeyError",
@@ -197,6 +201,19 @@ class AgentNotAliveError(AgentError):
     def __init__(self, agent_id: object, why: str = "stopped") -> None:
         self.agent_id = agent_id
         super().__init__(f"agent {agent_id!s} is not alive ({why}); create it again or resume its session")
+
+
+class SandboxError(CmdcError):
+    """A file or command operation failed, or is not allowed, in an agent's sandbox."""
+
+
+class PathEscapeError(SandboxError):
+    """The path would leave the sandbox's root."""
+
+    def __init__(self, path: object, why: str) -> None:
+        self.path = path
+        shown = repr(str(path).replace("\x00", "\\0"))[:200]
+        super().__init__(f"path {shown} is not allowed: {why}; use a path inside the working directory")
 
 
 class VaultError(CmdcError):

@@ -30,6 +30,7 @@ from cmdc_nb.kernel import (
     Plugin,
     ReplaceToolArgs,
     ReplaceToolResult,
+    RequireApproval,
     Skip,
     SwitchModel,
     ToolContext,
@@ -135,6 +136,7 @@ async def scenario(hook: Hook, action: Action | None) -> Outcome:
             agent.steer("please hurry")
 
     agent.events.subscribe(steer_once)
+    agent.events.subscribe(lambda env: env.type == "approval_required" and agent.approve(env.event.ref))
     reply, error = None, None
     try:
         reply = await agent.prompt("Add one and two.")
@@ -161,6 +163,7 @@ ACTIONS: dict[str, Action] = {
     "replace_tool_result": ReplaceToolResult("replaced"),
     "emit": Emit("ping", {"n": 1}),
     "switch_model": SwitchModel("<other>"),
+    "require_approval": RequireApproval(hint="check the numbers"),
 }
 CELLS = [(h, a) for h in Hook for a in ACTION_KINDS if a in ALLOWED[h]]
 FORBIDDEN = [(h, a) for h in Hook for a in ACTION_KINDS if a not in ALLOWED[h]]
@@ -168,8 +171,15 @@ FORBIDDEN = [(h, a) for h in Hook for a in ACTION_KINDS if a not in ALLOWED[h]]
 
 def test_the_matrix_has_the_seed_shape() -> None:
     assert len(Hook) == 13
-    assert len(CELLS) == 56
-    assert ALLOWED[Hook.BEFORE_TOOL] == {"continue", "block_tool", "replace_tool_args", "abort", "emit"}
+    assert len(CELLS) == 57  # the seed's 56, plus require_approval at before_tool
+    assert ALLOWED[Hook.BEFORE_TOOL] == {
+        "continue",
+        "block_tool",
+        "replace_tool_args",
+        "require_approval",
+        "abort",
+        "emit",
+    }
     assert ALLOWED[Hook.SESSION_END] == {"continue", "emit"}
 
 
@@ -227,6 +237,10 @@ async def test_allowed_cell(hook: Hook, kind: str, baseline_counts: Counter[Hook
     elif kind == "replace_tool_result":
         assert out.tool_result("add") == "replaced"
         assert out.added == [(1, 2)]
+    elif kind == "require_approval":
+        [asked] = out.of("approval_required")
+        assert (asked.tool, asked.args, asked.hint) == ("add", {"a": 1, "b": 2}, "check the numbers")
+        assert out.added == [(1, 2)] and out.reply == BASELINE  # approved, then run
     elif kind == "switch_model":
         switched = out.of("model_switched")
         assert len(switched) == 1 and switched[0].to_model.startswith("scripted/script-")

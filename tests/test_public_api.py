@@ -275,6 +275,7 @@ PUBLIC = {
         "PromptHandle",
         "ReplaceToolArgs",
         "ReplaceToolResult",
+        "RequireApproval",
         "Skip",
         "SteerResult",
         "SubAgent",

@@ -199,7 +199,9 @@ class Agent:
         self.provider_opts: dict[str, Any] = dict(options.provider_opts)
         self.tools: dict[str, Tool] = {t.name: t for t in options.tools}
         self.plugins = PluginPipeline(options.plugins)
-        self.recorder = Recorder(options.session, options.ws)
+        self.recorder = Recorder(options.session, options.ws, record_messages=options.record_messages)
+        self._sandbox = options.sandbox
+        self.todos: list[dict[str, Any]] = []
         self.events = ev.EventLog(self.id, options.event_buffer_size, forward=self._forward)
         self.messages: list[dict[str, Any]] = [dict(m) for m in options.messages]
         self.state = AgentState.IDLE
@@ -601,8 +603,19 @@ class Agent:
             last_assistant_reply=self.last_reply,
             emit=self._tool_emit,
             ask_user=self._ask_user,
+            sandbox=self.sandbox,
+            agent=self,
             **extra,
         )
+
+    @property
+    def sandbox(self) -> Any:
+        """Where the built-in file and command tools act (a LocalSandbox on working_dir by default)."""
+        if self._sandbox is None:
+            from cmdc_nb.toolkit.sandbox import LocalSandbox
+
+            self._sandbox = LocalSandbox(self.options.working_dir)
+        return self._sandbox
 
     def _tool_emit(self, name: str, payload: Any) -> None:
         self.emit(ev.PluginEvent("tool", name, payload))
@@ -1066,7 +1079,10 @@ class Agent:
             return ToolResult(f"{call.name}: {call.arguments_error}; send a JSON object", True), None
         args: Mapping[str, Any] = dict(call.arguments)
         tu: StoredToolUse | None = stored
-        if tu is None or not resumed:
+        needs, hint = tool.requires_approval, None
+        if tu is not None and resumed:
+            needs = tu.requires_approval
+        else:
             out = await self._hook(
                 Hook.BEFORE_TOOL,
                 {"name": call.name, "args": dict(args), "call_id": call.id},
@@ -1079,11 +1095,14 @@ class Agent:
                 return ToolResult(f"blocked by {out.blocked[0]}: {out.blocked[1]}", True), None
             if out.args is not None:
                 args = dict(out.args)
-            tu = await self.recorder.tool_use(
-                agent_call_id, call, args, tool.policy(), tool.requires_approval, tool.schema()
-            )
+            if out.approval is not None:
+                needs, hint = out.approval
+            policy = tool.policy()
+            if needs and policy["approval_class"] == "none":
+                policy["approval_class"] = "medium"
+            tu = await self.recorder.tool_use(agent_call_id, call, args, policy, needs, tool.schema())
         ref = tu.id if tu is not None else call.id
-        status = tu.status if tu is not None else ("pending" if tool.requires_approval else "none")
+        status = tu.status if tu is not None else ("pending" if needs else "none")
         if tu is not None and status == "executing":
             # The process stopped while this ran: it may have had effects, so it is not run again.
             await self.recorder.tool_failed(ref, "interrupted", "the process stopped while the tool ran")
@@ -1092,8 +1111,8 @@ class Agent:
             ), ref
         if tu is not None and status in ("completed", "failed", "timeout", "cancelled"):
             return ToolResult(tu.output or tu.error or status, status != "completed"), ref
-        if status == "pending" and tool.requires_approval:
-            decision = await self._await_approval(ref, call, args, tu)
+        if status == "pending" and needs:
+            decision = await self._await_approval(ref, call, args, tu, hint)
             if not decision.auto_resume:
                 run.stop_after_batch = True
             if not decision.approved:
@@ -1112,13 +1131,20 @@ class Agent:
         return await self._execute(run, tool, call, args, tu.id if tu else None, interventions)
 
     async def _await_approval(
-        self, ref: str, call: ToolCall, args: Mapping[str, Any], tu: StoredToolUse | None
+        self,
+        ref: str,
+        call: ToolCall,
+        args: Mapping[str, Any],
+        tu: StoredToolUse | None,
+        hint: str | None = None,
     ) -> _Decision:
         fut: asyncio.Future[_Decision] = asyncio.get_running_loop().create_future()
         self._approvals[ref] = _Pending(
             ref, fut, call.name, dict(args), call.id, approval_id=tu.approval_id if tu else None
         )
-        self.emit(ev.ApprovalRequired(ref, call.name, dict(args), call.id, tu.approval_id if tu else None))
+        self.emit(
+            ev.ApprovalRequired(ref, call.name, dict(args), call.id, tu.approval_id if tu else None, hint)
+        )
         try:
             if tu is not None:
                 # It may have been decided between our read and our subscription: look once more.

@@ -155,6 +155,8 @@ class AgentOptions:
     agent_id: str | None = None
     name: str | None = None
     ws: Any = None  # the workspace the session lives in (default: the default workspace)
+    sandbox: Any = None  # a cmdc_nb.toolkit.Sandbox; default: a LocalSandbox on working_dir
+    record_messages: bool = True  # sub-agents store their calls and costs, not their messages
 
     @classmethod
     def build(cls, **raw: Any) -> AgentOptions:

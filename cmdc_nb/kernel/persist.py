@@ -30,6 +30,7 @@ class StoredToolUse:
     status: str
     input: Mapping[str, Any]
     approval_id: str | None
+    requires_approval: bool = False
     output: str | None = None
     error: str | None = None
     denial_reason: str | None = None
@@ -41,6 +42,7 @@ def _stored(t: Any) -> StoredToolUse:
         status=str(t.status.value if hasattr(t.status, "value") else t.status),
         input=dict(t.input or {}),
         approval_id=str(t.approval_id) if t.approval_id else None,
+        requires_approval=bool(t.requires_approval),
         output=t.output,
         error=t.error_message or t.error_type,
         denial_reason=t.denial_reason,
@@ -48,7 +50,8 @@ def _stored(t: Any) -> StoredToolUse:
 
 
 class Recorder:
-    def __init__(self, session: Any, ws: Any = None) -> None:
+    def __init__(self, session: Any, ws: Any = None, *, record_messages: bool = True) -> None:
+        self.record_messages = record_messages
         self.session_id: uuid.UUID | None = None
         self.user_id: uuid.UUID | None = None
         self.ws = ws
@@ -146,6 +149,9 @@ class Recorder:
                     cost_usd=done.cost_usd,
                     ws=ws,
                 )
+                if not self.record_messages:
+                    cost: Decimal | None = row.cost_usd
+                    return cost
                 sessions.create_message(
                     self.session_id,  # type: ignore[arg-type]
                     role="assistant",
@@ -154,8 +160,7 @@ class Recorder:
                     agent_call=call_id,
                     ws=ws,
                 )
-                cost: Decimal | None = row.cost_usd
-                return cost
+                return row.cost_usd
 
         return await self._run(work)
 
@@ -192,7 +197,7 @@ class Recorder:
         tool_use_id: str | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> str | None:
-        if not self.enabled:
+        if not self.enabled or not self.record_messages:
             return None
         from cmdc_nb import sessions
 

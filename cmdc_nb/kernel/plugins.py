@@ -13,6 +13,8 @@ How actions combine in one hook's pipeline:
 - `ReplaceToolArgs`, `ReplaceToolResult`, `SwitchModel` override: later plugins see the new value, the
   last one wins.
 - `Emit(name, payload)` publishes a `plugin_event` at once and continues.
+- `RequireApproval(required, hint)` (cmdc_nb's addition, before_tool only) makes this call wait for a
+  decision, or waives the tool's own approval (`required=False`); last one wins.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "PluginPipeline",
     "ReplaceToolArgs",
     "ReplaceToolResult",
+    "RequireApproval",
     "Skip",
     "SwitchModel",
     "hook_action_matrix",
@@ -118,6 +121,16 @@ class Emit(Action):
 
 
 @dataclass(frozen=True)
+class RequireApproval(Action):
+    """cmdc_nb's addition at before_tool: this call needs a human decision (or, with `required=False`,
+    does not, though its tool asks for one — e.g. a shell command on the safe list). Override: last wins."""
+
+    required: bool = True
+    hint: str | None = None
+    kind: str = field(init=False, default="require_approval")
+
+
+@dataclass(frozen=True)
 class SwitchModel(Action):
     model: str
     provider_opts: Mapping[str, Any] | None = None
@@ -131,7 +144,7 @@ ALLOWED: dict[Hook, frozenset[str]] = {
     Hook.BEFORE_PROMPT: frozenset({_C, _I, _A, _S, _E}),
     Hook.BEFORE_REQUEST: frozenset({_C, _I, _A, _S, _E, _M}),
     Hook.AFTER_RESPONSE: frozenset({_C, _I, _A, _S, _E, _M}),
-    Hook.BEFORE_TOOL: frozenset({_C, "block_tool", "replace_tool_args", _A, _E}),
+    Hook.BEFORE_TOOL: frozenset({_C, "block_tool", "replace_tool_args", "require_approval", _A, _E}),
     Hook.ON_TOOL_ERROR: frozenset({_C, _A, _S, _E, _M}),
     Hook.AFTER_TOOL: frozenset({_C, _I, _A, _E, _M, "replace_tool_result"}),
     Hook.AFTER_TOOL_BATCH: frozenset({_C, _I, _A, _E, _M}),
@@ -141,7 +154,7 @@ ALLOWED: dict[Hook, frozenset[str]] = {
     Hook.BEFORE_STEERING: frozenset({_C, _I, _A, _E}),
 }
 ACTION_KINDS = (
-    _C, _I, _A, _S, "block_tool", "replace_tool_args", "replace_tool_result", _E, _M,
+    _C, _I, _A, _S, "block_tool", "replace_tool_args", "replace_tool_result", _E, _M, "require_approval",
 )  # fmt: skip
 
 _WHAT = {
@@ -224,6 +237,7 @@ class HookOutcome:
     blocked: tuple[str, str] | None = None
     args: Mapping[str, Any] | None = None
     result: ToolResult | None = None
+    approval: tuple[bool, str | None] | None = None
     switch_model: tuple[str, Mapping[str, Any] | None] | None = None
     skipped_by: str | None = None
 
@@ -320,6 +334,8 @@ class PluginPipeline:
             case ReplaceToolResult(content=content, is_error=is_error):
                 out.result = ToolResult(content, is_error)
                 data["result"] = out.result
+            case RequireApproval(required=required, hint=hint):
+                out.approval = (required, hint)
             case SwitchModel(model=model, provider_opts=opts):
                 out.switch_model = (model, opts)
             case Emit(name=event_name, payload=payload):

@@ -81,6 +81,8 @@ class ToolContext:
     last_assistant_reply: str | None = None
     emit: Callable[[str, Any], None] = field(default=lambda name, payload: None, repr=False)
     ask_user: Callable[..., Awaitable[str]] | None = field(default=None, repr=False)
+    sandbox: Any = field(default=None, repr=False)  # where file and command tools act (toolkit.Sandbox)
+    agent: Any = field(default=None, repr=False)  # the kernel Agent (for tools such as task and compact)
 
 
 @dataclass(frozen=True)
