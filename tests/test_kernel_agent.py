@@ -289,12 +289,13 @@ def test_loop_guard_sees_patterns_and_failure_streaks() -> None:
     from cmdc_nb.kernel.loop_guard import LoopGuard
 
     g = LoopGuard(max_identical=10, max_failures=3)
-    seen = [g.observe(n, {}, False) for n in ["a", "b", "a", "b", "a", "b"]]
+    seen = [g.observe(n, {}) for n in ["a", "b", "a", "b", "a", "b"]]
     assert seen[-1] == ("repeating_pattern", "the same 2 calls repeated 3 times") and seen[:-1] == [None] * 5
     g.reset()
-    assert [g.observe("x", {"i": i}, True) for i in range(3)][-1] == (
+    assert [g.batch(True, "x"), g.batch(False, "x"), g.batch(True, "x"), g.batch(True, "x")] == [None] * 4
+    assert g.batch(True, "x") == (
         "consecutive_failures",
-        "3 tool calls failed in a row (last: x)",
+        "the tool calls of 3 turns in a row failed (last: x)",
     )
 
 

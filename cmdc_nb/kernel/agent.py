@@ -870,7 +870,27 @@ class Agent:
         self.emit(ev.AgentAbort("plugin_aborted", f"{plugin}: {why}", self.state.value))
         return _Stop(EndReason("plugin_aborted", why, plugin))
 
+    def context_tokens(self) -> int:
+        """How full the context is: the last request's prompt tokens plus what came since (counted)."""
+        from cmdc_nb.pricing import count_tokens
+
+        return count_tokens(self.messages, model=self.model)
+
+    def _compaction_due(self) -> bool:
+        opts = self.options
+        if opts.compact_at_tokens is None and opts.compact_at_fraction is None:
+            return False
+        used = self.context_tokens()
+        if opts.compact_at_tokens is not None and used >= opts.compact_at_tokens:
+            return True
+        if opts.compact_at_fraction is not None:
+            window = _context_window(self.model)
+            return window is not None and used >= opts.compact_at_fraction * window
+        return False
+
     async def _request(self, run: _Run) -> tuple[Completion, str | None]:
+        if self._compaction_due():
+            await self.compact(keep_last=self.options.compact_keep_last, during_run=True)
         out = await self._hook(Hook.BEFORE_REQUEST, {"messages": list(self.messages), "model": self.model})
         self._plugin_control(run, out, Hook.BEFORE_REQUEST)
         if out.intervention:
@@ -1041,9 +1061,9 @@ class Agent:
                 meta={"name": c.name, "is_error": result.is_error},
             )
         stop = None
-        for c, result, _ in results:
-            seen = self._guard.observe(c.name, c.arguments, result.is_error)
-            stop = stop or seen
+        for c, _result, _ in results:
+            stop = stop or self._guard.observe(c.name, c.arguments)
+        stop = stop or self._guard.batch(all(r.is_error for _, r, _ in results), calls[-1].name)
         out = await self._hook(
             Hook.AFTER_TOOL_BATCH,
             {
@@ -1297,12 +1317,15 @@ class Agent:
         await self._tool_batch(run, calls, agent_call_id, {k: v for k, v in known.items() if v is not None})
 
     # -- compaction -----------------------------------------------------------------------------------
-    async def compact(self, *, keep_last: int = 6, summary: str | None = None) -> ev.Compaction | None:
+    async def compact(
+        self, *, keep_last: int = 6, summary: str | None = None, during_run: bool = False
+    ) -> ev.Compaction | None:
         """Replace all but the last `keep_last` messages by a summary (written by the model unless
         given). The evicted messages are kept in `<working_dir>/.cmdc/conversation_history/`.
-        Returns None when a before_compact plugin skipped it, or there was nothing to compact."""
+        Returns None when a before_compact plugin skipped it, or there was nothing to compact.
+        (`during_run` is for the kernel and the compact_conversation tool, which run inside a turn.)"""
         self._bind()
-        if self.busy:
+        if self.busy and not during_run:
             raise AgentError("compact() while a run is in progress; wait for it (or abort it) first")
         cut = max(0, len(self.messages) - keep_last)
         while cut > 0 and self.messages[cut].get("role") == "tool":
@@ -1347,6 +1370,19 @@ class Agent:
         event = ev.Compaction(before, len(self.messages), len(old), summary)
         self.emit(event)
         return event
+
+
+def _context_window(model: str) -> int | None:
+    from cmdc_nb.pricing import _litellm_map
+
+    table = _litellm_map()
+    for key in (model, model.split("/", 1)[-1]):
+        entry = table.get(key)
+        if isinstance(entry, Mapping):
+            window = entry.get("max_input_tokens") or entry.get("max_tokens")
+            if isinstance(window, int):
+                return window
+    return None
 
 
 class _Stop(Exception):

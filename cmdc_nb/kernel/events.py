@@ -36,21 +36,29 @@ __all__ = [
     "Envelope",
     "EventLog",
     "Intervention",
+    "LargeResultOffloaded",
     "LoopDetected",
+    "MemoryFlushed",
     "MessageDelta",
     "MessageStart",
     "ModelFallback",
     "ModelSwitched",
+    "PlanUpdated",
     "PluginError",
     "PluginEvent",
     "PromptReceived",
+    "ReflectionApproved",
     "RequestStart",
     "ResponseComplete",
     "Retry",
+    "SecurityAudit",
     "SteeringApplied",
     "SteeringReceived",
     "StreamError",
+    "SubagentEnd",
+    "SubagentStart",
     "ThinkingDelta",
+    "TodoChange",
     "ToolAttached",
     "ToolCallUnknown",
     "ToolCalls",
@@ -368,6 +376,77 @@ class PluginError(AgentEvent):
     error: str
 
 
+# --- built-in tools and plugins (cmdc_nb.toolkit, cmdc_nb.plugins) -----------------------------------------
+@dataclass(frozen=True, slots=True)
+class SubagentStart(AgentEvent):
+    type: ClassVar[str] = "subagent_start"
+    name: str
+    agent_id: str
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubagentEnd(AgentEvent):
+    type: ClassVar[str] = "subagent_end"
+    name: str
+    agent_id: str
+    ok: bool
+    reply: str
+    usage: TokenUsage
+    cost_usd: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class TodoChange(AgentEvent):
+    type: ClassVar[str] = "todo_change"
+    todos: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityAudit(AgentEvent):
+    """SecurityGuard refused a call: what, why, and the rule that matched."""
+
+    type: ClassVar[str] = "security_audit"
+    tool: str
+    call_id: str
+    reason: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class LargeResultOffloaded(AgentEvent):
+    type: ClassVar[str] = "large_result_offloaded"
+    tool: str
+    call_id: str
+    path: str
+    chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanUpdated(AgentEvent):
+    """The plan was generated (`reason="generated"`), advanced, replanned, approved or finished."""
+
+    type: ClassVar[str] = "plan_updated"
+    reason: str
+    plan: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectionApproved(AgentEvent):
+    type: ClassVar[str] = "reflection_approved"
+    critique: str
+    iteration: int
+    forced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFlushed(AgentEvent):
+    type: ClassVar[str] = "memory_flushed"
+    facts: tuple[str, ...]
+    count: int
+    path: str
+
+
 EVENT_TYPES: dict[str, type[AgentEvent]] = {
     cls.type: cls
     for cls in (
@@ -376,7 +455,8 @@ EVENT_TYPES: dict[str, type[AgentEvent]] = {
         ToolCalls, ToolExecutionStart, ToolExecutionEnd, ToolExecutionMetrics, ToolCallUnknown,
         ToolAttached, ToolDetached, ToolsUpdated, LoopDetected, ApprovalRequired, UserInputRequested,
         UserResponded, ModelSwitched, SteeringReceived, SteeringApplied, Intervention, Compaction,
-        PluginEvent, PluginError,
+        PluginEvent, PluginError, SubagentStart, SubagentEnd, TodoChange, SecurityAudit,
+        LargeResultOffloaded, PlanUpdated, ReflectionApproved, MemoryFlushed,
     )
 }  # fmt: skip
 

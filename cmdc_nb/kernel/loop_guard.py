@@ -1,5 +1,6 @@
-"""Runaway tool loops: the same call again and again, a repeating pattern of calls, or failure after
-failure. `LoopGuard.observe` returns what it saw (kind, detail) the first time a limit is crossed."""
+"""Runaway tool loops: the same call again and again, a repeating pattern of calls, or turn after turn
+whose tool calls all fail. `observe` (per call) and `batch` (per turn) return what they saw, (kind,
+detail), the first time a limit is crossed."""
 
 from __future__ import annotations
 
@@ -26,17 +27,15 @@ class LoopGuard:
         self._counts.clear()
         self._failures = 0
 
-    def observe(self, name: str, args: Mapping[str, Any], failed: bool) -> tuple[str, str] | None:
+    def observe(self, name: str, args: Mapping[str, Any]) -> tuple[str, str] | None:
+        """One tool call: the same call again and again, or a repeating pattern of calls."""
         digest = hashlib.sha256(json.dumps([name, args], sort_keys=True, default=str).encode()).hexdigest()[
             :16
         ]
         self._hashes.append(digest)
         self._counts[digest] = self._counts.get(digest, 0) + 1
-        self._failures = self._failures + 1 if failed else 0
         if self._counts[digest] >= self.max_identical:
             return "repeated_call", f"{name} was called {self._counts[digest]} times with the same arguments"
-        if self._failures >= self.max_failures:
-            return "consecutive_failures", f"{self._failures} tool calls failed in a row (last: {name})"
         for period in (2, 3):
             span = period * self.pattern_repeats
             tail = self._hashes[-span:]
@@ -46,4 +45,14 @@ class LoopGuard:
                 and all(tail[i] == tail[i % period] for i in range(span))
             ):
                 return "repeating_pattern", f"the same {period} calls repeated {self.pattern_repeats} times"
+        return None
+
+    def batch(self, failed: bool, last: str) -> tuple[str, str] | None:
+        """One turn's tool calls done: a turn whose calls all failed extends the failure streak."""
+        self._failures = self._failures + 1 if failed else 0
+        if self._failures >= self.max_failures:
+            return (
+                "consecutive_failures",
+                f"the tool calls of {self._failures} turns in a row failed (last: {last})",
+            )
         return None

@@ -157,6 +157,9 @@ class AgentOptions:
     ws: Any = None  # the workspace the session lives in (default: the default workspace)
     sandbox: Any = None  # a cmdc_nb.toolkit.Sandbox; default: a LocalSandbox on working_dir
     record_messages: bool = True  # sub-agents store their calls and costs, not their messages
+    compact_at_tokens: int | None = None  # compact before a request once the context is this big
+    compact_at_fraction: float | None = None  # … or this fraction of the model's context window
+    compact_keep_last: int = 6
 
     @classmethod
     def build(cls, **raw: Any) -> AgentOptions:
@@ -241,6 +244,11 @@ class AgentOptions:
         kw["max_consecutive_tool_failures"] = _int(
             kw.get("max_consecutive_tool_failures", 5), "max_consecutive_tool_failures", 1
         )
+        kw["compact_at_tokens"] = _int(kw.get("compact_at_tokens"), "compact_at_tokens", 1, allow_none=True)
+        kw["compact_at_fraction"] = _num(
+            kw.get("compact_at_fraction"), "compact_at_fraction", 0.05, 1.0, allow_none=True
+        )
+        kw["compact_keep_last"] = _int(kw.get("compact_keep_last", 6), "compact_keep_last", 1)
         if kw.get("agent_id") is not None:
             kw["agent_id"] = str(kw["agent_id"])
         return cls(**kw)

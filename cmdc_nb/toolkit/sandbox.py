@@ -162,18 +162,16 @@ class LocalSandbox:
 
         def entries() -> list[DirEntry]:
             out = []
-            for child in sorted(real.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
+            for child in sorted(real.iterdir(), key=lambda p: p.name):
                 if child.is_symlink() and not _inside(child, self.root):
                     continue  # never show what points outside
-                is_dir = child.is_dir()
-                out.append(
-                    DirEntry(
-                        child.name,
-                        "directory" if is_dir else "file",
-                        None if is_dir else child.stat().st_size,
-                    )
-                )
-            return out
+                try:
+                    is_dir = child.is_dir()
+                    size = None if is_dir else child.stat().st_size
+                except OSError:
+                    continue  # a symlink loop, or gone meanwhile
+                out.append(DirEntry(child.name, "directory" if is_dir else "file", size))
+            return sorted(out, key=lambda e: (e.type != "directory", e.name))
 
         return await asyncio.to_thread(entries)
 
@@ -183,7 +181,7 @@ class LocalSandbox:
             raise PathEscapeError(
                 pattern, "glob patterns are relative to the working directory, without '..'"
             )
-        spec = pathspec.PathSpec.from_lines("gitwildmatch", _expand_braces(pattern))
+        spec = pathspec.PathSpec.from_lines("gitignore", _expand_braces(pattern))
 
         def walk() -> list[GlobMatch]:
             out: list[GlobMatch] = []
