@@ -202,6 +202,7 @@ class Agent:
         self.recorder = Recorder(options.session, options.ws, record_messages=options.record_messages)
         self._sandbox = options.sandbox
         self.todos: list[dict[str, Any]] = []
+        self.output_filters: list[Callable[[str], str]] = []  # OutputFilter's redaction, for example
         self.events = ev.EventLog(self.id, options.event_buffer_size, forward=self._forward)
         self.messages: list[dict[str, Any]] = [dict(m) for m in options.messages]
         self.state = AgentState.IDLE
@@ -608,6 +609,11 @@ class Agent:
             **extra,
         )
 
+    def _filtered(self, text: str) -> str:
+        for f in self.output_filters:
+            text = f(text)
+        return text
+
     @property
     def sandbox(self) -> Any:
         """Where the built-in file and command tools act (a LocalSandbox on working_dir by default)."""
@@ -914,6 +920,8 @@ class Agent:
         first = asyncio.Event()
         streaming_write: list[asyncio.Task[None]] = []
 
+        pending: list[str] = []
+
         def on_part(part: StreamPart) -> None:
             if run.abort is not None:
                 return  # nothing after agent_abort
@@ -923,6 +931,15 @@ class Agent:
                 self.emit(ev.MessageStart(run.turns, self.model))
                 streaming_write.append(asyncio.ensure_future(self.recorder.streaming(run.call_id)))
             if part.kind == "text":
+                if self.output_filters:
+                    # Hold back the last partial word so a secret split across chunks is still caught.
+                    pending.append(part.text)
+                    text = "".join(pending)
+                    cut = max(text.rfind(" "), text.rfind("\n")) + 1
+                    if cut > 0:
+                        pending[:] = [text[cut:]]
+                        self.emit(ev.MessageDelta(self._filtered(text[:cut])))
+                    return
                 self.emit(ev.MessageDelta(part.text))
             elif part.kind == "thinking":
                 self.emit(ev.ThinkingDelta(part.text))
@@ -981,6 +998,10 @@ class Agent:
             raise
         for t in streaming_write:
             await t
+        if pending and "".join(pending):
+            self.emit(ev.MessageDelta(self._filtered("".join(pending))))
+        if self.output_filters:
+            done.text = self._filtered(done.text)
         if not first.is_set():  # a response with no chunks still moves the call through streaming
             self.emit(ev.MessageStart(run.turns, done.model))
             await self.recorder.streaming(run.call_id)
