@@ -105,14 +105,11 @@ class Skills(Plugin):
         self.skills: list[Skill] = []
 
     def on_session_start(self, event: HookEvent, ctx: ToolContext) -> None:
-        dirs = (
-            self.dirs
-            if self.dirs is not None
-            else [
-                ("~/.cmdc/skills", "user"),
-                (Path(ctx.working_dir) / ".cmdc" / "skills", "project"),
-            ]
-        )
+        default: list[str | Path | tuple[str | Path, str]] = [
+            ("~/.cmdc/skills", "user"),
+            (Path(ctx.working_dir) / ".cmdc" / "skills", "project"),
+        ]
+        dirs = self.dirs if self.dirs is not None else default
         self.skills = discover_skills(dirs)
         agent = ctx.agent
         if agent is None or not self.skills:
