@@ -29,12 +29,14 @@ if TYPE_CHECKING:
         frames,
         kernel,
         matching,
+        plugins,
         presence,
         pricing,
         providers,
         scheduling,
         sessions,
         store,
+        toolkit,
         vault,
     )
     from cmdc_nb.workspace import Workspace, connect, get_workspace
@@ -56,12 +58,14 @@ __all__ = [
     "get_workspace",
     "kernel",
     "matching",
+    "plugins",
     "presence",
     "pricing",
     "providers",
     "scheduling",
     "sessions",
     "store",
+    "toolkit",
     "vault",
 ]
 

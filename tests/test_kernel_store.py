@@ -390,3 +390,22 @@ async def test_abort_while_waiting_for_approval_cancels_the_tool_use_and_its_ite
         await asyncio.sleep(0.02)
     assert [t.status for t in tus] == ["cancelled"]
     assert approvals.list_pending_approvals(user, ws=ws).entries == []
+
+
+async def test_compaction_is_a_stored_call_with_its_cost(
+    ws: Workspace, session: Session, tmp_path: Path
+) -> None:
+    script = Script(["one", "two", Turn("the summary", usage=(500, 20))])
+    agent = Agent(model=script.model, session=session, ws=ws, working_dir=str(tmp_path))
+    await agent.prompt("a")
+    await agent.prompt("b")
+    event = await agent.compact(keep_last=2)
+    assert event is not None and event.summary == "the summary"
+    calls = sorted(agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    assert [(c.status, c.meta.get("purpose")) for c in calls] == [
+        ("completed", None),
+        ("completed", None),
+        ("completed", "compaction"),
+    ]
+    assert (calls[-1].tokens_in, calls[-1].tokens_out) == (500, 20)
+    assert sessions.count_messages(session, ws=ws) == 4  # the summary call wrote no message

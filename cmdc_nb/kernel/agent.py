@@ -1338,6 +1338,32 @@ class Agent:
         await self._tool_batch(run, calls, agent_call_id, {k: v for k, v in known.items() if v is not None})
 
     # -- compaction -----------------------------------------------------------------------------------
+    async def _summarise(self, old: list[dict[str, Any]]) -> str:
+        """One model call that writes the summary; stored (with its cost) like any call of the session."""
+        messages = [
+            {"role": "system", "content": SUMMARY_PROMPT},
+            {"role": "user", "content": json.dumps(old, ensure_ascii=False, default=str)},
+        ]
+        call_id = await self.recorder.start_call(
+            model=self.model, messages=messages, system_prompt=SUMMARY_PROMPT, temperature=None,
+            max_tokens=None, tools=[], turn=self.turns, purpose="compaction",
+        )  # fmt: skip
+        try:
+            done = await stream_completion(
+                ProviderRequest(self.model, messages, extra=self.provider_opts),
+                on_part=lambda p: None,
+                retry=self.options.retry,
+                cassette=self.options.cassette,
+                pricer=self.recorder.price,
+            )
+        except ProviderError as err:
+            await self.recorder.fail_call(call_id, err.kind, str(err), timeout=err.kind == "timeout")
+            raise
+        cost = await self.recorder.complete_response(call_id, done, message=False)
+        self.usage += done.usage
+        self.cost_usd = _add_cost(self.cost_usd, cost)
+        return done.text
+
     async def compact(
         self, *, keep_last: int = 6, summary: str | None = None, during_run: bool = False
     ) -> ev.Compaction | None:
@@ -1358,25 +1384,7 @@ class Agent:
             return None
         old = self.messages[:cut]
         if summary is None:
-            transcript = json.dumps(old, ensure_ascii=False, default=str)
-            done = await stream_completion(
-                ProviderRequest(
-                    self.model,
-                    [
-                        {
-                            "role": "system",
-                            "content": "Summarise this conversation for the assistant that continues it: keep key decisions, facts, open tasks and file names. Be brief.",
-                        },
-                        {"role": "user", "content": transcript},
-                    ],
-                    extra=self.provider_opts,
-                ),
-                on_part=lambda p: None,
-                retry=self.options.retry,
-                cassette=self.options.cassette,
-                pricer=self.recorder.price,
-            )
-            summary = done.text
+            summary = await self._summarise(old)
         folder = Path(self.options.working_dir) / ".cmdc" / "conversation_history"
         folder.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -1404,6 +1412,12 @@ def _context_window(model: str) -> int | None:
             if isinstance(window, int):
                 return window
     return None
+
+
+SUMMARY_PROMPT = (
+    "Summarise this conversation for the assistant that continues it: keep key decisions, facts, open "
+    "tasks and file names. Be brief."
+)
 
 
 class _Stop(Exception):

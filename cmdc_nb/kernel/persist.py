@@ -103,6 +103,7 @@ class Recorder:
         max_tokens: int | None,
         tools: Sequence[str],
         turn: int,
+        purpose: str | None = None,
     ) -> str | None:
         if not self.enabled:
             return None
@@ -117,7 +118,7 @@ class Recorder:
             temperature=temperature,
             max_tokens=max_tokens,
             tools_provided=list(tools),
-            metadata={"turn": turn},
+            metadata={"turn": turn, **({"purpose": purpose} if purpose else {})},
         )
         return str(call.id)
 
@@ -127,7 +128,9 @@ class Recorder:
 
             await self._run(agents.start_streaming, call_id)
 
-    async def complete_response(self, call_id: str | None, done: Completion) -> Decimal | None:
+    async def complete_response(
+        self, call_id: str | None, done: Completion, *, message: bool = True
+    ) -> Decimal | None:
         """The call completed and the assistant message, in one transaction: a crash can never leave
         a completed call whose tool calls are missing from the conversation. Returns the exact cost."""
         if call_id is None:
@@ -149,7 +152,7 @@ class Recorder:
                     cost_usd=done.cost_usd,
                     ws=ws,
                 )
-                if not self.record_messages:
+                if not self.record_messages or not message:
                     cost: Decimal | None = row.cost_usd
                     return cost
                 sessions.create_message(

@@ -266,7 +266,7 @@ def tool(
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a tool of a typed function: `@tool` or `@tool(requires_approval=True, timeout_s=10)`."""
     if fn is not None:
-        return Tool.from_function(fn)
+        return Tool.from_function(fn, **options)
     return lambda f: Tool.from_function(f, **options)
 
 

@@ -136,7 +136,7 @@ class Planning(Plugin):
     def update_plan_tool(self) -> Tool:
         plugin = self
 
-        def update_plan(step: str, status: str, ctx: ToolContext, note: str | None = None) -> str:
+        async def update_plan(step: str, status: str, ctx: ToolContext, note: str | None = None) -> str:
             """Report progress on a step of the current plan.
 
             Args:
