@@ -239,3 +239,70 @@ async def test_safe_commands_run_without_asking_and_the_guard_blocks_secrets(tre
     assert [(a.tool, a.rule) for a in audits] == [("read_file", ".env"), ("shell", "rm -rf /")]
     assert not any(e.type == "approval_required" for e in got)
     assert "sk-secret" not in str([e.event.to_dict() for e in got])
+
+
+class MemorySandbox:
+    """Another sandbox, to show the protocol is all the tools need: files in a dict, no disk."""
+
+    def __init__(self) -> None:
+        self.root = Path("/virtual")
+        self.files: dict[str, str] = {"notes.txt": "from memory\n"}
+
+    def resolve(self, path: str) -> Path:
+        return self.root / path
+
+    async def read_file(self, path: str) -> str:
+        return self.files[path]
+
+    async def write_file(self, path: str, content: str) -> int:
+        self.files[path] = content
+        return len(content)
+
+    async def edit_file(self, path: str, old: str, new: str) -> int:
+        self.files[path] = self.files[path].replace(old, new, 1)
+        return len(self.files[path])
+
+    async def execute(self, command: str, *, timeout_s: float = 30.0) -> Any:
+        raise NotImplementedError
+
+    async def file_exists(self, path: str) -> bool:
+        return path in self.files
+
+    async def glob(self, pattern: str, path: str = ".", *, limit: int = 500) -> list[Any]:
+        return []
+
+    async def grep(
+        self, pattern: str, path: str = ".", *, include: str | None = None, limit: int = 100
+    ) -> list[Any]:
+        return []
+
+    async def list_dir(self, path: str = ".") -> list[Any]:
+        return []
+
+
+async def test_another_sandbox_plugs_in() -> None:
+    from cmdc_nb.toolkit import Sandbox
+
+    box = MemorySandbox()
+    assert isinstance(box, Sandbox)
+    script = Script(
+        [
+            Turn(
+                tool_calls=[
+                    call("read_file", path="notes.txt"),
+                    call("write_file", path="out.txt", content="x"),
+                ]
+            ),
+            "ok",
+        ]
+    )
+    agent = Agent(model=script.model, tools=builtin_tools(include=["read_file", "write_file"]), sandbox=box)
+    await agent.prompt("go")
+    assert agent.messages[2]["content"] == "from memory\n" and box.files["out.txt"] == "x"
+
+
+def test_the_context_window_comes_from_litellms_map() -> None:
+    from cmdc_nb.kernel.agent import _context_window
+
+    assert _context_window("openai/gpt-4o-mini") == 128000
+    assert _context_window("scripted/x") is None
