@@ -302,7 +302,7 @@ async def test_another_sandbox_plugs_in() -> None:
 
 
 def test_the_context_window_comes_from_litellms_map() -> None:
-    from cmdc_nb.kernel.agent import _context_window
+    from cmdc_nb.kernel.compaction import _context_window
 
     assert _context_window("openai/gpt-4o-mini") == 128000
     assert _context_window("scripted/x") is None

@@ -1,0 +1,297 @@
+"""Running the tool calls of one response: concurrently, each with its hooks, its approval (only that
+call waits), its timeout, retries and result — and cleaning up after an abort."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cmdc_nb.errors import CmdcError
+from cmdc_nb.kernel import events as ev
+from cmdc_nb.kernel._core import AgentCore
+from cmdc_nb.kernel.persist import StoredToolUse
+from cmdc_nb.kernel.plugins import Hook
+from cmdc_nb.kernel.run_state import AgentState, Decision, EndReason, Pending, Run, RunningTool, Stop, ms
+from cmdc_nb.kernel.tools import Tool, ToolError, ToolResult
+from cmdc_nb.providers import ToolCall
+
+__all__ = ["ToolRunner"]
+
+
+class ToolRunner(AgentCore):
+    async def _tool_batch(
+        self,
+        run: Run,
+        calls: Sequence[ToolCall],
+        agent_call_id: str | None,
+        known: Mapping[str, StoredToolUse | None] | None = None,
+    ) -> None:
+        self.state = AgentState.EXECUTING_TOOLS
+        self.emit(ev.ToolCalls(len(calls), tuple(c.name for c in calls)))
+        interventions: list[str] = []
+        tasks = []
+        for c in calls:
+            task = asyncio.ensure_future(
+                self._one_tool(
+                    run,
+                    c,
+                    agent_call_id,
+                    interventions,
+                    (known or {}).get(c.id),
+                    bool(known and c.id in known),
+                )
+            )
+            tool = self.tools.get(c.name)
+            immune = c.name in self.options.interrupt_immune_tools or bool(tool and tool.interrupt_immune)
+            self._running[c.id] = RunningTool(task, c.name, c.id, time.time(), immune)
+            tasks.append(task)
+        try:
+            # asyncio.wait (not gather): cancelling this run must not cancel interrupt-immune tools.
+            await asyncio.wait(tasks)
+        finally:
+            for c in calls:
+                self._running.pop(c.id, None)
+        results: list[tuple[ToolCall, ToolResult, str | None]] = []
+        for c, t in zip(calls, tasks, strict=True):
+            if t.cancelled():
+                results.append((c, ToolResult("interrupted before it finished", True), None))
+            elif t.exception() is not None:
+                exc = t.exception()
+                if isinstance(exc, Stop):
+                    raise exc
+                results.append((c, ToolResult(f"{type(exc).__name__}: {exc}", True), None))
+            else:
+                results.append((c, *t.result()))
+        for c, result, tu in results:
+            await self._add_message(
+                {"role": "tool", "tool_call_id": c.id, "content": result.content},
+                tool_use_id=tu,
+                meta={"name": c.name, "is_error": result.is_error},
+            )
+        stop = None
+        for c, _result, _ in results:
+            stop = stop or self._guard.observe(c.name, c.arguments)
+        stop = stop or self._guard.batch(all(r.is_error for _, r, _ in results), calls[-1].name)
+        out = await self._hook(
+            Hook.AFTER_TOOL_BATCH,
+            {
+                "results": [
+                    {"name": c.name, "call_id": c.id, "content": r.content, "is_error": r.is_error}
+                    for c, r, _ in results
+                ]
+            },
+        )
+        self._plugin_control(run, out, Hook.AFTER_TOOL_BATCH)
+        for text in [*interventions, *([out.intervention] if out.intervention else [])]:
+            await self._intervene(text, Hook.AFTER_TOOL)
+        if stop is not None:
+            self.emit(ev.LoopDetected(*stop))
+            raise Stop(EndReason("loop_detected", stop[1]))
+        self.state = AgentState.RUNNING
+
+    async def _one_tool(
+        self,
+        run: Run,
+        call: ToolCall,
+        agent_call_id: str | None,
+        interventions: list[str],
+        stored: StoredToolUse | None,
+        resumed: bool,
+    ) -> tuple[ToolResult, str | None]:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            self.emit(ev.ToolCallUnknown(call.name, call.id))
+            available = ", ".join(sorted(self.tools)) or "none"
+            return ToolResult(f"unknown tool {call.name!r}; available tools: {available}", True), None
+        if call.arguments_error:
+            return ToolResult(f"{call.name}: {call.arguments_error}; send a JSON object", True), None
+        args: Mapping[str, Any] = dict(call.arguments)
+        tu: StoredToolUse | None = stored
+        needs, hint = tool.requires_approval, None
+        if tu is not None and resumed:
+            needs = tu.requires_approval
+        else:
+            out = await self._hook(
+                Hook.BEFORE_TOOL,
+                {"name": call.name, "args": dict(args), "call_id": call.id},
+                call_id=call.id,
+                tool_name=call.name,
+            )
+            if out.aborted is not None:
+                raise self._plugin_abort(run, *out.aborted)
+            if out.blocked is not None:
+                return ToolResult(f"blocked by {out.blocked[0]}: {out.blocked[1]}", True), None
+            if out.args is not None:
+                args = dict(out.args)
+            if out.approval is not None:
+                needs, hint = out.approval
+            policy = tool.policy()
+            if needs and policy["approval_class"] == "none":
+                policy["approval_class"] = "medium"
+            tu = await self.recorder.tool_use(agent_call_id, call, args, policy, needs, tool.schema())
+        ref = tu.id if tu is not None else call.id
+        status = tu.status if tu is not None else ("pending" if needs else "none")
+        if tu is not None and status == "executing":
+            # The process stopped while this ran: it may have had effects, so it is not run again.
+            await self.recorder.tool_failed(ref, "interrupted", "the process stopped while the tool ran")
+            return ToolResult(
+                "interrupted: the process stopped while this tool ran; it was not run again", True
+            ), ref
+        if tu is not None and status in ("completed", "failed", "timeout", "cancelled"):
+            return ToolResult(tu.output or tu.error or status, status != "completed"), ref
+        if status == "pending" and needs:
+            decision = await self._await_approval(ref, call, args, tu, hint)
+            if not decision.auto_resume:
+                run.stop_after_batch = True
+            if not decision.approved:
+                note = decision.note or (tu and (await self.recorder.get_tool_use(ref)).denial_reason)
+                return ToolResult(f"denied by the user{': ' + note if note else ''}", True), (
+                    ref if tu else None
+                )
+            if tu is not None:
+                args = (await self.recorder.get_tool_use(ref)).input
+            elif decision.args is not None:
+                args = dict(decision.args)
+        elif status == "denied":
+            return ToolResult(
+                f"denied{': ' + tu.denial_reason if tu and tu.denial_reason else ''}", True
+            ), ref
+        return await self._execute(run, tool, call, args, tu.id if tu else None, interventions)
+
+    async def _await_approval(
+        self,
+        ref: str,
+        call: ToolCall,
+        args: Mapping[str, Any],
+        tu: StoredToolUse | None,
+        hint: str | None = None,
+    ) -> Decision:
+        fut: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._approvals[ref] = Pending(
+            ref, fut, call.name, dict(args), call.id, approval_id=tu.approval_id if tu else None
+        )
+        self.emit(
+            ev.ApprovalRequired(ref, call.name, dict(args), call.id, tu.approval_id if tu else None, hint)
+        )
+        try:
+            if tu is not None:
+                # It may have been decided between our read and our subscription: look once more.
+                now = await self.recorder.get_tool_use(ref)
+                if now.status in ("approved", "denied") and not fut.done():
+                    fut.set_result(Decision(now.status == "approved"))
+            decision = await fut
+        except asyncio.CancelledError:
+            if tu is not None:
+                with contextlib.suppress(CmdcError):
+                    await asyncio.shield(
+                        self.recorder.tool_cancelled(ref, "aborted while waiting for approval")
+                    )
+            raise
+        finally:
+            self._approvals.pop(ref, None)
+        self.emit(ev.AgentResumed("tool_approved" if decision.approved else "tool_rejected", (ref,)))
+        return decision
+
+    async def _execute(
+        self,
+        run: Run,
+        tool: Tool,
+        call: ToolCall,
+        args: Mapping[str, Any],
+        tu: str | None,
+        interventions: list[str],
+    ) -> tuple[ToolResult, str | None]:
+        running = self._running.get(call.id)
+        if running is not None:
+            running.executing = True
+        started = time.time()
+        await self.recorder.tool_started(tu)
+        self.emit(ev.ToolExecutionStart(call.name, call.id, dict(args)))
+        self.emit(ev.ToolExecutionMetrics(call.name, call.id, ms(started)))
+        retries = tool.retries if tool.retries is not None else self.options.tool_retries
+        timeout = tool.timeout_s if tool.timeout_s is not None else self.options.tool_timeout_s
+        attempt = 0
+        timed_out = False
+        result: ToolResult
+        while True:
+            attempt += 1
+            try:
+                ctx = self.context(call_id=call.id, tool_name=call.name)
+                if timeout is not None:
+                    result = await asyncio.wait_for(tool.invoke(args, ctx), timeout)
+                else:
+                    result = await tool.invoke(args, ctx)
+                break
+            except asyncio.CancelledError as exc:
+                why = str(exc.args[0]) if exc.args else "interrupted"
+                with contextlib.suppress(CmdcError):
+                    await asyncio.shield(self.recorder.tool_cancelled(tu, why))
+                self.emit(ev.ToolExecutionEnd(call.name, call.id, False, why))
+                if run.abort is None:
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    return ToolResult(why, True), tu  # killed by steering: the run goes on
+                raise
+            except TimeoutError:
+                timed_out = True
+                error = f"timed out after {timeout:g} s"
+            except ToolError as exc:
+                error = str(exc)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            out = await self._hook(
+                Hook.ON_TOOL_ERROR,
+                {"name": call.name, "call_id": call.id, "error": error, "attempt": attempt},
+                call_id=call.id,
+                tool_name=call.name,
+            )
+            self._plugin_control(run, out, Hook.ON_TOOL_ERROR)
+            if attempt <= retries:
+                await asyncio.sleep(self.options.tool_retry_delay_s)
+                timed_out = False
+                continue
+            result = ToolResult(error, True)
+            break
+        ended = time.time()
+        if result.is_error:
+            await self.recorder.tool_failed(
+                tu, "timeout" if timed_out else "error", result.content, timed_out=timed_out
+            )
+        else:
+            await self.recorder.tool_done(tu, result.content)
+        out = await self._hook(
+            Hook.AFTER_TOOL,
+            {"name": call.name, "call_id": call.id, "result": result, "args": dict(args)},
+            call_id=call.id,
+            tool_name=call.name,
+        )
+        self._plugin_control(run, out, Hook.AFTER_TOOL)
+        if out.result is not None:
+            result = out.result
+        if out.intervention:
+            interventions.append(out.intervention)
+        self.emit(ev.ToolExecutionEnd(call.name, call.id, not result.is_error, result.content))
+        self.emit(
+            ev.ToolExecutionMetrics(call.name, call.id, ms(started), ms(ended), ms(ended - started), attempt)
+        )
+        return result, tu
+
+    async def _after_abort(self, run: Run) -> None:
+        """Clean up after a cancelled run: the call in flight is cancelled, dangling tool calls get a
+        result so the conversation stays valid for the next request."""
+        with contextlib.suppress(CmdcError):
+            await self.recorder.cancel_call(run.call_id, f"aborted ({(run.abort or ('user_cancelled',))[0]})")
+        reason = (run.abort or ("user_cancelled", None))[0]
+        for c in self._dangling():
+            await self._add_message(
+                {
+                    "role": "tool",
+                    "tool_call_id": c["id"],
+                    "content": f"interrupted: the run was aborted ({reason})",
+                },
+                meta={"name": c["function"]["name"], "is_error": True},
+            )
