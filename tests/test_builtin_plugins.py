@@ -565,3 +565,20 @@ async def test_the_coder_blueprint_gives_each_agent_fresh_plugins(tmp_path: Path
     assert all(x is not y for x, y in zip(a.plugins.plugins, b.plugins.plugins, strict=True))
     extended = CODER.add_tools(tool(lambda: "hi", name="hello"))  # type: ignore[arg-type]
     assert "hello" in extended.create(model="scripted/x", working_dir=str(tmp_path)).tools
+
+
+async def test_recovery_alone_makes_a_failing_tool_retry() -> None:
+    tries: list[int] = []
+
+    @tool
+    def shaky() -> str:
+        "Works on the third try."
+        tries.append(1)
+        if len(tries) < 3:
+            raise ToolError("not yet")
+        return "worked"
+
+    script = Script([Turn(tool_calls=[call("shaky")]), "done"])
+    agent = Agent(model=script.model, tools=[shaky], plugins=[Recovery(max_retries=3, backoff_base_s=0.001)])
+    assert await agent.prompt("go") == "done"
+    assert len(tries) == 3 and agent.messages[2]["content"] == "worked"

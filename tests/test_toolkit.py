@@ -306,3 +306,14 @@ def test_the_context_window_comes_from_litellms_map() -> None:
 
     assert _context_window("openai/gpt-4o-mini") == 128000
     assert _context_window("scripted/x") is None
+
+
+async def test_commands_do_not_see_secret_environment_variables(
+    tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sentinel-123456789012345")
+    monkeypatch.setenv("CMDC_NB_VAULT_KEY", "vault-sentinel")
+    monkeypatch.setenv("HARMLESS_SETTING", "visible")
+    out = (await shell.invoke({"command": "env"}, ctx_for(tree["root"]))).content
+    assert "HARMLESS_SETTING=visible" in out
+    assert "sentinel" not in out

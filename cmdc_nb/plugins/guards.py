@@ -201,6 +201,12 @@ class Recovery(Plugin):
         self.escalation_event = escalation_event
         self._stage: dict[str, int] = {}
 
+    def on_session_start(self, event: HookEvent, ctx: ToolContext) -> None:
+        # The retries happen in the kernel; Recovery makes sure there are enough, and does the waiting.
+        agent = ctx.agent
+        if agent is not None and agent.options.tool_retries < self.max_retries - 1:
+            agent.options = agent.options.with_(tool_retries=self.max_retries - 1, tool_retry_delay_s=0.0)
+
     async def on_on_tool_error(self, event: HookEvent, ctx: ToolContext) -> Action | None:
         if event.attempt < self.max_retries:
             await asyncio.sleep(self.backoff_base_s * 2 ** (event.attempt - 1))

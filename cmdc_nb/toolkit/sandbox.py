@@ -90,8 +90,19 @@ class Sandbox(Protocol):
     async def list_dir(self, path: str = ".") -> list[DirEntry]: ...
 
 
+# Environment variables a command never sees unless given explicitly: keys, tokens, passwords, and the
+# database URL (it may carry a password). The model reads what a command prints.
+_SECRET_ENV = re.compile(r"(?i)(key|token|secret|passw|credential|auth|cookie|session|database_url|dsn)")
+
+
+def scrubbed_env() -> dict[str, str]:
+    """This process's environment without anything that looks like a secret."""
+    return {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
+
+
 class LocalSandbox:
-    """The local file system under `root`, and `/bin/sh` started in it."""
+    """The local file system under `root`, and `/bin/sh` started in it (with `env`, by default this
+    process's environment minus secrets)."""
 
     def __init__(self, root: str | os.PathLike[str], *, env: dict[str, str] | None = None) -> None:
         real = Path(root).expanduser().resolve()
@@ -237,7 +248,7 @@ class LocalSandbox:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=self.env,
+            env=self.env if self.env is not None else scrubbed_env(),
             start_new_session=True,  # its own process group: a timeout kills the whole tree
         )
         try:
