@@ -511,3 +511,14 @@ async def test_compaction_keeps_recent_messages_and_files_the_rest(tmp_path: Any
     assert agent.messages[1:] == [{"role": "user", "content": "c"}, {"role": "assistant", "content": "three"}]
     [saved] = (tmp_path / ".cmdc" / "conversation_history").iterdir()
     assert [m["content"] for m in __import__("json").loads(saved.read_text())] == ["a", "one", "b", "two"]
+
+
+async def test_an_api_key_in_provider_opts_never_shows() -> None:
+    key = "sk-sentinel-provider-key-0123456789"
+    script = Script(["ok"])
+    agent = Agent(model=script.model, provider_opts={"api_key": key})
+    got = recorder(agent)
+    await agent.prompt("hi")
+    agent.switch_model(script.model, provider_opts={"api_key": key + "2"}, reason="rotate")
+    shown = repr(agent) + repr(agent.options) + str(agent.status()) + str([e.to_dict() for e in got])
+    assert "sentinel" not in shown

@@ -147,7 +147,7 @@ class AgentOptions:
     session: Any = None  # a Session row or its id: every turn is stored there
     fallback_models: tuple[str, ...] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    provider_opts: Mapping[str, Any] = field(default_factory=dict)
+    provider_opts: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold an api_key
     request_timeout_s: float | None = None
     cassette: Cassette | None = None
     max_identical_tool_calls: int = 3
