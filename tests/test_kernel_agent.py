@@ -522,3 +522,23 @@ async def test_an_api_key_in_provider_opts_never_shows() -> None:
     agent.switch_model(script.model, provider_opts={"api_key": key + "2"}, reason="rotate")
     shown = repr(agent) + repr(agent.options) + str(agent.status()) + str([e.to_dict() for e in got])
     assert "sentinel" not in shown
+
+
+async def test_approve_and_user_respond_work_from_another_thread() -> None:
+    @tool
+    async def ask(ctx: ToolContext) -> str:
+        "Ask."
+        assert ctx.ask_user is not None
+        return await ctx.ask_user("name?")
+
+    script = Script([Turn(tool_calls=[call("delete", path="x"), call("ask")]), "ok"])
+    agent = Agent(model=script.model, tools=[delete, ask])
+    handle = agent.prompt("go")
+    while not (agent.status()["pending_approvals"] and agent.status()["pending_user_inputs"]):
+        await asyncio.sleep(0.005)
+    ref = agent.status()["pending_approvals"][0]["ref"]
+    question = agent.status()["pending_user_inputs"][0]["ref"]
+    await asyncio.to_thread(agent.approve, ref)  # e.g. a server thread
+    await asyncio.to_thread(agent.user_respond, question, "Ada")
+    assert await asyncio.wait_for(handle, 5) == "ok"
+    assert [m["content"] for m in agent.messages if m["role"] == "tool"] == ["deleted x", "Ada"]

@@ -61,6 +61,23 @@ class AgentCore:
     def _subscribe_decisions(self) -> None:  # the agent subscribes once it knows its loop
         pass
 
+    def _resolve(self, future: asyncio.Future[Any], value: Any) -> None:
+        """Resolve a wait of the run from any thread (a widget callback, a server thread, a test)."""
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(value)
+
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is None or here is loop or loop.is_closed():
+            settle()
+        else:
+            loop.call_soon_threadsafe(settle)
+
     def _bind(self) -> asyncio.AbstractEventLoop:
         if not self.alive:
             raise AgentNotAliveError(self.id)

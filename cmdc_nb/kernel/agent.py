@@ -344,8 +344,7 @@ class Agent(ToolRunner, Compaction):
             # The store decides first (so a crash after this line still has the decision); its event
             # also resolves the wait, but resolving here too makes the answer immediate and carries args.
             self.recorder.decide(ref, approved, note=note, args=args, by=by, remember=remember)
-        if not pending.future.done():
-            pending.future.set_result(Decision(approved, note, args, auto_resume))
+        self._resolve(pending.future, Decision(approved, note, args, auto_resume))
 
     def user_respond(self, ref: str, response: str) -> None:
         pending = self._inputs.get(str(ref))
@@ -353,8 +352,7 @@ class Agent(ToolRunner, Compaction):
             raise NotFoundError("pending user input", ref)
         if not isinstance(response, str):
             raise InvalidInputError("must be text", field="response")
-        if not pending.future.done():
-            pending.future.set_result(response)
+        self._resolve(pending.future, response)
         self.emit(ev.UserResponded(str(ref), response))
         self.emit(ev.AgentResumed("user_respond", (str(ref),)))
 
