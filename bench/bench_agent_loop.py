@@ -1,0 +1,108 @@
+"""Agent loop overhead: 100 rounds, each one trivial tool call, with a zero-latency offline model.
+
+Run: `.venv/bin/python bench/bench_agent_loop.py [rounds]` (default 100). Each peer runs in its own
+virtual environment under bench/.cache (created on first use, pinned versions), so none of them leaks
+into the package's dependencies. Every system runs as a fresh process per measurement (after a 10-round
+warm-up inside it); the systems alternate, 5 runs each, and the medians and their ratios to LangGraph
+with its SQLite checkpointer go into bench/RESULTS.md (between the `agent-loop` markers).
+
+Compared:
+- cmdc_nb, stored: scripted model through litellm, session on SQLite — every call, tool use, message,
+  cost record (with its daily summary) and audit entry stored, every event published;
+- cmdc_nb, in memory: the same loop, nothing stored;
+- LangGraph prebuilt tool-calling agent (fake chat model) with its SQLite checkpointer, and without one;
+- pydantic-ai with a FunctionModel, the run's message history saved to SQLite after the run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+RUNS = 5
+PEERS = {
+    "langgraph": ["langgraph==1.2.22", "langgraph-checkpoint-sqlite==3.1.2", "langchain-core==1.7.2"],
+    "pydantic-ai": ["pydantic-ai-slim==2.68.0"],
+}
+SYSTEMS = [
+    ("cmdc_nb, stored to SQLite", None, "cmdc_loop.py", "sqlite"),
+    ("cmdc_nb, in memory", None, "cmdc_loop.py", "memory"),
+    ("LangGraph + SQLite checkpointer", "langgraph", "langgraph_loop.py", "sqlite"),
+    ("LangGraph, no checkpointer", "langgraph", "langgraph_loop.py", "none"),
+    ("pydantic-ai FunctionModel + history to SQLite", "pydantic-ai", "pydantic_ai_loop.py", ""),
+]
+BASELINE = "LangGraph + SQLite checkpointer"
+
+
+def python_of(peer: str | None) -> str:
+    if peer is None:
+        return sys.executable
+    venv = CACHE / peer
+    py = venv / "bin" / "python"
+    if not py.exists():
+        uv = shutil.which("uv") or str(HERE.parent / ".venv-tools" / "bin" / "uv")
+        if Path(uv).exists():
+            subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+            subprocess.run([uv, "pip", "install", "-q", "--python", str(py), *PEERS[peer]], check=True)
+        else:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", *PEERS[peer]], check=True)
+    return str(py)
+
+
+def measure(peer: str | None, script: str, mode: str, rounds: int) -> float:
+    args = [python_of(peer), str(HERE / "peers" / script), str(rounds)] + ([mode] if mode else [])
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["ms_per_round"])
+
+
+def versions() -> str:
+    def ver(peer: str | None, pkg: str) -> str:
+        code = f"import importlib.metadata as m; print(m.version({pkg!r}))"
+        return subprocess.run([python_of(peer), "-c", code], capture_output=True, text=True).stdout.strip()
+
+    return (
+        f"cmdc_nb {ver(None, 'cmdc-nb')} (litellm {ver(None, 'litellm')}), "
+        f"LangGraph {ver('langgraph', 'langgraph')}, pydantic-ai {ver('pydantic-ai', 'pydantic-ai-slim')}"
+    )
+
+
+def main(rounds: int = 100) -> str:
+    samples: dict[str, list[float]] = {name: [] for name, *_ in SYSTEMS}
+    for _ in range(RUNS):  # alternate the systems, so machine noise hits them all alike
+        for name, peer, script, mode in SYSTEMS:
+            samples[name].append(measure(peer, script, mode, rounds))
+    medians = {name: statistics.median(xs) for name, xs in samples.items()}
+    base = medians[BASELINE]
+    rows = "\n".join(f"| {name} | {m:.2f} | {m / base:.2f} |" for name, m in medians.items())
+    table = (
+        f"### Agent loop: {rounds} rounds of one trivial tool call, zero-latency model (median of {RUNS} runs)\n\n"
+        "| system | ms per round | × LangGraph + SQLite |\n|---|---:|---:|\n"
+        f"{rows}\n\n"
+        f"Machine: {platform.system().lower()}, Python {platform.python_version()}, {platform.processor() or platform.machine()}; "
+        f"{versions()}."
+    )
+    path = HERE / "RESULTS.md"
+    text = path.read_text(encoding="utf-8")
+    block = f"<!-- agent-loop:start -->\n{table}\n<!-- agent-loop:end -->"
+    if "<!-- agent-loop:start -->" in text:
+        text = re.sub(
+            r"<!-- agent-loop:start -->.*?<!-- agent-loop:end -->", lambda _: block, text, flags=re.S
+        )
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
