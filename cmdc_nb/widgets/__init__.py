@@ -1,0 +1,11 @@
+"""The widget set (ipywidgets). Only this package imports ipywidgets; the core runs without it.
+
+>>> from cmdc_nb.widgets import ChatWidget
+>>> ChatWidget(agent)      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from cmdc_nb.widgets.chat import ChatWidget
+
+__all__ = ["ChatWidget"]

@@ -1,0 +1,462 @@
+"""ChatWidget: a live chat with an agent — streamed replies, tool-call cards, Approve / Deny / Edit on
+calls that wait for a person while the agent runs, a steer box, Stop, a model picker, tokens and cost.
+
+>>> chat = ChatWidget(agent)        # doctest: +SKIP
+>>> chat                            # doctest: +SKIP   (renders in the notebook)
+>>> chat.send("Summarise the README")   # doctest: +SKIP   (every button has a method)
+
+The widget is thin: the conversation stays in the kernel (the agent); only the visible messages are
+widgets, older ones are paged in on request, and streamed text reaches the browser at most ~25 times a
+second however fast the model streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from cmdc_nb.kernel import events as ev
+from cmdc_nb.kernel.agent import Agent, PromptHandle
+from cmdc_nb.widgets._render import CSS, escape, markdown_html, pretty_json
+
+__all__ = ["ChatWidget"]
+
+FLUSH_S = 0.04  # ≈ 25 updates a second at most
+
+
+def _money(value: Any) -> str:
+    if value is None:
+        return "unpriced"
+    return f"${float(value):.4f}" if value else "$0"
+
+
+class _ToolCard:
+    """One tool call: a card, and the approval controls while it waits."""
+
+    def __init__(self, chat: ChatWidget, call_id: str, name: str, args: Mapping[str, Any]) -> None:
+        self.chat, self.call_id, self.name, self.args = chat, call_id, name, dict(args)
+        self.status: str = "queued"
+        self.result: str | None = None
+        self.duration_ms: int | None = None
+        self.ref: str | None = None
+        self.html = w.HTML()
+        self.controls = w.VBox([])
+        self.box = w.VBox([self.html, self.controls])
+        self.render()
+
+    def render(self) -> None:
+        klass = {"waiting": "waiting", "running": "running", "ok": "ok", "error": "error"}.get(
+            self.status, ""
+        )
+        label = {
+            "waiting": "waiting for approval",
+            "running": "running…",
+            "ok": "done",
+            "error": "failed",
+        }.get(self.status, self.status)
+        took = f" · {self.duration_ms} ms" if self.duration_ms is not None else ""
+        result = ""
+        if self.result is not None:
+            opened = " open" if self.status == "error" else ""
+            result = (
+                f"<details{opened}><summary>result</summary><pre>{escape(self.result[:4000])}</pre></details>"
+            )
+        self.html.value = (
+            f'<div class="cmdc-tool {klass}"><span class="cmdc-tool-name">{escape(self.name)}</span>'
+            f'<span class="cmdc-badge {klass}">{escape(label)}</span><span class="cmdc-meta">{took}</span>'
+            f"<details><summary>arguments</summary><pre>{escape(pretty_json(self.args))}</pre></details>{result}</div>"
+        )
+
+    def ask(self, ref: str, args: Mapping[str, Any], hint: str | None) -> None:
+        self.ref, self.status, self.args = ref, "waiting", dict(args)
+        approve = w.Button(
+            description="Approve", button_style="success", icon="check", layout=w.Layout(width="110px")
+        )
+        deny = w.Button(
+            description="Deny", button_style="danger", icon="times", layout=w.Layout(width="100px")
+        )
+        edit = w.Button(description="Edit arguments", icon="pencil", layout=w.Layout(width="140px"))
+        editor = w.Textarea(
+            value=json.dumps(self.args, indent=2), layout=w.Layout(width="98%", height="90px", display="none")
+        )
+        note = w.HTML(f'<div class="cmdc-notice">{escape(hint)}</div>' if hint else "")
+
+        def on_edit(_: Any) -> None:
+            editor.layout.display = None if editor.layout.display == "none" else "none"
+
+        def on_approve(_: Any) -> None:
+            edited = None
+            if editor.layout.display != "none":
+                try:
+                    edited = json.loads(editor.value)
+                except ValueError as exc:
+                    note.value = f'<div class="cmdc-notice">Not valid JSON: {escape(exc)}</div>'
+                    return
+            self.chat.approve(ref, args=edited)
+
+        approve.on_click(on_approve)
+        deny.on_click(lambda _: self.chat.deny(ref))
+        edit.on_click(on_edit)
+        self.controls.children = [w.HBox([approve, deny, edit]), editor, note]
+        self.render()
+
+    def decided(self) -> None:
+        self.controls.children = []
+
+
+class ChatWidget(w.VBox):  # type: ignore[misc]
+    """A chat with `agent` (a kernel Agent). Methods do what the buttons do: send, steer, stop, approve,
+    deny, switch_model, load_earlier, export_markdown, fork."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        models: Sequence[str] = (),
+        page_size: int = 50,
+        height: str = "460px",
+        title: str | None = None,
+    ) -> None:
+        self.agent = agent
+        self.page_size = page_size
+        self.updates_sent = 0  # streamed-text updates sent to the front end (for tests and benchmarks)
+        self._bubble: w.HTML | None = None
+        self._text = ""
+        self._dirty = False
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._cards: dict[str, _ToolCard] = {}
+        self._shown_from = 0
+        self._thread = threading.get_ident()
+        self.last_handle: PromptHandle | None = None
+
+        self.title_html = w.HTML(
+            f'<span class="cmdc-title">{escape(title or agent.options.name or "Chat")}</span>'
+        )
+        choices = list(dict.fromkeys([agent.model, *models]))
+        self.model_picker = w.Dropdown(options=choices, value=agent.model, layout=w.Layout(width="260px"))
+        self.model_picker.observe(self._picked, names="value")
+        self.stats = w.HTML()
+        self.status_html = w.HTML()
+        self.earlier = w.Button(description="Show earlier messages", layout=w.Layout(display="none"))
+        self.earlier.on_click(lambda _: self.load_earlier())
+        self.messages_box = w.VBox([], layout=w.Layout(overflow="auto", height=height, padding="4px"))
+        self.messages_box.add_class("cmdc-log")
+        self.input = w.Textarea(
+            placeholder="Ask the agent… (Send), or redirect it while it works (Steer)",
+            layout=w.Layout(width="100%", height="64px"),
+        )
+        self.send_button = w.Button(
+            description="Send", button_style="primary", icon="paper-plane", layout=w.Layout(width="100px")
+        )
+        self.steer_button = w.Button(description="Steer", icon="compass", layout=w.Layout(width="100px"))
+        self.stop_button = w.Button(
+            description="Stop", button_style="warning", icon="stop", layout=w.Layout(width="90px")
+        )
+        self.export_button = w.Button(description="Export", icon="download", layout=w.Layout(width="100px"))
+        self.send_button.on_click(lambda _: self._send_from_box())
+        self.steer_button.on_click(lambda _: self._steer_from_box())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.export_button.on_click(lambda _: self._export_to_file())
+        header = w.HBox(
+            [self.title_html, self.model_picker, self.stats], layout=w.Layout(align_items="center")
+        )
+        footer = w.HBox(
+            [self.send_button, self.steer_button, self.stop_button, self.export_button, self.status_html],
+            layout=w.Layout(align_items="center"),
+        )
+        super().__init__([w.HTML(CSS), header, self.earlier, self.messages_box, self.input, footer])
+        self.add_class("cmdc-chat")
+        self._render_history()
+        self._refresh_stats()
+        self._set_busy(agent.busy)
+        self._sub = agent.events.subscribe(self._on_event)
+
+    def __repr__(self) -> str:  # cheap: never serialise the widget tree
+        return f"<ChatWidget agent={self.agent.id[:8]} messages={len(self.agent.messages)}>"
+
+    # -- what the buttons do ----------------------------------------------------------------------------
+    def send(self, text: str) -> PromptHandle:
+        """Send a prompt (queued if the agent is busy). Returns the agent's handle."""
+        self.last_handle = self.agent.prompt(text)
+        return self.last_handle
+
+    def steer(self, text: str) -> Any:
+        return self.agent.steer(text)
+
+    def stop(self, reason: str = "user_cancelled") -> str:
+        return self.agent.abort(reason)
+
+    def approve(self, ref: str, *, args: Mapping[str, Any] | None = None) -> None:
+        self.agent.approve(ref, args=args)
+
+    def deny(self, ref: str, *, note: str | None = "denied from the chat") -> None:
+        self.agent.reject(ref, note=note, auto_resume=True)
+
+    def switch_model(self, model: str) -> None:
+        if model not in self.model_picker.options:
+            self.model_picker.options = [*self.model_picker.options, model]
+        self.model_picker.value = model  # observed: switches the agent
+
+    def fork(self, index: int, *, name: str | None = None) -> Any:
+        """A new session forked from the stored message at `index` of the conversation (needs a session)."""
+        from cmdc_nb import sessions
+
+        if not self.agent.recorder.enabled:
+            raise ValueError("fork needs an agent that stores to a session")
+        rows = self.agent.recorder.history()
+        sid = self.agent.recorder.session_id
+        assert sid is not None
+        return sessions.fork_session(sid, rows[index], name=name, ws=self.agent.recorder.ws)
+
+    def export_markdown(self) -> str:
+        """The transcript as Markdown."""
+        out = [f"# {self.agent.options.name or 'Chat'} ({self.agent.model})", ""]
+        for m in self.agent.messages:
+            if m["role"] == "tool":
+                out.append(
+                    f"> **tool result** `{m.get('tool_call_id')}`\n>\n> "
+                    + str(m.get("content") or "").replace("\n", "\n> ")
+                )
+            elif m["role"] == "assistant" and m.get("tool_calls"):
+                if m.get("content"):
+                    out.append(f"**assistant:** {m['content']}")
+                for c in m["tool_calls"]:
+                    out.append(f"*calls `{c['function']['name']}`* `{c['function']['arguments']}`")
+            else:
+                out.append(f"**{m['role']}:** {m.get('content') or ''}")
+            out.append("")
+        return "\n".join(out)
+
+    def load_earlier(self) -> int:
+        """Show the previous page of messages; returns how many were added."""
+        start = max(0, self._shown_from - self.page_size)
+        older = [self._message_widget(m) for m in self.agent.messages[start : self._shown_from]]
+        self.messages_box.children = [x for x in older if x is not None] + list(self.messages_box.children)
+        added = self._shown_from - start
+        self._shown_from = start
+        self.earlier.layout.display = None if start > 0 else "none"
+        return added
+
+    # -- rendering ------------------------------------------------------------------------------------
+    def _render_history(self) -> None:
+        msgs = self.agent.messages
+        self._shown_from = max(0, len(msgs) - self.page_size)
+        items = [self._message_widget(m) for m in msgs[self._shown_from :]]
+        self.messages_box.children = [x for x in items if x is not None]
+        self.earlier.layout.display = None if self._shown_from > 0 else "none"
+        if self._shown_from > 0:
+            self.earlier.description = f"Show earlier messages ({self._shown_from})"
+
+    def _message_widget(self, m: Mapping[str, Any]) -> w.Widget | None:
+        role = m.get("role")
+        if role == "user":
+            return w.HTML(self._bubble_html("user", str(m.get("content") or "")))
+        if role == "assistant":
+            parts: list[w.Widget] = []
+            if m.get("content"):
+                parts.append(w.HTML(self._bubble_html("assistant", str(m["content"]))))
+            for c in m.get("tool_calls") or ():
+                try:
+                    args = json.loads(c["function"]["arguments"] or "{}")
+                except ValueError:
+                    args = {"raw": c["function"]["arguments"]}
+                made = self._cards.get(c["id"]) or _ToolCard(self, c["id"], c["function"]["name"], args)
+                self._cards[c["id"]] = made
+                parts.append(made.box)
+            return w.VBox(parts) if parts else None
+        if role == "tool":
+            card = self._cards.get(str(m.get("tool_call_id")))
+            if card is not None and card.result is None:
+                card.result, card.status = str(m.get("content") or ""), "ok"
+                card.render()
+            return None
+        return None
+
+    @staticmethod
+    def _bubble_html(role: str, text: str, meta: str = "") -> str:
+        body = markdown_html(text) if role == "assistant" else f"<p>{escape(text)}</p>".replace("\n", "<br>")
+        meta_html = f'<div class="cmdc-meta">{escape(meta)}</div>' if meta else ""
+        return f'<div class="cmdc-msg cmdc-{role}">{body}{meta_html}</div>'
+
+    def _append(self, widget: w.Widget) -> None:
+        self.messages_box.children = [*self.messages_box.children, widget]
+
+    def _refresh_stats(self) -> None:
+        a = self.agent
+        self.stats.value = (
+            f'<span class="cmdc-stats">{a.usage.input:,} in · {a.usage.output:,} out tokens · {_money(a.cost_usd)}'
+            f" · {len(a.messages)} messages</span>"
+        )
+
+    def _set_busy(self, busy: bool, note: str | None = None) -> None:
+        self.steer_button.disabled = not busy
+        self.stop_button.disabled = not busy
+        text = note or ("working…" if busy else "ready")
+        self.status_html.value = f'<span class="cmdc-stats">&nbsp;{escape(text)}</span>'
+
+    # -- streaming, coalesced ---------------------------------------------------------------------------
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._bubble is not None and self._dirty:
+            self._bubble.value = self._bubble_html("assistant", self._text + " ▍")
+            self.updates_sent += 1
+            self._dirty = False
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is not None:
+            return
+        loop = self.agent._loop
+        if loop is None or loop.is_closed():
+            self._flush()
+            return
+        self._flush_handle = loop.call_later(FLUSH_S, self._flush)
+
+    # -- events in → widget state -----------------------------------------------------------------------
+    def _on_event(self, env: ev.Envelope) -> None:
+        loop = self.agent._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is not None and here is not loop and not loop.is_closed():
+            loop.call_soon_threadsafe(self._handle, env)  # a tool's thread: handle it on the loop
+        else:
+            self._handle(env)
+
+    def _handle(self, env: ev.Envelope) -> None:
+        e = env.event
+        match e:
+            case ev.PromptReceived(text=text):
+                self._append(w.HTML(self._bubble_html("user", text)))
+                self._set_busy(True, "queued" if e.queued else None)
+            case ev.AgentStart():
+                self._set_busy(True)
+            case ev.MessageStart():
+                self._bubble, self._text, self._dirty = w.HTML(self._bubble_html("assistant", "▍")), "", False
+                self._append(self._bubble)
+            case ev.MessageDelta(delta=delta):
+                self._text += delta
+                self._dirty = True
+                self._schedule_flush()
+            case ev.ResponseComplete():
+                if self._flush_handle is not None:
+                    self._flush_handle.cancel()
+                    self._flush_handle = None
+                meta = f"{e.model} · {e.usage.input:,}/{e.usage.output:,} tokens · {_money(e.cost_usd)}"
+                if self._bubble is not None:
+                    if e.text:
+                        self._bubble.value = self._bubble_html("assistant", e.text, meta)
+                        self.updates_sent += 1
+                    else:
+                        self._bubble.value = f'<div class="cmdc-meta">{escape(meta)}</div>'
+                for c in e.tool_calls:
+                    try:
+                        args = json.loads(c["function"]["arguments"] or "{}")
+                    except ValueError:
+                        args = {}
+                    card = _ToolCard(self, c["id"], c["function"]["name"], args)
+                    self._cards[c["id"]] = card
+                    self._append(card.box)
+                self._bubble = None
+                self._refresh_stats()
+            case ev.ApprovalRequired(ref=ref, call_id=call_id):
+                found = self._cards.get(call_id)
+                if found is not None:
+                    card = found
+                    card.ask(ref, e.args, e.hint)
+            case ev.AgentResumed(trigger=trigger, refs=refs) if trigger in ("tool_approved", "tool_rejected"):
+                for card in self._cards.values():
+                    if card.ref in refs:
+                        card.decided()
+                        card.status = "running" if trigger == "tool_approved" else "error"
+                        card.render()
+            case ev.ToolExecutionStart(call_id=call_id):
+                found = self._cards.get(call_id)
+                if found is not None:
+                    card = found
+                    card.status = "running"
+                    card.decided()
+                    card.render()
+            case ev.ToolExecutionMetrics(call_id=call_id, duration_ms=duration) if duration is not None:
+                found = self._cards.get(call_id)
+                if found is not None:
+                    card = found
+                    card.duration_ms = duration
+                    card.render()
+            case ev.ToolExecutionEnd(call_id=call_id, ok=ok, result=result):
+                found = self._cards.get(call_id)
+                if found is not None:
+                    card = found
+                    card.status, card.result = ("ok" if ok else "error"), result
+                    card.render()
+            case ev.ToolCallUnknown(name=name):
+                self._append(
+                    w.HTML(f'<div class="cmdc-notice">the model called an unknown tool: {escape(name)}</div>')
+                )
+            case ev.SteeringApplied(texts=texts):
+                self._append(w.HTML(f'<div class="cmdc-notice">steered: {escape(" / ".join(texts))}</div>'))
+            case ev.ModelSwitched(to_model=model):
+                if model not in self.model_picker.options:
+                    self.model_picker.options = [*self.model_picker.options, model]
+                if self.model_picker.value != model:
+                    self.model_picker.unobserve(self._picked, names="value")
+                    self.model_picker.value = model
+                    self.model_picker.observe(self._picked, names="value")
+            case ev.TurnComplete():
+                self._refresh_stats()
+            case ev.AgentAbort(reason=reason):
+                for card in self._cards.values():
+                    card.decided()
+                self._append(w.HTML(f'<div class="cmdc-notice">stopped ({escape(reason)})</div>'))
+                self._set_busy(self.agent.busy, "stopped")
+            case ev.AgentEnd(reason=reason, detail=detail):
+                self._refresh_stats()
+                note = None if reason == "normal" else f"ended: {reason}" + (f" — {detail}" if detail else "")
+                if note:
+                    self._append(w.HTML(f'<div class="cmdc-notice">{escape(note)}</div>'))
+                self._set_busy(False, note)
+            case ev.StreamError(kind=kind, reason=reason):
+                self._append(
+                    w.HTML(
+                        f'<div class="cmdc-notice">the model failed ({escape(kind)}): {escape(reason)}</div>'
+                    )
+                )
+            case _:
+                pass
+
+    # -- input box ----------------------------------------------------------------------------------------
+    def _send_from_box(self) -> None:
+        text = self.input.value.strip()
+        if text:
+            self.input.value = ""
+            self.send(text)
+
+    def _steer_from_box(self) -> None:
+        text = self.input.value.strip()
+        if text:
+            self.input.value = ""
+            self.steer(text)
+
+    def _picked(self, change: Mapping[str, Any]) -> None:
+        if change["new"] != self.agent.model:
+            self.agent.switch_model(change["new"], reason="picked in the chat")
+
+    def _export_to_file(self) -> Path:
+        path = (
+            Path(self.agent.options.working_dir)
+            / f"transcript-{self.agent.id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}.md"
+        )
+        path.write_text(self.export_markdown(), encoding="utf-8")
+        self.status_html.value = f'<span class="cmdc-stats">&nbsp;exported to {escape(path.name)}</span>'
+        return path
+
+    def close(self) -> None:
+        self._sub.close()
+        super().close()

@@ -1,0 +1,156 @@
+"""ChatWidget's behaviour from Python: events in → widget state; buttons → agent calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from cmdc_nb.errors import AbortedError
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.widgets import ChatWidget
+
+
+@tool(requires_approval=True)
+def deploy(target: str) -> str:
+    """Deploy."""
+    return f"deployed to {target}"
+
+
+def html_of(chat: ChatWidget) -> str:
+    out: list[str] = []
+
+    def walk(widget: Any) -> None:
+        if hasattr(widget, "children"):
+            for c in widget.children:
+                walk(c)
+        elif hasattr(widget, "value") and isinstance(widget.value, str):
+            out.append(widget.value)
+
+    walk(chat.messages_box)
+    return "\n".join(out)
+
+
+def buttons(chat: ChatWidget) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def walk(widget: Any) -> None:
+        for c in getattr(widget, "children", ()):
+            if c.__class__.__name__ == "Button":
+                found[c.description] = c
+            walk(c)
+
+    walk(chat.messages_box)
+    return found
+
+
+async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_streamed_reply_is_coalesced_and_rendered_safely() -> None:
+    words = " ".join(f"word{i}" for i in range(300))
+    reply = f"**Bold** and `code`\n\n```python\nprint('hi')\n```\n\n<script>alert(1)</script> {words}"
+    script = Script([Turn(reply, chunk_delay=0.002)])
+    agent = Agent(model=script.model)
+    chat = ChatWidget(agent)
+    started = time.perf_counter()
+    await chat.send("Say a lot")
+    took = time.perf_counter() - started
+    shown = html_of(chat)
+    assert "<strong>Bold</strong>" in shown and "word299" in shown
+    assert "<script>" not in shown and "&lt;script&gt;" in shown  # escaped, never run
+    assert '<span class="nb">print</span>' in shown  # highlighted code
+    deltas = sum(1 for e in agent.events.replay() if e.type == "message_delta")
+    assert deltas > 300
+    assert chat.updates_sent <= took / 0.04 + 3  # about 25 updates a second, not one per delta
+    assert "scripted/" in shown and "tokens" in shown  # per-message model, tokens, cost
+
+
+async def test_approve_from_the_card_while_the_agent_runs() -> None:
+    script = Script([Turn("Deploying.", tool_calls=[call("deploy", target="prod")]), "Deployed."])
+    agent = Agent(model=script.model, tools=[deploy])
+    chat = ChatWidget(agent)
+    handle = chat.send("ship it")
+    await wait_for(lambda: "Approve" in buttons(chat))
+    assert "waiting for approval" in html_of(chat) and chat.stop_button.disabled is False
+    buttons(chat)["Approve"].click()  # what the browser's click does
+    assert await handle == "Deploying.\n\nDeployed."
+    shown = html_of(chat)
+    assert "deployed to prod" in shown and "Approve" not in buttons(chat)
+    assert chat.steer_button.disabled and "ready" in chat.status_html.value
+
+
+async def test_edit_arguments_then_approve_and_deny() -> None:
+    script = Script(
+        [
+            Turn(tool_calls=[call("deploy", target="prod")]),
+            "ok",
+            Turn(tool_calls=[call("deploy", target="prod")]),
+            "fine",
+        ]
+    )
+    agent = Agent(model=script.model, tools=[deploy])
+    chat = ChatWidget(agent)
+    handle = chat.send("ship")
+    await wait_for(lambda: "Approve" in buttons(chat))
+    b = buttons(chat)
+    b["Edit arguments"].click()
+    editor = next(
+        c for c in chat.messages_box.children[-1].children[1].children if c.__class__.__name__ == "Textarea"
+    )
+    editor.value = '{"target": "staging"}'
+    b["Approve"].click()
+    await handle
+    assert agent.messages[2]["content"] == "deployed to staging"
+    handle = chat.send("again")
+    await wait_for(lambda: "Deny" in buttons(chat))
+    buttons(chat)["Deny"].click()
+    assert await handle == "fine"
+    assert agent.messages[-2]["content"] == "denied by the user: denied from the chat"
+
+
+async def test_stop_steer_and_the_model_picker() -> None:
+    other = Script(["from the other model"])
+    script = Script([Turn("slow " * 200, chunk_delay=0.01)])
+    agent = Agent(model=script.model)
+    chat = ChatWidget(agent, models=[other.model])
+    handle = chat.send("talk")
+    await wait_for(lambda: chat.updates_sent > 0)
+    chat.stop_button.click()
+    with pytest.raises(AbortedError):
+        await handle
+    assert "stopped (user_cancelled)" in html_of(chat)
+    chat.model_picker.value = other.model  # as picked in the browser
+    assert agent.model == other.model
+    assert await chat.send("again") == "from the other model"
+    chat.input.value = "be brief"
+    chat.steer_button.click()  # idle: steering starts a run
+    assert chat.input.value == ""
+
+
+async def test_history_is_paged_and_the_transcript_exports() -> None:
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(1000)
+    ]
+    agent = Agent(model="scripted/none", messages=history)
+    started = time.perf_counter()
+    chat = ChatWidget(agent, page_size=50)
+    opened = time.perf_counter() - started
+    assert (
+        len(chat.messages_box.children) == 50
+        and "message 999" in html_of(chat)
+        and "message 949" not in html_of(chat)
+    )
+    assert chat.earlier.description == "Show earlier messages (950)"
+    assert chat.load_earlier() == 50 and len(chat.messages_box.children) == 100
+    md = chat.export_markdown()
+    assert md.count("**user:**") == 500 and "message 0" in md
+    assert opened < 30  # sanity only; the browser test shows it opening, the benchmark measures it
+    assert repr(chat).startswith("<ChatWidget")
