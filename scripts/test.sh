@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 echo "== setting up .venv"
 bash scripts/bootstrap.sh dev
+if ! command -v chromium >/dev/null 2>&1; then
+  # The widget tests drive real JupyterLab in headless Chromium (Debian's package; no browser download).
+  echo "== installing chromium"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing: install Debian's chromium package (the browser tests need it)" >&2
+  fi
+fi
 echo "== starting PostgreSQL"
 CMDC_TEST_PG_URL=$(bash scripts/pg.sh start)
 export CMDC_TEST_PG_URL

@@ -87,7 +87,11 @@ CSS = """
 .cmdc-chat .cmdc-log { border-top: 1px solid var(--jp-border-color2, #d0d7de); border-bottom: 1px solid var(--jp-border-color2, #d0d7de); padding: 6px 2px; }
 .cmdc-msg { margin: 6px 0; padding: 8px 12px; border-radius: 10px; max-width: 92%; line-height: 1.45; overflow-wrap: anywhere; }
 .cmdc-msg p { margin: 4px 0; }
-.cmdc-msg pre { background: var(--jp-layout-color2, #f6f8fa); padding: 8px; border-radius: 6px; overflow-x: auto; }
+.cmdc-msg pre { background: var(--jp-layout-color0, #fff); border: 1px solid var(--jp-border-color2, #d0d7de); padding: 8px; border-radius: 6px; overflow-x: auto; }
+.cmdc-msg code { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
+.cmdc-msg :not(pre) > code { background: rgba(175, 184, 193, 0.25); padding: 1px 4px; border-radius: 4px; }
+.cmdc-scroll { display: flex; flex-direction: column-reverse; overflow-y: auto; }
+.cmdc-log > *, .cmdc-log .widget-vbox > * { flex-shrink: 0 !important; }
 .cmdc-user { background: #ddf4ff; margin-left: auto; }
 .cmdc-assistant { background: var(--jp-layout-color2, #f6f8fa); }
 .cmdc-meta { font-size: 11px; color: var(--jp-ui-font-color2, #57606a); margin-top: 2px; }

@@ -146,8 +146,11 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self.status_html = w.HTML()
         self.earlier = w.Button(description="Show earlier messages", layout=w.Layout(display="none"))
         self.earlier.on_click(lambda _: self.load_earlier())
-        self.messages_box = w.VBox([], layout=w.Layout(overflow="auto", height=height, padding="4px"))
+        self.messages_box = w.VBox([], layout=w.Layout(padding="4px 4px 14px 4px"))
         self.messages_box.add_class("cmdc-log")
+        # column-reverse keeps the view pinned to the newest message as the log grows
+        self.scroller = w.Box([self.messages_box], layout=w.Layout(height=height))
+        self.scroller.add_class("cmdc-scroll")
         self.input = w.Textarea(
             placeholder="Ask the agent… (Send), or redirect it while it works (Steer)",
             layout=w.Layout(width="100%", height="64px"),
@@ -171,7 +174,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
             [self.send_button, self.steer_button, self.stop_button, self.export_button, self.status_html],
             layout=w.Layout(align_items="center"),
         )
-        super().__init__([w.HTML(CSS), header, self.earlier, self.messages_box, self.input, footer])
+        super().__init__([w.HTML(CSS), header, self.earlier, self.scroller, self.input, footer])
         self.add_class("cmdc-chat")
         self._render_history()
         self._refresh_stats()
