@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         store,
         toolkit,
         vault,
+        widgets,
     )
     from cmdc_nb.workspace import Workspace, connect, get_workspace
 
@@ -67,6 +68,7 @@ __all__ = [
     "store",
     "toolkit",
     "vault",
+    "widgets",
 ]
 
 _FROM_WORKSPACE = frozenset({"Workspace", "connect", "get_workspace"})
@@ -85,6 +87,13 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'cmdc_nb' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext cmdc_nb`: the %%chat and %cmdc magics (see cmdc_nb.widgets.magics)."""
+    from cmdc_nb.widgets.magics import load_ipython_extension as load
+
+    load(ipython)
 
 
 def __dir__() -> list[str]:

@@ -35,6 +35,7 @@ PUBLIC = {
         "store",
         "toolkit",
         "vault",
+        "widgets",
     ],
     "cmdc_nb.accounts": [
         "create_api_credential",
@@ -377,6 +378,10 @@ PUBLIC = {
         "task",
         "write_file",
         "write_todos",
+    ],
+    "cmdc_nb.widgets": [
+        "ApprovalQueue",
+        "ChatWidget",
     ],
 }
 

@@ -81,6 +81,7 @@ class Agent(ToolRunner, Compaction):
         elif kw:
             raise InvalidInputError("give AgentOptions or keyword options, not both", field="options")
         self.options = options
+        self.created_at = time.monotonic()
         self.id = options.new_id()
         self.model = options.model
         self.provider_opts: dict[str, Any] = dict(options.provider_opts)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from cmdc_nb.widgets.approvals import ApprovalQueue
 from cmdc_nb.widgets.chat import ChatWidget
 
-__all__ = ["ChatWidget"]
+__all__ = ["ApprovalQueue", "ChatWidget"]

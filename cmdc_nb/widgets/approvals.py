@@ -1,0 +1,155 @@
+"""ApprovalQueue: everything waiting for your decision, across sessions and workflows — priority, risk,
+the payload (editable), approve or deny with a note. It updates itself from the workspace's events, so
+an item decided elsewhere (another cell, a rule, another person) leaves the queue by itself, and an
+agent waiting on an item resumes the moment you click."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as w
+
+from cmdc_nb import approvals
+from cmdc_nb.events import topics
+from cmdc_nb.widgets._render import CSS, escape, pretty_json
+
+__all__ = ["ApprovalQueue"]
+
+_PRIORITY_STYLE = {
+    "critical": "cmdc-risk-critical",
+    "high": "cmdc-risk-high",
+    "normal": "cmdc-risk-medium",
+    "low": "cmdc-risk-low",
+}
+
+
+class ApprovalQueue(w.VBox):  # type: ignore[misc]
+    """The pending approval items of `user`, most urgent first. `approve(id)` / `deny(id)` do what the
+    buttons do; `refresh()` re-reads the queue (done automatically on every approval event)."""
+
+    def __init__(self, user: Any, *, ws: Any = None, page_size: int = 20) -> None:
+        from cmdc_nb.workspace import get_workspace
+
+        self.user = user
+        self.ws = get_workspace(ws)
+        self.page_size = page_size
+        self.items: list[Any] = []
+        self.heading = w.HTML()
+        self.list_box = w.VBox([])
+        self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
+        self.refresh_button.on_click(lambda _: self.refresh())
+        super().__init__([w.HTML(CSS), w.HBox([self.heading, self.refresh_button]), self.list_box])
+        self.add_class("cmdc-chat")
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        uid = getattr(user, "id", user)
+        self._sub = self.ws.bus.subscribe(topics.user_approvals(uid), self._on_event)
+        self._scheduled = False
+        self.refresh()
+
+    def __repr__(self) -> str:
+        return f"<ApprovalQueue pending={len(self.items)}>"
+
+    def _on_event(self, event: Any) -> None:
+        # Bus callbacks run in the publisher's thread (an agent's writer, another cell): refresh on the loop.
+        if self._loop is None or self._loop.is_closed():
+            self.refresh()
+            return
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon_threadsafe(self._deferred_refresh)
+
+    def _deferred_refresh(self) -> None:
+        self._scheduled = False
+        self.refresh()
+
+    def refresh(self) -> list[Any]:
+        page = approvals.list_pending_approvals(self.user, limit=self.page_size, ws=self.ws)
+        self.items = list(page.entries)
+        more = " (more below the first page)" if page.has_next else ""
+        self.heading.value = f'<span class="cmdc-title">Approvals</span> <span class="cmdc-stats">{len(self.items)} pending{more}</span>'
+        self.list_box.children = [self._row(item) for item in self.items] or [
+            w.HTML('<div class="cmdc-notice">Nothing is waiting for you.</div>')
+        ]
+        return self.items
+
+    def _row(self, item: Any) -> w.Widget:
+        priority = str(getattr(item.priority, "value", item.priority))
+        risk = str(getattr(item.risk_level, "value", item.risk_level) or "")
+        payload = dict(item.payload or {})
+        shown = payload.get("input", payload)
+        factors = ", ".join(item.risk_factors or [])
+        header = w.HTML(
+            f'<div><b>{escape(item.title)}</b> <span class="cmdc-badge {_PRIORITY_STYLE.get(priority, "")}">{escape(priority)}</span>'
+            + (
+                f' <span class="cmdc-badge cmdc-risk-{escape(risk)}">risk {escape(risk)}</span>'
+                if risk
+                else ""
+            )
+            + (f' <span class="cmdc-stats">{escape(factors)}</span>' if factors else "")
+            + f'<div class="cmdc-meta">{escape(item.description or "")} · {escape(str(item.inserted_at)[:19])}'
+            + (f" · expires {escape(str(item.expires_at)[:19])}" if item.expires_at else "")
+            + f"</div><details><summary>payload</summary><pre>{escape(pretty_json(shown))}</pre></details></div>"
+        )
+        note = w.Text(placeholder="note (optional)", layout=w.Layout(width="260px"))
+        editor = w.Textarea(
+            value=json.dumps(shown, indent=2, default=str),
+            layout=w.Layout(width="98%", height="80px", display="none"),
+        )
+        approve = w.Button(
+            description="Approve", button_style="success", icon="check", layout=w.Layout(width="110px")
+        )
+        deny = w.Button(
+            description="Deny", button_style="danger", icon="times", layout=w.Layout(width="100px")
+        )
+        edit = w.Button(description="Edit", icon="pencil", layout=w.Layout(width="80px"))
+        message = w.HTML()
+
+        def on_approve(_: Any) -> None:
+            edited = None
+            if editor.layout.display != "none":
+                try:
+                    edited = json.loads(editor.value)
+                except ValueError as exc:
+                    message.value = f'<div class="cmdc-notice">Not valid JSON: {escape(exc)}</div>'
+                    return
+            self.approve(item.id, note=note.value or None, input=edited)
+
+        def on_edit(_: Any) -> None:
+            editor.layout.display = None if editor.layout.display == "none" else "none"
+
+        approve.on_click(on_approve)
+        deny.on_click(lambda _: self.deny(item.id, note=note.value or None))
+        edit.on_click(on_edit)
+        row = w.VBox([header, w.HBox([approve, deny, edit, note]), editor, message])
+        row.add_class("cmdc-queue-item")
+        return row
+
+    def approve(
+        self, item_id: Any, *, note: str | None = None, input: Mapping[str, Any] | None = None
+    ) -> Any:
+        item = next((i for i in self.items if i.id == item_id), None)
+        modified = None
+        if input is not None and item is not None:
+            modified = (
+                {**dict(item.payload or {}), "input": dict(input)}
+                if "input" in (item.payload or {})
+                else dict(input)
+            )
+        decided = approvals.approve_item(item_id, self.user, note=note, modified_payload=modified, ws=self.ws)
+        self.refresh()
+        return decided
+
+    def deny(self, item_id: Any, *, note: str | None = None) -> Any:
+        decided = approvals.deny_item(item_id, self.user, note=note, ws=self.ws)
+        self.refresh()
+        return decided
+
+    def close(self) -> None:
+        self._sub.close()
+        super().close()

@@ -1,0 +1,127 @@
+"""IPython magics: `%load_ext cmdc_nb`, then
+
+- `%%chat [agent]` — send the cell to the agent (a variable's name; default: the newest agent in the
+  notebook) and show its ChatWidget;
+- `%cmdc status` — every agent of the notebook: state, model, turns, messages, tokens, cost;
+- `%cmdc cost` — tokens and cost per agent, and the workspace's spend today and this month;
+- `%cmdc approvals` — the ApprovalQueue of the agent's user (or the only user);
+- `%cmdc use <agent>` — the agent `%%chat` talks to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from cmdc_nb.kernel.agent import Agent
+
+__all__ = ["CmdcMagics", "load_ipython_extension"]
+
+
+@magics_class
+class CmdcMagics(Magics):
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.current: Agent | None = None
+        self._widgets: dict[str, Any] = {}
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
+
+    def _agents(self) -> list[Agent]:
+        found = {id(v): v for v in self.user_ns.values() if isinstance(v, Agent) and v.alive}
+        return sorted(found.values(), key=lambda a: a.created_at)
+
+    def agent(self, name: str = "") -> Agent:
+        name = name.strip()
+        if name:
+            value = self.user_ns.get(name)
+            if not isinstance(value, Agent):
+                raise ValueError(f"{name!r} is not an agent in this notebook")
+            return value
+        if self.current is not None and self.current.alive:
+            return self.current
+        agents = self._agents()
+        if not agents:
+            raise ValueError(
+                "no agent yet: create one (cmdc_nb.kernel.Agent(...)) or name it: %%chat my_agent"
+            )
+        return agents[-1]
+
+    def widget(self, agent: Agent) -> Any:
+        from cmdc_nb.widgets.chat import ChatWidget
+
+        if agent.id not in self._widgets:
+            self._widgets[agent.id] = ChatWidget(agent)
+        return self._widgets[agent.id]
+
+    @cell_magic
+    def chat(self, line: str, cell: str) -> Any:
+        """Send the cell to an agent and show the chat."""
+        agent = self.agent(line)
+        chat = self.widget(agent)
+        if cell.strip():
+            chat.send(cell.strip())
+        return chat
+
+    @line_magic
+    def cmdc(self, line: str) -> Any:
+        """%cmdc status | cost | approvals | use <agent>"""
+        words = line.split()
+        what = words[0] if words else "status"
+        if what == "use":
+            self.current = self.agent(words[1] if len(words) > 1 else "")
+            return None
+        if what == "status":
+            rows = [
+                f"{a.options.name or a.id[:8]:<20} {a.state.value:<16} {a.model:<32} turns {a.turns:<4} "
+                f"messages {len(a.messages):<5} tokens {a.usage.total:<8} cost {a.cost_usd}"
+                for a in self._agents()
+            ]
+            print("\n".join(rows) or "no agents in this notebook")
+            return None
+        if what == "cost":
+            from cmdc_nb import costs
+
+            for a in self._agents():
+                print(
+                    f"{a.options.name or a.id[:8]:<20} {a.usage.input:>8} in {a.usage.output:>8} out  {a.cost_usd}"
+                )
+            user = self._user()
+            if user is not None:
+                ws = self._ws()
+                print(
+                    f"today {costs.get_daily_cost(user, ws=ws)}  this month {costs.get_monthly_cost(user, ws=ws)}"
+                )
+            return None
+        if what == "approvals":
+            from cmdc_nb.widgets.approvals import ApprovalQueue
+
+            user = self._user()
+            if user is None:
+                raise ValueError(
+                    "no user: approvals belong to a user (an agent that stores to a session has one)"
+                )
+            return ApprovalQueue(user, ws=self._ws())
+        raise ValueError(f"unknown %cmdc command {what!r}: status, cost, approvals, use <agent>")
+
+    def _ws(self) -> Any:
+        for a in reversed(self._agents()):
+            if a.recorder.enabled:
+                return a.recorder.ws
+        return None
+
+    def _user(self) -> Any:
+        for a in reversed(self._agents()):
+            if a.recorder.user_id is not None:
+                return a.recorder.user_id
+        from cmdc_nb import accounts
+
+        users = accounts.list_users(limit=2).entries
+        return users[0] if len(users) == 1 else None
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(CmdcMagics)
