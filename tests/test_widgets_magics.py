@@ -8,7 +8,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from cmdc_nb.kernel import Agent, tool
-from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.providers import Script, Turn
 from cmdc_nb.widgets import ApprovalQueue, ChatWidget
 
 
