@@ -102,7 +102,7 @@ async def test_a_plan_can_wait_for_a_person_who_edits_or_rejects_it() -> None:
     planning.approve_plan("- [ ] Only step")
     assert (await handle).endswith("Working on the edited plan.")
     assert [s.title for s in planning.plan.steps] == ["Only step"] and planning.plan.approved  # type: ignore[union-attr]
-    assert [e.reason for e in of(got, "plan_updated")] == ["generated", "approved"]
+    assert [e.reason for e in of(got, "plan_updated")] == ["generated", "proposed", "approved"]
 
     script2 = Script(["- [ ] Risky step"])
     planning2 = Planning(require_approval=True)

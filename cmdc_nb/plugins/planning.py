@@ -83,7 +83,7 @@ class Planning(Plugin):
         self.plan = plan
         self._publish(ctx, "generated")
         if self.require_approval:
-            approved, edited = await self._wait_for_decision()
+            approved, edited = await self._wait_for_decision(ctx)
             if not approved:
                 self._publish(ctx, "rejected")
                 return Abort(f"the plan was rejected{': ' + edited if edited else ''}")
@@ -97,8 +97,9 @@ class Planning(Plugin):
         self._awaiting = False
 
     # -- a person's decision ----------------------------------------------------------------------------
-    async def _wait_for_decision(self) -> tuple[bool, str | None]:
+    async def _wait_for_decision(self, ctx: ToolContext) -> tuple[bool, str | None]:
         self._decision = asyncio.get_running_loop().create_future()
+        self._publish(ctx, "proposed")  # waiting for approve_plan() / reject_plan() from here on
         try:
             return await asyncio.wait_for(self._decision, self.approval_timeout_s)
         except TimeoutError:
