@@ -47,3 +47,52 @@ def test_approve_in_the_browser_while_the_turn_runs(tmp_path: Path) -> None:
         assert page.locator("button.jupyter-button:has-text('Approve')").count() == 0
         assert page.locator(".cmdc-tool.ok").count() == 1
         screenshot(page, "chat-turn-finished.png")
+
+
+QUEUE = '''
+import os, tempfile
+os.environ.setdefault("CMDC_NB_HOME", tempfile.mkdtemp())
+import cmdc_nb
+from cmdc_nb import accounts, sessions
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.widgets import ApprovalQueue, PlanView
+from cmdc_nb.plugins import Planning
+
+ws = cmdc_nb.connect()
+me = accounts.create_user("ada@example.com", name="Ada")
+
+@tool(requires_approval=True, side_effects=("network",))
+def publish(channel: str, text: str) -> str:
+    """Publish a post."""
+    return f"published on {channel}"
+
+script = Script([
+    "# Plan: announce the release\\n- [ ] Draft the post\\n- [ ] Publish it",
+    Turn(tool_calls=[call("update_plan", step="1", status="completed", note="drafted")]),
+    Turn(tool_calls=[call("publish", channel="mastodon", text="v2 is out"), call("update_plan", step="2", status="completed")]),
+    "Posted.",
+])
+agent = Agent(model=script.model, tools=[publish], plugins=[Planning(require_approval=True)],
+              session=sessions.create_session(me, name="Launch"), name="Announcer")
+handle = agent.prompt("Please announce the v2 release on our social channels today.")
+PlanView(agent)
+'''
+QUEUE_2 = "ApprovalQueue(me)"
+
+
+def test_plan_view_and_approval_queue_in_the_browser(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "queue.ipynb", [QUEUE, QUEUE_2])
+    with jupyterlab(tmp_path) as url, browser_page() as page:
+        run_all(page, f"{url}/lab/tree/queue.ipynb")
+        page.wait_for_selector("button.jupyter-button:has-text('Approve plan')", timeout=120_000)
+        screenshot(page, "plan-view-proposed.png")
+        page.click("button.jupyter-button:has-text('Approve plan')")
+        # the agent goes on, then its publish call waits in the queue (which updates itself)
+        page.wait_for_selector(".cmdc-queue-item button.jupyter-button:has-text('Approve')", timeout=60_000)
+        assert page.locator("text=Approve tool: publish").count() == 1
+        screenshot(page, "approval-queue-pending.png")
+        page.click(".cmdc-queue-item button.jupyter-button:has-text('Approve')")
+        page.wait_for_selector("text=Nothing is waiting for you.", timeout=60_000)
+        page.wait_for_selector("text=2/2 done approved", timeout=60_000)
+        screenshot(page, "plan-view-finished.png")
