@@ -65,7 +65,8 @@ async def test_items_decided_elsewhere_leave_the_queue_and_deny_works(ws: Worksp
     handle = agent.prompt("post twice")
     while len(queue.items) < 2:
         await asyncio.sleep(0.01)
-    first, second = queue.items
+    # the two calls wait side by side, so their items may be queued in either order
+    first, second = sorted(queue.items, key=lambda i: i.payload["input"]["channel"])
     await asyncio.to_thread(
         approvals.deny_item, first, user, note="not there", ws=ws
     )  # another cell / person

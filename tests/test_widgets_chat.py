@@ -140,9 +140,7 @@ async def test_history_is_paged_and_the_transcript_exports() -> None:
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(1000)
     ]
     agent = Agent(model="scripted/none", messages=history)
-    started = time.perf_counter()
     chat = ChatWidget(agent, page_size=50)
-    opened = time.perf_counter() - started
     assert (
         len(chat.messages_box.children) == 50
         and "message 999" in html_of(chat)
@@ -152,5 +150,4 @@ async def test_history_is_paged_and_the_transcript_exports() -> None:
     assert chat.load_earlier() == 50 and len(chat.messages_box.children) == 100
     md = chat.export_markdown()
     assert md.count("**user:**") == 500 and "message 0" in md
-    assert opened < 30  # sanity only; the browser test shows it opening, the benchmark measures it
     assert repr(chat).startswith("<ChatWidget")
