@@ -84,7 +84,7 @@ CSS = """
 .cmdc-chat .cmdc-header { display: flex; gap: 10px; align-items: center; }
 .cmdc-chat .cmdc-title { font-weight: 600; font-size: 14px; }
 .cmdc-chat .cmdc-stats { color: var(--jp-ui-font-color2, #57606a); font-size: 12px; }
-.cmdc-chat .cmdc-log { border-top: 1px solid var(--jp-border-color2, #d0d7de); border-bottom: 1px solid var(--jp-border-color2, #d0d7de); padding: 6px 2px; }
+.cmdc-chat .cmdc-scroll { border-top: 1px solid var(--jp-border-color2, #d0d7de); border-bottom: 1px solid var(--jp-border-color2, #d0d7de); padding: 6px 2px; }
 .cmdc-msg { margin: 6px 0; padding: 8px 12px; border-radius: 10px; max-width: 92%; line-height: 1.45; overflow-wrap: anywhere; }
 .cmdc-msg p { margin: 4px 0; }
 .cmdc-msg pre { background: var(--jp-layout-color0, #fff); border: 1px solid var(--jp-border-color2, #d0d7de); padding: 8px; border-radius: 6px; overflow-x: auto; }
