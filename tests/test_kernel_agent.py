@@ -348,7 +348,9 @@ async def test_tool_calls_of_a_turn_run_concurrently_with_timeouts_and_retries()
     agent = Agent(model=script.model, tools=[nap, hang, flaky], tool_retry_delay_s=0)
     got = recorder(agent)
     assert await agent.prompt("go") == "done"
-    kinds = [(e.type, e.event.call_id) for e in got if e.type in ("tool_execution_start", "tool_execution_end")]
+    kinds = [
+        (e.type, e.event.call_id) for e in got if e.type in ("tool_execution_start", "tool_execution_end")
+    ]
     first_end = next(i for i, (k, _) in enumerate(kinds) if k == "tool_execution_end")
     started_before = {c for k, c in kinds[:first_end] if k == "tool_execution_start"}
     assert {"n1", "n2"} <= started_before  # both naps were running at once

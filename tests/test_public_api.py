@@ -382,6 +382,7 @@ PUBLIC = {
     "cmdc_nb.widgets": [
         "ApprovalQueue",
         "ChatWidget",
+        "CostDashboard",
         "PlanView",
     ],
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cmdc_nb.widgets.approvals import ApprovalQueue
 from cmdc_nb.widgets.chat import ChatWidget
+from cmdc_nb.widgets.costs import CostDashboard
 from cmdc_nb.widgets.plan import PlanView
 
-__all__ = ["ApprovalQueue", "ChatWidget", "PlanView"]
+__all__ = ["ApprovalQueue", "ChatWidget", "CostDashboard", "PlanView"]

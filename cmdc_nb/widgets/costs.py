@@ -1,0 +1,242 @@
+"""CostDashboard: plotly charts from the analytics frames — daily cost stacked by model or provider,
+cumulative spend against a budget, tokens per day, the costliest sessions and notebook cells — with
+filters for the date range, the user and the session. `.frames` holds the DataFrame behind each chart."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import ipywidgets as w
+
+from cmdc_nb import accounts, frames, sessions
+from cmdc_nb.widgets._render import CSS, escape
+
+__all__ = ["CostDashboard"]
+
+_COLUMNS = [
+    "day",
+    "session_id",
+    "provider",
+    "model",
+    "notebook_cell",
+    "tokens_in",
+    "tokens_out",
+    "cache_tokens_read",
+    "cost_usd",
+]
+
+
+def _floats(series: Any) -> list[float]:
+    return [
+        float(x) if x is not None and x == x else 0.0
+        for x in series.astype("object").where(series.notna(), None)
+    ]
+
+
+class CostDashboard(w.VBox):  # type: ignore[misc]
+    """Costs of `user` (None: everyone in the workspace) over the last `days` days. `refresh()` re-reads;
+    `budget_usd` draws a line on the cumulative chart (default: the user's first monthly budget)."""
+
+    def __init__(
+        self,
+        user: Any = None,
+        *,
+        session: Any = None,
+        days: int = 30,
+        by: str = "model",
+        budget_usd: Decimal | float | str | None = None,
+        ws: Any = None,
+    ) -> None:
+        import plotly.graph_objects as go
+
+        from cmdc_nb.workspace import get_workspace
+
+        super().__init__([])
+        self.ws = get_workspace(ws)
+        self.frames: dict[str, Any] = {}
+        today = dt.datetime.now(dt.UTC).date()
+        self.since = w.DatePicker(
+            description="From", value=today - dt.timedelta(days=days - 1), layout=w.Layout(width="220px")
+        )
+        self.until = w.DatePicker(description="To", value=today, layout=w.Layout(width="220px"))
+        self.by = w.ToggleButtons(options=["model", "provider"], value=by, style={"button_width": "80px"})
+        users = accounts.list_users(limit=200, ws=self.ws).entries
+        self.user = w.Dropdown(
+            description="User", options=[("everyone", None)] + [(u.email, u.id) for u in users],
+            value=getattr(user, "id", user), layout=w.Layout(width="280px"),
+        )  # fmt: skip
+        self.session = w.Dropdown(
+            description="Session", options=[("all", None)], value=None, layout=w.Layout(width="320px")
+        )
+        self._fill_sessions(session)
+        self.budget_usd = Decimal(str(budget_usd)) if budget_usd is not None else self._default_budget()
+        self.summary = w.HTML()
+        layout = {
+            "height": 280,
+            "margin": {"l": 50, "r": 10, "t": 40, "b": 40},
+            "template": "plotly_white",
+            "legend": {"orientation": "h"},
+        }
+        self.daily = go.FigureWidget(layout={**layout, "title": "Daily cost (USD)", "barmode": "stack"})
+        self.cumulative = go.FigureWidget(layout={**layout, "title": "Cumulative spend (USD)"})
+        self.tokens = go.FigureWidget(layout={**layout, "title": "Tokens per day", "barmode": "stack"})
+        self.top = go.FigureWidget(
+            layout={
+                **layout,
+                "title": "Costliest sessions and cells (USD)",
+                "height": 320,
+                "margin": {"l": 180, "r": 10, "t": 40, "b": 40},
+            }
+        )
+        refresh = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
+        refresh.on_click(lambda _: self.refresh())
+        for control in (self.since, self.until, self.by, self.session):
+            control.observe(lambda _: self.refresh(), names="value")
+        self.user.observe(self._user_changed, names="value")
+        self.children = [
+            w.HTML(CSS),
+            w.HBox([w.HTML('<span class="cmdc-title">Costs</span>'), self.summary]),
+            w.HBox([self.since, self.until, self.by, refresh]),
+            w.HBox([self.user, self.session]),
+            w.HBox([self.daily, self.cumulative]),
+            w.HBox([self.tokens, self.top]),
+        ]
+        self.add_class("cmdc-chat")
+        self.refresh()
+
+    def __repr__(self) -> str:
+        return f"<CostDashboard days={len(self.frames.get('daily', []))}>"
+
+    def _fill_sessions(self, selected: Any = None) -> None:
+        uid = self.user.value
+        options: list[tuple[str, Any]] = [("all", None)]
+        if uid is not None:
+            options += [(s.name, s.id) for s in sessions.list_sessions(uid, limit=200, ws=self.ws).entries]
+        self.session.options = options
+        sid = getattr(selected, "id", selected)
+        self.session.value = sid if any(v == sid for _, v in options) else None
+
+    def _user_changed(self, _: Any) -> None:
+        self._fill_sessions()
+        self.budget_usd = self._default_budget()
+        self.refresh()
+
+    def _default_budget(self) -> Decimal | None:
+        from cmdc_nb import budgets
+
+        if self.user.value is None:
+            return None
+        found = [
+            b
+            for b in budgets.list_budgets(user=self.user.value, ws=self.ws).entries
+            if str(getattr(b.period, "value", b.period)) == "monthly"
+        ]
+        return found[0].limit_usd if found else None
+
+    def refresh(self) -> dict[str, Any]:
+        """Re-read the costs for the current filters and redraw every chart."""
+        pd = frames._pd()
+        since = dt.datetime.combine(self.since.value, dt.time(), dt.UTC) if self.since.value else None
+        until = (
+            dt.datetime.combine(self.until.value + dt.timedelta(days=1), dt.time(), dt.UTC)
+            if self.until.value
+            else None
+        )
+        df = frames.costs_frame(
+            user=self.user.value,
+            session=self.session.value,
+            since=since,
+            until=until,
+            columns=_COLUMNS,
+            ws=self.ws,
+        )
+        by = self.by.value
+        daily = frames.by_day(df, by=by) if len(df) else pd.DataFrame({"day": [], by: [], "cost_usd": []})
+        per_day = frames.by_day(df) if len(df) else pd.DataFrame({"day": [], "cost_usd": []})
+        tokens = (
+            df.assign(tokens_in=df["tokens_in"] + df["cache_tokens_read"]).groupby("day", sort=True)[["tokens_in", "tokens_out"]].sum().reset_index()
+            if len(df) else pd.DataFrame({"day": [], "tokens_in": [], "tokens_out": []})
+        )  # fmt: skip
+        top_sessions = frames.top_n(df, "session_id", n=8) if len(df) else pd.DataFrame()
+        top_cells = (
+            frames.top_n(df.dropna(subset=["notebook_cell"]), "notebook_cell", n=5)
+            if len(df) and df["notebook_cell"].notna().any()
+            else pd.DataFrame()
+        )
+        self.frames = {
+            "costs": df,
+            "daily": daily,
+            "cumulative": per_day,
+            "tokens": tokens,
+            "top_sessions": top_sessions,
+            "top_cells": top_cells,
+        }
+        self._draw(by)
+        total = sum((Decimal(str(x)) for x in df["cost_usd"].dropna()), Decimal(0)) if len(df) else Decimal(0)
+        unpriced = int(df["cost_usd"].isna().sum()) if len(df) else 0
+        budget = f" · budget ${self.budget_usd}" if self.budget_usd is not None else ""
+        self.summary.value = (
+            f'<span class="cmdc-stats">&nbsp;{len(df):,} requests · ${total:.4f}{budget}'
+            + (f" · {unpriced} unpriced" if unpriced else "") + "</span>"
+        )  # fmt: skip
+        return self.frames
+
+    def _draw(self, by: str) -> None:
+        import plotly.graph_objects as go
+
+        f = self.frames
+        with self.daily.batch_update():
+            self.daily.data = []
+            for key, part in f["daily"].groupby(by, observed=True, sort=True) if len(f["daily"]) else []:
+                self.daily.add_trace(go.Bar(x=list(part["day"]), y=_floats(part["cost_usd"]), name=str(key)))
+        with self.cumulative.batch_update():
+            self.cumulative.data = []
+            days = list(f["cumulative"]["day"])
+            running, total = [], 0.0
+            for x in _floats(f["cumulative"]["cost_usd"]):
+                total += x
+                running.append(total)
+            self.cumulative.add_trace(go.Scatter(x=days, y=running, mode="lines+markers", name="spent"))
+            if self.budget_usd is not None and days:
+                self.cumulative.add_trace(
+                    go.Scatter(
+                        x=[days[0], days[-1]],
+                        y=[float(self.budget_usd)] * 2,
+                        mode="lines",
+                        name="budget",
+                        line={"dash": "dash", "color": "#cf222e"},
+                    )
+                )
+        with self.tokens.batch_update():
+            self.tokens.data = []
+            t = f["tokens"]
+            self.tokens.add_trace(go.Bar(x=list(t["day"]), y=[int(v) for v in t["tokens_in"]], name="in"))
+            self.tokens.add_trace(go.Bar(x=list(t["day"]), y=[int(v) for v in t["tokens_out"]], name="out"))
+        with self.top.batch_update():
+            self.top.data = []
+            names = self._session_names()
+            s = f["top_sessions"]
+            if len(s):
+                self.top.add_trace(
+                    go.Bar(
+                        y=[names.get(str(k), str(k)[:8]) for k in s["session_id"]][::-1],
+                        x=_floats(s["cost_usd"])[::-1],
+                        orientation="h",
+                        name="sessions",
+                    )
+                )
+            c = f["top_cells"]
+            if len(c):
+                self.top.add_trace(
+                    go.Bar(
+                        y=[escape(str(k)) for k in c["notebook_cell"]][::-1],
+                        x=_floats(c["cost_usd"])[::-1],
+                        orientation="h",
+                        name="cells",
+                    )
+                )
+
+    def _session_names(self) -> dict[str, str]:
+        return {str(v): label for label, v in self.session.options if v is not None}
