@@ -96,3 +96,43 @@ def test_plan_view_and_approval_queue_in_the_browser(tmp_path: Path) -> None:
         page.wait_for_selector("text=Nothing is waiting for you.", timeout=60_000)
         page.wait_for_selector("text=2/2 done approved", timeout=60_000)
         screenshot(page, "plan-view-finished.png")
+
+
+COSTS = """
+import os, tempfile, uuid, datetime as dt, random
+os.environ.setdefault("CMDC_NB_HOME", tempfile.mkdtemp())
+import cmdc_nb
+from cmdc_nb import accounts, budgets, costs, sessions
+from cmdc_nb.widgets import CostDashboard
+
+ws = cmdc_nb.connect()
+me = accounts.create_user("ada@example.com", name="Ada")
+rng = random.Random(7)
+names = ["Refactor the parser", "Write the docs", "Triage issues"]
+chats = [sessions.create_session(me, name=n) for n in names]
+models = [("openai", "openai/gpt-4o-mini", 0.002), ("anthropic", "anthropic/claude-sonnet-4-5", 0.02), ("openai", "openai/gpt-4o", 0.01)]
+now = dt.datetime.now(dt.UTC)
+for day in range(21):
+    for _ in range(rng.randint(3, 9)):
+        provider, model, unit = rng.choice(models)
+        costs.record_cost(me, source_type="agent_call", source_id=uuid.uuid4(), provider=provider, model=model,
+                          tokens_in=rng.randint(500, 5000), tokens_out=rng.randint(50, 800),
+                          cost_usd=f"{unit * rng.uniform(1, 6):.6f}", session=rng.choice(chats),
+                          incurred_at=now - dt.timedelta(days=day, hours=rng.randint(0, 8)),
+                          notebook_cell=f"In[{rng.randint(1, 12)}]")
+budgets.create_budget(name="November", limit_usd="2", period="monthly", user=me, hard_limit=False)
+CostDashboard(me, days=21)
+"""
+
+
+def test_cost_dashboard_renders_its_charts_in_the_browser(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "costs.ipynb", [COSTS])
+    with jupyterlab(tmp_path) as url, browser_page(height=1200) as page:
+        run_all(page, f"{url}/lab/tree/costs.ipynb")
+        page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000
+        )
+        assert page.locator("text=Daily cost (USD)").count() >= 1
+        page.locator(".cmdc-chat").first.scroll_into_view_if_needed()
+        screenshot(page, "cost-dashboard.png")

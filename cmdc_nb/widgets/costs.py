@@ -48,6 +48,7 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
         by: str = "model",
         budget_usd: Decimal | float | str | None = None,
         ws: Any = None,
+        width: int = 900,
     ) -> None:
         import plotly.graph_objects as go
 
@@ -64,16 +65,18 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
         self.by = w.ToggleButtons(options=["model", "provider"], value=by, style={"button_width": "80px"})
         users = accounts.list_users(limit=200, ws=self.ws).entries
         self.user = w.Dropdown(
-            description="User", options=[("everyone", None)] + [(u.email, u.id) for u in users],
-            value=getattr(user, "id", user), layout=w.Layout(width="280px"),
+            description="User", options=[("everyone", "")] + [(u.email, str(u.id)) for u in users],
+            value=str(getattr(user, "id", user)) if user is not None else "", layout=w.Layout(width="280px"),
         )  # fmt: skip
+        # "" means all (a Dropdown shows None as an empty choice)
         self.session = w.Dropdown(
-            description="Session", options=[("all", None)], value=None, layout=w.Layout(width="320px")
+            description="Session", options=[("all", "")], value="", layout=w.Layout(width="320px")
         )
         self._fill_sessions(session)
         self.budget_usd = Decimal(str(budget_usd)) if budget_usd is not None else self._default_budget()
         self.summary = w.HTML()
         layout = {
+            "width": width // 2 - 10,
             "height": 280,
             "margin": {"l": 50, "r": 10, "t": 40, "b": 40},
             "template": "plotly_white",
@@ -86,8 +89,7 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
             layout={
                 **layout,
                 "title": "Costliest sessions and cells (USD)",
-                "height": 320,
-                "margin": {"l": 180, "r": 10, "t": 40, "b": 40},
+                "margin": {"l": 150, "r": 10, "t": 40, "b": 40},
             }
         )
         refresh = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
@@ -109,14 +111,24 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
     def __repr__(self) -> str:
         return f"<CostDashboard days={len(self.frames.get('daily', []))}>"
 
+    @property
+    def user_id(self) -> str | None:
+        return self.user.value or None
+
+    @property
+    def session_id(self) -> str | None:
+        return self.session.value or None
+
     def _fill_sessions(self, selected: Any = None) -> None:
-        uid = self.user.value
-        options: list[tuple[str, Any]] = [("all", None)]
+        uid = self.user_id
+        options: list[tuple[str, str]] = [("all", "")]
         if uid is not None:
-            options += [(s.name, s.id) for s in sessions.list_sessions(uid, limit=200, ws=self.ws).entries]
+            options += [
+                (s.name, str(s.id)) for s in sessions.list_sessions(uid, limit=200, ws=self.ws).entries
+            ]
         self.session.options = options
-        sid = getattr(selected, "id", selected)
-        self.session.value = sid if any(v == sid for _, v in options) else None
+        sid = str(getattr(selected, "id", selected)) if selected is not None else ""
+        self.session.value = sid if any(v == sid for _, v in options) else ""
 
     def _user_changed(self, _: Any) -> None:
         self._fill_sessions()
@@ -126,11 +138,11 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
     def _default_budget(self) -> Decimal | None:
         from cmdc_nb import budgets
 
-        if self.user.value is None:
+        if self.user_id is None:
             return None
         found = [
             b
-            for b in budgets.list_budgets(user=self.user.value, ws=self.ws).entries
+            for b in budgets.list_budgets(user=self.user_id, ws=self.ws).entries
             if str(getattr(b.period, "value", b.period)) == "monthly"
         ]
         return found[0].limit_usd if found else None
@@ -145,8 +157,8 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
             else None
         )
         df = frames.costs_frame(
-            user=self.user.value,
-            session=self.session.value,
+            user=self.user_id,
+            session=self.session_id,
             since=since,
             until=until,
             columns=_COLUMNS,
@@ -239,4 +251,4 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
                 )
 
     def _session_names(self) -> dict[str, str]:
-        return {str(v): label for label, v in self.session.options if v is not None}
+        return {v: label for label, v in self.session.options if v}
