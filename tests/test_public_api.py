@@ -380,6 +380,7 @@ PUBLIC = {
         "write_todos",
     ],
     "cmdc_nb.widgets": [
+        "ActivityFeed",
         "ApprovalQueue",
         "ChatWidget",
         "CostDashboard",
