@@ -151,3 +151,20 @@ async def test_history_is_paged_and_the_transcript_exports() -> None:
     md = chat.export_markdown()
     assert md.count("**user:**") == 500 and "message 0" in md
     assert repr(chat).startswith("<ChatWidget")
+
+
+async def test_fork_a_stored_conversation_from_a_message(ws: Any, user: Any) -> None:
+    from cmdc_nb import sessions
+
+    s = sessions.create_session(user, name="Ideas", ws=ws)
+    script = Script(["First answer.", "Second answer."])
+    agent = Agent(model=script.model, session=s, ws=ws)
+    chat = ChatWidget(agent)
+    await chat.send("first question")
+    await chat.send("second question")
+    forks = [b for b in buttons(chat).values() if b.description == "fork"]
+    assert len(buttons(chat)) >= 1 and forks
+    forked = chat.fork_at("second question", name="Try again")
+    assert forked.name == "Try again" and forked.message_count == 3  # up to and including that message
+    assert "forked into session Try again" in html_of(chat)
+    assert [m.content for m in sessions.list_messages(forked, ws=ws).entries][-1] == "second question"

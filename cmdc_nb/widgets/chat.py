@@ -218,6 +218,34 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         assert sid is not None
         return sessions.fork_session(sid, rows[index], name=name, ws=self.agent.recorder.ws)
 
+    def fork_at(self, text: str, *, name: str | None = None) -> Any:
+        """Fork the session at the last stored user message with this text (what a bubble's fork does)."""
+        rows = self.agent.recorder.history() if self.agent.recorder.enabled else []
+        for i in range(len(rows) - 1, -1, -1):
+            r = rows[i]
+            if str(getattr(r.role, "value", r.role)) == "user" and r.content == text:
+                forked = self.fork(i, name=name)
+                self._append(
+                    w.HTML(
+                        f'<div class="cmdc-notice">forked into session {escape(forked.name)} ({escape(forked.slug)})</div>'
+                    )
+                )
+                return forked
+        raise ValueError("that message is not stored (yet): forks need an agent that stores to a session")
+
+    def _user_bubble(self, text: str) -> w.Widget:
+        bubble = w.HTML(self._bubble_html("user", text))
+        if not self.agent.recorder.enabled:
+            return bubble
+        button = w.Button(
+            description="fork",
+            icon="code-branch",
+            tooltip="a new session from this message",
+            layout=w.Layout(width="70px"),
+        )
+        button.on_click(lambda _: self.fork_at(text))
+        return w.HBox([bubble, button], layout=w.Layout(align_items="center", justify_content="flex-end"))
+
     def export_markdown(self) -> str:
         """The transcript as Markdown."""
         out = [f"# {self.agent.options.name or 'Chat'} ({self.agent.model})", ""]
@@ -260,7 +288,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
     def _message_widget(self, m: Mapping[str, Any]) -> w.Widget | None:
         role = m.get("role")
         if role == "user":
-            return w.HTML(self._bubble_html("user", str(m.get("content") or "")))
+            return self._user_bubble(str(m.get("content") or ""))
         if role == "assistant":
             parts: list[w.Widget] = []
             if m.get("content"):
@@ -337,7 +365,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         e = env.event
         match e:
             case ev.PromptReceived(text=text):
-                self._append(w.HTML(self._bubble_html("user", text)))
+                self._append(self._user_bubble(text))
                 self._set_busy(True, "queued" if e.queued else None)
             case ev.AgentStart():
                 self._set_busy(True)
