@@ -168,3 +168,19 @@ async def test_fork_a_stored_conversation_from_a_message(ws: Any, user: Any) -> 
     assert forked.name == "Try again" and forked.message_count == 3  # up to and including that message
     assert "forked into session Try again" in html_of(chat)
     assert [m.content for m in sessions.list_messages(forked, ws=ws).entries][-1] == "second question"
+
+
+async def test_the_chat_shows_who_else_is_on_the_session(ws: Any, user: Any) -> None:
+    from cmdc_nb import accounts, presence, sessions
+
+    s = sessions.create_session(user, name="Pairing", ws=ws)
+    chat = ChatWidget(Agent(model="scripted/x", session=s, ws=ws))
+    assert chat.refresh_presence() == ["Ada"]
+    bob = accounts.create_user("bob@example.com", name="Bob", ws=ws)
+    presence.join_resource(bob, "session", s.id, client_id="bob-1", ws=ws)
+    await asyncio.sleep(0.05)
+    assert "● Bob" in chat.people.value and "● Ada" in chat.people.value
+    chat.close()
+    assert [str(p.user_id) for p in presence.list_resource_presence("session", s.id, ws=ws).entries] == [
+        str(bob.id)
+    ]

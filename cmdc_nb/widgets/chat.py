@@ -167,8 +167,10 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self.steer_button.on_click(lambda _: self._steer_from_box())
         self.stop_button.on_click(lambda _: self.stop())
         self.export_button.on_click(lambda _: self._export_to_file())
+        self.people = w.HTML()
         header = w.HBox(
-            [self.title_html, self.model_picker, self.stats], layout=w.Layout(align_items="center")
+            [self.title_html, self.model_picker, self.stats, self.people],
+            layout=w.Layout(align_items="center"),
         )
         footer = w.HBox(
             [self.send_button, self.steer_button, self.stop_button, self.export_button, self.status_html],
@@ -180,6 +182,11 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self._refresh_stats()
         self._set_busy(agent.busy)
         self._sub = agent.events.subscribe(self._on_event)
+        self._presence: Any = None
+        self._presence_sub: Any = None
+        self._heartbeat: asyncio.TimerHandle | None = None
+        if agent.recorder.enabled:
+            self._join_presence()
 
     def __repr__(self) -> str:  # cheap: never serialise the widget tree
         return f"<ChatWidget agent={self.agent.id[:8]} messages={len(self.agent.messages)}>"
@@ -488,6 +495,77 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self.status_html.value = f'<span class="cmdc-stats">&nbsp;exported to {escape(path.name)}</span>'
         return path
 
+    # -- presence: who else is on this session ------------------------------------------------------------
+    def _join_presence(self) -> None:
+        import uuid
+
+        from cmdc_nb import presence
+        from cmdc_nb.events import topics
+        from cmdc_nb.workspace import get_workspace
+
+        rec = self.agent.recorder
+        assert rec.user_id is not None and rec.session_id is not None
+        self._presence = presence.join_resource(
+            rec.user_id,
+            "session",
+            rec.session_id,
+            client_id=f"chat-{uuid.uuid4().hex[:12]}",
+            status="editing",
+            ws=rec.ws,
+        )
+        bus = get_workspace(rec.ws).bus
+        self._presence_sub = bus.subscribe(
+            topics.presence("session", rec.session_id), lambda _e: self._on_presence()
+        )
+        self.refresh_presence()
+        self._schedule_heartbeat()
+
+    def _on_presence(self) -> None:
+        loop = self.agent._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.refresh_presence)
+        else:
+            self.refresh_presence()
+
+    def _schedule_heartbeat(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not in a notebook: nobody to keep present
+        self._heartbeat = loop.call_later(30.0, self._beat)
+
+    def _beat(self) -> None:
+        from cmdc_nb import presence
+
+        if self._presence is not None:
+            presence.heartbeat(self._presence, ws=self.agent.recorder.ws)
+            self._schedule_heartbeat()
+
+    def refresh_presence(self) -> list[str]:
+        """The people on this chat's session now (badges in the header)."""
+        from cmdc_nb import accounts, presence
+
+        rec = self.agent.recorder
+        assert rec.session_id is not None
+        here = presence.list_resource_presence("session", rec.session_id, ws=rec.ws).entries
+        names: list[str] = []
+        for p in here:
+            u = accounts.get_user(p.user_id, ws=rec.ws)
+            name = u.name or u.email
+            if name not in names:
+                names.append(name)
+        self.people.value = " ".join(f'<span class="cmdc-badge ok">● {escape(n)}</span>' for n in names)
+        return names
+
     def close(self) -> None:
         self._sub.close()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self._presence_sub is not None:
+            self._presence_sub.close()
+        if self._presence is not None:
+            from cmdc_nb import presence
+
+            presence.leave_resource(self._presence, ws=self.agent.recorder.ws)
+            self._presence = None
         super().close()
