@@ -251,6 +251,10 @@ class Agent(ToolRunner, Compaction):
                 self._kill_tools(kill_tools, f"aborted ({norm})")
             if self._run_task is not None and not self._run_task.done():
                 self._run_task.cancel()
+            if not run.handle.future.done():
+                # The caller's wait ends now; storing the cancellation goes on in the background.
+                run.handle.future.set_exception(AbortedError(norm, detail))
+                run.handle.future.exception()
         self.state = AgentState.IDLE
         self.emit(ev.AgentAbort(norm, detail, state.value))
         return norm
