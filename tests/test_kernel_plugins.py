@@ -8,6 +8,7 @@ a spy plugin after it records which hooks it still saw, so short-circuits are vi
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ async def scenario(hook: Hook, action: Action | None) -> Outcome:
 
     spy = Spy()
     plugins: list[Plugin] = [spy] if action is None else [Once(hook, _resolve(action, other.model)), spy]
-    agent = Agent(model=script.model, tools=[add, flaky], plugins=plugins)
+    agent = Agent(model=script.model, tools=[add, flaky], plugins=plugins, working_dir=tempfile.mkdtemp())
     events: list[Any] = []
     agent.events.subscribe(events.append)
 

@@ -314,7 +314,7 @@ async def test_a_pending_approval_survives_the_process_and_the_resumed_turn_comp
     got = recorder(agent)
     agent.events.subscribe(lambda e: e.type == "approval_required" and kernel.approve(agent, e.event.ref))
     handle = agent.resume()
-    assert await asyncio.wait_for(handle, 10) == "Deployed to prod."
+    assert await asyncio.wait_for(handle, 60) == "Deployed to prod."
     assert marker.read_text() == "prod\n"  # executed once, after the approval
     assert next(e.event for e in got if e.type == "approval_required").ref == str(item.source_id)
     msgs = sessions.list_messages(session, ws=ws).entries

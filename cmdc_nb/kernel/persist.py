@@ -244,18 +244,27 @@ class Recorder:
         if agent_call_id is None:
             return None
         from cmdc_nb import agents
+        from cmdc_nb.workspace import get_workspace
 
-        row = await self._run(
-            agents.create_tool_use,
-            agent_call_id,
-            tool_name=call.name,
-            input=dict(args),
-            tool_use_id=call.id,
-            tool_schema=schema,
-            policy=policy,
-            requires_approval=requires,
-        )
-        return _stored(row)
+        def work(ws: Any = None) -> Any:
+            # A call that needs no approval starts executing in the same transaction it is recorded in:
+            # one write fewer, and `executing` is still stored before the tool runs (never re-run on resume).
+            with get_workspace(ws).transaction():
+                row = agents.create_tool_use(
+                    agent_call_id,
+                    tool_name=call.name,
+                    input=dict(args),
+                    tool_use_id=call.id,
+                    tool_schema=schema,
+                    policy=policy,
+                    requires_approval=requires,
+                    ws=ws,
+                )
+                if not requires:
+                    row = agents.start_tool_execution(row, ws=ws)
+                return row
+
+        return _stored(await self._run(work))
 
     async def find_tool_use(self, agent_call_id: str, llm_call_id: str) -> StoredToolUse | None:
         import sqlalchemy as sa

@@ -134,7 +134,7 @@ class ToolRunner(AgentCore):
             tu = await self.recorder.tool_use(agent_call_id, call, args, policy, needs, tool.schema())
         ref = tu.id if tu is not None else call.id
         status = tu.status if tu is not None else ("pending" if needs else "none")
-        if tu is not None and status == "executing":
+        if tu is not None and status == "executing" and resumed:
             # The process stopped while this ran: it may have had effects, so it is not run again.
             await self.recorder.tool_failed(ref, "interrupted", "the process stopped while the tool ran")
             return ToolResult(
@@ -159,7 +159,10 @@ class ToolRunner(AgentCore):
             return ToolResult(
                 f"denied{': ' + tu.denial_reason if tu and tu.denial_reason else ''}", True
             ), ref
-        return await self._execute(run, tool, call, args, tu.id if tu else None, interventions)
+        started = tu is not None and status == "executing"
+        return await self._execute(
+            run, tool, call, args, tu.id if tu else None, interventions, started=started
+        )
 
     async def _await_approval(
         self,
@@ -203,14 +206,17 @@ class ToolRunner(AgentCore):
         args: Mapping[str, Any],
         tu: str | None,
         interventions: list[str],
+        *,
+        started: bool = False,
     ) -> tuple[ToolResult, str | None]:
         running = self._running.get(call.id)
         if running is not None:
             running.executing = True
-        started = time.time()
-        await self.recorder.tool_started(tu)
+        if not started:  # approved calls (and agents that store nothing) move to executing here
+            await self.recorder.tool_started(tu)
+        started_at = time.time()
         self.emit(ev.ToolExecutionStart(call.name, call.id, dict(args)))
-        self.emit(ev.ToolExecutionMetrics(call.name, call.id, ms(started)))
+        self.emit(ev.ToolExecutionMetrics(call.name, call.id, ms(started_at)))
         retries = tool.retries if tool.retries is not None else self.options.tool_retries
         timeout = tool.timeout_s if tool.timeout_s is not None else self.options.tool_timeout_s
         attempt = 0
@@ -276,7 +282,9 @@ class ToolRunner(AgentCore):
             interventions.append(out.intervention)
         self.emit(ev.ToolExecutionEnd(call.name, call.id, not result.is_error, result.content))
         self.emit(
-            ev.ToolExecutionMetrics(call.name, call.id, ms(started), ms(ended), ms(ended - started), attempt)
+            ev.ToolExecutionMetrics(
+                call.name, call.id, ms(started_at), ms(ended), ms(ended - started_at), attempt
+            )
         )
         return result, tu
 
