@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_section
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -90,16 +92,7 @@ def main(rounds: int = 100) -> str:
         f"Machine: {platform.system().lower()}, Python {platform.python_version()}, {platform.processor() or platform.machine()}; "
         f"{versions()}."
     )
-    path = HERE / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    block = f"<!-- agent-loop:start -->\n{table}\n<!-- agent-loop:end -->"
-    if "<!-- agent-loop:start -->" in text:
-        text = re.sub(
-            r"<!-- agent-loop:start -->.*?<!-- agent-loop:end -->", lambda _: block, text, flags=re.S
-        )
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    write_section("agent-loop", table)
     print(table)
     return table
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import platform
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_section
 
 from cmdc_nb.kernel import Agent
 from cmdc_nb.providers import Script, Turn
@@ -55,16 +57,7 @@ async def main(tokens: int) -> str:
         f"The widget adds {wt / p:.2f}× to the turn and sends {statistics.median(updates) / wt:.1f} updates a second "
         f"(target ≤ 25) instead of one per delta. Machine: {platform.system().lower()}, Python {platform.python_version()}."
     )
-    path = HERE / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    block = f"<!-- chat-stream:start -->\n{table}\n<!-- chat-stream:end -->"
-    if "<!-- chat-stream:start -->" in text:
-        text = re.sub(
-            r"<!-- chat-stream:start -->.*?<!-- chat-stream:end -->", lambda _: block, text, flags=re.S
-        )
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    write_section("chat-stream", table)
     print(table)
     return table
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import re
 import sqlite3
 import statistics
 import sys
@@ -30,6 +29,9 @@ import pandas as pd
 
 import cmdc_nb
 from cmdc_nb import accounts, frames
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_section
 
 RUNS = 5
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5", "gemini-2.5-pro", "llama-3.3-70b"]
@@ -145,15 +147,6 @@ def main(rows: int) -> str:
 
 if __name__ == "__main__":
     section = main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
-    out = Path(__file__).with_name("RESULTS.md")
-    text = (
-        out.read_text()
-        if out.exists()
-        else "# Benchmarks\n\nMedians and ratios, written by the scripts in bench/.\n"
-    )
-    if "<!-- frames:start -->" in text:
-        text = re.sub(r"<!-- frames:start -->.*<!-- frames:end -->", lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    out.write_text(text)
+    body = section.split("\n", 1)[1].rsplit("\n", 1)[0]  # without its own markers
+    write_section("frames", body)
     print(section)

@@ -6,7 +6,6 @@ agent waiting on an item resumes the moment you click."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ import ipywidgets as w
 
 from cmdc_nb import approvals
 from cmdc_nb.events import topics
+from cmdc_nb.widgets._common import Decision
 from cmdc_nb.widgets._render import CSS, escape, pretty_json
 
 __all__ = ["ApprovalQueue"]
@@ -97,36 +97,14 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
             + f"</div><details><summary>payload</summary><pre>{escape(pretty_json(shown))}</pre></details></div>"
         )
         note = w.Text(placeholder="note (optional)", layout=w.Layout(width="260px"))
-        editor = w.Textarea(
-            value=json.dumps(shown, indent=2, default=str),
-            layout=w.Layout(width="98%", height="80px", display="none"),
+        decision = Decision(
+            shown if isinstance(shown, Mapping) else {"value": shown},
+            approve=lambda edited: self.approve(item.id, note=note.value or None, input=edited),
+            deny=lambda: self.deny(item.id, note=note.value or None),
+            edit_label="Edit",
+            extra=[note],
         )
-        approve = w.Button(
-            description="Approve", button_style="success", icon="check", layout=w.Layout(width="110px")
-        )
-        deny = w.Button(
-            description="Deny", button_style="danger", icon="times", layout=w.Layout(width="100px")
-        )
-        edit = w.Button(description="Edit", icon="pencil", layout=w.Layout(width="80px"))
-        message = w.HTML()
-
-        def on_approve(_: Any) -> None:
-            edited = None
-            if editor.layout.display != "none":
-                try:
-                    edited = json.loads(editor.value)
-                except ValueError as exc:
-                    message.value = f'<div class="cmdc-notice">Not valid JSON: {escape(exc)}</div>'
-                    return
-            self.approve(item.id, note=note.value or None, input=edited)
-
-        def on_edit(_: Any) -> None:
-            editor.layout.display = None if editor.layout.display == "none" else "none"
-
-        approve.on_click(on_approve)
-        deny.on_click(lambda _: self.deny(item.id, note=note.value or None))
-        edit.on_click(on_edit)
-        row = w.VBox([header, w.HBox([approve, deny, edit, note]), editor, message])
+        row = w.VBox([header, *decision.widgets])
         row.add_class("cmdc-queue-item")
         return row
 

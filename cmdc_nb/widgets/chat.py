@@ -24,6 +24,7 @@ import ipywidgets as w
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent, PromptHandle
+from cmdc_nb.widgets._common import Decision, on_loop
 from cmdc_nb.widgets._render import CSS, escape, markdown_html, pretty_json
 
 __all__ = ["ChatWidget"]
@@ -76,35 +77,11 @@ class _ToolCard:
 
     def ask(self, ref: str, args: Mapping[str, Any], hint: str | None) -> None:
         self.ref, self.status, self.args = ref, "waiting", dict(args)
-        approve = w.Button(
-            description="Approve", button_style="success", icon="check", layout=w.Layout(width="110px")
-        )
-        deny = w.Button(
-            description="Deny", button_style="danger", icon="times", layout=w.Layout(width="100px")
-        )
-        edit = w.Button(description="Edit arguments", icon="pencil", layout=w.Layout(width="140px"))
-        editor = w.Textarea(
-            value=json.dumps(self.args, indent=2), layout=w.Layout(width="98%", height="90px", display="none")
+        decision = Decision(
+            args, approve=lambda edited: self.chat.approve(ref, args=edited), deny=lambda: self.chat.deny(ref)
         )
         note = w.HTML(f'<div class="cmdc-notice">{escape(hint)}</div>' if hint else "")
-
-        def on_edit(_: Any) -> None:
-            editor.layout.display = None if editor.layout.display == "none" else "none"
-
-        def on_approve(_: Any) -> None:
-            edited = None
-            if editor.layout.display != "none":
-                try:
-                    edited = json.loads(editor.value)
-                except ValueError as exc:
-                    note.value = f'<div class="cmdc-notice">Not valid JSON: {escape(exc)}</div>'
-                    return
-            self.chat.approve(ref, args=edited)
-
-        approve.on_click(on_approve)
-        deny.on_click(lambda _: self.chat.deny(ref))
-        edit.on_click(on_edit)
-        self.controls.children = [w.HBox([approve, deny, edit]), editor, note]
+        self.controls.children = [*decision.widgets, note]
         self.render()
 
     def decided(self) -> None:
@@ -358,15 +335,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
 
     # -- events in → widget state -----------------------------------------------------------------------
     def _on_event(self, env: ev.Envelope) -> None:
-        loop = self.agent._loop
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if loop is not None and here is not loop and not loop.is_closed():
-            loop.call_soon_threadsafe(self._handle, env)  # a tool's thread: handle it on the loop
-        else:
-            self._handle(env)
+        on_loop(self.agent._loop, self._handle, env)
 
     def _handle(self, env: ev.Envelope) -> None:
         e = env.event
@@ -521,11 +490,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self._schedule_heartbeat()
 
     def _on_presence(self) -> None:
-        loop = self.agent._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.refresh_presence)
-        else:
-            self.refresh_presence()
+        on_loop(self.agent._loop, self.refresh_presence)
 
     def _schedule_heartbeat(self) -> None:
         try:

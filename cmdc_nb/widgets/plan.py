@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import ipywidgets as w
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent
 from cmdc_nb.plugins.planning import Planning
+from cmdc_nb.widgets._common import on_loop
 from cmdc_nb.widgets._render import CSS, escape
 
 __all__ = ["PlanView"]
@@ -53,15 +52,7 @@ class PlanView(w.VBox):  # type: ignore[misc]
 
     def _on_event(self, env: ev.Envelope) -> None:
         if env.type in ("plan_updated", "agent_end", "agent_abort"):
-            loop = self.agent._loop
-            try:
-                here = asyncio.get_running_loop()
-            except RuntimeError:
-                here = None
-            if loop is not None and here is not loop and not loop.is_closed():
-                loop.call_soon_threadsafe(self.render)
-            else:
-                self.render()
+            on_loop(self.agent._loop, self.render)
 
     def render(self) -> None:
         plan = self.planning.plan

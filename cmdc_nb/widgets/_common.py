@@ -1,0 +1,79 @@
+"""Pieces the widgets share: running a callback on the kernel's loop whatever thread an event came from,
+and the Approve / Deny / Edit controls of a decision."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ipywidgets as w
+
+from cmdc_nb.widgets._render import escape
+
+__all__ = ["Decision", "on_loop"]
+
+
+def on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., Any], *args: Any) -> None:
+    """Call `fn(*args)` on `loop` (at once when already there, or when there is no usable loop).
+
+    Events reach the widgets from the publisher's thread — a sync tool's, a service writer's —, but a
+    widget must change on the kernel's loop."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if loop is None or loop.is_closed() or here is loop:
+        fn(*args)
+    else:
+        loop.call_soon_threadsafe(fn, *args)
+
+
+class Decision:
+    """Approve / Deny / Edit controls. `approve(edited_args_or_None)` and `deny()` are called on click;
+    a malformed edit is reported under the buttons, and nothing is decided."""
+
+    def __init__(
+        self,
+        args: Mapping[str, Any],
+        *,
+        approve: Callable[[Any], None],
+        deny: Callable[[], None],
+        edit_label: str = "Edit arguments",
+        extra: list[w.Widget] | None = None,
+    ) -> None:
+        self.approve_button = w.Button(
+            description="Approve", button_style="success", icon="check", layout=w.Layout(width="110px")
+        )
+        self.deny_button = w.Button(
+            description="Deny", button_style="danger", icon="times", layout=w.Layout(width="100px")
+        )
+        self.edit_button = w.Button(description=edit_label, icon="pencil", layout=w.Layout(width="140px"))
+        self.editor = w.Textarea(
+            value=json.dumps(dict(args), indent=2, default=str),
+            layout=w.Layout(width="98%", height="90px", display="none"),
+        )
+        self.message = w.HTML()
+
+        def on_approve(_: Any) -> None:
+            edited = None
+            if self.editor.layout.display != "none":
+                try:
+                    edited = json.loads(self.editor.value)
+                except ValueError as exc:
+                    self.message.value = f'<div class="cmdc-notice">Not valid JSON: {escape(exc)}</div>'
+                    return
+            approve(edited)
+
+        def on_edit(_: Any) -> None:
+            self.editor.layout.display = None if self.editor.layout.display == "none" else "none"
+
+        self.approve_button.on_click(on_approve)
+        self.deny_button.on_click(lambda _: deny())
+        self.edit_button.on_click(on_edit)
+        self.widgets: list[w.Widget] = [
+            w.HBox([self.approve_button, self.deny_button, self.edit_button, *(extra or [])]),
+            self.editor,
+            self.message,
+        ]
