@@ -544,5 +544,5 @@ async def test_approve_and_user_respond_work_from_another_thread() -> None:
     question = agent.status()["pending_user_inputs"][0]["ref"]
     await asyncio.to_thread(agent.approve, ref)  # e.g. a server thread
     await asyncio.to_thread(agent.user_respond, question, "Ada")
-    assert await asyncio.wait_for(handle, 5) == "ok"
+    assert await asyncio.wait_for(handle, 60) == "ok"
     assert [m["content"] for m in agent.messages if m["role"] == "tool"] == ["deleted x", "Ada"]

@@ -127,7 +127,7 @@ async def test_an_approval_decided_from_another_cell_resumes_the_turn(
         modified_payload={**item.payload, "input": {"path": "new.log"}},
         ws=ws,
     )
-    assert await asyncio.wait_for(handle, 5) == "cleaned"
+    assert await asyncio.wait_for(handle, 60) == "cleaned"
     [tu_delete] = [
         t
         for c in agents.list_agent_calls(session, ws=ws).entries

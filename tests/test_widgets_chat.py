@@ -47,7 +47,9 @@ def buttons(chat: ChatWidget) -> dict[str, Any]:
     return found
 
 
-async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+async def wait_for(
+    predicate: Any, timeout: float = 60.0
+) -> None:  # liveness only: a first litellm import can take seconds
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
