@@ -37,12 +37,14 @@ __all__ = [
     "FREE_PROVIDERS",
     "CostEstimate",
     "Price",
+    "context_window",
     "count_tokens",
     "delete_model_price",
     "estimate_cost",
     "get_price",
     "list_model_prices",
     "litellm_price",
+    "litellm_providers",
     "set_model_price",
 ]
 
@@ -136,6 +138,27 @@ def litellm_price(model: str, provider: str | None = None) -> Price | None:
                 source="litellm",
                 max_output_tokens=entry.get("max_output_tokens") or entry.get("max_tokens"),
             )
+    return None
+
+
+def litellm_providers() -> frozenset[str]:
+    """The providers litellm's bundled cost map names (read as JSON, no import of litellm)."""
+    return frozenset(
+        str(e["litellm_provider"])
+        for e in _litellm_map().values()
+        if isinstance(e, Mapping) and e.get("litellm_provider")
+    )
+
+
+def context_window(model: str) -> int | None:
+    """The model's input context window in tokens, from litellm's bundled map, or None if unknown."""
+    table = _litellm_map()
+    for key in _candidates(model, None):
+        entry = table.get(key)
+        if isinstance(entry, Mapping):
+            window = entry.get("max_input_tokens") or entry.get("max_tokens")
+            if isinstance(window, int):
+                return window
     return None
 
 

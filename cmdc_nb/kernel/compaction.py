@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,7 @@ class Compaction(AgentCore):
                 on_part=lambda p: None,
                 retry=self.options.retry,
                 cassette=self.options.cassette,
-                pricer=self.recorder.price,
+                pricer=self.recorder.pricer(self.options.cassette),
             )
         except ProviderError as err:
             await self.recorder.fail_call(call_id, err.kind, str(err), timeout=err.kind == "timeout")
@@ -102,16 +101,9 @@ class Compaction(AgentCore):
 
 
 def _context_window(model: str) -> int | None:
-    from cmdc_nb.pricing import _litellm_map
+    from cmdc_nb.pricing import context_window
 
-    table = _litellm_map()
-    for key in (model, model.split("/", 1)[-1]):
-        entry = table.get(key)
-        if isinstance(entry, Mapping):
-            window = entry.get("max_input_tokens") or entry.get("max_tokens")
-            if isinstance(window, int):
-                return window
-    return None
+    return context_window(model)
 
 
 SUMMARY_PROMPT = (

@@ -31,10 +31,9 @@ _EXAMPLES = (
 @lru_cache(maxsize=1)
 def known_providers() -> frozenset[str]:
     """Providers named in litellm's bundled cost map (read as JSON, no import) plus the offline ones."""
-    from cmdc_nb.pricing import _litellm_map
+    from cmdc_nb.pricing import litellm_providers
 
-    names = {str(e.get("litellm_provider")) for e in _litellm_map().values() if isinstance(e, Mapping)}
-    names.discard("None")
+    names = set(litellm_providers())
     return frozenset(
         names
         | {
