@@ -37,7 +37,7 @@ from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.compaction import Compaction
 from cmdc_nb.kernel.loop_guard import LoopGuard
 from cmdc_nb.kernel.options import AgentOptions
-from cmdc_nb.kernel.persist import Recorder, StoredToolUse, history_from_rows
+from cmdc_nb.kernel.persist import Recorder, history_from_rows
 from cmdc_nb.kernel.plugins import Hook, PluginPipeline
 from cmdc_nb.kernel.prompts import build_system_prompt
 from cmdc_nb.kernel.run_state import (
@@ -670,7 +670,7 @@ class Agent(ToolRunner, Compaction):
                 retry=self.options.retry,
                 fallbacks=self.options.fallback_models,
                 cassette=self.options.cassette,
-                pricer=self.recorder.price,
+                pricer=self.recorder.pricer(self.options.cassette),
                 on_retry=on_retry,
                 on_fallback=on_fallback,
             )
@@ -741,8 +741,6 @@ class Agent(ToolRunner, Compaction):
             return
         calls = [ToolCall.parse(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in dangling]
         agent_call_id = self._resume_calls.get(calls[0].id)
-        known: dict[str, StoredToolUse | None] = {}
-        for c in calls:
-            known[c.id] = await self.recorder.find_tool_use(agent_call_id, c.id) if agent_call_id else None
+        known = await self.recorder.tool_uses_of(agent_call_id) if agent_call_id else {}
         self.emit(ev.AgentResumed("resume", tuple(c.id for c in calls), len(calls)))
-        await self._tool_batch(run, calls, agent_call_id, {k: v for k, v in known.items() if v is not None})
+        await self._tool_batch(run, calls, agent_call_id, {c.id: known[c.id] for c in calls if c.id in known})

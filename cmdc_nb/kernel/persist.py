@@ -69,6 +69,12 @@ class Recorder:
         return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, **kw))
 
     # -- pricing --------------------------------------------------------------------------------------
+    def pricer(self, cassette: Any) -> Callable[[str, TokenUsage], Decimal | None] | None:
+        """Who prices a call as it completes. A stored call is priced by `complete_agent_call`, inside
+        its own transaction (no extra read on the loop's thread); the provider layer prices only what
+        nothing stores, or what a cassette records (the cost goes into the recording)."""
+        return self.price if not self.enabled or cassette is not None else None
+
     def price(self, model: str, usage: TokenUsage) -> Decimal | None:
         """The exact cost of a call: the workspace's price table when the agent stores, else the
         offline/litellm prices (an agent with no session does not open a database just to price)."""
@@ -266,22 +272,12 @@ class Recorder:
 
         return _stored(await self._run(work))
 
-    async def find_tool_use(self, agent_call_id: str, llm_call_id: str) -> StoredToolUse | None:
-        import sqlalchemy as sa
+    async def tool_uses_of(self, agent_call_id: str) -> dict[str, StoredToolUse]:
+        """The stored tool uses of one agent call, by the model's call id (one read, through the service)."""
+        from cmdc_nb import agents
 
-        from cmdc_nb.store.models import ToolUse
-        from cmdc_nb.workspace import get_workspace
-
-        def find(ws: Any = None) -> Any:
-            with get_workspace(ws).read() as db:
-                return db.scalar(
-                    sa.select(ToolUse).where(
-                        ToolUse.agent_call_id == uuid.UUID(agent_call_id), ToolUse.tool_use_id == llm_call_id
-                    )
-                )
-
-        row = await self._run(find)
-        return _stored(row) if row is not None else None
+        page = await self._run(agents.list_tool_uses, agent_call_id, limit=1000)
+        return {t.tool_use_id: _stored(t) for t in page.entries if t.tool_use_id}
 
     async def get_tool_use(self, tool_use_id: str) -> StoredToolUse:
         from cmdc_nb import agents
