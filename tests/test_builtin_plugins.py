@@ -582,3 +582,31 @@ async def test_recovery_alone_makes_a_failing_tool_retry() -> None:
     agent = Agent(model=script.model, tools=[shaky], plugins=[Recovery(max_retries=3, backoff_base_s=0.001)])
     assert await agent.prompt("go") == "done"
     assert len(tries) == 3 and agent.messages[2]["content"] == "worked"
+
+
+def test_plan_steps_fail_skip_and_carry_notes() -> None:
+    plan = Plan.from_markdown("- [ ] Build\n- [ ] Test\n- [ ] Deploy")
+    plan.step_started(1).annotate_step(1, "using the cache").step_failed(1, "compiler error")
+    plan.step_skipped("3", "blocked by the build")
+    assert [s.status for s in plan.steps] == ["failed", "pending", "skipped"]
+    assert plan.progress() == (1, 3) and not plan.finished and plan.current is plan.steps[1]
+    assert plan.to_markdown() == (
+        "- [!] 1. Build — compiler error\n  - using the cache\n- [ ] 2. Test\n- [-] 3. Deploy — blocked by the build"
+    )
+
+
+def test_blueprints_take_plugin_factories(tmp_path: Path) -> None:
+    from cmdc_nb.plugins import BASE
+
+    guarded = BASE.add_plugins(lambda: CostGuard(max_tokens=10))
+    a, b = (
+        guarded.create(model="scripted/x", working_dir=str(tmp_path)),
+        guarded.create(model="scripted/x", working_dir=str(tmp_path)),
+    )
+    assert [p.name for p in a.plugins.plugins] == [
+        "event_logger",
+        "security_guard",
+        "patch_tool_calls",
+        "cost_guard",
+    ]
+    assert a.plugins.plugins[-1] is not b.plugins.plugins[-1]
