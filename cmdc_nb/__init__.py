@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         toolkit,
         vault,
         widgets,
+        workflows,
     )
     from cmdc_nb.workspace import Workspace, connect, get_workspace
 
@@ -69,6 +70,7 @@ __all__ = [
     "toolkit",
     "vault",
     "widgets",
+    "workflows",
 ]
 
 _FROM_WORKSPACE = frozenset({"Workspace", "connect", "get_workspace"})

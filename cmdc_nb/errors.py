@@ -7,7 +7,8 @@ CmdcError                         base of everything below
 │   └── MigrationError            the schema could not be brought up to date
 ├── NotFoundError                 no such row (or not visible to you)
 ├── InvalidInputError             an argument is malformed; `.field` names it
-│   └── ConflictError             the input collides with stored data (a duplicate email, slug, …)
+│   ├── ConflictError             the input collides with stored data (a duplicate email, slug, …)
+│   └── WorkflowSpecError         a workflow spec is malformed; `.problems` lists every problem found
 ├── InvalidStateError             an illegal status transition; `.current` and `.target` say which
 ├── ApprovalError
 │   ├── ApprovalRequiredError     a human (or a rule) must decide first
@@ -18,6 +19,7 @@ CmdcError                         base of everything below
 │   ├── RateLimitedError          429 / quota; `.retry_after` seconds when the provider said
 │   ├── ProviderTimeoutError      no answer in time
 │   └── ContextOverflowError      the prompt does not fit the model's context window
+├── WorkflowError                 a workflow step failed or the run cannot go on; `.step_id` names it
 ├── AgentError                    the agent kernel refused a request
 │   └── AgentNotAliveError        the agent was stopped (or its task died); create or resume it again
 ├── SandboxError                  a path or command is not allowed, or failed, in an agent's sandbox
@@ -61,6 +63,8 @@ __all__ = [
     "StorageError",
     "VaultError",
     "VaultKeyError",
+    "WorkflowError",
+    "WorkflowSpecError",
 ]
 
 
@@ -99,6 +103,24 @@ class InvalidInputError(CmdcError, ValueError):
 
 class ConflictError(InvalidInputError):
     """The input collides with stored data (a unique key already taken)."""
+
+
+class WorkflowSpecError(InvalidInputError):
+    """A workflow spec is malformed. `problems` lists every problem found, each naming its step."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        head = "invalid workflow spec" + (f" ({len(problems)} problems)" if len(problems) > 1 else "")
+        super().__init__(head + ": " + "; ".join(self.problems))
+
+
+class WorkflowError(CmdcError):
+    """A workflow step failed, or a run cannot go on. `step_id` names the step when there is one."""
+
+    def __init__(self, message: str, *, step_id: str | None = None, error_type: str | None = None) -> None:
+        self.step_id = step_id
+        self.error_type = error_type
+        super().__init__(message)
 
 
 class InvalidStateError(CmdcError):

@@ -87,7 +87,12 @@ class Agent(ToolRunner, Compaction):
         self.provider_opts: dict[str, Any] = dict(options.provider_opts)
         self.tools: dict[str, Tool] = {t.name: t for t in options.tools}
         self.plugins = PluginPipeline(options.plugins)
-        self.recorder = Recorder(options.session, options.ws, record_messages=options.record_messages)
+        self.recorder = Recorder(
+            options.session,
+            options.ws,
+            record_messages=options.record_messages,
+            workflow_step=options.workflow_step,
+        )
         self._sandbox = options.sandbox
         self.todos: list[dict[str, Any]] = []
         self.output_filters: list[Callable[[str], str]] = []  # OutputFilter's redaction, for example

@@ -159,6 +159,9 @@ class AgentOptions:
     compact_at_tokens: int | None = None  # compact before a request once the context is this big
     compact_at_fraction: float | None = None  # … or this fraction of the model's context window
     compact_keep_last: int = 6
+    # (run id, step row id) of the workflow step this agent works for: its calls are stored as that
+    # step's, so tokens and cost roll into the step, the run and the workflow.
+    workflow_step: tuple[Any, Any] | None = None
 
     @classmethod
     def build(cls, **raw: Any) -> AgentOptions:

@@ -50,8 +50,17 @@ def _stored(t: Any) -> StoredToolUse:
 
 
 class Recorder:
-    def __init__(self, session: Any, ws: Any = None, *, record_messages: bool = True) -> None:
+    def __init__(
+        self,
+        session: Any,
+        ws: Any = None,
+        *,
+        record_messages: bool = True,
+        workflow_step: tuple[Any, Any] | None = None,
+    ) -> None:
         self.record_messages = record_messages
+        self.workflow_run_id: Any = workflow_step[0] if workflow_step else None
+        self.workflow_step_id: Any = workflow_step[1] if workflow_step else None
         self.session_id: uuid.UUID | None = None
         self.user_id: uuid.UUID | None = None
         self.ws = ws
@@ -124,6 +133,8 @@ class Recorder:
             temperature=temperature,
             max_tokens=max_tokens,
             tools_provided=list(tools),
+            workflow_run=self.workflow_run_id,
+            workflow_step=self.workflow_step_id,
             metadata={"turn": turn, **({"purpose": purpose} if purpose else {})},
         )
         return str(call.id)

@@ -1,0 +1,127 @@
+"""Workflow steps on worker processes, through procrastinate (a PostgreSQL-backed task queue).
+
+Each ready step becomes one procrastinate job (`cmdc_nb.workflow_step`, queue `cmdc_nb_workflows`)
+with a queueing lock per run and step, so a step is queued at most once at a time. A worker runs the
+job exactly as the in-process engine runs a step — claim under a lease, execute with timeout and
+retries, record the outcome — then advances the run and queues whatever became ready, so a run goes
+on with no notebook attached. Approval gates, cancel, pause and resume behave as in-process: they are
+rows, and workers read them.
+
+Start workers with `cmdc-nb --url postgresql+psycopg://… worker` (import the modules that define
+your step functions with `--load`). Procrastinate's tables are created in the workspace's database on
+first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from cmdc_nb.errors import ConfigurationError
+from cmdc_nb.store.models import WorkflowRun
+from cmdc_nb.workflows import state
+from cmdc_nb.workspace import Workspace
+
+__all__ = ["QUEUE", "TASK_NAME", "defer_steps", "drive_on_workers", "make_app", "run_worker"]
+
+log = logging.getLogger("cmdc_nb.workflows.workers")
+QUEUE = "cmdc_nb_workflows"
+TASK_NAME = "cmdc_nb.workflow_step"
+_SCHEMA_LOCK = 0x636D6463  # pg_advisory_xact_lock key while creating procrastinate's tables
+
+
+def _conninfo(ws: Workspace) -> str:
+    if ws.backend != "postgresql":
+        raise ConfigurationError(
+            "worker processes need a PostgreSQL workspace; on SQLite, runs execute in this process "
+            "(executor='local')"
+        )
+    return ws.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_app(ws: Workspace) -> Any:
+    """A procrastinate App on the workspace's database with the workflow-step task."""
+    import procrastinate
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=_conninfo(ws)))
+
+    @app.task(name=TASK_NAME, queue=QUEUE, pass_context=True)
+    async def workflow_step(context: Any, run_id: str, step_id: str) -> None:
+        from cmdc_nb.workflows.engine import run_step
+
+        job_ws: Workspace = context.additional_context.get("ws") or ws
+        rid = uuid.UUID(run_id)
+        await run_step(job_ws, rid, step_id)
+        progress = await asyncio.to_thread(state.advance, job_ws, rid)
+        if progress.ready:
+            await defer_steps(context.app, rid, progress.ready)
+
+    return app
+
+
+def _ensure_schema(ws: Workspace, app: Any) -> None:
+    with ws.engine.begin() as conn:
+        if conn.scalar(sa.text("SELECT to_regclass('procrastinate_jobs')")) is not None:
+            return
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+        if conn.scalar(sa.text("SELECT to_regclass('procrastinate_jobs')")) is not None:
+            return
+        # procrastinate's own schema, applied in the same transaction as the lock
+        conn.exec_driver_sql(app.schema_manager.get_schema().replace("%", "%%"))
+
+
+async def defer_steps(app: Any, run_id: uuid.UUID, step_ids: Iterable[str]) -> int:
+    """Queue steps of a run; a step already waiting in the queue is not queued again."""
+    import procrastinate.exceptions
+
+    n = 0
+    for sid in step_ids:
+        try:
+            await app.configure_task(TASK_NAME, queueing_lock=f"{run_id}:{sid}", queue=QUEUE).defer_async(
+                run_id=str(run_id), step_id=sid
+            )
+            n += 1
+        except procrastinate.exceptions.AlreadyEnqueued:
+            pass
+    return n
+
+
+async def drive_on_workers(
+    ws: Workspace, run_id: uuid.UUID, *, stop_when_blocked: bool = False
+) -> WorkflowRun:
+    """Queue the run's ready steps for workers and follow the run until it is over (or blocked)."""
+    from cmdc_nb.workflows.engine import _drive
+
+    app = make_app(ws)
+    await asyncio.to_thread(_ensure_schema, ws, app)
+    async with app.open_async():
+
+        async def dispatch(ids: list[str]) -> None:
+            await defer_steps(app, run_id, ids)
+
+        return await _drive(
+            ws, run_id, max_concurrency=1, stop_when_blocked=stop_when_blocked, dispatch=dispatch
+        )
+
+
+async def run_worker(
+    ws: Workspace, *, concurrency: int = 4, name: str | None = None, wait: bool = True
+) -> None:
+    """Run workflow steps from the queue until cancelled (or, with `wait=False`, until it is empty)."""
+    app = make_app(ws)
+    await asyncio.to_thread(_ensure_schema, ws, app)
+    async with app.open_async():
+        await app.run_worker_async(
+            queues=[QUEUE],
+            concurrency=concurrency,
+            name=name,
+            wait=wait,
+            additional_context={"ws": ws},
+            delete_jobs="successful",
+            install_signal_handlers=True,
+        )
