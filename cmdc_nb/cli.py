@@ -50,6 +50,26 @@ def _scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import importlib
+
+    import cmdc_nb
+    from cmdc_nb.workflows import workers
+
+    for module in args.load or []:
+        importlib.import_module(module)  # modules that register step functions
+    ws = cmdc_nb.connect(args.url, home=args.home)
+    print(f"cmdc-nb worker on {ws.url_display} (queue {workers.QUEUE}, concurrency {args.concurrency})", flush=True)
+    try:
+        asyncio.run(workers.run_worker(ws, concurrency=args.concurrency, wait=not args.once))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ws.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cmdc-nb", description="Run, watch and study AI agents.")
     parser.add_argument("--home", help="data directory (default: $CMDC_NB_HOME or ~/.local/share/cmdc_nb)")
@@ -64,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sched.add_argument("--poll", type=float, default=1.0, help="seconds between checks (default 1)")
     sched.add_argument("--load", action="append", help="import this module first (registers handlers)")
     sched.set_defaults(func=_scheduler)
+    worker = sub.add_parser("worker", help="run workflow steps from the queue (PostgreSQL workspaces)")
+    worker.add_argument("--concurrency", type=int, default=4, help="steps run at once (default 4)")
+    worker.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--load", action="append", help="import this module first (registers step functions)")
+    worker.set_defaults(func=_worker)
     args = parser.parse_args(argv)
     from cmdc_nb.errors import CmdcError
 
