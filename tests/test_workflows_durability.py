@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import workflow_children as children  # tests/ is on sys.path; importing registers the step functions
 
 from cmdc_nb import workflows as wf
 from cmdc_nb.errors import ConfigurationError
 from cmdc_nb.store.models import User
 from cmdc_nb.workspace import Workspace
-
-sys.path.insert(0, str(Path(__file__).parent))
-import workflow_children as children  # noqa: E402  (registers the step functions here too)
 
 CHILD = Path(children.__file__)
 RUNS = 20
