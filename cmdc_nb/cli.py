@@ -60,7 +60,10 @@ def _worker(args: argparse.Namespace) -> int:
     for module in args.load or []:
         importlib.import_module(module)  # modules that register step functions
     ws = cmdc_nb.connect(args.url, home=args.home)
-    print(f"cmdc-nb worker on {ws.url_display} (queue {workers.QUEUE}, concurrency {args.concurrency})", flush=True)
+    print(
+        f"cmdc-nb worker on {ws.url_display} (queue {workers.QUEUE}, concurrency {args.concurrency})",
+        flush=True,
+    )
     try:
         asyncio.run(workers.run_worker(ws, concurrency=args.concurrency, wait=not args.once))
     except KeyboardInterrupt:
