@@ -425,6 +425,7 @@ PUBLIC = {
         "ApprovalQueue",
         "ChatWidget",
         "CostDashboard",
+        "DagView",
         "PlanView",
     ],
 }

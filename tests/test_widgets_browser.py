@@ -136,3 +136,52 @@ def test_cost_dashboard_renders_its_charts_in_the_browser(tmp_path: Path) -> Non
         assert page.locator("text=Daily cost (USD)").count() >= 1
         page.locator(".cmdc-chat").first.scroll_into_view_if_needed()
         screenshot(page, "cost-dashboard.png")
+
+
+DAG = """
+import os, tempfile
+os.environ.setdefault("CMDC_NB_HOME", tempfile.mkdtemp())
+import cmdc_nb
+from cmdc_nb import accounts
+from cmdc_nb import workflows as wf
+from cmdc_nb.widgets import DagView
+
+ws = cmdc_nb.connect()
+me = accounts.create_user("ada@example.com", name="Ada")
+flow = wf.create_workflow(me, {
+    "name": "Release v2",
+    "input_schema": {"type": "object", "properties": {"version": {"type": "string", "default": "2.0.0"}}},
+    "steps": [
+        wf.step("build", "transform", name="Build", value="built {{ input.version }}"),
+        wf.step("unit", "transform", name="Unit tests", depends_on="build", value="412 passed"),
+        wf.step("e2e", "transform", name="E2E tests", depends_on="build", value="38 passed"),
+        wf.step("docs", "transform", name="Docs", depends_on="build", value="docs built"),
+        wf.step("ship", "approval", name="Ship it?", depends_on=["unit", "e2e", "docs"],
+                title="Ship {{ input.version }} to production?", payload={"version": "{{ input.version }}"}),
+        wf.step("deploy", "transform", name="Deploy", depends_on="ship", value="deployed"),
+        wf.step("announce", "transform", name="Announce", depends_on="deploy", value="announced"),
+    ]})
+DagView(flow)
+"""
+
+
+def test_dag_view_starts_a_run_and_approves_its_gate_in_the_browser(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "dag.ipynb", [DAG])
+    with jupyterlab(tmp_path) as url, browser_page() as page:
+        run_all(page, f"{url}/lab/tree/dag.ipynb")
+        page.wait_for_selector("g.cmdc-dag-node[data-step='ship']", timeout=120_000)
+        page.click("button.jupyter-button:has-text('Start run')")
+        page.wait_for_selector(
+            "g.cmdc-dag-node[data-step='ship'][data-status='waiting_approval']", timeout=60_000
+        )
+        page.click("g.cmdc-dag-node[data-step='ship']")
+        page.wait_for_selector("text=Ship 2.0.0 to production?", timeout=30_000)
+        screenshot(page, "dag-view-waiting-for-approval.png")
+        page.click(".cmdc-dagview button.jupyter-button:has-text('Approve')")
+        page.wait_for_selector(
+            "g.cmdc-dag-node[data-step='announce'][data-status='completed']", timeout=60_000
+        )
+        assert page.locator("g.cmdc-dag-node[data-status='completed']").count() == 7
+        page.click("g.cmdc-dag-node[data-step='build']")
+        page.wait_for_selector("text=built 2.0.0", timeout=30_000)
+        screenshot(page, "dag-view-finished.png")

@@ -10,6 +10,7 @@ from cmdc_nb.widgets.activity import ActivityFeed
 from cmdc_nb.widgets.approvals import ApprovalQueue
 from cmdc_nb.widgets.chat import ChatWidget
 from cmdc_nb.widgets.costs import CostDashboard
+from cmdc_nb.widgets.dag import DagView
 from cmdc_nb.widgets.plan import PlanView
 
-__all__ = ["ActivityFeed", "ApprovalQueue", "ChatWidget", "CostDashboard", "PlanView"]
+__all__ = ["ActivityFeed", "ApprovalQueue", "ChatWidget", "CostDashboard", "DagView", "PlanView"]
