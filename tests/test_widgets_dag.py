@@ -57,7 +57,7 @@ def test_layout_puts_each_generation_in_its_own_column() -> None:
     assert xs["build"] < xs["test"] == xs["docs"] < xs["ship"] < xs["announce"]
     ys = {sid: y for sid, (_, y) in geo["positions"].items()}
     assert ys["test"] < ys["docs"]  # the order written, top to bottom
-    assert ["build", "test"] in geo["edges"] and geo["width"] >= 5 * NODE_W
+    assert ["build", "test"] in geo["edges"] and geo["width"] >= 4 * NODE_W  # four columns
 
 
 async def test_a_workflow_view_starts_a_run_and_follows_it_to_the_gate(ws: Workspace, user: User) -> None:
