@@ -9,6 +9,7 @@ first call, not here.
 from __future__ import annotations
 
 from cmdc_nb.providers._call import stream_completion
+from cmdc_nb.providers._embed import EmbeddingResult, embed_texts
 from cmdc_nb.providers._types import (
     Completion,
     ProviderRequest,
@@ -23,6 +24,7 @@ from cmdc_nb.providers.scripted import Script, Turn, call
 __all__ = [
     "Cassette",
     "Completion",
+    "EmbeddingResult",
     "ProviderRequest",
     "RetryPolicy",
     "Script",
@@ -31,5 +33,6 @@ __all__ = [
     "ToolCall",
     "Turn",
     "call",
+    "embed_texts",
     "stream_completion",
 ]

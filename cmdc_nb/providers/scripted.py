@@ -347,4 +347,42 @@ def handler() -> Any:
                 raise_error(turn.error, model, turn.retry_after)
             return _model_response(list(chunks_of(turn, messages)), model)
 
+        def embedding(
+            self, model: str, input: list[Any], model_response: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            return _embedding_response(model, input, model_response)
+
+        async def aembedding(
+            self, model: str, input: list[Any], model_response: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            return _embedding_response(model, input, model_response)
+
     return ScriptedLLM()
+
+
+# Offline embedding models: `scripted/embed-<dims>` hashes text into <dims> dimensions (default 256).
+# `embedding_failures[model] = [kind, ...]` makes the next calls of `model` fail with those errors, in
+# order (tests of the retry layer).
+embedding_failures: dict[str, list[str]] = {}
+
+
+def _embedding_response(model: str, texts: list[Any], response: Any) -> Any:
+    from cmdc_nb.providers.hashing import hash_vectors
+
+    name = model.removeprefix("scripted/")
+    pending = embedding_failures.get(name) or embedding_failures.get(model)
+    if pending:
+        raise_error(pending.pop(0), model, 0.0)
+    m = re.search(r"(\d+)$", name)
+    dims = int(m.group(1)) if m else 256
+    strings = [t if isinstance(t, str) else str(t) for t in texts]
+    vectors = hash_vectors(strings, dims)
+    tokens = sum(max(1, math.ceil(len(t) / 4)) for t in strings)
+    response.data = [
+        {"object": "embedding", "index": i, "embedding": vectors[i].tolist()} for i in range(len(strings))
+    ]
+    response.model = model
+    import litellm
+
+    response.usage = litellm.Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens)
+    return response

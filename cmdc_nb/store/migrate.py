@@ -31,13 +31,13 @@ _PG_LOCK_KEY = 0x636D6463  # "cmdc"
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Leave full-text search objects out of model comparisons: 0001 makes them by hand, per dialect
-    (SQLite's FTS5 table and its shadow tables; PostgreSQL's GIN index over a tsvector expression)."""
+    """Leave full-text search objects out of model comparisons: 0001 and 0005 make them by hand, per
+    dialect (SQLite's FTS5 tables and their shadow tables; PostgreSQL's GIN indexes over tsvectors)."""
     if name is None:
         return True
     if type_ == "table":
-        return not name.startswith("messages_fts")
-    return not (type_ == "index" and name == "ix_messages_content_fts")
+        return not name.startswith(("messages_fts", "chunks_fts"))
+    return not (type_ == "index" and name in ("ix_messages_content_fts", "ix_context_chunks_content_fts"))
 
 
 def _config() -> Config:

@@ -133,7 +133,9 @@ class ContextChunk(TimestampMixin, Base):
     code_context: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 
     __table_args__ = (
-        sa.UniqueConstraint("index_id", "content_hash"),
+        # One row per chunk of a document; identical text shares its embedding, not its row (0005).
+        sa.UniqueConstraint("document_id", "chunk_index"),
+        sa.Index("ix_context_chunks_index_id_content_hash", "index_id", "content_hash"),
         sa.CheckConstraint("chunk_index >= 0", name="chunk_index"),
         sa.CheckConstraint("token_count > 0", name="token_count"),
         sa.Index("ix_context_chunks_index_id_source_uri", "index_id", "source_uri"),
