@@ -40,6 +40,7 @@ __all__ = [
     "context_window",
     "count_tokens",
     "delete_model_price",
+    "encoding",
     "estimate_cost",
     "get_price",
     "list_model_prices",
@@ -265,6 +266,11 @@ def delete_model_price(model: str, *, ws: Workspace | None = None) -> None:
 def list_model_prices(*, ws: Workspace | None = None) -> list[ModelPrice]:
     with get_workspace(ws).read() as db:
         return list(db.scalars(sa.select(ModelPrice).order_by(ModelPrice.model)))
+
+
+def encoding(name: str = "cl100k_base") -> Any:
+    """tiktoken's encoding `name`, read offline from the files litellm ships; None if unavailable."""
+    return _encoding(name)
 
 
 @lru_cache(maxsize=4)

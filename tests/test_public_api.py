@@ -30,6 +30,7 @@ PUBLIC = {
         "presence",
         "pricing",
         "providers",
+        "rag",
         "scheduling",
         "sessions",
         "store",
@@ -241,6 +242,7 @@ PUBLIC = {
         "context_window",
         "count_tokens",
         "delete_model_price",
+        "encoding",
         "estimate_cost",
         "get_price",
         "list_model_prices",
@@ -358,6 +360,7 @@ PUBLIC = {
     "cmdc_nb.providers": [
         "Cassette",
         "Completion",
+        "EmbeddingResult",
         "ProviderRequest",
         "RetryPolicy",
         "Script",
@@ -366,6 +369,7 @@ PUBLIC = {
         "ToolCall",
         "Turn",
         "call",
+        "embed_texts",
         "stream_completion",
     ],
     "cmdc_nb.plugins": [

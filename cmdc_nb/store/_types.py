@@ -217,6 +217,11 @@ class Embedding(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if type(value).__name__ == "ndarray":  # the fast path ingestion takes: no per-float Python work
+            arr = value.astype("<f4", copy=False).reshape(-1)
+            if arr.size == 0:
+                raise InvalidInputError("an embedding needs at least one dimension")
+            return arr if dialect.name == "postgresql" else arr.tobytes()
         floats = [float(x) for x in value]
         if not floats:
             raise InvalidInputError("an embedding needs at least one dimension")

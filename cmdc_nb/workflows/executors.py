@@ -305,15 +305,17 @@ def _call_totals(ctx: StepContext) -> tuple[int, int, Decimal | None, uuid.UUID 
 
 @register_executor(StepType.RAG_QUERY)
 async def _rag_query(step: StepSpec, config: dict[str, Any], ctx: StepContext) -> StepResult:
-    try:
-        from cmdc_nb import rag  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise WorkflowError(
-            f"step {step.id!r}: RAG indexes are not available in this version of cmdc_nb",
-            step_id=step.id,
-            error_type="Unavailable",
-        ) from None
+    from cmdc_nb import rag
+
     hits = await asyncio.to_thread(
-        rag.search, config["index"], str(config["query"]), k=int(config.get("k", 5)), ws=ctx.ws
+        rag.search,
+        config["index"],
+        str(config["query"]),
+        k=int(config.get("k", 5)),
+        mode=config.get("mode", "hybrid"),
+        language=config.get("language"),
+        path=config.get("path"),
+        user=ctx.user_id,
+        ws=ctx.ws,
     )
     return StepResult(output=[h.as_dict() for h in hits])

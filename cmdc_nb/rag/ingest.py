@@ -1,0 +1,471 @@
+"""Ingestion that cannot lose documents.
+
+Documents are keyed by URI and content hash. A run lists the source, skips the documents whose hash
+(and chunking settings) did not change, chunks the rest, embeds only the chunk texts it has never
+embedded for this index (identical text is embedded once: its vector is reused from any chunk that
+has it), and writes each group of documents in one transaction: a changed document's old chunks are
+deleted and its new ones inserted together with its row. A failure or a kill at any point therefore
+leaves every document either at its previous version (still searchable) or at its new one, never
+between; the next run picks up what is left. Documents no longer in the source are removed. The
+index's counts move in the same transactions and are recomputed from the rows when the run completes.
+
+>>> report = ingest(index)                                   # doctest: +SKIP
+>>> report
+<IngestReport added=2041 updated=0 unchanged=0 deleted=0 chunks=19822 in 41.2 s>
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from cmdc_nb import _validate as v
+from cmdc_nb._service import fetch
+from cmdc_nb.errors import CmdcError, InvalidInputError
+from cmdc_nb.rag.chunking import Chunk, chunk_text
+from cmdc_nb.rag.embedders import Embedder, get_embedder
+from cmdc_nb.rag.indexes import IndexRef, fingerprint, move, publish_index, stats_in
+from cmdc_nb.rag.sources import (
+    DataFrameSource,
+    SkippedDocument,
+    Source,
+    SourceDocument,
+    TextsSource,
+    source_from_config,
+)
+from cmdc_nb.store._types import utcnow
+from cmdc_nb.store.enums import DocumentSourceType, IndexStatus
+from cmdc_nb.store.models import ContextChunk, ContextDocument, Index
+from cmdc_nb.workspace import Tx, Workspace, get_workspace
+
+__all__ = ["IngestReport", "fts_rowid", "ingest"]
+
+_DOCS_PER_WRITE = 64  # documents per transaction (each document is still all-or-nothing)
+_IN_CHUNK = 500  # ids per IN (...) list
+
+
+def fts_rowid(chunk_id: uuid.UUID) -> int:
+    """The SQLite FTS5 rowid of a chunk: 63 bits of its id (stable, positive, collision-free in practice)."""
+    return chunk_id.int >> 65
+
+
+@dataclass
+class IngestReport:
+    index_id: uuid.UUID
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks_written: int = 0
+    embeddings_computed: int = 0
+    embeddings_reused: int = 0
+    tokens_embedded: int = 0
+    cost_usd: Decimal = Decimal(0)
+    duration_s: float = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"<IngestReport added={self.added} updated={self.updated} unchanged={self.unchanged} "
+            f"deleted={self.deleted} chunks={self.chunks_written} in {self.duration_s:.1f} s>"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index_id": str(self.index_id),
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "chunks_written": self.chunks_written,
+            "embeddings_computed": self.embeddings_computed,
+            "embeddings_reused": self.embeddings_reused,
+            "tokens_embedded": self.tokens_embedded,
+            "cost_usd": str(self.cost_usd),
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+@dataclass
+class _Pending:
+    doc: SourceDocument
+    chunks: list[Chunk]
+    existed: bool
+
+
+def _source(
+    idx: Index,
+    source: Source | None,
+    texts: Iterable[str | Mapping[str, Any]] | None,
+    frame: Any,
+    frame_options: Mapping[str, Any],
+) -> Source:
+    given = [x is not None for x in (source, texts, frame)]
+    if sum(given) > 1:
+        raise InvalidInputError("give one of source=, texts= or frame=", field="source")
+    if source is not None:
+        return source
+    if texts is not None:
+        return TextsSource(texts)
+    if frame is not None:
+        return DataFrameSource(frame, **frame_options)
+    return source_from_config(idx.source_type.value, idx.source_config)
+
+
+def ingest(
+    index: IndexRef,
+    *,
+    source: Source | None = None,
+    texts: Iterable[str | Mapping[str, Any]] | None = None,
+    frame: Any = None,
+    text_column: str = "text",
+    id_column: str | None = None,
+    title_column: str | None = None,
+    metadata_columns: Sequence[str] = (),
+    delete_missing: bool | None = None,
+    embedder: Embedder | None = None,
+    progress: bool = True,
+    ws: Workspace | None = None,
+) -> IngestReport:
+    """Bring the index up to date with its source (its folder, or the `texts` / `frame` given).
+
+    `delete_missing` (default: whether the source lists everything, true for all built-in sources)
+    removes documents the source no longer has. Shows a progress bar (tqdm; a widget in notebooks)."""
+    w = get_workspace(ws)
+    started = time.monotonic()
+    idx = _begin(w, v.id_of(index, "index"))
+    report = IngestReport(idx.id)
+    try:
+        src = _source(
+            idx,
+            source,
+            texts,
+            frame,
+            {
+                "text_column": text_column,
+                "id_column": id_column,
+                "title_column": title_column,
+                "metadata_columns": metadata_columns,
+            },
+        )
+        emb = embedder or get_embedder(idx.embedding_provider, idx.embedding_model, idx.embedding_dimensions)
+        seen = _run(w, idx, src, emb, report, progress)
+        if delete_missing if delete_missing is not None else src.complete:
+            _delete_missing(w, idx, seen, report)
+    except BaseException as exc:
+        report.duration_s = time.monotonic() - started
+        _fail(w, idx.id, exc)
+        raise
+    report.duration_s = time.monotonic() - started
+    _complete(w, idx.id, report)
+    return report
+
+
+def _begin(w: Workspace, iid: uuid.UUID) -> Index:
+    with w.transaction() as tx:
+        idx = fetch(tx.db, Index, iid, "index", lock=True)
+        move(tx, idx, IndexStatus.UPDATING)
+        idx.indexing_started_at = utcnow()
+        idx.last_error = None
+        tx.db.flush()
+        publish_index(tx, idx, "indexing_started")
+        return idx
+
+
+def _fail(w: Workspace, iid: uuid.UUID, exc: BaseException) -> None:
+    msg = str(exc) if isinstance(exc, CmdcError) else f"{type(exc).__name__}: {exc}"
+    try:
+        with w.transaction() as tx:
+            idx = fetch(tx.db, Index, iid, "index", lock=True)
+            if idx.status is IndexStatus.UPDATING:
+                move(tx, idx, IndexStatus.FAILED)
+                idx.last_error = msg[:2000]
+                _recount(tx, idx)
+                tx.db.flush()
+                publish_index(tx, idx, "indexing_failed", error=msg[:500])
+    except Exception:  # the database itself may be what failed; the next run repairs the status
+        pass
+
+
+def _complete(w: Workspace, iid: uuid.UUID, report: IngestReport) -> None:
+    with w.transaction() as tx:
+        idx = fetch(tx.db, Index, iid, "index", lock=True)
+        move(tx, idx, IndexStatus.READY)
+        now = utcnow()
+        idx.last_indexed_at = now
+        idx.indexing_duration_ms = int(report.duration_s * 1000)
+        idx.embedding_cost_usd = idx.embedding_cost_usd + report.cost_usd
+        _recount(tx, idx)
+        if w.backend == "postgresql" and idx.chunk_count:
+            from cmdc_nb.store.vector import ensure_hnsw_index
+
+            ensure_hnsw_index(tx.db, idx.id, idx.embedding_dimensions)
+        tx.db.flush()
+        publish_index(tx, idx, "indexing_completed", report=report.as_dict())
+
+
+def _recount(tx: Tx, idx: Index) -> None:
+    stats = stats_in(tx.db, idx.id)
+    idx.document_count = stats["document_count"]
+    idx.chunk_count = stats["chunk_count"]
+    idx.total_tokens = stats["total_tokens"]
+
+
+def _existing(w: Workspace, iid: uuid.UUID) -> dict[str, tuple[str, str | None]]:
+    with w.read() as db:
+        rows = db.execute(
+            sa.select(ContextDocument.uri, ContextDocument.content_hash, ContextDocument.meta).where(
+                ContextDocument.index_id == iid
+            )
+        ).all()
+    return {uri: (h, (meta or {}).get("fingerprint")) for uri, h, meta in rows}
+
+
+def _run(
+    w: Workspace, idx: Index, src: Source, emb: Embedder, report: IngestReport, progress: bool
+) -> set[str]:
+    """Write what changed; returns every URI the source listed."""
+    from tqdm.auto import tqdm
+
+    existing = _existing(w, idx.id)
+    fp = fingerprint(idx)
+    strategy = idx.chunk_strategy.value
+    max_tokens = int(idx.chunk_config.get("max_tokens", 512))
+    overlap = int(idx.chunk_config.get("overlap_tokens", 50))
+    seen: set[str] = set()
+    pending: list[_Pending] = []
+    pending_chunks = 0
+    bar = tqdm(total=src.count(), desc=f"indexing {idx.slug}", unit="doc", disable=not progress, leave=True)
+    try:
+        for item in src.documents():
+            bar.update(1)
+            seen.add(item.uri)
+            if isinstance(item, SkippedDocument):
+                report.skipped.append((item.uri, item.reason))
+                continue
+            old = existing.get(item.uri)
+            if old is not None and old == (item.content_hash, fp):
+                report.unchanged += 1
+                continue
+            try:
+                chunks = chunk_text(
+                    item.text,
+                    strategy=strategy,
+                    max_tokens=max_tokens,
+                    overlap_tokens=overlap,
+                    language=item.language,
+                )
+            except Exception as exc:  # a pathological document must not stop the run
+                report.failed.append((item.uri, f"{type(exc).__name__}: {exc}"[:500]))
+                continue
+            pending.append(_Pending(item, chunks, old is not None))
+            pending_chunks += len(chunks)
+            if len(pending) >= _DOCS_PER_WRITE or pending_chunks >= emb.batch_size * 4:
+                _flush(w, idx, emb, pending, report, fp)
+                bar.set_postfix(chunks=report.chunks_written, refresh=False)
+                pending, pending_chunks = [], 0
+        if pending:
+            _flush(w, idx, emb, pending, report, fp)
+    finally:
+        bar.close()
+    return seen
+
+
+def _reusable(w: Workspace, iid: uuid.UUID, model: str, hashes: Sequence[str]) -> dict[str, Any]:
+    """Vectors already computed by this index's model for these chunk texts (by content hash)."""
+    import numpy as np
+
+    found: dict[str, Any] = {}
+    with w.read() as db:
+        for i in range(0, len(hashes), _IN_CHUNK):
+            part = hashes[i : i + _IN_CHUNK]
+            rows = db.execute(
+                sa.select(ContextChunk.content_hash, ContextChunk.embedding).where(
+                    ContextChunk.index_id == iid,
+                    ContextChunk.content_hash.in_(part),
+                    ContextChunk.embedding_model == model,
+                    ContextChunk.embedding.is_not(None),
+                )
+            ).all()
+            for h, vec in rows:
+                found.setdefault(h, np.asarray(vec, dtype=np.float32))
+    return found
+
+
+def _flush(
+    w: Workspace, idx: Index, emb: Embedder, pending: list[_Pending], report: IngestReport, fp: str
+) -> None:
+    import hashlib
+
+    import numpy as np
+
+    from cmdc_nb import costs, pricing
+
+    hashes = {c.text: hashlib.sha256(c.text.encode("utf-8")).hexdigest() for p in pending for c in p.chunks}
+    vectors = _reusable(w, idx.id, emb.model, sorted(set(hashes.values())))
+    todo = [t for t in dict.fromkeys(hashes) if hashes[t] not in vectors]
+    report.embeddings_reused += sum(1 for p in pending for c in p.chunks) - len(todo)
+    tokens = 0
+    for i in range(0, len(todo), emb.batch_size):
+        batch = todo[i : i + emb.batch_size]
+        out = emb.embed(batch)
+        for text, vec in zip(batch, out.vectors, strict=True):
+            vectors[hashes[text]] = np.asarray(vec, dtype=np.float32)
+        tokens += out.tokens
+    report.embeddings_computed += len(todo)
+    report.tokens_embedded += tokens
+    cost = Decimal(0)
+    if tokens and emb.provider == "litellm":
+        price = pricing.get_price(emb.model, ws=w)
+        if price is not None:
+            cost = price.cost(tokens_in=tokens)
+        costs.record_cost(
+            idx.user_id,
+            source_type="embedding",
+            source_id=idx.id,
+            provider=emb.model.split("/", 1)[0],
+            model=emb.model,
+            service="embedding",
+            tokens_in=tokens,
+            cost_usd=cost if price is not None else None,
+            metadata={"index": idx.slug, "texts": len(todo)},
+            ws=w,
+        )
+    report.cost_usd += cost
+    _write(w, idx, emb, pending, vectors, hashes, report, fp)
+
+
+def _write(
+    w: Workspace,
+    idx: Index,
+    emb: Embedder,
+    pending: list[_Pending],
+    vectors: Mapping[str, Any],
+    hashes: Mapping[str, str],
+    report: IngestReport,
+    fp: str,
+) -> None:
+    sqlite = w.backend == "sqlite"
+    now = utcnow()
+    with w.transaction() as tx:
+        index_row = fetch(tx.db, Index, idx.id, "index", lock=True)
+        uris = [p.doc.uri for p in pending]
+        docs = {
+            d.uri: d
+            for d in tx.db.scalars(
+                sa.select(ContextDocument).where(
+                    ContextDocument.index_id == idx.id, ContextDocument.uri.in_(uris)
+                )
+            )
+        }
+        if docs:
+            _drop_chunks(tx, [d.id for d in docs.values()], sqlite)
+        chunk_rows: list[dict[str, Any]] = []
+        fts_rows: list[dict[str, Any]] = []
+        new_docs = 0
+        for p in pending:
+            d = p.doc
+            doc = docs.get(d.uri)
+            if doc is None:
+                doc = ContextDocument(id=uuid.uuid4(), index_id=idx.id, uri=d.uri, meta={})
+                tx.db.add(doc)
+                new_docs += 1
+                report.added += 1
+            else:
+                report.updated += 1
+            doc.title = d.title
+            doc.source_type = DocumentSourceType(d.source_type)
+            doc.content_hash = d.content_hash
+            doc.size_bytes = d.size_bytes
+            doc.mime_type = d.mime_type
+            doc.language = d.language
+            doc.encoding = d.encoding
+            doc.chunked_at = now
+            doc.chunk_count = len(p.chunks)
+            doc.total_tokens = sum(c.tokens for c in p.chunks)
+            doc.processing_error = None
+            doc.meta = {"fingerprint": fp, **({"metadata": dict(d.metadata)} if d.metadata else {})}
+            for c in p.chunks:
+                cid = uuid.uuid4()
+                chunk_rows.append(
+                    {
+                        "id": cid,
+                        "index_id": idx.id,
+                        "document_id": doc.id,
+                        "source_uri": d.uri,
+                        "source_type": DocumentSourceType(d.source_type),
+                        "source_metadata": dict(d.metadata) or None,
+                        "content": c.text,
+                        "content_hash": hashes[c.text],
+                        "chunk_index": c.index,
+                        "start_offset": c.start,
+                        "end_offset": c.end,
+                        "start_line": c.start_line,
+                        "end_line": c.end_line,
+                        "token_count": c.tokens,
+                        "embedding": vectors[hashes[c.text]],
+                        "embedding_model": emb.model,
+                        "embedded_at": now,
+                        "language": d.language,
+                        "code_context": c.context,
+                        "inserted_at": now,
+                        "updated_at": now,
+                    }
+                )
+                if sqlite:
+                    fts_rows.append({"r": fts_rowid(cid), "c": c.text, "id": cid.hex, "i": idx.id.hex})
+        tx.db.flush()
+        if chunk_rows:
+            tx.db.execute(sa.insert(ContextChunk), chunk_rows)
+        if fts_rows:
+            tx.db.execute(
+                sa.text(
+                    "INSERT INTO chunks_fts (rowid, content, chunk_id, index_id) VALUES (:r, :c, :id, :i)"
+                ),
+                fts_rows,
+            )
+        report.chunks_written += len(chunk_rows)
+        index_row.document_count = index_row.document_count + new_docs
+        index_row.updated_at = now  # the search cache's staleness stamp
+        tx.db.flush()
+        publish_index(tx, index_row, "index_progress", documents=len(pending), chunks=len(chunk_rows))
+
+
+def _drop_chunks(tx: Tx, doc_ids: Sequence[uuid.UUID], sqlite: bool) -> None:
+    for i in range(0, len(doc_ids), _IN_CHUNK):
+        part = list(doc_ids[i : i + _IN_CHUNK])
+        if sqlite:
+            ids = list(tx.db.scalars(sa.select(ContextChunk.id).where(ContextChunk.document_id.in_(part))))
+            for j in range(0, len(ids), _IN_CHUNK):
+                rowids = ",".join(str(fts_rowid(c)) for c in ids[j : j + _IN_CHUNK])
+                tx.db.execute(sa.text(f"DELETE FROM chunks_fts WHERE rowid IN ({rowids})"))
+        tx.db.execute(sa.delete(ContextChunk).where(ContextChunk.document_id.in_(part)))
+
+
+def _delete_missing(w: Workspace, idx: Index, seen: set[str], report: IngestReport) -> None:
+    gone = [uri for uri in _existing(w, idx.id) if uri not in seen]
+    sqlite = w.backend == "sqlite"
+    for i in range(0, len(gone), _IN_CHUNK):
+        part = gone[i : i + _IN_CHUNK]
+        with w.transaction() as tx:
+            fetch(tx.db, Index, idx.id, "index", lock=True)
+            ids = list(
+                tx.db.scalars(
+                    sa.select(ContextDocument.id).where(
+                        ContextDocument.index_id == idx.id, ContextDocument.uri.in_(part)
+                    )
+                )
+            )
+            _drop_chunks(tx, ids, sqlite)
+            tx.db.execute(sa.delete(ContextDocument).where(ContextDocument.id.in_(ids)))
+            tx.db.execute(sa.update(Index).where(Index.id == idx.id).values(updated_at=utcnow()))
+        report.deleted += len(ids)
