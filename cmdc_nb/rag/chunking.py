@@ -364,13 +364,24 @@ def _python_units(text: str) -> list[_Span]:
         finish = at((node.end_lineno or node.lineno) + 1)
         if begin > pos:
             units.append(_Span(pos, begin, 0, None))
-        kind = "class" if isinstance(node, ast.ClassDef) else "function"
-        units.append(_Span(begin, finish, 0, {"symbols": [node.name], "kind": kind}))
-        if isinstance(node, ast.ClassDef):
-            # Methods of a big class are split out later by _split; name them in the context.
-            methods = [n.name for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-            if methods:
-                units[-1].context = {"symbols": [node.name], "kind": "class", "methods": methods[:50]}
+        methods = (
+            [n for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+            if isinstance(node, ast.ClassDef)
+            else []
+        )
+        if not methods:
+            kind = "class" if isinstance(node, ast.ClassDef) else "function"
+            units.append(_Span(begin, finish, 0, {"symbols": [node.name], "kind": kind}))
+        else:
+            # A class is its header (up to the first method), then one unit per method, named
+            # Class.method; packing joins the small ones back together.
+            starts_m = [at(min([m.lineno, *(d.lineno for d in m.decorator_list)])) for m in methods]
+            units.append(_Span(begin, starts_m[0], 0, {"symbols": [node.name], "kind": "class"}))
+            for i, m in enumerate(methods):
+                stop = starts_m[i + 1] if i + 1 < len(methods) else finish
+                units.append(
+                    _Span(starts_m[i], stop, 0, {"symbols": [f"{node.name}.{m.name}"], "kind": "method"})
+                )
         pos = finish
     if pos < len(text):
         units.append(_Span(pos, len(text), 0, None))

@@ -100,8 +100,8 @@ class FolderSource:
         for name, pats in (("include", include), ("exclude", exclude)):
             if isinstance(pats, str) or not all(isinstance(p, str) for p in pats):
                 raise InvalidInputError("must be a list of glob patterns", field=name)
-        self.include = pathspec.PathSpec.from_lines("gitwildmatch", include) if include else None
-        self.exclude = pathspec.PathSpec.from_lines("gitwildmatch", [*DEFAULT_EXCLUDE, *exclude])
+        self.include = pathspec.GitIgnoreSpec.from_lines(include) if include else None
+        self.exclude = pathspec.GitIgnoreSpec.from_lines([*DEFAULT_EXCLUDE, *exclude])
         self.gitignore = gitignore
         self.max_file_bytes = max_file_bytes
         self.follow_symlinks = follow_symlinks
@@ -127,7 +127,7 @@ class FolderSource:
                         .read_text(encoding="utf-8", errors="replace")
                         .splitlines()
                     )
-                    ignores.append((rel_dir, pathspec.PathSpec.from_lines("gitwildmatch", lines)))
+                    ignores.append((rel_dir, pathspec.GitIgnoreSpec.from_lines(lines)))
                 except OSError:
                     pass
 
