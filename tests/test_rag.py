@@ -238,7 +238,7 @@ def test_litellm_embeddings_are_batched_retried_and_costed(ws: Workspace, user: 
     assert sum(r.tokens_in for r in records) == report.tokens_embedded
     assert rag.search(idx, "topic 3", k=3, ws=ws)  # the query is embedded by the same model
     scripted.embedding_failures["embed-64"] = ["authentication"]  # not worth retrying
-    with pytest.raises(ProviderError, match="authentication|401|Unauthorized|key"):
+    with pytest.raises(ProviderError, match=r"authentication|401|Unauthorized|key"):
         rag.ingest(idx, texts=[*docs, "one more"], progress=False, ws=ws)
     failed = rag.get_index(idx, ws=ws)
     assert failed.status == "failed" and failed.last_error
@@ -270,7 +270,7 @@ def test_index_settings_are_validated_and_changes_rechunk(ws: Workspace, user: U
     rag.update_index(idx, max_tokens=512, ws=ws)
     report = rag.ingest(idx, progress=False, ws=ws)
     assert report.updated == 5 and rag.get_index_stats(idx, ws=ws)["chunk_count"] < before
-    assert [i.slug for i in rag.list_indexes(user, ws=ws)][0] == "repo"
+    assert next(i.slug for i in rag.list_indexes(user, ws=ws)) == "repo"
     rag.archive_index(idx, ws=ws)
     with pytest.raises(InvalidStateError):
         rag.ingest(idx, progress=False, ws=ws)

@@ -3,6 +3,8 @@ and .gitignore, texts and DataFrames."""
 
 from __future__ import annotations
 
+import itertools
+
 from pathlib import Path
 
 import pandas as pd
@@ -67,7 +69,7 @@ def test_fixed_windows_overlap_by_the_overlap() -> None:
     chunks = chunk_text(PROSE, strategy="fixed", max_tokens=50, overlap_tokens=10)
     # 50-token windows (a token less when an edge space is trimmed), each 10 tokens into the last
     assert all(49 <= c.tokens <= 50 for c in chunks[:-1])
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start < a.end
         assert 9 <= TOK.count(PROSE[b.start : a.end]) <= 11
 
@@ -75,7 +77,7 @@ def test_fixed_windows_overlap_by_the_overlap() -> None:
 def test_recursive_chunks_end_at_natural_breaks_and_carry_overlap() -> None:
     chunks = chunk_text(PROSE, strategy="recursive", max_tokens=120, overlap_tokens=20)
     assert all(c.text.endswith((".", "detail.")) for c in chunks)
-    assert any(a.end > b.start for a, b in zip(chunks, chunks[1:], strict=False))  # overlap carried
+    assert any(a.end > b.start for a, b in itertools.pairwise(chunks))  # overlap carried
 
 
 def test_code_aware_python_chunks_follow_functions_classes_and_methods() -> None:
