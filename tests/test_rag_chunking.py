@@ -4,7 +4,6 @@ and .gitignore, texts and DataFrames."""
 from __future__ import annotations
 
 import itertools
-
 from pathlib import Path
 
 import pandas as pd
