@@ -1,16 +1,18 @@
 """Search an index: by meaning (vectors), by words (full text), or both fused (hybrid, the default).
 
 - **Vector**: on PostgreSQL through the index's HNSW index (`hnsw.ef_search` set from k, iterative scans
-  so filtered queries still return k rows), or exactly with `exact=True`; on SQLite exactly, with numpy
-  over the index's vectors, held in memory between queries and re-read only when the index changed.
+  so filtered queries still return k rows); exactly (`exact=True`, and always on SQLite) with numpy over
+  the index's vectors, held in memory between queries and re-read only when the index changed — one
+  matrix-vector product per query, whichever database holds the vectors.
 - **Full text**: `to_tsvector` / `ts_rank_cd` on PostgreSQL, FTS5 / BM25 on SQLite; any word may match,
   the more the better.
 - **Hybrid**: reciprocal-rank fusion (`1 / (60 + rank)` summed over both lists).
 - **Filters**: `language` (one or several), `path` (a glob over the URI: `*` matches across folders, as
   in `fnmatch`), `metadata` (equality on keys of the document's metadata).
 
-Exact search orders by similarity rounded to 6 decimals, then URI and chunk number, on both backends,
-so the same data gives the same chunks in the same order on SQLite and PostgreSQL.
+Exact search is the same arithmetic on both backends (float32 vectors, one product), ordered by
+similarity rounded to 6 decimals, then URI and chunk number: the same data gives the same chunks in
+the same order on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -171,10 +173,12 @@ def _matrix(db: Any, ws: Workspace, idx: Index) -> _Matrix | None:
         hit = _cache.get(key)
     if hit is not None and hit.stamp == stamp:
         return hit
+    pg = ws.backend == "postgresql"
+    vector_col = ContextChunk.embedding if pg else sa.type_coerce(ContextChunk.embedding, sa.LargeBinary())
     rows = db.execute(
         sa.select(
             ContextChunk.id,
-            sa.type_coerce(ContextChunk.embedding, sa.LargeBinary()),
+            vector_col,
             ContextChunk.source_uri,
             ContextChunk.chunk_index,
             ContextChunk.language,
@@ -183,8 +187,15 @@ def _matrix(db: Any, ws: Workspace, idx: Index) -> _Matrix | None:
     ).all()
     if not rows:
         return None
-    dims = len(rows[0][1]) // 4
-    m = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dims).astype(np.float32)
+    if pg:
+        m = np.vstack([np.asarray(r[1], dtype=np.float32) for r in rows])
+    else:
+        dims = len(rows[0][1]) // 4
+        m = (
+            np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+            .reshape(len(rows), dims)
+            .astype(np.float32)
+        )
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     m = m / norms
@@ -245,22 +256,14 @@ def _pg_filters(f: _Filters, params: dict[str, Any], prefix: str = "") -> str:
     return sql
 
 
-def _pg_vector(
-    db: Any, idx: Index, qvec: Any, k: int, f: _Filters, *, exact: bool, ef_search: int | None
+def _pg_hnsw(
+    db: Any, idx: Index, qvec: Any, k: int, f: _Filters, *, ef_search: int | None
 ) -> list[tuple[uuid.UUID, float]]:
     from cmdc_nb.store.vector import _literal_id
 
     dims = idx.embedding_dimensions
     params: dict[str, Any] = {"q": "[" + ",".join(repr(float(x)) for x in qvec) + "]", "k": k}
     where = f"index_id = '{_literal_id(idx.id)}' AND embedding IS NOT NULL" + _pg_filters(f, params)
-    if exact:
-        dist = f"(embedding <=> CAST(:q AS vector({dims})))"
-        sql = (
-            f"SELECT id, 1 - {dist} AS s FROM context_chunks WHERE {where} "
-            f'ORDER BY round(CAST(1 - {dist} AS numeric), 6) DESC, source_uri COLLATE "C", chunk_index LIMIT :k'
-        )
-        rows = db.execute(sa.text(sql), params).all()
-        return [(r[0], round(float(r[1]), 6)) for r in rows]
     # The cast and the literal predicate must match the partial HNSW index for the planner to use it.
     ef = max(int(ef_search or 0), 2 * k, 40)
     db.execute(sa.text(f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}"))
@@ -365,9 +368,8 @@ def search(
     qvec = _embed_query(idx, query, embedder, w) if mode in ("hybrid", "vector") else None
     with w.read() as db:
         if qvec is not None:
-            if w.backend == "postgresql":
-                use_exact = exact if exact is not None else not _has_hnsw(db, idx)
-                vec_hits = _pg_vector(db, idx, qvec, fetch_k, f, exact=use_exact, ef_search=ef_search)
+            if w.backend == "postgresql" and not exact and _has_hnsw(db, idx):
+                vec_hits = _pg_hnsw(db, idx, qvec, fetch_k, f, ef_search=ef_search)
             else:
                 vec_hits = _numpy_vector(db, w, idx, qvec, fetch_k, f)
         if mode in ("hybrid", "text"):
