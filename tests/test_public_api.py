@@ -430,6 +430,7 @@ PUBLIC = {
         "ChatWidget",
         "CostDashboard",
         "DagView",
+        "IndexBuilder",
         "PlanView",
     ],
 }

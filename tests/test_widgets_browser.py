@@ -185,3 +185,43 @@ def test_dag_view_starts_a_run_and_approves_its_gate_in_the_browser(tmp_path: Pa
         page.click("g.cmdc-dag-node[data-step='build']")
         page.wait_for_selector("text=built 2.0.0", timeout=30_000)
         screenshot(page, "dag-view-finished.png")
+
+
+INDEX = """
+import os, tempfile, pathlib
+os.environ.setdefault("CMDC_NB_HOME", tempfile.mkdtemp())
+import cmdc_nb
+from cmdc_nb import accounts, rag
+from cmdc_nb.widgets import IndexBuilder
+
+ws = cmdc_nb.connect()
+me = accounts.create_user("ada@example.com", name="Ada")
+repo = pathlib.Path(tempfile.mkdtemp()) / "payments"
+(repo / "payments").mkdir(parents=True)
+for name, doc in [("refunds", "Issue a refund for a captured charge, in full or in part."),
+                  ("charges", "Capture an authorised charge and record the fee."),
+                  ("webhooks", "Verify the signature of an incoming webhook event."),
+                  ("currency", "Convert an amount between currencies with today's rate.")]:
+    (repo / "payments" / f"{name}.py").write_text(
+        f'def {name}(request):\\n    \\"\\"\\"{doc}\\"\\"\\"\\n    return handle_{name}(request)\\n')
+(repo / "README.md").write_text("# Payments\\n\\nRefunds, charges and webhooks for the shop.\\n")
+idx = rag.create_index(me, "payments service", source_type="local_repo",
+                       source_config={"path": str(repo), "include": ["*.py", "*.md"]}, chunk_strategy="code_aware")
+IndexBuilder(idx)
+"""
+
+
+def test_index_builder_ingests_and_searches_in_the_browser(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "index.ipynb", [INDEX])
+    with jupyterlab(tmp_path) as url, browser_page() as page:
+        run_all(page, f"{url}/lab/tree/index.ipynb")
+        page.wait_for_selector("button.jupyter-button:has-text('Ingest now')", timeout=120_000)
+        page.click("button.jupyter-button:has-text('Ingest now')")
+        page.wait_for_selector(".cmdc-index-builder .cmdc-badge.ok", timeout=60_000)
+        page.wait_for_selector("text=5 added", timeout=30_000)
+        box = page.locator(".cmdc-index-builder input[placeholder='Search the index…']")
+        box.fill("refund a captured charge")  # the hashing embedder matches words, not meaning
+        box.press("Enter")
+        page.wait_for_selector(".cmdc-hit", timeout=30_000)
+        assert page.locator(".cmdc-hit").first.inner_text().startswith("1. payments/refunds.py")
+        screenshot(page, "index-builder-search.png")

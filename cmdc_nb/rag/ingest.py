@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -134,12 +134,14 @@ def ingest(
     delete_missing: bool | None = None,
     embedder: Embedder | None = None,
     progress: bool = True,
+    on_progress: Callable[[int, int | None, IngestReport], None] | None = None,
     ws: Workspace | None = None,
 ) -> IngestReport:
     """Bring the index up to date with its source (its folder, or the `texts` / `frame` given).
 
     `delete_missing` (default: whether the source lists everything, true for all built-in sources)
-    removes documents the source no longer has. Shows a progress bar (tqdm; a widget in notebooks)."""
+    removes documents the source no longer has. Shows a progress bar (tqdm; a widget in notebooks);
+    `on_progress(done, total, report)` is called after each written group of documents (and at the end)."""
     w = get_workspace(ws)
     started = time.monotonic()
     idx = _begin(w, v.id_of(index, "index"))
@@ -158,7 +160,7 @@ def ingest(
             },
         )
         emb = embedder or get_embedder(idx.embedding_provider, idx.embedding_model, idx.embedding_dimensions)
-        seen = _run(w, idx, src, emb, report, progress)
+        seen = _run(w, idx, src, emb, report, progress, on_progress)
         if delete_missing if delete_missing is not None else src.complete:
             _delete_missing(w, idx, seen, report)
     except BaseException as exc:
@@ -231,7 +233,13 @@ def _existing(w: Workspace, iid: uuid.UUID) -> dict[str, tuple[str, str | None]]
 
 
 def _run(
-    w: Workspace, idx: Index, src: Source, emb: Embedder, report: IngestReport, progress: bool
+    w: Workspace,
+    idx: Index,
+    src: Source,
+    emb: Embedder,
+    report: IngestReport,
+    progress: bool,
+    on_progress: Callable[[int, int | None, IngestReport], None] | None = None,
 ) -> set[str]:
     """Write what changed; returns every URI the source listed."""
     from tqdm.auto import tqdm
@@ -244,10 +252,18 @@ def _run(
     seen: set[str] = set()
     pending: list[_Pending] = []
     pending_chunks = 0
-    bar = tqdm(total=src.count(), desc=f"indexing {idx.slug}", unit="doc", disable=not progress, leave=True)
+    total = src.count()
+    bar = tqdm(total=total, desc=f"indexing {idx.slug}", unit="doc", disable=not progress, leave=True)
+    done = 0
+
+    def tell() -> None:
+        if on_progress is not None:
+            on_progress(done, total, report)
+
     try:
         for item in src.documents():
             bar.update(1)
+            done += 1
             seen.add(item.uri)
             if isinstance(item, SkippedDocument):
                 report.skipped.append((item.uri, item.reason))
@@ -273,8 +289,10 @@ def _run(
                 _flush(w, idx, emb, pending, report, fp)
                 bar.set_postfix(chunks=report.chunks_written, refresh=False)
                 pending, pending_chunks = [], 0
+                tell()
         if pending:
             _flush(w, idx, emb, pending, report, fp)
+        tell()
     finally:
         bar.close()
     return seen

@@ -39,6 +39,11 @@ __all__ = ["RRF_K", "SearchHit", "hits_frame", "search", "search_frame"]
 Mode = Literal["hybrid", "vector", "text"]
 RRF_K = 60
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common to rank by (PostgreSQL's english configuration drops these itself; FTS5 does not).
+_STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have how i in into is it its of on or that the their then there "
+    "these this to was we what when where which while who why will with you your".split()
+)
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,7 @@ def _pg_hnsw(
     params: dict[str, Any] = {"q": "[" + ",".join(repr(float(x)) for x in qvec) + "]", "k": k}
     where = f"index_id = '{_literal_id(idx.id)}' AND embedding IS NOT NULL" + _pg_filters(f, params)
     # The cast and the literal predicate must match the partial HNSW index for the planner to use it.
-    ef = max(int(ef_search or 0), 2 * k, 40)
+    ef = max(int(ef_search or 0), 4 * k, 64)
     db.execute(sa.text(f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}"))
     db.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
     dist = f"(embedding::vector({dims})) <=> CAST(:q AS vector({dims}))"
@@ -278,14 +283,15 @@ def _text(
     db: Any, ws: Workspace, idx: Index, query: str, k: int, f: _Filters
 ) -> list[tuple[uuid.UUID, float]]:
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query or "")))[:64]
+    words = [w for w in words if w not in _STOPWORDS] or words
     if not words:
         return []
     if ws.backend == "postgresql":
         params: dict[str, Any] = {"q": " | ".join(f"'{w}'" for w in words), "iid": idx.id, "k": k}
         sql = (
-            "SELECT c.id, ts_rank_cd(to_tsvector('english', c.content), q) AS r "
+            "SELECT c.id, ts_rank_cd(c.content_tsv, q) AS r "
             "FROM context_chunks c, to_tsquery('english', :q) q "
-            "WHERE c.index_id = :iid AND to_tsvector('english', c.content) @@ q"
+            "WHERE c.index_id = :iid AND c.content_tsv @@ q"
             + _pg_filters(f, params, "c.")
             + ' ORDER BY r DESC, c.source_uri COLLATE "C", c.chunk_index LIMIT :k'
         )
@@ -442,10 +448,27 @@ def _fuse(
     return [(cid, fused[cid], vs.get(cid), ts.get(cid)) for cid in ranked]
 
 
+_HIT_COLUMNS = (
+    ContextChunk.id,
+    ContextChunk.document_id,
+    ContextChunk.source_uri,
+    ContextChunk.source_type,
+    ContextChunk.source_metadata,
+    ContextChunk.content,
+    ContextChunk.content_hash,
+    ContextChunk.chunk_index,
+    ContextChunk.start_line,
+    ContextChunk.end_line,
+    ContextChunk.language,
+    ContextChunk.code_context,
+)
+
+
 def _load(db: Any, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """The columns a hit shows (not the embedding: decoding vectors nobody reads was most of the cost)."""
     out: dict[uuid.UUID, Any] = {}
     for i in range(0, len(ids), 500):
-        for row in db.scalars(sa.select(ContextChunk).where(ContextChunk.id.in_(list(ids[i : i + 500])))):
+        for row in db.execute(sa.select(*_HIT_COLUMNS).where(ContextChunk.id.in_(list(ids[i : i + 500])))):
             out[row.id] = row
     return out
 

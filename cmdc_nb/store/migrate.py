@@ -37,6 +37,8 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
         return True
     if type_ == "table":
         return not name.startswith(("messages_fts", "chunks_fts"))
+    if type_ == "column":
+        return name != "content_tsv"
     return not (type_ == "index" and name in ("ix_messages_content_fts", "ix_context_chunks_content_fts"))
 
 

@@ -11,6 +11,15 @@ from cmdc_nb.widgets.approvals import ApprovalQueue
 from cmdc_nb.widgets.chat import ChatWidget
 from cmdc_nb.widgets.costs import CostDashboard
 from cmdc_nb.widgets.dag import DagView
+from cmdc_nb.widgets.index_builder import IndexBuilder
 from cmdc_nb.widgets.plan import PlanView
 
-__all__ = ["ActivityFeed", "ApprovalQueue", "ChatWidget", "CostDashboard", "DagView", "PlanView"]
+__all__ = [
+    "ActivityFeed",
+    "ApprovalQueue",
+    "ChatWidget",
+    "CostDashboard",
+    "DagView",
+    "IndexBuilder",
+    "PlanView",
+]
