@@ -60,9 +60,9 @@ def median_ms(fn, n: int) -> float:
 
 
 def run(url: str, label: str, lib: Path, home: Path, limit: int | None) -> dict[str, object]:
-    import numpy as np
-
     import importlib
+
+    import numpy as np
 
     search_mod = importlib.import_module("cmdc_nb.rag.search")  # the module (rag.search is the function)
 

@@ -46,7 +46,7 @@ async def test_create_from_the_form_ingest_in_the_background_and_search(
     assert "31 added" in builder.message.value
     hits = builder.search("handle event kind 7")
     assert hits[0].uri == "mod07.py" and "1. mod07.py:1-3" in builder.results.value
-    assert list(builder.results_frame["citation"])[0] == "mod07.py:1-3"
+    assert builder.results_frame["citation"].iloc[0] == "mod07.py:1-3"
     builder.query.value = "route events"
     builder.mode.value = "text"
     builder.search_button.click()

@@ -41,8 +41,52 @@ RRF_K = 60
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to rank by (PostgreSQL's english configuration drops these itself; FTS5 does not).
 _STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have how i in into is it its of on or that the their then there "
-    "these this to was we what when where which while who why will with you your".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
 )
 
 
