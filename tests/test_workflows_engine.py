@@ -576,3 +576,31 @@ def test_a_script_blocks_until_the_run_is_over_and_frames_show_it(ws: Workspace,
     assert list(frame["step_id"]) == ["a", "b"] and list(frame["output"]) == [3, 6]
     runs = wf.runs_frame(w, ws=ws)
     assert list(runs["status"]) == ["completed"]
+
+
+async def test_a_step_whose_outcome_cannot_be_written_is_handed_back_then_failed(
+    ws: Workspace, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cmdc_nb.errors import StorageError
+    from cmdc_nb.workflows import state
+
+    real = state.complete
+    failures = {"left": 1}
+
+    def flaky_complete(*args: Any, **kwargs: Any) -> bool:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise StorageError("database error: disk I/O error")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(state, "complete", flaky_complete)
+    w = make(ws, user, [wf.step("a", fn="t.count", args={"name": "a"})])
+    run = await go(ws, w)
+    step = wf.get_workflow_step(run, "a", ws=ws)
+    assert run.status == "completed" and step.meta["interrupted"] == 1 and calls["a"] == 2
+
+    failures["left"] = 99  # it never works: after three hand-backs the step fails instead of looping
+    run = await go(ws, w)
+    step = wf.get_workflow_step(run, "a", ws=ws)
+    assert (run.status, step.status, step.error_type) == ("failed", "failed", "Interrupted")
+    assert step.error_message == "interrupted 4 times; not run again"

@@ -184,6 +184,11 @@ def _transactional(ws: Workspace, c: state.Claim, ctx: StepContext) -> bool:
         return state.complete(ws, c, checked_output(value, c.spec.id))
 
 
+class _Unrecorded(Exception):
+    """The step's work succeeded but recording it failed: not a failure of the step (no retry policy
+    applies); the driver hands the step back, and it runs again under its idempotency key."""
+
+
 async def _attempt(ws: Workspace, c: state.Claim) -> None:
     ctx = _step_context(ws, c)
     if c.spec.transactional:
@@ -200,17 +205,20 @@ async def _attempt(ws: Workspace, c: state.Claim) -> None:
         raise WorkflowError(f"no executor for {c.spec.type.value} steps", step_id=c.spec.id)
     result = await executor(c.spec, dict(c.config), ctx)
     output = checked_output(result.output, c.spec.id)
-    await asyncio.to_thread(
-        state.complete,
-        ws,
-        c,
-        output,
-        tokens_in=result.tokens_in,
-        tokens_out=result.tokens_out,
-        cost_usd=result.cost_usd,
-        agent_call_id=result.agent_call_id,
-        meta=result.meta or None,
-    )
+    try:
+        await asyncio.to_thread(
+            state.complete,
+            ws,
+            c,
+            output,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            cost_usd=result.cost_usd,
+            agent_call_id=result.agent_call_id,
+            meta=result.meta or None,
+        )
+    except Exception as exc:  # the step worked; its outcome could not be written
+        raise _Unrecorded(exc) from exc
 
 
 async def _execute(ws: Workspace, c: state.Claim, task: asyncio.Task[None]) -> None:
@@ -223,6 +231,8 @@ async def _execute(ws: Workspace, c: state.Claim, task: asyncio.Task[None]) -> N
                 else:
                     await _attempt(ws, c)
                 return
+            except _Unrecorded:
+                raise
             except asyncio.CancelledError:
                 if c.cancel_reason is None:
                     raise  # the loop is shutting down: the step stays `running`; resume recovers it
@@ -299,11 +309,15 @@ async def _drive(
                 return_when=asyncio.FIRST_COMPLETED,
             )
             waiter.cancel()
+            crashed = False
             for sid, t in list(tasks.items()):
                 if t.done():
                     tasks.pop(sid)
                     if not t.cancelled() and t.exception() is not None:
                         log.error("step %s of run %s crashed", sid, run_id, exc_info=t.exception())
+                        crashed = True
+            if crashed:  # its outcome was never written (a database error?): hand the step back
+                await asyncio.to_thread(state.recover, ws, run_id)
         # Steps still running see the run is over through their watcher and record `cancelled`.
         if tasks:
             await asyncio.gather(*tasks.values(), return_exceptions=True)

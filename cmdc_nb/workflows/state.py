@@ -66,6 +66,9 @@ __all__ = [
 HOST = socket.gethostname()
 OWNER = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 LEASE_SECONDS = 60.0
+MAX_INTERRUPTIONS = (
+    3  # a step whose runs keep dying (a crash it causes itself) is failed, not retried forever
+)
 S = WorkflowStepStatus
 R = WorkflowRunStatus
 
@@ -636,6 +639,15 @@ def recover(ws: Workspace, run_id: uuid.UUID, *, force: bool = False) -> list[st
                     S.FAILED,
                     error_type="Interrupted",
                     error_message="interrupted while running; not run again (on_interrupt: fail)",
+                )
+            elif n > MAX_INTERRUPTIONS:
+                _finish_step(
+                    tx,
+                    run,
+                    row,
+                    S.FAILED,
+                    error_type="Interrupted",
+                    error_message=f"interrupted {n} times; not run again",
                 )
             else:
                 row.status = S.PENDING
