@@ -73,16 +73,19 @@ def test_sigkill_at_a_random_step_then_resume_loses_nothing_and_repeats_nothing(
         )
 
     completed_at_kill: dict[str, set[str]] = {}
+    finished_before_kill = 0
     for run in runs:
         steps = wf.list_workflow_steps(run, ws=ws)
         completed_at_kill[str(run.id)] = {s.step_id for s in steps if s.status == "completed"}
-        assert wf.get_workflow_run(run, ws=ws).status not in (
-            "completed",
-            "failed",
-        )  # every child died mid-run
+        status = wf.get_workflow_run(run, ws=ws).status
+        assert status != "failed"
+        finished_before_kill += status == "completed"  # a kill aimed at the last step may land after it
+    assert finished_before_kill <= 3  # the others died mid-run
 
     for run in runs:
-        done = wf.resume_workflow_run(run, ws=ws)
+        if wf.get_workflow_run(run, ws=ws).status != "completed":
+            wf.resume_workflow_run(run, ws=ws)
+        done = wf.get_workflow_run(run, ws=ws)
         assert done.status == "completed", (done.status, done.error_message)
         assert sorted(done.completed_step_ids) == [f"s{i:02d}" for i in range(STEPS)]
 
