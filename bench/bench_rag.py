@@ -219,7 +219,9 @@ def main() -> None:
         "",
         "\"exact search\" is `rag.search(mode='vector', exact=True)` end to end — query embedding, the cached "
         "matrix product, loading the hit rows — against the bare numpy product over the same matrix (the ratio "
-        "in brackets). The matrix is read once per process and again only when the index changes.",
+        "in brackets). The matrix is read once per process and again only when the index changes. The "
+        "difference is a fixed cost of about 2 ms per query (resolving the index, embedding the query, reading "
+        "the hit rows), not the product: it does not grow with the index, so the ratio falls as the index grows.",
     ]
     write_section("rag", "\n".join(lines))
 
