@@ -14,7 +14,7 @@ from sqlalchemy import orm
 from cmdc_nb import _validate as v
 from cmdc_nb.errors import InvalidStateError, NotFoundError
 
-__all__ = ["UNSET", "Unset", "check_transition", "fetch", "increment", "jsonable"]
+__all__ = ["UNSET", "Unset", "check_transition", "fetch", "free_slug", "increment", "jsonable"]
 
 M = TypeVar("M")
 S = TypeVar("S", bound=StrEnum)
@@ -47,6 +47,19 @@ def fetch(db: orm.Session, model: type[M], obj: Any, kind: str, *, lock: bool = 
     if row is None:
         raise NotFoundError(kind, row_id)
     return row
+
+
+def free_slug(db: orm.Session, model: Any, user_id: Any, base: str) -> str:
+    """`base`, or `base-2`, `base-3`, … — the first slug `user_id` does not use yet in `model`'s table."""
+    taken = set(
+        db.scalars(sa.select(model.slug).where(model.user_id == user_id, model.slug.like(f"{base}%")))
+    )
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
 
 
 def check_transition(kind: str, table: Mapping[S, frozenset[S]], current: S, target: S) -> None:

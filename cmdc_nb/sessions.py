@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
-from cmdc_nb._service import UNSET, Unset, check_transition, fetch, increment, jsonable
+from cmdc_nb._service import UNSET, Unset, check_transition, fetch, free_slug, increment, jsonable
 from cmdc_nb.errors import CmdcError, ConflictError, InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.events import topics
 from cmdc_nb.store import fulltext
@@ -107,20 +107,6 @@ def _publish_session(tx: Tx, s: Session, type: str, **extra: Any) -> None:
     payload = {**_session_payload(s), **extra}
     tx.publish(topics.session(s.id), type, payload)
     tx.publish(topics.user_sessions(s.user_id), type, payload)
-
-
-def _free_slug(tx: Tx, user_id: uuid.UUID, base: str) -> str:
-    taken = set(
-        tx.db.scalars(
-            sa.select(Session.slug).where(Session.user_id == user_id, Session.slug.like(f"{base}%"))
-        )
-    )
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
 
 
 def _check_temperature(value: Any) -> float | None:
@@ -200,7 +186,7 @@ def _insert_session(tx: Tx, uid: uuid.UUID, *, name: str, slug: str | None, **fi
     if tx.db.get(User, uid) is None:
         raise NotFoundError("user", uid)
     if slug is None:
-        slug = _free_slug(tx, uid, slugify(name))
+        slug = free_slug(tx.db, Session, uid, slugify(name))
     elif tx.db.scalar(sa.select(Session.id).where(Session.user_id == uid, Session.slug == slug)):
         raise ConflictError(f"you already have a session with slug {slug!r}", field="slug")
     session = Session(id=uuid.uuid4(), user_id=uid, name=name, slug=slug, **fields)

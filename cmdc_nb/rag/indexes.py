@@ -13,6 +13,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
-from cmdc_nb._service import UNSET, Unset, check_transition, fetch
+from cmdc_nb._service import UNSET, Unset, check_transition, fetch, free_slug
 from cmdc_nb.errors import InvalidInputError, NotFoundError
 from cmdc_nb.events import topics
 from cmdc_nb.rag.chunking import STRATEGIES
@@ -174,7 +175,7 @@ def create_index(
             id=uuid.uuid4(),
             user_id=uid,
             name=name,
-            slug=v.text(slug, "slug", max_len=100) if slug else _free_slug(tx, uid, slugify(name)),
+            slug=v.text(slug, "slug", max_len=100) if slug else free_slug(tx.db, Index, uid, slugify(name)),
             description=description,
             status=IndexStatus.CREATING,
             source_type=stype,
@@ -199,18 +200,6 @@ def create_index(
         )
         publish_index(tx, idx, "index_created")
     return idx
-
-
-def _free_slug(tx: Tx, user_id: uuid.UUID, base: str) -> str:
-    taken = set(
-        tx.db.scalars(sa.select(Index.slug).where(Index.user_id == user_id, Index.slug.like(f"{base}%")))
-    )
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
 
 
 def get_index(index: IndexRef, *, ws: Workspace | None = None) -> Index:
@@ -350,6 +339,30 @@ def delete_index(index: IndexRef, *, ws: Workspace | None = None) -> None:
         )
         publish_index(tx, idx, "index_deleted")
         tx.db.delete(idx)
+
+
+def record_embedding_cost(ws: Workspace, idx: Index, embedder: Any, tokens: int, **details: Any) -> Decimal:
+    """Price `tokens` embedded for `idx` (the workspace's price table, else litellm's) and record the
+    cost like any call's (service `embedding`). Local kinds (hashing, the MiniLM model) cost nothing."""
+    from cmdc_nb import costs, pricing
+
+    if not tokens or embedder.provider != "litellm":
+        return Decimal(0)
+    price = pricing.get_price(embedder.model, ws=ws)
+    cost = price.cost(tokens_in=tokens) if price is not None else None
+    costs.record_cost(
+        idx.user_id,
+        source_type="embedding",
+        source_id=idx.id,
+        provider=embedder.model.split("/", 1)[0],
+        model=embedder.model,
+        service="embedding",
+        tokens_in=tokens,
+        cost_usd=cost,
+        metadata={"index": idx.slug, **details},
+        ws=ws,
+    )
+    return cost or Decimal(0)
 
 
 def list_documents(

@@ -30,7 +30,7 @@ from cmdc_nb._service import fetch
 from cmdc_nb.errors import CmdcError, InvalidInputError
 from cmdc_nb.rag.chunking import Chunk, chunk_text
 from cmdc_nb.rag.embedders import Embedder, get_embedder
-from cmdc_nb.rag.indexes import IndexRef, fingerprint, move, publish_index, stats_in
+from cmdc_nb.rag.indexes import IndexRef, fingerprint, move, publish_index, record_embedding_cost, stats_in
 from cmdc_nb.rag.sources import (
     DataFrameSource,
     SkippedDocument,
@@ -326,8 +326,6 @@ def _flush(
 
     import numpy as np
 
-    from cmdc_nb import costs, pricing
-
     hashes = {c.text: hashlib.sha256(c.text.encode("utf-8")).hexdigest() for p in pending for c in p.chunks}
     vectors = _reusable(w, idx.id, emb.model, sorted(set(hashes.values())))
     todo = [t for t in dict.fromkeys(hashes) if hashes[t] not in vectors]
@@ -341,24 +339,7 @@ def _flush(
         tokens += out.tokens
     report.embeddings_computed += len(todo)
     report.tokens_embedded += tokens
-    cost = Decimal(0)
-    if tokens and emb.provider == "litellm":
-        price = pricing.get_price(emb.model, ws=w)
-        if price is not None:
-            cost = price.cost(tokens_in=tokens)
-        costs.record_cost(
-            idx.user_id,
-            source_type="embedding",
-            source_id=idx.id,
-            provider=emb.model.split("/", 1)[0],
-            model=emb.model,
-            service="embedding",
-            tokens_in=tokens,
-            cost_usd=cost if price is not None else None,
-            metadata={"index": idx.slug, "texts": len(todo)},
-            ws=w,
-        )
-    report.cost_usd += cost
+    report.cost_usd += record_embedding_cost(w, idx, emb, tokens, texts=len(todo))
     _write(w, idx, emb, pending, vectors, hashes, report, fp)
 
 

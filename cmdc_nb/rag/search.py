@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.rag.embedders import Embedder, get_embedder
-from cmdc_nb.rag.indexes import resolve_index
+from cmdc_nb.rag.indexes import record_embedding_cost, resolve_index
 from cmdc_nb.store.models import ContextChunk, Index
 from cmdc_nb.workspace import Workspace, get_workspace
 
@@ -366,20 +366,7 @@ def _embed_query(idx: Index, query: str, embedder: Embedder | None, ws: Workspac
 
     emb = embedder or get_embedder(idx.embedding_provider, idx.embedding_model, idx.embedding_dimensions)
     out = emb.embed([query])
-    if out.tokens and emb.provider == "litellm":
-        from cmdc_nb import costs
-
-        costs.record_cost(
-            idx.user_id,
-            source_type="embedding",
-            source_id=idx.id,
-            provider=emb.model.split("/", 1)[0],
-            model=emb.model,
-            service="embedding",
-            tokens_in=out.tokens,
-            metadata={"index": idx.slug, "query": True},
-            ws=ws,
-        )
+    record_embedding_cost(ws, idx, emb, out.tokens, query=True)
     return np.asarray(out.vectors[0], dtype=np.float32)
 
 

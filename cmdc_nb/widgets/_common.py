@@ -12,7 +12,7 @@ import ipywidgets as w
 
 from cmdc_nb.widgets._render import escape
 
-__all__ = ["Decision", "on_loop"]
+__all__ = ["Decision", "Refresher", "on_loop"]
 
 
 def on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., Any], *args: Any) -> None:
@@ -28,6 +28,39 @@ def on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., Any], *arg
         fn(*args)
     else:
         loop.call_soon_threadsafe(fn, *args)
+
+
+class Refresher:
+    """A bus callback that calls `refresh()` on the kernel's loop, at most once per burst of events.
+
+    Events come from whichever thread committed them (an agent's writer, another cell, a worker). The
+    first event of a burst schedules one refresh (after `delay` seconds, if given); later ones until it
+    runs are folded into it. Without a usable loop (a script), it refreshes at once."""
+
+    def __init__(self, refresh: Callable[[], Any], *, delay: float = 0.0) -> None:
+        self._refresh = refresh
+        self._delay = delay
+        self._pending = False
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    def __call__(self, _event: Any = None) -> None:
+        if self.loop is None or self.loop.is_closed():
+            self._refresh()
+            return
+        if self._pending:
+            return
+        self._pending = True
+        if self._delay:
+            self.loop.call_soon_threadsafe(self.loop.call_later, self._delay, self._run)
+        else:
+            self.loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        self._pending = False
+        self._refresh()
 
 
 class Decision:

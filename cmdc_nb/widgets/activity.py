@@ -3,12 +3,12 @@ who else is on this session right now. It re-reads itself (debounced) on every c
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import ipywidgets as w
 
 from cmdc_nb import accounts, activity, presence
+from cmdc_nb.widgets._common import Refresher
 from cmdc_nb.widgets._render import CSS, escape
 
 __all__ = ["ActivityFeed"]
@@ -36,11 +36,8 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
             self.table,
         ]
         self.add_class("cmdc-chat")
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._pending = False
+        self._refresher = Refresher(self.refresh, delay=DEBOUNCE_S)
+        self._loop = self._refresher.loop
         self._names: dict[str, str] = {}
         self._sub = self.ws.bus.subscribe("*", self._on_event)
         self.refresh()
@@ -51,15 +48,7 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
     def _on_event(self, event: Any) -> None:
         if event.topic.startswith("agent:"):
             return  # the kernel's own stream (deltas…): the audit log changes with the services' events
-        if self._loop is None or self._loop.is_closed():
-            self.refresh()
-        elif not self._pending:
-            self._pending = True
-            self._loop.call_soon_threadsafe(self._loop.call_later, DEBOUNCE_S, self._deferred)
-
-    def _deferred(self) -> None:
-        self._pending = False
-        self.refresh()
+        self._refresher(event)
 
     def _name(self, user_id: Any) -> str:
         if user_id is None:

@@ -5,7 +5,6 @@ agent waiting on an item resumes the moment you click."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +12,7 @@ import ipywidgets as w
 
 from cmdc_nb import approvals
 from cmdc_nb.events import topics
-from cmdc_nb.widgets._common import Decision
+from cmdc_nb.widgets._common import Decision, Refresher
 from cmdc_nb.widgets._render import CSS, escape, pretty_json
 
 __all__ = ["ApprovalQueue"]
@@ -43,30 +42,15 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
         self.refresh_button.on_click(lambda _: self.refresh())
         super().__init__([w.HTML(CSS), w.HBox([self.heading, self.refresh_button]), self.list_box])
         self.add_class("cmdc-chat")
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
+        # Bus callbacks run in the publisher's thread (an agent's writer, another cell): refresh on the loop.
+        self._refresher = Refresher(self.refresh)
+        self._loop = self._refresher.loop
         uid = getattr(user, "id", user)
-        self._sub = self.ws.bus.subscribe(topics.user_approvals(uid), self._on_event)
-        self._scheduled = False
+        self._sub = self.ws.bus.subscribe(topics.user_approvals(uid), self._refresher)
         self.refresh()
 
     def __repr__(self) -> str:
         return f"<ApprovalQueue pending={len(self.items)}>"
-
-    def _on_event(self, event: Any) -> None:
-        # Bus callbacks run in the publisher's thread (an agent's writer, another cell): refresh on the loop.
-        if self._loop is None or self._loop.is_closed():
-            self.refresh()
-            return
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon_threadsafe(self._deferred_refresh)
-
-    def _deferred_refresh(self) -> None:
-        self._scheduled = False
-        self.refresh()
 
     def refresh(self) -> list[Any]:
         page = approvals.list_pending_approvals(self.user, limit=self.page_size, ws=self.ws)

@@ -17,7 +17,7 @@ import traitlets
 from cmdc_nb import workflows as wf
 from cmdc_nb.events import topics
 from cmdc_nb.store.models import Workflow, WorkflowRun
-from cmdc_nb.widgets._common import Decision
+from cmdc_nb.widgets._common import Decision, Refresher
 from cmdc_nb.widgets._render import CSS, escape, pretty_json
 
 __all__ = ["DagView", "layout"]
@@ -113,11 +113,9 @@ class DagView(w.VBox):  # type: ignore[misc]
         ]
         self.add_class("cmdc-chat")
         self.add_class("cmdc-dagview")
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._scheduled = False
+        # Bus callbacks come from whichever thread committed; redraw once per burst, on the kernel's loop.
+        self._refresher = Refresher(self.refresh)
+        self._loop = self._refresher.loop
         self._subs: list[Any] = []
         self._follow()
         self.refresh()
@@ -142,22 +140,9 @@ class DagView(w.VBox):  # type: ignore[misc]
         if self.run is not None:
             rid = self.run.id
             self._subs = [
-                self.ws.bus.subscribe(topics.workflow_run_steps(rid), self._on_event),
-                self.ws.bus.subscribe(topics.workflow_run(rid), self._on_event),
+                self.ws.bus.subscribe(topics.workflow_run_steps(rid), self._refresher),
+                self.ws.bus.subscribe(topics.workflow_run(rid), self._refresher),
             ]
-
-    def _on_event(self, _event: Any) -> None:
-        # Bus callbacks come from whichever thread committed; redraw once, on the kernel's loop.
-        if self._loop is None or self._loop.is_closed():
-            self.refresh()
-            return
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon_threadsafe(self._deferred)
-
-    def _deferred(self) -> None:
-        self._scheduled = False
-        self.refresh()
 
     @property
     def steps(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import ipywidgets as w
 from cmdc_nb import rag
 from cmdc_nb.errors import CmdcError
 from cmdc_nb.events import topics
-from cmdc_nb.widgets._common import on_loop
+from cmdc_nb.widgets._common import Refresher, on_loop
 from cmdc_nb.widgets._render import CSS, escape
 
 __all__ = ["IndexBuilder"]
@@ -37,10 +37,8 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
         self.hits: list[rag.SearchHit] = []
         self.report: rag.IngestReport | None = None
         self.task: Any = None
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
+        self._refresher = Refresher(self.refresh)
+        self._loop = self._refresher.loop
         # form
         self.name = w.Text(description="name", placeholder="my-repo")
         self.path = w.Text(description="folder", placeholder="/path/to/repo")
@@ -84,7 +82,6 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
         self.add_class("cmdc-chat")
         self.add_class("cmdc-index-builder")
         self._sub: Any = None
-        self._scheduled = False
         self._layout()
 
     def __repr__(self) -> str:
@@ -112,7 +109,7 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
             ]
             return
         if self._sub is None:
-            self._sub = self.ws.bus.subscribe(topics.index(self.index.id), self._on_event)
+            self._sub = self.ws.bus.subscribe(topics.index(self.index.id), self._refresher)
         self.children = [
             w.HTML(CSS),
             self.heading,
@@ -123,19 +120,6 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
             self.results,
         ]
         self.refresh()
-
-    def _on_event(self, _event: Any) -> None:
-        if self._loop is None or self._loop.is_closed():
-            self.refresh()
-            return
-        if not self._scheduled:
-            self._scheduled = True
-
-            def later() -> None:
-                self._scheduled = False
-                self.refresh()
-
-            self._loop.call_soon_threadsafe(later)
 
     def refresh(self) -> None:
         if self.index is None:

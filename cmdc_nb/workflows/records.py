@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
-from cmdc_nb._service import fetch, jsonable
+from cmdc_nb._service import fetch, free_slug, jsonable
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.events import topics
 from cmdc_nb.sessions import slugify
@@ -137,20 +137,6 @@ def publish_step(tx: Tx, s: WorkflowStep, type: str, **extra: Any) -> None:
     tx.publish(topics.workflow_run_steps(s.workflow_run_id), type, {**step_payload(s), **jsonable(extra)})
 
 
-def _free_slug(tx: Tx, user_id: uuid.UUID, base: str) -> str:
-    taken = set(
-        tx.db.scalars(
-            sa.select(Workflow.slug).where(Workflow.user_id == user_id, Workflow.slug.like(f"{base}%"))
-        )
-    )
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
-
-
 def _apply_spec(w: Workflow, spec: WorkflowSpec) -> None:
     d = spec.as_dict()
     w.name = spec.name
@@ -212,7 +198,7 @@ def create_workflow(
         w = Workflow(
             id=uuid.uuid4(),
             user_id=uid,
-            slug=slug or _free_slug(tx, uid, slugify(parsed.name)),
+            slug=slug or free_slug(tx.db, Workflow, uid, slugify(parsed.name)),
             version=1,
             status=WorkflowStatus.ACTIVE if activate else WorkflowStatus.DRAFT,
             meta={},

@@ -631,24 +631,13 @@ def recover(ws: Workspace, run_id: uuid.UUID, *, force: bool = False) -> list[st
                 continue
             n = int(row.meta.get("interrupted", 0)) + 1
             row.meta = {**{k: x for k, x in row.meta.items() if k != "lease"}, "interrupted": n}
+            give_up = None
             if spec.step(row.step_id).config.get("on_interrupt") == "fail":
-                _finish_step(
-                    tx,
-                    run,
-                    row,
-                    S.FAILED,
-                    error_type="Interrupted",
-                    error_message="interrupted while running; not run again (on_interrupt: fail)",
-                )
+                give_up = "interrupted while running; not run again (on_interrupt: fail)"
             elif n > MAX_INTERRUPTIONS:
-                _finish_step(
-                    tx,
-                    run,
-                    row,
-                    S.FAILED,
-                    error_type="Interrupted",
-                    error_message=f"interrupted {n} times; not run again",
-                )
+                give_up = f"interrupted {n} times; not run again"
+            if give_up is not None:
+                _finish_step(tx, run, row, S.FAILED, error_type="Interrupted", error_message=give_up)
             else:
                 row.status = S.PENDING
                 tx.db.flush()
