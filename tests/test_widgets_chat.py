@@ -137,6 +137,24 @@ async def test_stop_steer_and_the_model_picker() -> None:
     assert chat.input.value == ""
 
 
+async def test_switching_to_models_the_picker_does_not_list_keeps_the_switch() -> None:
+    # Regression: adding a model to the picker's options made the Dropdown fall back to its first
+    # option, which was observed as a pick and switched the agent back to the original model.
+    first, second, third = Script(["one"]), Script(["two"]), Script(["three"])
+    agent = Agent(model=first.model)
+    chat = ChatWidget(agent)
+    assert await chat.send("a") == "one"
+    agent.switch_model(second.model)
+    assert (agent.model, chat.model_picker.value) == (second.model, second.model)
+    agent.switch_model(third.model)
+    await asyncio.sleep(0)
+    assert (agent.model, chat.model_picker.value) == (third.model, third.model)
+    assert await agent.prompt("b") == "three"
+    chat.switch_model(first.model)
+    assert (agent.model, chat.model_picker.value) == (first.model, first.model)
+    assert list(chat.model_picker.options)[-2:] == [second.model, third.model]
+
+
 async def test_history_is_paged_and_the_transcript_exports() -> None:
     history = [
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"} for i in range(1000)

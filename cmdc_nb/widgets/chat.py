@@ -187,9 +187,19 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self.agent.reject(ref, note=note, auto_resume=True)
 
     def switch_model(self, model: str) -> None:
-        if model not in self.model_picker.options:
-            self.model_picker.options = [*self.model_picker.options, model]
-        self.model_picker.value = model  # observed: switches the agent
+        self.agent.switch_model(model, reason="picked in the chat")
+        self._show_model(self.agent.model)  # the event does it too; at once, for a caller without a loop
+
+    def _show_model(self, model: str) -> None:
+        # Assigning `options` makes the Dropdown fall back to its first option, and that change would be
+        # observed as the user picking it (switching the agent back): update it unobserved.
+        self.model_picker.unobserve(self._picked, names="value")
+        try:
+            if model not in self.model_picker.options:
+                self.model_picker.options = [*self.model_picker.options, model]
+            self.model_picker.value = model
+        finally:
+            self.model_picker.observe(self._picked, names="value")
 
     def fork(self, index: int, *, name: str | None = None) -> Any:
         """A new session forked from the stored message at `index` of the conversation (needs a session)."""
@@ -410,12 +420,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
             case ev.SteeringApplied(texts=texts):
                 self._append(w.HTML(f'<div class="cmdc-notice">steered: {escape(" / ".join(texts))}</div>'))
             case ev.ModelSwitched(to_model=model):
-                if model not in self.model_picker.options:
-                    self.model_picker.options = [*self.model_picker.options, model]
-                if self.model_picker.value != model:
-                    self.model_picker.unobserve(self._picked, names="value")
-                    self.model_picker.value = model
-                    self.model_picker.observe(self._picked, names="value")
+                self._show_model(model)
             case ev.TurnComplete():
                 self._refresh_stats()
             case ev.AgentAbort(reason=reason):
