@@ -16,6 +16,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tour(args: argparse.Namespace) -> int:
+    from cmdc_nb.demo import run_tour
+
+    print("running the tour notebook (offline, headless)…", flush=True)
+    path = run_tour(args.out)
+    print(f"the tour, executed, is in {path}")
+    return 0
+
+
 def _migrate(args: argparse.Namespace) -> int:
     import cmdc_nb
 
@@ -82,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         func=_demo
     )
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=_migrate)
+    tour = sub.add_parser("tour", help="execute notebooks/00_tour.ipynb offline and write it as HTML")
+    tour.add_argument("--out", help="where to write the HTML (default: ./cmdc_nb-tour.html)")
+    tour.set_defaults(func=_tour)
     sched = sub.add_parser("scheduler", help="run due scheduled jobs until interrupted")
     sched.add_argument("--once", action="store_true", help="run what is due now, then exit")
     sched.add_argument("--poll", type=float, default=1.0, help="seconds between checks (default 1)")

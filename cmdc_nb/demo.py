@@ -19,7 +19,7 @@ from cmdc_nb.errors import NotFoundError
 from cmdc_nb.events import Event
 from cmdc_nb.store.models import ActivityLog
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "run_tour", "tour_notebook"]
 
 
 def _agent_demo(user: Any, ws: Any) -> str:
@@ -115,3 +115,43 @@ def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
     ]
     ws.close()
     return "\n".join(lines)
+
+
+def tour_notebook() -> Path:
+    """notebooks/00_tour.ipynb of this checkout."""
+    path = Path(__file__).resolve().parent.parent / "notebooks" / "00_tour.ipynb"
+    if not path.is_file():
+        from cmdc_nb.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"the tour notebook is not here ({path}); run this from a clone of the repository"
+        )
+    return path
+
+
+def run_tour(out: str | Path | None = None, *, timeout: float = 600) -> Path:
+    """Execute the tour notebook headless (offline: scripted models, the hashing embedder, a throw-away
+    SQLite workspace) and write it as HTML, widgets included. Returns the HTML file's path."""
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+        from nbconvert import HTMLExporter
+    except ImportError:
+        from cmdc_nb.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "the tour needs the notebook extra: pip install 'cmdc-nb[notebook]'"
+        ) from None
+    source = tour_notebook()
+    nb = nbformat.read(source, as_version=4)  # type: ignore[no-untyped-call]
+    NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(source.parent)}},
+    ).execute()
+    html, _ = HTMLExporter().from_notebook_node(nb)  # type: ignore[no-untyped-call]
+    target = Path(out) if out is not None else Path.cwd() / "cmdc_nb-tour.html"
+    target.write_text(html, encoding="utf-8")
+    return target.resolve()

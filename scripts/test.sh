@@ -33,16 +33,24 @@ if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2
   exit 1
 fi
+echo "== notebooks (nbval: executed, and the outputs of # NBVAL_CHECK_OUTPUT cells compared)"
+# One notebook per worker (--dist loadfile): a notebook's cells share one kernel, in order.
+.venv/bin/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+  --junitxml=ci-artifacts/junit-notebooks.xml notebooks/ || rc=$?
 .venv/bin/python - <<'PY'
 import collections, xml.etree.ElementTree as ET
 counts = collections.Counter()
-for case in ET.parse("ci-artifacts/junit.xml").iter("testcase"):
+cases = [c for f in ("ci-artifacts/junit.xml", "ci-artifacts/junit-notebooks.xml")
+         for c in ET.parse(f).iter("testcase")]
+for case in cases:
     outcome = "skipped" if case.find("skipped") is not None else (
         "failed" if case.find("failure") is not None or case.find("error") is not None else "passed")
     name = case.get("name", "")
-    backend = "postgresql" if "[postgresql" in name else "sqlite" if "[sqlite" in name else "backend-independent"
+    backend = ("postgresql" if "[postgresql" in name else "sqlite" if "[sqlite" in name
+               else "notebook cells" if "ipynb" in (case.get("classname", "") + case.get("file", "") + name)
+               else "backend-independent")
     counts[(backend, outcome)] += 1
-for backend in ("sqlite", "postgresql", "backend-independent"):
+for backend in ("sqlite", "postgresql", "backend-independent", "notebook cells"):
     print(f"   {backend:20} " + ", ".join(f"{counts[(backend, o)]} {o}" for o in ("passed", "failed", "skipped")))
 PY
 echo "== done in $(( $(date +%s) - start )) s"

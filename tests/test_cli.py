@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,21 @@ def test_the_scheduler_command_runs_due_jobs(tmp_path: Path, capsys) -> None:  #
     ws.close()
     assert main(["--home", str(tmp_path), "scheduler", "--once"]) == 0
     assert f"{job.id}=success" in capsys.readouterr().out
+
+
+def test_the_tour_command_writes_the_executed_tour_as_html(tmp_path: Path) -> None:
+    out = tmp_path / "tour.html"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMDC_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "cmdc_nb", "tour", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"the tour, executed, is in {out}" in run.stdout
+    html = out.read_text(encoding="utf-8")
+    assert "cmdc_nb in ten minutes" in html and "application/vnd.jupyter.widget-state+json" in html
+    assert "Saved. Anything else for the list?" in html  # the approved turn finished
+    assert 'class="ename"' not in html and "Traceback" not in html

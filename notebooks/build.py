@@ -1,0 +1,665 @@
+"""Write the notebooks from the cell sources below, execute them (offline, deterministic) and save them
+with their outputs. CI re-executes them with nbval and compares the outputs of the cells marked
+`# NBVAL_CHECK_OUTPUT` (ids, times and durations sanitised by notebooks/sanitize.cfg).
+
+    .venv/bin/python notebooks/build.py            # every notebook
+    .venv/bin/python notebooks/build.py 00_tour    # one
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).resolve().parent
+CHECK = "# NBVAL_CHECK_OUTPUT"
+
+SETUP = f"""import os, tempfile
+os.environ["CMDC_NB_HOME"] = tempfile.mkdtemp(prefix="cmdc-nb-")  # a fresh, throw-away data folder
+import cmdc_nb
+from cmdc_nb import accounts
+ws = cmdc_nb.connect()  # SQLite by default; cmdc_nb.connect("postgresql+psycopg://…") for a team
+me = accounts.create_user("ada@example.com", name="Ada Lovelace")
+print(ws.backend, "workspace ready for", me.name)
+{CHECK}"""
+
+TOUR = [
+    """md:# cmdc_nb in ten minutes
+
+Everything here runs offline: the model is *scripted* (it goes through litellm like any real provider,
+so streaming, usage and costs are exercised for real), the embedder is a deterministic hashing one, and
+the database is an SQLite file in a temporary folder. Set an API key and change the model string to use
+a real provider.
+
+1. A chat with a tool that needs your approval
+2. Forking the conversation
+3. A small workflow with an approval gate
+4. A small index and a search
+5. The cost dashboard""",
+    SETUP,
+    """md:## 1. A chat with a tool that needs your approval
+
+The agent runs as a task on the notebook's event loop: the cell returns at once, the widget streams the
+reply, and the tool call waits for **Approve / Deny / Edit** — in the widget, from another cell, from
+the approval queue, or by a rule.""",
+    """from cmdc_nb import sessions
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.widgets import ChatWidget
+
+notes = {}
+
+@tool(requires_approval=True, side_effects=("filesystem",))
+def save_note(title: str, text: str) -> str:
+    \"\"\"Save a note under a title.\"\"\"
+    notes[title] = text
+    return f"saved {title!r}"
+
+script = Script([
+    Turn("I'll save it as **groceries** once you approve.",
+         tool_calls=[call("save_note", title="groceries", text="eggs, flour, butter")]),
+    Turn("Saved. Anything else for the list?"),
+], name="tour-chat")
+chat_session = sessions.create_session(me, name="Tour chat")
+agent = Agent(model=script.model, tools=[save_note], session=chat_session, name="Note taker")
+chat = ChatWidget(agent, height="300px")
+handle = chat.send("Please save my grocery list: eggs, flour, butter")
+chat""",
+    """md:The turn is waiting for a decision. Click **Approve** above, or decide from code — the widget
+updates either way:""",
+    f"""import asyncio
+while not agent.status()["pending_approvals"]:
+    await asyncio.sleep(0.05)
+[pending] = agent.status()["pending_approvals"]
+print("waiting:", pending["tool"], pending["args"])
+chat.approve(pending["ref"])
+print("reply:", await handle)
+print("notes:", notes)
+{CHECK}""",
+    f"""from cmdc_nb import frames
+frames.messages_frame(session=chat_session)[["sequence", "role", "content"]]
+{CHECK}""",
+    """md:## 2. Forking the conversation
+
+A fork copies the history up to a message into a new session, so you can try another direction without
+losing the first.""",
+    f"""first = sessions.list_messages(chat_session).entries[0]
+alt = sessions.fork_session(chat_session, first, name="Tour chat — shorter list")
+print(alt.name, "has", sessions.count_messages(alt), "message(s), forked from", sessions.get_session(alt.parent_session_id).name)
+{CHECK}""",
+    """md:## 3. A small workflow with an approval gate
+
+Steps run as soon as their dependencies are done (here `lint` and `test` in parallel); the gate waits
+for a person; every step's outcome is committed before its dependants start, so a crash resumes where
+it stopped.""",
+    """from cmdc_nb import workflows as wf
+from cmdc_nb.widgets import DagView
+
+release = wf.create_workflow(me, {
+    "name": "Release",
+    "input_schema": {"type": "object", "properties": {"version": {"type": "string"}}, "required": ["version"]},
+    "steps": [
+        wf.step("build", "transform", value="built {{ input.version }}"),
+        wf.step("lint", "transform", depends_on="build", value="0 warnings"),
+        wf.step("test", "transform", depends_on="build", value="412 passed"),
+        wf.step("ship", "approval", depends_on=["lint", "test"], title="Ship {{ input.version }}?"),
+        wf.step("announce", "transform", depends_on="ship", value="v{{ input.version }} is out"),
+    ],
+})
+run = await wf.arun_workflow(release, input={"version": "2.0"}, stop_when_blocked=True)
+view = DagView(run)
+view""",
+    f"""print("run is", run.status.value)
+wf.approve_workflow_step(run, "ship", note="looks good")
+run = await wf.execute_workflow_run(run)
+print("run is", run.status.value, "->", run.output)
+wf.steps_frame(run)[["step_id", "step_type", "status", "output"]]
+{CHECK}""",
+    """md:## 4. A small index and a search
+
+Ingestion is incremental (unchanged files are skipped) and transactional (a kill never loses a
+document); search is hybrid — vectors and full text, fused.""",
+    f"""import pathlib
+from cmdc_nb import rag
+
+docs = pathlib.Path(tempfile.mkdtemp()) / "handbook"
+docs.mkdir()
+(docs / "expenses.md").write_text("# Expenses\\n\\nSubmit receipts within 30 days. Travel needs a manager's approval.\\n")
+(docs / "holidays.md").write_text("# Holidays\\n\\nEveryone gets 25 days of paid leave. Book them in the team calendar.\\n")
+(docs / "laptops.md").write_text("# Laptops\\n\\nLaptops are replaced every three years. Report a lost laptop at once.\\n")
+handbook = rag.create_index(me, "handbook", source_type="local_repo", source_config={{"path": str(docs)}})
+report = rag.ingest(handbook, progress=False)
+print(report.added, "documents,", report.chunks_written, "chunks")
+rag.search_frame(handbook, "how many days of paid leave", k=2)[["rank", "citation", "content"]]
+{CHECK}""",
+    """md:## 5. The cost dashboard
+
+Every call is priced exactly (a `Decimal`, never a float). Here, three weeks of generated usage across
+models and sessions:""",
+    """import datetime as dt, random, uuid
+from cmdc_nb import costs
+from cmdc_nb.widgets import CostDashboard
+
+rng = random.Random(7)
+models = [("openai", "openai/gpt-4o-mini", 0.002), ("anthropic", "anthropic/claude-sonnet-4-5", 0.02)]
+now = dt.datetime.now(dt.UTC)
+for day in range(21):
+    for _ in range(rng.randint(2, 6)):
+        provider, model, unit = rng.choice(models)
+        costs.record_cost(me, source_type="agent_call", source_id=uuid.uuid4(), provider=provider, model=model,
+                          tokens_in=rng.randint(500, 4000), tokens_out=rng.randint(50, 600),
+                          cost_usd=f"{unit * rng.uniform(1, 5):.6f}", session=chat_session,
+                          incurred_at=now - dt.timedelta(days=day, hours=rng.randint(0, 6)))
+CostDashboard(me, days=21)""",
+    f"""spend = frames.costs_frame(user=me)
+print(len(spend), "calls, $", spend["cost_usd"].sum(), "in total")
+frames.by_model(spend)
+{CHECK}""",
+]
+
+WORKFLOWS = [
+    """md:# Workflows: a code-review DAG with an approval gate, a failure and a retry
+
+A workflow is a DAG of steps stored in the workspace. This one reviews a change: it fetches the diff,
+lints and tests in parallel, asks a (scripted) reviewer model, waits for a person, then posts. One
+step fails the first time — and the run is retried *from the failed step*, without redoing what
+succeeded.""",
+    SETUP,
+    """md:## The spec
+
+Steps are Python functions, transforms, conditions, approval gates, agent calls, tools or shell
+commands; `{{ input.x }}` and `{{ steps.y.output }}` are rendered in a sandbox. The spec is validated
+when it is saved: cycles, unknown dependencies, templates that read a step they do not depend on.""",
+    f"""from cmdc_nb import workflows as wf
+from cmdc_nb.errors import WorkflowSpecError
+
+try:
+    wf.parse_spec({{"name": "broken", "steps": [
+        wf.step("a", "transform", depends_on="c", value=1),
+        wf.step("b", "transform", depends_on="a", value="{{{{ steps.zzz.output }}}}"),
+        wf.step("c", "transform", depends_on="b", value=3),
+    ]}})
+except WorkflowSpecError as err:
+    for problem in err.problems:
+        print("-", problem)
+{CHECK}""",
+    """attempts = {"tests": 0}
+
+@wf.step_function("review.fetch_diff")
+def fetch_diff(pr: int) -> dict:
+    return {"pr": pr, "files": ["parser.py", "README.md"], "added": 42, "removed": 7}
+
+@wf.step_function("review.run_tests")
+def run_tests(files: list) -> str:
+    attempts["tests"] += 1
+    if attempts["tests"] == 1:
+        raise RuntimeError("flaky: the test database was not ready")
+    return f"{len(files) * 57} passed"
+""",
+    """from cmdc_nb.providers import Script
+reviewer = Script(["Looks good: small, focused change; the parser edge case is covered."] * 2, name="reviewer")
+
+review = wf.create_workflow(me, {
+    "name": "Review a change",
+    "input_schema": {"type": "object", "properties": {"pr": {"type": "integer"}}, "required": ["pr"]},
+    "steps": [
+        wf.step("fetch", fn="review.fetch_diff", args={"pr": "{{ input.pr }}"}),
+        wf.step("lint", "transform", depends_on="fetch", value="0 warnings in {{ steps.fetch.output.files | length }} files"),
+        wf.step("tests", fn="review.run_tests", depends_on="fetch", args={"files": "{{ steps.fetch.output.files }}"}),
+        wf.step("review", "agent_call", depends_on=["lint", "tests"], model=reviewer.model,
+                prompt="Review PR {{ input.pr }}: +{{ steps.fetch.output.added }} -{{ steps.fetch.output.removed }}; tests: {{ steps.tests.output }}"),
+        wf.step("approve", "approval", depends_on="review", title="Post the review of PR {{ input.pr }}?",
+                payload={"comment": "{{ steps.review.output }}"}),
+        wf.step("post", "transform", depends_on="approve", value="posted: {{ steps.approve.output.payload.comment }}"),
+    ],
+})
+review.slug, review.version""",
+    """md:## A run that fails
+
+`tests` raises on its first call. With the default policy (`fail_fast`) the run stops and what had not
+started is cancelled.""",
+    f"""first = await wf.arun_workflow(review, input={{"pr": 128}})
+print(first.status.value, "at", first.failed_step_id, "-", first.error_message)
+wf.steps_frame(first)[["step_id", "status", "error_type"]]
+{CHECK}""",
+    """md:## Retry from the failed step
+
+`retry_workflow_run` starts a new run of the same snapshot and input: completed steps are carried over
+with their outputs (and not charged again); the rest runs. The review then waits at the gate.""",
+    """from cmdc_nb.widgets import DagView
+second = await wf.retry_workflow_run(first, stop_when_blocked=True)
+print(second.status.value, "| retry of the first run:", second.retry_of_run_id == first.id)
+DagView(second)""",
+    f"""print("fetch ran", "once" if wf.get_workflow_step(second, "fetch").meta.get("carried_from") else "twice")
+[item] = [s for s in wf.list_workflow_steps(second) if s.status.value == "waiting_approval"]
+print("waiting:", item.step_id)
+{CHECK}""",
+    """md:Approve it here — or in the `ApprovalQueue` widget, by an auto-approval rule, or from another
+process: the gate is a row in the database.""",
+    f"""wf.approve_workflow_step(second, "approve", note="ship it")
+second = await wf.execute_workflow_run(second)
+print(second.status.value, "->", second.output["post"])
+{CHECK}""",
+    """# the reviewer's tokens (and cost, with a real model) roll up into the step, the run and the workflow
+review_step = wf.get_workflow_step(second, "review")
+print("tokens in/out:", review_step.tokens_in, review_step.tokens_out, "| run total:", second.total_tokens_in, second.total_tokens_out)""",
+    f"""stats = wf.get_workflow(review)
+print("runs:", stats.run_count, "| succeeded:", stats.success_count, "| failed:", stats.failure_count)
+wf.runs_frame(review)[["status", "trigger_type", "failed_step_id"]]
+{CHECK}""",
+]
+
+RAG = [
+    """md:# RAG: build an index over a real folder, inspect it, compare the search modes, measure recall
+
+The folder is this package's own source code — real Python, chunked by functions and classes.""",
+    SETUP,
+    """import pathlib
+from cmdc_nb import rag
+
+source = pathlib.Path(cmdc_nb.__file__).parent  # cmdc_nb/ itself
+index = rag.create_index(me, "cmdc_nb source", source_type="local_repo",
+                         source_config={"path": str(source), "include": ["*.py"]},
+                         chunk_strategy="code_aware", max_tokens=400, overlap_tokens=0)
+report = rag.ingest(index)  # a progress bar while it runs
+report""",
+    f"""again = rag.ingest(index, progress=False)
+print("second run:", again.unchanged == report.added, "unchanged, nothing re-embedded:", again.chunks_written == 0)
+{CHECK}""",
+    """md:## Inspect the chunks
+
+Code-aware chunks follow the grammar: each records the functions and classes it holds, and its lines.""",
+    """chunks = rag.list_chunks(index, uri="rag/search.py")
+[(c.start_line, c.end_line, (c.code_context or {}).get("symbols")) for c in chunks][:8]""",
+    """md:## Three ways to search
+
+*vector* (by meaning — here the hashing embedder, which mostly matches words), *text* (full text,
+BM25 on SQLite / `ts_rank_cd` on PostgreSQL) and *hybrid* (both, fused by reciprocal rank).""",
+    """import pandas as pd
+query = "reciprocal rank fusion of two result lists"
+pd.concat({mode: rag.search_frame(index, query, k=3, mode=mode)[["citation", "score"]] for mode in ("vector", "text", "hybrid")}, axis=1)""",
+    """md:## Filters and citations""",
+    """hits = rag.search(index, "claim a step under a lease", k=3, path="workflows/*")
+for h in hits:
+    print(h.rank, h.citation, (h.code_context or {}).get("symbols"))""",
+    """md:## Measure recall
+
+A small labelled set: for each question, the file that answers it.""",
+    """labelled = {
+    "reciprocal rank fusion hybrid search": "rag/search.py",
+    "split python code into chunks by functions and classes": "rag/chunking.py",
+    "honour gitignore files when listing a folder": "rag/sources.py",
+    "retry a failed workflow run from the failed step": "workflows/engine.py",
+    "render templates in a sandbox": "workflows/templates.py",
+    "encrypt api keys at rest": "*vault*.py",
+}
+evaluation = rag.recall_at_k(index, labelled, ks=(1, 3, 10))
+evaluation""",
+    "evaluation.frame()",
+    """md:## An agent that cites its sources
+
+`rag.retrieve_tool(index)` is a tool any agent can call; it returns numbered passages with their
+sources.""",
+    """from cmdc_nb.kernel import Agent
+from cmdc_nb.providers import Script, Turn, call
+
+script = Script([Turn(tool_calls=[call("retrieve", query="how are exact vector searches ordered")]),
+                 "Exact search orders by similarity, then URI and chunk number [1]."], name="rag-agent")
+agent = Agent(model=script.model, tools=[rag.retrieve_tool(index, k=2)])
+print(await agent.prompt("How are exact searches ordered?"))
+print(script.requests[1][-1]["content"][:400])""",
+]
+
+
+CHAT = [
+    """md:# Chat and approvals: rules, sticky decisions, steering, abort, model switching
+
+An agent's tools can need a person's approval. Rules decide the routine cases before anyone is asked;
+a decision can be remembered for the session; a running turn can be steered or stopped.""",
+    SETUP,
+    """md:## A rule approves the routine case, a person decides the rest
+
+The rule approves `write_file` under `/tmp/`; the write to the home folder waits.""",
+    """from cmdc_nb import approvals, kernel, sessions
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.widgets import ApprovalQueue, ChatWidget
+
+files = {}
+
+@tool(approval_class="medium", side_effects=("filesystem",))
+def write_file(path: str, text: str) -> str:
+    \"\"\"Write a text file.\"\"\"
+    files[path] = text
+    return f"wrote {len(text)} characters to {path}"
+
+approvals.create_approval_rule(me, name="scratch files", approval_type="tool_use", tool_names=["write_file"],
+                               conditions={"path_pattern": "/tmp/**"}, action="approve")
+writer = Script([
+    Turn("Saving both.", tool_calls=[call("write_file", path="/tmp/draft.txt", text="first draft"),
+                                     call("write_file", path="/home/ada/report.md", text="# Q3 report")]),
+    "Both files are written.",
+], name="writer")
+chat_session = sessions.create_session(me, name="Approvals")
+agent = Agent(model=writer.model, tools=[write_file], session=chat_session, name="Writer")
+chat = ChatWidget(agent, height="320px")
+handle = chat.send("Save my draft and my report")
+chat""",
+    f"""import asyncio
+while not agent.status()["pending_approvals"]:
+    await asyncio.sleep(0.05)
+pending = agent.status()["pending_approvals"]
+print("waiting for a person:", [p["args"]["path"] for p in pending])
+# Approve, and remember the decision for this session: the same call is approved from now on.
+kernel.approve(agent, pending[0]["ref"], remember=True, note="reports are fine")
+print(await handle)
+print(sorted(files))
+{CHECK}""",
+    """md:## A remembered decision, and switching models mid-session
+
+`switch_model` changes the model for the next request; the conversation carries over.""",
+    f"""again = Script([Turn(tool_calls=[call("write_file", path="/home/ada/report.md", text="# Q3 report")]),
+                "Rewritten — no one had to be asked."], name="writer-2")
+kernel.switch_model(agent, again.model)
+print(await agent.prompt("Write the report again"))
+print([r.name for r in approvals.list_approval_rules(me)])
+{CHECK}""",
+    """md:## Steering a running turn
+
+`steer` queues a message that the agent reads at its next safe point, inside the same run.""",
+    f"""def answer(messages):
+    last = [m for m in messages if m["role"] == "user"][-1]["content"]
+    return Turn(f"(answering: {{last}})", chunk_delay=0.02)
+
+steerable = Script(answer, name="steerable")
+kernel.switch_model(agent, steerable.model)
+handle = agent.prompt("Summarise the Q3 report")
+await asyncio.sleep(0.05)
+print(kernel.steer(agent, "Keep it to one sentence").status)
+print(await handle)
+{CHECK}""",
+    """md:## Stopping a turn
+
+`abort` stops at once: the run is cancelled, the calls in flight are stored as cancelled, and the
+agent is ready for the next prompt.""",
+    f"""slow = Script([Turn("Thinking about it " * 200, chunk_delay=0.01)], name="slow")
+kernel.switch_model(agent, slow.model)
+handle = agent.prompt("Write a long essay")
+await asyncio.sleep(0.1)
+print(kernel.abort(agent, reason="user_cancelled"))
+try:
+    await handle
+except Exception as exc:
+    print(type(exc).__name__)
+print("agent is", agent.state.value)
+{CHECK}""",
+    """md:Everything waiting for you, across sessions and workflows, is in one queue (empty now):""",
+    "ApprovalQueue(me)",
+]
+
+COSTS = [
+    """md:# Cost analytics: a month of realistic usage, frames, charts and budgets
+
+Costs are exact `Decimal`s priced from an editable price table. Here, a generated month of usage by a
+small team: four models from three providers, four projects, calls from notebook cells, some of them
+failed and retried.""",
+    SETUP,
+    """import datetime as dt, random, uuid
+from cmdc_nb import budgets, costs, frames, pricing, sessions
+
+prices = {  # USD per million input / output tokens
+    "openai/gpt-4o-mini": ("0.15", "0.60"),
+    "openai/gpt-4o": ("2.50", "10.00"),
+    "anthropic/claude-sonnet-4-5": ("3.00", "15.00"),
+    "gemini/gemini-2.0-flash": ("0.10", "0.40"),
+}
+for model, (i, o) in prices.items():
+    pricing.set_model_price(model, input_per_million_usd=i, output_per_million_usd=o)
+
+rng = random.Random(2026)
+projects = [sessions.create_session(me, name=n, tags=[t]) for n, t in
+            [("Parser rewrite", "eng"), ("Docs site", "docs"), ("Support triage", "support"), ("Data pipeline", "eng")]]
+start = dt.datetime.now(dt.UTC).replace(hour=9, minute=0, second=0, microsecond=0) - dt.timedelta(days=29)
+weights = [5, 2, 2, 3]
+for day in range(30):
+    busy = 0.4 if day % 7 in (5, 6) else 1.0  # quieter weekends (by position, so every run is the same)
+    for _ in range(int(rng.randint(8, 20) * busy)):
+        model = rng.choices(list(prices), weights=weights)[0]
+        retry = rng.random() < 0.06  # a rate limit, then a retry: both attempts are billed
+        for attempt in range(2 if retry else 1):
+            costs.record_cost(me, source_type="agent_call", source_id=uuid.uuid4(), provider=model.split("/")[0],
+                              model=model, tokens_in=rng.randint(800, 12000), tokens_out=rng.randint(60, 1500),
+                              session=rng.choice(projects), notebook_cell=f"In[{rng.randint(1, 30)}]",
+                              metadata={"attempt": attempt + 1},
+                              incurred_at=start + dt.timedelta(days=day, minutes=rng.randint(0, 600)))
+spend = frames.costs_frame(user=me)
+print(len(spend), "priced calls")""",
+    f"""print("total:", spend["cost_usd"].sum())
+frames.by_model(spend)
+{CHECK}""",
+    """md:## Frames: per day and provider, per project, per notebook cell""",
+    'frames.by_day(spend, by="provider").tail(6)',
+    f"""names = {{str(s.id): s.name for s in projects}}
+top = frames.top_n(spend, "session_id", n=4)
+top.insert(0, "project", top["session_id"].astype(str).map(names))
+top.drop(columns="session_id")
+{CHECK}""",
+    'frames.top_n(spend, "notebook_cell", n=5)',
+    """md:## The dashboard""",
+    """from cmdc_nb.widgets import CostDashboard
+CostDashboard(me, days=30, by="provider")""",
+    """md:## Budgets
+
+A soft budget warns at 50%, 80% and 100%; a hard budget refuses a call *before it is sent* when its
+estimated cost would cross the limit.""",
+    """monthly = budgets.create_budget(name="Team monthly", limit_usd="250", period="monthly", user=me, hard_limit=False)
+budgets.budget_status(monthly)""",
+    f"""from cmdc_nb.errors import BudgetExceededError
+from cmdc_nb.kernel import Agent
+from cmdc_nb.providers import Script
+
+pricey = Script(["A long answer."], name="pricey")
+pricing.set_model_price(pricey.model, input_per_million_usd="1000", output_per_million_usd="1000")
+capped = sessions.create_session(me, name="Capped experiment")
+budgets.create_budget(name="experiment cap", limit_usd="0.01", session=capped, hard_limit=True)
+agent = Agent(model=pricey.model, session=capped, max_tokens=4000)
+try:
+    await agent.prompt("Write me a novel")
+except BudgetExceededError as exc:
+    print("refused before sending:", type(exc).__name__)
+print("requests that reached the model:", pricey.served)
+{CHECK}""",
+]
+
+LOOP = [
+    """md:# Inside the agent loop
+
+A teaching notebook: what happens when you call `agent.prompt(...)` — the states, the events, where
+plugins hook in and what they may do, and two built-in plugins (planning and reflection) at work.""",
+    SETUP,
+    """md:## One run, event by event
+
+Every step of the loop is an event with a stable type; subscribers can replay from any index.""",
+    f"""from itertools import groupby
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+
+@tool
+def add(a: int, b: int) -> int:
+    \"\"\"Add two integers.\"\"\"
+    return a + b
+
+script = Script([Turn("Let me add them.", tool_calls=[call("add", a=2, b=3)]), "2 + 3 = 5."], name="adder")
+agent = Agent(model=script.model, tools=[add])
+seen = []
+agent.events.subscribe(lambda env: seen.append(env.type))
+print(await agent.prompt("What is 2 + 3?"))
+print(" → ".join(f"{{t}}×{{n}}" if (n := len(list(g))) > 1 else t for t, g in groupby(seen)))
+{CHECK}""",
+    """md:## Every event type""",
+    """from IPython.display import Markdown
+from cmdc_nb.kernel.events import events_table
+Markdown(events_table())""",
+    """md:## Plugins: hooks and actions
+
+A plugin handles hooks (`before_tool`, `after_response`, …) and answers with actions: continue,
+intervene, abort, skip, block the tool, replace its arguments, switch the model, emit an event.""",
+    """from IPython.display import Markdown
+from cmdc_nb.kernel.plugins import hook_action_matrix
+Markdown(hook_action_matrix())""",
+    f"""from cmdc_nb.kernel.plugins import BlockTool, Plugin
+
+class NoDeletes(Plugin):
+    \"\"\"Blocks shell commands that delete files, and logs every hook it sees.\"\"\"
+    def __init__(self):
+        super().__init__()
+        self.hooks = []
+    def handle(self, event, ctx):
+        self.hooks.append(event.hook.value)
+        if event.hook.value == "before_tool" and "rm " in str(event.args):
+            return BlockTool("deleting files is not allowed here")
+
+@tool
+def shell(command: str) -> str:
+    \"\"\"Run a shell command.\"\"\"
+    return f"ran {{command}}"
+
+guard = NoDeletes()
+script = Script([Turn(tool_calls=[call("shell", command="rm -rf build/")]), "I may not delete; leaving build/ alone."],
+                name="cleaner")
+agent = Agent(model=script.model, tools=[shell], plugins=[guard])
+print(await agent.prompt("Clean the build folder"))
+print("the model was told:", script.requests[1][-1]["content"])
+print(" → ".join(dict.fromkeys(guard.hooks)))
+{CHECK}""",
+    """md:## Planning: a plan the agent follows and updates
+
+With the Planning plugin the agent writes a plan first, then marks steps done as it works.""",
+    f"""from cmdc_nb.plugins import Planning
+from cmdc_nb.widgets import PlanView
+
+script = Script([
+    "# Plan: ship the release\\n- [ ] Run the tests\\n- [ ] Tag the release",
+    Turn(tool_calls=[call("update_plan", step="1", status="completed", note="412 passed")]),
+    Turn(tool_calls=[call("update_plan", step="2", status="completed", note="v2.0.0")]),
+    "Released v2.0.0.",
+], name="planner")
+planning = Planning()
+agent = Agent(model=script.model, plugins=[planning])
+view = PlanView(agent)
+print(await agent.prompt("Ship the v2.0.0 release: run the tests, then tag it"))  # ≥ 20 characters: plan first
+print(planning.plan.progress())
+{CHECK}""",
+    "view",
+    """md:## Reflection: review before finishing
+
+The Reflection plugin asks the model to review its own answer before the run ends, up to a limit.""",
+    f"""from cmdc_nb.plugins import Reflection
+
+script = Script(["The answer is 41.", "The answer is 42.", "APPROVED"], name="reflective")
+agent = Agent(model=script.model, plugins=[Reflection(max_reviews=3)])
+reviews = []
+agent.events.subscribe(lambda env: reviews.append(env.type) if env.type.startswith("reflection") else None)
+print(await agent.prompt("What is six times seven?"))
+print(reviews)
+{CHECK}""",
+]
+
+TEAM = [
+    """md:# Team mode: two kernels on one PostgreSQL workspace
+
+Several people (or kernels, or workers) share one workspace when it lives in PostgreSQL. Here two
+workspaces stand in for two kernels: one runs a workflow that waits at an approval gate, the other
+approves it, and the first goes on — the gate is a row, not a message between processes.
+
+This notebook needs a PostgreSQL URL (with the pgvector, citext, pg_trgm and btree_gin extensions
+available): set `CMDC_NB_TEAM_URL` (the test suite's `CMDC_TEST_PG_URL` also works). Without one, every
+cell says so and does nothing.""",
+    """import os, tempfile, uuid
+os.environ["CMDC_NB_HOME"] = tempfile.mkdtemp(prefix="cmdc-nb-")
+import sqlalchemy as sa
+import cmdc_nb
+
+admin_url = os.environ.get("CMDC_NB_TEAM_URL") or os.environ.get("CMDC_TEST_PG_URL")
+if not admin_url:
+    print("No PostgreSQL URL (CMDC_NB_TEAM_URL): skipping team mode. Everything else runs on SQLite.")
+    url = None
+else:
+    # a fresh database for this demo, so it never touches your data
+    name = f"cmdc_team_demo_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    print("team workspace: a new database on", sa.make_url(url).host)""",
+    """if url:
+    kernel_a = cmdc_nb.connect(url, make_default=False)   # Ada's notebook
+    kernel_b = cmdc_nb.connect(url, make_default=False)   # Grace's notebook
+    from cmdc_nb import accounts
+    ada = accounts.create_user("ada@example.com", name="Ada", ws=kernel_a)
+    grace = accounts.create_user("grace@example.com", name="Grace", ws=kernel_b)
+    print([u.name for u in accounts.list_users(ws=kernel_b).entries])""",
+    """if url:
+    from cmdc_nb import workflows as wf
+    deploy = wf.create_workflow(ada, {"name": "Deploy", "steps": [
+        wf.step("build", "transform", value="built"),
+        wf.step("sign_off", "approval", depends_on="build", title="Deploy to production?"),
+        wf.step("deploy", "transform", depends_on="sign_off", value="deployed by {{ steps.sign_off.output.note }}"),
+    ]}, ws=kernel_a)
+    handle = wf.run_workflow(deploy, ws=kernel_a)      # runs in the background of Ada's kernel
+    import asyncio
+    while wf.get_workflow_run(handle.run_id, ws=kernel_a).status.value != "waiting_approval":
+        await asyncio.sleep(0.1)
+    print("Ada's run is waiting for a sign-off")""",
+    """if url:
+    # Grace, in her own kernel, sees the pending gate and approves it
+    run_seen_by_grace = wf.get_workflow_run(handle.run_id, ws=kernel_b)
+    wf.approve_workflow_step(run_seen_by_grace, "sign_off", grace, note="Grace", ws=kernel_b)
+    done = await handle                                  # Ada's driver notices within half a second
+    print(done.status.value, "->", done.output)""",
+    """if url:
+    kernel_a.close(); kernel_b.close()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    print("demo database dropped")""",
+]
+
+NOTEBOOKS = {
+    "00_tour": TOUR,
+    "01_chat_and_approvals": CHAT,
+    "02_workflows": WORKFLOWS,
+    "03_rag_index": RAG,
+    "04_cost_analytics": COSTS,
+    "05_inside_the_agent_loop": LOOP,
+    "06_team_mode": TEAM,
+}
+
+
+def build(name: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for cell in NOTEBOOKS[name]:
+        if cell.startswith("md:"):
+            nb.cells.append(nbformat.v4.new_markdown_cell(cell[3:]))
+        else:
+            nb.cells.append(nbformat.v4.new_code_cell(cell))
+    # No widget state in the files: a plotly FigureWidget's state carries its 5 MB JavaScript bundle, and the
+    # notebooks are re-run to be seen anyway (`cmdc-nb tour` keeps the state in its HTML).
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        store_widget_state=False,
+        resources={"metadata": {"path": str(HERE)}},
+    ).execute()
+    path = HERE / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(NOTEBOOKS):
+        print("built", build(name))
