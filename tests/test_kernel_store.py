@@ -409,3 +409,30 @@ async def test_compaction_is_a_stored_call_with_its_cost(
     ]
     assert (calls[-1].tokens_in, calls[-1].tokens_out) == (500, 20)
     assert sessions.count_messages(session, ws=ws) == 4  # the summary call wrote no message
+
+
+def test_an_approval_decided_in_another_process_resumes_the_waiting_agent(
+    ws: Workspace, session: Session, db_url: str, home_dir: Path
+) -> None:
+    import kernel_children  # tests/ is on sys.path
+
+    proc = subprocess.Popen(
+        [sys.executable, kernel_children.__file__, db_url, str(home_dir), str(session.id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("WAITING"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        tool_use_id = line.split()[1]
+        # This process is "kernel B": it decides through the services, the agent lives in the child.
+        item = agents.get_tool_use(tool_use_id, ws=ws).approval_id
+        approvals.approve_item(item, session.user_id, note="from the other kernel", ws=ws)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "REPLY Deployed." in out, err[-2000:]
+    assert agents.get_tool_use(tool_use_id, ws=ws).status == "completed"

@@ -21,6 +21,9 @@ from cmdc_nb.providers import ToolCall
 __all__ = ["ToolRunner"]
 
 
+DECISION_POLL_S = 1.0  # how often a waiting tool call reads its approval from the database
+
+
 class ToolRunner(AgentCore):
     async def _tool_batch(
         self,
@@ -179,12 +182,17 @@ class ToolRunner(AgentCore):
         self.emit(
             ev.ApprovalRequired(ref, call.name, dict(args), call.id, tu.approval_id if tu else None, hint)
         )
+        watcher: asyncio.Task[None] | None = None
         try:
             if tu is not None:
                 # It may have been decided between our read and our subscription: look once more.
                 now = await self.recorder.get_tool_use(ref)
                 if now.status in ("approved", "denied") and not fut.done():
                     fut.set_result(Decision(now.status == "approved"))
+                # Decisions taken in this process arrive as events at once; one taken in another
+                # process (another kernel, a colleague's queue, a worker expiring it) is read from the
+                # database at the next look.
+                watcher = asyncio.create_task(self._watch_decision(ref, fut))
             decision = await fut
         except asyncio.CancelledError:
             if tu is not None:
@@ -195,8 +203,20 @@ class ToolRunner(AgentCore):
             raise
         finally:
             self._approvals.pop(ref, None)
+            if watcher is not None:
+                watcher.cancel()
         self.emit(ev.AgentResumed("tool_approved" if decision.approved else "tool_rejected", (ref,)))
         return decision
+
+    async def _watch_decision(self, ref: str, fut: asyncio.Future[Decision]) -> None:
+        while not fut.done():
+            await asyncio.sleep(DECISION_POLL_S)
+            try:
+                now = await self.recorder.get_tool_use(ref)
+            except CmdcError:  # a transient database error: look again next time
+                continue
+            if now.status in ("approved", "denied") and not fut.done():
+                fut.set_result(Decision(now.status == "approved"))
 
     async def _execute(
         self,

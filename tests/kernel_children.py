@@ -1,0 +1,35 @@
+"""A kernel in another process, for the cross-process approval test.
+
+`python tests/kernel_children.py <db-url> <home> <session-id>` runs an agent whose tool needs approval,
+prints `WAITING <tool-use-id>` while it waits, and `REPLY <text>` when the turn ends."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import cmdc_nb
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+
+
+@tool(requires_approval=True, side_effects=("network",))
+def deploy(target: str) -> str:
+    """Deploy the build."""
+    return f"deployed to {target}"
+
+
+async def main(url: str, home: str, session_id: str) -> None:
+    ws = cmdc_nb.connect(url, home=home, migrate=False)
+    script = Script([Turn(tool_calls=[call("deploy", target="prod")]), "Deployed."], name="remote")
+    agent = Agent(model=script.model, tools=[deploy], session=session_id, ws=ws)
+    handle = agent.prompt("deploy to prod")
+    while not agent.status()["pending_approvals"]:
+        await asyncio.sleep(0.02)
+    [pending] = agent.status()["pending_approvals"]
+    print(f"WAITING {pending['ref']}", flush=True)
+    print(f"REPLY {await handle}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))
