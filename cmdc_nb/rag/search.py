@@ -308,21 +308,17 @@ def _pg_filters(f: _Filters, params: dict[str, Any], prefix: str = "") -> str:
 def _pg_hnsw(
     db: Any, idx: Index, qvec: Any, k: int, f: _Filters, *, ef_search: int | None
 ) -> list[tuple[uuid.UUID, float]]:
-    from cmdc_nb.store.vector import _literal_id
+    from cmdc_nb.store.vector import hnsw_search
 
-    dims = idx.embedding_dimensions
-    params: dict[str, Any] = {"q": "[" + ",".join(repr(float(x)) for x in qvec) + "]", "k": k}
-    where = f"index_id = '{_literal_id(idx.id)}' AND embedding IS NOT NULL" + _pg_filters(f, params)
-    # The cast and the literal predicate must match the partial HNSW index for the planner to use it.
-    # An explicit ef_search is used as given (never below k, which would cap the rows); by default
-    # max(4k, 64): recall@10 0.98 at 100k × 384 in bench/RESULTS.md.
-    ef = max(int(ef_search), k) if ef_search else max(4 * k, 64)
-    db.execute(sa.text(f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}"))
-    db.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    dist = f"(embedding::vector({dims})) <=> CAST(:q AS vector({dims}))"
-    sql = f"SELECT id, 1 - ({dist}) AS s FROM context_chunks WHERE {where} ORDER BY {dist} LIMIT :k"
-    rows = db.execute(sa.text(sql), params).all()
-    return sorted(((r[0], float(r[1])) for r in rows), key=lambda t: -t[1])
+    params: dict[str, Any] = {}
+    where = " AND embedding IS NOT NULL" + _pg_filters(f, params)
+    # An explicit ef_search is used as given (never below k); by default max(4k, 64): recall@10 1.00 at
+    # 100k × 384 in bench/RESULTS.md.
+    ef = ef_search or max(4 * k, 64)
+    hits = hnsw_search(
+        db, idx.id, idx.embedding_dimensions, qvec, k=k, ef_search=ef, where=where, params=params
+    )
+    return [(h.chunk_id, h.score) for h in hits]
 
 
 def _text(

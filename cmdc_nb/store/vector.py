@@ -125,10 +125,12 @@ def ensure_hnsw_index(
     return name
 
 
-def hnsw_sql(index_id: uuid.UUID, dims: int) -> str:
+def hnsw_sql(index_id: uuid.UUID, dims: int, where: str = "") -> str:
+    """The query that uses the index's HNSW index; `where` adds conditions (` AND …`, bound parameters
+    only) — iterative scans keep a filtered query returning k rows."""
     return (
         f"SELECT id, (embedding::vector({dims})) <=> CAST(:q AS vector({dims})) AS d FROM context_chunks "
-        f"WHERE index_id = '{_literal_id(index_id)}' "
+        f"WHERE index_id = '{_literal_id(index_id)}'{where} "
         f"ORDER BY (embedding::vector({dims})) <=> CAST(:q AS vector({dims})) LIMIT :k"
     )
 
@@ -146,12 +148,16 @@ def hnsw_search(
     *,
     k: int = 10,
     ef_search: int | None = None,
+    where: str = "",
+    params: dict[str, Any] | None = None,
 ) -> list[VectorHit]:
-    """Approximate nearest neighbours through the index's HNSW index (PostgreSQL only)."""
+    """Approximate nearest neighbours through the index's HNSW index (PostgreSQL only), optionally
+    filtered by `where` (see `hnsw_sql`) with its `params`."""
     _check_k(k)
     # ef_search below k would cap the result count; iterative scans keep filtered queries complete.
-    ef = max(int(ef_search or 40), k)
+    ef = min(max(int(ef_search or 40), k), 1000)
     db.execute(sa.text(f"SET LOCAL hnsw.ef_search = {ef}"))
     db.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    rows = db.execute(sa.text(hnsw_sql(index_id, dims)), hnsw_params(index_id, query, k)).all()
+    bound = {**(params or {}), **hnsw_params(index_id, query, k)}
+    rows = db.execute(sa.text(hnsw_sql(index_id, dims, where)), bound).all()
     return [VectorHit(row[0], 1.0 - float(row[1])) for row in rows]
