@@ -410,8 +410,3 @@ def _regex_units(text: str, pattern: re.Pattern[str], language: str) -> list[_Sp
         end = marks[i + 1][0] if i + 1 < len(marks) else len(text)
         units.append(_Span(start, end, 0, {"symbols": [name], "kind": kind}))
     return units
-
-
-def count_tokens(text: str) -> int:
-    """Tokens in `text` by the chunker's tokenizer."""
-    return default_tokenizer().count(text)
