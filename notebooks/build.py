@@ -8,6 +8,7 @@ with their outputs. CI re-executes them with nbval and compares the outputs of t
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,8 +32,9 @@ TOUR = [
 
 Everything here runs offline: the model is *scripted* (it goes through litellm like any real provider,
 so streaming, usage and costs are exercised for real), the embedder is a deterministic hashing one, and
-the database is an SQLite file in a temporary folder. Set an API key and change the model string to use
-a real provider.
+the database is an SQLite file in a temporary folder. With an API key in the environment
+(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, …, or any litellm model in `CMDC_NB_MODEL`), the chat cells talk to
+that provider instead: `choose_model` picks it.
 
 1. A chat with a tool that needs your approval
 2. Forking the conversation
@@ -47,7 +49,7 @@ reply, and the tool call waits for **Approve / Deny / Edit** — in the widget, 
 the approval queue, or by a rule.""",
     """from cmdc_nb import sessions
 from cmdc_nb.kernel import Agent, tool
-from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.providers import Script, Turn, call, choose_model
 from cmdc_nb.widgets import ChatWidget
 
 notes = {}
@@ -64,18 +66,18 @@ script = Script([
     Turn("Saved. Anything else for the list?"),
 ], name="tour-chat")
 chat_session = sessions.create_session(me, name="Tour chat")
-agent = Agent(model=script.model, tools=[save_note], session=chat_session, name="Note taker")
+agent = Agent(model=choose_model(script), tools=[save_note], session=chat_session, name="Note taker")
 chat = ChatWidget(agent, height="300px")
 handle = chat.send("Please save my grocery list: eggs, flour, butter")
 chat""",
     """md:The turn is waiting for a decision. Click **Approve** above, or decide from code — the widget
 updates either way:""",
     f"""import asyncio
-while not agent.status()["pending_approvals"]:
+while not handle.done():  # approve whatever waits (a real model may ask more than once)
+    for pending in agent.status()["pending_approvals"]:
+        print("waiting:", pending["tool"], pending["args"])
+        chat.approve(pending["ref"])
     await asyncio.sleep(0.05)
-[pending] = agent.status()["pending_approvals"]
-print("waiting:", pending["tool"], pending["args"])
-chat.approve(pending["ref"])
 print("reply:", await handle)
 print("notes:", notes)
 {CHECK}""",
@@ -199,7 +201,7 @@ def run_tests(files: list) -> str:
         raise RuntimeError("flaky: the test database was not ready")
     return f"{len(files) * 57} passed"
 """,
-    """from cmdc_nb.providers import Script
+    """from cmdc_nb.providers import Script, choose_model
 reviewer = Script(["Looks good: small, focused change; the parser edge case is covered."] * 2, name="reviewer")
 
 review = wf.create_workflow(me, {
@@ -209,7 +211,7 @@ review = wf.create_workflow(me, {
         wf.step("fetch", fn="review.fetch_diff", args={"pr": "{{ input.pr }}"}),
         wf.step("lint", "transform", depends_on="fetch", value="0 warnings in {{ steps.fetch.output.files | length }} files"),
         wf.step("tests", fn="review.run_tests", depends_on="fetch", args={"files": "{{ steps.fetch.output.files }}"}),
-        wf.step("review", "agent_call", depends_on=["lint", "tests"], model=reviewer.model,
+        wf.step("review", "agent_call", depends_on=["lint", "tests"], model=choose_model(reviewer),
                 prompt="Review PR {{ input.pr }}: +{{ steps.fetch.output.added }} -{{ steps.fetch.output.removed }}; tests: {{ steps.tests.output }}"),
         wf.step("approve", "approval", depends_on="review", title="Post the review of PR {{ input.pr }}?",
                 payload={"comment": "{{ steps.review.output }}"}),
@@ -304,13 +306,14 @@ evaluation""",
 `rag.retrieve_tool(index)` is a tool any agent can call; it returns numbered passages with their
 sources.""",
     """from cmdc_nb.kernel import Agent
-from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.providers import Script, Turn, call, choose_model
 
 script = Script([Turn(tool_calls=[call("retrieve", query="how are exact vector searches ordered")]),
                  "Exact search orders by similarity, then URI and chunk number [1]."], name="rag-agent")
-agent = Agent(model=script.model, tools=[rag.retrieve_tool(index, k=2)])
-print(await agent.prompt("How are exact searches ordered?"))
-print(script.requests[1][-1]["content"][:400])""",
+agent = Agent(model=choose_model(script), tools=[rag.retrieve_tool(index, k=2)])
+print(await agent.prompt("How are exact searches ordered? Look it up before answering."))
+tool_results = [m["content"] for m in agent.messages if m["role"] == "tool"]
+print(tool_results[0][:400] if tool_results else "(the model answered without looking anything up)")""",
 ]
 
 
@@ -325,7 +328,7 @@ a decision can be remembered for the session; a running turn can be steered or s
 The rule approves `write_file` under `/tmp/`; the write to the home folder waits.""",
     """from cmdc_nb import approvals, kernel, sessions
 from cmdc_nb.kernel import Agent, tool
-from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.providers import Script, Turn, call, choose_model
 from cmdc_nb.widgets import ApprovalQueue, ChatWidget
 
 files = {}
@@ -344,17 +347,17 @@ writer = Script([
     "Both files are written.",
 ], name="writer")
 chat_session = sessions.create_session(me, name="Approvals")
-agent = Agent(model=writer.model, tools=[write_file], session=chat_session, name="Writer")
+agent = Agent(model=choose_model(writer), tools=[write_file], session=chat_session, name="Writer")
 chat = ChatWidget(agent, height="320px")
-handle = chat.send("Save my draft and my report")
+handle = chat.send("Save 'first draft' to /tmp/draft.txt and '# Q3 report' to /home/ada/report.md")
 chat""",
     f"""import asyncio
-while not agent.status()["pending_approvals"]:
+while not handle.done():
+    for pending in agent.status()["pending_approvals"]:
+        print("waiting for a person:", pending["args"]["path"])
+        # Approve, and remember the decision for this session: the same call is approved from now on.
+        kernel.approve(agent, pending["ref"], remember=True, note="reports are fine")
     await asyncio.sleep(0.05)
-pending = agent.status()["pending_approvals"]
-print("waiting for a person:", [p["args"]["path"] for p in pending])
-# Approve, and remember the decision for this session: the same call is approved from now on.
-kernel.approve(agent, pending[0]["ref"], remember=True, note="reports are fine")
 print(await handle)
 print(sorted(files))
 {CHECK}""",
@@ -363,8 +366,8 @@ print(sorted(files))
 `switch_model` changes the model for the next request; the conversation carries over.""",
     f"""again = Script([Turn(tool_calls=[call("write_file", path="/home/ada/report.md", text="# Q3 report")]),
                 "Rewritten — no one had to be asked."], name="writer-2")
-kernel.switch_model(agent, again.model)
-print(await agent.prompt("Write the report again"))
+kernel.switch_model(agent, choose_model(again))
+print(await agent.prompt("Write '# Q3 report' to /home/ada/report.md again"))
 print([r.name for r in approvals.list_approval_rules(me)])
 {CHECK}""",
     """md:## Steering a running turn
@@ -375,7 +378,7 @@ print([r.name for r in approvals.list_approval_rules(me)])
     return Turn(f"(answering: {{last}})", chunk_delay=0.02)
 
 steerable = Script(answer, name="steerable")
-kernel.switch_model(agent, steerable.model)
+kernel.switch_model(agent, choose_model(steerable))
 handle = agent.prompt("Summarise the Q3 report")
 await asyncio.sleep(0.05)
 print(kernel.steer(agent, "Keep it to one sentence").status)
@@ -386,7 +389,7 @@ print(await handle)
 `abort` stops at once: the run is cancelled, the calls in flight are stored as cancelled, and the
 agent is ready for the next prompt.""",
     f"""slow = Script([Turn("Thinking about it " * 200, chunk_delay=0.01)], name="slow")
-kernel.switch_model(agent, slow.model)
+kernel.switch_model(agent, choose_model(slow))
 handle = agent.prompt("Write a long essay")
 await asyncio.sleep(0.1)
 print(kernel.abort(agent, reason="user_cancelled"))
@@ -485,7 +488,7 @@ plugins hook in and what they may do, and two built-in plugins (planning and ref
 Every step of the loop is an event with a stable type; subscribers can replay from any index.""",
     f"""from itertools import groupby
 from cmdc_nb.kernel import Agent, tool
-from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.providers import Script, Turn, call, choose_model
 
 @tool
 def add(a: int, b: int) -> int:
@@ -493,7 +496,7 @@ def add(a: int, b: int) -> int:
     return a + b
 
 script = Script([Turn("Let me add them.", tool_calls=[call("add", a=2, b=3)]), "2 + 3 = 5."], name="adder")
-agent = Agent(model=script.model, tools=[add])
+agent = Agent(model=choose_model(script), tools=[add])  # a real provider when a key is set
 seen = []
 agent.events.subscribe(lambda env: seen.append(env.type))
 print(await agent.prompt("What is 2 + 3?"))
@@ -530,15 +533,16 @@ def shell(command: str) -> str:
 guard = NoDeletes()
 script = Script([Turn(tool_calls=[call("shell", command="rm -rf build/")]), "I may not delete; leaving build/ alone."],
                 name="cleaner")
-agent = Agent(model=script.model, tools=[shell], plugins=[guard])
-print(await agent.prompt("Clean the build folder"))
-print("the model was told:", script.requests[1][-1]["content"])
+agent = Agent(model=choose_model(script), tools=[shell], plugins=[guard])
+print(await agent.prompt("Clean the build folder with `rm -rf build/`"))
+print("the model was told:", [m["content"] for m in agent.messages if m["role"] == "tool"])
 print(" → ".join(dict.fromkeys(guard.hooks)))
 {CHECK}""",
     """md:## Planning: a plan the agent follows and updates
 
 With the Planning plugin the agent writes a plan first, then marks steps done as it works.""",
     f"""from cmdc_nb.plugins import Planning
+from cmdc_nb.providers import choose_model
 from cmdc_nb.widgets import PlanView
 
 script = Script([
@@ -548,10 +552,10 @@ script = Script([
     "Released v2.0.0.",
 ], name="planner")
 planning = Planning()
-agent = Agent(model=script.model, plugins=[planning])
+agent = Agent(model=choose_model(script), plugins=[planning])
 view = PlanView(agent)
 print(await agent.prompt("Ship the v2.0.0 release: run the tests, then tag it"))  # ≥ 20 characters: plan first
-print(planning.plan.progress())
+print(planning.plan.progress() if planning.plan else "no plan was written")
 {CHECK}""",
     "view",
     """md:## Reflection: review before finishing
@@ -560,7 +564,7 @@ The Reflection plugin asks the model to review its own answer before the run end
     f"""from cmdc_nb.plugins import Reflection
 
 script = Script(["The answer is 41.", "The answer is 42.", "APPROVED"], name="reflective")
-agent = Agent(model=script.model, plugins=[Reflection(max_reviews=3)])
+agent = Agent(model=choose_model(script), plugins=[Reflection(max_reviews=3)])
 reviews = []
 agent.events.subscribe(lambda env: reviews.append(env.type) if env.type.startswith("reflection") else None)
 print(await agent.prompt("What is six times seven?"))
@@ -661,5 +665,6 @@ def build(name: str) -> Path:
 
 
 if __name__ == "__main__":
+    os.environ["CMDC_NB_OFFLINE"] = "1"  # the stored outputs are the offline models', whatever keys are set
     for name in sys.argv[1:] or list(NOTEBOOKS):
         print("built", build(name))

@@ -19,12 +19,14 @@ from cmdc_nb.providers._types import (
     ToolCall,
 )
 from cmdc_nb.providers.cassette import Cassette
+from cmdc_nb.providers.choice import ModelChoice, choose_model, describe_model_choice
 from cmdc_nb.providers.scripted import Script, Turn, call
 
 __all__ = [
     "Cassette",
     "Completion",
     "EmbeddingResult",
+    "ModelChoice",
     "ProviderRequest",
     "RetryPolicy",
     "Script",
@@ -33,6 +35,8 @@ __all__ = [
     "ToolCall",
     "Turn",
     "call",
+    "choose_model",
+    "describe_model_choice",
     "embed_texts",
     "stream_completion",
 ]
