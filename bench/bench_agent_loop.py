@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peers import python_of, version_of
 from _results import write_section
 
 HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache"
 RUNS = 5
-PEERS = {
-    "langgraph": ["langgraph==1.2.22", "langgraph-checkpoint-sqlite==3.1.2", "langchain-core==1.7.2"],
-    "pydantic-ai": ["pydantic-ai-slim==2.68.0"],
-}
 SYSTEMS = [
     ("cmdc_nb, stored to SQLite", None, "cmdc_loop.py", "sqlite"),
     ("cmdc_nb, in memory", None, "cmdc_loop.py", "memory"),
@@ -44,22 +39,6 @@ SYSTEMS = [
 BASELINE = "LangGraph + SQLite checkpointer"
 
 
-def python_of(peer: str | None) -> str:
-    if peer is None:
-        return sys.executable
-    venv = CACHE / peer
-    py = venv / "bin" / "python"
-    if not py.exists():
-        uv = shutil.which("uv") or str(HERE.parent / ".venv-tools" / "bin" / "uv")
-        if Path(uv).exists():
-            subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
-            subprocess.run([uv, "pip", "install", "-q", "--python", str(py), *PEERS[peer]], check=True)
-        else:
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            subprocess.run([str(py), "-m", "pip", "install", "-q", *PEERS[peer]], check=True)
-    return str(py)
-
-
 def measure(peer: str | None, script: str, mode: str, rounds: int) -> float:
     args = [python_of(peer), str(HERE / "peers" / script), str(rounds)] + ([mode] if mode else [])
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
@@ -67,13 +46,9 @@ def measure(peer: str | None, script: str, mode: str, rounds: int) -> float:
 
 
 def versions() -> str:
-    def ver(peer: str | None, pkg: str) -> str:
-        code = f"import importlib.metadata as m; print(m.version({pkg!r}))"
-        return subprocess.run([python_of(peer), "-c", code], capture_output=True, text=True).stdout.strip()
-
     return (
-        f"cmdc_nb {ver(None, 'cmdc-nb')} (litellm {ver(None, 'litellm')}), "
-        f"LangGraph {ver('langgraph', 'langgraph')}, pydantic-ai {ver('pydantic-ai', 'pydantic-ai-slim')}"
+        f"cmdc_nb {version_of(None, 'cmdc-nb')} (litellm {version_of(None, 'litellm')}), "
+        f"LangGraph {version_of('langgraph', 'langgraph')}, pydantic-ai {version_of('pydantic-ai', 'pydantic-ai-slim')}"
     )
 
 

@@ -13,8 +13,10 @@ RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peers import python_of, version_of
 from _results import write_section
 
 import cmdc_nb
@@ -38,6 +41,7 @@ from cmdc_nb.store.models import ContextChunk, Index
 DIMS = 384
 K = 10
 QUERIES = 50
+PEER_QUERIES = 5  # simonw/llm scans every row in Python: ≈5 s a query at 100,000 rows
 
 
 class _Lookup:
@@ -155,10 +159,31 @@ def run(url: str, label: str, matrix: Any, queries: dict[str, Any], home: Path) 
     return out
 
 
+def llm_peer(matrix: Any, queries: dict[str, Any], home: Path, n: int) -> dict[str, Any]:
+    """simonw/llm's `Collection.similar_by_vector` over the same vectors (its own venv), with its recall
+    against numpy's exact top 10."""
+    np.save(home / "matrix.npy", matrix)
+    vectors = np.stack(list(queries.values()))
+    np.save(home / "queries.npy", vectors)
+    script = Path(__file__).resolve().parent / "peers" / "llm_similar.py"
+    out = subprocess.run(
+        [python_of("llm"), str(script), str(home / "matrix.npy"), str(home / "queries.npy"), str(n)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    got = json.loads(out.strip().splitlines()[-1])
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    recalls = []
+    for v, hits in zip(vectors[:n], got["hits"], strict=True):
+        truth = set(np.argsort(-(unit @ (v / np.linalg.norm(v))))[:K].tolist())
+        recalls.append(len(truth & set(hits)) / K)
+    return {"p50": got["p50_ms"], "load_s": got["load_s"], "recall": statistics.mean(recalls), "n": n}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pg", default=os.environ.get("CMDC_TEST_PG_URL"))
     ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--no-peer", action="store_true", help="skip simonw/llm")
     args = ap.parse_args()
     rng = np.random.default_rng(7)
     # Clustered, like real embeddings (topics): 1,000 centres, each vector a centre plus noise. Uniform
@@ -176,6 +201,7 @@ def main() -> None:
     results = [run(f"sqlite:///{home / 'retrieval.db'}", "SQLite", matrix, queries, home)]
     if args.pg:
         results.append(run(args.pg, "PostgreSQL", matrix, queries, home))
+    peer = None if args.no_peer else llm_peer(matrix, queries, home, PEER_QUERIES)
     for r in results:
         print(r)
     lines = [
@@ -192,6 +218,15 @@ def main() -> None:
             f"| {r['label']} | {r['brute_p50']:.2f} | {r['exact_p50']:.2f} | {r['exact_p50'] / r['brute_p50']:.2f} | "
             f"{r['exact_p95']:.2f} | {r['fill_s']:.0f} s |"
         )
+    if peer is not None:
+        sqlite_brute = results[0]["brute_p50"]
+        lines += [
+            "",
+            f"Peer: simonw/llm {version_of('llm', 'llm')} `Collection.similar_by_vector` over the same vectors in its "
+            f"SQLite store ({peer['n']} queries; loading {peer['load_s']:.0f} s): p50 {peer['p50']:,.0f} ms per query, "
+            f"{peer['p50'] / sqlite_brute:,.0f}× numpy and {peer['p50'] / results[0]['exact_p50']:,.0f}× cmdc_nb's exact "
+            f"search on SQLite; recall@10 {peer['recall']:.2f} (it is exact too: a Python cosine per row, called by SQLite).",
+        ]
     for r in results:
         if "sweep" in r:
             lines += [
