@@ -62,6 +62,7 @@ class Tx:
         self.events.append((topic, type, dict(payload or {})))
 
 
+WRITE_QUEUE_TIMEOUT_S = 30.0
 _current_tx: contextvars.ContextVar[Tx | None] = contextvars.ContextVar("cmdc_nb_tx", default=None)
 
 
@@ -78,6 +79,11 @@ class Workspace:
             engine.execution_options(cmdc_read_only=True), expire_on_commit=False, autoflush=False
         )
         self._closed = False
+        # SQLite has one writer at a time. Threads of this process queue on this lock, handed over at
+        # once on commit; without it they queue in SQLite's busy handler, which polls with sleeps that
+        # grow to 100 ms — a 1,000-step workflow spent most of its time there. Other processes still
+        # queue in the busy handler.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     def __repr__(self) -> str:
         return f"<Workspace {self.url_display} backend={self.backend}>"
@@ -108,14 +114,21 @@ class Workspace:
             yield outer
             return
         self._check_open()
-        with self._sessions() as db:
-            tx = Tx(self, db)
-            token = _current_tx.set(tx)
-            try:
-                with _translate_db_errors(), db.begin():
-                    yield tx
-            finally:
-                _current_tx.reset(token)
+        # Bounded like the busy timeout: past it, go on unqueued and let SQLite decide (as before).
+        locked = self._write_lock is not None and self._write_lock.acquire(timeout=WRITE_QUEUE_TIMEOUT_S)
+        try:
+            with self._sessions() as db:
+                tx = Tx(self, db)
+                token = _current_tx.set(tx)
+                try:
+                    with _translate_db_errors(), db.begin():
+                        yield tx
+                finally:
+                    _current_tx.reset(token)
+        finally:
+            if locked:
+                assert self._write_lock is not None
+                self._write_lock.release()
         if tx.events:
             self.bus.publish_many(tx.events)
 

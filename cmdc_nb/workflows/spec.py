@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,10 +173,20 @@ class WorkflowSpec:
     is_template: bool = False
 
     def step(self, step_id: str) -> StepSpec:
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
+        return self._by_id[step_id]
+
+    @cached_property
+    def _by_id(self) -> dict[str, StepSpec]:
+        return {s.id: s for s in self.steps}
+
+    @cached_property
+    def _ancestors(self) -> dict[str, frozenset[str]]:
+        g = self.graph()
+        return {n: frozenset(nx.ancestors(g, n)) for n in g}
+
+    def ancestors(self, step_id: str) -> frozenset[str]:
+        """The steps `step_id` depends on, directly or through others: all its templates may read."""
+        return self._ancestors[step_id]
 
     def graph(self) -> nx.DiGraph:
         """The DAG: an edge from each dependency to its dependant."""
