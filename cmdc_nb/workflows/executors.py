@@ -37,7 +37,8 @@ class StepContext:
     to whatever the step changes (an API's idempotency key, a row's unique key) so a step interrupted
     after its effect and run again cannot apply it twice. `resumed` says the step was interrupted once
     already. `tx` is the open transaction of a `transactional` step: writes made through it commit
-    together with the step's outcome, or not at all.
+    together with the step's outcome, or not at all. `steps` holds the outputs of the steps this one
+    depends on, directly or not (`{"fetch": {"output": …}}`) — the only ones certain to be finished.
     """
 
     ws: Workspace
