@@ -1,15 +1,16 @@
-"""1M cost records → a daily-by-model frame, side by side with pandas itself.
+"""1M cost records → a daily-by-model frame, side by side with pandas itself (issue 14, scenario 4).
 
-Run: `.venv/bin/python bench/bench_frames.py [rows]` (default 1,000,000). Writes the medians of
+Run: `.venv/bin/python bench/bench_frames.py [rows] [--pg URL]` (default 1,000,000). Writes the medians of
 5 runs, and their ratios to pandas' own groupby, into bench/RESULTS.md (the section between the
-`frames` markers).
+`frames` markers), for SQLite and, given a URL, PostgreSQL.
 
-What is compared, on the same SQLite workspace:
+What is compared, on the same workspace:
 - pandas groupby: `df.groupby(["day", "model"])["cost_usd"].sum()` on a frame already in memory (the
   floor: what pandas itself needs for the cut), with float dollars and with exact decimals;
 - peer (plain pandas): `pd.read_sql` of the table, then that groupby — what one does without cmdc_nb;
 - cmdc_nb `costs_frame` + `by_day(by="model")`: load typed, exact columns, then the same cut;
-- cmdc_nb `daily_costs(by="model")`: the grouping done by the database.
+- cmdc_nb grouping the records in the database (what `daily_costs` does for other cuts);
+- cmdc_nb `daily_costs(by="model")`: reading the rollups that `record_cost` maintains.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 import cmdc_nb
-from cmdc_nb import accounts, frames
+from cmdc_nb import accounts, costs, frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section
@@ -37,49 +41,58 @@ RUNS = 5
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5", "gemini-2.5-pro", "llama-3.3-70b"]
 
 
-def populate(path: Path, rows: int) -> str:
-    ws = cmdc_nb.connect(f"sqlite:///{path}", home=path.parent, make_default=False)
-    user = accounts.create_user("bench@example.com", ws=ws)
-    ws.close()
+def _records(user_id: uuid.UUID, rows: int) -> Iterator[tuple[Any, ...]]:
     rng = random.Random(7)
     start = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
-    con = sqlite3.connect(path)
-    batch = []
     for i in range(rows):
         at = start + dt.timedelta(seconds=rng.randrange(0, 30 * 86400))
-        stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f")
-        batch.append(
-            (
-                uuid.uuid4().hex,
-                user.id.hex,
-                "agent_call",
-                uuid.uuid4().hex,
-                "openai",
-                "chat",
-                MODELS[i % len(MODELS)],
-                rng.randrange(10, 5000),
-                rng.randrange(1, 1000),
-                rng.randrange(1, 10**9),
-                stamp,
-                at.date().isoformat(),
-                stamp,
-                stamp,
-            )
-        )
-        if len(batch) == 50_000:
-            con.executemany(INSERT, batch)
-            batch.clear()
-    if batch:
-        con.executemany(INSERT, batch)
-    con.commit()
-    con.close()
-    return f"sqlite:///{path}"
+        yield (
+            uuid.uuid4(), user_id, "agent_call", uuid.uuid4(), "openai", "chat", MODELS[i % len(MODELS)],
+            rng.randrange(10, 5000), rng.randrange(1, 1000), rng.randrange(1, 10**9), at, at.date(),
+        )  # fmt: skip
 
 
-INSERT = (
-    "INSERT INTO cost_records (id, user_id, source_type, source_id, provider, service, model, tokens_in, "
-    "tokens_out, cost_usd, incurred_at, day, inserted_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+COLUMNS = (
+    "id, user_id, source_type, source_id, provider, service, model, tokens_in, tokens_out, cost_usd, "
+    "incurred_at, day, inserted_at, updated_at"
 )
+
+
+def populate(url: str, home: Path, rows: int) -> cmdc_nb.Workspace:
+    """`rows` cost records over 30 days, written in bulk (COPY on PostgreSQL), then the day summaries
+    and rollups rebuilt from them with `regenerate_daily_summary` — as after an import."""
+    ws = cmdc_nb.connect(url, home=home, make_default=False)
+    user = accounts.create_user(f"bench-{time.time_ns()}@example.com", ws=ws)
+    if ws.backend == "sqlite":
+        con = sqlite3.connect(ws.url.database or "")
+        batch = []
+        for r in _records(user.id, rows):
+            stamp = r[10].strftime("%Y-%m-%d %H:%M:%S.%f")
+            # cost in picodollars, as the Money type stores it on SQLite
+            batch.append(
+                (r[0].hex, r[1].hex, *r[2:3], r[3].hex, *r[4:9], r[9], stamp, r[11].isoformat(), stamp, stamp)
+            )
+            if len(batch) == 50_000:
+                con.executemany(f"INSERT INTO cost_records ({COLUMNS}) VALUES ({','.join('?' * 14)})", batch)
+                batch.clear()
+        if batch:
+            con.executemany(f"INSERT INTO cost_records ({COLUMNS}) VALUES ({','.join('?' * 14)})", batch)
+        con.commit()
+        con.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(
+            ws.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        ) as con:
+            with con.cursor().copy(f"COPY cost_records ({COLUMNS}) FROM STDIN") as copy:
+                for r in _records(user.id, rows):
+                    copy.write_row((*r[:9], Decimal(r[9]).scaleb(-12), r[10], r[11], r[10], r[10]))
+            con.execute("ANALYZE cost_records")
+    start = dt.date(2026, 10, 1)
+    for d in range(31):
+        costs.regenerate_daily_summary(user, start + dt.timedelta(days=d), ws=ws)
+    return ws
 
 
 def median_seconds(fn: Callable[[], object]) -> float:
@@ -91,62 +104,93 @@ def median_seconds(fn: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
-def main(rows: int) -> str:
+def measure(ws: cmdc_nb.Workspace, rows: int) -> tuple[dict[str, float], bool]:
+    loaded = frames.costs_frame(ws=ws)
+    assert len(loaded) == rows
+    as_float = loaded.assign(cost_usd=loaded["cost_usd"].astype("float64"))
+    from cmdc_nb.frames import _daily_from_records
+
+    results = {
+        "pandas groupby, float (in memory)": median_seconds(
+            lambda: as_float.groupby(["day", "model"], observed=True)["cost_usd"].sum()
+        ),
+        "pandas groupby, exact decimal (in memory)": median_seconds(
+            lambda: loaded.groupby(["day", "model"], observed=True)["cost_usd"].sum()
+        ),
+        "peer: pd.read_sql + groupby": median_seconds(
+            lambda: (
+                pd.read_sql("SELECT day, model, cost_usd FROM cost_records", ws.engine)
+                .groupby(["day", "model"])["cost_usd"]
+                .sum()
+            )
+        ),
+        "cmdc_nb costs_frame + by_day(by='model')": median_seconds(
+            lambda: frames.by_day(frames.costs_frame(ws=ws), by="model")
+        ),
+        "cmdc_nb costs_frame(columns=day, model, cost_usd) + by_day": median_seconds(
+            lambda: frames.by_day(frames.costs_frame(columns=["day", "model", "cost_usd"], ws=ws), by="model")
+        ),
+        "cmdc_nb by_day(by='model') on a loaded frame": median_seconds(
+            lambda: frames.by_day(loaded, by="model")
+        ),
+        "cmdc_nb daily_costs, grouping the records in the database": median_seconds(
+            lambda: _daily_from_records(user=None, by="model", since=None, until=None, ws=ws)
+        ),
+        "cmdc_nb daily_costs(by='model') (the rollups)": median_seconds(
+            lambda: frames.daily_costs(by="model", ws=ws)
+        ),
+    }
+    rolled = frames.daily_costs(by="model", ws=ws)
+    grouped = _daily_from_records(user=None, by="model", since=None, until=None, ws=ws)
+    check = (
+        rolled["cost_usd"].sum() == loaded["cost_usd"].sum()
+        and rolled.astype(str).values.tolist() == grouped.astype(str).values.tolist()
+    )
+    return results, bool(check)
+
+
+def main(rows: int, pg: str | None) -> str:
+    tables = []
+    checks = []
     with tempfile.TemporaryDirectory() as tmp:
-        url = populate(Path(tmp) / "bench.db", rows)
-        ws = cmdc_nb.connect(url, home=tmp, make_default=False)
-        loaded = frames.costs_frame(ws=ws)
-        assert len(loaded) == rows
-        as_float = loaded.assign(cost_usd=loaded["cost_usd"].astype("float64"))
-        results = {
-            "pandas groupby, float (in memory)": median_seconds(
-                lambda: as_float.groupby(["day", "model"], observed=True)["cost_usd"].sum()
-            ),
-            "pandas groupby, exact decimal (in memory)": median_seconds(
-                lambda: loaded.groupby(["day", "model"], observed=True)["cost_usd"].sum()
-            ),
-            "peer: pd.read_sql + groupby": median_seconds(
-                lambda: (
-                    pd.read_sql("SELECT day, model, cost_usd FROM cost_records", ws.engine)
-                    .groupby(["day", "model"])["cost_usd"]
-                    .sum()
-                )
-            ),
-            "cmdc_nb costs_frame + by_day(by='model')": median_seconds(
-                lambda: frames.by_day(frames.costs_frame(ws=ws), by="model")
-            ),
-            "cmdc_nb costs_frame(columns=day, model, cost_usd) + by_day": median_seconds(
-                lambda: frames.by_day(
-                    frames.costs_frame(columns=["day", "model", "cost_usd"], ws=ws), by="model"
-                )
-            ),
-            "cmdc_nb by_day(by='model') on a loaded frame": median_seconds(
-                lambda: frames.by_day(loaded, by="model")
-            ),
-            "cmdc_nb daily_costs(by='model') (grouped in SQLite)": median_seconds(
-                lambda: frames.daily_costs(by="model", ws=ws)
-            ),
-        }
-        check = frames.daily_costs(by="model", ws=ws)["cost_usd"].sum() == loaded["cost_usd"].sum()
-        ws.close()
-    floor = results["pandas groupby, exact decimal (in memory)"]
+        targets = [("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}")] + ([("PostgreSQL", pg)] if pg else [])
+        for label, url in targets:
+            ws = populate(url, Path(tmp), rows)
+            results, check = measure(ws, rows)
+            if label == "PostgreSQL":  # leave the shared server as we found it
+                with ws.transaction() as tx:
+                    tx.db.execute(sa.text("DELETE FROM cost_records"))
+                    tx.db.execute(sa.text("DELETE FROM cost_rollups"))
+                    tx.db.execute(sa.text("DELETE FROM cost_daily_summaries"))
+            ws.close()
+            checks.append(f"{label}: {check}")
+            floor = results["pandas groupby, exact decimal (in memory)"]
+            tables += [
+                "",
+                f"**{label}**",
+                "",
+                "| what | median (s) | × pandas exact groupby |",
+                "|---|---:|---:|",
+                *(f"| {name} | {sec:.3f} | {sec / floor:.2f} |" for name, sec in results.items()),
+            ]
     lines = [
-        "<!-- frames:start -->",
-        f"### Frames: {rows:,} cost records → daily cost by model (SQLite, median of {RUNS})",
+        f"### Frames: {rows:,} cost records → daily cost by model (median of {RUNS})",
+        *tables,
         "",
-        "| what | median (s) | × pandas exact groupby |",
-        "|---|---:|---:|",
-        *(f"| {name} | {sec:.3f} | {sec / floor:.2f} |" for name, sec in results.items()),
-        "",
-        f"Exact totals agree between the SQL and pandas paths: {check}. Machine: {sys.platform}, "
-        f"Python {sys.version.split()[0]}, pandas {pd.__version__}.",
-        "<!-- frames:end -->",
+        f"The rollups, the grouped records and pandas agree exactly (costs, requests, tokens): {', '.join(checks)}. "
+        f"Machine: {sys.platform}, Python {sys.version.split()[0]}, pandas {pd.__version__}.",
     ]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    section = main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
-    body = section.split("\n", 1)[1].rsplit("\n", 1)[0]  # without its own markers
-    write_section("frames", body)
+    import argparse
+    import os
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("rows", nargs="?", type=int, default=1_000_000)
+    ap.add_argument("--pg", default=os.environ.get("CMDC_TEST_PG_URL"))
+    args = ap.parse_args()
+    section = main(args.rows, args.pg)
+    write_section("frames", section)
     print(section)

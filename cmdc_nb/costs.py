@@ -32,7 +32,7 @@ from cmdc_nb.events import topics
 from cmdc_nb.pricing import price_in
 from cmdc_nb.store._types import Money, to_money, utcnow
 from cmdc_nb.store.enums import CostService, CostSourceType
-from cmdc_nb.store.models import CostDailySummary, CostRecord, User
+from cmdc_nb.store.models import CostDailySummary, CostRecord, CostRollup, User
 from cmdc_nb.workspace import Tx, Workspace, get_workspace
 
 __all__ = [
@@ -208,6 +208,7 @@ def _add_to_summary(tx: Tx, r: CostRecord) -> None:
         },
     ).returning(t.c.id)
     summary_id = tx.db.execute(stmt).scalar_one()
+    _add_to_rollup(tx, r)
     if r.cost_usd is None:
         return
     # The upsert holds the row lock until commit, so this read-add-write of the maps is safe.
@@ -217,6 +218,58 @@ def _add_to_summary(tx: Tx, r: CostRecord) -> None:
     if r.session_id is not None:
         row.cost_by_session = _plus(row.cost_by_session, str(r.session_id), cost)
     tx.db.flush()
+
+
+def _add_to_rollup(tx: Tx, r: CostRecord) -> None:
+    t = CostRollup.__table__
+    stmt = _insert(tx.db)(t).values(
+        user_id=r.user_id,
+        day=r.day,
+        provider=r.provider,
+        model=r.model,
+        cost_usd=r.cost_usd or Decimal(0),
+        requests=1,
+        unpriced_requests=0 if r.cost_usd is not None else 1,
+        tokens_in=r.tokens_in + r.cache_tokens_read + r.cache_tokens_write,
+        tokens_out=r.tokens_out,
+    )
+    ex = stmt.excluded
+    tx.db.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[t.c.user_id, t.c.day, t.c.provider, t.c.model],
+            set_={
+                name: t.c[name] + ex[name]
+                for name in ("cost_usd", "requests", "unpriced_requests", "tokens_in", "tokens_out")
+            },
+        )
+    )
+
+
+def _rebuild_rollup(tx: Tx, user_id: uuid.UUID, day: dt.date) -> None:
+    c = CostRecord
+    tx.db.execute(sa.delete(CostRollup).where(CostRollup.user_id == user_id, CostRollup.day == day))
+    rows = tx.db.execute(
+        sa.select(
+            c.provider,
+            c.model,
+            sa.func.sum(c.cost_usd),
+            sa.func.count(),
+            sa.func.count(c.cost_usd),
+            sa.func.sum(c.tokens_in + c.cache_tokens_read + c.cache_tokens_write),
+            sa.func.sum(c.tokens_out),
+        )
+        .where(c.user_id == user_id, c.day == day)
+        .group_by(c.provider, c.model)
+    ).all()
+    if rows:
+        tx.db.execute(
+            sa.insert(CostRollup),
+            [
+                {"user_id": user_id, "day": day, "provider": p, "model": m, "cost_usd": cost or Decimal(0),
+                 "requests": n, "unpriced_requests": n - priced, "tokens_in": t_in, "tokens_out": t_out}
+                for p, m, cost, n, priced, t_in, t_out in rows
+            ],
+        )  # fmt: skip
 
 
 def _plus(amounts: Mapping[str, Any], key: str, add: Decimal) -> dict[str, str]:
@@ -264,6 +317,7 @@ def regenerate_daily_summary(user: UserRef, day: dt.date, *, ws: Workspace | Non
         row.unpriced_requests = len(records) - len(priced)
         row.cost_by_provider, row.cost_by_model, row.cost_by_session = by_provider, by_model, by_session
         tx.db.flush()
+        _rebuild_rollup(tx, uid, day)
     return row
 
 

@@ -33,6 +33,7 @@ from cmdc_nb.store.models import (
     ActivityLog,
     AgentCall,
     CostRecord,
+    CostRollup,
     Message,
     Session,
     ToolUse,
@@ -567,13 +568,78 @@ def daily_costs(
 ) -> pd.DataFrame:
     """Cost per day (and per `by`: provider, model, session_id, notebook_cell or None), grouped by
     the database: columns day, [by], cost_usd (decimal128, priced only), requests, unpriced_requests,
-    tokens_in, tokens_out."""
+    tokens_in, tokens_out.
+
+    By provider, model or nothing, over whole UTC days (`since` / `until` at midnight, or None), it
+    reads the rollups `record_cost` keeps (one row per user, day, provider and model): milliseconds
+    for a million records. Otherwise it groups the cost records themselves."""
     allowed = {"provider", "model", "session_id", "notebook_cell", None}
     if by not in allowed:
         raise InvalidInputError(
             f"{by!r} is not one of: provider, model, session_id, notebook_cell, None", field="by"
         )
+    if by in ("provider", "model", None) and _midnight(since, "since") and _midnight(until, "until"):
+        return _daily_from_rollups(user=user, by=by, since=since, until=until, ws=ws)
+    return _daily_from_records(user=user, by=by, since=since, until=until, ws=ws)
+
+
+def _midnight(value: dt.datetime | None, field: str) -> bool:
+    if value is None:
+        return True
+    t = v.aware(value, field).astimezone(dt.UTC)
+    return (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0)
+
+
+def _daily_frame(rows: Sequence[Any], by: str | None) -> pd.DataFrame:
     pd = _pd()
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in range(7 if by else 6)]
+    data: dict[str, Any] = {"day": pd.to_datetime(pd.Series(cols[0], dtype="object")).astype("datetime64[s]")}
+    offset = 1
+    if by is not None:
+        data[by] = _id_category(cols[1]) if by == "session_id" else pd.Categorical(cols[1])
+        offset = 2
+    sums = [None if x is None else int(x) for x in cols[offset]]
+    data["cost_usd"] = _money_array(sums)
+    for i, name in enumerate(["requests", "unpriced_requests", "tokens_in", "tokens_out"], start=offset + 1):
+        data[name] = pd.array([int(x or 0) for x in cols[i]], dtype="Int64")
+    return pd.DataFrame(data)
+
+
+def _daily_from_rollups(
+    *, user: Any, by: str | None, since: dt.datetime | None, until: dt.datetime | None, ws: Workspace | None
+) -> pd.DataFrame:
+    r = CostRollup
+    with get_workspace(ws).read() as db:
+        pg = db.get_bind().dialect.name == "postgresql"
+        keys: list[Any] = [r.day] + ([getattr(r, by)] if by is not None else [])
+        requests, unpriced = sa.func.sum(r.requests), sa.func.sum(r.unpriced_requests)
+        stmt = (
+            sa.select(
+                sa.type_coerce(r.day, sa.String),
+                *keys[1:],
+                # all-unpriced groups have no cost (NA), as when grouping the records
+                sa.case((requests == unpriced, None), else_=_money_select(sa.func.sum(r.cost_usd), pg)),
+                requests,
+                unpriced,
+                sa.func.sum(r.tokens_in),
+                sa.func.sum(r.tokens_out),
+            )
+            .group_by(*keys)
+            .order_by(*keys)
+        )
+        if since is not None:
+            stmt = stmt.where(r.day >= v.aware(since, "since").astimezone(dt.UTC).date())
+        if until is not None:
+            stmt = stmt.where(r.day < v.aware(until, "until").astimezone(dt.UTC).date())
+        if user is not None:
+            stmt = stmt.where(r.user_id == v.id_of(user, "user"))
+        rows = db.execute(stmt).all()
+    return _daily_frame(rows, by)
+
+
+def _daily_from_records(
+    *, user: Any, by: str | None, since: dt.datetime | None, until: dt.datetime | None, ws: Workspace | None
+) -> pd.DataFrame:
     c = CostRecord
     with get_workspace(ws).read() as db:
         pg = db.get_bind().dialect.name == "postgresql"
@@ -597,14 +663,4 @@ def daily_costs(
         if user is not None:
             stmt = stmt.where(c.user_id == v.id_of(user, "user"))
         rows = db.execute(stmt).all()
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in range(7 if by else 6)]
-    data: dict[str, Any] = {"day": pd.to_datetime(pd.Series(cols[0], dtype="object")).astype("datetime64[s]")}
-    offset = 1
-    if by is not None:
-        data[by] = _id_category(cols[1]) if by == "session_id" else pd.Categorical(cols[1])
-        offset = 2
-    sums = [None if x is None else int(x) for x in cols[offset]]
-    data["cost_usd"] = _money_array(sums)
-    for i, name in enumerate(["requests", "unpriced_requests", "tokens_in", "tokens_out"], start=offset + 1):
-        data[name] = pd.array([int(x or 0) for x in cols[i]], dtype="Int64")
-    return pd.DataFrame(data)
+    return _daily_frame(rows, by)

@@ -30,6 +30,7 @@ from cmdc_nb.store.models import (
     Base,
     ContextChunk,
     CostRecord,
+    CostRollup,
     Index,
     Message,
     Session,
@@ -53,8 +54,9 @@ def test_migrating_a_blank_database_builds_exactly_the_models(blank_db_url: str)
         assert compare_metadata(ctx, Base.metadata) == []
         tables = set(sa.inspect(conn).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
-    # the seed's 20 tables, plus what it lacked: editable model prices, budgets and job runs
-    assert len(Base.metadata.tables) == 23 and {"model_prices", "budgets", "job_runs"} <= tables
+    # the seed's 20 tables, plus what it lacked: editable model prices, budgets, job runs, cost rollups
+    assert len(Base.metadata.tables) == 24
+    assert {"model_prices", "budgets", "job_runs", "cost_rollups"} <= tables
     engine.dispose()
 
 
@@ -445,3 +447,32 @@ def test_full_text_search_over_messages(ws: Workspace) -> None:
         assert set(search_message_ids(db, "brackets")) == {m1.id, m2.id}
         assert search_message_ids(db, "tokenizer") == []
         assert search_message_ids(db, "dates") == []
+
+
+def test_migration_0006_sums_existing_cost_records_into_rollups(blank_db_url: str) -> None:
+    """Upgrading a database that already has cost records fills the rollups from them."""
+    engine = create_engine(blank_db_url)
+    assert upgrade(engine, "0005") is True
+    uid = uuid.uuid4()
+    now = dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
+    rows = [
+        {"id": uuid.uuid4(), "user_id": uid, "source_type": "agent_call", "source_id": uuid.uuid4(),
+         "provider": "openai", "service": "chat", "model": model, "tokens_in": 10, "tokens_out": 5,
+         "cache_tokens_read": 1, "cache_tokens_write": 0, "cost_usd": cost, "incurred_at": now,
+         "day": now.date(), "metadata": {}, "inserted_at": now, "updated_at": now}
+        for model, cost in [("a", Decimal("0.5")), ("a", Decimal("0.25")), ("b", None)]
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(User.__table__),
+            {"id": uid, "email": "m@example.com", "status": "active", "inserted_at": now, "updated_at": now},
+        )
+        conn.execute(sa.insert(CostRecord.__table__), rows)
+    assert upgrade(engine) is True
+    with engine.connect() as conn:
+        got = conn.execute(
+            sa.select(CostRollup.model, CostRollup.cost_usd, CostRollup.requests, CostRollup.unpriced_requests,
+                      CostRollup.tokens_in, CostRollup.tokens_out).order_by(CostRollup.model)
+        ).all()  # fmt: skip
+    assert [tuple(r) for r in got] == [("a", Decimal("0.75"), 2, 0, 22, 10), ("b", Decimal(0), 1, 1, 11, 5)]
+    engine.dispose()

@@ -1,11 +1,12 @@
-"""SQLAlchemy models of the 20 tables in the seed schema (its README says 21 and lists 20)."""
+"""SQLAlchemy models of the 20 tables in the seed schema (its README says 21 and lists 20), and of the
+tables cmdc_nb adds (job_runs, cost_rollups)."""
 
 from cmdc_nb.store.models._base import Base
 from cmdc_nb.store.models.accounts import ApiCredential, User
 from cmdc_nb.store.models.agents import AgentCall, ToolUse
 from cmdc_nb.store.models.approvals import ApprovalItem, ApprovalRule
 from cmdc_nb.store.models.artifacts import Artifact
-from cmdc_nb.store.models.costs import Budget, CostDailySummary, CostRecord, ModelPrice
+from cmdc_nb.store.models.costs import Budget, CostDailySummary, CostRecord, CostRollup, ModelPrice
 from cmdc_nb.store.models.indexes import ContextChunk, ContextDocument, Index
 from cmdc_nb.store.models.presence import ActivityLog, PresenceRecord
 from cmdc_nb.store.models.scheduling import JobRun, ScheduledJob
@@ -25,6 +26,7 @@ __all__ = [
     "ContextDocument",
     "CostDailySummary",
     "CostRecord",
+    "CostRollup",
     "Index",
     "JobRun",
     "Message",

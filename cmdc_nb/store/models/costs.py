@@ -74,6 +74,26 @@ class CostDailySummary(TimestampMixin, Base):
     __table_args__ = (sa.UniqueConstraint("user_id", "day"),)
 
 
+class CostRollup(Base):
+    """Cost records summed per user, day, provider and model, kept in the transaction that records
+    each cost — so a daily-by-model table over a million records reads a few hundred rows."""
+
+    __tablename__ = "cost_rollups"
+    _repr_fields = ("day", "model", "cost_usd", "requests")
+
+    user_id: Mapped[uuid.UUID] = mapped_column(fk("users.id", "CASCADE"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    cost_usd: Mapped[Decimal] = money()  # priced records only; unpriced ones are counted apart
+    requests: Mapped[int] = counter()
+    unpriced_requests: Mapped[int] = counter()
+    tokens_in: Mapped[int] = counter(big=True)  # cache reads and writes included, as in daily_costs
+    tokens_out: Mapped[int] = counter(big=True)
+
+    __table_args__ = (sa.Index("ix_cost_rollups_day", "day"),)
+
+
 class ModelPrice(TimestampMixin, Base):
     """A price the user set for a model, in USD per million tokens. It wins over litellm's cost map."""
 
