@@ -82,6 +82,28 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cmdc_nb.pgserver import local_server
+
+    server = local_server(args.root, port=args.port, home=Path(args.home).expanduser() if args.home else None)
+    if args.action == "start":
+        print(f"starting PostgreSQL 18 + pgvector in {server.root} …", flush=True)
+        shown = server.start()
+        print(f"running: {shown}")
+        print("connect with: cmdc_nb.connect(cmdc_nb.pgserver.local_server().url())  # or: export "
+              'CMDC_NB_DATABASE_URL="$(cmdc-nb db url)"')  # fmt: skip
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "not running")
+    elif args.action == "status":
+        print(f"{'running' if server.running() else 'stopped'}: {server.url_display()} in {server.root}")
+        return 0 if server.running() else 3
+    else:  # url: for scripts (it carries the password, so it is printed only when asked)
+        print(server.url())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cmdc-nb", description="Run, watch and study AI agents.")
     parser.add_argument("--home", help="data directory (default: $CMDC_NB_HOME or ~/.local/share/cmdc_nb)")
@@ -104,6 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--once", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--load", action="append", help="import this module first (registers step functions)")
     worker.set_defaults(func=_worker)
+    db = sub.add_parser("db", help="a local PostgreSQL + pgvector for team mode on one machine")
+    db.add_argument("action", choices=["start", "stop", "status", "url"])
+    db.add_argument(
+        "--root", help="the server's folder (default: /var/lib/cmdc-nb/pg as root, else <home>/pg)"
+    )
+    db.add_argument("--port", type=int, help="port on 127.0.0.1 (default 55433)")
+    db.set_defaults(func=_db)
     args = parser.parse_args(argv)
     from cmdc_nb.errors import CmdcError
 

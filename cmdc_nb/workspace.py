@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -22,6 +22,9 @@ from sqlalchemy.engine import URL, Engine
 
 from cmdc_nb.errors import CmdcError, ConfigurationError, ConflictError, InvalidInputError, StorageError
 from cmdc_nb.events import EventBus
+
+if TYPE_CHECKING:
+    from cmdc_nb._event_bridge import EventBridge
 from cmdc_nb.store._engine import create_engine, normalise_url
 from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault
 from cmdc_nb.store.migrate import upgrade
@@ -69,7 +72,15 @@ _current_tx: contextvars.ContextVar[Tx | None] = contextvars.ContextVar("cmdc_nb
 class Workspace:
     """An open workspace. Create one with `cmdc_nb.connect()`."""
 
-    def __init__(self, engine: Engine, *, vault: Vault, home: Path, bus: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        vault: Vault,
+        home: Path,
+        bus: EventBus | None = None,
+        share_events: bool = False,
+    ) -> None:
         self.engine = engine
         self.vault = vault
         self.home = home
@@ -84,6 +95,16 @@ class Workspace:
         # grow to 100 ms — a 1,000-step workflow spent most of its time there. Other processes still
         # queue in the busy handler.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._bridge: EventBridge | None = None
+        if share_events:
+            from cmdc_nb._event_bridge import EventBridge
+
+            self._bridge = EventBridge(engine, self.bus)
+
+    @property
+    def shares_events(self) -> bool:
+        """Whether committed events cross to (and arrive from) other processes on this database."""
+        return self._bridge is not None
 
     def __repr__(self) -> str:
         return f"<Workspace {self.url_display} backend={self.backend}>"
@@ -123,6 +144,8 @@ class Workspace:
                 try:
                     with _translate_db_errors(), db.begin():
                         yield tx
+                        if tx.events and self._bridge is not None:
+                            self._bridge.record(db, tx.events)  # in the transaction: both or neither
                 finally:
                     _current_tx.reset(token)
         finally:
@@ -147,6 +170,8 @@ class Workspace:
         """Release the database connections. The workspace cannot be used afterwards."""
         global _default
         self._closed = True
+        if self._bridge is not None:
+            self._bridge.close()
         self.engine.dispose()
         with _default_lock:
             if _default is self:
@@ -197,6 +222,7 @@ def connect(
     migrate: bool = True,
     make_default: bool = True,
     event_buffer_size: int = 500,
+    share_events: bool | None = None,
 ) -> Workspace:
     """Open a workspace, creating and migrating its database if needed.
 
@@ -204,6 +230,9 @@ def connect(
     (`$CMDC_NB_HOME`, else `~/.local/share/cmdc_nb`). A `postgresql+psycopg://` URL uses PostgreSQL.
     The vault key comes from `vault_key`, `$CMDC_NB_VAULT_KEY`, or a key file `vault.key` in the data
     directory, created on first use with owner-only permissions.
+
+    `share_events` (default: on for PostgreSQL) shares committed events with every other process on
+    the same database — kernels, workers — and brings theirs onto this workspace's bus (team mode).
 
     >>> ws = cmdc_nb.connect()                                   # doctest: +SKIP
     >>> ws = cmdc_nb.connect("postgresql+psycopg://me@db/team")  # doctest: +SKIP
@@ -221,7 +250,15 @@ def connect(
     except BaseException:
         engine.dispose()
         raise
-    ws = Workspace(engine, vault=vault, home=home_path, bus=EventBus(event_buffer_size))
+    if share_events is None:
+        share_events = engine.dialect.name == "postgresql"
+    try:
+        ws = Workspace(
+            engine, vault=vault, home=home_path, bus=EventBus(event_buffer_size), share_events=share_events
+        )
+    except BaseException:
+        engine.dispose()
+        raise
     if make_default:
         with _default_lock:
             _default = ws

@@ -6,6 +6,7 @@ prints `WAITING <tool-use-id>` while it waits, and `REPLY <text>` when the turn 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import cmdc_nb
@@ -20,6 +21,11 @@ def deploy(target: str) -> str:
 
 
 async def main(url: str, home: str, session_id: str) -> None:
+    if os.environ.get("CMDC_TEST_EVENTS_ONLY"):
+        # Only the event bridge can tell this agent about the decision: no polling of the database.
+        from cmdc_nb.kernel import tool_runner
+
+        tool_runner.DECISION_POLL_S = 3600.0
     ws = cmdc_nb.connect(url, home=home, migrate=False)
     script = Script([Turn(tool_calls=[call("deploy", target="prod")]), "Deployed."], name="remote")
     agent = Agent(model=script.model, tools=[deploy], session=session_id, ws=ws)

@@ -54,9 +54,9 @@ def test_migrating_a_blank_database_builds_exactly_the_models(blank_db_url: str)
         assert compare_metadata(ctx, Base.metadata) == []
         tables = set(sa.inspect(conn).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
-    # the seed's 20 tables, plus what it lacked: editable model prices, budgets, job runs, cost rollups
-    assert len(Base.metadata.tables) == 24
-    assert {"model_prices", "budgets", "job_runs", "cost_rollups"} <= tables
+    # the seed's 20 tables, plus what it lacked: model prices, budgets, job runs, cost rollups, event log
+    assert len(Base.metadata.tables) == 25
+    assert {"model_prices", "budgets", "job_runs", "cost_rollups", "event_log"} <= tables
     engine.dispose()
 
 

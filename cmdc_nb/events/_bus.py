@@ -42,6 +42,7 @@ class Event:
     payload: Mapping[str, Any]
     index: int
     ts: dt.datetime
+    origin: str | None = None  # None: this workspace; else the process that committed it (team mode)
 
     def __repr__(self) -> str:
         return f"<Event #{self.index} {self.topic} {self.type}>"
@@ -142,13 +143,16 @@ class EventBus:
         """Publish one event now. Domain services call this only after their transaction commits."""
         return self.publish_many([(topic, type, payload or {})])[0]
 
-    def publish_many(self, items: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[Event]:
-        """Publish several events in order, as one batch (no other publisher interleaves)."""
+    def publish_many(
+        self, items: Iterable[tuple[str, str, Mapping[str, Any]]], *, origin: str | None = None
+    ) -> list[Event]:
+        """Publish several events in order, as one batch (no other publisher interleaves). `origin`
+        marks events another process committed (brought in by the workspace's event bridge)."""
         now = dt.datetime.now(dt.UTC)
         delivered: list[tuple[Event, list[_Subscriber]]] = []
         with self._lock:
             for topic, type_, payload in items:
-                event = Event(topic, type_, MappingProxyType(dict(payload)), next(self._counter), now)
+                event = Event(topic, type_, MappingProxyType(dict(payload)), next(self._counter), now, origin)
                 self._last_index = event.index
                 if self.buffer_size:
                     buf = self._buffers.get(topic)

@@ -1,5 +1,5 @@
 """SQLAlchemy models of the 20 tables in the seed schema (its README says 21 and lists 20), and of the
-tables cmdc_nb adds (job_runs, cost_rollups)."""
+tables cmdc_nb adds (job_runs, cost_rollups, event_log)."""
 
 from cmdc_nb.store.models._base import Base
 from cmdc_nb.store.models.accounts import ApiCredential, User
@@ -7,6 +7,7 @@ from cmdc_nb.store.models.agents import AgentCall, ToolUse
 from cmdc_nb.store.models.approvals import ApprovalItem, ApprovalRule
 from cmdc_nb.store.models.artifacts import Artifact
 from cmdc_nb.store.models.costs import Budget, CostDailySummary, CostRecord, CostRollup, ModelPrice
+from cmdc_nb.store.models.events import EventLogEntry
 from cmdc_nb.store.models.indexes import ContextChunk, ContextDocument, Index
 from cmdc_nb.store.models.presence import ActivityLog, PresenceRecord
 from cmdc_nb.store.models.scheduling import JobRun, ScheduledJob
@@ -27,6 +28,7 @@ __all__ = [
     "CostDailySummary",
     "CostRecord",
     "CostRollup",
+    "EventLogEntry",
     "Index",
     "JobRun",
     "Message",

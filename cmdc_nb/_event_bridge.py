@@ -1,0 +1,143 @@
+"""The event bridge: a workspace's committed events shared with every process on the same database.
+
+Kernels, workers and schedulers that share a PostgreSQL workspace see each other's changes as events
+on their own bus — an approval decided in one kernel wakes the agent waiting in another, a widget
+redraws when a worker finishes a step — with no broker but the database (`LISTEN/NOTIFY`).
+
+Writing: each transaction that has events appends them to `event_log` just before it commits (see
+`store.event_log`). Reading: a daemon thread per workspace LISTENs; on a notification (and every few
+seconds regardless) it reads the rows after the last id it saw and publishes those committed by other
+processes on the local bus, in id (= commit) order, each once. If its connection drops it reconnects
+and catches up from that id, so nothing committed meanwhile is lost. On SQLite (several kernels on one
+machine) the thread polls instead. Events of the agent loop itself (streamed deltas, tool progress) do
+not cross: only committed changes do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import orm
+from sqlalchemy.engine import Engine
+
+from cmdc_nb.events import EventBus
+from cmdc_nb.store import event_log
+
+__all__ = ["EventBridge"]
+
+log = logging.getLogger("cmdc_nb.events.bridge")
+
+WAIT_S = 0.1  # how long one wait for a notification lasts: the bound on how late close() is heeded
+FALLBACK_S = 2.0  # read the log at least this often, notified or not
+POLL_S = 0.25  # SQLite has no notifications: read this often
+PRUNE_EVERY_S = 600.0
+KEEP = dt.timedelta(days=1)
+
+
+class EventBridge:
+    """Shares `engine`'s committed events with other processes and publishes theirs on `bus`."""
+
+    def __init__(self, engine: Engine, bus: EventBus) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.received = 0
+        self.reconnects = 0
+        with engine.connect() as conn:
+            self.last_id = event_log.last_id(conn)  # from now on: history is not replayed
+        self._listen = engine.dialect.name == "postgresql"
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cmdc-nb-event-bridge", daemon=True)
+        self._thread.start()
+
+    def record(self, db: orm.Session, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """Append a transaction's events to the log (called inside it, just before commit)."""
+        event_log.append(db, self.origin, events)
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Whether the listener is up (LISTEN issued), waiting at most `timeout` seconds."""
+        return self._connected.wait(timeout)
+
+    def close(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # -- the listener thread -------------------------------------------------------------------------
+    def _catch_up(self) -> None:
+        while True:
+            with self.engine.connect() as conn:
+                rows = event_log.read_after(conn, self.last_id)
+            if not rows:
+                return
+            # Consecutive rows of one origin go out as one batch; our own were published at commit.
+            for origin, group in itertools.groupby(rows, key=lambda r: r.origin):
+                if origin == self.origin:
+                    continue
+                batch = [(r.topic, r.type, r.payload or {}) for r in group]
+                self.bus.publish_many(batch, origin=origin)
+                self.received += len(batch)
+            self.last_id = rows[-1].id
+
+    def _prune(self) -> None:
+        with self.engine.begin() as conn:
+            n = event_log.prune(conn, keep=KEEP)
+        if n:
+            log.debug("pruned %d events older than %s", n, KEEP)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        next_prune = time.monotonic() + PRUNE_EVERY_S
+        while not self._stop.is_set():
+            listener: Any = None
+            try:
+                if self._listen:
+                    import psycopg
+
+                    conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
+                        hide_password=False
+                    )
+                    listener = psycopg.connect(conninfo, autocommit=True)
+                    listener.execute(f"LISTEN {event_log.CHANNEL}")
+                self._connected.set()
+                self._catch_up()  # what was committed while we were away
+                backoff = 0.5
+                last_read = time.monotonic()
+                while not self._stop.is_set():
+                    if listener is not None:
+                        woke = any(True for _ in listener.notifies(timeout=WAIT_S, stop_after=1))
+                        due = time.monotonic() - last_read >= FALLBACK_S
+                    else:
+                        self._stop.wait(POLL_S)
+                        woke, due = True, True
+                    if (woke or due) and not self._stop.is_set():
+                        self._catch_up()
+                        last_read = time.monotonic()
+                    if time.monotonic() >= next_prune:
+                        next_prune = time.monotonic() + PRUNE_EVERY_S
+                        self._prune()
+            except Exception as exc:  # the database went away: wait, reconnect, catch up
+                self._connected.clear()
+                if self._stop.is_set():
+                    break
+                self.reconnects += 1
+                log.warning(
+                    "event bridge: %s; reconnecting in %.1f s", str(exc).splitlines()[0][:200], backoff
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                if listener is not None:
+                    with contextlib.suppress(Exception):  # closing a broken connection
+                        listener.close()

@@ -1,0 +1,180 @@
+"""Team mode: committed events cross processes through the database (LISTEN/NOTIFY on PostgreSQL,
+polling on SQLite), in commit order, each once; a listener that loses its connection catches up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import cmdc_nb
+from cmdc_nb import accounts, agents, approvals, sessions
+from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.events import Event
+from cmdc_nb.store.models import EventLogEntry
+from cmdc_nb.workspace import Workspace
+
+LIVENESS = 30.0  # the longest a delivery may take before the test gives up (not a performance bound)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = LIVENESS) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+@pytest.fixture
+def kernels(db_url: str, home_dir: Path, backend: str) -> Iterator[tuple[Workspace, Workspace]]:
+    """Two workspaces on one database, as two kernels would have (each its own bus and bridge)."""
+    a = cmdc_nb.connect(db_url, home=home_dir, make_default=False, share_events=True)
+    b = cmdc_nb.connect(db_url, home=home_dir, make_default=False, share_events=True)
+    for ws in (a, b):
+        assert ws._bridge is not None and ws._bridge.wait_connected()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_events_committed_in_one_kernel_arrive_in_the_other_in_order_and_once(
+    kernels: tuple[Workspace, Workspace],
+) -> None:
+    a, b = kernels
+    seen_a: list[Event] = []
+    seen_b: list[Event] = []
+    a.bus.subscribe("*", seen_a.append)
+    b.bus.subscribe("*", seen_b.append)
+    user = accounts.create_user("bee@example.com", ws=b)
+    s = sessions.create_session(user, name="shared", ws=b)
+    for i in range(20):
+        sessions.create_message(s, role="user", content=f"message {i}", ws=b)
+    expected = [(e.topic, e.type, dict(e.payload)) for e in seen_b]
+    assert len(expected) >= 22 and all(e.origin is None for e in seen_b)  # B's own: local, at commit
+    assert wait_until(lambda: len(seen_a) >= len(expected))
+    time.sleep(0.3)  # anything extra (a duplicate) would have arrived by now
+    assert [(e.topic, e.type, dict(e.payload)) for e in seen_a] == expected
+    assert {e.origin for e in seen_a} == {b._bridge.origin}  # type: ignore[union-attr]
+    # A's own events are not echoed back to A
+    accounts.create_user("ay@example.com", ws=a)
+    assert wait_until(lambda: any(e.type == "user_created" and e.origin is None for e in seen_a))
+    time.sleep(0.3)
+    assert sum(e.type == "user_created" for e in seen_a) == 2
+
+
+def test_a_rolled_back_transaction_shares_nothing(kernels: tuple[Workspace, Workspace]) -> None:
+    _, b = kernels
+    user = accounts.create_user("roll@example.com", ws=b)
+    with b.read() as db:
+        before = db.scalar(sa.select(sa.func.count()).select_from(EventLogEntry))
+    with pytest.raises(InvalidInputError):
+        sessions.create_session(user, name="", ws=b)  # refused: nothing committed, nothing announced
+    with b.read() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(EventLogEntry)) == before
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_concurrent_writers_are_delivered_in_commit_order(kernels: tuple[Workspace, Workspace]) -> None:
+    """Three writers at once (two threads of B, and A): every kernel receives the other's events once
+    each, in the order of the log's ids — which is commit order."""
+    a, b = kernels
+    seen_a: list[Event] = []
+    a.bus.subscribe("session:*", seen_a.append)
+    user = accounts.create_user("many@example.com", ws=b)
+    s1 = sessions.create_session(user, name="one", ws=b)
+    s2 = sessions.create_session(user, name="two", ws=b)
+
+    def write(s: object) -> None:
+        for i in range(25):
+            sessions.create_message(s, role="user", content=f"m{i}", ws=b)
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in (s1, s2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with b.read() as db:
+        log = db.execute(
+            sa.select(EventLogEntry.topic, EventLogEntry.type, EventLogEntry.payload)
+            .where(EventLogEntry.origin == b._bridge.origin, EventLogEntry.topic.like("session:%"))  # type: ignore[union-attr]
+            .order_by(EventLogEntry.id)
+        ).all()
+    assert wait_until(lambda: len(seen_a) >= len(log))
+    time.sleep(0.3)
+    assert [(e.topic, e.type, dict(e.payload)) for e in seen_a] == [(t, ty, p) for t, ty, p in log]
+    for s in (s1, s2):  # per session, the messages arrive in the order they were numbered
+        seqs = [e.payload["sequence"] for e in seen_a if e.topic == f"session:{s.id}:messages"]
+        assert seqs == sorted(seqs) and len(seqs) == 25
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_a_listener_that_loses_its_connection_catches_up(kernels: tuple[Workspace, Workspace]) -> None:
+    a, b = kernels
+    seen_a: list[Event] = []
+    a.bus.subscribe("*", seen_a.append)
+    with b.engine.begin() as conn:  # cut A's LISTEN connection, as a network blip or restart would
+        killed = conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    assert len(killed) == 2  # A's and B's listeners
+    user = accounts.create_user("gap@example.com", ws=b)  # committed while A is away
+    for i in range(5):
+        sessions.create_session(user, name=f"during the gap {i}", ws=b)
+    created = lambda: [e.payload["session_id"] for e in seen_a if e.type == "session_created"]  # noqa: E731
+    assert wait_until(lambda: len(set(created())) == 5)
+    assert a._bridge is not None and a._bridge.reconnects >= 1
+    time.sleep(0.3)
+    assert len(created()) == 2 * 5  # once each (on the session's topic and on the user's)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_an_approval_decided_here_wakes_the_agent_waiting_in_another_process(
+    ws: Workspace, db_url: str, home_dir: Path
+) -> None:
+    """The child polls nothing (CMDC_TEST_EVENTS_ONLY): only the event of this process's decision,
+    arriving through the database, can resume its turn."""
+    import kernel_children  # tests/ is on sys.path
+
+    user = accounts.create_user("team@example.com", ws=ws)
+    session = sessions.create_session(user, name="team", ws=ws)
+    proc = subprocess.Popen(
+        [sys.executable, kernel_children.__file__, db_url, str(home_dir), str(session.id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CMDC_TEST_EVENTS_ONLY": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("WAITING"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        tool_use_id = line.split()[1]
+        item = agents.get_tool_use(tool_use_id, ws=ws).approval_id
+        approvals.approve_item(item, user, note="from the other kernel", ws=ws)
+        out, err = proc.communicate(timeout=LIVENESS)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "REPLY Deployed." in out, err[-2000:]
+    assert agents.get_tool_use(tool_use_id, ws=ws).status == "completed"
+
+
+def test_sharing_is_on_by_default_on_postgresql_only(db_url: str, home_dir: Path, backend: str) -> None:
+    """On SQLite one kernel is the usual case; `share_events=True` turns the (polling) bridge on, and
+    the tests above run both ways."""
+    ws = cmdc_nb.connect(db_url, home=home_dir, make_default=False)
+    try:
+        assert ws.shares_events is (backend == "postgresql")
+    finally:
+        ws.close()
