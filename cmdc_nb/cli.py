@@ -64,17 +64,35 @@ def _worker(args: argparse.Namespace) -> int:
     import importlib
 
     import cmdc_nb
+    from cmdc_nb import scheduling
     from cmdc_nb.workflows import workers
 
     for module in args.load or []:
-        importlib.import_module(module)  # modules that register step functions
+        importlib.import_module(module)  # modules that register step functions and job handlers
     ws = cmdc_nb.connect(args.url, home=args.home)
+    scheduler = None if args.no_scheduler else scheduling.Scheduler(ws, poll_seconds=args.poll)
     print(
-        f"cmdc-nb worker on {ws.url_display} (queue {workers.QUEUE}, concurrency {args.concurrency})",
+        f"cmdc-nb worker on {ws.url_display} (queue {workers.QUEUE}, concurrency {args.concurrency}"
+        f"{'' if scheduler is None else f', scheduler {scheduler.runner_id}'})",
         flush=True,
     )
+
+    async def work() -> None:
+        # Scheduled jobs are claimed under the database's locks, so any number of workers may run
+        # the scheduler too: each due occurrence runs once, on one of them.
+        if scheduler is not None:
+            if args.once:
+                await scheduler.tick()
+            else:
+                scheduler.start()
+        try:
+            await workers.run_worker(ws, concurrency=args.concurrency, wait=not args.once)
+        finally:
+            if scheduler is not None:
+                await scheduler.stop()
+
     try:
-        asyncio.run(workers.run_worker(ws, concurrency=args.concurrency, wait=not args.once))
+        asyncio.run(work())
     except KeyboardInterrupt:
         pass
     finally:
@@ -125,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, default=4, help="steps run at once (default 4)")
     worker.add_argument("--once", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--load", action="append", help="import this module first (registers step functions)")
+    worker.add_argument("--no-scheduler", action="store_true", help="do not run due scheduled jobs here")
+    worker.add_argument(
+        "--poll", type=float, default=1.0, help="seconds between scheduler checks (default 1)"
+    )
     worker.set_defaults(func=_worker)
     db = sub.add_parser("db", help="a local PostgreSQL + pgvector for team mode on one machine")
     db.add_argument("action", choices=["start", "stop", "status", "url"])

@@ -4,6 +4,7 @@ no side effect twice — on both backends."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import random
 import signal
@@ -12,6 +13,7 @@ import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -118,7 +120,19 @@ def test_sigkill_at_a_random_step_then_resume_loses_nothing_and_repeats_nothing(
 async def test_two_worker_processes_complete_a_fan_out_dag_with_a_gate(
     ws: Workspace, user: User, db_url: str, home_dir: Path, tmp_path: Path
 ) -> None:
+    """Two `cmdc-nb worker` processes share a run (and the due scheduled jobs); this process drives
+    the run and hears of the workers' progress as events through the database."""
+    from cmdc_nb import scheduling
     from cmdc_nb.workflows import workers
+
+    jobs = [
+        scheduling.create_scheduled_job(
+            user, name=f"tick {i}", run_at=dt.datetime.now(dt.UTC), job_config={"handler": "team.tick"}, ws=ws
+        )
+        for i in range(4)
+    ]
+    remote: list[Any] = []
+    ws.bus.subscribe("workflow_run:*", lambda e: remote.append(e) if e.origin is not None else None)
 
     meet = tmp_path / "meet"
     meet.mkdir()
@@ -175,6 +189,11 @@ async def test_two_worker_processes_complete_a_fan_out_dag_with_a_gate(
         assert run.status == "waiting_approval"
         wf.approve_workflow_step(run, "go", note="go", ws=ws)
         run = await asyncio.wait_for(wf.execute_workflow_run(run, executor="workers", ws=ws), LIVENESS)
+        for _ in range(int(LIVENESS * 10)):  # the workers' schedulers run the due jobs meanwhile
+            done = [scheduling.list_job_runs(j, ws=ws).entries for j in jobs]
+            if all(r and r[0].finished_at is not None for r in done):
+                break
+            await asyncio.sleep(0.1)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -187,6 +206,13 @@ async def test_two_worker_processes_complete_a_fan_out_dag_with_a_gate(
     assert all(o["met"] >= 2 for o in outputs)
     assert all(s.status == "completed" for s in wf.list_workflow_steps(run, ws=ws))
     assert all(p.returncode == 0 for p in procs), logs
+    # the steps' progress reached this process as events committed by the workers
+    assert {e.type for e in remote} >= {"workflow_step_started", "workflow_step_completed"}
+    # each due job ran exactly once, on one of the workers
+    for job in jobs:
+        runs = scheduling.list_job_runs(job, ws=ws).entries
+        assert [r.status for r in runs] == ["success"], logs
+        assert runs[0].output["pid"] in worker_pids
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

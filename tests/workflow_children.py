@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 import cmdc_nb
+from cmdc_nb import scheduling
 from cmdc_nb import workflows as wf
 
 EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS crash_effects (run_id VARCHAR(64) NOT NULL, step_id VARCHAR(64) NOT NULL, pid INTEGER NOT NULL)"
@@ -50,6 +51,12 @@ def work(n: int, meet_dir: str, ctx: wf.StepContext) -> dict[str, Any]:
     while len(list(here.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     return {"n": n, "pid": os.getpid(), "met": len(list(here.iterdir()))}
+
+
+@scheduling.register_job_handler("team.tick")
+def team_tick(ctx: scheduling.JobContext) -> dict[str, Any]:
+    """A scheduled job for the worker test: says which process ran it."""
+    return {"pid": os.getpid()}
 
 
 def crash_spec(n_steps: int = 20, seed: int = 7) -> dict[str, Any]:
