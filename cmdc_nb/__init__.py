@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         frames,
         kernel,
         matching,
+        pgserver,
         plugins,
         presence,
         pricing,
@@ -42,12 +43,13 @@ if TYPE_CHECKING:
         widgets,
         workflows,
     )
-    from cmdc_nb.workspace import Workspace, connect, get_workspace
+    from cmdc_nb.workspace import Workspace, acting_as, connect, get_workspace
 
 __all__ = [
     "Workspace",
     "__version__",
     "accounts",
+    "acting_as",
     "activity",
     "agents",
     "approvals",
@@ -61,6 +63,7 @@ __all__ = [
     "get_workspace",
     "kernel",
     "matching",
+    "pgserver",
     "plugins",
     "presence",
     "pricing",
@@ -75,7 +78,7 @@ __all__ = [
     "workflows",
 ]
 
-_FROM_WORKSPACE = frozenset({"Workspace", "connect", "get_workspace"})
+_FROM_WORKSPACE = frozenset({"Workspace", "acting_as", "connect", "get_workspace"})
 # Everything public that is not loaded eagerly above is a submodule loaded on first use.
 _LAZY_SUBMODULES = frozenset(__all__) - _FROM_WORKSPACE - {"__version__", "errors"}
 

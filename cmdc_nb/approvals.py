@@ -30,6 +30,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
 from cmdc_nb._service import UNSET, Unset, fetch, jsonable
@@ -381,6 +382,7 @@ def approve_item(
     uid = v.id_of(user, "user")
     with get_workspace(ws).transaction() as tx:
         row = fetch(tx.db, ApprovalItem, item, "approval_item", lock=True)
+        _access.check_decider(tx.db, row, uid)
         decide(tx, row, ApprovalStatus.APPROVED, by=uid, note=note, modified_payload=modified_payload)
         if remember:
             remember_decision(tx, row, uid)
@@ -393,6 +395,7 @@ def deny_item(
     uid = v.id_of(user, "user")
     with get_workspace(ws).transaction() as tx:
         row = fetch(tx.db, ApprovalItem, item, "approval_item", lock=True)
+        _access.check_decider(tx.db, row, uid)
         decide(tx, row, ApprovalStatus.DENIED, by=uid, note=note)
     return row
 
@@ -435,13 +438,16 @@ def list_pending_approvals(
     approval_type: ApprovalType | str | None = None,
     priority: Priority | str | None = None,
     session: Session | uuid.UUID | str | None = None,
+    shared: bool = False,
     limit: int = 50,
     after: str | None = None,
     before: str | None = None,
     ws: Workspace | None = None,
 ) -> Page[ApprovalItem]:
-    """The queue: critical before high before normal before low, oldest first within a priority."""
-    stmt = _pending(user)
+    """The queue: critical before high before normal before low, oldest first within a priority.
+    `shared` adds the pending items of sessions other users shared with this user."""
+    uid = v.id_of(user, "user")
+    stmt = sa.select(ApprovalItem).where(ApprovalItem.status == ApprovalStatus.PENDING)
     if approval_type is not None:
         stmt = stmt.where(
             ApprovalItem.approval_type == v.choice(ApprovalType, approval_type, "approval_type").value
@@ -451,6 +457,13 @@ def list_pending_approvals(
     if session is not None:
         stmt = stmt.where(ApprovalItem.session_id == v.id_of(session, "session"))
     with get_workspace(ws).read() as db:
+        _access.require_self(db, uid)
+        own = ApprovalItem.user_id == uid
+        stmt = stmt.where(
+            sa.or_(own, ApprovalItem.session_id.in_(_access.shared_session_ids(db, Session, uid)))
+            if shared
+            else own
+        )
         return paginate(
             db,
             stmt,
@@ -469,10 +482,12 @@ def list_session_pending_approvals(
     after: str | None = None,
     ws: Workspace | None = None,
 ) -> Page[ApprovalItem]:
+    sid = v.id_of(session, "session")
     stmt = sa.select(ApprovalItem).where(
-        ApprovalItem.session_id == v.id_of(session, "session"), ApprovalItem.status == ApprovalStatus.PENDING
+        ApprovalItem.session_id == sid, ApprovalItem.status == ApprovalStatus.PENDING
     )
     with get_workspace(ws).read() as db:
+        _access.check_session_id(db, sid, "read")
         return paginate(db, stmt, order_by=_QUEUE_ORDER, id_column=ApprovalItem.id, limit=limit, after=after)
 
 

@@ -6,6 +6,7 @@ CmdcError                         base of everything below
 ├── StorageError                  the database refused or failed an operation
 │   └── MigrationError            the schema could not be brought up to date
 ├── NotFoundError                 no such row (or not visible to you)
+├── AccessDeniedError             the acting user may not read or change this (not theirs, not shared)
 ├── InvalidInputError             an argument is malformed; `.field` names it
 │   ├── ConflictError             the input collides with stored data (a duplicate email, slug, …)
 │   └── WorkflowSpecError         a workflow spec is malformed; `.problems` lists every problem found
@@ -40,6 +41,7 @@ from typing import Any
 
 __all__ = [
     "AbortedError",
+    "AccessDeniedError",
     "AgentError",
     "AgentNotAliveError",
     "ApprovalDeniedError",
@@ -91,6 +93,18 @@ class NotFoundError(CmdcError):
         self.kind = kind
         self.key = key
         super().__init__(f"{kind} not found: {key!s}")
+
+
+class AccessDeniedError(CmdcError):
+    """The acting user may not read or change this row: it is another user's and not shared with them.
+
+    `.kind` and `.key` name the row, `.action` is "read", "write" or "decide"."""
+
+    def __init__(self, kind: str, key: object, action: str) -> None:
+        self.kind = kind
+        self.key = key
+        self.action = action
+        super().__init__(f"not allowed to {action} {kind} {key!s}: it is not yours and not shared with you")
 
 
 class InvalidInputError(CmdcError, ValueError):

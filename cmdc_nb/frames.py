@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.store.arrays import overlaps
@@ -166,9 +167,24 @@ def _sessions_tagged(db: Any, tags: Sequence[str]) -> Any:
     return sa.select(Session.id).where(overlaps(db, Session.tags, tags))
 
 
+def _acting_user(db: Any, user: Any, session: Any) -> Any:
+    """When the workspace acts for someone: a frame of one session needs read access to it; any other
+    frame is of the acting user's own records (asking for another user's is refused)."""
+    acting = _access.acting_user_id(db)
+    if acting is None:
+        return user
+    if session is not None:
+        _access.check_session_id(db, v.id_of(session, "session"), "read")
+        return user
+    if user is not None:
+        _access.require_self(db, v.id_of(user, "user"))
+    return acting
+
+
 def _scope(
     db: Any, stmt: sa.Select[Any], model: Any, *, user: Any, session: Any, tags: Sequence[str] | None
 ) -> sa.Select[Any]:
+    user = _acting_user(db, user, session)
     if user is not None:
         if hasattr(model, "user_id"):
             stmt = stmt.where(model.user_id == v.id_of(user, "user"))
@@ -459,8 +475,9 @@ def activity_frame(
     }
 
     def where(stmt: sa.Select[Any]) -> sa.Select[Any]:
-        if user is not None:
-            stmt = stmt.where(a.user_id == v.id_of(user, "user"))
+        who = _acting_user(db, user, session)
+        if who is not None:
+            stmt = stmt.where(a.user_id == v.id_of(who, "user"))
         if session is not None:
             stmt = stmt.where(a.session_id == v.id_of(session, "session"))
         return stmt
@@ -499,8 +516,9 @@ def sessions_frame(
     with get_workspace(ws).read() as db:
 
         def where(stmt: sa.Select[Any]) -> sa.Select[Any]:
-            if user is not None:
-                stmt = stmt.where(s.user_id == v.id_of(user, "user"))
+            who = _acting_user(db, user, None)
+            if who is not None:
+                stmt = stmt.where(s.user_id == v.id_of(who, "user"))
             if tags:
                 stmt = stmt.where(s.id.in_(_sessions_tagged(db, tags)))
             return stmt
@@ -631,6 +649,7 @@ def _daily_from_rollups(
             stmt = stmt.where(r.day >= v.aware(since, "since").astimezone(dt.UTC).date())
         if until is not None:
             stmt = stmt.where(r.day < v.aware(until, "until").astimezone(dt.UTC).date())
+        user = _acting_user(db, user, None)
         if user is not None:
             stmt = stmt.where(r.user_id == v.id_of(user, "user"))
         rows = db.execute(stmt).all()
@@ -660,6 +679,7 @@ def _daily_from_records(
             .order_by(*keys)
         )
         stmt = _window(stmt, c.incurred_at, since, until)
+        user = _acting_user(db, user, None)
         if user is not None:
             stmt = stmt.where(c.user_id == v.id_of(user, "user"))
         rows = db.execute(stmt).all()

@@ -29,10 +29,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
 from cmdc_nb._service import UNSET, Unset, check_transition, fetch, free_slug, increment, jsonable
-from cmdc_nb.errors import CmdcError, ConflictError, InvalidInputError, InvalidStateError, NotFoundError
+from cmdc_nb.errors import (
+    AccessDeniedError,
+    CmdcError,
+    ConflictError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+)
 from cmdc_nb.events import topics
 from cmdc_nb.store import fulltext
 from cmdc_nb.store._types import to_money, utcnow
@@ -63,6 +71,7 @@ __all__ = [
     "list_messages",
     "list_sessions",
     "search_messages",
+    "share_session",
     "slugify",
     "update_session_config",
     "update_session_status",
@@ -216,6 +225,7 @@ def list_sessions(
     tags: Sequence[str] | None = None,
     search: str | None = None,
     parent: Session | uuid.UUID | str | None = None,
+    shared: bool = False,
     limit: int = 50,
     after: str | None = None,
     before: str | None = None,
@@ -224,9 +234,11 @@ def list_sessions(
     """The user's sessions, most recently updated first.
 
     `status` is one status or several; `tags` keeps sessions sharing at least one tag; `search` keeps
-    those whose name, purpose or slug contains the text (any case); `parent` keeps forks of a session.
+    those whose name, purpose or slug contains the text (any case); `parent` keeps forks of a session;
+    `shared` adds the sessions other users shared with this user.
     """
-    stmt = sa.select(Session).where(Session.user_id == v.id_of(user, "user"))
+    uid = v.id_of(user, "user")
+    stmt = sa.select(Session)
     if status is not None:
         wanted = [status] if isinstance(status, str) else list(status)
         stmt = stmt.where(Session.status.in_([v.choice(SessionStatus, x, "status") for x in wanted]))
@@ -244,6 +256,11 @@ def list_sessions(
             )
         )
     with get_workspace(ws).read() as db:
+        _access.require_self(db, uid)
+        owned = Session.user_id == uid
+        stmt = stmt.where(
+            sa.or_(owned, Session.id.in_(_access.shared_session_ids(db, Session, uid))) if shared else owned
+        )
         if tags:
             stmt = stmt.where(overlaps(db, Session.tags, _check_tags(tags)))
         return paginate(
@@ -468,6 +485,7 @@ def create_message(
         ).one_or_none()
         if locked is None:
             raise NotFoundError("session", sid)
+        _access.check_session_id(tx.db, sid, "write")
         status, uid = locked
         if status not in _WRITABLE:
             raise InvalidStateError(
@@ -535,13 +553,15 @@ def list_messages(
     ws: Workspace | None = None,
 ) -> Page[Message]:
     """A session's messages in order (ascending sequence), one page at a time."""
-    stmt = sa.select(Message).where(Message.session_id == v.id_of(session, "session"))
+    sid = v.id_of(session, "session")
+    stmt = sa.select(Message).where(Message.session_id == sid)
     if role is not None:
         roles = [role] if isinstance(role, str) else list(role)
         stmt = stmt.where(Message.role.in_([v.choice(MessageRole, r, "role") for r in roles]))
     if after_sequence is not None:
         stmt = stmt.where(Message.sequence > int(after_sequence))
     with get_workspace(ws).read() as db:
+        _access.check_session_id(db, sid, "read")
         return paginate(
             db,
             stmt,
@@ -557,6 +577,7 @@ def list_messages(
 def count_messages(session: Session | uuid.UUID | str, *, ws: Workspace | None = None) -> int:
     sid = v.id_of(session, "session")
     with get_workspace(ws).read() as db:
+        _access.check_session_id(db, sid, "read")
         return int(db.scalar(sa.select(sa.func.count()).where(Message.session_id == sid)) or 0)
 
 
@@ -571,7 +592,8 @@ def get_conversation_history(
     ws: Workspace | None = None,
 ) -> list[Message]:
     """The last `limit` messages (all with `None`) with one of `roles` (any with `None`), oldest first."""
-    stmt = sa.select(Message).where(Message.session_id == v.id_of(session, "session"))
+    sid = v.id_of(session, "session")
+    stmt = sa.select(Message).where(Message.session_id == sid)
     if roles is not None:
         stmt = stmt.where(Message.role.in_([v.choice(MessageRole, r, "roles") for r in roles]))
     if limit is not None:
@@ -581,6 +603,7 @@ def get_conversation_history(
     else:
         stmt = stmt.order_by(Message.sequence)
     with get_workspace(ws).read() as db:
+        _access.check_session_id(db, sid, "read")
         rows = list(db.scalars(stmt))
     return rows[::-1] if limit is not None else rows
 
@@ -599,11 +622,60 @@ def search_messages(
     sid = v.id_of(session, "session") if session is not None else None
     uid = v.id_of(user, "user") if user is not None else None
     with get_workspace(ws).read() as db:
+        acting = _access.acting_user_id(db)
+        if sid is not None:
+            _access.check_session_id(db, sid, "read")
+        elif acting is not None:  # across sessions: the acting user's own
+            if uid is not None:
+                _access.require_self(db, uid)
+            uid = acting
         ids = fulltext.search_message_ids(db, query, session_id=sid, user_id=uid, limit=limit)
         if not ids:
             return []
         found = {m.id: m for m in db.scalars(sa.select(Message).where(Message.id.in_(ids)))}
     return [found[i] for i in ids if i in found]
+
+
+# --- sharing ----------------------------------------------------------------------------------------
+
+
+def share_session(
+    session: Session | uuid.UUID | str,
+    *,
+    with_users: Sequence[User | uuid.UUID | str] = (),
+    visibility: str | None = None,
+    ws: Workspace | None = None,
+) -> Session:
+    """Share a session (its owner only): `with_users` are added to who may read it, add messages and
+    decide its approvals (visibility becomes "shared" unless given); `visibility="public"` lets every
+    user read it, `"private"` takes every share back."""
+    ids = [v.id_of(u, "user") for u in with_users]
+    if visibility is None:
+        visibility = "shared" if ids else None
+    if visibility not in ("private", "shared", "public"):
+        raise InvalidInputError("one of: private, shared, public (or give with_users)", field="visibility")
+    with get_workspace(ws).transaction() as tx:
+        row = fetch(tx.db, Session, session, "session", lock=True)
+        acting = _access.acting_user_id(tx.db)
+        if acting is not None and acting != row.user_id:
+            raise AccessDeniedError("session", row.id, "share")
+        for uid in ids:
+            fetch(tx.db, User, uid, "user")
+        row.visibility = visibility
+        row.shared_with_user_ids = (
+            [] if visibility == "private" else list(dict.fromkeys([*row.shared_with_user_ids, *ids]))
+        )
+        tx.db.flush()
+        log_activity(
+            tx,
+            ActivityAction.SESSION_UPDATE,
+            resource_type="session",
+            resource_id=row.id,
+            user_id=row.user_id,
+            details={"visibility": visibility, "shared_with": [str(i) for i in row.shared_with_user_ids]},
+        )
+        _publish_session(tx, row, "session_shared", shared_with=[str(i) for i in row.shared_with_user_ids])
+    return row
 
 
 # --- forks and lineage ------------------------------------------------------------------------------

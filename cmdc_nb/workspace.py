@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import os
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,16 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.engine import URL, Engine
 
-from cmdc_nb.errors import CmdcError, ConfigurationError, ConflictError, InvalidInputError, StorageError
+from cmdc_nb import _access
+from cmdc_nb._access import acting_as
+from cmdc_nb.errors import (
+    CmdcError,
+    ConfigurationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    StorageError,
+)
 from cmdc_nb.events import EventBus
 
 if TYPE_CHECKING:
@@ -34,6 +44,7 @@ __all__ = [
     "HOME_ENV",
     "Tx",
     "Workspace",
+    "acting_as",
     "connect",
     "default_home",
     "get_workspace",
@@ -95,11 +106,32 @@ class Workspace:
         # grow to 100 ms — a 1,000-step workflow spent most of its time there. Other processes still
         # queue in the busy handler.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self.acting_user_id: uuid.UUID | None = None  # see act_as(); checked by _access
         self._bridge: EventBridge | None = None
         if share_events:
             from cmdc_nb._event_bridge import EventBridge
 
             self._bridge = EventBridge(engine, self.bus)
+
+    def act_as(self, user: Any) -> Workspace:
+        """From now on, act for `user`: reads and changes are limited to what is theirs or shared
+        with them (team mode). `None` stops acting for anyone. Returns the workspace."""
+        if user is None:
+            self.acting_user_id = None
+            return self
+        from cmdc_nb import _validate as v
+        from cmdc_nb.store.models import User
+
+        with self.read() as db:
+            if isinstance(user, str) and "@" in user:  # an e-mail address, compared case-insensitively
+                found = db.scalar(sa.select(User.id).where(sa.func.lower(User.email) == user.strip().lower()))
+            else:
+                uid = v.id_of(user, "user")
+                found = uid if db.get(User, uid) is not None else None
+        if found is None:
+            raise NotFoundError("user", user)
+        self.acting_user_id = found
+        return self
 
     @property
     def shares_events(self) -> bool:
@@ -139,6 +171,7 @@ class Workspace:
         locked = self._write_lock is not None and self._write_lock.acquire(timeout=WRITE_QUEUE_TIMEOUT_S)
         try:
             with self._sessions() as db:
+                db.info[_access.INFO_KEY] = _access.current(self.acting_user_id)
                 tx = Tx(self, db)
                 token = _current_tx.set(tx)
                 try:
@@ -164,6 +197,7 @@ class Workspace:
             return
         self._check_open()
         with self._reader() as db, _translate_db_errors(), db.begin():
+            db.info[_access.INFO_KEY] = _access.current(self.acting_user_id)
             yield db
 
     def close(self) -> None:
@@ -223,6 +257,7 @@ def connect(
     make_default: bool = True,
     event_buffer_size: int = 500,
     share_events: bool | None = None,
+    as_user: Any = None,
 ) -> Workspace:
     """Open a workspace, creating and migrating its database if needed.
 
@@ -231,6 +266,8 @@ def connect(
     The vault key comes from `vault_key`, `$CMDC_NB_VAULT_KEY`, or a key file `vault.key` in the data
     directory, created on first use with owner-only permissions.
 
+    `as_user` makes the workspace act for that user (a User, id or email): it reads and changes only
+    what is theirs or shared with them (see `Workspace.act_as`, and `acting_as` for one block).
     `share_events` (default: on for PostgreSQL) shares committed events with every other process on
     the same database — kernels, workers — and brings theirs onto this workspace's bus (team mode).
 
@@ -259,6 +296,12 @@ def connect(
     except BaseException:
         engine.dispose()
         raise
+    if as_user is not None:
+        try:
+            ws.act_as(as_user)
+        except BaseException:
+            ws.close()
+            raise
     if make_default:
         with _default_lock:
             _default = ws
