@@ -8,8 +8,8 @@ is restricted: the process is trusted, as the database's owner is.
 The rules, by what is shared. A session is its owner's; `visibility="shared"` with a user in
 `shared_with_user_ids` lets that user read it, add messages and decide its approvals; `"public"` lets
 everyone read it. Approval items follow their session (or, without one, belong to their user alone).
-Messages, agent calls and tool uses follow their session. Every other record with an owner is its
-owner's alone. Changing a session's sharing, and deleting it, are the owner's alone.
+Messages, agent calls, tool uses and workflow runs follow their session when they have one. Every
+other record with an owner is its owner's alone. Changing a session's sharing, and deleting it, are the owner's alone.
 """
 
 from __future__ import annotations
@@ -82,16 +82,15 @@ def check_row(db: orm.Session, row: Any, kind: str, *, write: bool) -> None:
     action = "write" if write else "read"
     if kind == "session":
         allowed = session_allows(row, uid, action)
-    elif kind in ("message", "agent_call", "tool_use"):
-        session = _session(db, getattr(row, "session_id", None))
-        if session is not None:
-            allowed = session_allows(session, uid, action)
-        else:
-            allowed = getattr(row, "user_id", uid) == uid
     elif kind == "approval_item":
         action = "decide" if write else "read"
         session = _session(db, row.session_id)
         allowed = row.user_id == uid or (session is not None and session_allows(session, uid, action))
+    elif getattr(row, "session_id", None) is not None:  # messages, calls, tool uses, runs in a session
+        session = _session(db, row.session_id)
+        allowed = getattr(row, "user_id", None) == uid or (
+            session is not None and session_allows(session, uid, action)
+        )
     elif kind == "user":
         allowed = not write or row.id == uid
     elif hasattr(row, "user_id"):

@@ -146,3 +146,35 @@ def test_the_acting_user_comes_from_connect_and_must_exist(
         cmdc_nb.connect(db_url, home=home_dir, make_default=False, as_user="nobody@example.com")
     # without an acting user nothing is restricted (a personal notebook, a worker)
     assert sessions.get_session(ada_session.id, ws=ws).id == ada_session.id
+
+
+async def test_a_workflow_gate_in_a_shared_session_is_decided_by_a_colleague(
+    ws: Workspace, team: tuple[User, User, User], ada_session: Session
+) -> None:
+    from cmdc_nb import workflows as wf
+
+    ada, bob, cy = team
+    flow = wf.create_workflow(
+        ada,
+        {
+            "name": "gate",
+            "steps": [
+                wf.step("ok", "approval", title="Ship?"),
+                wf.step("after", "transform", depends_on="ok", value=1),
+            ],
+        },
+        ws=ws,
+    )
+    run = await wf.arun_workflow(flow, session=ada_session, stop_when_blocked=True, ws=ws)
+    assert run.status == "waiting_approval"
+    with cmdc_nb.acting_as(bob), pytest.raises(AccessDeniedError):
+        wf.get_workflow_run(run.id, ws=ws)  # not shared yet
+    sessions.share_session(ada_session, with_users=[bob], ws=ws)
+    with cmdc_nb.acting_as(cy), pytest.raises(AccessDeniedError):
+        wf.approve_workflow_step(run, "ok", cy, ws=ws)
+    with cmdc_nb.acting_as(bob):
+        seen = wf.get_workflow_run(run.id, ws=ws)
+        wf.approve_workflow_step(seen, "ok", bob, note="Bob", ws=ws)
+    done = await wf.execute_workflow_run(run, ws=ws)
+    assert done.status == "completed"
+    assert wf.get_workflow_step(done, "ok", ws=ws).output["decided_by"] == str(bob.id)
