@@ -128,6 +128,21 @@ def check_decider(db: orm.Session, item: Any, decider: uuid.UUID) -> None:
         raise AccessDeniedError("approval_item", item.id, "decide")
 
 
+def scope_user(ws: Any, user: Any) -> Any:
+    """The user a listing is of: `user` (it must be the acting user, when someone is acting), or the
+    acting user when none is named. Without an acting user, `user` unchanged."""
+    from cmdc_nb import _validate as v
+
+    acting = current(ws.acting_user_id)
+    if acting is None:
+        return user
+    if user is None:
+        return acting
+    if v.id_of(user, "user") != acting:
+        raise AccessDeniedError("user", v.id_of(user, "user"), "read")
+    return user
+
+
 def require_self(db: orm.Session, user_id: uuid.UUID, kind: str = "user") -> None:
     """Listing someone's records: only their own (when acting for someone)."""
     uid = acting_user_id(db)

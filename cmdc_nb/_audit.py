@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from cmdc_nb import _access
 from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import ActivityLog
 from cmdc_nb.workspace import Tx
@@ -23,11 +24,14 @@ def log_activity(
     details: Mapping[str, Any] | None = None,
     session_id: uuid.UUID | None = None,
 ) -> ActivityLog:
+    # The actor: when the workspace acts for someone (team mode), it is they who did it — Grace adding
+    # a message to Ada's shared session is Grace's doing, not Ada's.
+    actor = _access.acting_user_id(tx.db) or user_id
     entry = ActivityLog(
         action=action,
         resource_type=resource_type,
         resource_id=resource_id,
-        user_id=user_id,
+        user_id=actor,
         details=dict(details or {}),
         session_id=session_id,
     )

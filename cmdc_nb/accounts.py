@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
 from cmdc_nb.errors import ConflictError, InvalidInputError, NotFoundError
@@ -337,6 +338,7 @@ def list_api_credentials(
     ws: Workspace | None = None,
 ) -> Page[ApiCredential]:
     """The user's credentials, newest first."""
+    user = _access.scope_user(get_workspace(ws), user)
     stmt = sa.select(ApiCredential).where(ApiCredential.user_id == v.id_of(user, "user"))
     if status is not None:
         stmt = stmt.where(ApiCredential.status == v.choice(CredentialStatus, status, "status"))

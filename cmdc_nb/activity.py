@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _audit
+from cmdc_nb import _access, _audit
 from cmdc_nb import _validate as v
 from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import ActivityLog, User
@@ -87,6 +87,7 @@ def search_activity(
     ws: Workspace | None = None,
 ) -> Page[ActivityLog]:
     """Entries matching every given filter, newest first. `since` is inclusive, `until` exclusive."""
+    user = _access.scope_user(get_workspace(ws), user)
     stmt = sa.select(ActivityLog)
     if user is not None:
         stmt = stmt.where(ActivityLog.user_id == v.id_of(user, "user"))

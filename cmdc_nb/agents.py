@@ -29,8 +29,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb import _access, approvals, budgets, costs
 from cmdc_nb import _validate as v
-from cmdc_nb import approvals, budgets, costs
 from cmdc_nb._audit import log_activity
 from cmdc_nb._service import check_transition, fetch, increment, jsonable
 from cmdc_nb.errors import (
@@ -394,6 +394,7 @@ def list_agent_calls(
     if model is not None:
         stmt = stmt.where(AgentCall.model == model)
     with get_workspace(ws).read() as db:
+        _access.check_session_id(db, v.id_of(session, "session"), "read")
         return paginate(
             db,
             stmt,
@@ -797,6 +798,7 @@ def list_pending_tool_uses(
         ToolUse.status == _T.PENDING,
     )
     with get_workspace(ws).read() as db:
+        _access.check_session_id(db, v.id_of(session, "session"), "read")
         return paginate(
             db,
             stmt,

@@ -492,6 +492,7 @@ def list_session_pending_approvals(
 
 
 def count_pending_approvals(user: UserRef, *, ws: Workspace | None = None) -> int:
+    user = _access.scope_user(get_workspace(ws), user)
     with get_workspace(ws).read() as db:
         return int(db.scalar(sa.select(sa.func.count()).select_from(_pending(user).subquery())) or 0)
 
@@ -725,6 +726,7 @@ def list_approval_rules(
     ws: Workspace | None = None,
 ) -> Page[ApprovalRule]:
     """The user's rules, highest priority first."""
+    user = _access.scope_user(get_workspace(ws), user)
     stmt = sa.select(ApprovalRule).where(ApprovalRule.user_id == v.id_of(user, "user"))
     if status is not None:
         stmt = stmt.where(ApprovalRule.status == v.choice(RuleStatus, status, "status"))

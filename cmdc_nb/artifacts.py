@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
 from cmdc_nb._service import UNSET, Unset, fetch
@@ -440,6 +441,7 @@ def list_artifacts(
     ws: Workspace | None = None,
 ) -> Page[Artifact]:
     """The user's artifacts, newest first (only the latest version of each, unless told otherwise)."""
+    user = _access.scope_user(get_workspace(ws), user)
     stmt = sa.select(Artifact).where(Artifact.user_id == v.id_of(user, "user"))
     if latest_only:
         stmt = stmt.where(Artifact.is_latest)

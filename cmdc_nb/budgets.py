@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb._service import UNSET, Unset, fetch
 from cmdc_nb.errors import BudgetExceededError, InvalidInputError
@@ -187,6 +188,7 @@ def list_budgets(
     ws: Workspace | None = None,
 ) -> Page[Budget]:
     """Budgets, oldest first; with `user` / `session`, those that apply to them (workspace ones too)."""
+    user = _access.scope_user(get_workspace(ws), user)
     stmt = sa.select(Budget)
     if user is not None or session is not None:
         scopes = [Budget.scope == BudgetScope.WORKSPACE]

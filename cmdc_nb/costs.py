@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql, sqlite
 
+from cmdc_nb import _access, budgets
 from cmdc_nb import _validate as v
-from cmdc_nb import budgets
 from cmdc_nb._service import UNSET, Unset, fetch
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import topics
@@ -338,17 +338,20 @@ def _sum_days(user: UserRef, since: dt.date, until: dt.date | None, ws: Workspac
 
 def get_daily_cost(user: UserRef, *, day: dt.date | None = None, ws: Workspace | None = None) -> Decimal:
     """The priced total of one UTC day (today by default)."""
+    user = _access.scope_user(get_workspace(ws), user)
     d = day or _today()
     return _sum_days(user, d, d, ws)
 
 
 def get_weekly_cost(user: UserRef, *, ws: Workspace | None = None) -> Decimal:
     """The last 7 UTC days, today included (the seed's query spanned 8)."""
+    user = _access.scope_user(get_workspace(ws), user)
     return _sum_days(user, _today() - dt.timedelta(days=6), None, ws)
 
 
 def get_monthly_cost(user: UserRef, *, ws: Workspace | None = None) -> Decimal:
     """From the first of this UTC month."""
+    user = _access.scope_user(get_workspace(ws), user)
     return _sum_days(user, _today().replace(day=1), None, ws)
 
 
@@ -372,14 +375,17 @@ def _by(column: Any, user: UserRef, days: int, ws: Workspace | None) -> dict[str
 
 def get_cost_by_provider(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
     """Priced cost per provider over the last `days` UTC days, largest first."""
+    user = _access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.provider, user, days, ws)
 
 
 def get_cost_by_model(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
+    user = _access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.model, user, days, ws)
 
 
 def get_cost_by_session(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
+    user = _access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.session_id, user, days, ws)
 
 
@@ -398,6 +404,7 @@ def list_daily_summaries(
     user: UserRef, *, days: int = 30, ws: Workspace | None = None
 ) -> list[CostDailySummary]:
     """Summaries of the last `days` UTC days, newest first (days with no cost have no row)."""
+    user = _access.scope_user(get_workspace(ws), user)
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise InvalidInputError("must be a positive number of days", field="days")
     with get_workspace(ws).read() as db:

@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from croniter import croniter
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb._service import UNSET, Unset, check_transition, fetch, jsonable
 from cmdc_nb.errors import ConfigurationError, InvalidInputError
@@ -304,6 +305,7 @@ def list_scheduled_jobs(
     ws: Workspace | None = None,
 ) -> Page[ScheduledJob]:
     """The user's jobs, oldest first."""
+    user = _access.scope_user(get_workspace(ws), user)
     stmt = sa.select(ScheduledJob).where(ScheduledJob.user_id == v.id_of(user, "user"))
     if status is not None:
         stmt = stmt.where(ScheduledJob.status == v.choice(JobStatus, status, "status"))

@@ -210,6 +210,7 @@ def get_session(session_id: Session | uuid.UUID | str, *, ws: Workspace | None =
 
 
 def get_session_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Session:
+    user = _access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     with get_workspace(ws).read() as db:
         session = db.scalar(sa.select(Session).where(Session.user_id == uid, Session.slug == slug))

@@ -178,3 +178,37 @@ async def test_a_workflow_gate_in_a_shared_session_is_decided_by_a_colleague(
     done = await wf.execute_workflow_run(run, ws=ws)
     assert done.status == "completed"
     assert wf.get_workflow_step(done, "ok", ws=ws).output["decided_by"] == str(bob.id)
+
+
+def test_listings_of_another_user_are_refused_and_unnamed_ones_are_ones_own(
+    ws: Workspace, team: tuple[User, User, User], ada_session: Session
+) -> None:
+    from cmdc_nb import activity, agents, artifacts, budgets, costs, rag, scheduling
+    from cmdc_nb import workflows as wf
+
+    ada, bob, _ = team
+    agents.create_agent_call(ada_session, model="scripted/x", ws=ws)
+    with cmdc_nb.acting_as(bob):
+        for listing in (
+            lambda: accounts.list_api_credentials(ada, ws=ws),
+            lambda: approvals.list_approval_rules(ada, ws=ws),
+            lambda: approvals.count_pending_approvals(ada, ws=ws),
+            lambda: artifacts.list_artifacts(ada, ws=ws),
+            lambda: budgets.list_budgets(user=ada, ws=ws),
+            lambda: costs.get_monthly_cost(ada, ws=ws),
+            lambda: costs.list_daily_summaries(ada, ws=ws),
+            lambda: scheduling.list_scheduled_jobs(ada, ws=ws),
+            lambda: sessions.get_session_by_slug(ada, ada_session.slug, ws=ws),
+            lambda: wf.list_workflows(ada, ws=ws),
+            lambda: wf.list_workflow_runs(user=ada, ws=ws),
+            lambda: rag.list_indexes(ada, ws=ws),
+            lambda: activity.search_activity(user=ada, ws=ws),
+            lambda: agents.list_agent_calls(ada_session, ws=ws),
+            lambda: frames.daily_costs(user=ada, ws=ws),
+        ):
+            with pytest.raises(AccessDeniedError):
+                listing()
+        # named nobody: one's own (Ada's session and call are not in Bob's activity)
+        sessions.create_session(bob, name="Bob's", ws=ws)
+        mine = activity.search_activity(ws=ws).entries
+        assert mine and {e.user_id for e in mine} == {bob.id}

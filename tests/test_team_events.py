@@ -178,3 +178,33 @@ def test_sharing_is_on_by_default_on_postgresql_only(db_url: str, home_dir: Path
         assert ws.shares_events is (backend == "postgresql")
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_presence_and_activity_from_another_kernel_show_up_live(
+    kernels: tuple[Workspace, Workspace],
+) -> None:
+    """Grace opens Ada's session in her kernel and writes in it: Ada's ActivityFeed, in the other
+    kernel, redraws by itself — nothing in Ada's kernel changed, only the events arrived."""
+    import asyncio
+
+    from cmdc_nb import presence
+    from cmdc_nb.widgets import ActivityFeed
+
+    a, b = kernels
+    ada = accounts.create_user("ada@example.com", name="Ada", ws=a)
+    grace = accounts.create_user("grace@example.com", name="Grace", ws=b)
+    room = sessions.create_session(ada, name="Release room", ws=a)
+    sessions.share_session(room, with_users=[grace], ws=a)
+    b.act_as(grace)  # Grace's kernel acts for her: what she does is logged as hers
+    feed = ActivityFeed(session=room, ws=a)
+    assert "nobody else here" in feed.badges.value
+    presence.join_resource(grace, "session", room.id, client_id="grace-laptop", ws=b)
+    sessions.create_message(room, role="user", content="ready when you are", ws=b)
+    for _ in range(int(LIVENESS * 20)):
+        if "Grace" in feed.badges.value and any(e.action == "message.create" for e in feed.entries):
+            break
+        await asyncio.sleep(0.05)
+    assert "● Grace" in feed.badges.value
+    assert feed.entries[0].action == "message.create" and "Grace" in feed.table.value
+    feed.close()

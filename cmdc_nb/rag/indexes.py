@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
 from cmdc_nb._service import UNSET, Unset, check_transition, fetch, free_slug
@@ -208,6 +209,7 @@ def get_index(index: IndexRef, *, ws: Workspace | None = None) -> Index:
 
 
 def get_index_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Index:
+    user = _access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     with get_workspace(ws).read() as db:
         idx = db.scalar(sa.select(Index).where(Index.user_id == uid, Index.slug == slug))
@@ -236,6 +238,7 @@ def list_indexes(
     limit: int = 100,
     ws: Workspace | None = None,
 ) -> list[Index]:
+    user = _access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     v.count(limit, "limit", minimum=1)
     stmt = sa.select(Index).where(Index.user_id == uid)

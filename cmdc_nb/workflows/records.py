@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb import _access
 from cmdc_nb import _validate as v
 from cmdc_nb._audit import log_activity
 from cmdc_nb._service import fetch, free_slug, jsonable
@@ -224,6 +225,7 @@ def get_workflow(workflow: WorkflowRef, *, ws: Workspace | None = None) -> Workf
 
 
 def get_workflow_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Workflow:
+    user = _access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     with get_workspace(ws).read() as db:
         w = db.scalar(sa.select(Workflow).where(Workflow.user_id == uid, Workflow.slug == slug))
@@ -243,6 +245,7 @@ def list_workflows(
     ws: Workspace | None = None,
 ) -> list[Workflow]:
     """The user's workflows, most recently updated first."""
+    user = _access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     v.count(limit, "limit", minimum=1)
     stmt = sa.select(Workflow).where(Workflow.user_id == uid)
@@ -459,6 +462,7 @@ def list_workflow_runs(
     ws: Workspace | None = None,
 ) -> list[WorkflowRun]:
     """Runs of a workflow (or of a user), newest first."""
+    user = _access.scope_user(get_workspace(ws), user)
     v.count(limit, "limit", minimum=1)
     stmt = sa.select(WorkflowRun)
     if workflow is not None:
