@@ -122,15 +122,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp())
-    targets = [("SQLite", f"sqlite:///{home / 'wf.db'}")] + ([("PostgreSQL", args.pg)] if args.pg else [])
+    targets = [("SQLite", f"sqlite:///{home / 'wf.db'}", False)]
+    if args.pg:  # team mode's event log is on by default on PostgreSQL: measured with it and without
+        targets += [("PostgreSQL", args.pg, True), ("PostgreSQL, events not shared", args.pg, False)]
     rows = []
-    for label, url in targets:
-        ws = cmdc_nb.connect(url, home=home, make_default=False)
+    for label, url, share in targets:
+        ws = cmdc_nb.connect(url, home=home, make_default=False, share_events=share)
         me = accounts.create_user(f"bench-{time.time_ns()}@example.com", ws=ws)
         t = time.perf_counter()
         w = wf.create_workflow(me, spec(args.steps), ws=ws)
         save_s = time.perf_counter() - t
-        procs = start_workers(url, home) if label == "PostgreSQL" else []
+        procs = start_workers(url, home) if share else []
         try:
             if procs:
                 from cmdc_nb.workflows import workers

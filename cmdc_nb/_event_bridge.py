@@ -77,14 +77,14 @@ class EventBridge:
     # -- the listener thread -------------------------------------------------------------------------
     def _catch_up(self) -> None:
         while True:
+            # Our own events were published at commit: the database leaves them out. Skipping ids is
+            # safe — ids are in commit order, so no other process's row can appear below the last seen.
             with self.engine.connect() as conn:
-                rows = event_log.read_after(conn, self.last_id)
+                rows = event_log.read_after(conn, self.last_id, skip_origin=self.origin)
             if not rows:
                 return
-            # Consecutive rows of one origin go out as one batch; our own were published at commit.
+            # Consecutive rows of one origin go out as one batch.
             for origin, group in itertools.groupby(rows, key=lambda r: r.origin):
-                if origin == self.origin:
-                    continue
                 batch = [(r.topic, r.type, r.payload or {}) for r in group]
                 self.bus.publish_many(batch, origin=origin)
                 self.received += len(batch)
@@ -116,7 +116,10 @@ class EventBridge:
                 last_read = time.monotonic()
                 while not self._stop.is_set():
                     if listener is not None:
-                        woke = any(True for _ in listener.notifies(timeout=WAIT_S, stop_after=1))
+                        # Notifications of our own commits need no read: they are ours.
+                        woke = any(
+                            n.payload != self.origin for n in listener.notifies(timeout=WAIT_S, stop_after=1)
+                        )
                         due = time.monotonic() - last_read >= FALLBACK_S
                     else:
                         self._stop.wait(POLL_S)

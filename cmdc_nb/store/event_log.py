@@ -3,7 +3,8 @@
 Writers append a committed transaction's events inside that transaction. On PostgreSQL they first take
 a transaction-scoped advisory lock, held until commit, so ids are handed out in commit order: a reader
 that asks for `id > last` can never miss a row that commits later with a smaller id. Then a NOTIFY on
-`CHANNEL` (delivered at commit) wakes the listeners; it carries no payload — rows are read from the table.
+`CHANNEL` (delivered at commit) wakes the listeners; it carries only the writer's origin (so a listener
+can ignore its own process's commits) — rows are read from the table.
 """
 
 from __future__ import annotations
@@ -43,19 +44,22 @@ def append(db: orm.Session, origin: str, events: Iterable[tuple[str, str, Mappin
         db.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     db.execute(sa.insert(EventLogEntry), rows)
     if pg:
-        db.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        db.execute(sa.text("SELECT pg_notify(:channel, :origin)"), {"channel": CHANNEL, "origin": origin})
 
 
 def last_id(conn: sa.Connection) -> int:
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(EventLogEntry.id), 0))).scalar_one())
 
 
-def read_after(conn: sa.Connection, after: int, *, limit: int = 1000) -> Sequence[Any]:
-    """Rows with `id > after`, oldest first: id, topic, type, payload, origin."""
+def read_after(
+    conn: sa.Connection, after: int, *, skip_origin: str | None = None, limit: int = 1000
+) -> Sequence[Any]:
+    """Rows with `id > after` (not written by `skip_origin`), oldest first: id, topic, type, payload, origin."""
     e = EventLogEntry
-    return conn.execute(
-        sa.select(e.id, e.topic, e.type, e.payload, e.origin).where(e.id > after).order_by(e.id).limit(limit)
-    ).all()
+    stmt = sa.select(e.id, e.topic, e.type, e.payload, e.origin).where(e.id > after)
+    if skip_origin is not None:
+        stmt = stmt.where(e.origin != skip_origin)
+    return conn.execute(stmt.order_by(e.id).limit(limit)).all()
 
 
 def prune(conn: sa.Connection, *, keep: dt.timedelta) -> int:
