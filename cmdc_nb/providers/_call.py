@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from cmdc_nb.errors import ProviderError
-from cmdc_nb.providers._litellm import classify, litellm
+from cmdc_nb.providers._litellm import alitellm, classify
 from cmdc_nb.providers._types import (
     Completion,
     ProviderRequest,
@@ -88,6 +88,17 @@ async def stream_completion(
     raise last
 
 
+def _litellm_callbacks(lm: Any) -> bool:
+    names = (
+        "callbacks",
+        "success_callback",
+        "_async_success_callback",
+        "failure_callback",
+        "_async_failure_callback",
+    )
+    return any(getattr(lm, name, None) for name in names)
+
+
 async def _maybe(value: Awaitable[None] | None) -> None:
     if inspect.isawaitable(value):
         await value
@@ -100,7 +111,10 @@ async def _attempt(
     cassette: Cassette | None,
     pricer: Pricer | None,
 ) -> Completion:
-    lm = litellm()
+    lm = await alitellm()
+    # litellm hands every streamed chunk to a logging thread (≈1 ms a chunk) for its callbacks; with
+    # none registered that is work for nobody. Registering a litellm callback turns it back on.
+    lm.disable_streaming_logging = not _litellm_callbacks(lm)
     route, entry = model, None
     replaying = cassette is not None and cassette.replays(model)
     if cassette is not None and replaying:

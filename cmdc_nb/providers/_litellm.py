@@ -21,10 +21,11 @@ from cmdc_nb.errors import (
     RateLimitedError,
 )
 
-__all__ = ["classify", "litellm"]
+__all__ = ["alitellm", "classify", "litellm"]
 
 _lock = threading.Lock()
 _module: Any = None
+_warmed = False
 
 
 def litellm() -> Any:
@@ -50,6 +51,51 @@ def litellm() -> Any:
             utils.custom_llm_setup()
             _module = lm
     return _module
+
+
+async def alitellm() -> Any:
+    """`litellm()` for coroutines: the first import (seconds) runs in a worker thread, so a notebook's
+    event loop — its widgets, other agents, its cells — never stalls behind it."""
+    if _module is not None:
+        return _module
+    import asyncio
+
+    return await asyncio.to_thread(_load_warm)
+
+
+def _load_warm() -> Any:
+    """Import litellm, then make one streamed, tool-carrying mock call on a private loop in this
+    thread: litellm imports hundreds of modules lazily on its first call (its HTTP client, the MCP
+    handler, stream wrappers), which would otherwise happen on the caller's loop — a 1 s stall measured
+    with twenty agents in one kernel. A failure here only means the first real call does it instead."""
+    lm = litellm()
+    global _warmed
+    with _lock:
+        if _warmed:
+            return lm
+        _warmed = True
+    import asyncio
+    import logging
+
+    async def mock() -> None:
+        response = await lm.acompletion(
+            model="openai/gpt-4o-mini",
+            messages=[{"role": "user", "content": "warm up"}],
+            tools=[{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}],
+            stream=True,
+            stream_options={"include_usage": True},
+            mock_response="ok",
+            api_key="not-a-key",  # mocked: nothing is sent
+        )
+        async for _ in response:
+            pass
+
+    try:
+        asyncio.run(mock())
+        importlib.import_module("cmdc_nb.pricing")  # prices the first call: loads the store's models
+    except Exception as exc:  # pragma: no cover - depends on litellm internals
+        logging.getLogger("cmdc_nb.providers").debug("litellm warm-up skipped: %s", exc)
+    return lm
 
 
 _BY_STATUS = {
