@@ -25,7 +25,18 @@ from sqlalchemy import orm
 
 from cmdc_nb.errors import AccessDeniedError
 
-__all__ = ["acting_as", "acting_user_id", "check_row", "require_self", "session_filter"]
+__all__ = [
+    "acting_as",
+    "acting_user_id",
+    "check_decider",
+    "check_row",
+    "check_session_id",
+    "current",
+    "require_self",
+    "resolve_user",
+    "scope_user",
+    "shared_session_ids",
+]
 
 _acting: contextvars.ContextVar[uuid.UUID | None] = contextvars.ContextVar(
     "cmdc_nb_acting_user", default=None
@@ -129,11 +140,15 @@ def check_decider(db: orm.Session, item: Any, decider: uuid.UUID) -> None:
 
 
 def scope_user(ws: Any, user: Any) -> Any:
-    """The user a listing is of: `user` (it must be the acting user, when someone is acting), or the
-    acting user when none is named. Without an acting user, `user` unchanged."""
+    """The user a listing is of (see `resolve_user`), for the workspace's acting user."""
+    return resolve_user(current(ws.acting_user_id), user)
+
+
+def resolve_user(acting: uuid.UUID | None, user: Any) -> Any:
+    """`user` unchanged when no one is acting; else the acting user when none is named, and a refusal
+    when someone else is named."""
     from cmdc_nb import _validate as v
 
-    acting = current(ws.acting_user_id)
     if acting is None:
         return user
     if user is None:
@@ -148,18 +163,6 @@ def require_self(db: orm.Session, user_id: uuid.UUID, kind: str = "user") -> Non
     uid = acting_user_id(db)
     if uid is not None and uid != user_id:
         raise AccessDeniedError(kind, user_id, "read")
-
-
-def session_filter(db: orm.Session, session_cls: Any) -> Any:
-    """A WHERE clause for sessions the acting user may read (None when no one is acting)."""
-    uid = acting_user_id(db)
-    if uid is None:
-        return None
-    return sa.or_(
-        session_cls.user_id == uid,
-        session_cls.visibility == "public",
-        sa.and_(session_cls.visibility == "shared", _contains(db, session_cls.shared_with_user_ids, uid)),
-    )
 
 
 def _contains(db: orm.Session, column: Any, uid: uuid.UUID) -> Any:

@@ -51,7 +51,6 @@ class EventBridge:
         self.engine = engine
         self.bus = bus
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.received = 0
         self.reconnects = 0
         with engine.connect() as conn:
             self.last_id = event_log.last_id(conn)  # from now on: history is not replayed
@@ -87,7 +86,6 @@ class EventBridge:
             for origin, group in itertools.groupby(rows, key=lambda r: r.origin):
                 batch = [(r.topic, r.type, r.payload or {}) for r in group]
                 self.bus.publish_many(batch, origin=origin)
-                self.received += len(batch)
             self.last_id = rows[-1].id
 
     def _prune(self) -> None:

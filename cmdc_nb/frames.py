@@ -170,15 +170,10 @@ def _sessions_tagged(db: Any, tags: Sequence[str]) -> Any:
 def _acting_user(db: Any, user: Any, session: Any) -> Any:
     """When the workspace acts for someone: a frame of one session needs read access to it; any other
     frame is of the acting user's own records (asking for another user's is refused)."""
-    acting = _access.acting_user_id(db)
-    if acting is None:
-        return user
     if session is not None:
         _access.check_session_id(db, v.id_of(session, "session"), "read")
         return user
-    if user is not None:
-        _access.require_self(db, v.id_of(user, "user"))
-    return acting
+    return _access.resolve_user(_access.acting_user_id(db), user)
 
 
 def _scope(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 import cmdc_nb
 from cmdc_nb.kernel import Agent, tool
@@ -35,6 +36,34 @@ async def main(url: str, home: str, session_id: str) -> None:
     [pending] = agent.status()["pending_approvals"]
     print(f"WAITING {pending['ref']}", flush=True)
     print(f"REPLY {await handle}", flush=True)
+
+
+def approve_from_here(
+    ws: Any, db_url: str, home: str, session: Any, *, events_only: bool = False
+) -> tuple[str, str]:
+    """For the tests: start this script as "kernel A" waiting for approval on `session`, approve its
+    tool call from this process ("kernel B") through the services, and return (tool_use_id, A's output)."""
+    import subprocess
+
+    from cmdc_nb import agents, approvals
+
+    env = {**os.environ, **({"CMDC_TEST_EVENTS_ONLY": "1"} if events_only else {})}
+    proc = subprocess.Popen(
+        [sys.executable, __file__, db_url, str(home), str(session.id)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("WAITING"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        tool_use_id = line.split()[1]
+        item = agents.get_tool_use(tool_use_id, ws=ws).approval_id
+        approvals.approve_item(item, session.user_id, note="from the other kernel", ws=ws)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return tool_use_id, out + err[-2000:]
 
 
 if __name__ == "__main__":

@@ -416,23 +416,7 @@ def test_an_approval_decided_in_another_process_resumes_the_waiting_agent(
 ) -> None:
     import kernel_children  # tests/ is on sys.path
 
-    proc = subprocess.Popen(
-        [sys.executable, kernel_children.__file__, db_url, str(home_dir), str(session.id)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("WAITING"), (line, proc.stderr.read() if proc.poll() is not None else "")
-        tool_use_id = line.split()[1]
-        # This process is "kernel B": it decides through the services, the agent lives in the child.
-        item = agents.get_tool_use(tool_use_id, ws=ws).approval_id
-        approvals.approve_item(item, session.user_id, note="from the other kernel", ws=ws)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "REPLY Deployed." in out, err[-2000:]
+    # This process is "kernel B": it decides through the services, the agent lives in the child.
+    tool_use_id, out = kernel_children.approve_from_here(ws, db_url, str(home_dir), session)
+    assert "REPLY Deployed." in out, out
     assert agents.get_tool_use(tool_use_id, ws=ws).status == "completed"

@@ -3,9 +3,6 @@ polling on SQLite), in commit order, each once; a listener that loses its connec
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 import cmdc_nb
-from cmdc_nb import accounts, agents, approvals, sessions
+from cmdc_nb import accounts, agents, sessions
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import Event
 from cmdc_nb.store.models import EventLogEntry
@@ -148,25 +145,8 @@ def test_an_approval_decided_here_wakes_the_agent_waiting_in_another_process(
 
     user = accounts.create_user("team@example.com", ws=ws)
     session = sessions.create_session(user, name="team", ws=ws)
-    proc = subprocess.Popen(
-        [sys.executable, kernel_children.__file__, db_url, str(home_dir), str(session.id)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CMDC_TEST_EVENTS_ONLY": "1"},
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("WAITING"), (line, proc.stderr.read() if proc.poll() is not None else "")
-        tool_use_id = line.split()[1]
-        item = agents.get_tool_use(tool_use_id, ws=ws).approval_id
-        approvals.approve_item(item, user, note="from the other kernel", ws=ws)
-        out, err = proc.communicate(timeout=LIVENESS)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "REPLY Deployed." in out, err[-2000:]
+    tool_use_id, out = kernel_children.approve_from_here(ws, db_url, str(home_dir), session, events_only=True)
+    assert "REPLY Deployed." in out, out
     assert agents.get_tool_use(tool_use_id, ws=ws).status == "completed"
 
 
