@@ -204,3 +204,25 @@ async def test_the_chat_shows_who_else_is_on_the_session(ws: Any, user: Any) -> 
     assert [str(p.user_id) for p in presence.list_resource_presence("session", s.id, ws=ws).entries] == [
         str(bob.id)
     ]
+
+
+def test_the_streaming_bubble_renders_finished_blocks_once_and_a_long_tail_as_text() -> None:
+    from cmdc_nb.widgets import chat as chat_module
+
+    script = Script(["ok"], name="live-bubble")
+    chat = ChatWidget(Agent(model=script.model))
+    chat._text = "A **bold** start.\n\n```python\nx = 1\n\ny = 2\n```\n\nstill *writing*"
+    html = chat._live_html()
+    # the finished blocks are Markdown (the blank line inside the fence does not split it) …
+    assert (
+        "<strong>bold</strong>" in html and html.count("<pre>") == 1 and '<span class="mi">2</span>' in html
+    )
+    assert chat._text[: chat._head_len].endswith("```\n\n")
+    head = chat._head_html
+    # … and are not rendered again when more arrives
+    chat._text += " more"
+    assert chat._live_html().startswith(head) and "<em>writing</em>" in chat._live_html()
+    # a long block being written is shown as escaped text until it is finished
+    chat._text += " <b>" + "word " * chat_module.LIVE_MARKDOWN_CHARS
+    live = chat._live_html()
+    assert live.startswith(head) and "&lt;b&gt;" in live and "<em>" not in live[len(head) :]
