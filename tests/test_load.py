@@ -10,10 +10,7 @@ agent's event log is gap-free from 1, every streamed delta arrived, the widget h
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,17 +18,12 @@ from cmdc_nb import accounts, sessions
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.workspace import Workspace
-
-FULL = os.environ.get("CMDC_RELIABILITY_FULL") == "1"
-OUT = Path(__file__).resolve().parents[1] / "ci-artifacts" / "reliability"
+from tests.reliability import FULL
+from tests.reliability import record as record_figures
 
 
 def record(name: str, figures: dict[str, object]) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "load.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = {**figures, "full": FULL}
-    path.write_text(json.dumps(data, indent=2))
+    record_figures("load", name, figures)
     print(name, figures)
 
 

@@ -10,10 +10,7 @@ record, one assistant message), and every failed attempt is on record as failed 
 
 from __future__ import annotations
 
-import json
-import os
 import random
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,8 +21,8 @@ from cmdc_nb.kernel import Agent
 from cmdc_nb.providers import RetryPolicy, Script, Turn
 from cmdc_nb.store.models import AgentCall, CostRecord
 from cmdc_nb.workspace import Workspace
+from tests.reliability import FULL, record
 
-FULL = os.environ.get("CMDC_RELIABILITY_FULL") == "1"
 RETRYABLE = ("rate_limit", "server_error", "unavailable", "timeout")
 FATAL = ("authentication", "bad_request")
 POLICY = RetryPolicy(retries=2, backoff_s=0.001, max_backoff_s=0.002, max_retry_after_s=0.002)
@@ -96,8 +93,4 @@ async def test_random_fault_sequences_keep_the_books_straight(ws: Workspace) -> 
             outcomes["failed"] += 1
     # the sequences exercised every path
     assert all(outcomes.values()), outcomes
-    out = Path(__file__).resolve().parents[1] / "ci-artifacts" / "reliability"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "provider_faults.json").write_text(
-        json.dumps({"sequences": sum(outcomes.values()), **outcomes, "full": FULL})
-    )
+    record("provider_faults", None, {"sequences": sum(outcomes.values()), **outcomes})

@@ -5,11 +5,8 @@ recorded (`ci-artifacts/reliability/secrets.json`), not asserted. 2,000 secrets 
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,9 +18,7 @@ from cmdc_nb.store._vault import KeyRing, Vault
 from cmdc_nb.store.models import ApiCredential
 from cmdc_nb.vault import rotate_vault_key
 from cmdc_nb.workspace import Workspace
-
-FULL = os.environ.get("CMDC_RELIABILITY_FULL") == "1"
-OUT = Path(__file__).resolve().parents[1] / "ci-artifacts" / "reliability"
+from tests.reliability import FULL, record
 
 
 def test_rotating_many_secrets_loses_none(ws: Workspace) -> None:
@@ -64,14 +59,9 @@ def test_rotating_many_secrets_loses_none(ws: Workspace) -> None:
     assert failures == 0
     with pytest.raises(VaultKeyError):  # the retired key opens none of them
         old.decrypt(stored[0][1], table="api_credentials", column="encrypted_key", row_id=stored[0][0])
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "secrets.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[f"rotation_{ws.backend}"] = {
-        "secrets": n,
-        "seconds": round(seconds, 2),
-        "failures": failures,
-        "full": FULL,
-    }
-    path.write_text(json.dumps(data, indent=2))
+    record(
+        "secrets",
+        f"rotation_{ws.backend}",
+        {"secrets": n, "seconds": round(seconds, 2), "failures": failures},
+    )
     print(f"rotated {n:,} secrets on {ws.backend} in {seconds:.2f} s, {failures} failures")
