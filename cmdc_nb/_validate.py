@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from cmdc_nb.errors import InvalidInputError
 
-__all__ = ["aware", "choice", "count", "id_of", "text", "uuid_of"]
+__all__ = ["aware", "choice", "count", "id_of", "items", "mapping", "text", "uuid_of"]
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -27,11 +28,34 @@ def text(value: Any, field: str, *, max_len: int, min_len: int = 1, strip: bool 
     return out
 
 
-def count(value: Any, field: str, *, minimum: int = 0) -> int:
-    """A whole number (bools refused) of at least `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInputError(f"must be an integer of at least {minimum}, got {value!r}", field=field)
+# The largest integer either backend stores (a 64-bit signed column; SQLite's INTEGER).
+MAX_INT = 2**63 - 1
+
+
+def count(value: Any, field: str, *, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """A whole number (bools refused) of at least `minimum` and at most `maximum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+        raise InvalidInputError(f"must be an integer from {minimum} to {maximum}, got {shown}", field=field)
     return value
+
+
+def items(value: Any, field: str) -> list[Any]:
+    """A list (or tuple) given for a list field; None is an empty list."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise InvalidInputError(f"expected a list, got {type(value).__name__}", field=field)
+    return list(value)
+
+
+def mapping(value: Any, field: str) -> dict[str, Any]:
+    """A mapping given for a dict field (e.g. metadata); None is an empty dict."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"expected a mapping, got {type(value).__name__}", field=field)
+    return dict(value)
 
 
 def choice(enum: type[E], value: Any, field: str) -> E:

@@ -45,6 +45,7 @@ from croniter import croniter
 
 from cmdc_nb import _access
 from cmdc_nb import _validate as v
+from cmdc_nb._proc import HOST, pid_alive
 from cmdc_nb._service import UNSET, Unset, check_transition, fetch, jsonable
 from cmdc_nb.errors import ConfigurationError, InvalidInputError
 from cmdc_nb.events import topics
@@ -144,9 +145,11 @@ register_job_handler("cleanup", _cleanup)
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: zoneinfo opens a file named after the zone, so a long or odd name fails in the OS
+    # (found by fuzzing); TypeError: not a string.
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
         raise InvalidInputError(
-            f"unknown time zone {name!r} (use an IANA name like 'Europe/Paris')", field="timezone"
+            f"unknown time zone {str(name)[:80]!r} (use an IANA name like 'Europe/Paris')", field="timezone"
         ) from None
 
 
@@ -446,6 +449,10 @@ def _claim_due(ws: Workspace, runner_id: str, now: dt.datetime, batch: int) -> l
         stmt = _due(now).limit(batch)
         if tx.db.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)  # other runners take the other jobs
+        running = sa.select(ScheduledJob).where(ScheduledJob.currently_running.is_(True))
+        for job in list(tx.db.scalars(running)):
+            if _runner_gone(job.claimed_by, job.claimed_until, now):
+                _abandon_runs(tx, job)
         for job in list(tx.db.scalars(stmt)):
             if (
                 not job.allow_concurrent
@@ -509,6 +516,39 @@ def _claim_due(ws: Workspace, runner_id: str, now: dt.datetime, batch: int) -> l
             claims.append(_Claim(job, occurrence, run.id, nxt))
             tx.db.expunge(job)
     return claims
+
+
+def _runner_gone(runner_id: str | None, claimed_until: dt.datetime | None, now: dt.datetime) -> bool:
+    """The claim's runner stopped: its lease lapsed, or it ran on this host and its process is gone."""
+    if claimed_until is None or claimed_until <= now:
+        return True
+    host, _, rest = (runner_id or "").partition(":")
+    pid = rest.partition(":")[0]
+    return host == HOST and pid.isdigit() and not pid_alive(int(pid))
+
+
+def _abandon_runs(tx: Tx, job: ScheduledJob) -> None:
+    """Close the runs a dead runner left `running` as failures, so the record says what happened; the
+    job is claimed afresh for its next occurrence (a crashed occurrence is not run again)."""
+    stuck = list(
+        tx.db.scalars(
+            sa.select(JobRun).where(JobRun.job_id == job.id, JobRun.status == "running").with_for_update()
+        )
+    )
+    for run in stuck:
+        run.status = "failure"
+        run.finished_at = utcnow()
+        run.error = f"abandoned: its runner {run.runner_id} stopped before finishing"
+    job.currently_running = False
+    job.claimed_by = job.claimed_until = None
+    job.failure_count += len(stuck)
+    job.run_count += len(stuck)
+    job.last_run_status = "failure" if stuck else job.last_run_status
+    if job.status is JobStatus.ACTIVE and job.next_run_at is None:  # its last occurrence was the one lost
+        job.status = JobStatus.FAILED if job.schedule_type is ScheduleType.ONCE else JobStatus.COMPLETED
+    tx.db.flush()
+    if stuck:
+        _publish(tx, job, "job_runs_abandoned", runs=[str(r.id) for r in stuck])
 
 
 def _finish_attempt(ws: Workspace, run_id: uuid.UUID, *, ok: bool, output: Any, error: str | None) -> JobRun:

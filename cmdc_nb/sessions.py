@@ -43,7 +43,7 @@ from cmdc_nb.errors import (
 )
 from cmdc_nb.events import topics
 from cmdc_nb.store import fulltext
-from cmdc_nb.store._types import to_money, utcnow
+from cmdc_nb.store._types import Money, TextList, UUIDList, to_money, utcnow
 from cmdc_nb.store.arrays import overlaps
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, MessageRole, SessionStatus, ToolUseStatus
 from cmdc_nb.store.models import AgentCall, Message, Session, ToolUse, User
@@ -471,6 +471,9 @@ def create_message(
     constraint backs that up, and a collision is retried, never silently dropped.
     """
     role_ = v.choice(MessageRole, role, "role")
+    content_blocks = v.items(content_blocks, "content_blocks")
+    attachments = v.items(attachments, "attachments")
+    metadata = v.mapping(metadata, "metadata")
     if content is None and not content_blocks:
         raise InvalidInputError("a message needs content or content_blocks", field="content")
     if content is not None:
@@ -498,12 +501,12 @@ def create_message(
                 session_id=sid,
                 role=role_,
                 content=content,
-                content_blocks=list(content_blocks or []),
+                content_blocks=content_blocks,
                 agent_call_id=call_id,
                 tool_use_id=tool_id,
                 token_count=token_count,
-                attachments=list(attachments or []),
-                meta=dict(metadata or {}),
+                attachments=attachments,
+                meta=metadata,
             ),
         )
         log_activity(
@@ -859,28 +862,55 @@ def export_session(
 
 
 def _restore(model: Any, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Column values for `model` from an exported row: known columns only, types restored."""
+    """Column values for `model` from an exported row: known columns only, types restored and checked
+    (a hand-edited document is an InvalidInputError naming the field, never a database error)."""
     out: dict[str, Any] = {}
     for attr in sa.inspect(model).column_attrs:
         if attr.key not in raw:
             continue
         value = raw[attr.key]
-        column = attr.columns[0]
         if value is not None:
-            py = getattr(column.type, "python_type", None) if not hasattr(column.type, "enums") else None
             try:
-                if isinstance(column.type, sa.Uuid) or attr.key == "id" or attr.key.endswith("_id"):
-                    value = uuid.UUID(str(value))
-                elif py is dt.datetime or attr.key.endswith("_at"):
-                    value = dt.datetime.fromisoformat(value)
-                elif attr.key.endswith("_usd"):
-                    value = to_money(value)
-            except (ValueError, TypeError, NotImplementedError):
+                value = _typed(attr.columns[0].type, attr.key, value)
+            except (ValueError, TypeError, NotImplementedError, InvalidInputError):
                 raise InvalidInputError(
                     f"bad value for {attr.key}", field=f"{model.__tablename__}.{attr.key}"
                 ) from None
         out[attr.key] = value
     return out
+
+
+def _typed(t: Any, key: str, value: Any) -> Any:
+    """`value` as column type `t` holds it; ValueError/TypeError when it cannot be."""
+    if isinstance(t, UUIDList):
+        return [uuid.UUID(str(x)) for x in v.items(value, key)]
+    if isinstance(t, sa.Uuid):  # not by name: a tool use's `tool_use_id` is the provider's own id
+        return uuid.UUID(str(value))
+    if isinstance(t, TextList):
+        if not all(isinstance(x, str) for x in v.items(value, key)):
+            raise TypeError(key)
+        return list(value)
+    if getattr(t, "enums", None):
+        if value not in t.enums:
+            raise ValueError(key)
+        return value
+    if isinstance(t, Money) or key.endswith("_usd"):
+        return to_money(value)
+    try:
+        py = t.python_type
+    except NotImplementedError:
+        py = None
+    if py is dt.datetime or key.endswith("_at"):
+        return dt.datetime.fromisoformat(value)
+    if py is bool and not isinstance(value, bool):
+        raise TypeError(key)
+    if py is int:
+        return v.count(value, key, minimum=-v.MAX_INT)
+    if py is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise TypeError(key)
+    if py is str and not isinstance(value, str):
+        raise TypeError(key)
+    return value
 
 
 def import_session(

@@ -233,6 +233,14 @@ def _translate_db_errors() -> Iterator[None]:
         if "unique" in reason.lower() or "duplicate key" in reason.lower():
             raise ConflictError(f"already exists ({reason})") from None
         raise InvalidInputError(f"rejected by the database ({reason})") from None
+    except sa.exc.DataError as exc:  # a value the column cannot hold (e.g. NUL in PostgreSQL text)
+        raise InvalidInputError(f"rejected by the database ({_first_line(exc.orig)})") from None
+    except OverflowError:  # SQLite's driver refuses integers beyond 64 bits before the database sees them
+        raise InvalidInputError("a number is too large to store (over 64 bits)") from None
+    except UnicodeEncodeError:  # lone surrogates (e.g. from JSON "\\ud800") are not UTF-8
+        raise InvalidInputError(
+            "text contains characters that cannot be stored (unpaired UTF-16 surrogates)"
+        ) from None
     except sa.exc.DBAPIError as exc:
         raise StorageError(f"database error: {_first_line(exc.orig)}") from None
 

@@ -420,3 +420,30 @@ def test_an_approval_decided_in_another_process_resumes_the_waiting_agent(
     tool_use_id, out = kernel_children.approve_from_here(ws, db_url, str(home_dir), session)
     assert "REPLY Deployed." in out, out
     assert agents.get_tool_use(tool_use_id, ws=ws).status == "completed"
+
+
+async def test_nul_bytes_and_lone_surrogates_from_tools_and_models_do_not_fail_the_stored_turn(
+    ws: Workspace, session: Session
+) -> None:
+    # PostgreSQL refuses NUL in text and neither backend stores unpaired surrogates; a binary file or a
+    # garbled model reply must still be recorded (as U+FFFD), not end the turn with a storage error.
+    @tool
+    def cat() -> str:
+        """Print a binary file."""
+        return "ELF\x00\x01 \ud800end"
+
+    script = Script([Turn("Reading.", tool_calls=[call("cat")]), Turn("done\x00 \udfff")])
+    agent = Agent(model=script.model, tools=[cat], session=session, ws=ws)
+    await agent.prompt("what is in it?")
+    msgs = sessions.list_messages(session, ws=ws).entries
+    assert [(m.role, m.content) for m in msgs] == [
+        ("user", "what is in it?"),
+        ("assistant", "Reading."),
+        ("tool_result", "ELF\ufffd\x01 \ufffdend"),
+        ("assistant", "done\ufffd \ufffd"),
+    ]
+    first = min(agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    [tu] = agents.list_tool_uses(first, ws=ws).entries
+    assert tu.status == "completed" and tu.output == "ELF\ufffd\x01 \ufffdend"
+    calls = agents.list_agent_calls(session, ws=ws).entries
+    assert sorted(c.status for c in calls) == ["completed", "completed"]

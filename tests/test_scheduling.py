@@ -305,3 +305,40 @@ def test_a_running_job_is_not_started_again_unless_concurrency_is_allowed(ws: Wo
     with ws.transaction() as tx:  # the busy runner crashed: its lease lapses
         tx.db.get(ScheduledJob, single.id).claimed_until = now - dt.timedelta(seconds=1)
     assert [r.job_id for r in tick(ws, now)] == [single.id]
+
+
+def test_runs_left_running_by_a_dead_runner_are_closed_and_the_job_goes_on(ws: Workspace, user: User) -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    from cmdc_nb._proc import HOST
+    from cmdc_nb.store.models import JobRun
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_runner = f"{HOST}:{int(gone.stdout)}:abcdef"
+    job = custom(ws, user, interval_seconds=60)
+    t0 = dt.datetime(2026, 11, 24, 12, tzinfo=UTC)
+    with ws.transaction() as tx:  # what a runner killed mid-run leaves behind: a claim and a running run
+        row = tx.db.get(ScheduledJob, job.id)
+        row.next_run_at, row.currently_running = t0, True
+        row.claimed_by, row.claimed_until = dead_runner, t0 + scheduling.LEASE  # its lease has not lapsed
+        stuck = JobRun(
+            id=uuid.uuid4(),
+            job_id=job.id,
+            scheduled_for=t0 - dt.timedelta(minutes=1),
+            attempt=1,
+            status="running",
+            runner_id=dead_runner,
+            started_at=t0,
+        )
+        tx.db.add(stuck)
+    runs = tick(ws, t0)  # the runner's process is gone: no need to wait for the lease
+    assert [r.status for r in runs] == ["success"] and calls[str(job.id)] == 1
+    closed = {r.id: r for r in scheduling.list_job_runs(job, ws=ws).entries}[stuck.id]
+    assert closed.status == "failure" and "abandoned" in (closed.error or "")
+    after = scheduling.get_scheduled_job(job, ws=ws)
+    assert (after.run_count, after.failure_count, after.success_count) == (2, 1, 1)
+    assert not after.currently_running

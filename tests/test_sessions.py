@@ -299,7 +299,10 @@ def test_export_then_import_loses_nothing(ws: Workspace, user: User, tmp_path: P
     call = agents.create_agent_call(
         s, model="anthropic/claude-sonnet-4", prompt_messages=[{"role": "user"}], ws=ws
     )
-    tu = agents.create_tool_use(call, tool_name="read_file", input={"path": "a.py"}, ws=ws)
+    # the provider's own tool-call id: text, not a UUID (an import once tried to read it as one)
+    tu = agents.create_tool_use(
+        call, tool_name="read_file", input={"path": "a.py"}, tool_use_id="toolu_01", ws=ws
+    )
     agents.start_streaming(call, ws=ws)
     agents.complete_agent_call(
         call, response_content="ok", tokens_in=3, tokens_out=4, cost_usd="0.0123", ws=ws
@@ -329,6 +332,7 @@ def test_export_then_import_loses_nothing(ws: Workspace, user: User, tmp_path: P
     new_call = agents.list_agent_calls(copy, ws=ws)[0]
     assert new_msg.agent_call_id == new_call.id != call.id
     assert copy.total_cost_usd == Decimal("0.0123") and copy.meta["imported_from"] == str(s.id)
+    assert [t["tool_use_id"] for t in again["tool_uses"]] == ["toolu_01"]
 
 
 def test_import_rejects_foreign_documents_whole(ws: Workspace, user: User) -> None:

@@ -251,6 +251,24 @@ def test_json_round_trips_nested_unicode(ws: Workspace) -> None:
     assert found == u.id
 
 
+def test_json_that_jsonb_cannot_hold_is_stored_with_replacement_characters(ws: Workspace) -> None:
+    doc = {"nul": "a\x00b", "lone": "x\ud800y", "k\x00": 1, "literal": "\\u0000 stays text", "emoji": "🙂"}
+    u = User(email="nul@example.com", preferences=doc)
+    _add(ws, u)
+    with ws.read() as db:
+        got = db.get(User, u.id).preferences  # type: ignore[union-attr]
+    if ws.backend == "postgresql":  # JSONB refuses NUL and unpaired surrogates: U+FFFD instead
+        assert got == {
+            "nul": "a\ufffdb",
+            "lone": "x\ufffdy",
+            "k\ufffd": 1,
+            "literal": "\\u0000 stays text",
+            "emoji": "🙂",
+        }
+    else:  # SQLite's JSON text holds them as they are
+        assert got == doc
+
+
 def test_lists_round_trip(ws: Workspace) -> None:
     u = _user(ws)
     ids = [uuid.uuid4(), uuid.uuid4()]

@@ -159,7 +159,7 @@ class Recorder:
             with get_workspace(ws).transaction():
                 row = agents.complete_agent_call(
                     call_id,
-                    response_content=done.text or None,
+                    response_content=storable(done.text) or None,
                     response_blocks=[c.to_message() for c in done.tool_calls],
                     stop_reason=done.finish_reason,
                     tokens_in=done.usage.input,
@@ -175,7 +175,7 @@ class Recorder:
                 sessions.create_message(
                     self.session_id,  # type: ignore[arg-type]
                     role="assistant",
-                    content=done.text if done.text or not done.tool_calls else "",
+                    content=storable(done.text) if done.text or not done.tool_calls else "",
                     content_blocks=_blocks(done.tool_calls),
                     agent_call=call_id,
                     ws=ws,
@@ -226,7 +226,7 @@ class Recorder:
             sessions.create_message,
             self.session_id,
             role=role,
-            content=content if content is not None or not blocks else "",
+            content=storable(content) if content is not None or not blocks else "",
             content_blocks=blocks,
             agent_call=agent_call_id,
             tool_use=tool_use_id,
@@ -305,7 +305,7 @@ class Recorder:
         if tool_use_id is not None:
             from cmdc_nb import agents
 
-            await self._run(agents.complete_tool_use, tool_use_id, output=content)
+            await self._run(agents.complete_tool_use, tool_use_id, output=storable(content))
 
     async def tool_failed(
         self, tool_use_id: str | None, kind: str, message: str, *, timed_out: bool = False
@@ -343,6 +343,20 @@ class Recorder:
         else:
             row = agents.deny_tool_use(tool_use_id, by=by, reason=note, ws=self.ws)
         return _stored(row)
+
+
+def storable(text: str | None) -> str | None:
+    """`text` as both backends can store it: NUL (PostgreSQL refuses it in text) and unpaired
+    surrogates (not UTF-8) become U+FFFD. A tool's or a model's odd bytes must not fail the turn."""
+    if text is None:
+        return None
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _blocks(tool_calls: Sequence[ToolCall]) -> list[dict[str, Any]]:

@@ -6,10 +6,15 @@ writer holds the lock (the busy timeout does not cover the lock upgrade), which 
 writes; taking the write lock up front makes writers queue instead.
 
 PostgreSQL: psycopg 3 with a small pool and pre-ping, so a notebook that sat idle reconnects cleanly.
+JSONB cannot hold the NUL character or unpaired surrogates (both fine in SQLite's JSON text), so JSON
+documents written to PostgreSQL have them replaced by U+FFFD: a tool's binary output quoted in an agent
+call's prompt must not make the call unstorable.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -89,8 +94,36 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     return engine
 
 
+# A JSON escape of NUL or of a surrogate, not itself escaped (an even run of backslashes before it).
+_JSONB_UNSAFE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.replace("\x00", "\ufffd")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def jsonb_dumps(value: Any) -> str:
+    """json.dumps for JSONB: the fast path unless the text holds an escape JSONB refuses."""
+    text = json.dumps(value)
+    if "\\u" in text and _JSONB_UNSAFE.search(text):
+        text = json.dumps(_clean(value))
+    return text
+
+
 def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("json_serializer", jsonb_dumps)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 5)
         kwargs.setdefault("max_overflow", 10)

@@ -40,6 +40,8 @@ async def _guard(coro: Any) -> Any:
         return await coro
     except SandboxError as exc:  # PathEscapeError included: the model gets the reason, no traceback
         raise ToolError(str(exc)) from None
+    except OSError as exc:  # e.g. a name too long for the file system, a permission refused
+        raise ToolError(f"{exc.strerror or type(exc).__name__}") from None
 
 
 @tool

@@ -121,6 +121,10 @@ class LocalSandbox:
             raise PathEscapeError(path, "not a text path")
         if "\x00" in path:
             raise PathEscapeError(path, "it contains a NUL byte")
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PathEscapeError(path, "it is not valid text (unpaired surrogates)") from None
         if not path.strip():
             path = "."
         if path.startswith("~"):
@@ -289,13 +293,27 @@ def _read_text(real: Path, shown: str) -> str:
 
 
 def _write_text(real: Path, content: str, box: LocalSandbox) -> int:
+    shown = box.relative(real)
+    # The root itself (path ".") or a folder: its temporary sibling would land outside the sandbox
+    # (found by fuzzing), and the replace would fail anyway.
+    if real == box.root or real.is_dir():
+        raise SandboxError(f"{shown} is a directory")
+    try:
+        data = content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SandboxError("the content has characters UTF-8 cannot hold (unpaired surrogates)") from None
     real.parent.mkdir(parents=True, exist_ok=True)
     # mkdir may have followed a symlinked parent created meanwhile: check the final place again.
     box.resolve(str(real))
     tmp = real.with_name(f".{real.name}.cmdc-tmp")
-    tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, real)
-    return len(content.encode())
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, real)
+    except OSError as exc:
+        raise SandboxError(f"cannot write {shown}: {exc.strerror or type(exc).__name__}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(data)
 
 
 def _walk(base: Path, root: Path, max_depth: int = 25) -> list[tuple[str, bool]]:

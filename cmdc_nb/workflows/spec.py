@@ -515,7 +515,7 @@ def _parse_step(raw: Any, i: int, problems: list[str]) -> StepSpec | None:
     deps = raw.get("depends_on") or []
     if isinstance(deps, str):
         deps = [deps]
-    if not all(isinstance(d, str) for d in deps):
+    if not isinstance(deps, list | tuple) or not all(isinstance(d, str) for d in deps):
         problems.append(f"{where}: depends_on must be a list of step ids")
         deps = []
     timeout = raw.get("timeout")

@@ -31,6 +31,7 @@ from sqlalchemy import orm
 
 from cmdc_nb import approvals
 from cmdc_nb._audit import log_activity
+from cmdc_nb._proc import pid_alive
 from cmdc_nb._service import fetch, jsonable
 from cmdc_nb.errors import InvalidStateError, NotFoundError, WorkflowError
 from cmdc_nb.store._types import utcnow
@@ -659,16 +660,6 @@ def heartbeat(ws: Workspace, c: Claim, *, renew: bool) -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def lease_dead(lease: Mapping[str, Any] | None, *, now: dt.datetime | None = None) -> bool:
     if not lease:
         return True
@@ -681,7 +672,7 @@ def lease_dead(lease: Mapping[str, Any] | None, *, now: dt.datetime | None = Non
         return True
     if lease.get("owner") == OWNER:
         return False  # ours: the caller checks local_steps
-    return lease.get("host") == HOST and not _pid_alive(int(lease.get("pid", 0)))
+    return lease.get("host") == HOST and not pid_alive(int(lease.get("pid", 0)))
 
 
 def recover(ws: Workspace, run_id: uuid.UUID, *, force: bool = False) -> list[str]:
