@@ -18,6 +18,7 @@ from cmdc_nb.plugins import HumanApproval, OutputFilter, SecurityGuard
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.toolkit import builtin_tools
 from cmdc_nb.workspace import Workspace
+from tests.reliability import record
 
 SENTINEL_KEY = "sk-proj-SENTINEL0123456789abcdefghij"
 
@@ -139,6 +140,17 @@ async def test_an_obedient_model_cannot_act_on_injections_or_leak_keys(
     assert SENTINEL_KEY not in stored
     assert SENTINEL_KEY not in json.dumps([e.event.to_dict() for e in events], default=str)
     assert SENTINEL_KEY not in json.dumps(script.requests, default=str)
+    record(
+        "tool_safety",
+        "prompt_injection",
+        {
+            "injections": len(INJECTIONS),
+            "waited": len(asked),
+            "blocked": blocked,
+            "ran_without_approval": 0,
+            "secrets_revealed": 0,
+        },
+    )
 
 
 async def test_an_approved_command_still_cannot_see_the_keys(

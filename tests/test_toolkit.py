@@ -24,6 +24,7 @@ from cmdc_nb.toolkit import (
     shell,
     write_file,
 )
+from tests.reliability import record
 
 
 @pytest.fixture
@@ -163,6 +164,7 @@ async def test_a_path_traversal_corpus_never_reads_or_writes_outside_the_root(tr
     assert sorted(p.name for p in outside.iterdir()) == ["hidden-7f3a.txt", "secret.txt"]
     with pytest.raises(PathEscapeError):
         LocalSandbox(root).resolve("../outside")
+    record("tool_safety", "path_traversal", {"paths": len(TRAVERSAL), "escapes": len(leaked)})
 
 
 INJECTIONS = [
@@ -205,6 +207,9 @@ async def test_a_command_injection_corpus_never_runs_without_approval(tree: dict
     assert not marker.exists()  # … and, denied, none ran
     executed = [e for e in agent.events.replay() if e.type == "tool_execution_start"]
     assert executed == []
+    record(
+        "tool_safety", "command_injection", {"commands": len(commands), "ran_without_approval": len(executed)}
+    )
 
 
 async def test_safe_commands_run_without_asking_and_the_guard_blocks_secrets(tree: dict[str, Path]) -> None:

@@ -1,0 +1,196 @@
+"""The README's reliability table, from the figures the reliability tests write.
+
+Each test under `tests/` that checks part of issue 11 records what it measured as JSON in
+`ci-artifacts/reliability/` (see `tests/reliability.py`). This turns those files into one Markdown
+table — a row per check, each figure with the size it was measured at — and, with `--write README.md`,
+replaces the table between the `<!-- reliability:start -->` and `<!-- reliability:end -->` markers.
+`bash scripts/reliability.sh` runs the tests at full size and then this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def load(folder: Path, name: str) -> dict[str, Any]:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def size(entries: list[dict[str, Any]]) -> str:
+    flags = {bool(e.get("full")) for e in entries if e}
+    return "full" if flags == {True} else "CI size" if flags == {False} else "mixed sizes" if flags else ""
+
+
+def per_backend(
+    data: dict[str, Any], fmt: Callable[[dict[str, Any]], str], key: Callable[[str], str] = str
+) -> str:
+    parts = [f"{b}: {fmt(data[key(b)])}" for b in BACKENDS if key(b) in data]
+    return "; ".join(parts) if parts else "not run"
+
+
+def crash(folder: Path) -> tuple[str, str]:
+    d = load(folder, "crash_resume")
+
+    def fmt(e: dict[str, Any]) -> str:
+        return (
+            f"{e['trials']} trials, {e['rows_committed_before_kill']:,} rows committed before the kills, "
+            f"{e['lost']} lost; {e['repeated_tool_executions']} tool executions repeated; "
+            f"{e['pending_approvals_kept']} pending approvals kept and resumed; "
+            f"{e['job_runs_abandoned']} killed job runs closed as abandoned"
+        )
+
+    return per_backend(d, fmt), size([d.get(b, {}) for b in BACKENDS])
+
+
+def concurrency(folder: Path) -> tuple[str, str]:
+    d = load(folder, "concurrency")
+
+    def fmt(e: dict[str, Any]) -> str:
+        return (
+            f"{e['processes']} processes, {e['messages']:,} messages, {e['cost_records']:,} costs, "
+            f"{e['approval_items']} approvals ({e['lost_decision_races']} lost decision races), "
+            f"{e['presence_clients']} presence clients in {e['seconds']} s: {e['lost_writes']} lost, "
+            f"{e['duplicate_sequences']} duplicate sequences, sums equal"
+        )
+
+    return per_backend(d, fmt), size([d.get(b, {}) for b in BACKENDS])
+
+
+def migrations(folder: Path) -> tuple[str, str]:
+    d = load(folder, "migrations")
+    parts = []
+    for b in BACKENDS:
+        revs = sorted(k.rsplit("_", 1)[1] for k in d if k.startswith(f"upgrade_{b}_from_"))
+        kill = d.get(f"kill_{b}", {})
+        if revs or kill:
+            parts.append(
+                f"{b}: upgraded with data from {', '.join(revs)}; {kill.get('trials', 0)} kills inside a "
+                "migration left the old revision intact and the re-run completed"
+            )
+    return "; ".join(parts) or "not run", size(list(d.values()))
+
+
+def fuzz(folder: Path) -> tuple[str, str]:
+    d = load(folder, "fuzz")
+    if not d:
+        return "not run", ""
+    functions = sorted({k.split("[")[0] for k in d})
+    examples = sum(e["examples"] for e in d.values())
+    rejected = sum(n for e in d.values() for k, n in e["outcomes"].items() if k != "ok")
+    return (
+        f"{examples:,} generated inputs over {len(functions)} entry points ({', '.join(functions)}) on both "
+        f"backends: {rejected:,} typed errors, 0 other exceptions, 0 partial writes",
+        size(list(d.values())),
+    )
+
+
+def tool_safety(folder: Path) -> tuple[str, str]:
+    d = load(folder, "tool_safety")
+    parts = []
+    if "path_traversal" in d:
+        parts.append(
+            f"{d['path_traversal']['paths']} traversal paths: {d['path_traversal']['escapes']} escapes"
+        )
+    if "command_injection" in d:
+        e = d["command_injection"]
+        parts.append(f"{e['commands']} injected commands: {e['ran_without_approval']} ran without approval")
+    if "prompt_injection" in d:
+        e = d["prompt_injection"]
+        parts.append(
+            f"{e['injections']} prompt injections obeyed by the model: {e['ran_without_approval']} tool executions "
+            f"without approval, {e['secrets_revealed']} secrets revealed"
+        )
+    return "; ".join(parts) or "not run", size(list(d.values()))
+
+
+def secrets(folder: Path) -> tuple[str, str]:
+    d = load(folder, "secrets")
+
+    def fmt(e: dict[str, Any]) -> str:
+        return f"{e['secrets']:,} secrets rotated in {e['seconds']} s, {e['failures']} failures"
+
+    text = per_backend(d, fmt, key=lambda b: f"rotation_{b}")
+    return text + "; tampered ciphertexts and wrong keys are typed errors", size(list(d.values()))
+
+
+def provider_faults(folder: Path) -> tuple[str, str]:
+    d = load(folder, "provider_faults")
+    if not d:
+        return "not run", ""
+    return (
+        f"{d['sequences']} random fault sequences: {d['primary']} answered by the primary, {d['fallback']} by "
+        f"the fallback, {d['failed']} failed cleanly; each success booked once, every attempt on record",
+        size([d]),
+    )
+
+
+def load_check(folder: Path) -> tuple[str, str]:
+    d = load(folder, "load")
+    parts = []
+    if "agents" in d:
+        e = d["agents"]
+        parts.append(
+            f"{e['agents']} agents × {e['rounds']} rounds in one kernel in {e['seconds']} s, worst event-loop "
+            f"stall {e['worst_loop_stall_ms']:.0f} ms, no event dropped"
+        )
+    if "chat_stream" in d:
+        e = d["chat_stream"]
+        parts.append(
+            f"{e['tokens']:,} tokens streamed to the chat widget: {e['deltas']:,} deltas, worst stall "
+            f"{e['worst_loop_stall_ms']:.0f} ms"
+        )
+    return "; ".join(parts) or "not run", size(list(d.values()))
+
+
+ROWS: list[tuple[str, str, Callable[[Path], tuple[str, str]]]] = [
+    ("1. crash and resume", "tests/test_crash_resume.py", crash),
+    ("2. concurrent writers", "tests/test_concurrency.py", concurrency),
+    ("3. migrations", "tests/test_migrations.py", migrations),
+    ("4. hostile input", "tests/test_fuzz.py", fuzz),
+    ("5. tool safety", "tests/test_toolkit.py, tests/test_prompt_injection.py", tool_safety),
+    ("6. secrets", "tests/test_vault.py, tests/test_vault_scale.py", secrets),
+    ("7. provider faults", "tests/test_provider_faults.py", provider_faults),
+    ("8. load", "tests/test_load.py", load_check),
+]
+
+
+def table(folder: Path) -> str:
+    lines = ["| check | measured | size | test |", "|---|---|---|---|"]
+    for name, test, fn in ROWS:
+        text, sz = fn(folder)
+        lines.append(f"| {name} | {text} | {sz} | `{test}` |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--figures", type=Path, default=ROOT / "ci-artifacts" / "reliability")
+    ap.add_argument("--write", type=Path, help="a Markdown file whose marked table to replace")
+    args = ap.parse_args(argv)
+    out = table(args.figures)
+    if args.write is None:
+        print(out)
+        return 0
+    text = args.write.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        print(f"{args.write}: no {START} … {END} markers", file=sys.stderr)
+        return 1
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    args.write.write_text(f"{head}{START}\n{out}\n{END}{tail}", encoding="utf-8")
+    print(f"wrote the reliability table into {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
