@@ -51,6 +51,47 @@ STEPS = 10
 CHILD = Path(child.__file__)
 
 
+def new_trial(ws: Workspace, user: User, w: Any, here: Path, name: str) -> tuple[Any, Any, Any, Any]:
+    """A session, a started workflow run, an index over FILES files and a due job, for one child."""
+    (here / "src").mkdir(parents=True)
+    for i in range(FILES):
+        (here / "src" / f"m{i:03d}.py").write_text(rag_children.file_text(i, 1))
+    session = sessions.create_session(user, name=name, ws=ws)
+    run = wf.start_workflow_run(w, input={"log": str(here / "wf.log")}, ws=ws)
+    idx = rag.create_index(
+        user, name, source_type="local_repo", source_config={"path": str(here / "src")},
+        chunk_strategy="code_aware", max_tokens=64, overlap_tokens=0, embedding_provider="slowhash",
+        embedding_model="hashing-v1", embedding_dimensions=64, ws=ws,
+    )  # fmt: skip
+    job = scheduling.create_scheduled_job(
+        user, name=name, interval_seconds=3600, job_config={"handler": "crash.job"}, ws=ws
+    )
+    with ws.transaction() as tx:
+        tx.db.get(ScheduledJob, job.id).next_run_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    return session, run, idx, job
+
+
+def start_child(
+    db_url: str, home: Path, session: Any, run: Any, idx: Any, effects: Path
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(CHILD),
+            db_url,
+            str(home),
+            str(session.id),
+            str(run.id),
+            str(idx.id),
+            str(effects),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+
+
 def committed(ws: Workspace) -> dict[str, set[Any]]:
     """Every row id (and every completed workflow step) committed so far."""
     with ws.read() as db:
@@ -108,40 +149,10 @@ async def test_sigkill_mid_turn_workflow_ingestion_and_job_then_resume(
     figures: Counter[str] = Counter()
     for trial in range(TRIALS):
         here = tmp_path / f"t{trial}"
-        (here / "src").mkdir(parents=True)
-        for i in range(FILES):
-            (here / "src" / f"m{i:03d}.py").write_text(rag_children.file_text(i, 1))
         effects = here / "effects.log"
         child.EFFECTS = str(effects)  # where the tools write when the turn resumes here
-        session = sessions.create_session(user, name=f"crash {trial}", ws=ws)
-        run = wf.start_workflow_run(w, input={"log": str(here / "wf.log")}, ws=ws)
-        idx = rag.create_index(
-            user, f"crash {trial}", source_type="local_repo", source_config={"path": str(here / "src")},
-            chunk_strategy="code_aware", max_tokens=64, overlap_tokens=0, embedding_provider="slowhash",
-            embedding_model="hashing-v1", embedding_dimensions=64, ws=ws,
-        )  # fmt: skip
-        job = scheduling.create_scheduled_job(
-            user, name=f"crash {trial}", interval_seconds=3600, job_config={"handler": "crash.job"}, ws=ws
-        )
-        with ws.transaction() as tx:
-            tx.db.get(ScheduledJob, job.id).next_run_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(CHILD),
-                db_url,
-                str(home_dir),
-                str(session.id),
-                str(run.id),
-                str(idx.id),
-                str(effects),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        )
+        session, run, idx, job = new_trial(ws, user, w, here, f"crash {trial}")
+        proc = start_child(db_url, home_dir, session, run, idx, effects)
         assert proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
         assert line.strip() == "READY", (line, proc.stderr.read() if proc.stderr else "")
@@ -220,38 +231,10 @@ def test_the_child_runs_to_idle_without_a_kill(
     with ws.transaction() as tx:
         tx.db.execute(sa.text(workflow_children.EFFECTS_DDL))
     w = wf.create_workflow(user, workflow_children.crash_spec(STEPS, seed=3), ws=ws)
-    (tmp_path / "src").mkdir()
-    for i in range(FILES):
-        (tmp_path / "src" / f"m{i:03d}.py").write_text(rag_children.file_text(i, 1))
-    session = sessions.create_session(user, name="control", ws=ws)
-    run = wf.start_workflow_run(w, input={"log": str(tmp_path / "wf.log")}, ws=ws)
-    idx = rag.create_index(
-        user, "control", source_type="local_repo", source_config={"path": str(tmp_path / "src")},
-        chunk_strategy="code_aware", max_tokens=64, overlap_tokens=0, embedding_provider="slowhash",
-        embedding_model="hashing-v1", embedding_dimensions=64, ws=ws,
-    )  # fmt: skip
-    job = scheduling.create_scheduled_job(
-        user, interval_seconds=3600, job_config={"handler": "crash.job"}, ws=ws
-    )
-    with ws.transaction() as tx:
-        tx.db.get(ScheduledJob, job.id).next_run_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    session, run, idx, _job = new_trial(ws, user, w, tmp_path, "control")
     effects = tmp_path / "effects.log"
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(CHILD),
-            db_url,
-            str(home_dir),
-            str(session.id),
-            str(run.id),
-            str(idx.id),
-            str(effects),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
+    proc = start_child(db_url, home_dir, session, run, idx, effects)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "READY"

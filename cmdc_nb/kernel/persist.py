@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from cmdc_nb.providers import Completion, TokenUsage, ToolCall
+from cmdc_nb.store._types import storable_text
 
 __all__ = ["Recorder", "StoredToolUse", "history_from_rows"]
 
@@ -346,17 +347,9 @@ class Recorder:
 
 
 def storable(text: str | None) -> str | None:
-    """`text` as both backends can store it: NUL (PostgreSQL refuses it in text) and unpaired
-    surrogates (not UTF-8) become U+FFFD. A tool's or a model's odd bytes must not fail the turn."""
-    if text is None:
-        return None
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+    """`text` as both backends can store it (see `storable_text`): a tool's or a model's odd bytes
+    must not fail the turn."""
+    return None if text is None else storable_text(text)
 
 
 def _blocks(tool_calls: Sequence[ToolCall]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from cmdc_nb.errors import ConfigurationError
+from cmdc_nb.store._types import storable_text
 
 __all__ = ["BUSY_TIMEOUT_MS", "create_engine", "normalise_url"]
 
@@ -100,12 +101,7 @@ _JSONB_UNSAFE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        text = value.replace("\x00", "\ufffd")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return text
+        return storable_text(value)
     if isinstance(value, dict):
         return {_clean(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

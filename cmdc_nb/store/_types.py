@@ -41,12 +41,25 @@ __all__ = [
     "TextList",
     "UTCDateTime",
     "UUIDList",
+    "storable_text",
     "to_money",
     "utcnow",
 ]
 
 _PICO = Decimal("1e-12")
 _PICOS_PER_USD = 10**12
+
+
+def storable_text(text: str) -> str:
+    """`text` with what a database cannot hold replaced by U+FFFD: NUL (PostgreSQL text and JSONB
+    refuse it) and unpaired surrogates (not UTF-8)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def utcnow() -> dt.datetime:
