@@ -449,7 +449,13 @@ def _claim_due(ws: Workspace, runner_id: str, now: dt.datetime, batch: int) -> l
         stmt = _due(now).limit(batch)
         if tx.db.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)  # other runners take the other jobs
-        running = sa.select(ScheduledJob).where(ScheduledJob.currently_running.is_(True))
+        # Locked, so two runners never both close one job's runs (their counter updates would collide);
+        # on PostgreSQL a runner skips a job another one is closing or claiming.
+        running = (
+            sa.select(ScheduledJob)
+            .where(ScheduledJob.currently_running.is_(True))
+            .with_for_update(skip_locked=tx.db.get_bind().dialect.name == "postgresql")
+        )
         for job in list(tx.db.scalars(running)):
             if _runner_gone(job.claimed_by, job.claimed_until, now):
                 _abandon_runs(tx, job)

@@ -14,7 +14,6 @@ call's prompt must not make the call unstorable.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -95,10 +94,6 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     return engine
 
 
-# A JSON escape of NUL or of a surrogate, not itself escaped (an even run of backslashes before it).
-_JSONB_UNSAFE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
-
-
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
         return storable_text(value)
@@ -110,11 +105,16 @@ def _clean(value: Any) -> Any:
 
 
 def jsonb_dumps(value: Any) -> str:
-    """json.dumps for JSONB: the fast path unless the text holds an escape JSONB refuses."""
-    text = json.dumps(value)
-    if "\\u" in text and _JSONB_UNSAFE.search(text):
-        text = json.dumps(_clean(value))
-    return text
+    """json.dumps for JSONB. Without ASCII escaping, the only `\\u` escapes left are control characters,
+    so NUL shows as `\\u0000` and a lone surrogate as text UTF-8 cannot encode; only then is the
+    document cleaned and dumped again (a literal backslash-u0000 in some text just costs the slow path)."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+        clean = "\\u0000" not in text
+    except UnicodeEncodeError:
+        clean = False
+    return text if clean else json.dumps(_clean(value), ensure_ascii=False)
 
 
 def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
