@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cmdc_nb.errors import PathEscapeError
-from cmdc_nb.kernel import Agent, ToolContext
+from cmdc_nb.kernel import Agent, ToolContext, ToolError
 from cmdc_nb.plugins import HumanApproval, SecurityGuard
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.toolkit import (
@@ -322,3 +322,20 @@ async def test_commands_do_not_see_secret_environment_variables(
     out = (await shell.invoke({"command": "env"}, ctx_for(tree["root"]))).content
     assert "HARMLESS_SETTING=visible" in out
     assert "sentinel" not in out
+
+
+async def test_writing_to_the_root_or_a_folder_is_refused_and_leaves_nothing_behind(
+    tree: dict[str, Path],
+) -> None:
+    # Found by fuzzing: write_file(".") put its temporary file beside the root, i.e. outside the sandbox.
+    root = tree["root"]
+    (root / "sub").mkdir(exist_ok=True)
+    siblings = sorted(p.name for p in root.parent.iterdir())
+    ctx = ctx_for(root)
+    for path in (".", "", "sub"):
+        with pytest.raises(ToolError, match="is a directory"):
+            await write_file.invoke({"path": path, "content": "x"}, ctx)
+    with pytest.raises(ToolError, match="unpaired surrogates"):
+        await write_file.invoke({"path": "odd.txt", "content": "a\ud800"}, ctx)
+    assert sorted(p.name for p in root.parent.iterdir()) == siblings
+    assert not any(p.name.endswith(".cmdc-tmp") for p in root.rglob("*"))
