@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # From nothing to the README's reliability table: set up .venv, start a throw-away PostgreSQL +
-# pgvector, run every reliability check at its FULL size on both backends, write the figures to
+# pgvector, run the whole test suite — every reliability check at its FULL size, on both backends —
+# with sentinel API keys, search everything it left for them (check 6), write the figures to
 # ci-artifacts/reliability/*.json and rewrite the table between the markers in README.md.
-# (CI runs the same tests at reduced sizes inside scripts/test.sh.) Takes about an hour.
+# (CI runs the same at reduced sizes inside scripts/test.sh.) Takes about an hour and a quarter.
 #   bash scripts/reliability.sh            # full sizes
 #   bash scripts/reliability.sh --quick    # CI sizes: checks the harness in a few minutes
 set -euo pipefail
@@ -16,8 +17,11 @@ export CMDC_TEST_PG_URL
 trap 'bash scripts/pg.sh stop' EXIT
 rm -rf ci-artifacts/reliability
 if [ "$full" = 1 ]; then export CMDC_RELIABILITY_FULL=1; fi
-.venv/bin/python -m pytest -n 2 -p no:randomly \
-  tests/test_crash_resume.py tests/test_concurrency.py tests/test_migrations.py tests/test_fuzz.py \
-  tests/test_toolkit.py tests/test_prompt_injection.py tests/test_vault.py tests/test_vault_scale.py \
-  tests/test_provider_faults.py tests/test_kernel_store.py tests/test_load.py
+scan=$(mktemp -d /tmp/cmdc-scan.XXXXXX)
+CMDC_SECRET_SENTINEL=$(.venv/bin/python -c 'import secrets; print(secrets.token_hex(12))')
+export CMDC_SECRET_SENTINEL CMDC_SECRET_SCAN_DIR="$scan"
+mkdir -p "$scan/tmp"
+TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 -p no:randomly --basetemp "$scan/pytest" tests/
+.venv/bin/python -m tests.secret_scan --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts
+rm -rf "$scan"
 .venv/bin/python scripts/reliability_table.py --write README.md

@@ -120,7 +120,25 @@ def secrets(folder: Path) -> tuple[str, str]:
         return f"{e['secrets']:,} secrets rotated in {e['seconds']} s, {e['failures']} failures"
 
     text = per_backend(d, fmt, key=lambda b: f"rotation_{b}")
-    return text + "; tampered ciphertexts and wrong keys are typed errors", size(list(d.values()))
+    text += "; tampered ciphertexts and wrong keys are typed errors"
+    notebooks = {k: e for k, e in d.items() if k.startswith("notebook_")}
+    if notebooks:
+        text += (
+            f"; sentinel keys: {len(notebooks)} notebooks run against a provider on loopback "
+            f"({sum(e['requests_with_key'] for e in notebooks.values())} requests carried the key), their outputs, "
+            "`.ipynb` and HTML exports, DEBUG logs (with litellm's), "
+            f"{sum(e['event_lines'] for e in notebooks.values()):,} events and "
+            f"{sum(e['files'] for e in notebooks.values())} files searched: "
+            f"{sum(e['occurrences'] for e in notebooks.values())} occurrences"
+        )
+    if "suite" in d:
+        e = d["suite"]
+        text += (
+            f"; the whole test suite with sentinel keys: {e['files']:,} files ({e['bytes'] / 1e6:,.0f} MB), "
+            f"{e['pg_databases']:,} PostgreSQL test databases, {e['log_lines']:,} log lines and "
+            f"{e['event_lines']:,} events searched: {e['occurrences']} occurrences"
+        )
+    return text, size(list(d.values()))
 
 
 def provider_faults(folder: Path) -> tuple[str, str]:
@@ -158,7 +176,12 @@ ROWS: list[tuple[str, str, Callable[[Path], tuple[str, str]]]] = [
     ("3. migrations", "tests/test_migrations.py", migrations),
     ("4. hostile input", "tests/test_fuzz.py", fuzz),
     ("5. tool safety", "tests/test_toolkit.py, tests/test_prompt_injection.py", tool_safety),
-    ("6. secrets", "tests/test_vault.py, tests/test_vault_scale.py", secrets),
+    (
+        "6. secrets",
+        "tests/test_vault.py, tests/test_vault_scale.py, tests/test_notebooks_real_provider.py, "
+        "tests/secret_scan.py",
+        secrets,
+    ),
     ("7. provider faults", "tests/test_provider_faults.py", provider_faults),
     ("8. load", "tests/test_load.py", load_check),
 ]

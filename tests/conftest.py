@@ -30,6 +30,23 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 TEMPLATE_DB = f"cmdc_template_{os.getpid()}"
 _counter = itertools.count()
 
+# Issue 11, check 6: with `CMDC_SECRET_SENTINEL` set (the test command sets a random one), every
+# provider-key variable holds a sentinel key for the whole run, the offline models stay in charge, and
+# each worker keeps its log records and events in `CMDC_SECRET_SCAN_DIR`; afterwards
+# `tests/secret_scan.py` searches them, every test's files and each PostgreSQL test database (scanned
+# below before it is dropped) for the sentinel.
+SENTINEL = os.environ.get("CMDC_SECRET_SENTINEL", "")
+SCAN_DIR = Path(os.environ.get("CMDC_SECRET_SCAN_DIR", ".")) if SENTINEL else None
+if SENTINEL and SCAN_DIR is not None:
+    from tests import secret_scan
+
+    os.environ.update(secret_scan.sentinel_keys(SENTINEL))
+    os.environ["CMDC_NB_OFFLINE"] = "1"
+    SCAN_DIR.mkdir(parents=True, exist_ok=True)
+    _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    secret_scan.install_log_file(SCAN_DIR / f"log-{_worker}.txt")
+    secret_scan.install_event_tap(SCAN_DIR / f"events-{_worker}.txt")
+
 
 @pytest.fixture(autouse=True)
 def home_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
@@ -93,6 +110,12 @@ def fresh_pg_database(template: str | None) -> tuple[str, sa.Engine]:
 
 def drop_pg_database(url: str, admin: sa.Engine) -> None:
     name = sa.make_url(url).database
+    if SENTINEL and SCAN_DIR is not None:
+        from tests import secret_scan
+
+        hits = secret_scan.scan_pg_database(url, SENTINEL)
+        with (SCAN_DIR / f"pg-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.txt").open("a") as out:
+            out.write(f"{name} {hits}\n")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()

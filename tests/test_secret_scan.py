@@ -1,0 +1,56 @@
+"""The sentinel scanner (issue 11, check 6) finds what it looks for: a scan that reports 0 must be
+able to report more."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests import secret_scan
+from tests.conftest import drop_pg_database, fresh_pg_database
+
+
+def test_the_scanner_finds_a_planted_sentinel_in_every_spelling(tmp_path: Path) -> None:
+    token = secrets.token_hex(12)
+    spellings = {
+        "plain.txt": token.encode(),
+        "utf16.bin": f"key={token}".encode("utf-16-le"),
+        "hex.txt": token.encode().hex().encode(),
+        "b64-0.txt": base64.b64encode(token.encode()),
+        "b64-1.txt": base64.b64encode(b"x" + token.encode()),
+        "b64-2.txt": base64.b64encode(b"xy" + token.encode() + b"z"),
+        "nested/deep.db": b"\x00\x01" + token.encode() + b"\x00",
+    }
+    for rel, data in spellings.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    (tmp_path / "clean.txt").write_text(token[:-1] + "-")  # a near miss is no hit
+    found = secret_scan.scan_tree(tmp_path, token)
+    assert set(found["hits"]) == {str(tmp_path / rel) for rel in spellings}
+    assert found["files"] == len(spellings) + 1
+
+
+@pytest.mark.postgres
+def test_the_scanner_finds_a_sentinel_in_a_postgresql_database() -> None:
+    token = secrets.token_hex(12)
+    url, admin = fresh_pg_database(None)
+    try:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (note text, blob bytea, doc jsonb)")
+            conn.exec_driver_sql("CREATE TABLE clean (note text)")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO t VALUES (:a, NULL, NULL), (NULL, :b, NULL), (NULL, NULL, :c), ('x', NULL, NULL)"
+                ),
+                {"a": f"key={token}", "b": b"\x00" + token.encode(), "c": f'{{"k": "{token}"}}'},
+            )
+            conn.execute(sa.text("INSERT INTO clean VALUES (:a)"), {"a": token[:-1]})
+        engine.dispose()
+        assert secret_scan.scan_pg_database(url, token) == 3
+    finally:
+        drop_pg_database(url, admin)
