@@ -194,6 +194,15 @@ def copy_rows(src_url: str, dst_url: str) -> dict[str, int]:
                         ),
                         {"t": t.name},
                     )
+            if "chunks_fts" in dmeta.tables:
+                # The ingestion writes chunks_fts itself (no trigger), so a database at a revision that
+                # has the table holds the rows of its chunks: copy them as they are.
+                fts = sc.exec_driver_sql("SELECT rowid, content, chunk_id, index_id FROM chunks_fts").all()
+                for row in fts:
+                    dc.exec_driver_sql(
+                        "INSERT INTO chunks_fts (rowid, content, chunk_id, index_id) VALUES (?, ?, ?, ?)",
+                        tuple(row),
+                    )
     finally:
         src.dispose()
         dst.dispose()

@@ -54,9 +54,11 @@ def test_migrating_a_blank_database_builds_exactly_the_models(blank_db_url: str)
         assert compare_metadata(ctx, Base.metadata) == []
         tables = set(sa.inspect(conn).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
-    # the seed's 20 tables, plus what it lacked: model prices, budgets, job runs, cost rollups, event log
-    assert len(Base.metadata.tables) == 25
+    # the seed's 20 tables, plus what it lacked: model prices, budgets, job runs, cost rollups, event log,
+    # and the gateway's keys, A2A tasks and webhook deliveries
+    assert len(Base.metadata.tables) == 28
     assert {"model_prices", "budgets", "job_runs", "cost_rollups", "event_log"} <= tables
+    assert {"gateway_keys", "a2a_tasks", "webhook_deliveries"} <= tables
     engine.dispose()
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "TriggerType",
     "UserStatus",
     "Visibility",
+    "WebhookDeliveryStatus",
     "WorkflowRunStatus",
     "WorkflowStatus",
     "WorkflowStepStatus",
@@ -370,3 +371,9 @@ class ActivityAction(StrEnum):
     CREDENTIAL_CREATE = "credential.create"
     CREDENTIAL_REVOKE = "credential.revoke"
     VAULT_ROTATE = "vault.rotate"
+
+
+class WebhookDeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

@@ -1,5 +1,6 @@
 """SQLAlchemy models of the 20 tables in the seed schema (its README says 21 and lists 20), and of the
-tables cmdc_nb adds (job_runs, cost_rollups, event_log)."""
+tables cmdc_nb adds (job_runs, cost_rollups, event_log, and the gateway's gateway_keys, a2a_tasks,
+webhook_deliveries)."""
 
 from cmdc_nb.store.models._base import Base
 from cmdc_nb.store.models.accounts import ApiCredential, User
@@ -8,6 +9,7 @@ from cmdc_nb.store.models.approvals import ApprovalItem, ApprovalRule
 from cmdc_nb.store.models.artifacts import Artifact
 from cmdc_nb.store.models.costs import Budget, CostDailySummary, CostRecord, CostRollup, ModelPrice
 from cmdc_nb.store.models.events import EventLogEntry
+from cmdc_nb.store.models.gateway import A2ATask, GatewayKey, WebhookDelivery
 from cmdc_nb.store.models.indexes import ContextChunk, ContextDocument, Index
 from cmdc_nb.store.models.presence import ActivityLog, PresenceRecord
 from cmdc_nb.store.models.scheduling import JobRun, ScheduledJob
@@ -15,6 +17,7 @@ from cmdc_nb.store.models.sessions import Message, Session
 from cmdc_nb.store.models.workflows import Workflow, WorkflowRun, WorkflowStep
 
 __all__ = [
+    "A2ATask",
     "ActivityLog",
     "AgentCall",
     "ApiCredential",
@@ -29,6 +32,7 @@ __all__ = [
     "CostRecord",
     "CostRollup",
     "EventLogEntry",
+    "GatewayKey",
     "Index",
     "JobRun",
     "Message",
@@ -38,6 +42,7 @@ __all__ = [
     "Session",
     "ToolUse",
     "User",
+    "WebhookDelivery",
     "Workflow",
     "WorkflowRun",
     "WorkflowStep",
