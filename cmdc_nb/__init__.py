@@ -60,6 +60,7 @@ __all__ = [
     "errors",
     "events",
     "frames",
+    "gateway",
     "get_workspace",
     "kernel",
     "matching",

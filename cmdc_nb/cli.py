@@ -122,6 +122,68 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import importlib
+
+    import cmdc_nb
+    from cmdc_nb.gateway import Gateway, GatewayConfig, Guardrails
+
+    config = None
+    if args.config:
+        module, _, attr = args.config.partition(":")
+        config = getattr(importlib.import_module(module), attr or "GATEWAY")
+        if not isinstance(config, GatewayConfig):
+            print(f"cmdc-nb: {args.config} is not a GatewayConfig", file=sys.stderr)
+            return 2
+    ws = cmdc_nb.connect(args.url, home=args.home)
+    if config is None:
+        settings: dict[str, object] = {
+            "cors_origins": tuple(args.cors or ()),
+            "guardrails": Guardrails(
+                args.deny_keyword or (), args.deny_pattern or (), args.max_prompt_length
+            ),
+            "rate_limit_per_minute": args.rate_limit,
+        }
+        if args.model:
+            settings["models"] = tuple(args.model)
+        config = GatewayConfig.build(**settings)
+    gateway = Gateway(config, ws=ws, host=args.host, port=args.port)
+    print(f"cmdc-nb gateway on http://{args.host}:{args.port} (models: {', '.join(config.models)}); "
+          "make a key with `cmdc-nb key create --user EMAIL`", flush=True)  # fmt: skip
+    try:
+        gateway.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ws.close()
+    return 0
+
+
+def _key(args: argparse.Namespace) -> int:
+    import cmdc_nb
+    from cmdc_nb import accounts
+    from cmdc_nb.gateway import create_gateway_key, list_gateway_keys, revoke_gateway_key
+
+    ws = cmdc_nb.connect(args.url, home=args.home)
+    try:
+        if args.action == "revoke":
+            row = revoke_gateway_key(args.id, ws=ws)
+            print(f"revoked {row.key_prefix}… ({row.name})")
+            return 0
+        user = accounts.get_user_by_email(args.user, ws=ws)
+        if args.action == "create":
+            issued = create_gateway_key(user, name=args.name, ws=ws)
+            print(issued.key)  # the one time it is shown: keep it
+            print(f"(id {issued.record.id}; only its hash is stored)", file=sys.stderr)
+        else:
+            for row in list_gateway_keys(user, ws=ws):
+                state = "revoked" if row.revoked_at else "active"
+                print(f"{row.id}  {row.key_prefix}…  {row.name}  {state}  used {row.use_count}×")
+    finally:
+        ws.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cmdc-nb", description="Run, watch and study AI agents.")
     parser.add_argument("--home", help="data directory (default: $CMDC_NB_HOME or ~/.local/share/cmdc_nb)")
@@ -155,6 +217,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     db.add_argument("--port", type=int, help="port on 127.0.0.1 (default 55433)")
     db.set_defaults(func=_db)
+    serve = sub.add_parser("serve", help="the HTTP/SSE gateway with A2A (see docs/gateway.md)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument(
+        "--model", action="append", help="a model callers may use (repeat; the first is the default)"
+    )
+    serve.add_argument("--config", help="module:attribute of a GatewayConfig (tools, plugins, webhooks, …)")
+    serve.add_argument("--cors", action="append", help="an origin allowed to call from a browser (repeat)")
+    serve.add_argument(
+        "--rate-limit", type=float, default=60.0, help="requests a minute per key (default 60)"
+    )
+    serve.add_argument("--deny-keyword", action="append", help="refuse prompts with this word (repeat)")
+    serve.add_argument("--deny-pattern", action="append", help="refuse prompts matching this regex (repeat)")
+    serve.add_argument("--max-prompt-length", type=int, help="refuse longer prompts (characters)")
+    serve.set_defaults(func=_serve)
+    key = sub.add_parser("key", help="gateway keys: create (shown once), list, revoke")
+    key.add_argument("action", choices=["create", "list", "revoke"])
+    key.add_argument("--user", help="the user's e-mail (create, list)")
+    key.add_argument("--name", default="cli", help="a name to tell the key apart (create)")
+    key.add_argument("--id", help="the key's id (revoke)")
+    key.set_defaults(func=_key)
     args = parser.parse_args(argv)
     from cmdc_nb.errors import CmdcError
 

@@ -9,6 +9,7 @@ CmdcError                         base of everything below
 ├── AccessDeniedError             the acting user may not read or change this (not theirs, not shared)
 ├── InvalidInputError             an argument is malformed; `.field` names it
 │   ├── ConflictError             the input collides with stored data (a duplicate email, slug, …)
+│   ├── GuardrailError            a guardrail refused the text (a denied word or pattern, too long)
 │   └── WorkflowSpecError         a workflow spec is malformed; `.problems` lists every problem found
 ├── InvalidStateError             an illegal status transition; `.current` and `.target` say which
 ├── ApprovalError
@@ -53,6 +54,7 @@ __all__ = [
     "ConflictError",
     "ContextOverflowError",
     "DecryptionError",
+    "GuardrailError",
     "InvalidInputError",
     "InvalidStateError",
     "MigrationError",
@@ -117,6 +119,14 @@ class InvalidInputError(CmdcError, ValueError):
 
 class ConflictError(InvalidInputError):
     """The input collides with stored data (a unique key already taken)."""
+
+
+class GuardrailError(InvalidInputError):
+    """A guardrail refused the text: `rule` says which one (never the text itself)."""
+
+    def __init__(self, message: str, *, rule: str, field: str | None = None) -> None:
+        self.rule = rule
+        super().__init__(message, field=field)
 
 
 class WorkflowSpecError(InvalidInputError):

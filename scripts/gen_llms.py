@@ -42,6 +42,7 @@ MODULES = [
     "cmdc_nb.events",
     "cmdc_nb.vault",
     "cmdc_nb.widgets",
+    "cmdc_nb.gateway",
 ]
 
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")

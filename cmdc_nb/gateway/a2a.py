@@ -1,0 +1,363 @@
+"""The A2A protocol on the gateway, through the official `a2a-sdk` (protocol 1.0, with 0.3 compatibility).
+
+- The agent card at `/.well-known/agent-card.json` (and the seed's `/.well-known/agent.json`), no key
+  needed: it says where to call and that a gateway key goes in `X-API-Key` or `Authorization: Bearer`.
+- JSON-RPC at `/v1/a2a`: SendMessage, SendStreamingMessage (SSE status and artifact updates),
+  GetTask, ListTasks, CancelTask, SubscribeToTask — and the 0.3 names (message/send, message/stream,
+  tasks/get, …). Behind the same key check, rate limit and guardrails as the REST routes.
+- Tasks are rows of `a2a_tasks` (the SDK's `TaskStore` kept in the workspace's database), owned by
+  the key's user: another user's task is not found. An A2A context is one chat session with a live
+  agent, so follow-up messages in a context continue the same conversation.
+- A message whose `message_id` was already answered in that context returns the task it made,
+  without running again (retries are safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from cmdc_nb import _access
+from cmdc_nb.errors import AbortedError, GuardrailError
+from cmdc_nb.store.models import A2ATask, User
+
+if TYPE_CHECKING:
+    from cmdc_nb.gateway.server import Gateway
+
+log = logging.getLogger("cmdc_nb.gateway.a2a")
+
+__all__ = ["DatabaseTaskStore", "GatewayAgentExecutor", "agent_card", "mount_a2a"]
+
+RPC_PATH = "/v1/a2a"
+
+
+def agent_card(gateway: Gateway) -> Any:
+    from a2a.types import a2a_pb2 as pb
+
+    cfg = gateway.config
+    base = (cfg.public_url or gateway.url).rstrip("/")
+    return pb.AgentCard(
+        name=cfg.agent_name,
+        description=cfg.agent_description,
+        version="1.0.0",
+        supported_interfaces=[
+            pb.AgentInterface(url=base + RPC_PATH, protocol_binding="JSONRPC", protocol_version="1.0")
+        ],
+        capabilities=pb.AgentCapabilities(streaming=True, push_notifications=False),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+        security_schemes={
+            "apiKey": pb.SecurityScheme(
+                api_key_security_scheme=pb.APIKeySecurityScheme(
+                    name="X-API-Key", location="header", description="a cmdc_nb gateway key (cgw_…)"
+                )
+            ),
+            "bearer": pb.SecurityScheme(
+                http_auth_security_scheme=pb.HTTPAuthSecurityScheme(scheme="bearer", bearer_format="cgw_…")
+            ),
+        },
+        skills=[
+            pb.AgentSkill(
+                id="chat",
+                name="Chat",
+                description=cfg.agent_description,
+                tags=["chat", "tools"],
+                examples=["Summarise this text", "What can you do?"],
+            )
+        ],
+    )
+
+
+def _task_owner(context: Any) -> str:
+    return str(context.user.user_name)
+
+
+class DatabaseTaskStore:
+    """The SDK's `TaskStore`, kept in `a2a_tasks`: tasks survive the server, and each is its owner's."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.ws = gateway.ws
+        self.notify = gateway.webhooks.notify
+
+    @staticmethod
+    def _doc(task: Any) -> dict[str, Any]:
+        from google.protobuf.json_format import MessageToDict
+
+        return dict(MessageToDict(task, preserving_proto_field_name=False))
+
+    @staticmethod
+    def _task(doc: dict[str, Any]) -> Any:
+        from a2a.types import a2a_pb2 as pb
+        from google.protobuf.json_format import ParseDict
+
+        return ParseDict(doc, pb.Task(), ignore_unknown_fields=True)
+
+    async def save(self, task: Any, context: Any) -> None:
+        from a2a.types import a2a_pb2 as pb
+
+        owner = _task_owner(context)
+        doc = self._doc(task)
+        state = pb.TaskState.Name(task.status.state)
+
+        def write() -> str | None:
+            with self.ws.transaction() as tx:
+                row = tx.db.scalar(
+                    sa.select(A2ATask)
+                    .where(A2ATask.owner == owner, A2ATask.task_id == task.id)
+                    .with_for_update()
+                )
+                before = row.state if row is not None else None
+                if row is None:
+                    session_id = (
+                        (task.metadata or {}).get("cmdc_session_id") if task.HasField("metadata") else None
+                    )
+                    row = A2ATask(
+                        id=uuid.uuid4(),
+                        task_id=task.id,
+                        owner=owner,
+                        context_id=task.context_id or None,
+                        state=state,
+                        session_id=uuid.UUID(session_id) if session_id else None,
+                        document=doc,
+                    )
+                    tx.db.add(row)
+                else:
+                    row.state, row.document = state, doc
+                tx.db.flush()
+                tx.publish(f"a2a:{owner}", "a2a_task_saved", {"task_id": task.id, "state": state})
+                return before
+
+        before = await asyncio.to_thread(write)
+        if before != state:
+            self.notify(
+                "task." + state.removeprefix("TASK_STATE_").lower(),
+                {"task_id": task.id, "context_id": task.context_id, "state": state, "owner": owner},
+            )
+
+    async def get(self, task_id: str, context: Any) -> Any:
+        owner = _task_owner(context)
+
+        def read() -> dict[str, Any] | None:
+            with self.ws.read() as db:
+                return db.scalar(
+                    sa.select(A2ATask.document).where(A2ATask.owner == owner, A2ATask.task_id == task_id)
+                )
+
+        doc = await asyncio.to_thread(read)
+        return None if doc is None else self._task(doc)
+
+    async def list(self, params: Any, context: Any) -> Any:
+        from a2a.types import a2a_pb2 as pb
+
+        owner = _task_owner(context)
+        size = params.page_size or 50
+        offset = int(params.page_token) if params.page_token.isdigit() else 0
+
+        def read() -> tuple[list[dict[str, Any]], int]:
+            stmt = sa.select(A2ATask.document).where(A2ATask.owner == owner)
+            count = sa.select(sa.func.count()).select_from(A2ATask).where(A2ATask.owner == owner)
+            if params.context_id:
+                stmt = stmt.where(A2ATask.context_id == params.context_id)
+                count = count.where(A2ATask.context_id == params.context_id)
+            if params.status:
+                name = pb.TaskState.Name(params.status)
+                stmt, count = stmt.where(A2ATask.state == name), count.where(A2ATask.state == name)
+            stmt = stmt.order_by(A2ATask.updated_at.desc(), A2ATask.id).offset(offset).limit(size)
+            with self.ws.read() as db:
+                return list(db.scalars(stmt)), int(db.scalar(count) or 0)
+
+        docs, total = await asyncio.to_thread(read)
+        following = str(offset + size) if offset + size < total else ""
+        return pb.ListTasksResponse(
+            tasks=[self._task(d) for d in docs], next_page_token=following, total_size=total, page_size=size
+        )
+
+    async def delete(self, task_id: str, context: Any) -> None:
+        owner = _task_owner(context)
+
+        def write() -> None:
+            with self.ws.transaction() as tx:
+                tx.db.execute(sa.delete(A2ATask).where(A2ATask.owner == owner, A2ATask.task_id == task_id))
+
+        await asyncio.to_thread(write)
+
+
+class GatewayAgentExecutor:
+    """Runs a message through the context's agent and reports the task's progress and reply."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.contexts: dict[tuple[str, str], uuid.UUID] = {}  # (owner, context id) -> session id
+
+    def _user(self, context: Any) -> User:
+        return context.call_context.state["cmdc_user"]  # type: ignore[no-any-return]
+
+    async def execute(self, context: Any, event_queue: Any) -> None:
+        from a2a.helpers import get_message_text, new_task, new_text_message, new_text_part
+        from a2a.server.tasks import TaskUpdater
+        from a2a.types import a2a_pb2 as pb
+
+        user = self._user(context)
+        runtime = self.gateway.runtime
+        text = get_message_text(context.message) if context.message is not None else ""
+        key = (str(user.id), context.context_id)
+        live = None
+        sid = self.contexts.get(key)
+        if sid is not None and sid in runtime.live:
+            live = runtime.live[sid]
+        if live is None:
+            live = runtime.create(user, name=f"a2a {context.context_id[:8]}")
+            self.contexts[key] = live.session_id
+        task = context.current_task
+        if task is None:
+            task = new_task(
+                context.task_id,
+                context.context_id,
+                pb.TaskState.TASK_STATE_SUBMITTED,
+                history=[context.message],
+            )
+            task.metadata.update({"cmdc_session_id": str(live.session_id)})
+            await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        await updater.start_work()
+        if not text.strip():
+            await updater.reject(
+                new_text_message("send some text", context_id=task.context_id, task_id=task.id)
+            )
+            return
+        try:
+            with _access.acting_as(user.id):
+                handle = live.agent.prompt(text)
+            reply = await handle.future
+        except AbortedError as exc:
+            await updater.cancel(
+                new_text_message(f"aborted: {exc.reason}", context_id=task.context_id, task_id=task.id)
+            )
+            return
+        except Exception as exc:  # the task fails; the caller learns the kind, not internals
+            log.warning("a2a task %s failed: %s", task.id, type(exc).__name__)
+            await updater.failed(
+                new_text_message(
+                    f"the agent failed ({type(exc).__name__})", context_id=task.context_id, task_id=task.id
+                )
+            )
+            return
+        await updater.add_artifact([new_text_part(reply)], name="reply")
+        await updater.complete()
+
+    async def cancel(self, context: Any, event_queue: Any) -> None:
+        from a2a.server.tasks import TaskUpdater
+
+        user = self._user(context)
+        sid = self.contexts.get((str(user.id), context.context_id))
+        live = self.gateway.runtime.live.get(sid) if sid is not None else None
+        if live is not None and live.agent.busy:
+            live.agent.abort("user_requested")
+        task = context.current_task
+        if task is not None:
+            await TaskUpdater(event_queue, task.id, task.context_id).cancel()
+
+
+def _texts(payload: Any) -> list[str]:
+    """Every text part of the message(s) in a JSON-RPC request, for the guardrails."""
+    out: list[str] = []
+    params = payload.get("params") if isinstance(payload, dict) else None
+    message = params.get("message") if isinstance(params, dict) else None
+    parts = message.get("parts") if isinstance(message, dict) else None
+    for part in parts if isinstance(parts, list) else []:
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            out.append(part["text"])
+    return out
+
+
+def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gateway: Gateway) -> None:
+    """Add the agent card and the JSON-RPC endpoint to the gateway's app."""
+    from a2a.auth.user import User as A2AUser
+    from a2a.server.context import ServerCallContext
+    from a2a.server.request_handlers import DefaultRequestHandler
+    from a2a.server.routes import ServerCallContextBuilder
+    from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
+    from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
+    from google.protobuf.json_format import MessageToDict
+
+    class _Caller(A2AUser):
+        def __init__(self, user: User) -> None:
+            self.user = user
+
+        @property
+        def is_authenticated(self) -> bool:
+            return True
+
+        @property
+        def user_name(self) -> str:
+            return str(self.user.id)
+
+    class _Context(ServerCallContextBuilder):
+        def build(self, request: Request) -> ServerCallContext:
+            user: User = request.state.user
+            return ServerCallContext(
+                user=_Caller(user),
+                state={"cmdc_user": user, "headers": {"a2a-version": request.headers.get("a2a-version", "")}},
+            )
+
+    executor = GatewayAgentExecutor(gateway)
+    handler = DefaultRequestHandler(
+        agent_executor=executor,  # type: ignore[arg-type]
+        task_store=DatabaseTaskStore(gateway),  # type: ignore[arg-type]
+        agent_card=agent_card(gateway),
+    )
+    dispatcher = JsonRpcDispatcher(
+        request_handler=handler, context_builder=_Context(), enable_v0_3_compat=True
+    )
+
+    async def card() -> JSONResponse:
+        return JSONResponse(MessageToDict(agent_card(gateway)))
+
+    app.add_api_route(
+        AGENT_CARD_WELL_KNOWN_PATH, card, methods=["GET"], tags=["a2a"], summary="A2A agent card"
+    )
+    app.add_api_route(
+        "/.well-known/agent.json", card, methods=["GET"], tags=["a2a"], summary="A2A agent card (seed path)"
+    )
+
+    async def rpc(request: Request) -> Response:
+        await authenticate(
+            request,
+            x_api_key=request.headers.get("x-api-key"),
+            authorization=request.headers.get("authorization"),
+        )
+        try:
+            payload = json.loads(await request.body() or b"null")
+        except ValueError:
+            payload = None
+        for text in _texts(payload):
+            try:
+                gateway.config.guardrails.check(text)
+            except GuardrailError as exc:
+                rid = payload.get("id") if isinstance(payload, dict) else None
+                return JSONResponse(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": rid,
+                        "error": {"code": -32602, "message": str(exc), "data": {"rule": exc.rule}},
+                    },
+                    status_code=422,
+                )
+        return await dispatcher.handle_requests(request)
+
+    app.add_api_route(
+        RPC_PATH,
+        rpc,
+        methods=["POST"],
+        tags=["a2a"],
+        summary="A2A JSON-RPC 2.0 (SendMessage, SendStreamingMessage, GetTask, … and the 0.3 names)",
+        include_in_schema=True,
+    )

@@ -1,0 +1,136 @@
+"""`Gateway`: the HTTP gateway as an object — served by uvicorn from the command line, or in the
+background of a notebook, on the notebook's own event loop (so its agents and widgets share it).
+
+    gw = Gateway(models=["openai/gpt-4.1-mini"], tools=[search], port=8765)
+    await gw.start()              # in a notebook cell: returns once it listens; the cell is free
+    key = create_gateway_key(me, name="ci")   # give key.key to the other program
+    ...
+    await gw.stop()
+
+`cmdc-nb serve` does the same in the foreground.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from cmdc_nb.errors import ConfigurationError, InvalidInputError
+from cmdc_nb.gateway.runtime import GatewayConfig, GatewayRuntime
+from cmdc_nb.workspace import Workspace, get_workspace
+
+log = logging.getLogger("cmdc_nb.gateway")
+
+__all__ = ["Gateway"]
+
+
+class Gateway:
+    """An HTTP gateway over a workspace. Keyword settings are `GatewayConfig`'s."""
+
+    def __init__(
+        self,
+        config: GatewayConfig | None = None,
+        /,
+        *,
+        ws: Workspace | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        **settings: Any,
+    ) -> None:
+        if config is not None and settings:
+            raise InvalidInputError("give a GatewayConfig or keyword settings, not both", field="config")
+        self.config = config or GatewayConfig.build(**settings)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise InvalidInputError("must be a TCP port (0 picks a free one)", field="port")
+        self.host, self.port = host, port
+        self.ws = get_workspace(ws)
+        self.runtime = GatewayRuntime(self.config, self.ws)
+        from cmdc_nb.gateway.a2a import mount_a2a
+        from cmdc_nb.gateway.app import create_app
+        from cmdc_nb.gateway.webhooks import WebhookDispatcher
+
+        self.webhooks = WebhookDispatcher(self.config.webhooks, self.ws)
+        self.runtime.on_event = self.webhooks.notify
+        self.app = create_app(self.runtime, extra_routes=lambda app, auth: mount_a2a(app, auth, self))
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "listening" if self.running else "stopped"
+        return f"<Gateway {self.url if self.running else f'{self.host}:{self.port}'} {state}>"
+
+    @property
+    def running(self) -> bool:
+        return bool(self._server is not None and self._server.started and not self._server.should_exit)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _uvicorn(self) -> Any:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            # A notebook's (or a test's) loop keeps its own signal handlers: Ctrl-C stays the kernel's.
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        cfg = uvicorn.Config(
+            self.app, host=self.host, port=self.port, log_level="warning", lifespan="on", access_log=False
+        )
+        return _Server(cfg)
+
+    async def start(self, *, timeout: float = 30.0) -> str:
+        """Listen on this event loop, in the background; returns the URL once the socket is bound."""
+        if self._server is not None:
+            raise ConfigurationError("this gateway is already started")
+        self._server = self._uvicorn()
+        self.webhooks.start()
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(), name="cmdc-gateway")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._server.started:
+            if self._task.done():
+                self._server = None
+                exc = self._task.exception()
+                raise ConfigurationError(f"the gateway could not start on {self.host}:{self.port}: {exc}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConfigurationError(f"the gateway did not start within {timeout} s")
+            await asyncio.sleep(0.02)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        log.info("gateway listening on %s", self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop listening, end every live session's agent and the webhook deliveries in flight."""
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.webhooks.stop()
+        self._server = None
+        self._task = None
+
+    def serve_forever(self) -> None:
+        """Serve in the foreground until interrupted (what `cmdc-nb serve` does)."""
+        import uvicorn
+
+        async def main() -> None:
+            self.webhooks.start()
+            server = uvicorn.Server(
+                uvicorn.Config(self.app, host=self.host, port=self.port, log_level="info", lifespan="on")
+            )
+            self._server = server
+            try:
+                await server.serve()
+            finally:
+                await self.webhooks.stop()
+
+        asyncio.run(main())
