@@ -91,6 +91,7 @@ async def test_a_full_chat_with_an_approval_decided_over_http(
     served: tuple[Gateway, httpx.AsyncClient, str], ws: Workspace
 ) -> None:
     _, client, key = served
+    DEPLOYS.clear()
     Script(
         [Turn(tool_calls=[call("deploy", target="staging")]), "Deployed to staging."],
         name="gateway-test-deploy",
@@ -140,7 +141,7 @@ async def test_a_full_chat_with_an_approval_decided_over_http(
     r = await client.post(f"/v1/sessions/{sid}/steer", json={"text": "and now?"})
     assert r.json() == {"accepted": True, "status": "started"}
     assert (
-        await client.post(f"/v1/sessions/{sid}/abort", json={"reason": "user_requested"})
+        await client.post(f"/v1/sessions/{sid}/abort", json={"reason": "user_cancelled"})
     ).status_code == 202
     r = await client.delete(f"/v1/sessions/{sid}/tools/deploy")
     assert r.json()["tools"] == []

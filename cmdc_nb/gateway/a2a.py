@@ -116,9 +116,8 @@ class DatabaseTaskStore:
                 )
                 before = row.state if row is not None else None
                 if row is None:
-                    session_id = (
-                        (task.metadata or {}).get("cmdc_session_id") if task.HasField("metadata") else None
-                    )
+                    meta = task.metadata
+                    session_id = meta["cmdc_session_id"] if "cmdc_session_id" in meta else None
                     row = A2ATask(
                         id=uuid.uuid4(),
                         task_id=task.id,
@@ -260,7 +259,7 @@ class GatewayAgentExecutor:
         sid = self.contexts.get((str(user.id), context.context_id))
         live = self.gateway.runtime.live.get(sid) if sid is not None else None
         if live is not None and live.agent.busy:
-            live.agent.abort("user_requested")
+            live.agent.abort("user_cancelled")
         task = context.current_task
         if task is not None:
             await TaskUpdater(event_queue, task.id, task.context_id).cancel()

@@ -257,7 +257,7 @@ class GatewayRuntime:
     async def delete(self, live: LiveSession) -> None:
         self.live.pop(live.session_id, None)
         if live.agent.busy:
-            live.agent.abort("user_requested")
+            live.agent.abort("user_cancelled")
         await live.agent.stop()
 
     async def close(self) -> None:

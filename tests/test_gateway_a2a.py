@@ -1,0 +1,132 @@
+"""A2A against the official `a2a-sdk` client as a real peer, over loopback HTTP (issue 13).
+
+The client resolves the agent card, sends messages (blocking and streaming), follows a conversation in
+one context, gets and lists tasks; tasks are rows in the workspace's database, owned by the key's user.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from a2a.client import ClientConfig, create_client
+from a2a.helpers import get_artifact_text, new_text_message
+from a2a.types import a2a_pb2 as pb
+
+import cmdc_nb
+from cmdc_nb.gateway import Gateway, Guardrails, create_gateway_key
+from cmdc_nb.providers import Script
+from cmdc_nb.store.models import A2ATask
+from cmdc_nb.workspace import Workspace
+
+
+def _reply(messages: list[dict[str, Any]]) -> str:
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return f"heard {len(users)}: {users[-1]}"
+
+
+A2A_MODEL = Script(_reply, name="a2a-peer").model
+
+
+@pytest.fixture
+async def peer(ws: Workspace) -> AsyncIterator[tuple[Gateway, str, Workspace]]:
+    user = cmdc_nb.accounts.create_user("ada@example.com", ws=ws)
+    key = create_gateway_key(user, name="a2a", ws=ws).key
+    gw = Gateway(ws=ws, port=0, models=[A2A_MODEL], guardrails=Guardrails(deny_keywords=["forbidden"]))
+    await gw.start()
+    yield gw, key, ws
+    await gw.stop()
+
+
+def user_message(
+    text: str, *, context_id: str | None = None, message_id: str | None = None
+) -> pb.SendMessageRequest:
+    msg = new_text_message(text, context_id=context_id, role=pb.Role.ROLE_USER)
+    if message_id:
+        msg.message_id = message_id
+    return pb.SendMessageRequest(message=msg)
+
+
+async def final_task(client: Any, request: pb.SendMessageRequest) -> pb.Task:
+    task = None
+    async for response in client.send_message(request):
+        if response.HasField("task"):
+            task = response.task
+        elif response.HasField("status_update") and task is not None:
+            task.status.CopyFrom(response.status_update.status)
+        elif response.HasField("artifact_update") and task is not None:
+            task.artifacts.append(response.artifact_update.artifact)
+    assert task is not None
+    return task
+
+
+async def test_the_a2a_sdk_client_talks_to_the_gateway(peer: tuple[Gateway, str, Workspace]) -> None:
+    gw, key, ws = peer
+    async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=30) as http:
+        card = (await http.get(f"{gw.url}/.well-known/agent-card.json")).json()
+        assert card["supportedInterfaces"][0]["url"] == f"{gw.url}/v1/a2a"
+        assert card["capabilities"]["streaming"] is True and "apiKey" in card["securitySchemes"]
+        assert (await http.get(f"{gw.url}/.well-known/agent.json")).json() == card  # the seed's path too
+
+        for streaming in (False, True):
+            client = await create_client(
+                gw.url, client_config=ClientConfig(streaming=streaming, httpx_client=http)
+            )
+            first = await final_task(client, user_message("hello"))
+            assert first.status.state == pb.TaskState.TASK_STATE_COMPLETED, first
+            assert get_artifact_text(first.artifacts[-1]) == "heard 1: hello"
+            # a follow-up in the same context continues the conversation
+            second = await final_task(client, user_message("again", context_id=first.context_id))
+            assert second.context_id == first.context_id and second.id != first.id
+            assert get_artifact_text(second.artifacts[-1]) == "heard 2: again"
+            got = await client.get_task(pb.GetTaskRequest(id=first.id))
+            assert got.status.state == pb.TaskState.TASK_STATE_COMPLETED
+            assert get_artifact_text(got.artifacts[-1]) == "heard 1: hello"
+
+        listed = await client.list_tasks(pb.ListTasksRequest())
+        assert len(listed.tasks) == 4
+
+    # stored, not only in memory: every task is a row owned by the key's user
+    with ws.read() as db:
+        rows = db.execute(sa.select(A2ATask.task_id, A2ATask.state, A2ATask.session_id)).all()
+    assert len(rows) == 4 and {r.state for r in rows} == {"TASK_STATE_COMPLETED"}
+    assert all(r.session_id is not None for r in rows)
+
+    # another user's key does not see them
+    grace = cmdc_nb.accounts.create_user("grace@example.com", ws=ws)
+    other = create_gateway_key(grace, name="g", ws=ws).key
+    async with httpx.AsyncClient(headers={"X-API-Key": other}, timeout=30) as http:
+        client = await create_client(gw.url, client_config=ClientConfig(streaming=False, httpx_client=http))
+        assert len((await client.list_tasks(pb.ListTasksRequest())).tasks) == 0
+        with pytest.raises(Exception, match="(?i)not found"):
+            await client.get_task(pb.GetTaskRequest(id=rows[0].task_id))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a2a_needs_a_key_and_passes_the_guardrails(peer: tuple[Gateway, str, Workspace]) -> None:
+    gw, key, _ = peer
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "SendMessage",
+        "params": {
+            "message": {
+                "messageId": str(uuid.uuid4()),
+                "role": "ROLE_USER",
+                "parts": [{"text": "a forbidden word"}],
+            }
+        },
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(f"{gw.url}/v1/a2a", json=body, headers={"A2A-Version": "1.0"})
+        assert r.status_code == 401
+        r = await http.post(f"{gw.url}/v1/a2a", json=body, headers={"A2A-Version": "1.0", "X-API-Key": key})
+        assert r.status_code == 422 and r.json()["error"]["data"]["rule"] == "keyword 'forbidden'"
+        assert "a forbidden word" not in r.text
+        r = await http.post(f"{gw.url}/v1/a2a", content=b"{broken", headers={"X-API-Key": key})
+        assert r.status_code < 500 and json.loads(r.text)["error"]["code"] == -32700
