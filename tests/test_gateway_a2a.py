@@ -103,7 +103,7 @@ async def test_the_a2a_sdk_client_talks_to_the_gateway(peer: tuple[Gateway, str,
     async with httpx.AsyncClient(headers={"X-API-Key": other}, timeout=30) as http:
         client = await create_client(gw.url, client_config=ClientConfig(streaming=False, httpx_client=http))
         assert len((await client.list_tasks(pb.ListTasksRequest())).tasks) == 0
-        with pytest.raises(Exception, match="(?i)not found"):
+        with pytest.raises(Exception, match=r"(?i)not found"):
             await client.get_task(pb.GetTaskRequest(id=rows[0].task_id))
 
 

@@ -116,8 +116,7 @@ class DatabaseTaskStore:
                 )
                 before = row.state if row is not None else None
                 if row is None:
-                    meta = task.metadata
-                    session_id = meta["cmdc_session_id"] if "cmdc_session_id" in meta else None
+                    session_id = dict(task.metadata.items()).get("cmdc_session_id")  # a protobuf Struct
                     row = A2ATask(
                         id=uuid.uuid4(),
                         task_id=task.id,
