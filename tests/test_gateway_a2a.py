@@ -6,6 +6,7 @@ one context, gets and lists tasks; tasks are rows in the workspace's database, o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -130,3 +131,63 @@ async def test_a2a_needs_a_key_and_passes_the_guardrails(peer: tuple[Gateway, st
         assert "a forbidden word" not in r.text
         r = await http.post(f"{gw.url}/v1/a2a", content=b"{broken", headers={"X-API-Key": key})
         assert r.status_code < 500 and json.loads(r.text)["error"]["code"] == -32700
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_the_seeds_tasks_send_is_idempotent_and_sendsubscribe_streams(
+    peer: tuple[Gateway, str, Workspace],
+) -> None:
+    gw, key, ws = peer
+
+    def rpc(method: str, tid: str, text: str, session: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "id": tid,
+            "message": {"role": "user", "parts": [{"type": "text", "text": text}]},
+        }
+        if session:
+            params["sessionId"] = session
+        return {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
+
+    async with httpx.AsyncClient(base_url=gw.url, headers={"X-API-Key": key}, timeout=30) as http:
+        first = (await http.post("/v1/a2a", json=rpc("tasks/send", "task-1", "hi", "ctx-1"))).json()["result"]
+        assert first["status"]["state"] == "completed" and first["sessionId"] == "ctx-1"
+        assert first["artifacts"][0]["parts"] == [{"type": "text", "text": "heard 1: hi"}]
+        # the same task id again: the stored result, nothing run again (the agent heard one message)
+        again = (await http.post("/v1/a2a", json=rpc("tasks/send", "task-1", "hi", "ctx-1"))).json()["result"]
+        assert again == first
+        # two sends of a new id at once run it once
+        both = await asyncio.gather(
+            *(http.post("/v1/a2a", json=rpc("tasks/send", "task-2", "twice?", "ctx-1")) for _ in range(2))
+        )
+        texts = {r.json()["result"]["artifacts"][0]["parts"][0]["text"] for r in both}
+        assert texts == {"heard 2: twice?"}
+
+        frames = []
+        async with http.stream(
+            "POST", "/v1/a2a", json=rpc("tasks/sendSubscribe", "task-3", "stream", "ctx-1")
+        ) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    frames.append(json.loads(line[5:])["result"])
+                    if frames[-1].get("final"):
+                        break
+        assert frames[0]["status"]["state"] == "working" and frames[0]["final"] is False
+        assert frames[1]["artifact"]["parts"][0]["text"] == "heard 3: stream"
+        assert frames[-1]["status"]["state"] == "completed" and frames[-1]["final"] is True
+
+        # tasks/get (0.3 names, served by the SDK) finds a task sent with the 0.1 method
+        got = (
+            await http.post(
+                "/v1/a2a", json={"jsonrpc": "2.0", "id": 9, "method": "tasks/get", "params": {"id": "task-1"}}
+            )
+        ).json()
+        assert got["result"]["id"] == "task-1" and got["result"]["status"]["state"] == "completed"
+        bad = (
+            await http.post(
+                "/v1/a2a", json={"jsonrpc": "2.0", "id": 3, "method": "tasks/send", "params": {"id": ""}}
+            )
+        ).json()
+        assert bad["error"]["code"] == -32602
+    with ws.read() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(A2ATask)) == 3

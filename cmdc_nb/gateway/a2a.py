@@ -27,9 +27,11 @@ from fastapi.responses import JSONResponse, Response
 
 from cmdc_nb import _access
 from cmdc_nb.errors import AbortedError, GuardrailError
+from cmdc_nb.gateway.a2a_legacy import LEGACY_METHODS, LegacyTasks
 from cmdc_nb.store.models import A2ATask, User
 
 if TYPE_CHECKING:
+    from cmdc_nb.gateway.runtime import LiveSession
     from cmdc_nb.gateway.server import Gateway
 
 log = logging.getLogger("cmdc_nb.gateway.a2a")
@@ -195,6 +197,17 @@ class GatewayAgentExecutor:
         self.gateway = gateway
         self.contexts: dict[tuple[str, str], uuid.UUID] = {}  # (owner, context id) -> session id
 
+    def live_for(self, user: User, context_id: str) -> LiveSession:
+        """The live session of an A2A context: made on its first message, then reused."""
+        runtime = self.gateway.runtime
+        key = (str(user.id), context_id)
+        sid = self.contexts.get(key)
+        if sid is not None and sid in runtime.live:
+            return runtime.live[sid]
+        live = runtime.create(user, name=f"a2a {context_id[:8]}")
+        self.contexts[key] = live.session_id
+        return live
+
     def _user(self, context: Any) -> User:
         return context.call_context.state["cmdc_user"]  # type: ignore[no-any-return]
 
@@ -204,16 +217,8 @@ class GatewayAgentExecutor:
         from a2a.types import a2a_pb2 as pb
 
         user = self._user(context)
-        runtime = self.gateway.runtime
         text = get_message_text(context.message) if context.message is not None else ""
-        key = (str(user.id), context.context_id)
-        live = None
-        sid = self.contexts.get(key)
-        if sid is not None and sid in runtime.live:
-            live = runtime.live[sid]
-        if live is None:
-            live = runtime.create(user, name=f"a2a {context.context_id[:8]}")
-            self.contexts[key] = live.session_id
+        live = self.live_for(user, context.context_id)
         task = context.current_task
         if task is None:
             task = new_task(
@@ -307,11 +312,13 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
             )
 
     executor = GatewayAgentExecutor(gateway)
+    store = DatabaseTaskStore(gateway)
     handler = DefaultRequestHandler(
         agent_executor=executor,  # type: ignore[arg-type]
-        task_store=DatabaseTaskStore(gateway),  # type: ignore[arg-type]
+        task_store=store,  # type: ignore[arg-type]
         agent_card=agent_card(gateway),
     )
+    legacy = LegacyTasks(gateway, executor, store)
     dispatcher = JsonRpcDispatcher(
         request_handler=handler, context_builder=_Context(), enable_v0_3_compat=True
     )
@@ -349,6 +356,9 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
                     },
                     status_code=422,
                 )
+        method = payload.get("method") if isinstance(payload, dict) else None
+        if method in LEGACY_METHODS:
+            return await legacy.handle(request.state.user, payload)
         return await dispatcher.handle_requests(request)
 
     app.add_api_route(
