@@ -78,6 +78,8 @@ class GatewayConfig:
     cors_origins: tuple[str, ...] = ()
     guardrails: Guardrails = field(default_factory=Guardrails)
     webhooks: tuple[Webhook, ...] = ()
+    webhook_max_attempts: int = 5
+    webhook_base_delay_s: float = 0.5
     heartbeat_s: float = 15.0
     event_buffer: int = 10_000
     agent_name: str = "cmdc_nb agent"

@@ -53,7 +53,12 @@ class Gateway:
         from cmdc_nb.gateway.app import create_app
         from cmdc_nb.gateway.webhooks import WebhookDispatcher
 
-        self.webhooks = WebhookDispatcher(self.config.webhooks, self.ws)
+        self.webhooks = WebhookDispatcher(
+            self.config.webhooks,
+            self.ws,
+            max_attempts=self.config.webhook_max_attempts,
+            base_delay_s=self.config.webhook_base_delay_s,
+        )
         self.runtime.on_event = self.webhooks.notify
         self.app = create_app(self.runtime, extra_routes=lambda app, auth: mount_a2a(app, auth, self))
         self._server: Any = None
