@@ -26,6 +26,7 @@ from cmdc_nb.toolkit.agentic import (
     write_todos,
 )
 from cmdc_nb.toolkit.files import FILE_TOOLS, edit_file, glob, grep, ls, read_file, shell, write_file
+from cmdc_nb.toolkit.mcp import MCPAttachment, attach_mcp_server
 from cmdc_nb.toolkit.sandbox import DirEntry, ExecResult, GlobMatch, GrepMatch, LocalSandbox, Sandbox
 
 __all__ = [
@@ -36,9 +37,11 @@ __all__ = [
     "GlobMatch",
     "GrepMatch",
     "LocalSandbox",
+    "MCPAttachment",
     "Sandbox",
     "Todo",
     "ask_user",
+    "attach_mcp_server",
     "builtin_tools",
     "compact_conversation",
     "edit_file",
