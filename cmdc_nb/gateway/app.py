@@ -458,4 +458,30 @@ def create_app(
 
     if extra_routes is not None:
         extra_routes(app, authenticate)
+
+    def openapi() -> dict[str, Any]:
+        # OpenAPI links from "create a session" to every operation on one: clients and generators
+        # (schemathesis's stateful phase) learn where the id goes.
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            links = {}
+            for path, ops in doc["paths"].items():
+                if "{session_id}" not in path:
+                    continue
+                for method, op in ops.items():
+                    links[op["operationId"]] = {
+                        "operationId": op["operationId"],
+                        "parameters": {"session_id": "$response.body#/id"},
+                        "description": f"{method.upper()} {path} on the new session",
+                    }
+            created = doc["paths"]["/v1/sessions"]["post"]["responses"]["201"]
+            created["links"] = links
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
