@@ -1,5 +1,5 @@
-"""A real MCP server for the tests, written with the official `mcp` SDK; run over stdio:
-`python tests/mcp_server.py`. `destroy` writes a marker file (CMDC_MCP_MARKER), so a test can tell
+"""A real MCP server for the tests, written with the official `mcp` SDK; run over stdio
+(`python tests/mcp_server.py`) or Streamable HTTP (`python tests/mcp_server.py PORT`, at /mcp). `destroy` writes a marker file (CMDC_MCP_MARKER), so a test can tell
 whether it ever ran."""
 
 from __future__ import annotations
@@ -44,4 +44,9 @@ def crash() -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    import sys
+
+    if len(sys.argv) > 1:  # a port: Streamable HTTP on 127.0.0.1, path /mcp
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+    else:
+        server.run()

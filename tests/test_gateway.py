@@ -403,3 +403,37 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
         server.terminate()
         out, err = server.communicate(timeout=30)
     assert key not in out + err
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_question_from_the_agent_is_answered_over_http(ws: Workspace) -> None:
+    from cmdc_nb.toolkit import ask_user
+
+    user = cmdc_nb.accounts.create_user("ada@example.com", ws=ws)
+    key = create_gateway_key(user, name="t", ws=ws).key
+    model = Script(
+        [Turn(tool_calls=[call("ask_user", question="Which region?")]), "Going to eu-west."], name="gw-ask"
+    ).model
+    gw = Gateway(ws=ws, port=0, models=[model], tools=[ask_user], default_tools=["ask_user"])
+    url = await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
+            sid = (await client.post("/v1/sessions", json={})).json()["id"]
+            async with client.stream("GET", f"/v1/sessions/{sid}/events", params={"since": 0}) as events:
+                await client.post(f"/v1/sessions/{sid}/prompt", json={"text": "deploy somewhere"})
+                answers = []
+                async for ev in read_sse(events, until="agent_end"):
+                    if ev.get("event") == "ask_user":
+                        assert ev["data"]["question"] == "Which region?"
+                        r = await client.post(
+                            f"/v1/sessions/{sid}/respond",
+                            json={"ref": ev["data"]["ref"], "response": "eu-west"},
+                        )
+                        assert r.json() == {"ref": ev["data"]["ref"], "responded": True}
+                    if ev.get("event") == "tool_execution_end":
+                        answers.append(ev["data"]["result"])
+            assert answers == ["eu-west"]
+            r = await client.post(f"/v1/sessions/{sid}/respond", json={"ref": "nope", "response": "x"})
+            assert 400 <= r.status_code < 500
+    finally:
+        await gw.stop()

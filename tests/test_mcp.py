@@ -97,3 +97,43 @@ async def test_a_server_that_cannot_start_is_a_clear_error_and_attaches_nothing(
         await attach_mcp_server(agent, "")
     assert agent.tools == {}
     await agent.stop()
+
+
+async def test_an_mcp_server_over_streamable_http(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*SERVER, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        for _ in range(200):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.05)
+        script = Script([Turn(tool_calls=[call("add", a=20, b=22)]), "forty-two"], name="mcp-http")
+        agent = Agent(model=script.model)
+        attached = await attach_mcp_server(agent, url, ping_every_s=0.5)
+        assert "add" in attached.tools and attached.server == url
+        ends: list[str] = []
+        agent.events.subscribe(
+            lambda env: ends.append(env.event.result) if env.type == "tool_execution_end" else None
+        )
+        assert await asyncio.wait_for(agent.prompt("add").future, 60) == "forty-two"
+        assert ends == ["42"]
+        proc.kill()  # the server goes away: its tools go with it
+        for _ in range(200):
+            if attached.detached_reason is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert "add" not in agent.tools and "went away" in (attached.detached_reason or "")
+        await agent.stop()
+    finally:
+        proc.kill()
+        proc.wait(10)
