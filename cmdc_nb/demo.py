@@ -6,6 +6,7 @@ It grows as features land (chat, approvals, workflows, RAG, the cost dashboard).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -150,7 +151,7 @@ def run_tour(out: str | Path | None = None, *, timeout: float = 600) -> Path:
         kernel_name="python3",
         store_widget_state=True,
         resources={"metadata": {"path": str(source.parent)}},
-    ).execute()
+    ).execute(env={**os.environ, "CMDC_NB_OFFLINE": "1"})  # offline as promised, whatever keys are set
     html, _ = HTMLExporter().from_notebook_node(nb)  # type: ignore[no-untyped-call]
     target = Path(out) if out is not None else Path.cwd() / "cmdc_nb-tour.html"
     target.write_text(html, encoding="utf-8")
