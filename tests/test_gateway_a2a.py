@@ -191,3 +191,48 @@ async def test_the_seeds_tasks_send_is_idempotent_and_sendsubscribe_streams(
         assert bad["error"]["code"] == -32602
     with ws.read() as db:
         assert db.scalar(sa.select(sa.func.count()).select_from(A2ATask)) == 3
+
+
+async def test_conversations_survive_a_gateway_restart(ws: Workspace) -> None:
+    user = cmdc_nb.accounts.create_user("ada@example.com", ws=ws)
+    key = create_gateway_key(user, name="a2a", ws=ws).key
+    headers = {"X-API-Key": key}
+
+    async def send(http: httpx.AsyncClient, tid: str, text: str) -> dict[str, Any]:
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tasks/send",
+            "params": {
+                "id": tid,
+                "sessionId": "ctx-r",
+                "message": {"role": "user", "parts": [{"type": "text", "text": text}]},
+            },
+        }
+        return dict((await http.post("/v1/a2a", json=body)).json()["result"])
+
+    gw = Gateway(ws=ws, port=0, models=[A2A_MODEL])
+    url = await gw.start()
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+        sid = (await http.post("/v1/sessions", json={})).json()["id"]
+        await http.post(f"/v1/sessions/{sid}/prompt", json={"text": "first"})
+        await gw.runtime.live[uuid.UUID(sid)].agent.collect_reply(10)
+        assert (await send(http, "r-1", "one"))["artifacts"][0]["parts"][0]["text"] == "heard 1: one"
+        gone = (await http.post("/v1/sessions", json={})).json()["id"]
+        assert (await http.delete(f"/v1/sessions/{gone}")).status_code == 204
+    await gw.stop()
+
+    gw = Gateway(ws=ws, port=0, models=[A2A_MODEL])  # a new gateway process would see the same
+    url = await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+            # the REST session comes back with its conversation
+            assert (await http.get(f"/v1/sessions/{sid}")).status_code == 200
+            await http.post(f"/v1/sessions/{sid}/prompt", json={"text": "second"})
+            assert await gw.runtime.live[uuid.UUID(sid)].agent.collect_reply(10) == "heard 2: second"
+            # the A2A context too: the agent remembers the first message
+            assert (await send(http, "r-2", "two"))["artifacts"][0]["parts"][0]["text"] == "heard 2: two"
+            # a deleted (archived) session stays closed
+            assert (await http.get(f"/v1/sessions/{gone}")).status_code == 404
+    finally:
+        await gw.stop()

@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from cmdc_nb import _access
-from cmdc_nb.errors import AbortedError, GuardrailError
+from cmdc_nb.errors import AbortedError, CmdcError, GuardrailError
 from cmdc_nb.gateway.a2a_legacy import LEGACY_METHODS, LegacyTasks
 from cmdc_nb.store.models import A2ATask, User
 
@@ -202,8 +202,23 @@ class GatewayAgentExecutor:
         runtime = self.gateway.runtime
         key = (str(user.id), context_id)
         sid = self.contexts.get(key)
-        if sid is not None and sid in runtime.live:
-            return runtime.live[sid]
+        if sid is None:  # a context begun before this gateway started: its tasks know the session
+            with self.gateway.ws.read() as db:
+                sid = db.scalar(
+                    sa.select(A2ATask.session_id)
+                    .where(A2ATask.owner == str(user.id), A2ATask.context_id == context_id)
+                    .where(A2ATask.session_id.is_not(None))
+                    .order_by(A2ATask.inserted_at.desc())
+                    .limit(1)
+                )
+        if sid is not None:
+            try:
+                live = runtime.get(sid, user, "write")
+            except CmdcError:  # archived or gone: the context starts a new conversation
+                pass
+            else:
+                self.contexts[key] = live.session_id
+                return live
         live = runtime.create(user, name=f"a2a {context_id[:8]}")
         self.contexts[key] = live.session_id
         return live

@@ -275,7 +275,7 @@ def create_app(
 
     @app.delete("/v1/sessions/{session_id}", status_code=204, tags=["sessions"])
     async def delete_session(session_id: str, user: Auth) -> Response:
-        await runtime.delete(runtime.get(session_id, user, "own"))
+        await runtime.delete(runtime.get(session_id, user, "own"), user)
         return Response(status_code=204)
 
     @app.post("/v1/sessions/{session_id}/prompt", status_code=202, tags=["agent"])

@@ -21,6 +21,7 @@ from cmdc_nb.gateway.guardrails import Guardrails
 from cmdc_nb.kernel import Agent, Plugin, Tool
 from cmdc_nb.kernel.tools import as_tool
 from cmdc_nb.providers import Script
+from cmdc_nb.store.enums import SessionStatus
 from cmdc_nb.store.models import Session, User
 from cmdc_nb.workspace import Workspace
 
@@ -244,8 +245,6 @@ class GatewayRuntime:
         except ValueError:
             raise NotFoundError("session", session_id) from None
         live = self.live.get(sid)
-        if live is None:
-            raise NotFoundError("session", sid)
         with self.ws.read() as db:
             row = db.get(Session, sid)
             if row is None:
@@ -254,14 +253,49 @@ class GatewayRuntime:
                 if _access.session_allows(row, user.id, "read"):
                     raise AccessDeniedError("session", sid, action)
                 raise NotFoundError("session", sid)  # not even its existence is shown
+            db.expunge(row)
+        if live is None:
+            live = self._resume(row)
         return live
 
-    async def delete(self, live: LiveSession) -> None:
+    def _resume(self, row: Session) -> LiveSession:
+        """A stored gateway session with no live agent (the gateway restarted): its agent is rebuilt
+        from the stored conversation, and an interrupted turn is finished. Archived sessions (deleted
+        through the gateway) and sessions made elsewhere stay closed."""
+        if row.status == SessionStatus.ARCHIVED or (row.meta or {}).get("source") != "gateway":
+            raise NotFoundError("session", row.id)
+        model = row.default_model if row.default_model in self.config.models else self.config.models[0]
+        agent = Agent.from_session(
+            row,
+            model=model,
+            tools=self.tools_named(self.config.default_tools),
+            plugins=list(self.config.plugins()) if self.config.plugins else [],
+            system_prompt=row.system_prompt,
+            ws=self.ws,
+            event_buffer_size=self.config.event_buffer,
+            name=f"gateway:{row.id}",
+        )
+        live = LiveSession(row.id, row.user_id, agent, model)
+        self.live[row.id] = live
+        self._watch_approvals(live)
+        if agent.interrupted:
+            with _access.acting_as(row.user_id):
+                agent.resume().future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return live
+
+    async def stop_agent(self, live: LiveSession) -> None:
         self.live.pop(live.session_id, None)
         if live.agent.busy:
             live.agent.abort("user_cancelled")
         await live.agent.stop()
 
+    async def delete(self, live: LiveSession, user: User) -> None:
+        """End the session: its agent stops and the stored session is archived (kept, not resumable)."""
+        await self.stop_agent(live)
+        with _access.acting_as(user.id):
+            sessions_service.archive_session(live.session_id, ws=self.ws)
+
     async def close(self) -> None:
+        """The gateway stops: agents stop; their sessions stay resumable by the next gateway."""
         for live in list(self.live.values()):
-            await self.delete(live)
+            await self.stop_agent(live)
