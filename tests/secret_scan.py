@@ -107,17 +107,20 @@ def scan_pg_database(url: str, token: str) -> int:
         engine.dispose()
 
 
-def install_log_file(path: Path) -> logging.Handler:
-    """Send this process's `cmdc_nb` and litellm log records, down to DEBUG, to `path`.
+def install_log_file(path: Path, *, litellm_debug: bool = False) -> logging.Handler:
+    """Send this process's `cmdc_nb` log records, down to DEBUG, and litellm's (down to DEBUG too with
+    `litellm_debug`, else at litellm's own level) to `path`.
 
-    Only these loggers are lowered: the root logger stays as it is, so SQLAlchemy does not start
-    logging every statement (it reads its level from the logging tree)."""
+    Only `cmdc_nb` is lowered: the root logger stays as it is, so SQLAlchemy does not start logging
+    every statement (it reads its level from the logging tree). For the whole suite, litellm stays at
+    its level: its own stderr handler would print every debug line of thousands of calls."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     for name in LOGGERS:
         logger = logging.getLogger(name)
-        logger.setLevel(logging.DEBUG)
+        if name == "cmdc_nb" or litellm_debug:
+            logger.setLevel(logging.DEBUG)
         logger.addHandler(handler)
     return handler
 

@@ -35,7 +35,7 @@ def instrumentation(folder: Path) -> nbformat.NotebookNode:
         "import sys\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from tests import secret_scan\n"
-        f"secret_scan.install_log_file(__import__('pathlib').Path({str(folder / 'log-kernel.txt')!r}))\n"
+        f"secret_scan.install_log_file(__import__('pathlib').Path({str(folder / 'log-kernel.txt')!r}), litellm_debug=True)\n"
         f"secret_scan.install_event_tap(__import__('pathlib').Path({str(folder / 'events-kernel.txt')!r}))"
     )
 
@@ -99,6 +99,8 @@ def test_a_notebook_uses_the_real_provider_and_leaks_no_key(
     assert found["hits"] == {}
     # the scan looked at real material: the instrumentation wrote, and the exports exist
     assert log_lines > 0 and (events > 0 or name == "06_team_mode")
+    if name in CHATTY:  # litellm's debug lines (requests as curl commands, headers masked) were searched
+        assert "POST Request Sent from LiteLLM" in (tmp_path / "log-kernel.txt").read_text(errors="replace")
     assert found["files"] >= 4
 
 
