@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 import cmdc_nb
 from cmdc_nb.gateway import Gateway, Guardrails, create_gateway_key, revoke_gateway_key
-from cmdc_nb.kernel import tool
+from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.plugins import HumanApproval
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.store.models import GatewayKey, Message
@@ -437,3 +437,60 @@ async def test_a_question_from_the_agent_is_answered_over_http(ws: Workspace) ->
             assert 400 <= r.status_code < 500
     finally:
         await gw.stop()
+
+
+async def test_a_notebooks_own_agent_is_served_and_a_teammate_approves_it_from_elsewhere(
+    ws: Workspace,
+) -> None:
+    from cmdc_nb import sessions
+
+    ada = cmdc_nb.accounts.create_user("ada@example.com", ws=ws)
+    grace = cmdc_nb.accounts.create_user("grace@example.com", ws=ws)
+    eve = cmdc_nb.accounts.create_user("eve@example.com", ws=ws)
+    room = sessions.create_session(ada, name="release room", ws=ws)
+    sessions.share_session(room, with_users=[grace], ws=ws)
+    DEPLOYS.clear()
+    script = Script(
+        [Turn(tool_calls=[call("deploy", target="prod")]), "Shipped."], name=f"gw-expose-{ws.backend}"
+    )
+    # built in the notebook, with its own tools and plugins
+    agent = Agent(
+        model=script.model,
+        tools=[deploy],
+        plugins=[HumanApproval(require_approval_for=["deploy"])],
+        session=room,
+        ws=ws,
+    )
+    gw = Gateway(ws=ws, port=0, rate_limit_per_minute=6000)
+    url = await gw.start()
+    try:
+        sid = gw.expose(agent)
+        assert sid == str(room.id) and gw.expose(agent) == sid  # exposing twice is harmless
+        grace_key = create_gateway_key(grace, name="phone", ws=ws).key
+        eve_key = create_gateway_key(eve, name="x", ws=ws).key
+        handle = agent.prompt("ship it")  # Ada, in her notebook
+        async with httpx.AsyncClient(
+            base_url=url, headers={"X-API-Key": grace_key}, timeout=30
+        ) as grace_http:
+            for _ in range(200):
+                got = (await grace_http.get(f"/v1/sessions/{sid}/status")).json()
+                assert "pending_approvals" in got, got
+                pending = got["pending_approvals"]
+                if pending:
+                    break
+                await asyncio.sleep(0.05)
+            assert [p["tool"] for p in pending] == ["deploy"] and DEPLOYS == []
+            r = await grace_http.post(
+                f"/v1/sessions/{sid}/approve", json={"ref": pending[0]["ref"]}, headers={"X-API-Key": eve_key}
+            )
+            assert r.status_code == 404  # not shared with Eve: she cannot even see it
+            assert (
+                await grace_http.post(f"/v1/sessions/{sid}/approve", json={"ref": pending[0]["ref"]})
+            ).status_code == 200
+        assert await asyncio.wait_for(handle.future, 30) == "Shipped."
+        assert DEPLOYS == ["prod"]
+        with pytest.raises(cmdc_nb.errors.InvalidInputError):
+            gw.expose(Agent(model=script.model))  # not stored in a session: nothing to share
+    finally:
+        await gw.stop()
+        await agent.stop()

@@ -23,7 +23,7 @@ from cmdc_nb.kernel.tools import as_tool
 from cmdc_nb.providers import Script
 from cmdc_nb.store.enums import SessionStatus
 from cmdc_nb.store.models import Session, User
-from cmdc_nb.workspace import Workspace
+from cmdc_nb.workspace import Workspace, get_workspace
 
 __all__ = ["GatewayConfig", "GatewayRuntime", "LiveSession", "Webhook"]
 
@@ -191,6 +191,27 @@ class GatewayRuntime:
         agent = self._agent(row, model, chosen, prompt, user_data or {}, prompt_mode)
         live = LiveSession(row.id, user.id, agent, model)
         self.live[row.id] = live
+        self._watch_approvals(live)
+        return live
+
+    def expose(self, agent: Agent) -> LiveSession:
+        """Serve an agent built elsewhere (a notebook's, with its own tools and plugins). It must store
+        its turns in a session of this workspace: that session's owner, and those it is shared with,
+        reach it with their keys."""
+        sid = getattr(agent.recorder, "session_id", None)
+        if not agent.recorder.enabled or sid is None:
+            raise InvalidInputError(
+                "only an agent that stores its turns in a session can be served", field="agent"
+            )
+        if get_workspace(agent.recorder.ws) is not self.ws:
+            raise InvalidInputError("the agent's session is in another workspace", field="agent")
+        current = self.live.get(sid)
+        if current is not None:
+            if current.agent is agent:
+                return current
+            raise InvalidInputError(f"session {sid} is already served by another agent", field="agent")
+        live = LiveSession(sid, agent.recorder.user_id, agent, agent.model)
+        self.live[sid] = live
         self._watch_approvals(live)
         return live
 

@@ -123,6 +123,13 @@ class Gateway:
         self._server = None
         self._task = None
 
+    def expose(self, agent: Any) -> str:
+        """Serve an agent you built (its tools, plugins and conversation) at
+        `/v1/sessions/<id>`; returns the id. Its session's owner, and the users it is shared with
+        (`sessions.share_session`), prompt it, follow its events and decide its approvals with their
+        keys — a teammate can approve from elsewhere."""
+        return str(self.runtime.expose(agent).session_id)
+
     def serve_forever(self) -> None:
         """Serve in the foreground until interrupted (what `cmdc-nb serve` does)."""
         import uvicorn
