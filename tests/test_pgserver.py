@@ -29,7 +29,7 @@ def free_port() -> int:
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
     # Under /tmp itself: as root the server runs as a system user, who cannot enter pytest's 0700 folders.
-    root = Path(tempfile.mkdtemp(prefix="cmdc-pgserver-"))
+    root = Path(tempfile.mkdtemp(prefix="cmdc-pgserver-", dir="/tmp"))  # not $TMPDIR: it may be private too
     srv = local_server(root, port=free_port())
     yield srv
     srv.stop()

@@ -210,7 +210,9 @@ class GatewayRuntime:
             if current.agent is agent:
                 return current
             raise InvalidInputError(f"session {sid} is already served by another agent", field="agent")
-        live = LiveSession(sid, agent.recorder.user_id, agent, agent.model)
+        owner = agent.recorder.user_id
+        assert owner is not None  # a stored session always has its owner
+        live = LiveSession(sid, owner, agent, agent.model)
         self.live[sid] = live
         self._watch_approvals(live)
         return live

@@ -23,7 +23,7 @@ import datetime as dt
 import struct
 import uuid
 from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,6 +67,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+_MAX_USD = Decimal(10) ** 26  # PostgreSQL's numeric(38, 12); SQLite's picodollars stop sooner (2^63)
+
+
 def to_money(value: object, *, field: str = "amount") -> Decimal:
     """Turn an amount of USD into an exact `Decimal`, to a trillionth of a dollar.
 
@@ -86,7 +89,12 @@ def to_money(value: object, *, field: str = "amount") -> Decimal:
         raise InvalidInputError(f"not a number: {value!r}", field=field) from exc
     if not d.is_finite():
         raise InvalidInputError(f"not a finite amount: {value!r}", field=field)
-    return _tidy(d.quantize(_PICO, rounding=ROUND_HALF_EVEN))
+    if abs(d) >= _MAX_USD:
+        raise InvalidInputError("too large: amounts are stored below 10^26 USD", field=field)
+    # 26 digits before the point and 12 after need more than the default 28 digits of precision
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return _tidy(d.quantize(_PICO, rounding=ROUND_HALF_EVEN))
 
 
 def _tidy(d: Decimal) -> Decimal:
