@@ -23,6 +23,7 @@ from cmdc_nb import rag, scheduling
 from cmdc_nb import workflows as wf
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.providers._litellm import alitellm
 
 EFFECTS = os.devnull  # set by the parent test, or from argv in the child
 TOOL_CALLS = 4
@@ -70,6 +71,9 @@ def agent_script() -> Script:
 
 async def main(url: str, home: str, session_id: str, run_id: str, index_id: str) -> None:
     ws = cmdc_nb.connect(url, home=home, migrate=False)
+    # litellm imported and warmed before READY: the kill window then covers the agent's tool calls and
+    # its wait for approval, not seconds of importing (which left no pending approval to keep).
+    await alitellm()
     script = agent_script()
     agent = Agent(model=script.model, tools=[stamp, deploy], session=session_id, ws=ws)
     agent.prompt("stamp the documents, then deploy")

@@ -25,7 +25,8 @@ class SlowHash(rag.HashingEmbedder):
     def embed(self, texts: Sequence[str]) -> Any:
         out = super().embed(texts)
         SlowHash.calls += 1
-        print(f"EMBED {SlowHash.calls}", flush=True)
+        sys.stdout.write(f"EMBED {SlowHash.calls}\n")  # one write: never split by another thread
+        sys.stdout.flush()
         time.sleep(0.005)
         return out
 

@@ -26,7 +26,8 @@ EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS crash_effects (run_id VARCHAR(64) NOT 
 def effect(name: str, log: str, ctx: wf.StepContext) -> str:
     """A side effect committed with the step's outcome (a transactional step), plus an invocation log
     written outside the transaction, so the test can tell "ran again" from "applied twice"."""
-    print(f"START {ctx.step_id}", flush=True)
+    sys.stdout.write(f"START {ctx.step_id}\n")  # one write: threads printing at once never split a line
+    sys.stdout.flush()
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"{ctx.run_id} {ctx.step_id} {os.getpid()}\n")
     time.sleep(random.uniform(0.002, 0.02))
