@@ -3,7 +3,7 @@
 # pgvector, run the whole test suite — every reliability check at its FULL size, on both backends —
 # with sentinel API keys, search everything it left for them (check 6), write the figures to
 # ci-artifacts/reliability/*.json and rewrite the table between the markers in README.md.
-# (CI runs the same at reduced sizes inside scripts/test.sh.) Takes about an hour and a quarter.
+# (CI runs the same at reduced sizes inside scripts/test.sh.) Takes about an hour and a quarter on 2 cores.
 #   bash scripts/reliability.sh            # full sizes
 #   bash scripts/reliability.sh --quick    # CI sizes: checks the harness in a few minutes
 set -euo pipefail
@@ -21,7 +21,13 @@ scan=$(mktemp -d /tmp/cmdc-scan.XXXXXX)
 CMDC_SECRET_SENTINEL=$(.venv/bin/python -c 'import secrets; print(secrets.token_hex(12))')
 export CMDC_SECRET_SENTINEL CMDC_SECRET_SCAN_DIR="$scan"
 mkdir -p "$scan/tmp"
-TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 -p no:randomly --basetemp "$scan/pytest" tests/
-.venv/bin/python -m tests.secret_scan --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts
+rc=0
+TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 -p no:randomly --basetemp "$scan/pytest" tests/ || rc=$?
+# The scan runs whatever the tests said: a failing test may have left exactly what should be searched.
+.venv/bin/python -m tests.secret_scan --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts || rc=1
 rm -rf "$scan"
 .venv/bin/python scripts/reliability_table.py --write README.md
+if [ "$rc" != 0 ]; then
+  echo "reliability: some tests failed (above); the table holds only what the passing checks recorded" >&2
+fi
+exit "$rc"
