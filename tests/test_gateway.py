@@ -493,4 +493,5 @@ async def test_a_notebooks_own_agent_is_served_and_a_teammate_approves_it_from_e
             gw.expose(Agent(model=script.model))  # not stored in a session: nothing to share
     finally:
         await gw.stop()
-        await agent.stop()
+    assert agent.alive  # the gateway served it; the notebook still owns it
+    await agent.stop()

@@ -258,6 +258,8 @@ def create_app(
     # -- sessions ---------------------------------------------------------------------------------------
     @app.post("/v1/sessions", status_code=201, tags=["sessions"])
     async def create_session(body: CreateSession, user: Auth) -> dict[str, Any]:
+        if body.system_prompt is not None:
+            config.guardrails.check(body.system_prompt, field="systemPrompt")
         live = runtime.create(
             user,
             model=body.model,

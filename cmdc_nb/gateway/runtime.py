@@ -127,7 +127,8 @@ class LiveSession:
     owner_id: uuid.UUID
     agent: Agent
     model: str
-    created_by_key: str | None = None
+    watchers: list[Any] = field(default_factory=list)  # subscriptions to close when it ends
+    owned: bool = True  # False for an agent served with expose(): the notebook keeps it running
 
 
 class GatewayRuntime:
@@ -212,7 +213,7 @@ class GatewayRuntime:
             raise InvalidInputError(f"session {sid} is already served by another agent", field="agent")
         owner = agent.recorder.user_id
         assert owner is not None  # a stored session always has its owner
-        live = LiveSession(sid, owner, agent, agent.model)
+        live = LiveSession(sid, owner, agent, agent.model, owned=False)
         self.live[sid] = live
         self._watch_approvals(live)
         return live
@@ -236,8 +237,8 @@ class GatewayRuntime:
                 kind = "approval.approved" if event.type == "tool_use_approved" else "approval.rejected"
                 self.on_event(kind, {"session_id": sid, "ref": str(event.payload.get("tool_use_id"))})
 
-        live.agent.events.subscribe(on_agent)
-        self.ws.bus.subscribe(topics.session_agent_calls(live.session_id), on_bus)
+        live.watchers.append(live.agent.events.subscribe(on_agent))
+        live.watchers.append(self.ws.bus.subscribe(topics.session_agent_calls(live.session_id), on_bus))
 
     def _agent(
         self,
@@ -308,13 +309,21 @@ class GatewayRuntime:
 
     async def stop_agent(self, live: LiveSession) -> None:
         self.live.pop(live.session_id, None)
+        for watcher in live.watchers:
+            watcher.close()
+        live.watchers.clear()
+        if not live.owned:  # served, not owned: it is no longer reachable, and keeps running where it is
+            return
         if live.agent.busy:
             live.agent.abort("user_cancelled")
         await live.agent.stop()
 
     async def delete(self, live: LiveSession, user: User) -> None:
-        """End the session: its agent stops and the stored session is archived (kept, not resumable)."""
+        """End the session: its agent stops and the stored session is archived (kept, not resumable).
+        An exposed agent is only withdrawn from the gateway."""
         await self.stop_agent(live)
+        if not live.owned:
+            return
         with _access.acting_as(user.id):
             sessions_service.archive_session(live.session_id, ws=self.ws)
 
