@@ -497,3 +497,50 @@ async def test_a_notebooks_own_agent_is_served_and_a_teammate_approves_it_from_e
         await gw.stop()
     assert agent.alive  # the gateway served it; the notebook still owns it
     await agent.stop()
+
+
+GATEWAY_CELLS = [
+    """
+import cmdc_nb, httpx
+from cmdc_nb.gateway import Gateway, create_gateway_key
+ws = cmdc_nb.connect()
+me = cmdc_nb.accounts.create_user("nb@example.com", ws=ws)
+key = create_gateway_key(me, name="nb", ws=ws).key
+gw = Gateway(ws=ws, port=0, rate_limit_per_minute=6000)
+url = await gw.start()  # listens on the kernel's loop; the cell returns
+print(gw.running)
+""",
+    """
+http = httpx.AsyncClient(base_url=url, headers={"X-API-Key": key})
+sid = (await http.post("/v1/sessions", json={})).json()["id"]  # served while this cell awaits
+print((await http.post(f"/v1/sessions/{sid}/prompt", json={"text": "from the notebook"})).status_code)
+""",
+    """
+import asyncio
+for _ in range(400):
+    msgs = (await http.get(f"/v1/sessions/{sid}/messages")).json()["messages"]
+    if len(msgs) == 2:
+        break
+    await asyncio.sleep(0.05)
+print(msgs[-1]["content"])
+await http.aclose(); await gw.stop(); print(gw.running)
+""",
+]
+
+
+def test_the_gateway_serves_from_a_notebook_kernels_loop(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbclient
+    import nbformat
+
+    monkeypatch.setenv("CMDC_NB_HOME", str(tmp_path / "home"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c.strip()) for c in GATEWAY_CELLS]
+    nbclient.NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    out = [
+        "".join(o.get("text", "") for o in c.outputs if o.get("name") == "stdout").strip() for c in nb.cells
+    ]
+    assert out == ["True", "202", "(offline echo) from the notebook\nFalse"]
