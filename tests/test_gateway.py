@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -347,7 +348,7 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
     import time
 
     home = str(tmp_path / "cli-home")
-    env = {**__import__("os").environ, "CMDC_NB_HOME": home}
+    env = {**os.environ, "CMDC_NB_HOME": home}
     run = [sys.executable, "-m", "cmdc_nb", "--home", home]
     made_ws = cmdc_nb.connect(home=home)
     cmdc_nb.accounts.create_user("demo@example.com", ws=made_ws)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -104,12 +105,12 @@ async def test_webhooks_are_signed_retried_and_failed_ones_replayed(
         async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
             sid = (await client.post("/v1/sessions", json={"tools": ["deploy"]})).json()["id"]
             await client.post(f"/v1/sessions/{sid}/prompt", json={"text": "deploy"})
-            agent = gw.runtime.live[__import__("uuid").UUID(sid)].agent
+            agent = gw.runtime.live[uuid.UUID(sid)].agent
             await wait_for(
                 lambda: agent.status()["pending_approvals"],
                 what=lambda: [e.to_dict() for e in agent.events.replay(since=0)][-5:],
             )
-            ref = gw.runtime.live[__import__("uuid").UUID(sid)].agent.status()["pending_approvals"][0]["ref"]
+            ref = gw.runtime.live[uuid.UUID(sid)].agent.status()["pending_approvals"][0]["ref"]
             assert (await client.post(f"/v1/sessions/{sid}/approve", json={"ref": ref})).status_code == 200
             await wait_for(
                 lambda: (
