@@ -176,6 +176,25 @@ async def test_the_seeds_tasks_send_is_idempotent_and_sendsubscribe_streams(
         assert frames[1]["artifact"]["parts"][0]["text"] == "heard 3: stream"
         assert frames[-1]["status"]["state"] == "completed" and frames[-1]["final"] is True
 
+        # a subscriber that hangs up after the first frame does not stop the task: it is stored done
+        async with http.stream(
+            "POST", "/v1/a2a", json=rpc("tasks/sendSubscribe", "task-4", "bye", "ctx-1")
+        ) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    break
+        for _ in range(200):
+            got4 = (
+                await http.post(
+                    "/v1/a2a",
+                    json={"jsonrpc": "2.0", "id": 5, "method": "tasks/get", "params": {"id": "task-4"}},
+                )
+            ).json()
+            if got4["result"]["status"]["state"] == "completed":
+                break
+            await asyncio.sleep(0.05)
+        assert got4["result"]["status"]["state"] == "completed"
+
         # tasks/get (0.3 names, served by the SDK) finds a task sent with the 0.1 method
         got = (
             await http.post(
@@ -190,7 +209,7 @@ async def test_the_seeds_tasks_send_is_idempotent_and_sendsubscribe_streams(
         ).json()
         assert bad["error"]["code"] == -32602
     with ws.read() as db:
-        assert db.scalar(sa.select(sa.func.count()).select_from(A2ATask)) == 3
+        assert db.scalar(sa.select(sa.func.count()).select_from(A2ATask)) == 4
 
 
 async def test_conversations_survive_a_gateway_restart(ws: Workspace) -> None:

@@ -71,6 +71,7 @@ class LegacyTasks:
     def __init__(self, gateway: Gateway, executor: GatewayAgentExecutor, store: DatabaseTaskStore) -> None:
         self.gateway, self.executor, self.store = gateway, executor, store
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._running: set[asyncio.Future[None]] = set()  # streamed tasks still working (kept referenced)
 
     async def handle(self, user: User, payload: dict[str, Any]) -> Response:
         rid = payload.get("id")
@@ -101,15 +102,13 @@ class LegacyTasks:
             finally:
                 queue.put_nowait(None)
 
-        runner = asyncio.ensure_future(produce())
+        self._running.add(runner := asyncio.ensure_future(produce()))
+        runner.add_done_callback(self._running.discard)
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
-            try:
-                while (item := await queue.get()) is not None:
-                    yield ServerSentEvent(data=json.dumps({"jsonrpc": "2.0", "id": rid, "result": item}))
-            finally:
-                if not runner.done():
-                    runner.cancel()
+            # A client that goes away does not stop the task: it finishes and is stored, for tasks/get.
+            while (item := await queue.get()) is not None:
+                yield ServerSentEvent(data=json.dumps({"jsonrpc": "2.0", "id": rid, "result": item}))
 
         return EventSourceResponse(stream(), ping=self.gateway.config.heartbeat_s)
 
