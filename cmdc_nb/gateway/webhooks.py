@@ -134,15 +134,16 @@ class WebhookDispatcher:
 
     async def _enqueue(self, hooks: Sequence[Webhook], event_type: str, data: dict[str, Any]) -> None:
         for hook in hooks:
-            delivery_id = await asyncio.to_thread(self._insert, hook.url, event_type, data)
-            self._spawn(self._deliver(hook, delivery_id))
+            row = await asyncio.to_thread(self._insert, hook.url, event_type, data)
+            self._spawn(self._deliver(hook, row))
 
-    def _insert(self, url: str, event_type: str, data: dict[str, Any]) -> uuid.UUID:
+    def _insert(self, url: str, event_type: str, data: dict[str, Any]) -> WebhookDelivery:
         row = WebhookDelivery(id=uuid.uuid4(), url=url, event_type=event_type, payload=data)
         with self.ws.transaction() as tx:
             tx.db.add(row)
             tx.db.flush()
-        return row.id
+            tx.db.expunge(row)
+        return row
 
     def _body(self, row: WebhookDelivery) -> bytes:
         doc = {
@@ -152,13 +153,6 @@ class WebhookDispatcher:
             "data": row.payload,
         }
         return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str).encode()
-
-    def _load(self, delivery_id: uuid.UUID) -> WebhookDelivery:
-        with self.ws.read() as db:
-            row = db.get(WebhookDelivery, delivery_id)
-            assert row is not None
-            db.expunge(row)
-        return row
 
     def _record(
         self, delivery_id: uuid.UUID, *, ok: bool, code: int | None, error: str | None, final: bool
@@ -178,8 +172,8 @@ class WebhookDispatcher:
                 sa.update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values)
             )
 
-    async def _deliver(self, hook: Webhook, delivery_id: uuid.UUID) -> bool:
-        row = await asyncio.to_thread(self._load, delivery_id)
+    async def _deliver(self, hook: Webhook, row: WebhookDelivery) -> bool:
+        delivery_id = row.id
         body = self._body(row)
         for attempt in range(1, self.max_attempts + 1):
             stamp = str(int(time.time()))
@@ -221,22 +215,21 @@ class WebhookDispatcher:
         delivered this time; those whose URL is no longer configured stay failed."""
         by_url = {h.url: h for h in self.hooks}
 
-        def failed() -> list[tuple[uuid.UUID, str]]:
-            stmt = sa.select(WebhookDelivery.id, WebhookDelivery.url).where(
-                WebhookDelivery.status == WebhookDeliveryStatus.FAILED
-            )
+        def failed() -> list[WebhookDelivery]:
+            stmt = sa.select(WebhookDelivery).where(WebhookDelivery.status == WebhookDeliveryStatus.FAILED)
             if since is not None:
                 stmt = stmt.where(WebhookDelivery.inserted_at >= since)
             with self.ws.transaction() as tx:
-                rows = [(i, u) for i, u in tx.db.execute(stmt) if u in by_url]
+                rows = [r for r in tx.db.scalars(stmt) if r.url in by_url]
                 if rows:
                     tx.db.execute(
                         sa.update(WebhookDelivery)
-                        .where(WebhookDelivery.id.in_([i for i, _ in rows]))
+                        .where(WebhookDelivery.id.in_([r.id for r in rows]))
                         .values(status=WebhookDeliveryStatus.PENDING)
                     )
+                tx.db.expunge_all()
             return rows
 
-        pairs = await asyncio.to_thread(failed)
-        results = await asyncio.gather(*(self._deliver(by_url[u], i) for i, u in pairs))
+        rows = await asyncio.to_thread(failed)
+        results = await asyncio.gather(*(self._deliver(by_url[r.url], r) for r in rows))
         return sum(1 for ok in results if ok)
