@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 
 from cmdc_nb import _access
 from cmdc_nb.errors import AbortedError, CmdcError, GuardrailError
-from cmdc_nb.gateway.a2a_legacy import LEGACY_METHODS, LegacyTasks
+from cmdc_nb.gateway.a2a_legacy import LEGACY_METHODS, LegacyTasks, rpc_error
 from cmdc_nb.store.models import A2ATask, User
 
 if TYPE_CHECKING:
@@ -339,6 +339,7 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
     )
 
     async def card() -> JSONResponse:
+        # made per request: the URL in it is known only once the server is bound (port 0 picks one)
         return JSONResponse(MessageToDict(agent_card(gateway)))
 
     app.add_api_route(
@@ -363,14 +364,7 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
                 gateway.config.guardrails.check(text)
             except GuardrailError as exc:
                 rid = payload.get("id") if isinstance(payload, dict) else None
-                return JSONResponse(
-                    {
-                        "jsonrpc": "2.0",
-                        "id": rid,
-                        "error": {"code": -32602, "message": str(exc), "data": {"rule": exc.rule}},
-                    },
-                    status_code=422,
-                )
+                return rpc_error(rid, -32602, str(exc), status=422, data={"rule": exc.rule})
         method = payload.get("method") if isinstance(payload, dict) else None
         if method in LEGACY_METHODS:
             return await legacy.handle(request.state.user, payload)

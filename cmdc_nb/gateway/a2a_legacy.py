@@ -26,16 +26,18 @@ if TYPE_CHECKING:
     from cmdc_nb.gateway.a2a import DatabaseTaskStore, GatewayAgentExecutor
     from cmdc_nb.gateway.server import Gateway
 
-__all__ = ["LEGACY_METHODS", "LegacyTasks"]
+__all__ = ["LEGACY_METHODS", "LegacyTasks", "rpc_error"]
 
 LEGACY_METHODS = frozenset({"tasks/send", "tasks/sendSubscribe"})
 _FINAL = {"TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED", "TASK_STATE_REJECTED"}
 
 
-def _error(rid: Any, code: int, message: str, status: int = 200) -> JSONResponse:
-    return JSONResponse(
-        {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}, status_code=status
-    )
+def rpc_error(rid: Any, code: int, message: str, *, status: int = 200, data: Any = None) -> JSONResponse:
+    """A JSON-RPC 2.0 error response."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return JSONResponse({"jsonrpc": "2.0", "id": rid, "error": error}, status_code=status)
 
 
 def legacy_view(task: Any) -> dict[str, Any]:
@@ -77,18 +79,18 @@ class LegacyTasks:
         rid = payload.get("id")
         params = payload.get("params")
         if not isinstance(params, dict):
-            return _error(rid, -32602, "params must be an object")
+            return rpc_error(rid, -32602, "params must be an object")
         tid = params.get("id")
         if not isinstance(tid, str) or not tid.strip() or len(tid) > 200:
-            return _error(rid, -32602, "params.id (the task id) must be text of at most 200 characters")
+            return rpc_error(rid, -32602, "params.id (the task id) must be text of at most 200 characters")
         message = params.get("message")
         parts = message.get("parts") if isinstance(message, dict) else None
         texts = [p["text"] for p in parts or [] if isinstance(p, dict) and isinstance(p.get("text"), str)]
         if not texts or not "".join(texts).strip():
-            return _error(rid, -32602, "params.message needs a text part")
+            return rpc_error(rid, -32602, "params.message needs a text part")
         session = params.get("sessionId")
         if session is not None and (not isinstance(session, str) or len(session) > 200):
-            return _error(rid, -32602, "params.sessionId must be text of at most 200 characters")
+            return rpc_error(rid, -32602, "params.sessionId must be text of at most 200 characters")
         text = "\n".join(texts)
         if payload.get("method") == "tasks/send":
             task = await self._run(user, tid, session, text, None)

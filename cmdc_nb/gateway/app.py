@@ -13,10 +13,8 @@ Nothing a response or a log line carries holds a key: keys are looked up by thei
 import json
 import logging
 import math
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
@@ -29,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cmdc_nb import _access, _version
 from cmdc_nb import sessions as sessions_service
+from cmdc_nb._service import jsonable
 from cmdc_nb.errors import (
     AbortedError,
     AccessDeniedError,
@@ -44,7 +43,7 @@ from cmdc_nb.errors import (
 )
 from cmdc_nb.gateway.keys import authenticate_gateway_key
 from cmdc_nb.gateway.ratelimit import RateLimiter
-from cmdc_nb.gateway.runtime import GatewayRuntime, LiveSession
+from cmdc_nb.gateway.runtime import GatewayRuntime, LiveSession, fire_and_forget
 from cmdc_nb.store.models import Session, User
 
 log = logging.getLogger("cmdc_nb.gateway")
@@ -76,20 +75,6 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
 
 
 # -- request bodies ----------------------------------------------------------------------------------
@@ -286,7 +271,7 @@ def create_app(
         config.guardrails.check(body.text)
         with _access.acting_as(user.id):
             handle = live.agent.prompt(body.text)
-        handle.future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+        fire_and_forget(handle)
         return {"accepted": True, "queued": handle.queued}
 
     @app.get("/v1/sessions/{session_id}/events", tags=["agent"], response_class=EventSourceResponse)
@@ -317,7 +302,7 @@ def create_app(
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             if after is not None:
-                kept = log_.replay(since=0)
+                kept = log_.replay(since=after)  # what the subscription below replays, unfiltered
                 first = kept[0].index if kept else (log_.last_index or 0) + 1
                 if first > after + 1:
                     yield ServerSentEvent(
@@ -421,7 +406,7 @@ def create_app(
         with _access.acting_as(user.id):
             result = live.agent.steer(body.text)
         if result.handle is not None:
-            result.handle.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            fire_and_forget(result.handle)
         return {"accepted": result.accepted, "status": result.status}
 
     @app.post("/v1/sessions/{session_id}/abort", status_code=202, tags=["agent"])
@@ -435,7 +420,6 @@ def create_app(
         live = runtime.get(session_id, user, "write")
         model = runtime.check_model(body.model)
         live.agent.switch_model(model, reason="gateway")
-        live.model = live.agent.model
         return {"model": live.agent.model}
 
     @app.post("/v1/sessions/{session_id}/tools", tags=["tools"])

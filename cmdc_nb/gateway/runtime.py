@@ -25,7 +25,13 @@ from cmdc_nb.store.enums import SessionStatus
 from cmdc_nb.store.models import Session, User
 from cmdc_nb.workspace import Workspace, get_workspace
 
-__all__ = ["GatewayConfig", "GatewayRuntime", "LiveSession", "Webhook"]
+__all__ = ["GatewayConfig", "GatewayRuntime", "LiveSession", "Webhook", "fire_and_forget"]
+
+
+def fire_and_forget(handle: Any) -> None:
+    """A prompt nobody awaits here (its reply reaches callers as events): its outcome, an abort
+    included, counts as seen, so asyncio never warns of an unretrieved exception."""
+    handle.future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _echo(messages: list[dict[str, Any]]) -> str:
@@ -63,8 +69,8 @@ class GatewayConfig:
     - `tools`: tools callers may attach by name; `default_tools` are attached to every new session.
     - `plugins`: a factory called once per session (plugins keep per-agent state), e.g.
       `lambda: [HumanApproval(require_approval_for=["deploy"])]`.
-    - `api_keys` are checked in the database (see `create_gateway_key`); `rate_limit_per_minute` is per
-      key, with bursts up to `rate_limit_burst`.
+    - `rate_limit_per_minute` applies per gateway key (see `create_gateway_key`), with bursts up to
+      `rate_limit_burst`.
     - `cors_origins`: origins allowed to call from a browser; none by default (never `*` unless listed).
     - `guardrails`: refusals at the edge (empty by default). `webhooks`: task and approval events.
     """
@@ -124,9 +130,7 @@ class LiveSession:
     """A stored session and the agent working in it."""
 
     session_id: uuid.UUID
-    owner_id: uuid.UUID
     agent: Agent
-    model: str
     watchers: list[Any] = field(default_factory=list)  # subscriptions to close when it ends
     owned: bool = True  # False for an agent served with expose(): the notebook keeps it running
 
@@ -189,11 +193,8 @@ class GatewayRuntime:
                 metadata={"source": "gateway"},
                 ws=self.ws,
             )
-        agent = self._agent(row, model, chosen, prompt, user_data or {}, prompt_mode)
-        live = LiveSession(row.id, user.id, agent, model)
-        self.live[row.id] = live
-        self._watch_approvals(live)
-        return live
+        agent = self._agent(row, model, chosen, prompt, user_data=user_data or {}, prompt_mode=prompt_mode)
+        return self._serve(row.id, agent)
 
     def expose(self, agent: Agent) -> LiveSession:
         """Serve an agent built elsewhere (a notebook's, with its own tools and plugins). It must store
@@ -211,9 +212,10 @@ class GatewayRuntime:
             if current.agent is agent:
                 return current
             raise InvalidInputError(f"session {sid} is already served by another agent", field="agent")
-        owner = agent.recorder.user_id
-        assert owner is not None  # a stored session always has its owner
-        live = LiveSession(sid, owner, agent, agent.model, owned=False)
+        return self._serve(sid, agent, owned=False)
+
+    def _serve(self, sid: uuid.UUID, agent: Agent, *, owned: bool = True) -> LiveSession:
+        live = LiveSession(sid, agent, owned=owned)
         self.live[sid] = live
         self._watch_approvals(live)
         return live
@@ -246,20 +248,22 @@ class GatewayRuntime:
         model: str,
         tools: Sequence[Tool],
         system_prompt: str | None,
-        user_data: Mapping[str, Any],
-        prompt_mode: str,
+        *,
+        from_history: bool = False,
+        **options: Any,
     ) -> Agent:
-        return Agent(
+        """A gateway agent working in `row`: new, or rebuilt from the session's stored conversation."""
+        make = Agent.from_session if from_history else Agent
+        return make(
             model=model,
             tools=list(tools),
             plugins=list(self.config.plugins()) if self.config.plugins else [],
             system_prompt=system_prompt,
             session=row,
             ws=self.ws,
-            user_data=dict(user_data),
-            prompt_mode=prompt_mode,
             event_buffer_size=self.config.event_buffer,
             name=f"gateway:{row.id}",
+            **options,
         )
 
     def get(self, session_id: Any, user: User, action: str = "read") -> LiveSession:
@@ -289,22 +293,12 @@ class GatewayRuntime:
         if row.status == SessionStatus.ARCHIVED or (row.meta or {}).get("source") != "gateway":
             raise NotFoundError("session", row.id)
         model = row.default_model if row.default_model in self.config.models else self.config.models[0]
-        agent = Agent.from_session(
-            row,
-            model=model,
-            tools=self.tools_named(self.config.default_tools),
-            plugins=list(self.config.plugins()) if self.config.plugins else [],
-            system_prompt=row.system_prompt,
-            ws=self.ws,
-            event_buffer_size=self.config.event_buffer,
-            name=f"gateway:{row.id}",
-        )
-        live = LiveSession(row.id, row.user_id, agent, model)
-        self.live[row.id] = live
-        self._watch_approvals(live)
+        tools = self.tools_named(self.config.default_tools)
+        agent = self._agent(row, model, tools, row.system_prompt, from_history=True)
+        live = self._serve(row.id, agent)
         if agent.interrupted:
             with _access.acting_as(row.user_id):
-                agent.resume().future.add_done_callback(lambda f: f.cancelled() or f.exception())
+                fire_and_forget(agent.resume())
         return live
 
     async def stop_agent(self, live: LiveSession) -> None:

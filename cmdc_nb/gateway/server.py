@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,7 +62,6 @@ class Gateway:
         self.app = create_app(self.runtime, extra_routes=lambda app, auth: mount_a2a(app, auth, self))
         self._server: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         state = "listening" if self.running else "stopped"
@@ -77,8 +75,19 @@ class Gateway:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def _uvicorn(self) -> Any:
+    def _uvicorn(self, *, foreground: bool = False) -> Any:
         import uvicorn
+
+        cfg = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_level="info" if foreground else "warning",
+            lifespan="on",
+            access_log=foreground,
+        )
+        if foreground:
+            return uvicorn.Server(cfg)
 
         class _Server(uvicorn.Server):
             # A notebook's (or a test's) loop keeps its own signal handlers: Ctrl-C stays the kernel's.
@@ -86,9 +95,6 @@ class Gateway:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
-        cfg = uvicorn.Config(
-            self.app, host=self.host, port=self.port, log_level="warning", lifespan="on", access_log=False
-        )
         return _Server(cfg)
 
     async def start(self, *, timeout: float = 30.0) -> str:
@@ -132,16 +138,12 @@ class Gateway:
 
     def serve_forever(self) -> None:
         """Serve in the foreground until interrupted (what `cmdc-nb serve` does)."""
-        import uvicorn
 
         async def main() -> None:
             self.webhooks.start()
-            server = uvicorn.Server(
-                uvicorn.Config(self.app, host=self.host, port=self.port, log_level="info", lifespan="on")
-            )
-            self._server = server
+            self._server = self._uvicorn(foreground=True)
             try:
-                await server.serve()
+                await self._server.serve()
             finally:
                 await self.webhooks.stop()
 
