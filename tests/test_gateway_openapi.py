@@ -59,6 +59,7 @@ def test_schemathesis_finds_no_server_error(ws: Workspace, tmp_path: Path) -> No
             capture_output=True,
             text=True,
             timeout=600,
+            cwd=tmp_path,  # schemathesis keeps a cache in its working directory: not in the repository
         )
     finally:
         asyncio.run_coroutine_threadsafe(gw.stop(), loop).result(60)
