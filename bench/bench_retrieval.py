@@ -34,9 +34,9 @@ from _results import write_section
 
 import cmdc_nb
 from cmdc_nb import accounts, rag
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.enums import DocumentSourceType
 from cmdc_nb.store.models import ContextChunk, Index
+from cmdc_nb.store.values import utcnow
 
 DIMS = 384
 K = 10

@@ -39,7 +39,7 @@ def _scheduler(args: argparse.Namespace) -> int:
     import importlib
 
     import cmdc_nb
-    from cmdc_nb import scheduling
+    from cmdc_nb.services import scheduling
 
     for module in args.load or []:
         importlib.import_module(module)  # modules that register job handlers
@@ -64,7 +64,7 @@ def _worker(args: argparse.Namespace) -> int:
     import importlib
 
     import cmdc_nb
-    from cmdc_nb import scheduling
+    from cmdc_nb.services import scheduling
     from cmdc_nb.workflows import workers
 
     for module in args.load or []:
@@ -161,8 +161,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _key(args: argparse.Namespace) -> int:
     import cmdc_nb
-    from cmdc_nb import accounts
     from cmdc_nb.gateway import create_gateway_key, list_gateway_keys, revoke_gateway_key
+    from cmdc_nb.services import accounts
 
     ws = cmdc_nb.connect(args.url, home=args.home)
     try:

@@ -15,9 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 
 import cmdc_nb
-from cmdc_nb import accounts, agents, approvals, sessions
 from cmdc_nb.errors import NotFoundError
 from cmdc_nb.events import Event
+from cmdc_nb.services import accounts, agents, approvals, sessions
 from cmdc_nb.store.models import ActivityLog
 
 __all__ = ["run_demo", "run_tour", "tour_notebook"]

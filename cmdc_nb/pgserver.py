@@ -166,7 +166,7 @@ def local_server(
         if _is_root():
             root = Path("/var/lib/cmdc-nb/pg")
         else:
-            from cmdc_nb.workspace import default_home
+            from cmdc_nb._plumbing.workspace import default_home
 
             root = (home or default_home()) / "pg"
     return LocalServer(Path(root).expanduser().resolve(), port or DEFAULT_PORT)

@@ -14,36 +14,12 @@ import re
 import sys
 from pathlib import Path
 
+from cmdc_nb._public import PUBLIC
+
 ROOT = Path(__file__).resolve().parent.parent
 
-# The public modules, in the order a newcomer meets them.
-MODULES = [
-    "cmdc_nb",
-    "cmdc_nb.workspace",
-    "cmdc_nb.errors",
-    "cmdc_nb.accounts",
-    "cmdc_nb.sessions",
-    "cmdc_nb.agents",
-    "cmdc_nb.approvals",
-    "cmdc_nb.kernel",
-    "cmdc_nb.providers",
-    "cmdc_nb.toolkit",
-    "cmdc_nb.plugins",
-    "cmdc_nb.workflows",
-    "cmdc_nb.rag",
-    "cmdc_nb.costs",
-    "cmdc_nb.budgets",
-    "cmdc_nb.pricing",
-    "cmdc_nb.frames",
-    "cmdc_nb.artifacts",
-    "cmdc_nb.scheduling",
-    "cmdc_nb.presence",
-    "cmdc_nb.activity",
-    "cmdc_nb.events",
-    "cmdc_nb.vault",
-    "cmdc_nb.widgets",
-    "cmdc_nb.gateway",
-]
+# The public modules, in the order a newcomer meets them: the one list, cmdc_nb._public.PUBLIC.
+MODULES = list(PUBLIC)
 
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
@@ -92,9 +68,8 @@ def _value(obj: object) -> str:
     return _ADDRESS.sub("", repr(_plain(obj)))[:300]
 
 
-def _public(module: object) -> list[str]:
-    names = getattr(module, "__all__", None)
-    return sorted(names) if names else []
+def _public(name: str) -> list[str]:
+    return sorted(PUBLIC[name])
 
 
 def _kind(obj: object) -> str:
@@ -144,7 +119,7 @@ def quick() -> str:
         if summary:
             lines.append(summary)
             lines.append("")
-        for attr in _public(mod):
+        for attr in _public(name):
             obj = getattr(mod, attr)
             if inspect.ismodule(obj):
                 continue
@@ -165,7 +140,7 @@ def full() -> str:
         lines += [f"## {name}", ""]
         if mod.__doc__:
             lines += [inspect.cleandoc(mod.__doc__), ""]
-        for attr in _public(mod):
+        for attr in _public(name):
             obj = getattr(mod, attr)
             if inspect.ismodule(obj):
                 lines += [f"### {name}.{attr} (module)", ""]

@@ -23,6 +23,8 @@ trap 'bash scripts/pg.sh stop' EXIT
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "== import contracts (the floors in pyproject.toml)"
+.venv/bin/lint-imports --no-cache
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 import cmdc_nb
-from cmdc_nb import workspace as workspace_module
+from cmdc_nb._plumbing import workspace as workspace_module
 from cmdc_nb.store._engine import create_engine
 from cmdc_nb.store.migrate import upgrade
 from cmdc_nb.workspace import Workspace

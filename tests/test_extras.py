@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from cmdc_nb._extras import require
 
 

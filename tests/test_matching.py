@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from cmdc_nb.matching import command_matches, compile_conditions, normalise_path, path_matches, split_command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cmdc_nb.errors import InvalidInputError
-from cmdc_nb.matching import command_matches, compile_conditions, normalise_path, path_matches, split_command
 
 # --- paths ------------------------------------------------------------------------------------------
 

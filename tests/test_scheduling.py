@@ -312,7 +312,7 @@ def test_runs_left_running_by_a_dead_runner_are_closed_and_the_job_goes_on(ws: W
     import sys
     import uuid
 
-    from cmdc_nb._proc import HOST
+    from cmdc_nb._plumbing.proc import HOST
     from cmdc_nb.store.models import JobRun
 
     gone = subprocess.run(

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cmdc_nb.vault import ENCRYPTED_COLUMNS, generate_key, rotate_vault_key
 
 import cmdc_nb
 from cmdc_nb import accounts
 from cmdc_nb.errors import DecryptionError, VaultKeyError
 from cmdc_nb.store._vault import KeyRing, Vault
 from cmdc_nb.store.models import ApiCredential, Base
-from cmdc_nb.vault import ENCRYPTED_COLUMNS, generate_key, rotate_vault_key
 from cmdc_nb.workspace import Workspace
 
 ROW = uuid.uuid4()

@@ -10,13 +10,13 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from cmdc_nb.vault import rotate_vault_key
 
 from cmdc_nb import accounts
 from cmdc_nb.errors import VaultKeyError
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store._vault import KeyRing, Vault
 from cmdc_nb.store.models import ApiCredential
-from cmdc_nb.vault import rotate_vault_key
+from cmdc_nb.store.values import utcnow
 from cmdc_nb.workspace import Workspace
 from tests.reliability import FULL, record
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from cmdc_nb import _access
+from cmdc_nb._plumbing import access
 from cmdc_nb.errors import AbortedError, CmdcError, GuardrailError
 from cmdc_nb.gateway.a2a_legacy import LEGACY_METHODS, LegacyTasks, rpc_error
 from cmdc_nb.store.models import A2ATask, User
@@ -252,7 +252,7 @@ class GatewayAgentExecutor:
             )
             return
         try:
-            with _access.acting_as(user.id):
+            with access.acting_as(user.id):
                 handle = live.agent.prompt(text)
             reply = await handle.future
         except AbortedError as exc:

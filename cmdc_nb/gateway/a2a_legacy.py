@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from cmdc_nb import _access
+from cmdc_nb._plumbing import access
 from cmdc_nb.errors import AbortedError
 from cmdc_nb.store.models import User
 
@@ -150,7 +150,7 @@ class LegacyTasks:
             if events is not None:
                 events.put_nowait(status_event(task, False))
             try:
-                with _access.acting_as(user.id):
+                with access.acting_as(user.id):
                     handle = live.agent.prompt(text)
                 reply = await handle.future
             except AbortedError as exc:

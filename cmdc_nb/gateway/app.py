@@ -25,9 +25,9 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from cmdc_nb import _access, _version
-from cmdc_nb import sessions as sessions_service
-from cmdc_nb._service import jsonable
+from cmdc_nb import _version
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing.service import jsonable
 from cmdc_nb.errors import (
     AbortedError,
     AccessDeniedError,
@@ -44,6 +44,7 @@ from cmdc_nb.errors import (
 from cmdc_nb.gateway.keys import authenticate_gateway_key
 from cmdc_nb.gateway.ratelimit import RateLimiter
 from cmdc_nb.gateway.runtime import GatewayRuntime, LiveSession, fire_and_forget
+from cmdc_nb.services import sessions as sessions_service
 from cmdc_nb.store.models import Session, User
 
 log = logging.getLogger("cmdc_nb.gateway")
@@ -269,7 +270,7 @@ def create_app(
     async def prompt(session_id: str, body: TextBody, user: Auth) -> dict[str, Any]:
         live = runtime.get(session_id, user, "write")
         config.guardrails.check(body.text)
-        with _access.acting_as(user.id):
+        with access.acting_as(user.id):
             handle = live.agent.prompt(body.text)
         fire_and_forget(handle)
         return {"accepted": True, "queued": handle.queued}
@@ -333,7 +334,7 @@ def create_app(
         live = runtime.get(session_id, user)
 
         def load() -> list[dict[str, Any]]:
-            with _access.acting_as(user.id):
+            with access.acting_as(user.id):
                 page = sessions_service.list_messages(
                     live.session_id, after_sequence=after_sequence, limit=limit, ws=ws
                 )
@@ -378,7 +379,7 @@ def create_app(
     @app.post("/v1/sessions/{session_id}/approve", tags=["approvals"])
     async def approve(session_id: str, body: Decision, user: Auth) -> dict[str, Any]:
         live = runtime.get(session_id, user, "decide")
-        with _access.acting_as(user.id):
+        with access.acting_as(user.id):
             live.agent.approve(body.ref, args=body.args, note=body.note, remember=body.remember, by=user.id)
         return {"ref": body.ref, "decision": "approved"}
 
@@ -387,7 +388,7 @@ def create_app(
         live = runtime.get(session_id, user, "decide")
         if body.args is not None or body.remember:
             raise InvalidInputError("a rejection takes only a ref and a note", field="args")
-        with _access.acting_as(user.id):
+        with access.acting_as(user.id):
             live.agent.reject(body.ref, note=body.note, auto_resume=True, by=user.id)
         return {"ref": body.ref, "decision": "rejected"}
 
@@ -403,7 +404,7 @@ def create_app(
     async def steer(session_id: str, body: TextBody, user: Auth) -> dict[str, Any]:
         live = runtime.get(session_id, user, "write")
         config.guardrails.check(body.text)
-        with _access.acting_as(user.id):
+        with access.acting_as(user.id):
             result = live.agent.steer(body.text)
         if result.handle is not None:
             fire_and_forget(result.handle)

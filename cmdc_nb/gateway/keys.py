@@ -17,14 +17,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _validate as v
-from cmdc_nb._service import fetch
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.service import fetch
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import topics
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.enums import UserStatus
 from cmdc_nb.store.models import GatewayKey, User
-from cmdc_nb.workspace import Workspace, get_workspace
+from cmdc_nb.store.values import utcnow
 
 __all__ = [
     "IssuedKey",

@@ -14,16 +14,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmdc_nb import _access
-from cmdc_nb import sessions as sessions_service
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import AccessDeniedError, InvalidInputError, NotFoundError
 from cmdc_nb.gateway.guardrails import Guardrails
 from cmdc_nb.kernel import Agent, Plugin, Tool
 from cmdc_nb.kernel.tools import as_tool
 from cmdc_nb.providers import Script
+from cmdc_nb.services import sessions as sessions_service
 from cmdc_nb.store.enums import SessionStatus
 from cmdc_nb.store.models import Session, User
-from cmdc_nb.workspace import Workspace, get_workspace
 
 __all__ = ["GatewayConfig", "GatewayRuntime", "LiveSession", "Webhook", "fire_and_forget"]
 
@@ -184,7 +184,7 @@ class GatewayRuntime:
             [*self.config.default_tools, *(t for t in tools if t not in self.config.default_tools)]
         )
         prompt = system_prompt if system_prompt is not None else self.config.system_prompt
-        with _access.acting_as(user.id):
+        with access.acting_as(user.id):
             row = sessions_service.create_session(
                 user.id,
                 name=name or "gateway session",
@@ -277,8 +277,8 @@ class GatewayRuntime:
             row = db.get(Session, sid)
             if row is None:
                 raise NotFoundError("session", sid)
-            if not _access.session_allows(row, user.id, action):
-                if _access.session_allows(row, user.id, "read"):
+            if not access.session_allows(row, user.id, action):
+                if access.session_allows(row, user.id, "read"):
                     raise AccessDeniedError("session", sid, action)
                 raise NotFoundError("session", sid)  # not even its existence is shown
             db.expunge(row)
@@ -297,7 +297,7 @@ class GatewayRuntime:
         agent = self._agent(row, model, tools, row.system_prompt, from_history=True)
         live = self._serve(row.id, agent)
         if agent.interrupted:
-            with _access.acting_as(row.user_id):
+            with access.acting_as(row.user_id):
                 fire_and_forget(agent.resume())
         return live
 
@@ -318,7 +318,7 @@ class GatewayRuntime:
         await self.stop_agent(live)
         if not live.owned:
             return
-        with _access.acting_as(user.id):
+        with access.acting_as(user.id):
             sessions_service.archive_session(live.session_id, ws=self.ws)
 
     async def close(self) -> None:

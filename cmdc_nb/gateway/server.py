@@ -18,9 +18,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import ConfigurationError, InvalidInputError
 from cmdc_nb.gateway.runtime import GatewayConfig, GatewayRuntime
-from cmdc_nb.workspace import Workspace, get_workspace
 
 log = logging.getLogger("cmdc_nb.gateway")
 

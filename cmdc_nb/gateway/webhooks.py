@@ -32,11 +32,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.gateway.runtime import Webhook
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.enums import WebhookDeliveryStatus
 from cmdc_nb.store.models import WebhookDelivery
-from cmdc_nb.workspace import Workspace, get_workspace
+from cmdc_nb.store.values import utcnow
 
 log = logging.getLogger("cmdc_nb.gateway.webhooks")
 

@@ -106,7 +106,7 @@ class AgentCore:
     def _forward(self, env: ev.Envelope) -> None:
         if not self.recorder.enabled:
             return
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb._plumbing.workspace import get_workspace
 
         get_workspace(self.recorder.ws).bus.publish(f"agent:{self.id}", env.type, env.to_dict())
 
@@ -137,7 +137,7 @@ class AgentCore:
     def sandbox(self) -> Any:
         """Where the built-in file and command tools act (a LocalSandbox on working_dir by default)."""
         if self._sandbox is None:
-            from cmdc_nb.toolkit.sandbox import LocalSandbox
+            from cmdc_nb.kernel.sandbox import LocalSandbox
 
             self._sandbox = LocalSandbox(self.options.working_dir)
         return self._sandbox

@@ -130,8 +130,8 @@ class Agent(ToolRunner, Compaction):
         """Decisions taken anywhere (another cell, the approval queue, a rule) reach the waiting call."""
         if not self.recorder.enabled:
             return
+        from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.events import topics
-        from cmdc_nb.workspace import get_workspace
 
         loop = self._loop
         assert loop is not None
@@ -353,7 +353,7 @@ class Agent(ToolRunner, Compaction):
         if self.recorder.enabled:
             # The store decides first (so a crash after this line still has the decision); its event
             # also resolves the wait, but resolving here too makes the answer immediate and carries args.
-            self.recorder.decide(ref, approved, note=note, args=args, by=by, remember=remember)
+            self.recorder.decide_in(ref, approved, note=note, args=args, by=by, remember=remember)
         self._resolve(pending.future, Decision(approved, note, args, auto_resume))
 
     def user_respond(self, ref: str, response: str) -> None:

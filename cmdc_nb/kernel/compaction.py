@@ -21,7 +21,7 @@ __all__ = ["SUMMARY_PROMPT", "Compaction"]
 class Compaction(AgentCore):
     def context_tokens(self) -> int:
         """How full the context is: the last request's prompt tokens plus what came since (counted)."""
-        from cmdc_nb.pricing import count_tokens
+        from cmdc_nb.providers.catalog import count_tokens
 
         return count_tokens(self.messages, model=self.model)
 
@@ -101,7 +101,7 @@ class Compaction(AgentCore):
 
 
 def _context_window(model: str) -> int | None:
-    from cmdc_nb.pricing import context_window
+    from cmdc_nb.providers.catalog import context_window
 
     return context_window(model)
 

@@ -31,7 +31,7 @@ _EXAMPLES = (
 @lru_cache(maxsize=1)
 def known_providers() -> frozenset[str]:
     """Providers named in litellm's bundled cost map (read as JSON, no import) plus the offline ones."""
-    from cmdc_nb.pricing import litellm_providers
+    from cmdc_nb.providers.catalog import litellm_providers
 
     names = set(litellm_providers())
     return frozenset(

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from cmdc_nb.providers import Completion, TokenUsage, ToolCall
-from cmdc_nb.store._types import storable_text
+from cmdc_nb.store.values import storable_text
 
 __all__ = ["Recorder", "StoredToolUse", "history_from_rows"]
 
@@ -66,7 +66,7 @@ class Recorder:
         self.user_id: uuid.UUID | None = None
         self.ws = ws
         if session is not None:
-            from cmdc_nb import sessions
+            from cmdc_nb.services import sessions
 
             row = sessions.get_session(session, ws=ws)
             self.session_id, self.user_id = row.id, row.user_id
@@ -88,7 +88,7 @@ class Recorder:
     def price(self, model: str, usage: TokenUsage) -> Decimal | None:
         """The exact cost of a call: the workspace's price table when the agent stores, else the
         offline/litellm prices (an agent with no session does not open a database just to price)."""
-        from cmdc_nb import pricing
+        from cmdc_nb.services import pricing
 
         if self.enabled:
             price = pricing.get_price(model, ws=self.ws)
@@ -123,7 +123,7 @@ class Recorder:
     ) -> str | None:
         if not self.enabled:
             return None
-        from cmdc_nb import agents
+        from cmdc_nb.services import agents
 
         call = await self._run(
             agents.create_agent_call,
@@ -142,7 +142,7 @@ class Recorder:
 
     async def streaming(self, call_id: str | None) -> None:
         if call_id is not None:
-            from cmdc_nb import agents
+            from cmdc_nb.services import agents
 
             await self._run(agents.start_streaming, call_id)
 
@@ -153,8 +153,8 @@ class Recorder:
         a completed call whose tool calls are missing from the conversation. Returns the exact cost."""
         if call_id is None:
             return done.cost_usd
-        from cmdc_nb import agents, sessions
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb._plumbing.workspace import get_workspace
+        from cmdc_nb.services import agents, sessions
 
         def work(ws: Any = None) -> Decimal | None:
             with get_workspace(ws).transaction():
@@ -188,7 +188,7 @@ class Recorder:
     async def fail_call(self, call_id: str | None, kind: str, message: str, *, timeout: bool = False) -> None:
         if call_id is None:
             return
-        from cmdc_nb import agents
+        from cmdc_nb.services import agents
 
         if timeout:
             await self._run(agents.timeout_agent_call, call_id, error_message=message)
@@ -197,13 +197,13 @@ class Recorder:
 
     async def retry_call(self, call_id: str | None) -> None:
         if call_id is not None:
-            from cmdc_nb import agents
+            from cmdc_nb.services import agents
 
             await self._run(agents.retry_agent_call, call_id)
 
     async def cancel_call(self, call_id: str | None, reason: str) -> None:
         if call_id is not None:
-            from cmdc_nb import agents
+            from cmdc_nb.services import agents
 
             await self._run(agents.cancel_agent_call, call_id, reason=reason)
 
@@ -220,7 +220,7 @@ class Recorder:
     ) -> str | None:
         if not self.enabled or not self.record_messages:
             return None
-        from cmdc_nb import sessions
+        from cmdc_nb.services import sessions
 
         blocks = _blocks(tool_calls)
         row = await self._run(
@@ -237,7 +237,7 @@ class Recorder:
 
     def history(self) -> list[Any]:
         """Every stored message of the session, oldest first (sync: called once, when resuming)."""
-        from cmdc_nb import sessions
+        from cmdc_nb.services import sessions
 
         assert self.session_id is not None
         rows: list[Any] = []
@@ -261,8 +261,8 @@ class Recorder:
     ) -> StoredToolUse | None:
         if agent_call_id is None:
             return None
-        from cmdc_nb import agents
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb._plumbing.workspace import get_workspace
+        from cmdc_nb.services import agents
 
         def work(ws: Any = None) -> Any:
             # A call that needs no approval starts executing in the same transaction it is recorded in:
@@ -286,25 +286,25 @@ class Recorder:
 
     async def tool_uses_of(self, agent_call_id: str) -> dict[str, StoredToolUse]:
         """The stored tool uses of one agent call, by the model's call id (one read, through the service)."""
-        from cmdc_nb import agents
+        from cmdc_nb.services import agents
 
         page = await self._run(agents.list_tool_uses, agent_call_id, limit=1000)
         return {t.tool_use_id: _stored(t) for t in page.entries if t.tool_use_id}
 
     async def get_tool_use(self, tool_use_id: str) -> StoredToolUse:
-        from cmdc_nb import agents
+        from cmdc_nb.services import agents
 
         return _stored(await self._run(agents.get_tool_use, tool_use_id))
 
     async def tool_started(self, tool_use_id: str | None) -> None:
         if tool_use_id is not None:
-            from cmdc_nb import agents
+            from cmdc_nb.services import agents
 
             await self._run(agents.start_tool_execution, tool_use_id)
 
     async def tool_done(self, tool_use_id: str | None, content: str) -> None:
         if tool_use_id is not None:
-            from cmdc_nb import agents
+            from cmdc_nb.services import agents
 
             await self._run(agents.complete_tool_use, tool_use_id, output=storable(content))
 
@@ -312,7 +312,7 @@ class Recorder:
         self, tool_use_id: str | None, kind: str, message: str, *, timed_out: bool = False
     ) -> None:
         if tool_use_id is not None:
-            from cmdc_nb import agents
+            from cmdc_nb.services import agents
 
             await self._run(
                 agents.fail_tool_use, tool_use_id, error_type=kind, error_message=message, timed_out=timed_out
@@ -320,11 +320,11 @@ class Recorder:
 
     async def tool_cancelled(self, tool_use_id: str | None, reason: str) -> None:
         if tool_use_id is not None:
-            from cmdc_nb import agents
+            from cmdc_nb.services import agents
 
             await self._run(agents.cancel_tool_use, tool_use_id, reason=reason)
 
-    def decide(
+    def decide_in(
         self,
         tool_use_id: str,
         approve: bool,
@@ -335,7 +335,7 @@ class Recorder:
         remember: bool,
     ) -> StoredToolUse:
         """Decide a stored tool use (sync: the facade's approve/reject call it from any thread)."""
-        from cmdc_nb import agents
+        from cmdc_nb.services import agents
 
         if approve:
             row = agents.approve_tool_use(

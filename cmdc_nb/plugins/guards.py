@@ -58,7 +58,7 @@ class CostGuard(Plugin):
                 self._warned.add(key)
                 actions.append(Emit("cost_warning", {"limit": key, "used": str(used), "max": str(limit)}))
         if self.check_budgets and ctx.session_id is not None:
-            from cmdc_nb import budgets
+            from cmdc_nb.services import budgets
 
             ws = getattr(getattr(ctx.agent, "options", None), "ws", None)
             try:

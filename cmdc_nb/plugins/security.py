@@ -9,10 +9,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cmdc_nb import matching
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import Action, BlockTool, HookEvent, Plugin, RequireApproval
 from cmdc_nb.kernel.tools import ToolContext
+from cmdc_nb.services import matching
 
 __all__ = [
     "DEFAULT_BLOCKED_COMMANDS",

@@ -92,7 +92,9 @@ def _load_warm() -> Any:
 
     try:
         asyncio.run(mock())
-        importlib.import_module("cmdc_nb.pricing")  # prices the first call: loads the store's models
+        from cmdc_nb.providers import catalog
+
+        catalog.litellm_providers()  # reads litellm's cost map once, here rather than at the first price
     except Exception as exc:  # pragma: no cover - depends on litellm internals
         logging.getLogger("cmdc_nb.providers").debug("litellm warm-up skipped: %s", exc)
     return lm

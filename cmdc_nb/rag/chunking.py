@@ -124,7 +124,7 @@ class Tokenizer:
     token per four characters."""
 
     def __init__(self, name: str = "cl100k_base") -> None:
-        from cmdc_nb.pricing import encoding
+        from cmdc_nb.providers.catalog import encoding
 
         self.name = name
         self._enc = encoding(name)

@@ -19,17 +19,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
-from cmdc_nb._audit import log_activity
-from cmdc_nb._service import UNSET, Unset, check_transition, fetch, free_slug
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.service import UNSET, Unset, check_transition, fetch, free_slug
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, NotFoundError
 from cmdc_nb.events import topics
 from cmdc_nb.rag.chunking import STRATEGIES
-from cmdc_nb.sessions import slugify
+from cmdc_nb.services.sessions import slugify
 from cmdc_nb.store.enums import ActivityAction, ChunkStrategy, IndexSourceType, IndexStatus
 from cmdc_nb.store.models import ContextChunk, ContextDocument, Index, User
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
 
 __all__ = [
     "INDEX_TRANSITIONS",
@@ -209,7 +209,7 @@ def get_index(index: IndexRef, *, ws: Workspace | None = None) -> Index:
 
 
 def get_index_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Index:
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     with get_workspace(ws).read() as db:
         idx = db.scalar(sa.select(Index).where(Index.user_id == uid, Index.slug == slug))
@@ -238,7 +238,7 @@ def list_indexes(
     limit: int = 100,
     ws: Workspace | None = None,
 ) -> list[Index]:
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     v.count(limit, "limit", minimum=1)
     stmt = sa.select(Index).where(Index.user_id == uid)
@@ -347,7 +347,7 @@ def delete_index(index: IndexRef, *, ws: Workspace | None = None) -> None:
 def record_embedding_cost(ws: Workspace, idx: Index, embedder: Any, tokens: int, **details: Any) -> Decimal:
     """Price `tokens` embedded for `idx` (the workspace's price table, else litellm's) and record the
     cost like any call's (service `embedding`). Local kinds (hashing, the MiniLM model) cost nothing."""
-    from cmdc_nb import costs, pricing
+    from cmdc_nb.services import costs, pricing
 
     if not tokens or embedder.provider != "litellm":
         return Decimal(0)

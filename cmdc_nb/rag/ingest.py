@@ -25,8 +25,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _validate as v
-from cmdc_nb._service import fetch
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.service import fetch
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import CmdcError, InvalidInputError
 from cmdc_nb.rag.chunking import Chunk, chunk_text
 from cmdc_nb.rag.embedders import Embedder, get_embedder
@@ -39,10 +40,9 @@ from cmdc_nb.rag.sources import (
     TextsSource,
     source_from_config,
 )
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.enums import DocumentSourceType, IndexStatus
 from cmdc_nb.store.models import ContextChunk, ContextDocument, Index
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.values import utcnow
 
 __all__ = ["IngestReport", "fts_rowid", "ingest"]
 

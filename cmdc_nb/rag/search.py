@@ -28,11 +28,11 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.rag.embedders import Embedder, get_embedder
 from cmdc_nb.rag.indexes import record_embedding_cost, resolve_index
 from cmdc_nb.store.models import ContextChunk, Index
-from cmdc_nb.workspace import Workspace, get_workspace
 
 __all__ = ["RRF_K", "SearchHit", "hits_frame", "search", "search_frame"]
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from cmdc_nb.errors import ConfigurationError
-from cmdc_nb.store._types import storable_text
+from cmdc_nb.store.values import storable_text
 
 __all__ = ["BUSY_TIMEOUT_MS", "create_engine", "normalise_url"]
 

@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.models.events import EventLogEntry
+from cmdc_nb.store.values import utcnow
 
 __all__ = ["CHANNEL", "append", "last_id", "prune", "read_after"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cmdc_nb.kernel.sandbox import DirEntry, ExecResult, GlobMatch, GrepMatch, LocalSandbox, Sandbox
 from cmdc_nb.kernel.tools import Tool
 from cmdc_nb.toolkit.agentic import (
     AGENT_TOOLS,
@@ -27,7 +28,6 @@ from cmdc_nb.toolkit.agentic import (
 )
 from cmdc_nb.toolkit.files import FILE_TOOLS, edit_file, glob, grep, ls, read_file, shell, write_file
 from cmdc_nb.toolkit.mcp import MCPAttachment, attach_mcp_server
-from cmdc_nb.toolkit.sandbox import DirEntry, ExecResult, GlobMatch, GrepMatch, LocalSandbox, Sandbox
 
 __all__ = [
     "AGENT_TOOLS",

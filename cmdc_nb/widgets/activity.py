@@ -7,7 +7,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from cmdc_nb import accounts, activity, presence
+from cmdc_nb.services import accounts, activity, presence
 from cmdc_nb.widgets._common import Refresher
 from cmdc_nb.widgets._render import CSS, escape
 
@@ -21,7 +21,7 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
     session, the people on it. `refresh()` re-reads; events refresh it by themselves."""
 
     def __init__(self, *, user: Any = None, session: Any = None, limit: int = 30, ws: Any = None) -> None:
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb._plumbing.workspace import get_workspace
 
         super().__init__([])
         self.ws = get_workspace(ws)

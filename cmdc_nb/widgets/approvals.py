@@ -10,8 +10,8 @@ from typing import Any
 
 import ipywidgets as w
 
-from cmdc_nb import approvals
 from cmdc_nb.events import topics
+from cmdc_nb.services import approvals
 from cmdc_nb.widgets._common import Decision, Refresher
 from cmdc_nb.widgets._render import CSS, escape, pretty_json
 
@@ -30,7 +30,7 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
     buttons do; `refresh()` re-reads the queue (done automatically on every approval event)."""
 
     def __init__(self, user: Any, *, ws: Any = None, page_size: int = 20) -> None:
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb._plumbing.workspace import get_workspace
 
         self.user = user
         self.ws = get_workspace(ws)

@@ -205,7 +205,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
 
     def fork(self, index: int, *, name: str | None = None) -> Any:
         """A new session forked from the stored message at `index` of the conversation (needs a session)."""
-        from cmdc_nb import sessions
+        from cmdc_nb.services import sessions
 
         if not self.agent.recorder.enabled:
             raise ValueError("fork needs an agent that stores to a session")
@@ -499,9 +499,9 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
     def _join_presence(self) -> None:
         import uuid
 
-        from cmdc_nb import presence
+        from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.events import topics
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb.services import presence
 
         rec = self.agent.recorder
         assert rec.user_id is not None and rec.session_id is not None
@@ -531,7 +531,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self._heartbeat = loop.call_later(30.0, self._beat)
 
     def _beat(self) -> None:
-        from cmdc_nb import presence
+        from cmdc_nb.services import presence
 
         if self._presence is not None:
             presence.heartbeat(self._presence, ws=self.agent.recorder.ws)
@@ -539,7 +539,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
 
     def refresh_presence(self) -> list[str]:
         """The people on this chat's session now (badges in the header)."""
-        from cmdc_nb import accounts, presence
+        from cmdc_nb.services import accounts, presence
 
         rec = self.agent.recorder
         assert rec.session_id is not None
@@ -560,7 +560,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         if self._presence_sub is not None:
             self._presence_sub.close()
         if self._presence is not None:
-            from cmdc_nb import presence
+            from cmdc_nb.services import presence
 
             presence.leave_resource(self._presence, ws=self.agent.recorder.ws)
             self._presence = None

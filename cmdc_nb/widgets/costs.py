@@ -10,7 +10,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from cmdc_nb import accounts, frames, sessions
+from cmdc_nb.services import accounts, frames, sessions
 from cmdc_nb.widgets._render import CSS, escape
 
 __all__ = ["CostDashboard"]
@@ -52,7 +52,7 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
     ) -> None:
         import plotly.graph_objects as go
 
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb._plumbing.workspace import get_workspace
 
         super().__init__([])
         self.ws = get_workspace(ws)
@@ -136,7 +136,7 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
         self.refresh()
 
     def _default_budget(self) -> Decimal | None:
-        from cmdc_nb import budgets
+        from cmdc_nb.services import budgets
 
         if self.user_id is None:
             return None

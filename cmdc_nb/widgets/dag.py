@@ -65,7 +65,7 @@ class DagView(w.VBox):  # type: ignore[misc]
     `resume()`; `refresh()` re-reads the run (done by itself on every event of the run)."""
 
     def __init__(self, target: Workflow | WorkflowRun | Any, *, ws: Any = None, user: Any = None) -> None:
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb._plumbing.workspace import get_workspace
 
         super().__init__([])
         self.ws = get_workspace(ws)
@@ -273,7 +273,7 @@ class DagView(w.VBox):  # type: ignore[misc]
             )
         children: list[Any] = [w.HTML("".join(parts))]
         if row.status.value == "waiting_approval":
-            from cmdc_nb import approvals
+            from cmdc_nb.services import approvals
 
             item = approvals.get_approval_item(row.approval_id, ws=self.ws)
             decision = Decision(

@@ -25,7 +25,7 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
     `search(query, **options)`; `.hits` and `.results_frame` hold the last results."""
 
     def __init__(self, index: Any = None, *, user: Any = None, ws: Any = None, texts: Any = None) -> None:
-        from cmdc_nb.workspace import get_workspace
+        from cmdc_nb._plumbing.workspace import get_workspace
 
         super().__init__([])
         self.ws = get_workspace(ws)

@@ -83,7 +83,7 @@ class CmdcMagics(Magics):
             print("\n".join(rows) or "no agents in this notebook")
             return None
         if what == "cost":
-            from cmdc_nb import costs
+            from cmdc_nb.services import costs
 
             for a in self._agents():
                 print(
@@ -117,7 +117,7 @@ class CmdcMagics(Magics):
         for a in reversed(self._agents()):
             if a.recorder.user_id is not None:
                 return a.recorder.user_id
-        from cmdc_nb import accounts
+        from cmdc_nb.services import accounts
 
         users = accounts.list_users(limit=2).entries
         return users[0] if len(users) == 1 else None

@@ -23,11 +23,12 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from cmdc_nb import _validate as v
-from cmdc_nb import approvals
-from cmdc_nb._service import fetch
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.service import fetch
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, WorkflowError
 from cmdc_nb.events import topics
+from cmdc_nb.services import approvals
 from cmdc_nb.store.enums import TriggerType, WorkflowRunStatus, WorkflowStepStatus
 from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun, WorkflowStep
 from cmdc_nb.workflows import state
@@ -43,7 +44,6 @@ from cmdc_nb.workflows.records import (
     start_workflow_run,
 )
 from cmdc_nb.workflows.spec import resolve_function
-from cmdc_nb.workspace import Workspace, get_workspace
 
 __all__ = [
     "RunHandle",

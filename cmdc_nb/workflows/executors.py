@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from cmdc_nb._service import jsonable
+from cmdc_nb._plumbing.service import jsonable
+from cmdc_nb._plumbing.workspace import Tx, Workspace
 from cmdc_nb.errors import WorkflowError
 from cmdc_nb.store.enums import StepType
 from cmdc_nb.workflows.spec import StepSpec, resolve_function
 from cmdc_nb.workflows.templates import truthy
-from cmdc_nb.workspace import Tx, Workspace
 
 __all__ = ["EXECUTORS", "StepContext", "StepResult", "register_executor"]
 
@@ -261,7 +261,7 @@ def _run_session(ctx: StepContext) -> uuid.UUID:
     """The run's session (created on first need, in one transaction, and linked to the run)."""
     import sqlalchemy as sa
 
-    from cmdc_nb import sessions
+    from cmdc_nb.services import sessions
     from cmdc_nb.store.models import WorkflowRun
 
     with ctx.ws.transaction() as tx:

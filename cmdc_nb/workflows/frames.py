@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cmdc_nb._plumbing.workspace import Workspace
 from cmdc_nb.workflows.records import RunRef, WorkflowRef, list_workflow_runs, list_workflow_steps
-from cmdc_nb.workspace import Workspace
 
 __all__ = ["runs_frame", "steps_frame"]
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
-from cmdc_nb._audit import log_activity
-from cmdc_nb._service import fetch, free_slug, jsonable
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.service import fetch, free_slug, jsonable
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.events import topics
-from cmdc_nb.sessions import slugify
-from cmdc_nb.store._types import utcnow
+from cmdc_nb.services.sessions import slugify
 from cmdc_nb.store.enums import (
     ActivityAction,
     TriggerType,
@@ -29,8 +29,8 @@ from cmdc_nb.store.enums import (
     WorkflowStepStatus,
 )
 from cmdc_nb.store.models import User, Workflow, WorkflowRun, WorkflowStep
+from cmdc_nb.store.values import utcnow
 from cmdc_nb.workflows.spec import WorkflowSpec, load_spec
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
 
 __all__ = [
     "RUN_TERMINAL",
@@ -225,7 +225,7 @@ def get_workflow(workflow: WorkflowRef, *, ws: Workspace | None = None) -> Workf
 
 
 def get_workflow_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Workflow:
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     with get_workspace(ws).read() as db:
         w = db.scalar(sa.select(Workflow).where(Workflow.user_id == uid, Workflow.slug == slug))
@@ -245,7 +245,7 @@ def list_workflows(
     ws: Workspace | None = None,
 ) -> list[Workflow]:
     """The user's workflows, most recently updated first."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     v.count(limit, "limit", minimum=1)
     stmt = sa.select(Workflow).where(Workflow.user_id == uid)
@@ -462,7 +462,7 @@ def list_workflow_runs(
     ws: Workspace | None = None,
 ) -> list[WorkflowRun]:
     """Runs of a workflow (or of a user), newest first."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     v.count(limit, "limit", minimum=1)
     stmt = sa.select(WorkflowRun)
     if workflow is not None:

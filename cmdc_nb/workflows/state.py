@@ -29,12 +29,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from cmdc_nb import approvals
-from cmdc_nb._audit import log_activity
-from cmdc_nb._proc import pid_alive
-from cmdc_nb._service import fetch, jsonable
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.proc import pid_alive
+from cmdc_nb._plumbing.service import fetch, jsonable
+from cmdc_nb._plumbing.workspace import Tx, Workspace
 from cmdc_nb.errors import InvalidStateError, NotFoundError, WorkflowError
-from cmdc_nb.store._types import utcnow
+from cmdc_nb.services import approvals
 from cmdc_nb.store.enums import (
     ActivityAction,
     ApprovalSourceType,
@@ -45,10 +46,10 @@ from cmdc_nb.store.enums import (
     WorkflowStepStatus,
 )
 from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun, WorkflowStep
+from cmdc_nb.store.values import utcnow
 from cmdc_nb.workflows.records import RUN_TERMINAL, STEP_TERMINAL, publish_run, publish_step, spec_of
 from cmdc_nb.workflows.spec import StepSpec, WorkflowSpec
 from cmdc_nb.workflows.templates import render
-from cmdc_nb.workspace import Tx, Workspace
 
 __all__ = [
     "HOST",
@@ -347,7 +348,7 @@ def _cancel_waiting(tx: Tx, row: WorkflowStep, why: str) -> None:
     if row.status is S.WAITING_APPROVAL and row.approval_id is not None:
         item = tx.db.get(ApprovalItem, row.approval_id, with_for_update=True)
         if item is not None and item.status is ApprovalStatus.PENDING:
-            approvals.decide(tx, item, ApprovalStatus.DENIED, note=why, reason="workflow run stopped")
+            approvals.decide_in(tx, item, ApprovalStatus.DENIED, note=why, reason="workflow run stopped")
 
 
 def _apply_decision(tx: Tx, run: WorkflowRun, row: WorkflowStep) -> None:
@@ -546,7 +547,7 @@ def _open_gate(
     if not isinstance(payload, Mapping):
         payload = {"value": payload}
     expires_in = config.get("expires_in")
-    item = approvals.insert_item(
+    item = approvals.insert_item_in(
         tx,
         user_id=run.user_id,
         approval_type=ApprovalType.WORKFLOW_STEP,
@@ -559,7 +560,7 @@ def _open_gate(
         description=str(description) if description else None,
         context={"workflow": spec.name, "step_id": step.id, "step_type": step.type.value},
         priority=str(config.get("priority", "normal")),
-        expires_at=approvals.expiry_of(None, float(expires_in)) if expires_in else None,
+        expires_at=v.expiry(None, float(expires_in)) if expires_in else None,
         timeout_action=str(config.get("timeout_action", "deny")),
     )
     row.status = S.WAITING_APPROVAL
@@ -567,7 +568,7 @@ def _open_gate(
     row.started_at = row.started_at or utcnow()
     tx.db.flush()
     publish_step(tx, row, "workflow_step_waiting_approval")
-    approvals.auto_decide(tx, item)
+    approvals.auto_decide_in(tx, item)
 
 
 def _owned(row: WorkflowStep, c: Claim) -> bool:

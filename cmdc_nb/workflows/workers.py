@@ -22,10 +22,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb._plumbing.workspace import Workspace
 from cmdc_nb.errors import ConfigurationError
 from cmdc_nb.store.models import WorkflowRun
 from cmdc_nb.workflows import state
-from cmdc_nb.workspace import Workspace
 
 __all__ = ["QUEUE", "TASK_NAME", "defer_steps", "drive_on_workers", "make_app", "run_worker"]
 

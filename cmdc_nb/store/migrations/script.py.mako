@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import cmdc_nb.store._types
+import cmdc_nb.store.types
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cmdc_nb.store._types import JSONDoc, Money, UTCDateTime, utcnow
+from cmdc_nb.store.types import JSONDoc, Money, UTCDateTime
+from cmdc_nb.store.values import utcnow
 
 __all__ = ["Base", "TimestampMixin", "counter", "enum_column", "fk", "json_map", "money"]
 

@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import Email, JSONDoc, TextList
 from cmdc_nb.store.enums import AuthProvider, CredentialStatus, UserStatus
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map
+from cmdc_nb.store.types import Email, JSONDoc, TextList
 
 __all__ = ["ApiCredential", "User"]
 

@@ -9,7 +9,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import JSONDoc, TextList, UUIDList
 from cmdc_nb.store.enums import (
     ApprovalSourceType,
     ApprovalStatus,
@@ -20,6 +19,7 @@ from cmdc_nb.store.enums import (
     TimeoutAction,
 )
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map
+from cmdc_nb.store.types import JSONDoc, TextList, UUIDList
 
 __all__ = ["ApprovalItem", "ApprovalRule"]
 

@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import TextList, UUIDList
 from cmdc_nb.store.enums import ArtifactSourceType, ArtifactType, RetentionPolicy, StorageBackend, Visibility
 from cmdc_nb.store.models._base import Base, TimestampMixin, enum_column, fk, json_map
+from cmdc_nb.store.types import TextList, UUIDList
 
 __all__ = ["Artifact"]
 

@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import JSONDoc, Money
 from cmdc_nb.store.enums import BudgetPeriod, BudgetScope, CostService, CostSourceType, RuleStatus
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map, money
+from cmdc_nb.store.types import JSONDoc, Money
 
 __all__ = ["Budget", "CostDailySummary", "CostRecord", "ModelPrice"]
 

@@ -8,8 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import JSONDoc, utcnow
 from cmdc_nb.store.models._base import Base
+from cmdc_nb.store.types import JSONDoc
+from cmdc_nb.store.values import utcnow
 
 __all__ = ["EventLogEntry"]
 

@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import JSONDoc
 from cmdc_nb.store.enums import WebhookDeliveryStatus
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk
+from cmdc_nb.store.types import JSONDoc
 
 __all__ = ["A2ATask", "GatewayKey", "WebhookDelivery"]
 

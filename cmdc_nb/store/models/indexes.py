@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import Embedding, JSONDoc, TextList
 from cmdc_nb.store.enums import ChunkStrategy, DocumentSourceType, IndexSourceType, IndexStatus
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map, money
+from cmdc_nb.store.types import Embedding, JSONDoc, TextList
 
 __all__ = ["ContextChunk", "ContextDocument", "Index"]
 

@@ -9,9 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import JSONDoc, utcnow
 from cmdc_nb.store.enums import ActivityAction, PresenceResource, PresenceStatus
 from cmdc_nb.store.models._base import Base, TimestampMixin, enum_column, fk, json_map
+from cmdc_nb.store.types import JSONDoc
+from cmdc_nb.store.values import utcnow
 
 __all__ = ["ActivityLog", "PresenceRecord"]
 

@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import JSONDoc, TextList
 from cmdc_nb.store.enums import JobStatus, JobType, ScheduleType
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map
+from cmdc_nb.store.types import JSONDoc, TextList
 
 __all__ = ["JobRun", "ScheduledJob"]
 

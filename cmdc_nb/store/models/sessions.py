@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cmdc_nb.store._types import JSONDoc, TextList, UUIDList
 from cmdc_nb.store.enums import MessageRole, SessionStatus
 from cmdc_nb.store.models._base import Base, TimestampMixin, counter, enum_column, fk, json_map, money
+from cmdc_nb.store.types import JSONDoc, TextList, UUIDList
 
 __all__ = ["Message", "Session"]
 

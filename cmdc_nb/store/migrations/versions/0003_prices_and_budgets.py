@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import cmdc_nb.store._types
+import cmdc_nb.store.types
 
 revision = "0003"
 down_revision = "0002"
@@ -29,26 +29,26 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(length=64), nullable=True),
         sa.Column(
             "input_per_million_usd",
-            cmdc_nb.store._types.Money(precision=38, scale=12),
+            cmdc_nb.store.types.Money(precision=38, scale=12),
             server_default=sa.text("0"),
             nullable=False,
         ),
         sa.Column(
             "output_per_million_usd",
-            cmdc_nb.store._types.Money(precision=38, scale=12),
+            cmdc_nb.store.types.Money(precision=38, scale=12),
             server_default=sa.text("0"),
             nullable=False,
         ),
         sa.Column(
-            "cache_read_per_million_usd", cmdc_nb.store._types.Money(precision=38, scale=12), nullable=True
+            "cache_read_per_million_usd", cmdc_nb.store.types.Money(precision=38, scale=12), nullable=True
         ),
         sa.Column(
-            "cache_write_per_million_usd", cmdc_nb.store._types.Money(precision=38, scale=12), nullable=True
+            "cache_write_per_million_usd", cmdc_nb.store.types.Money(precision=38, scale=12), nullable=True
         ),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("inserted_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("inserted_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "input_per_million_usd >= 0 AND output_per_million_usd >= 0 AND (cache_read_per_million_usd IS NULL OR cache_read_per_million_usd >= 0) AND (cache_write_per_million_usd IS NULL OR cache_write_per_million_usd >= 0)",
             name=op.f("ck_model_prices_non_negative"),
@@ -71,7 +71,7 @@ def upgrade() -> None:
             sa.Enum("daily", "monthly", "total", name="period", native_enum=False, create_constraint=True),
             nullable=False,
         ),
-        sa.Column("limit_usd", cmdc_nb.store._types.Money(precision=38, scale=12), nullable=False),
+        sa.Column("limit_usd", cmdc_nb.store.types.Money(precision=38, scale=12), nullable=False),
         sa.Column(
             "warn_at",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -96,8 +96,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("inserted_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("inserted_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "(scope = 'user' AND user_id IS NOT NULL AND session_id IS NULL) OR (scope = 'session' AND session_id IS NOT NULL) OR (scope = 'workspace' AND user_id IS NULL AND session_id IS NULL)",
             name=op.f("ck_budgets_scope_target"),

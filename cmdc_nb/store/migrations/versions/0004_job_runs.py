@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import cmdc_nb.store._types
+import cmdc_nb.store.types
 
 revision = "0004"
 down_revision = "0003"
@@ -26,12 +26,12 @@ def upgrade() -> None:
     op.create_table(
         "job_runs",
         sa.Column("job_id", sa.Uuid(), nullable=False),
-        sa.Column("scheduled_for", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("scheduled_for", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("attempt", sa.Integer(), server_default="1", nullable=False),
         sa.Column("status", sa.String(length=16), server_default="running", nullable=False),
         sa.Column("runner_id", sa.String(length=200), nullable=True),
-        sa.Column("started_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("duration_ms", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column(
@@ -40,8 +40,8 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("inserted_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("inserted_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "status IN ('running', 'success', 'failure', 'skipped')", name=op.f("ck_job_runs_status")
         ),

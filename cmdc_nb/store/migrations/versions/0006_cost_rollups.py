@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import cmdc_nb.store._types
+import cmdc_nb.store.types
 
 revision = "0006"
 down_revision = "0005"
@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("provider", sa.String(length=64), nullable=False),
         sa.Column("model", sa.String(length=200), nullable=False),
-        sa.Column("cost_usd", cmdc_nb.store._types.Money(), server_default=sa.text("0"), nullable=False),
+        sa.Column("cost_usd", cmdc_nb.store.types.Money(), server_default=sa.text("0"), nullable=False),
         sa.Column("requests", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("unpriced_requests", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("tokens_in", sa.BigInteger(), server_default=sa.text("0"), nullable=False),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import cmdc_nb.store._types
+import cmdc_nb.store.types
 
 revision = "0007"
 down_revision = "0006"
@@ -33,7 +33,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("origin", sa.String(length=120), nullable=False),
-        sa.Column("inserted_at", cmdc_nb.store._types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("inserted_at", cmdc_nb.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_event_log")),
     )
     op.create_index("ix_event_log_inserted_at", "event_log", ["inserted_at"], unique=False)

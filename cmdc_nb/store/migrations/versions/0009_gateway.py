@@ -11,14 +11,14 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-import cmdc_nb.store._types
+import cmdc_nb.store.types
 
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-_TS = cmdc_nb.store._types.UTCDateTime(timezone=True)
+_TS = cmdc_nb.store.types.UTCDateTime(timezone=True)
 _JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 

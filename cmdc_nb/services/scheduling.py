@@ -43,17 +43,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from croniter import croniter
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
-from cmdc_nb._proc import HOST, pid_alive
-from cmdc_nb._service import UNSET, Unset, check_transition, fetch, jsonable
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.proc import HOST, pid_alive
+from cmdc_nb._plumbing.service import UNSET, Unset, check_transition, fetch, jsonable
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import ConfigurationError, InvalidInputError
 from cmdc_nb.events import topics
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.enums import JobStatus, JobType, ScheduleType
 from cmdc_nb.store.models import JobRun, ScheduledJob, User
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.values import utcnow
 
 __all__ = [
     "JOB_TRANSITIONS",
@@ -123,7 +123,7 @@ def register_job_handler(name: str, fn: Handler | None = None) -> Any:
 
 
 def _cleanup(ctx: JobContext) -> dict[str, int]:
-    from cmdc_nb import approvals, artifacts, presence
+    from cmdc_nb.services import approvals, artifacts, presence
 
     expired = approvals.expire_old_approvals(ws=ctx.ws)
     stale = presence.cleanup_stale_presence(ws=ctx.ws)
@@ -308,7 +308,7 @@ def list_scheduled_jobs(
     ws: Workspace | None = None,
 ) -> Page[ScheduledJob]:
     """The user's jobs, oldest first."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     stmt = sa.select(ScheduledJob).where(ScheduledJob.user_id == v.id_of(user, "user"))
     if status is not None:
         stmt = stmt.where(ScheduledJob.status == v.choice(JobStatus, status, "status"))

@@ -29,10 +29,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
-from cmdc_nb._audit import log_activity
-from cmdc_nb._service import UNSET, Unset, check_transition, fetch, free_slug, increment, jsonable
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.service import UNSET, Unset, check_transition, fetch, free_slug, increment, jsonable
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import (
     AccessDeniedError,
     CmdcError,
@@ -43,12 +44,12 @@ from cmdc_nb.errors import (
 )
 from cmdc_nb.events import topics
 from cmdc_nb.store import fulltext
-from cmdc_nb.store._types import Money, TextList, UUIDList, to_money, utcnow
 from cmdc_nb.store.arrays import overlaps
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, MessageRole, SessionStatus, ToolUseStatus
 from cmdc_nb.store.models import AgentCall, Message, Session, ToolUse, User
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.types import Money, TextList, UUIDList
+from cmdc_nb.store.values import to_money, utcnow
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -210,7 +211,7 @@ def get_session(session_id: Session | uuid.UUID | str, *, ws: Workspace | None =
 
 
 def get_session_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Session:
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
     with get_workspace(ws).read() as db:
         session = db.scalar(sa.select(Session).where(Session.user_id == uid, Session.slug == slug))
@@ -257,10 +258,10 @@ def list_sessions(
             )
         )
     with get_workspace(ws).read() as db:
-        _access.require_self(db, uid)
+        access.require_self(db, uid)
         owned = Session.user_id == uid
         stmt = stmt.where(
-            sa.or_(owned, Session.id.in_(_access.shared_session_ids(db, Session, uid))) if shared else owned
+            sa.or_(owned, Session.id.in_(access.shared_session_ids(db, Session, uid))) if shared else owned
         )
         if tags:
             stmt = stmt.where(overlaps(db, Session.tags, _check_tags(tags)))
@@ -489,7 +490,7 @@ def create_message(
         ).one_or_none()
         if locked is None:
             raise NotFoundError("session", sid)
-        _access.check_session_id(tx.db, sid, "write")
+        access.check_session_id(tx.db, sid, "write")
         status, uid = locked
         if status not in _WRITABLE:
             raise InvalidStateError(
@@ -565,7 +566,7 @@ def list_messages(
     if after_sequence is not None:
         stmt = stmt.where(Message.sequence > int(after_sequence))
     with get_workspace(ws).read() as db:
-        _access.check_session_id(db, sid, "read")
+        access.check_session_id(db, sid, "read")
         return paginate(
             db,
             stmt,
@@ -581,7 +582,7 @@ def list_messages(
 def count_messages(session: Session | uuid.UUID | str, *, ws: Workspace | None = None) -> int:
     sid = v.id_of(session, "session")
     with get_workspace(ws).read() as db:
-        _access.check_session_id(db, sid, "read")
+        access.check_session_id(db, sid, "read")
         return int(db.scalar(sa.select(sa.func.count()).where(Message.session_id == sid)) or 0)
 
 
@@ -607,7 +608,7 @@ def get_conversation_history(
     else:
         stmt = stmt.order_by(Message.sequence)
     with get_workspace(ws).read() as db:
-        _access.check_session_id(db, sid, "read")
+        access.check_session_id(db, sid, "read")
         rows = list(db.scalars(stmt))
     return rows[::-1] if limit is not None else rows
 
@@ -626,12 +627,12 @@ def search_messages(
     sid = v.id_of(session, "session") if session is not None else None
     uid = v.id_of(user, "user") if user is not None else None
     with get_workspace(ws).read() as db:
-        acting = _access.acting_user_id(db)
+        acting = access.acting_user_id(db)
         if sid is not None:
-            _access.check_session_id(db, sid, "read")
+            access.check_session_id(db, sid, "read")
         elif acting is not None:  # across sessions: the acting user's own
             if uid is not None:
-                _access.require_self(db, uid)
+                access.require_self(db, uid)
             uid = acting
         ids = fulltext.search_message_ids(db, query, session_id=sid, user_id=uid, limit=limit)
         if not ids:
@@ -660,7 +661,7 @@ def share_session(
         raise InvalidInputError("one of: private, shared, public (or give with_users)", field="visibility")
     with get_workspace(ws).transaction() as tx:
         row = fetch(tx.db, Session, session, "session", lock=True)
-        acting = _access.acting_user_id(tx.db)
+        acting = access.acting_user_id(tx.db)
         if acting is not None and acting != row.user_id:
             raise AccessDeniedError("session", row.id, "share")
         for uid in ids:

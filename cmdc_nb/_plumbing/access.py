@@ -47,7 +47,7 @@ INFO_KEY = "cmdc_acting_user_id"  # where a transaction's session keeps its acti
 @contextlib.contextmanager
 def acting_as(user: Any) -> Iterator[uuid.UUID]:
     """Act for `user` (a User, its id, or id text) inside the block, whatever the workspace's default."""
-    from cmdc_nb import _validate as v
+    from cmdc_nb._plumbing import validate as v
 
     token = _acting.set(v.id_of(user, "user"))
     try:
@@ -147,7 +147,7 @@ def scope_user(ws: Any, user: Any) -> Any:
 def resolve_user(acting: uuid.UUID | None, user: Any) -> Any:
     """`user` unchanged when no one is acting; else the acting user when none is named, and a refusal
     when someone else is named."""
-    from cmdc_nb import _validate as v
+    from cmdc_nb._plumbing import validate as v
 
     if acting is None:
         return user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Mapping
 from enum import StrEnum
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 
 from cmdc_nb.errors import InvalidInputError
 
-__all__ = ["aware", "choice", "count", "id_of", "items", "mapping", "text", "uuid_of"]
+__all__ = ["aware", "choice", "count", "expiry", "id_of", "items", "mapping", "text", "uuid_of"]
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -30,6 +31,7 @@ def text(value: Any, field: str, *, max_len: int, min_len: int = 1, strip: bool 
 
 # The largest integer either backend stores (a 64-bit signed column; SQLite's INTEGER).
 MAX_INT = 2**63 - 1
+MAX_EXPIRY_S = 10 * 365 * 86_400  # ten years: later than that is never, and overflows datetime
 
 
 def count(value: Any, field: str, *, minimum: int = 0, maximum: int = MAX_INT) -> int:
@@ -86,3 +88,18 @@ def aware(value: Any, field: str) -> dt.datetime:
     if value.tzinfo is None:
         raise InvalidInputError("must be timezone-aware (e.g. datetime.now(UTC))", field=field)
     return value.astimezone(dt.UTC)
+
+
+def expiry(expires_at: Any, expires_in: Any) -> dt.datetime | None:
+    """When something given `expires_at` (an aware datetime) or `expires_in` (seconds or a timedelta)
+    ends; None when neither is given."""
+    if expires_at is not None and expires_in is not None:
+        raise InvalidInputError("give expires_at or expires_in, not both", field="expires_in")
+    if expires_in is None:
+        return aware(expires_at, "expires_at") if expires_at is not None else None
+    seconds = expires_in.total_seconds() if isinstance(expires_in, dt.timedelta) else expires_in
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        raise InvalidInputError("must be a finite number of seconds", field="expires_in")
+    if not 0 < seconds <= MAX_EXPIRY_S:
+        raise InvalidInputError(f"must be between 0 and {MAX_EXPIRY_S:,} seconds", field="expires_in")
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)

@@ -29,10 +29,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _access, approvals, budgets, costs
-from cmdc_nb import _validate as v
-from cmdc_nb._audit import log_activity
-from cmdc_nb._service import check_transition, fetch, increment, jsonable
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.service import check_transition, fetch, increment, jsonable
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import (
     ApprovalDeniedError,
     ApprovalRequiredError,
@@ -40,7 +41,7 @@ from cmdc_nb.errors import (
     NotFoundError,
 )
 from cmdc_nb.events import topics
-from cmdc_nb.store._types import to_money, utcnow
+from cmdc_nb.services import approvals, budgets, costs
 from cmdc_nb.store.enums import (
     ActivityAction,
     AgentCallStatus,
@@ -55,7 +56,7 @@ from cmdc_nb.store.enums import (
 )
 from cmdc_nb.store.models import AgentCall, ApprovalItem, Session, ToolUse, User, WorkflowRun, WorkflowStep
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.values import to_money, utcnow
 
 __all__ = [
     "AGENT_CALL_TRANSITIONS",
@@ -167,7 +168,7 @@ def create_agent_call(
     with get_workspace(ws).transaction() as tx:
         s = fetch(tx.db, Session, session, "session")
         # A call that could cross a hard budget is refused here, before anything is sent.
-        budgets.guard_call(
+        budgets.guard_call_in(
             tx.db,
             user_id=s.user_id,
             session_id=s.id,
@@ -265,7 +266,7 @@ def complete_agent_call(
         row.stop_reason = stop_reason
         row.tokens_in, row.tokens_out = tin, tout
         row.cache_tokens_read, row.cache_tokens_write = cread, cwrite
-        record = costs.insert_cost(
+        record = costs.insert_cost_in(
             tx,
             at=row.completed_at,
             cell=costs.current_notebook_cell(),
@@ -394,7 +395,7 @@ def list_agent_calls(
     if model is not None:
         stmt = stmt.where(AgentCall.model == model)
     with get_workspace(ws).read() as db:
-        _access.check_session_id(db, v.id_of(session, "session"), "read")
+        access.check_session_id(db, v.id_of(session, "session"), "read")
         return paginate(
             db,
             stmt,
@@ -542,7 +543,7 @@ def create_tool_use(
         tx.publish(topics.session_agent_calls(session_id), "tool_use_created", _tool_payload(tool))
         if needs:
             cls = pol["approval_class"]
-            item = approvals.insert_item(
+            item = approvals.insert_item_in(
                 tx,
                 user_id=user_id,
                 approval_type="tool_use",
@@ -563,12 +564,12 @@ def create_tool_use(
                 risk_level=cls if cls in {r.value for r in RiskLevel} else None,
                 risk_factors=list(dict.fromkeys([*pol["side_effects"], *pol["capabilities"]])),
                 priority=priority or _PRIORITY_OF_CLASS.get(cls or "", Priority.NORMAL),
-                expires_at=approvals.expiry_of(None, expires_in),
+                expires_at=v.expiry(None, expires_in),
                 timeout_action=timeout_action,
             )
             tool.approval_id = item.id
             tx.db.flush()
-            approvals.auto_decide(tx, item)
+            approvals.auto_decide_in(tx, item)
             tx.db.refresh(tool)
     return tool
 
@@ -605,9 +606,9 @@ def _decide_tool(
             # Decide through the approval item; it moves this tool use in the same transaction.
             edited = {**item.payload, "input": jsonable(dict(input))} if input is not None else None
             status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
-            approvals.decide(tx, item, status, by=uid, note=note, modified_payload=edited)
+            approvals.decide_in(tx, item, status, by=uid, note=note, modified_payload=edited)
             if approve and remember:
-                approvals.remember_decision(tx, item, uid or item.user_id)
+                approvals.remember_decision_in(tx, item, uid or item.user_id)
             tx.db.refresh(tool)
             return tool
         # No approval item (approval was not required): decide the tool use alone.
@@ -760,7 +761,7 @@ def cancel_tool_use(tool_use: ToolRef, *, reason: str | None = None, ws: Workspa
         tool.error_type, tool.error_message = "cancelled", reason
         tx.db.flush()
         if item is not None:
-            approvals.decide(
+            approvals.decide_in(
                 tx, item, ApprovalStatus.DENIED, note=reason or "tool use cancelled", reason="cancelled"
             )
         tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_cancelled", _tool_payload(tool))
@@ -798,7 +799,7 @@ def list_pending_tool_uses(
         ToolUse.status == _T.PENDING,
     )
     with get_workspace(ws).read() as db:
-        _access.check_session_id(db, v.id_of(session, "session"), "read")
+        access.check_session_id(db, v.id_of(session, "session"), "read")
         return paginate(
             db,
             stmt,

@@ -23,7 +23,7 @@ import datetime as dt
 import struct
 import uuid
 from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +32,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.store.values import PICOS_PER_USD, tidy, to_money
 
 __all__ = [
     "Email",
@@ -41,67 +42,7 @@ __all__ = [
     "TextList",
     "UTCDateTime",
     "UUIDList",
-    "storable_text",
-    "to_money",
-    "utcnow",
 ]
-
-_PICO = Decimal("1e-12")
-_PICOS_PER_USD = 10**12
-
-
-def storable_text(text: str) -> str:
-    """`text` with what a database cannot hold replaced by U+FFFD: NUL (PostgreSQL text and JSONB
-    refuse it) and unpaired surrogates (not UTF-8)."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
-def utcnow() -> dt.datetime:
-    """The current time, timezone-aware in UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-_MAX_USD = Decimal(10) ** 26  # PostgreSQL's numeric(38, 12); SQLite's picodollars stop sooner (2^63)
-
-
-def to_money(value: object, *, field: str = "amount") -> Decimal:
-    """Turn an amount of USD into an exact `Decimal`, to a trillionth of a dollar.
-
-    Floats are read through their shortest repr (`1.35e-05` → `0.0000135`), so a price typed as a float
-    is stored as the number the user wrote, not its binary approximation.
-    """
-    if isinstance(value, bool) or value is None:
-        raise InvalidInputError(f"expected an amount in USD, got {value!r}", field=field)
-    try:
-        if isinstance(value, float):
-            d = Decimal(repr(value))
-        elif isinstance(value, int | str | Decimal):
-            d = Decimal(value)
-        else:
-            raise InvalidInputError(f"expected an amount in USD, got {type(value).__name__}", field=field)
-    except InvalidOperation as exc:
-        raise InvalidInputError(f"not a number: {value!r}", field=field) from exc
-    if not d.is_finite():
-        raise InvalidInputError(f"not a finite amount: {value!r}", field=field)
-    if abs(d) >= _MAX_USD:
-        raise InvalidInputError("too large: amounts are stored below 10^26 USD", field=field)
-    # 26 digits before the point and 12 after need more than the default 28 digits of precision
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return _tidy(d.quantize(_PICO, rounding=ROUND_HALF_EVEN))
-
-
-def _tidy(d: Decimal) -> Decimal:
-    """Drop trailing zeros without switching to exponent notation (`1E+2`)."""
-    if d == d.to_integral_value():
-        return d.quantize(Decimal(1))
-    return d.normalize()
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -143,15 +84,15 @@ class Money(TypeDecorator[Decimal]):
             return None
         d = to_money(value)
         if dialect.name == "sqlite":
-            return int(d * _PICOS_PER_USD)
+            return int(d * PICOS_PER_USD)
         return d
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return _tidy(Decimal(int(value)).scaleb(-12))
-        return _tidy(Decimal(value))
+            return tidy(Decimal(int(value)).scaleb(-12))
+        return tidy(Decimal(value))
 
     @property
     def python_type(self) -> type[Decimal]:

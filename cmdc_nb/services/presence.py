@@ -19,15 +19,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cmdc_nb import _validate as v
-from cmdc_nb._service import UNSET, Unset, fetch, jsonable
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.service import UNSET, Unset, fetch, jsonable
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import ConflictError, InvalidInputError, NotFoundError
 from cmdc_nb.events import topics
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.enums import PresenceResource, PresenceStatus
 from cmdc_nb.store.models import PresenceRecord, User
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.values import utcnow
 
 __all__ = [
     "ACTIVE_WINDOW",

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from cmdc_nb._audit import log_activity
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import VaultKeyError
 from cmdc_nb.events import topics
 from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault, _decode_key, generate_key, key_id
 from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import ApiCredential
-from cmdc_nb.workspace import Workspace, get_workspace
 
 __all__ = [
     "ENCRYPTED_COLUMNS",

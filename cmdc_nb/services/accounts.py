@@ -21,16 +21,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
-from cmdc_nb._audit import log_activity
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import ConflictError, InvalidInputError, NotFoundError
 from cmdc_nb.events import topics
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.enums import ActivityAction, AuthProvider, CredentialStatus, UserStatus
 from cmdc_nb.store.models import ApiCredential, User
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.values import utcnow
 
 __all__ = [
     "create_api_credential",
@@ -338,7 +338,7 @@ def list_api_credentials(
     ws: Workspace | None = None,
 ) -> Page[ApiCredential]:
     """The user's credentials, newest first."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     stmt = sa.select(ApiCredential).where(ApiCredential.user_id == v.id_of(user, "user"))
     if status is not None:
         stmt = stmt.where(ApiCredential.status == v.choice(CredentialStatus, status, "status"))

@@ -21,17 +21,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
-from cmdc_nb._service import UNSET, Unset, fetch
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.service import UNSET, Unset, fetch
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import BudgetExceededError, InvalidInputError
 from cmdc_nb.events import topics
-from cmdc_nb.pricing import estimate_in
-from cmdc_nb.store._types import Money, to_money, utcnow
+from cmdc_nb.services.pricing import estimate_in
 from cmdc_nb.store.enums import BudgetPeriod, BudgetScope, RuleStatus
 from cmdc_nb.store.models import Budget, CostRecord, Session, User
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.types import Money
+from cmdc_nb.store.values import to_money, utcnow
 
 __all__ = [
     "DEFAULT_WARN_AT",
@@ -188,7 +189,7 @@ def list_budgets(
     ws: Workspace | None = None,
 ) -> Page[Budget]:
     """Budgets, oldest first; with `user` / `session`, those that apply to them (workspace ones too)."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     stmt = sa.select(Budget)
     if user is not None or session is not None:
         scopes = [Budget.scope == BudgetScope.WORKSPACE]
@@ -293,7 +294,7 @@ def check_in(
     return out
 
 
-def guard_call(
+def guard_call_in(
     db: orm.Session,
     *,
     user_id: uuid.UUID,
@@ -333,7 +334,7 @@ def check_budgets(
         )
 
 
-def announce(tx: Tx, record: CostRecord) -> None:
+def announce_in(tx: Tx, record: CostRecord) -> None:
     """After a cost is recorded: publish `budget_warning` for each threshold newly crossed in this
     period (each budget row is locked while its warnings are remembered, so each fires once)."""
     if record.cost_usd is None:

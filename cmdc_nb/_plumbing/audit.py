@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from cmdc_nb import _access
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing.workspace import Tx
 from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import ActivityLog
-from cmdc_nb.workspace import Tx
 
 __all__ = ["log_activity"]
 
@@ -26,7 +26,7 @@ def log_activity(
 ) -> ActivityLog:
     # The actor: when the workspace acts for someone (team mode), it is they who did it — Grace adding
     # a message to Ada's shared session is Grace's doing, not Ada's.
-    actor = _access.acting_user_id(tx.db) or user_id
+    actor = access.acting_user_id(tx.db) or user_id
     entry = ActivityLog(
         action=action,
         resource_type=resource_type,

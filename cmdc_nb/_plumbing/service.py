@@ -11,8 +11,8 @@ from typing import Any, Final, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
 from cmdc_nb.errors import InvalidStateError, NotFoundError
 
 __all__ = ["UNSET", "Unset", "check_transition", "fetch", "free_slug", "increment", "jsonable"]
@@ -47,8 +47,8 @@ def fetch(db: orm.Session, model: type[M], obj: Any, kind: str, *, lock: bool = 
     row = db.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
     if row is None:
         raise NotFoundError(kind, row_id)
-    if db.info.get(_access.INFO_KEY) is not None:
-        _access.check_row(db, row, kind, write=lock)
+    if db.info.get(access.INFO_KEY) is not None:
+        access.check_row(db, row, kind, write=lock)
     return row
 
 

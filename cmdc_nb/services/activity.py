@@ -17,12 +17,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _access, _audit
-from cmdc_nb import _validate as v
+from cmdc_nb._plumbing import access, audit
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import ActivityLog, User
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Workspace, get_workspace
 
 __all__ = [
     "list_resource_activity",
@@ -50,7 +50,7 @@ def log_activity(
     uid = v.id_of(user, "user") if user is not None else None
     sid = v.id_of(session, "session") if session is not None else None
     with get_workspace(ws).transaction() as tx:
-        entry = _audit.log_activity(
+        entry = audit.log_activity(
             tx, act, resource_type=rtype, resource_id=rid, user_id=uid, details=details, session_id=sid
         )
         tx.db.flush()
@@ -87,7 +87,7 @@ def search_activity(
     ws: Workspace | None = None,
 ) -> Page[ActivityLog]:
     """Entries matching every given filter, newest first. `since` is inclusive, `until` exclusive."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     stmt = sa.select(ActivityLog)
     if user is not None:
         stmt = stmt.where(ActivityLog.user_id == v.id_of(user, "user"))

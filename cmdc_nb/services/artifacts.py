@@ -28,13 +28,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
-from cmdc_nb._audit import log_activity
-from cmdc_nb._service import UNSET, Unset, fetch
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.service import UNSET, Unset, fetch
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, StorageError
 from cmdc_nb.events import topics
-from cmdc_nb.store._types import utcnow
 from cmdc_nb.store.arrays import overlaps
 from cmdc_nb.store.enums import (
     ActivityAction,
@@ -45,7 +45,7 @@ from cmdc_nb.store.enums import (
 )
 from cmdc_nb.store.models import Artifact, Session, User
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.values import utcnow
 
 __all__ = [
     "INLINE_LIMIT",
@@ -441,7 +441,7 @@ def list_artifacts(
     ws: Workspace | None = None,
 ) -> Page[Artifact]:
     """The user's artifacts, newest first (only the latest version of each, unless told otherwise)."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     stmt = sa.select(Artifact).where(Artifact.user_id == v.id_of(user, "user"))
     if latest_only:
         stmt = stmt.where(Artifact.is_latest)

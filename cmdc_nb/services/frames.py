@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.store.arrays import overlaps
 from cmdc_nb.store.models import (
@@ -39,7 +40,6 @@ from cmdc_nb.store.models import (
     Session,
     ToolUse,
 )
-from cmdc_nb.workspace import Workspace, get_workspace
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -171,9 +171,9 @@ def _acting_user(db: Any, user: Any, session: Any) -> Any:
     """When the workspace acts for someone: a frame of one session needs read access to it; any other
     frame is of the acting user's own records (asking for another user's is refused)."""
     if session is not None:
-        _access.check_session_id(db, v.id_of(session, "session"), "read")
+        access.check_session_id(db, v.id_of(session, "session"), "read")
         return user
-    return _access.resolve_user(_access.acting_user_id(db), user)
+    return access.resolve_user(access.acting_user_id(db), user)
 
 
 def _scope(

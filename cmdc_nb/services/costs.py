@@ -24,16 +24,18 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cmdc_nb import _access, budgets
-from cmdc_nb import _validate as v
-from cmdc_nb._service import UNSET, Unset, fetch
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.service import UNSET, Unset, fetch
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import topics
-from cmdc_nb.pricing import price_in
-from cmdc_nb.store._types import Money, to_money, utcnow
+from cmdc_nb.services import budgets
+from cmdc_nb.services.pricing import price_in
 from cmdc_nb.store.enums import CostService, CostSourceType
 from cmdc_nb.store.models import CostDailySummary, CostRecord, CostRollup, User
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.types import Money
+from cmdc_nb.store.values import to_money, utcnow
 
 __all__ = [
     "current_notebook_cell",
@@ -119,12 +121,12 @@ def record_cost(
     at = v.aware(incurred_at, "incurred_at") if incurred_at is not None else utcnow()
     cell = current_notebook_cell() if isinstance(notebook_cell, Unset) else notebook_cell
     with get_workspace(ws).transaction() as tx:
-        return insert_cost(
+        return insert_cost_in(
             tx, at=at, cell=cell, cost_usd=explicit if cost_usd is not None else None, **fields
         )
 
 
-def insert_cost(
+def insert_cost_in(
     tx: Tx, *, at: dt.datetime, cell: str | None, cost_usd: Decimal | None, **fields: Any
 ) -> CostRecord:
     """`record_cost` inside an open transaction (validated fields). For other services."""
@@ -168,7 +170,7 @@ def insert_cost(
             "priced": record.cost_usd is not None,
         },
     )
-    budgets.announce(tx, record)
+    budgets.announce_in(tx, record)
     return record
 
 
@@ -338,20 +340,20 @@ def _sum_days(user: UserRef, since: dt.date, until: dt.date | None, ws: Workspac
 
 def get_daily_cost(user: UserRef, *, day: dt.date | None = None, ws: Workspace | None = None) -> Decimal:
     """The priced total of one UTC day (today by default)."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     d = day or _today()
     return _sum_days(user, d, d, ws)
 
 
 def get_weekly_cost(user: UserRef, *, ws: Workspace | None = None) -> Decimal:
     """The last 7 UTC days, today included (the seed's query spanned 8)."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     return _sum_days(user, _today() - dt.timedelta(days=6), None, ws)
 
 
 def get_monthly_cost(user: UserRef, *, ws: Workspace | None = None) -> Decimal:
     """From the first of this UTC month."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     return _sum_days(user, _today().replace(day=1), None, ws)
 
 
@@ -375,17 +377,17 @@ def _by(column: Any, user: UserRef, days: int, ws: Workspace | None) -> dict[str
 
 def get_cost_by_provider(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
     """Priced cost per provider over the last `days` UTC days, largest first."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.provider, user, days, ws)
 
 
 def get_cost_by_model(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.model, user, days, ws)
 
 
 def get_cost_by_session(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.session_id, user, days, ws)
 
 
@@ -404,7 +406,7 @@ def list_daily_summaries(
     user: UserRef, *, days: int = 30, ws: Workspace | None = None
 ) -> list[CostDailySummary]:
     """Summaries of the last `days` UTC days, newest first (days with no cost have no row)."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise InvalidInputError("must be a positive number of days", field="days")
     with get_workspace(ws).read() as db:

@@ -30,14 +30,14 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from cmdc_nb import _access
-from cmdc_nb import _validate as v
-from cmdc_nb._audit import log_activity
-from cmdc_nb._service import UNSET, Unset, fetch, jsonable
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.service import UNSET, Unset, fetch, jsonable
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.events import topics
-from cmdc_nb.matching import compile_conditions
-from cmdc_nb.store._types import utcnow
+from cmdc_nb.services.matching import compile_conditions
 from cmdc_nb.store.enums import (
     ActivityAction,
     ApprovalSourceType,
@@ -52,7 +52,7 @@ from cmdc_nb.store.enums import (
 )
 from cmdc_nb.store.models import ApprovalItem, ApprovalRule, Session, ToolUse, User, WorkflowRun
 from cmdc_nb.store.pagination import Page, paginate
-from cmdc_nb.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.store.values import utcnow
 
 __all__ = [
     "PRIORITY_RANK",
@@ -128,18 +128,7 @@ def _item_payload(item: ApprovalItem) -> dict[str, Any]:
     }
 
 
-def expiry_of(expires_at: dt.datetime | None, expires_in: dt.timedelta | float | None) -> dt.datetime | None:
-    if expires_at is not None and expires_in is not None:
-        raise InvalidInputError("give expires_at or expires_in, not both", field="expires_in")
-    if expires_in is not None:
-        seconds = expires_in.total_seconds() if isinstance(expires_in, dt.timedelta) else expires_in
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-            raise InvalidInputError("must be a positive number of seconds", field="expires_in")
-        return utcnow() + dt.timedelta(seconds=seconds)
-    return v.aware(expires_at, "expires_at") if expires_at is not None else None
-
-
-def insert_item(
+def insert_item_in(
     tx: Tx,
     *,
     user_id: uuid.UUID,
@@ -223,11 +212,11 @@ def create_approval_item(
     """Queue an item for a decision. The owner's rules are applied at once: the returned item may
     already be auto-approved or denied."""
     uid = v.id_of(user, "user")
-    expiry = expiry_of(expires_at, expires_in)
+    expiry = v.expiry(expires_at, expires_in)
     with get_workspace(ws).transaction() as tx:
         if tx.db.get(User, uid) is None:
             raise NotFoundError("user", uid)
-        item = insert_item(
+        item = insert_item_in(
             tx,
             user_id=uid,
             approval_type=approval_type,
@@ -246,7 +235,7 @@ def create_approval_item(
             timeout_action=timeout_action,
             metadata=metadata,
         )
-        auto_decide(tx, item)
+        auto_decide_in(tx, item)
     return item
 
 
@@ -269,7 +258,7 @@ _DECISION_ACTION = {
 }
 
 
-def decide(
+def decide_in(
     tx: Tx,
     item: ApprovalItem,
     status: ApprovalStatus,
@@ -382,10 +371,10 @@ def approve_item(
     uid = v.id_of(user, "user")
     with get_workspace(ws).transaction() as tx:
         row = fetch(tx.db, ApprovalItem, item, "approval_item", lock=True)
-        _access.check_decider(tx.db, row, uid)
-        decide(tx, row, ApprovalStatus.APPROVED, by=uid, note=note, modified_payload=modified_payload)
+        access.check_decider(tx.db, row, uid)
+        decide_in(tx, row, ApprovalStatus.APPROVED, by=uid, note=note, modified_payload=modified_payload)
         if remember:
-            remember_decision(tx, row, uid)
+            remember_decision_in(tx, row, uid)
     return row
 
 
@@ -395,12 +384,12 @@ def deny_item(
     uid = v.id_of(user, "user")
     with get_workspace(ws).transaction() as tx:
         row = fetch(tx.db, ApprovalItem, item, "approval_item", lock=True)
-        _access.check_decider(tx.db, row, uid)
-        decide(tx, row, ApprovalStatus.DENIED, by=uid, note=note)
+        access.check_decider(tx.db, row, uid)
+        decide_in(tx, row, ApprovalStatus.DENIED, by=uid, note=note)
     return row
 
 
-def remember_decision(tx: Tx, item: ApprovalItem, uid: uuid.UUID) -> ApprovalRule:
+def remember_decision_in(tx: Tx, item: ApprovalItem, uid: uuid.UUID) -> ApprovalRule:
     """A sticky rule approving this tool with these arguments in this session. For other services."""
     payload = item.modified_payload or item.payload
     tool = payload.get("tool_name")
@@ -457,10 +446,10 @@ def list_pending_approvals(
     if session is not None:
         stmt = stmt.where(ApprovalItem.session_id == v.id_of(session, "session"))
     with get_workspace(ws).read() as db:
-        _access.require_self(db, uid)
+        access.require_self(db, uid)
         own = ApprovalItem.user_id == uid
         stmt = stmt.where(
-            sa.or_(own, ApprovalItem.session_id.in_(_access.shared_session_ids(db, Session, uid)))
+            sa.or_(own, ApprovalItem.session_id.in_(access.shared_session_ids(db, Session, uid)))
             if shared
             else own
         )
@@ -487,12 +476,12 @@ def list_session_pending_approvals(
         ApprovalItem.session_id == sid, ApprovalItem.status == ApprovalStatus.PENDING
     )
     with get_workspace(ws).read() as db:
-        _access.check_session_id(db, sid, "read")
+        access.check_session_id(db, sid, "read")
         return paginate(db, stmt, order_by=_QUEUE_ORDER, id_column=ApprovalItem.id, limit=limit, after=after)
 
 
 def count_pending_approvals(user: UserRef, *, ws: Workspace | None = None) -> int:
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     with get_workspace(ws).read() as db:
         return int(db.scalar(sa.select(sa.func.count()).select_from(_pending(user).subquery())) or 0)
 
@@ -513,13 +502,13 @@ def expire_old_approvals(*, now: dt.datetime | None = None, ws: Workspace | None
         for item in due:
             match item.timeout_action:
                 case TimeoutAction.APPROVE:
-                    decide(tx, item, ApprovalStatus.APPROVED, note="approved on timeout", reason="timeout")
+                    decide_in(tx, item, ApprovalStatus.APPROVED, note="approved on timeout", reason="timeout")
                     report.approved.append(item.id)
                 case TimeoutAction.ESCALATE:
                     _escalate(tx, item, at)
                     report.escalated.append(item.id)
                 case _:
-                    decide(tx, item, ApprovalStatus.EXPIRED, note="approval expired", reason="timeout")
+                    decide_in(tx, item, ApprovalStatus.EXPIRED, note="approval expired", reason="timeout")
                     report.expired.append(item.id)
     return report
 
@@ -726,7 +715,7 @@ def list_approval_rules(
     ws: Workspace | None = None,
 ) -> Page[ApprovalRule]:
     """The user's rules, highest priority first."""
-    user = _access.scope_user(get_workspace(ws), user)
+    user = access.scope_user(get_workspace(ws), user)
     stmt = sa.select(ApprovalRule).where(ApprovalRule.user_id == v.id_of(user, "user"))
     if status is not None:
         stmt = stmt.where(ApprovalRule.status == v.choice(RuleStatus, status, "status"))
@@ -832,7 +821,7 @@ def _record_trigger(tx: Tx, rule: ApprovalRule, now: dt.datetime) -> None:
     tx.db.flush()
 
 
-def auto_decide(tx: Tx, item: ApprovalItem) -> RuleDecision:
+def auto_decide_in(tx: Tx, item: ApprovalItem) -> RuleDecision:
     """Apply the owner's rules to a pending item inside `tx` (the algorithm in the module docstring)."""
     if item.status is not ApprovalStatus.PENDING:
         return RuleDecision("no_match", item)
@@ -843,7 +832,7 @@ def auto_decide(tx: Tx, item: ApprovalItem) -> RuleDecision:
     deny = next((r for r in matching if r.action is RuleAction.DENY), None)
     if deny is not None:
         rule = fetch(tx.db, ApprovalRule, deny.id, "approval_rule", lock=True)
-        decide(
+        decide_in(
             tx,
             item,
             ApprovalStatus.DENIED,
@@ -858,7 +847,7 @@ def auto_decide(tx: Tx, item: ApprovalItem) -> RuleDecision:
         rule = fetch(tx.db, ApprovalRule, candidate.id, "approval_rule", lock=True)
         if not _within_limits(tx, rule, item, now):
             continue
-        decide(tx, item, ApprovalStatus.AUTO_APPROVED, rule=rule, note=rule.action_note)
+        decide_in(tx, item, ApprovalStatus.AUTO_APPROVED, rule=rule, note=rule.action_note)
         _record_trigger(tx, rule, now)
         return RuleDecision("auto_approved", item, rule)
     return RuleDecision("no_match", item)
@@ -869,4 +858,4 @@ def try_auto_approve(item: ItemRef, *, ws: Workspace | None = None) -> RuleDecis
     after adding a rule). A decided item comes back unchanged with outcome `no_match`."""
     with get_workspace(ws).transaction() as tx:
         row = fetch(tx.db, ApprovalItem, item, "approval_item", lock=True)
-        return auto_decide(tx, row)
+        return auto_decide_in(tx, row)

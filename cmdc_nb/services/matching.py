@@ -311,21 +311,21 @@ class CompiledConditions:
         if self.risk_levels is not None and risk_level not in self.risk_levels:
             return False
         if self.path_patterns:
-            cwd = lookup(payload, ("cwd", "working_dir"))
-            path = lookup(payload, PATH_KEYS)
+            cwd = _lookup(payload, ("cwd", "working_dir"))
+            path = _lookup(payload, PATH_KEYS)
             if not any(path_matches(p, path, cwd=cwd) for p in self.path_patterns):
                 return False
         if self.command_patterns:
-            command = lookup(payload, COMMAND_KEYS)
+            command = _lookup(payload, COMMAND_KEYS)
             if not any(command_matches(p, command) for p in self.command_patterns):
                 return False
-        return all(_value_matches(expected, lookup(payload, (key,))) for key, expected in self.values)
+        return all(_value_matches(expected, _lookup(payload, (key,))) for key, expected in self.values)
 
 
 _MISSING = object()
 
 
-def lookup(payload: Mapping[str, Any], keys: Sequence[str]) -> Any:
+def _lookup(payload: Mapping[str, Any], keys: Sequence[str]) -> Any:
     """The first of `keys` found in the payload itself or in its tool `input`."""
     nested = payload.get("input")
     for key in keys:

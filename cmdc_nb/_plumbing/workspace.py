@@ -1,0 +1,335 @@
+"""A workspace: one database, its event bus and its vault. `connect()` opens one.
+
+Every domain service runs its work inside `Workspace.transaction()`: one database transaction whose
+events are published on the bus only after it commits (and dropped if it rolls back). Transactions
+nest by joining: a service called from inside another's transaction becomes part of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.engine import URL, Engine
+
+from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing.access import acting_as
+from cmdc_nb.errors import (
+    CmdcError,
+    ConfigurationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    StorageError,
+)
+from cmdc_nb.events import EventBus
+
+if TYPE_CHECKING:
+    from cmdc_nb._plumbing.event_bridge import EventBridge
+from cmdc_nb.store._engine import create_engine, normalise_url
+from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault
+from cmdc_nb.store.migrate import upgrade
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "HOME_ENV",
+    "Tx",
+    "Workspace",
+    "acting_as",
+    "connect",
+    "default_home",
+    "get_workspace",
+]
+
+HOME_ENV = "CMDC_NB_HOME"
+DATABASE_URL_ENV = "CMDC_NB_DATABASE_URL"
+
+
+def default_home() -> Path:
+    """`$CMDC_NB_HOME`, else `$XDG_DATA_HOME/cmdc_nb`, else `~/.local/share/cmdc_nb`."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "cmdc_nb"
+
+
+@dataclass(eq=False)
+class Tx:
+    """One unit of work: a SQLAlchemy session (`db`) plus the events to publish when it commits."""
+
+    ws: Workspace
+    db: orm.Session
+    events: list[tuple[str, str, Mapping[str, Any]]] = field(default_factory=list)
+
+    def publish(self, topic: str, type: str, payload: Mapping[str, Any] | None = None) -> None:
+        """Queue an event; it reaches subscribers after the commit, never if the work rolls back."""
+        self.events.append((topic, type, dict(payload or {})))
+
+
+WRITE_QUEUE_TIMEOUT_S = 30.0
+_current_tx: contextvars.ContextVar[Tx | None] = contextvars.ContextVar("cmdc_nb_tx", default=None)
+
+
+class Workspace:
+    """An open workspace. Create one with `cmdc_nb.connect()`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        vault: Vault,
+        home: Path,
+        bus: EventBus | None = None,
+        share_events: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.vault = vault
+        self.home = home
+        self.bus = bus or EventBus()
+        self._sessions = orm.sessionmaker(engine, expire_on_commit=False, autoflush=True)
+        self._reader = orm.sessionmaker(
+            engine.execution_options(cmdc_read_only=True), expire_on_commit=False, autoflush=False
+        )
+        self._closed = False
+        # SQLite has one writer at a time. Threads of this process queue on this lock, handed over at
+        # once on commit; without it they queue in SQLite's busy handler, which polls with sleeps that
+        # grow to 100 ms — a 1,000-step workflow spent most of its time there. Other processes still
+        # queue in the busy handler.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self.acting_user_id: uuid.UUID | None = None  # see act_as(); checked by _access
+        self._bridge: EventBridge | None = None
+        if share_events:
+            from cmdc_nb._plumbing.event_bridge import EventBridge
+
+            self._bridge = EventBridge(engine, self.bus)
+
+    def act_as(self, user: Any) -> Workspace:
+        """From now on, act for `user`: reads and changes are limited to what is theirs or shared
+        with them (team mode). `None` stops acting for anyone. Returns the workspace."""
+        if user is None:
+            self.acting_user_id = None
+            return self
+        from cmdc_nb._plumbing import validate as v
+        from cmdc_nb.store.models import User
+
+        with self.read() as db:
+            if isinstance(user, str) and "@" in user:  # an e-mail address, compared case-insensitively
+                found = db.scalar(sa.select(User.id).where(sa.func.lower(User.email) == user.strip().lower()))
+            else:
+                uid = v.id_of(user, "user")
+                found = uid if db.get(User, uid) is not None else None
+        if found is None:
+            raise NotFoundError("user", user)
+        self.acting_user_id = found
+        return self
+
+    @property
+    def shares_events(self) -> bool:
+        """Whether committed events cross to (and arrive from) other processes on this database."""
+        return self._bridge is not None
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.url_display} backend={self.backend}>"
+
+    @property
+    def url(self) -> URL:
+        return self.engine.url
+
+    @property
+    def url_display(self) -> str:
+        """The database URL with any password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def backend(self) -> str:
+        """`"sqlite"` or `"postgresql"`."""
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One database transaction; its queued events are published after it commits.
+
+        Inside another transaction of this workspace (in the same task or thread), joins it instead.
+        Database errors come out as `cmdc_nb.errors` types, with no row values in the message.
+        """
+        outer = _current_tx.get()
+        if outer is not None and outer.ws is self:
+            yield outer
+            return
+        self._check_open()
+        # Bounded like the busy timeout: past it, go on unqueued and let SQLite decide (as before).
+        locked = self._write_lock is not None and self._write_lock.acquire(timeout=WRITE_QUEUE_TIMEOUT_S)
+        try:
+            with self._sessions() as db:
+                db.info[access.INFO_KEY] = access.current(self.acting_user_id)
+                tx = Tx(self, db)
+                token = _current_tx.set(tx)
+                try:
+                    with _translate_db_errors(), db.begin():
+                        yield tx
+                        if tx.events and self._bridge is not None:
+                            self._bridge.record(db, tx.events)  # in the transaction: both or neither
+                finally:
+                    _current_tx.reset(token)
+        finally:
+            if locked:
+                assert self._write_lock is not None
+                self._write_lock.release()
+        if tx.events:
+            self.bus.publish_many(tx.events)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[orm.Session]:
+        """A read-only session. On SQLite it takes no write lock, so readers never wait on writers."""
+        outer = _current_tx.get()
+        if outer is not None and outer.ws is self:
+            yield outer.db
+            return
+        self._check_open()
+        with self._reader() as db, _translate_db_errors(), db.begin():
+            db.info[access.INFO_KEY] = access.current(self.acting_user_id)
+            yield db
+
+    def close(self) -> None:
+        """Release the database connections. The workspace cannot be used afterwards."""
+        global _default
+        self._closed = True
+        if self._bridge is not None:
+            self._bridge.close()
+        self.engine.dispose()
+        with _default_lock:
+            if _default is self:
+                _default = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this workspace is closed; open a new one with cmdc_nb.connect()")
+
+
+@contextlib.contextmanager
+def _translate_db_errors() -> Iterator[None]:
+    try:
+        yield
+    except CmdcError:
+        raise
+    except sa.exc.IntegrityError as exc:
+        reason = _first_line(exc.orig)
+        if "unique" in reason.lower() or "duplicate key" in reason.lower():
+            raise ConflictError(f"already exists ({reason})") from None
+        raise InvalidInputError(f"rejected by the database ({reason})") from None
+    except sa.exc.DataError as exc:  # a value the column cannot hold (e.g. NUL in PostgreSQL text)
+        raise InvalidInputError(f"rejected by the database ({_first_line(exc.orig)})") from None
+    except OverflowError:  # SQLite's driver refuses integers beyond 64 bits before the database sees them
+        raise InvalidInputError("a number is too large to store (over 64 bits)") from None
+    except UnicodeEncodeError:  # lone surrogates (e.g. from JSON "\\ud800") are not UTF-8
+        raise InvalidInputError(
+            "text contains characters that cannot be stored (unpaired UTF-16 surrogates)"
+        ) from None
+    except sa.exc.DBAPIError as exc:
+        raise StorageError(f"database error: {_first_line(exc.orig)}") from None
+
+
+def _first_line(err: BaseException | None) -> str:
+    # Drivers append the offending row values (PostgreSQL's DETAIL line; SQLAlchemy's [parameters]),
+    # which may be secret: keep only the first line of the driver's own message.
+    text = str(err) if err is not None else ""
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+_default: Workspace | None = None
+_default_lock = threading.Lock()
+
+
+def connect(
+    url: str | URL | None = None,
+    *,
+    home: str | Path | None = None,
+    vault_key: str | None = None,
+    migrate: bool = True,
+    make_default: bool = True,
+    event_buffer_size: int = 500,
+    share_events: bool | None = None,
+    as_user: Any = None,
+) -> Workspace:
+    """Open a workspace, creating and migrating its database if needed.
+
+    With no URL: `$CMDC_NB_DATABASE_URL`, else an SQLite file `cmdc_nb.db` in the data directory
+    (`$CMDC_NB_HOME`, else `~/.local/share/cmdc_nb`). A `postgresql+psycopg://` URL uses PostgreSQL.
+    The vault key comes from `vault_key`, `$CMDC_NB_VAULT_KEY`, or a key file `vault.key` in the data
+    directory, created on first use with owner-only permissions.
+
+    `as_user` makes the workspace act for that user (a User, id or email): it reads and changes only
+    what is theirs or shared with them (see `Workspace.act_as`, and `acting_as` for one block).
+    `share_events` (default: on for PostgreSQL) shares committed events with every other process on
+    the same database — kernels, workers — and brings theirs onto this workspace's bus (team mode).
+
+    >>> ws = cmdc_nb.connect()                                   # doctest: +SKIP
+    >>> ws = cmdc_nb.connect("postgresql+psycopg://me@db/team")  # doctest: +SKIP
+    """
+    global _default
+    home_path = Path(home).expanduser() if home is not None else default_home()
+    if url is None:
+        url = os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{home_path / 'cmdc_nb.db'}"
+    parsed = normalise_url(url)
+    engine = create_engine(parsed)
+    try:
+        vault = Vault(_key_ring(vault_key, home_path))
+        if migrate:
+            upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    if share_events is None:
+        share_events = engine.dialect.name == "postgresql"
+    try:
+        ws = Workspace(
+            engine, vault=vault, home=home_path, bus=EventBus(event_buffer_size), share_events=share_events
+        )
+    except BaseException:
+        engine.dispose()
+        raise
+    if as_user is not None:
+        try:
+            ws.act_as(as_user)
+        except BaseException:
+            ws.close()
+            raise
+    if make_default:
+        with _default_lock:
+            _default = ws
+    return ws
+
+
+def _key_ring(vault_key: str | None, home: Path) -> KeyRing:
+    if vault_key is not None:
+        return KeyRing.from_text(vault_key, source="memory")
+    if os.environ.get(KEY_ENV):
+        return KeyRing.from_text(os.environ[KEY_ENV], source="env")
+    return KeyRing.load_or_create(home / "vault.key")
+
+
+def get_workspace(ws: Workspace | None = None) -> Workspace:
+    """`ws` if given, else the default workspace, connecting with the defaults on first use."""
+    if ws is not None:
+        return ws
+    with _default_lock:
+        current = _default
+    if current is None:
+        return connect()
+    return current

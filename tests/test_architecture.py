@@ -1,0 +1,78 @@
+"""The floors of the house hold: the import contracts in pyproject.toml pass, and they catch an import
+that runs back up (tried on a copy of the package with one such import added)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT), "--no-cache"],
+        cwd=tree,
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _copy_with(tmp_path: Path, module: str, line: str) -> Path:
+    """A copy of the package and its contracts, with `line` added at the top of `module`'s file."""
+    shutil.copytree(ROOT / "cmdc_nb", tmp_path / "cmdc_nb", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    path = tmp_path / (module.replace(".", "/") + ".py")
+    text = path.read_text(encoding="utf-8")
+    head, sep, rest = text.partition("from __future__ import annotations\n")
+    path.write_text(head + sep + line + "\n" + rest, encoding="utf-8")
+    return tmp_path
+
+
+def test_the_package_keeps_every_contract() -> None:
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert f"Contracts: {len(contracts)} kept, 0 broken." in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        # a service reaching up into the widgets
+        (
+            "cmdc_nb.services.sessions",
+            "import cmdc_nb.widgets.chat",
+            "Each floor imports only the floors below it",
+        ),
+        # the store reaching up into a service, inside a function (still an import)
+        (
+            "cmdc_nb.store.pagination",
+            "def _f() -> None:\n    from cmdc_nb.services import sessions  # noqa: F401",
+            "Each floor imports only the floors below it",
+        ),
+        # the kernel's loop reaching a service without going through kernel.persist
+        ("cmdc_nb.kernel.agent", "from cmdc_nb.services import agents", "through kernel.persist only"),
+        # a plain service reaching a composite one
+        ("cmdc_nb.services.sessions", "from cmdc_nb.services import agents", "composite services"),
+        # the model facts loading SQLAlchemy
+        ("cmdc_nb.providers.catalog", "import sqlalchemy", "neither SQLAlchemy nor litellm"),
+    ],
+)
+def test_an_import_that_runs_back_up_fails_the_contract(
+    tmp_path: Path, module: str, line: str, broken: str
+) -> None:
+    result = _lint(_copy_with(tmp_path, module, line))
+    assert result.returncode != 0
+    # the report names the broken contract and the module that broke it
+    assert "BROKEN" in result.stdout
+    assert broken in result.stdout.replace("\n", " ")
+    assert module in result.stdout
