@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cmdc_nb import agents, approvals, budgets, kernel, pricing, sessions
-from cmdc_nb.errors import BudgetExceededError, ProviderError
+from cmdc_nb import accounts, agents, approvals, budgets, kernel, pricing, sessions
+from cmdc_nb.errors import AccessDeniedError, BudgetExceededError, ProviderError
+from cmdc_nb.events import topics
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import RetryPolicy, Script, Turn, call
 from cmdc_nb.store.models import CostRecord, Session, User
-from cmdc_nb.workspace import Workspace
+from cmdc_nb.workspace import Workspace, acting_as
 
 
 @pytest.fixture
@@ -262,7 +264,8 @@ _CHILD = textwrap.dedent(
     """
     import asyncio, os, sys
     import cmdc_nb
-    from cmdc_nb.kernel import Agent, tool
+    from cmdc_nb.events import topics
+from cmdc_nb.kernel import Agent, tool
     from cmdc_nb.providers import Script, Turn, call
 
     @tool(requires_approval=True)
@@ -447,3 +450,98 @@ async def test_nul_bytes_and_lone_surrogates_from_tools_and_models_do_not_fail_t
     assert tu.status == "completed" and tu.output == "ELF\ufffd\x01 \ufffdend"
     calls = agents.list_agent_calls(session, ws=ws).entries
     assert sorted(c.status for c in calls) == ["completed", "completed"]
+
+
+async def test_approve_from_the_loop_stores_off_the_loop_and_the_event_resumes_the_turn(
+    ws: Workspace, user: User, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = Script([Turn(tool_calls=[call("delete", path="a.log")]), "done"])
+    agent = kernel.create_agent(model=script.model, tools=[delete], session=session, ws=ws)
+    got = recorder(agent)
+    handle = agent.prompt("clean up")
+    while not agent.status()["pending_approvals"]:
+        await asyncio.sleep(0.01)
+    [waiting] = agent.status()["pending_approvals"]
+    loop_thread = threading.get_ident()
+    writers: list[int] = []
+    real = agent.recorder.decide
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        writers.append(threading.get_ident())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(agent.recorder, "decide", spy)
+    written = agent.approve(waiting["ref"], args={"path": "b.log"})
+    # called on the agent's loop: the write is handed to a worker thread and awaited by whoever wants to
+    assert written is not None and not written.done()
+    await written
+    assert writers and writers[0] != loop_thread
+    assert await asyncio.wait_for(handle, 60) == "done"
+    [tu] = [
+        t
+        for c in agents.list_agent_calls(session, ws=ws).entries
+        for t in agents.list_tool_uses(c, ws=ws).entries
+    ]
+    assert (tu.status, tu.input, tu.output) == ("completed", {"path": "b.log"}, "deleted b.log")
+    assert [e.event.trigger for e in got if e.type == "agent_resumed"][:1] == ["tool_approved"]
+    # the item that asked, decided once, by the same write
+    item = approvals.get_approval_item(tu.approval_id, ws=ws)
+    assert item.status == "approved" and item.modified_payload["input"] == {"path": "b.log"}
+    await kernel.stop(agent)
+
+
+async def test_a_decision_that_cannot_be_stored_leaves_the_call_waiting(
+    ws: Workspace, user: User, session: Session
+) -> None:
+    script = Script([Turn(tool_calls=[call("delete", path="a.log")]), "done"])
+    agent = kernel.create_agent(model=script.model, tools=[delete], session=session, ws=ws)
+    handle = agent.prompt("clean up")
+    while not agent.status()["pending_approvals"]:
+        await asyncio.sleep(0.01)
+    [waiting] = agent.status()["pending_approvals"]
+    stranger = accounts.create_user("stranger@example.com", ws=ws)
+    with acting_as(stranger):  # someone the session is not shared with
+        written = agent.approve(waiting["ref"])
+    assert written is not None
+    with pytest.raises(AccessDeniedError):
+        await written
+    assert agent.status()["pending_approvals"] and not handle.done()
+    assert agents.get_tool_use(waiting["ref"], ws=ws).status == "pending"
+    # the owner's decision goes through
+    await agent.reject(waiting["ref"], note="no")
+    await asyncio.wait_for(handle, 60)
+    assert agents.get_tool_use(waiting["ref"], ws=ws).status == "denied"
+    await kernel.stop(agent)
+
+
+@pytest.mark.parametrize("path", ["tool use", "approval item", "rule"])
+def test_every_decision_path_writes_one_event_of_one_shape(
+    ws: Workspace, user: User, session: Session, path: str
+) -> None:
+    call_row = agents.create_agent_call(session, model="scripted/x", ws=ws)
+    if path == "rule":
+        approvals.create_approval_rule(user, name="ok", action="approve", tool_names=["delete"], ws=ws)
+    seen: list[Any] = []
+    ws.bus.subscribe(topics.session_agent_calls(session.id), seen.append)
+    tu = agents.create_tool_use(
+        call_row, tool_name="delete", input={"path": "x"}, requires_approval=True, ws=ws
+    )
+    if path == "tool use":
+        agents.approve_tool_use(tu, by=user, ws=ws)
+    elif path == "approval item":
+        approvals.approve_item(tu.approval_id, user, ws=ws)
+    decided = [e for e in seen if e.type in ("tool_use_approved", "tool_use_denied")]
+    assert len(decided) == 1
+    assert set(decided[0].payload) == {
+        "tool_use_id",
+        "agent_call_id",
+        "session_id",
+        "tool_name",
+        "sequence",
+        "status",
+        "requires_approval",
+        "approval_id",
+    }
+    assert decided[0].payload["status"] == "approved"
+    assert agents.get_tool_use(tu, ws=ws).status == "approved"
+    assert approvals.get_approval_item(tu.approval_id, ws=ws).status in ("approved", "auto_approved")

@@ -380,7 +380,11 @@ def create_app(
     async def approve(session_id: str, body: Decision, user: Auth) -> dict[str, Any]:
         live = runtime.get(session_id, user, "decide")
         with access.acting_as(user.id):
-            live.agent.approve(body.ref, args=body.args, note=body.note, remember=body.remember, by=user.id)
+            written = live.agent.approve(
+                body.ref, args=body.args, note=body.note, remember=body.remember, by=user.id
+            )
+        if written is not None:
+            await written  # stored in a worker thread; its errors are this request's
         return {"ref": body.ref, "decision": "approved"}
 
     @app.post("/v1/sessions/{session_id}/reject", tags=["approvals"])
@@ -389,7 +393,9 @@ def create_app(
         if body.args is not None or body.remember:
             raise InvalidInputError("a rejection takes only a ref and a note", field="args")
         with access.acting_as(user.id):
-            live.agent.reject(body.ref, note=body.note, auto_resume=True, by=user.id)
+            written = live.agent.reject(body.ref, note=body.note, auto_resume=True, by=user.id)
+        if written is not None:
+            await written
         return {"ref": body.ref, "decision": "rejected"}
 
     @app.post("/v1/sessions/{session_id}/respond", tags=["approvals"])

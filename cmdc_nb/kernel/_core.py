@@ -53,12 +53,16 @@ class AgentCore:
     _prompts: Any
     _steering: Any
     _approvals: dict[str, Pending]
+    _early_decisions: dict[str, bool]
     _inputs: dict[str, Pending]
     _running: dict[str, RunningTool]
     _monitors: list[asyncio.Future[EndReason]]
     _guard: LoopGuard
 
     def _subscribe_decisions(self) -> None:  # the agent subscribes once it knows its loop
+        pass
+
+    def _decided(self, ref: str, approved: bool) -> None:  # a stored decision arrived (see Agent)
         pass
 
     def _resolve(self, future: asyncio.Future[Any], value: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections import deque
@@ -120,6 +121,7 @@ class Agent(ToolRunner, Compaction):
         self._started = False
         self._bus_sub: Any = None
         self._resume_calls: dict[str, str] = {}  # tool call id -> agent call id, for a resumed turn
+        self._early_decisions: dict[str, bool] = {}  # see _decided
 
     def __repr__(self) -> str:
         return f"<Agent {self.id[:8]} model={self.model!r} state={self.state.value} turns={self.turns}>"
@@ -127,7 +129,10 @@ class Agent(ToolRunner, Compaction):
     # -- loop binding ---------------------------------------------------------------------------------
 
     def _subscribe_decisions(self) -> None:
-        """Decisions taken anywhere (another cell, the approval queue, a rule) reach the waiting call."""
+        """The one way a stored decision reaches a waiting tool call: its event on the session's
+        agent-calls topic, whoever took it (this agent's approve(), another cell, the approval queue, a
+        rule, a colleague's kernel through the event bridge). The tool runner reads the database only as
+        a fallback, for processes whose events do not reach this bus."""
         if not self.recorder.enabled:
             return
         from cmdc_nb._plumbing.workspace import get_workspace
@@ -135,20 +140,30 @@ class Agent(ToolRunner, Compaction):
 
         loop = self._loop
         assert loop is not None
+        decided = {"tool_use_approved": True, "tool_use_denied": False}
 
         def on_event(event: Any) -> None:
-            if event.type in ("tool_use_approved", "tool_use_denied") and not loop.is_closed():
+            if event.type in decided and not loop.is_closed():
                 ref = str(event.payload.get("tool_use_id"))
-                loop.call_soon_threadsafe(self._decided_elsewhere, ref, event.type == "tool_use_approved")
+                loop.call_soon_threadsafe(self._decided, ref, decided[event.type])
 
         self._bus_sub = get_workspace(self.recorder.ws).bus.subscribe(
             topics.session_agent_calls(self.recorder.session_id), on_event
         )
 
-    def _decided_elsewhere(self, ref: str, approved: bool) -> None:
+    def _decided(self, ref: str, approved: bool) -> None:
+        """A stored decision arrived (on the loop). Kept when nothing waits for it yet: the call may be
+        about to wait (decided between its read and its wait)."""
         pending = self._approvals.get(ref)
-        if pending is not None and not pending.future.done():
-            pending.future.set_result(Decision(approved))
+        if pending is None:
+            self._early_decisions[ref] = approved
+            while len(self._early_decisions) > 256:  # decisions no call here waits for (auto-approved)
+                self._early_decisions.pop(next(iter(self._early_decisions)))
+            return
+        choice = pending.choice
+        decision = choice if choice is not None and choice.approved == approved else Decision(approved)
+        if not pending.future.done():
+            pending.future.set_result(decision)
 
     # -- public surface (the facade calls these) ------------------------------------------------------
     def prompt(self, text: str) -> PromptHandle:
@@ -323,14 +338,25 @@ class Agent(ToolRunner, Compaction):
         auto_resume: bool = True,
         remember: bool = False,
         by: Any = None,
-    ) -> None:
-        """Approve a waiting tool call (`ref` from its approval_required event); `args` edits it."""
-        self._decide(str(ref), True, args=args, note=note, auto_resume=auto_resume, remember=remember, by=by)
+    ) -> asyncio.Future[None] | None:
+        """Approve a waiting tool call (`ref` from its approval_required event); `args` edits it.
 
-    def reject(self, ref: str, *, note: str | None = None, auto_resume: bool = False, by: Any = None) -> None:
+        A stored agent writes the decision (services: `agents.approve_tool_use`) and the waiting call
+        goes on when its event arrives. Called on the agent's own loop (a cell, a widget, the gateway),
+        the write runs in a worker thread and this returns its future — `await` it to wait for the write
+        and see its errors; called from another thread, it is written before this returns (None)."""
+        return self._decide(
+            str(ref), True, args=args, note=note, auto_resume=auto_resume, remember=remember, by=by
+        )
+
+    def reject(
+        self, ref: str, *, note: str | None = None, auto_resume: bool = False, by: Any = None
+    ) -> asyncio.Future[None] | None:
         """Deny a waiting tool call. With auto_resume=False (the default) the run ends after this
-        batch of tools instead of asking the model again."""
-        self._decide(str(ref), False, args=None, note=note, auto_resume=auto_resume, remember=False, by=by)
+        batch of tools instead of asking the model again. Returns as `approve` does."""
+        return self._decide(
+            str(ref), False, args=None, note=note, auto_resume=auto_resume, remember=False, by=by
+        )
 
     def _decide(
         self,
@@ -342,7 +368,7 @@ class Agent(ToolRunner, Compaction):
         auto_resume: bool,
         remember: bool,
         by: Any,
-    ) -> None:
+    ) -> asyncio.Future[None] | None:
         if not self.alive:
             raise AgentNotAliveError(self.id)
         pending = self._approvals.get(ref)
@@ -350,11 +376,35 @@ class Agent(ToolRunner, Compaction):
             raise NotFoundError("pending approval", ref)
         if args is not None and not isinstance(args, Mapping):
             raise InvalidInputError("must be a mapping of argument names to values", field="args")
-        if self.recorder.enabled:
-            # The store decides first (so a crash after this line still has the decision); its event
-            # also resolves the wait, but resolving here too makes the answer immediate and carries args.
-            self.recorder.decide_in(ref, approved, note=note, args=args, by=by, remember=remember)
-        self._resolve(pending.future, Decision(approved, note, args, auto_resume))
+        if note is not None and not isinstance(note, str):
+            raise InvalidInputError("must be text", field="note")
+        choice = Decision(approved, note, dict(args) if args is not None else None, bool(auto_resume))
+        if not self.recorder.enabled:  # nothing stored: this call is the only way the decision arrives
+            self._resolve(pending.future, choice)
+            return None
+        pending.choice = choice
+
+        def write() -> None:
+            self.recorder.decide(ref, approved, note=note, args=args, by=by, remember=remember)
+
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if not on_loop:
+            write()
+            return None
+        assert self._loop is not None
+        # the caller's context goes along: who is acting (`acting_as`) decides what they may decide
+        future: asyncio.Future[None] = self._loop.run_in_executor(None, contextvars.copy_context().run, write)
+        future.add_done_callback(self._log_failed_decision)
+        return future
+
+    @staticmethod
+    def _log_failed_decision(future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            # Nothing was decided: the call still waits (or was decided by someone else first).
+            log.warning("the decision was not stored: %s", future.exception())
 
     def user_respond(self, ref: str, response: str) -> None:
         pending = self._inputs.get(str(ref))

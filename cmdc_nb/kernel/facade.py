@@ -118,14 +118,18 @@ def approve(
     auto_resume: bool = True,
     remember: bool = False,
     by: Any = None,
-) -> None:
-    agent_of(ref).approve(tool_ref, args=args, note=note, auto_resume=auto_resume, remember=remember, by=by)
+) -> asyncio.Future[None] | None:
+    """Approve a waiting tool call; see `Agent.approve` (await the result to see the write's errors)."""
+    return agent_of(ref).approve(
+        tool_ref, args=args, note=note, auto_resume=auto_resume, remember=remember, by=by
+    )
 
 
 def reject(
     ref: AgentRef, tool_ref: str, *, note: str | None = None, auto_resume: bool = False, by: Any = None
-) -> None:
-    agent_of(ref).reject(tool_ref, note=note, auto_resume=auto_resume, by=by)
+) -> asyncio.Future[None] | None:
+    """Deny a waiting tool call; see `Agent.reject`."""
+    return agent_of(ref).reject(tool_ref, note=note, auto_resume=auto_resume, by=by)
 
 
 def user_respond(ref: AgentRef, input_ref: str, response: str) -> None:

@@ -75,6 +75,13 @@ class Recorder:
     def enabled(self) -> bool:
         return self.session_id is not None
 
+    @property
+    def shares_events(self) -> bool:
+        """Whether other processes' committed events reach this workspace's bus (team mode)."""
+        from cmdc_nb._plumbing.workspace import get_workspace
+
+        return self.enabled and get_workspace(self.ws).shares_events
+
     async def _run(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> T:
         return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, **kw))
 
@@ -324,7 +331,7 @@ class Recorder:
 
             await self._run(agents.cancel_tool_use, tool_use_id, reason=reason)
 
-    def decide_in(
+    def decide(
         self,
         tool_use_id: str,
         approve: bool,
@@ -334,7 +341,7 @@ class Recorder:
         by: Any,
         remember: bool,
     ) -> StoredToolUse:
-        """Decide a stored tool use (sync: the facade's approve/reject call it from any thread)."""
+        """Decide a stored tool use. Sync, and never on the loop: the agent runs it in a worker thread."""
         from cmdc_nb.services import agents
 
         if approve:

@@ -97,6 +97,14 @@ class SteerResult:
 
 
 @dataclass
+class Decision:
+    approved: bool
+    note: str | None = None
+    args: Mapping[str, Any] | None = None
+    auto_resume: bool = True
+
+
+@dataclass
 class Pending:
     """A tool call waiting for a decision (approval) or an answer (user input)."""
 
@@ -108,14 +116,9 @@ class Pending:
     question: str = ""
     requested_at: float = field(default_factory=time.time)
     approval_id: str | None = None
-
-
-@dataclass
-class Decision:
-    approved: bool
-    note: str | None = None
-    args: Mapping[str, Any] | None = None
-    auto_resume: bool = True
+    # what this process's approve()/reject() asked for (note, edited args, auto_resume), applied when
+    # the stored decision comes back as an event
+    choice: Decision | None = None
 
 
 @dataclass

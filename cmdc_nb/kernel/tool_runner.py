@@ -21,7 +21,8 @@ from cmdc_nb.providers import ToolCall
 __all__ = ["ToolRunner"]
 
 
-DECISION_POLL_S = 1.0  # how often a waiting tool call reads its approval from the database
+DECISION_POLL_S = 1.0  # how often a waiting tool call reads its decision when events cannot reach it
+DECISION_FALLBACK_S = 10.0  # ... and when they can (the event bridge shares them): a safety net
 
 
 class ToolRunner(AgentCore):
@@ -182,17 +183,13 @@ class ToolRunner(AgentCore):
         self.emit(
             ev.ApprovalRequired(ref, call.name, dict(args), call.id, tu.approval_id if tu else None, hint)
         )
-        watcher: asyncio.Task[None] | None = None
+        fallback: asyncio.Task[None] | None = None
         try:
             if tu is not None:
-                # It may have been decided between our read and our subscription: look once more.
-                now = await self.recorder.get_tool_use(ref)
-                if now.status in ("approved", "denied") and not fut.done():
-                    fut.set_result(Decision(now.status == "approved"))
-                # Decisions taken in this process arrive as events at once; one taken in another
-                # process (another kernel, a colleague's queue, a worker expiring it) is read from the
-                # database at the next look.
-                watcher = asyncio.create_task(self._watch_decision(ref, fut))
+                early = self._early_decisions.pop(ref, None)
+                if early is not None:  # its event came before this call began to wait
+                    fut.set_result(Decision(early))
+                fallback = asyncio.create_task(self._poll_decision(ref, fut))
             decision = await fut
         except asyncio.CancelledError:
             if tu is not None:
@@ -203,20 +200,24 @@ class ToolRunner(AgentCore):
             raise
         finally:
             self._approvals.pop(ref, None)
-            if watcher is not None:
-                watcher.cancel()
+            if fallback is not None:
+                fallback.cancel()
         self.emit(ev.AgentResumed("tool_approved" if decision.approved else "tool_rejected", (ref,)))
         return decision
 
-    async def _watch_decision(self, ref: str, fut: asyncio.Future[Decision]) -> None:
+    async def _poll_decision(self, ref: str, fut: asyncio.Future[Decision]) -> None:
+        """The fallback waiter: decisions arrive as events (see Agent._decided); one taken by a process
+        whose events do not reach this bus (another kernel on SQLite, a worker without the event bridge)
+        is read from the database — each second, or every ten when events are shared anyway."""
+        every = DECISION_FALLBACK_S if self.recorder.shares_events else DECISION_POLL_S
         while not fut.done():
-            await asyncio.sleep(DECISION_POLL_S)
+            await asyncio.sleep(every)
             try:
                 now = await self.recorder.get_tool_use(ref)
             except CmdcError:  # a transient database error: look again next time
                 continue
             if now.status in ("approved", "denied") and not fut.done():
-                fut.set_result(Decision(now.status == "approved"))
+                self._decided(ref, now.status == "approved")
 
     async def _execute(
         self,

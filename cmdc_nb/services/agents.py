@@ -42,6 +42,7 @@ from cmdc_nb.errors import (
 )
 from cmdc_nb.events import topics
 from cmdc_nb.services import approvals, budgets, costs
+from cmdc_nb.services.tool_decisions import TOOL_USE_TRANSITIONS, decide_tool_use_in, tool_payload
 from cmdc_nb.store.enums import (
     ActivityAction,
     AgentCallStatus,
@@ -95,16 +96,6 @@ AGENT_CALL_TRANSITIONS: dict[AgentCallStatus, frozenset[AgentCallStatus]] = {
     _A.CANCELLED: frozenset(),
 }
 _T = ToolUseStatus
-TOOL_USE_TRANSITIONS: dict[ToolUseStatus, frozenset[ToolUseStatus]] = {
-    _T.PENDING: frozenset({_T.APPROVED, _T.DENIED, _T.EXECUTING, _T.CANCELLED}),
-    _T.APPROVED: frozenset({_T.EXECUTING, _T.CANCELLED}),
-    _T.EXECUTING: frozenset({_T.COMPLETED, _T.FAILED, _T.TIMEOUT, _T.CANCELLED}),
-    _T.DENIED: frozenset(),
-    _T.COMPLETED: frozenset(),
-    _T.FAILED: frozenset(),
-    _T.CANCELLED: frozenset(),
-    _T.TIMEOUT: frozenset(),
-}
 
 CallRef = AgentCall | uuid.UUID | str
 ToolRef = ToolUse | uuid.UUID | str
@@ -462,19 +453,6 @@ def _schema_dict(schema: Any) -> dict[str, Any] | None:
 # --- tool uses --------------------------------------------------------------------------------------
 
 
-def _tool_payload(t: ToolUse) -> dict[str, Any]:
-    return {
-        "tool_use_id": str(t.id),
-        "agent_call_id": str(t.agent_call_id),
-        "session_id": str(t.session_id),
-        "tool_name": t.tool_name,
-        "sequence": t.sequence,
-        "status": t.status.value,
-        "requires_approval": t.requires_approval,
-        "approval_id": str(t.approval_id) if t.approval_id else None,
-    }
-
-
 def create_tool_use(
     call: CallRef,
     *,
@@ -540,7 +518,7 @@ def create_tool_use(
         )
         tx.db.add(tool)
         tx.db.flush()
-        tx.publish(topics.session_agent_calls(session_id), "tool_use_created", _tool_payload(tool))
+        tx.publish(topics.session_agent_calls(session_id), "tool_use_created", tool_payload(tool))
         if needs:
             cls = pol["approval_class"]
             item = approvals.insert_item_in(
@@ -597,44 +575,22 @@ def _decide_tool(
     ws: Workspace | None,
 ) -> ToolUse:
     uid = v.id_of(by, "by") if by is not None else None
-    target = _T.APPROVED if approve else _T.DENIED
+    if input is not None and not isinstance(input, Mapping):
+        raise InvalidInputError("must be a mapping of argument names to values", field="input")
     with get_workspace(ws).transaction() as tx:
         tool = fetch(tx.db, ToolUse, tool_use, "tool_use", lock=True)
-        check_transition("tool_use", TOOL_USE_TRANSITIONS, tool.status, target)
+        check_transition("tool_use", TOOL_USE_TRANSITIONS, tool.status, _T.APPROVED if approve else _T.DENIED)
         item = _pending_item(tx, tool)
-        if item is not None:
-            # Decide through the approval item; it moves this tool use in the same transaction.
-            edited = {**item.payload, "input": jsonable(dict(input))} if input is not None else None
-            status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
-            approvals.decide_in(tx, item, status, by=uid, note=note, modified_payload=edited)
-            if approve and remember:
-                approvals.remember_decision_in(tx, item, uid or item.user_id)
-            tx.db.refresh(tool)
+        if item is None:  # approval was not required: no item to decide
+            decide_tool_use_in(tx, tool, approve, by=uid, note=note, input=input)
             return tool
-        # No approval item (approval was not required): decide the tool use alone.
-        tool.status = target
-        tool.approved_by_id = uid
-        tool.approved_at = utcnow()
-        if not approve:
-            tool.denial_reason = note
-        if approve and input is not None:
-            tool.meta = {**tool.meta, "original_input": tool.input}
-            tool.input = jsonable(dict(input))
-        tx.db.flush()
-        log_activity(
-            tx,
-            ActivityAction.TOOL_APPROVE if approve else ActivityAction.TOOL_DENY,
-            resource_type="tool_use",
-            resource_id=tool.id,
-            user_id=uid,
-            session_id=tool.session_id,
-            details={"note": note},
-        )
-        tx.publish(
-            topics.session_agent_calls(tool.session_id),
-            "tool_use_approved" if approve else "tool_use_denied",
-            _tool_payload(tool),
-        )
+        # Decided through its approval item, which moves this tool use in the same transaction.
+        edited = {**item.payload, "input": jsonable(dict(input))} if input is not None else None
+        status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+        approvals.decide_in(tx, item, status, by=uid, note=note, modified_payload=edited)
+        if approve and remember:
+            approvals.remember_decision_in(tx, item, uid or item.user_id)
+        tx.db.refresh(tool)
     return tool
 
 
@@ -694,7 +650,7 @@ def start_tool_execution(tool_use: ToolRef, *, ws: Workspace | None = None) -> T
             session_id=tool.session_id,
             details={"tool_name": tool.tool_name, "input": tool.input},
         )
-        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_started", _tool_payload(tool))
+        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_started", tool_payload(tool))
     return tool
 
 
@@ -725,7 +681,7 @@ def complete_tool_use(
         tool.file_changes = jsonable(list(file_changes or []))
         tool.exit_code, tool.stdout, tool.stderr = exit_code, stdout, stderr
         tx.db.flush()
-        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_completed", _tool_payload(tool))
+        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_completed", tool_payload(tool))
     return tool
 
 
@@ -746,7 +702,7 @@ def fail_tool_use(
         tool.error_type, tool.error_message = error_type, error_message
         tool.exit_code, tool.stderr = exit_code, stderr
         tx.db.flush()
-        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_failed", _tool_payload(tool))
+        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_failed", tool_payload(tool))
     return tool
 
 
@@ -764,7 +720,7 @@ def cancel_tool_use(tool_use: ToolRef, *, reason: str | None = None, ws: Workspa
             approvals.decide_in(
                 tx, item, ApprovalStatus.DENIED, note=reason or "tool use cancelled", reason="cancelled"
             )
-        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_cancelled", _tool_payload(tool))
+        tx.publish(topics.session_agent_calls(tool.session_id), "tool_use_cancelled", tool_payload(tool))
     return tool
 
 

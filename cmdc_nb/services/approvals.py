@@ -38,6 +38,7 @@ from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.events import topics
 from cmdc_nb.services.matching import compile_conditions
+from cmdc_nb.services.tool_decisions import decide_tool_use_in
 from cmdc_nb.store.enums import (
     ActivityAction,
     ApprovalSourceType,
@@ -313,46 +314,28 @@ def decide_in(
         payload["rule_id"] = str(rule.id)
     tx.publish(topics.user_approvals(item.user_id), _DECISION_EVENT[status], payload)
     if item.source_type is ApprovalSourceType.TOOL_USE and item.source_id is not None:
-        _sync_tool_use(tx, item, by=by, note=note or item.auto_approval_reason, edited=item.modified_payload)
+        _decide_tool_use(tx, item, by=by, note=note or item.auto_approval_reason)
 
 
-def _sync_tool_use(
-    tx: Tx, item: ApprovalItem, *, by: uuid.UUID | None, note: str | None, edited: Mapping[str, Any] | None
-) -> None:
+def _decide_tool_use(tx: Tx, item: ApprovalItem, *, by: uuid.UUID | None, note: str | None) -> None:
     tool = tx.db.get(ToolUse, item.source_id, with_for_update=True, populate_existing=True)
     if tool is None or tool.status is not ToolUseStatus.PENDING:
-        return
+        return  # it went on without this decision (cancelled, or run without approval)
     approved = item.status in (ApprovalStatus.APPROVED, ApprovalStatus.AUTO_APPROVED)
-    tool.status = ToolUseStatus.APPROVED if approved else ToolUseStatus.DENIED
-    tool.approval_id = item.id
-    tool.approved_by_id = by
-    tool.approved_at = item.decided_at
-    if not approved:
-        tool.denial_reason = note or ("approval expired" if item.status is ApprovalStatus.EXPIRED else None)
-    if approved and edited and isinstance(edited.get("input"), Mapping):
-        tool.meta = {**tool.meta, "original_input": tool.input, "input_edited_by": str(by) if by else None}
-        tool.input = dict(edited["input"])
-    tx.db.flush()
-    log_activity(
+    if not approved and note is None and item.status is ApprovalStatus.EXPIRED:
+        note = "approval expired"
+    edited = item.modified_payload
+    decide_tool_use_in(
         tx,
-        ActivityAction.TOOL_APPROVE if approved else ActivityAction.TOOL_DENY,
-        resource_type="tool_use",
-        resource_id=tool.id,
-        user_id=by or item.user_id,
-        session_id=tool.session_id,
-        details={"approval_id": str(item.id), "via": item.status.value},
-    )
-    tx.publish(
-        topics.session_agent_calls(tool.session_id),
-        "tool_use_approved" if approved else "tool_use_denied",
-        {
-            "tool_use_id": str(tool.id),
-            "agent_call_id": str(tool.agent_call_id),
-            "session_id": str(tool.session_id),
-            "tool_name": tool.tool_name,
-            "status": tool.status.value,
-            "approval_id": str(item.id),
-        },
+        tool,
+        approved,
+        by=by,
+        note=note,
+        input=edited["input"] if approved and edited and isinstance(edited.get("input"), Mapping) else None,
+        approval_id=item.id,
+        at=item.decided_at,
+        via=item.status.value,
+        owner=item.user_id,
     )
 
 
