@@ -504,6 +504,7 @@ print(" → ".join(f"{{t}}×{{n}}" if (n := len(list(g))) > 1 else t for t, g in
 {CHECK}""",
     """md:## Every event type""",
     """from IPython.display import Markdown
+import cmdc_nb.plugins, cmdc_nb.toolkit  # each feature registers its own event types
 from cmdc_nb.kernel.events import events_table
 Markdown(events_table())""",
     """md:## Plugins: hooks and actions

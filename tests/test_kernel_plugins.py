@@ -12,7 +12,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -383,9 +383,51 @@ def test_async_handlers_and_lists_of_actions() -> None:
 def test_the_documented_events_are_the_generated_table() -> None:
     from pathlib import Path
 
+    import cmdc_nb.plugins
+    import cmdc_nb.toolkit  # noqa: F401 - the features register their own event types
     from cmdc_nb.kernel.events import events_table
 
     doc = (Path(__file__).parents[1] / "docs" / "kernel.md").read_text(encoding="utf-8")
     assert events_table() in doc, (
         "docs/kernel.md is stale: paste cmdc_nb.kernel.events.events_table() into it"
     )
+
+
+async def test_a_plugin_brings_its_own_event_type_without_touching_the_kernel() -> None:
+    from cmdc_nb.kernel import AgentEvent, register_event_type
+    from cmdc_nb.kernel.events import EVENT_TYPES, events_table
+
+    @register_event_type
+    @dataclass(frozen=True, slots=True)
+    class Shouted(AgentEvent):
+        type: ClassVar[str] = "test_shouted"
+        text: str
+
+    class Shout(Plugin):
+        name = "shout"
+
+        def on_after_response(self, event: HookEvent, ctx: ToolContext) -> None:
+            ctx.agent.emit(Shouted(str(event.text).upper()))
+
+    try:
+        assert (
+            EVENT_TYPES["test_shouted"] is Shouted and "`test_shouted` | `Shouted` | text" in events_table()
+        )
+        agent = Agent(model=Script(["hello"]).model, plugins=[Shout()])
+        got: list[Any] = []
+        agent.events.subscribe(got.append)
+        await agent.prompt("hi")
+        [shout] = [e for e in got if e.type == "test_shouted"]
+        assert shout.event.text == "HELLO" and shout.to_dict()["text"] == "HELLO"
+
+        # a type belongs to one class: another class cannot take it, nor a kernel event's
+        @dataclass(frozen=True, slots=True)
+        class Impostor(AgentEvent):
+            type: ClassVar[str] = "agent_end"
+
+        with pytest.raises(ValueError, match=r"already belongs to cmdc_nb\.kernel\.events\.AgentEnd"):
+            register_event_type(Impostor)
+        with pytest.raises(TypeError):
+            register_event_type(dict)  # type: ignore[type-var]
+    finally:
+        EVENT_TYPES.pop("test_shouted", None)

@@ -95,7 +95,7 @@ async def test_a_run_is_stored_turn_by_turn_with_exact_costs(ws: Workspace, sess
     end = next(e.event for e in got if e.type == "agent_end")
     assert (end.cost_usd, end.usage.input, end.usage.output) == (sum(expected), 2500, 31)
     forwarded: list[Any] = []
-    ws.bus.subscribe(f"agent:{agent.id}", forwarded.append, since=0)
+    ws.bus.subscribe(topics.agent(agent.id), forwarded.append, since=0)
     assert [e.type for e in forwarded][-1] == "agent_end" and forwarded[-1].payload["cost_usd"] == str(
         sum(expected)
     )
@@ -264,8 +264,7 @@ _CHILD = textwrap.dedent(
     """
     import asyncio, os, sys
     import cmdc_nb
-    from cmdc_nb.events import topics
-from cmdc_nb.kernel import Agent, tool
+    from cmdc_nb.kernel import Agent, tool
     from cmdc_nb.providers import Script, Turn, call
 
     @tool(requires_approval=True)

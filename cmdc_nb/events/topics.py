@@ -6,6 +6,9 @@ Build them with these helpers rather than by hand, so a typo is an AttributeErro
 from __future__ import annotations
 
 __all__ = [
+    "AGENT_PREFIX",
+    "a2a_tasks",
+    "agent",
     "index",
     "presence",
     "session",
@@ -89,3 +92,16 @@ def workspace() -> str:
 def presence(resource_type: object, resource_id: object) -> str:
     """Who is looking at a resource (`presence:session:{id}`)."""
     return f"presence:{resource_type}:{resource_id}"
+
+
+AGENT_PREFIX = "agent:"
+
+
+def agent(agent_id: object) -> str:
+    """Where a stored agent's kernel events are mirrored as plain JSON."""
+    return f"{AGENT_PREFIX}{agent_id}"
+
+
+def a2a_tasks(owner_id: object) -> str:
+    """The gateway's A2A tasks of one owner."""
+    return f"a2a:{owner_id}"

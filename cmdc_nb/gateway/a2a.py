@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 
 from cmdc_nb._plumbing import access
 from cmdc_nb.errors import AbortedError, CmdcError, GuardrailError
+from cmdc_nb.events import topics
 from cmdc_nb.gateway.a2a_legacy import LEGACY_METHODS, LegacyTasks, rpc_error
 from cmdc_nb.store.models import A2ATask, User
 
@@ -132,7 +133,7 @@ class DatabaseTaskStore:
                 else:
                     row.state, row.document = state, doc
                 tx.db.flush()
-                tx.publish(f"a2a:{owner}", "a2a_task_saved", {"task_id": task.id, "state": state})
+                tx.publish(topics.a2a_tasks(owner), "a2a_task_saved", {"task_id": task.id, "state": state})
                 return before
 
         before = await asyncio.to_thread(write)

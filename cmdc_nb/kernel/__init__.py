@@ -28,6 +28,7 @@ from cmdc_nb.kernel.agent import (
     SteerResult,
     normalize_abort_reason,
 )
+from cmdc_nb.kernel.events import AgentEvent, register_event_type
 from cmdc_nb.kernel.facade import (
     abort,
     agent_of,
@@ -80,6 +81,7 @@ __all__ = [
     "Abort",
     "Action",
     "Agent",
+    "AgentEvent",
     "AgentOptions",
     "AgentState",
     "BlockTool",
@@ -118,6 +120,7 @@ __all__ = [
     "monitor",
     "normalize_abort_reason",
     "prompt",
+    "register_event_type",
     "reject",
     "replace_tools",
     "resume_agent",

@@ -111,8 +111,9 @@ class AgentCore:
         if not self.recorder.enabled:
             return
         from cmdc_nb._plumbing.workspace import get_workspace
+        from cmdc_nb.events import topics
 
-        get_workspace(self.recorder.ws).bus.publish(f"agent:{self.id}", env.type, env.to_dict())
+        get_workspace(self.recorder.ws).bus.publish(topics.agent(self.id), env.type, env.to_dict())
 
     def context(self, **extra: Any) -> ToolContext:
         return ToolContext(

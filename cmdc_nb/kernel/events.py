@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from cmdc_nb.providers import TokenUsage
 
@@ -36,29 +36,21 @@ __all__ = [
     "Envelope",
     "EventLog",
     "Intervention",
-    "LargeResultOffloaded",
     "LoopDetected",
-    "MemoryFlushed",
     "MessageDelta",
     "MessageStart",
     "ModelFallback",
     "ModelSwitched",
-    "PlanUpdated",
     "PluginError",
     "PluginEvent",
     "PromptReceived",
-    "ReflectionApproved",
     "RequestStart",
     "ResponseComplete",
     "Retry",
-    "SecurityAudit",
     "SteeringApplied",
     "SteeringReceived",
     "StreamError",
-    "SubagentEnd",
-    "SubagentStart",
     "ThinkingDelta",
-    "TodoChange",
     "ToolAttached",
     "ToolCallUnknown",
     "ToolCalls",
@@ -71,6 +63,7 @@ __all__ = [
     "UserInputRequested",
     "UserResponded",
     "events_table",
+    "register_event_type",
 ]
 
 
@@ -376,96 +369,78 @@ class PluginError(AgentEvent):
     error: str
 
 
-# --- built-in tools and plugins (cmdc_nb.toolkit, cmdc_nb.plugins) -----------------------------------------
-@dataclass(frozen=True, slots=True)
-class SubagentStart(AgentEvent):
-    type: ClassVar[str] = "subagent_start"
-    name: str
-    agent_id: str
-    task: str
+EVENT_TYPES: dict[str, type[AgentEvent]] = {}  # every known event type, the kernel's and the features'
+_KERNEL_TYPES: list[str] = []
+
+E = TypeVar("E", bound=type[AgentEvent])
 
 
-@dataclass(frozen=True, slots=True)
-class SubagentEnd(AgentEvent):
-    type: ClassVar[str] = "subagent_end"
-    name: str
-    agent_id: str
-    ok: bool
-    reply: str
-    usage: TokenUsage
-    cost_usd: Decimal | None
+def register_event_type(cls: E) -> E:
+    """Make an event class known by its `type`: listed in `EVENT_TYPES` and `events_table()`.
+
+    Plugins and tools define and register their own events (`@register_event_type` above the
+    dataclass) in their own modules, so a new feature never edits the kernel. A `type` may belong to
+    one class only."""
+    if not (isinstance(cls, type) and issubclass(cls, AgentEvent)) or cls.type == AgentEvent.type:
+        raise TypeError("register_event_type takes an AgentEvent subclass with its own `type`")
+    known = EVENT_TYPES.get(cls.type)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(
+            f"event type {cls.type!r} already belongs to {known.__module__}.{known.__qualname__}"
+        )
+    EVENT_TYPES[cls.type] = cls
+    return cls
 
 
-@dataclass(frozen=True, slots=True)
-class TodoChange(AgentEvent):
-    type: ClassVar[str] = "todo_change"
-    todos: tuple[Mapping[str, Any], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SecurityAudit(AgentEvent):
-    """SecurityGuard refused a call: what, why, and the rule that matched."""
-
-    type: ClassVar[str] = "security_audit"
-    tool: str
-    call_id: str
-    reason: str
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class LargeResultOffloaded(AgentEvent):
-    type: ClassVar[str] = "large_result_offloaded"
-    tool: str
-    call_id: str
-    path: str
-    chars: int
-
-
-@dataclass(frozen=True, slots=True)
-class PlanUpdated(AgentEvent):
-    """The plan was generated (`reason="generated"`), advanced, replanned, approved or finished."""
-
-    type: ClassVar[str] = "plan_updated"
-    reason: str
-    plan: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ReflectionApproved(AgentEvent):
-    type: ClassVar[str] = "reflection_approved"
-    critique: str
-    iteration: int
-    forced: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryFlushed(AgentEvent):
-    type: ClassVar[str] = "memory_flushed"
-    facts: tuple[str, ...]
-    count: int
-    path: str
-
-
-EVENT_TYPES: dict[str, type[AgentEvent]] = {
-    cls.type: cls
-    for cls in (
-        AgentStart, AgentEnd, AgentAbort, PromptReceived, AgentResumed, TurnComplete, RequestStart,
-        MessageStart, MessageDelta, ThinkingDelta, ResponseComplete, Retry, ModelFallback, StreamError,
-        ToolCalls, ToolExecutionStart, ToolExecutionEnd, ToolExecutionMetrics, ToolCallUnknown,
-        ToolAttached, ToolDetached, ToolsUpdated, LoopDetected, ApprovalRequired, UserInputRequested,
-        UserResponded, ModelSwitched, SteeringReceived, SteeringApplied, Intervention, Compaction,
-        PluginEvent, PluginError, SubagentStart, SubagentEnd, TodoChange, SecurityAudit,
-        LargeResultOffloaded, PlanUpdated, ReflectionApproved, MemoryFlushed,
-    )
-}  # fmt: skip
+for _cls in (
+    AgentStart,
+    AgentEnd,
+    AgentAbort,
+    PromptReceived,
+    AgentResumed,
+    TurnComplete,
+    RequestStart,
+    MessageStart,
+    MessageDelta,
+    ThinkingDelta,
+    ResponseComplete,
+    Retry,
+    ModelFallback,
+    StreamError,
+    ToolCalls,
+    ToolExecutionStart,
+    ToolExecutionEnd,
+    ToolExecutionMetrics,
+    ToolCallUnknown,
+    ToolAttached,
+    ToolDetached,
+    ToolsUpdated,
+    LoopDetected,
+    ApprovalRequired,
+    UserInputRequested,
+    UserResponded,
+    ModelSwitched,
+    SteeringReceived,
+    SteeringApplied,
+    Intervention,
+    Compaction,
+    PluginEvent,
+    PluginError,
+):
+    register_event_type(_cls)
+    _KERNEL_TYPES.append(_cls.type)
 
 
 def events_table() -> str:
-    """Every event type with its fields, as Markdown (docs/kernel.md embeds it; a test keeps it true)."""
+    """Every registered event type with its fields, as Markdown (docs/kernel.md embeds it, with the
+    toolkit and plugins imported; a test keeps it true)."""
+    # the kernel's own in the order they happen, then the features' by module (import order varies)
+    features = sorted(set(EVENT_TYPES) - set(_KERNEL_TYPES), key=lambda n: (EVENT_TYPES[n].__module__, n))
     rows = [
-        f"| `{name}` | `{cls.__name__}` | " + ", ".join(f.name for f in dataclasses.fields(cls)) + " |"
-        for name, cls in EVENT_TYPES.items()
+        f"| `{name}` | `{EVENT_TYPES[name].__name__}` | "
+        + ", ".join(f.name for f in dataclasses.fields(EVENT_TYPES[name]))
+        + " |"
+        for name in [*_KERNEL_TYPES, *features]
     ]
     return "\n".join(["| type | class | fields |", "|---|---|---|", *rows])
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import Action, Emit, HookEvent, Plugin, ReplaceToolResult
@@ -18,10 +19,22 @@ __all__ = [
     "SECRET_PATTERNS",
     "EventLogger",
     "LargeResultOffload",
+    "LargeResultOffloaded",
     "OutputFilter",
     "PatchToolCalls",
     "redactor",
 ]
+
+
+@ev.register_event_type
+@dataclass(frozen=True, slots=True)
+class LargeResultOffloaded(ev.AgentEvent):
+    type: ClassVar[str] = "large_result_offloaded"
+    tool: str
+    call_id: str
+    path: str
+    chars: int
+
 
 SECRET_PATTERNS: dict[str, str] = {
     "api_key": r"\b(?:sk|pk|rk)-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}",
@@ -154,7 +167,7 @@ class LargeResultOffload(Plugin):
         target.write_text(content, encoding="utf-8")
         rel = ctx.sandbox.relative(target)
         if ctx.agent is not None:
-            ctx.agent.emit(ev.LargeResultOffloaded(event.name, event.call_id, rel, len(content)))
+            ctx.agent.emit(LargeResultOffloaded(event.name, event.call_id, rel, len(content)))
         n = self.preview_chars
         preview = (
             f"{content[:n]}\n… [{len(content)} characters; the whole result is in {rel} — "

@@ -6,14 +6,24 @@ import hashlib
 import inspect
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import HookEvent, Plugin
 from cmdc_nb.kernel.tools import ToolContext
 
-__all__ = ["MemoryFlush", "MemoryLoader", "extract_facts"]
+__all__ = ["MemoryFlush", "MemoryFlushed", "MemoryLoader", "extract_facts"]
+
+
+@ev.register_event_type
+@dataclass(frozen=True, slots=True)
+class MemoryFlushed(ev.AgentEvent):
+    type: ClassVar[str] = "memory_flushed"
+    facts: tuple[str, ...]
+    count: int
+    path: str
 
 
 class MemoryLoader(Plugin):
@@ -119,7 +129,7 @@ class MemoryFlush(Plugin):
                 sep = "" if not existing or existing.endswith("\n") else "\n"
                 path.write_text(existing + sep + "".join(f"- {f}\n" for f in new), encoding="utf-8")
             if ctx.agent is not None:
-                ctx.agent.emit(ev.MemoryFlushed(tuple(new), len(new), str(path)))
+                ctx.agent.emit(MemoryFlushed(tuple(new), len(new), str(path)))
         except Exception as exc:
             if ctx.agent is not None:
                 ctx.agent.emit(ev.PluginError(self.name, "before_compact", f"memory flush failed: {exc}"))

@@ -11,7 +11,9 @@ edited Markdown plan) or `reject_plan()`. The model then carries the plan out, r
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from cmdc_nb.errors import CmdcError, InvalidInputError
 from cmdc_nb.kernel import events as ev
@@ -19,7 +21,18 @@ from cmdc_nb.kernel.plugins import Abort, Action, Emit, HookEvent, Intervene, Pl
 from cmdc_nb.kernel.tools import Tool, ToolContext, ToolError
 from cmdc_nb.plugins.plan import STEP_STATUSES, Plan
 
-__all__ = ["PLAN_REQUEST", "Planning"]
+__all__ = ["PLAN_REQUEST", "PlanUpdated", "Planning"]
+
+
+@ev.register_event_type
+@dataclass(frozen=True, slots=True)
+class PlanUpdated(ev.AgentEvent):
+    """The plan was generated (`reason="generated"`), advanced, replanned, approved or finished."""
+
+    type: ClassVar[str] = "plan_updated"
+    reason: str
+    plan: Mapping[str, Any]
+
 
 PLAN_REQUEST = (
     "Before doing anything else, write a short plan for this task as a Markdown checklist "
@@ -132,7 +145,7 @@ class Planning(Plugin):
         if agent is None or self.plan is None:
             return
         agent.system_context["plan"] = self.plan.to_prompt_section()
-        agent.emit(ev.PlanUpdated(reason, self.plan.to_dict()))
+        agent.emit(PlanUpdated(reason, self.plan.to_dict()))
 
     def update_plan_tool(self) -> Tool:
         plugin = self

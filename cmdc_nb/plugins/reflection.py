@@ -10,13 +10,25 @@ fails, the plugin falls back to self-review.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import ClassVar
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.options import SubAgent
 from cmdc_nb.kernel.plugins import Action, HookEvent, Intervene, Plugin
 from cmdc_nb.kernel.tools import ToolContext
 
-__all__ = ["Reflection"]
+__all__ = ["Reflection", "ReflectionApproved"]
+
+
+@ev.register_event_type
+@dataclass(frozen=True, slots=True)
+class ReflectionApproved(ev.AgentEvent):
+    type: ClassVar[str] = "reflection_approved"
+    critique: str
+    iteration: int
+    forced: bool = False
+
 
 REVIEW = (
     "Review your last answer against these criteria: {criteria}. If it fully meets them, reply with exactly "
@@ -90,7 +102,7 @@ class Reflection(Plugin):
     def _done(self, ctx: ToolContext, critique: str, *, forced: bool = False) -> None:
         self.phase = "done"
         if ctx.agent is not None:
-            ctx.agent.emit(ev.ReflectionApproved(critique, self.reviews, forced))
+            ctx.agent.emit(ReflectionApproved(critique, self.reviews, forced))
 
     async def _ask_reviewer(self, ctx: ToolContext, reply: str) -> str | None:
         from cmdc_nb.toolkit.agentic import run_subagent

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import Action, BlockTool, HookEvent, Plugin, RequireApproval
@@ -19,8 +20,22 @@ __all__ = [
     "DEFAULT_BLOCKED_PATHS",
     "DEFAULT_SAFE_COMMANDS",
     "HumanApproval",
+    "SecurityAudit",
     "SecurityGuard",
 ]
+
+
+@ev.register_event_type
+@dataclass(frozen=True, slots=True)
+class SecurityAudit(ev.AgentEvent):
+    """SecurityGuard refused a call: what, why, and the rule that matched."""
+
+    type: ClassVar[str] = "security_audit"
+    tool: str
+    call_id: str
+    reason: str
+    rule: str
+
 
 DEFAULT_BLOCKED_PATHS = (
     ".env", ".env.*", "**/.env", "**/.env.*", "**/*.key", "**/*.pem", "**/*.p12", "**/*.pfx",
@@ -108,7 +123,7 @@ class SecurityGuard(Plugin):
             return None
         reason = f"{what} is blocked by the security policy ({rule})"
         if self.audit and ctx.agent is not None:
-            ctx.agent.emit(ev.SecurityAudit(name, event.call_id, reason, rule))
+            ctx.agent.emit(SecurityAudit(name, event.call_id, reason, rule))
         return BlockTool(reason)
 
 

@@ -4,15 +4,59 @@ compact_conversation."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
 
 import pydantic
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.options import SubAgent
 from cmdc_nb.kernel.tools import Tool, ToolContext, ToolError, tool
+from cmdc_nb.providers import TokenUsage
 
-__all__ = ["AGENT_TOOLS", "Todo", "ask_user", "compact_conversation", "run_subagent", "task", "write_todos"]
+__all__ = [
+    "AGENT_TOOLS",
+    "SubagentEnd",
+    "SubagentStart",
+    "Todo",
+    "TodoChange",
+    "ask_user",
+    "compact_conversation",
+    "run_subagent",
+    "task",
+    "write_todos",
+]
+
+
+@ev.register_event_type
+@dataclass(frozen=True, slots=True)
+class SubagentStart(ev.AgentEvent):
+    type: ClassVar[str] = "subagent_start"
+    name: str
+    agent_id: str
+    task: str
+
+
+@ev.register_event_type
+@dataclass(frozen=True, slots=True)
+class SubagentEnd(ev.AgentEvent):
+    type: ClassVar[str] = "subagent_end"
+    name: str
+    agent_id: str
+    ok: bool
+    reply: str
+    usage: TokenUsage
+    cost_usd: Decimal | None
+
+
+@ev.register_event_type
+@dataclass(frozen=True, slots=True)
+class TodoChange(ev.AgentEvent):
+    type: ClassVar[str] = "todo_change"
+    todos: tuple[Mapping[str, Any], ...]
+
 
 GENERAL_PURPOSE = SubAgent(
     name="general-purpose",
@@ -51,7 +95,7 @@ async def run_subagent(parent: Any, spec: SubAgent, description: str) -> tuple[s
         max_turns=opts.max_turns,
         name=f"{spec.name} (sub-agent of {parent.id[:8]})",
     )
-    parent.emit(ev.SubagentStart(spec.name, child.id, description))
+    parent.emit(SubagentStart(spec.name, child.id, description))
     ok, reply = False, ""
     try:
         reply = await asyncio.wait_for(child.prompt(description), spec.timeout_s)
@@ -63,7 +107,7 @@ async def run_subagent(parent: Any, spec: SubAgent, description: str) -> tuple[s
     except Exception as exc:
         raise ToolError(f"sub-agent {spec.name!r} failed: {exc}") from None
     finally:
-        parent.emit(ev.SubagentEnd(spec.name, child.id, ok, reply, child.usage, child.cost_usd))
+        parent.emit(SubagentEnd(spec.name, child.id, ok, reply, child.usage, child.cost_usd))
         await child.stop()
 
 
@@ -121,7 +165,7 @@ def write_todos(todos: list[Todo], ctx: ToolContext) -> str:
         raise ToolError("to-do ids must be unique")
     agent = _agent(ctx)
     agent.todos = [t.model_dump() for t in todos]
-    agent.emit(ev.TodoChange(tuple(agent.todos)))
+    agent.emit(TodoChange(tuple(agent.todos)))
     done = sum(t.status == "completed" for t in todos)
     return f"to-do list updated: {done}/{len(todos)} done"
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from cmdc_nb.events import topics
 from cmdc_nb.services import accounts, activity, presence
 from cmdc_nb.widgets._common import Refresher
 from cmdc_nb.widgets._render import CSS, escape
@@ -46,7 +47,7 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
         return f"<ActivityFeed entries={len(self.entries)} people={len(self.people)}>"
 
     def _on_event(self, event: Any) -> None:
-        if event.topic.startswith("agent:"):
+        if event.topic.startswith(topics.AGENT_PREFIX):
             return  # the kernel's own stream (deltas…): the audit log changes with the services' events
         self._refresher(event)
 
