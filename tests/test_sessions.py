@@ -174,13 +174,13 @@ def test_a_sequence_collision_is_retried_not_dropped(
 ) -> None:
     s = sessions.create_session(user, name="S", ws=ws)
     sessions.create_message(s, role="user", content="first", ws=ws)
-    real = sessions._next_sequence
+    real = sessions.messages._next_sequence
     calls = iter([1, 1])  # pretend another writer raced us twice to number 1
 
     def racing(tx, sid):  # type: ignore[no-untyped-def]
         return next(calls, None) or real(tx, sid)
 
-    monkeypatch.setattr(sessions, "_next_sequence", racing)
+    monkeypatch.setattr(sessions.messages, "_next_sequence", racing)
     m = sessions.create_message(s, role="user", content="second", ws=ws)
     assert m.sequence == 2
     assert [x.content for x in sessions.list_messages(s, ws=ws)] == ["first", "second"]
