@@ -143,7 +143,7 @@ def test_daily_costs_from_rollups_equal_grouping_the_records(ws: Workspace, user
             for who in (user, None):
                 kw = {"user": who, "by": by, "since": since, "until": until, "ws": ws}
                 rolled = f.daily_costs(**kw)  # type: ignore[arg-type]
-                _same_frames(rolled, f._daily_from_records(**kw))  # type: ignore[arg-type]
+                _same_frames(rolled, f.cuts._daily_from_records(**kw))  # type: ignore[arg-type]
                 assert len(rolled) > 0
     ghost = f.daily_costs(user=user, by="model", ws=ws)
     assert ghost.loc[ghost["model"] == "ghost", "cost_usd"].isna().all()
@@ -151,7 +151,7 @@ def test_daily_costs_from_rollups_equal_grouping_the_records(ws: Workspace, user
     odd = f.daily_costs(user=user, by="model", since=start + dt.timedelta(hours=5), ws=ws)
     _same_frames(
         odd,
-        f._daily_from_records(user=user, by="model", since=start + dt.timedelta(hours=5), until=None, ws=ws),
+        f.cuts._daily_from_records(user=user, by="model", since=start + dt.timedelta(hours=5), until=None, ws=ws),
     )
 
 

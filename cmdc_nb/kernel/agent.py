@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -35,17 +34,16 @@ from cmdc_nb.errors import (
     ProviderError,
 )
 from cmdc_nb.kernel import events as ev
-from cmdc_nb.kernel.compaction import Compaction
+from cmdc_nb.kernel.decisions import Decisions
 from cmdc_nb.kernel.loop_guard import LoopGuard
 from cmdc_nb.kernel.options import AgentOptions
 from cmdc_nb.kernel.persist import Recorder, history_from_rows
 from cmdc_nb.kernel.plugins import Hook, PluginPipeline
-from cmdc_nb.kernel.prompts import build_system_prompt
+from cmdc_nb.kernel.request import Requester
 from cmdc_nb.kernel.run_state import (
     ABORT_REASONS,
     KILL_TOOLS,
     AgentState,
-    Decision,
     EndReason,
     Pending,
     PromptHandle,
@@ -53,13 +51,12 @@ from cmdc_nb.kernel.run_state import (
     RunningTool,
     SteerResult,
     Stop,
-    add_cost,
     ms,
     normalize_abort_reason,
 )
 from cmdc_nb.kernel.tool_runner import ToolRunner
 from cmdc_nb.kernel.tools import Tool, as_tool
-from cmdc_nb.providers import Completion, ProviderRequest, StreamPart, TokenUsage, ToolCall, stream_completion
+from cmdc_nb.providers import TokenUsage, ToolCall
 
 log = logging.getLogger("cmdc_nb.kernel")
 __all__ = [
@@ -73,7 +70,7 @@ __all__ = [
 ]
 
 
-class Agent(ToolRunner, Compaction):
+class Agent(ToolRunner, Requester, Decisions):
     """An agent. `Agent(model="scripted/demo", tools=[add], session=s)`; options as in AgentOptions."""
 
     def __init__(self, options: AgentOptions | None = None, /, **kw: Any) -> None:
@@ -125,45 +122,6 @@ class Agent(ToolRunner, Compaction):
 
     def __repr__(self) -> str:
         return f"<Agent {self.id[:8]} model={self.model!r} state={self.state.value} turns={self.turns}>"
-
-    # -- loop binding ---------------------------------------------------------------------------------
-
-    def _subscribe_decisions(self) -> None:
-        """The one way a stored decision reaches a waiting tool call: its event on the session's
-        agent-calls topic, whoever took it (this agent's approve(), another cell, the approval queue, a
-        rule, a colleague's kernel through the event bridge). The tool runner reads the database only as
-        a fallback, for processes whose events do not reach this bus."""
-        if not self.recorder.enabled:
-            return
-        from cmdc_nb._plumbing.workspace import get_workspace
-        from cmdc_nb.events import topics
-
-        loop = self._loop
-        assert loop is not None
-        decided = {"tool_use_approved": True, "tool_use_denied": False}
-
-        def on_event(event: Any) -> None:
-            if event.type in decided and not loop.is_closed():
-                ref = str(event.payload.get("tool_use_id"))
-                loop.call_soon_threadsafe(self._decided, ref, decided[event.type])
-
-        self._bus_sub = get_workspace(self.recorder.ws).bus.subscribe(
-            topics.session_agent_calls(self.recorder.session_id), on_event
-        )
-
-    def _decided(self, ref: str, approved: bool) -> None:
-        """A stored decision arrived (on the loop). Kept when nothing waits for it yet: the call may be
-        about to wait (decided between its read and its wait)."""
-        pending = self._approvals.get(ref)
-        if pending is None:
-            self._early_decisions[ref] = approved
-            while len(self._early_decisions) > 256:  # decisions no call here waits for (auto-approved)
-                self._early_decisions.pop(next(iter(self._early_decisions)))
-            return
-        choice = pending.choice
-        decision = choice if choice is not None and choice.approved == approved else Decision(approved)
-        if not pending.future.done():
-            pending.future.set_result(decision)
 
     # -- public surface (the facade calls these) ------------------------------------------------------
     def prompt(self, text: str) -> PromptHandle:
@@ -328,83 +286,6 @@ class Agent(ToolRunner, Compaction):
             if not fut.done():
                 fut.set_result(reason)
         self._monitors.clear()
-
-    def approve(
-        self,
-        ref: str,
-        *,
-        args: Mapping[str, Any] | None = None,
-        note: str | None = None,
-        auto_resume: bool = True,
-        remember: bool = False,
-        by: Any = None,
-    ) -> asyncio.Future[None] | None:
-        """Approve a waiting tool call (`ref` from its approval_required event); `args` edits it.
-
-        A stored agent writes the decision (services: `agents.approve_tool_use`) and the waiting call
-        goes on when its event arrives. Called on the agent's own loop (a cell, a widget, the gateway),
-        the write runs in a worker thread and this returns its future — `await` it to wait for the write
-        and see its errors; called from another thread, it is written before this returns (None)."""
-        return self._decide(
-            str(ref), True, args=args, note=note, auto_resume=auto_resume, remember=remember, by=by
-        )
-
-    def reject(
-        self, ref: str, *, note: str | None = None, auto_resume: bool = False, by: Any = None
-    ) -> asyncio.Future[None] | None:
-        """Deny a waiting tool call. With auto_resume=False (the default) the run ends after this
-        batch of tools instead of asking the model again. Returns as `approve` does."""
-        return self._decide(
-            str(ref), False, args=None, note=note, auto_resume=auto_resume, remember=False, by=by
-        )
-
-    def _decide(
-        self,
-        ref: str,
-        approved: bool,
-        *,
-        args: Mapping[str, Any] | None,
-        note: str | None,
-        auto_resume: bool,
-        remember: bool,
-        by: Any,
-    ) -> asyncio.Future[None] | None:
-        if not self.alive:
-            raise AgentNotAliveError(self.id)
-        pending = self._approvals.get(ref)
-        if pending is None:
-            raise NotFoundError("pending approval", ref)
-        if args is not None and not isinstance(args, Mapping):
-            raise InvalidInputError("must be a mapping of argument names to values", field="args")
-        if note is not None and not isinstance(note, str):
-            raise InvalidInputError("must be text", field="note")
-        choice = Decision(approved, note, dict(args) if args is not None else None, bool(auto_resume))
-        if not self.recorder.enabled:  # nothing stored: this call is the only way the decision arrives
-            self._resolve(pending.future, choice)
-            return None
-        pending.choice = choice
-
-        def write() -> None:
-            self.recorder.decide(ref, approved, note=note, args=args, by=by, remember=remember)
-
-        try:
-            on_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            on_loop = False
-        if not on_loop:
-            write()
-            return None
-        assert self._loop is not None
-        # the caller's context goes along: who is acting (`acting_as`) decides what they may decide
-        future: asyncio.Future[None] = self._loop.run_in_executor(None, contextvars.copy_context().run, write)
-        future.add_done_callback(self._log_failed_decision)
-        return future
-
-    @staticmethod
-    def _log_failed_decision(future: asyncio.Future[None]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            # Nothing was decided: the call still waits (or was decided by someone else first).
-            log.warning("the decision was not stored: %s", future.exception())
 
     def user_respond(self, ref: str, response: str) -> None:
         pending = self._inputs.get(str(ref))
@@ -637,141 +518,6 @@ class Agent(ToolRunner, Compaction):
                 await self._intervene(fin.intervention, Hook.BEFORE_FINISH)
                 continue
             return EndReason("normal")
-
-    async def _request(self, run: Run) -> tuple[Completion, str | None]:
-        if self._compaction_due():
-            await self.compact(keep_last=self.options.compact_keep_last, during_run=True)
-        out = await self._hook(Hook.BEFORE_REQUEST, {"messages": list(self.messages), "model": self.model})
-        self._plugin_control(run, out, Hook.BEFORE_REQUEST)
-        if out.intervention:
-            await self._intervene(out.intervention, Hook.BEFORE_REQUEST)
-        run.turns += 1
-        self.turns += 1
-        system = build_system_prompt(self)
-        messages = ([{"role": "system", "content": system}] if system else []) + self.messages
-        tools = [t.schema() for t in self.tools.values()]
-        self.state = AgentState.RUNNING
-
-        async def start_call(model: str) -> str | None:
-            return await self.recorder.start_call(
-                model=model,
-                messages=self.messages,
-                system_prompt=system,
-                temperature=self.options.temperature,
-                max_tokens=self.options.max_tokens,
-                tools=list(self.tools),
-                turn=run.turns,
-            )
-
-        run.call_id = await start_call(self.model)
-        self.emit(ev.RequestStart(self.model, len(messages), run.turns, run.call_id))
-        first = asyncio.Event()
-        streaming_write: list[asyncio.Task[None]] = []
-
-        pending: list[str] = []
-
-        def on_part(part: StreamPart) -> None:
-            if run.abort is not None:
-                return  # nothing after agent_abort
-            if not first.is_set():
-                first.set()
-                self.state = AgentState.STREAMING
-                self.emit(ev.MessageStart(run.turns, self.model))
-                streaming_write.append(asyncio.ensure_future(self.recorder.streaming(run.call_id)))
-            if part.kind == "text":
-                if self.output_filters:
-                    # Hold back the last partial word so a secret split across chunks is still caught.
-                    pending.append(part.text)
-                    text = "".join(pending)
-                    cut = max(text.rfind(" "), text.rfind("\n")) + 1
-                    if cut > 0:
-                        pending[:] = [text[cut:]]
-                        self.emit(ev.MessageDelta(self._filtered(text[:cut])))
-                    return
-                self.emit(ev.MessageDelta(part.text))
-            elif part.kind == "thinking":
-                self.emit(ev.ThinkingDelta(part.text))
-
-        async def on_retry(attempt: int, delay: float, err: ProviderError) -> None:
-            self.emit(ev.Retry(attempt, delay, err.kind, str(err)))
-            if streaming_write:
-                await streaming_write.pop()
-            first.clear()
-            await self.recorder.fail_call(run.call_id, err.kind, str(err), timeout=err.kind == "timeout")
-            await self.recorder.retry_call(run.call_id)
-
-        async def on_fallback(old: str, new: str, err: ProviderError) -> None:
-            # The failed model's call is recorded as failed; the fallback model gets a call of its own.
-            self.emit(ev.ModelFallback(old, new, str(err)))
-            if streaming_write:
-                await streaming_write.pop()
-            first.clear()
-            await self.recorder.fail_call(run.call_id, err.kind, str(err), timeout=err.kind == "timeout")
-            run.call_id = await start_call(new)
-
-        request = ProviderRequest(
-            model=self.model,
-            messages=messages,
-            tools=tools,
-            max_tokens=self.options.max_tokens,
-            temperature=self.options.temperature,
-            extra=self.provider_opts,
-            timeout_s=self.options.request_timeout_s,
-        )
-        try:
-            done = await stream_completion(
-                request,
-                on_part=on_part,
-                retry=self.options.retry,
-                fallbacks=self.options.fallback_models,
-                cassette=self.options.cassette,
-                pricer=self.recorder.pricer(self.options.cassette),
-                on_retry=on_retry,
-                on_fallback=on_fallback,
-            )
-        except ProviderError as err:
-            for t in streaming_write:
-                await t
-            self.emit(ev.StreamError(err.kind, str(err)))
-            await self.recorder.fail_call(run.call_id, err.kind, str(err), timeout=err.kind == "timeout")
-            run.call_id = None
-            raise
-        for t in streaming_write:
-            await t
-        if pending and "".join(pending):
-            self.emit(ev.MessageDelta(self._filtered("".join(pending))))
-        if self.output_filters:
-            done.text = self._filtered(done.text)
-        if not first.is_set():  # a response with no chunks still moves the call through streaming
-            self.emit(ev.MessageStart(run.turns, done.model))
-            await self.recorder.streaming(run.call_id)
-        call_id = run.call_id
-        cost = await self.recorder.complete_response(call_id, done)
-        self.messages.append(done.message())
-        done.cost_usd = cost
-        run.call_id = None
-        self.usage += done.usage
-        run.usage += done.usage
-        self.cost_usd = add_cost(self.cost_usd, cost)
-        run.cost = add_cost(run.cost, cost)
-        if done.text:
-            run.texts.append(done.text)
-            self.last_reply = done.text
-        self.emit(
-            ev.ResponseComplete(
-                done.text,
-                tuple(c.to_message() for c in done.tool_calls),
-                done.finish_reason,
-                done.model,
-                done.usage,
-                cost,
-                done.attempts,
-            )
-        )
-        self.emit(ev.TurnComplete(run.turns, done.usage, cost))
-        return done, call_id
-
-    # -- tools ----------------------------------------------------------------------------------------
 
     # -- resuming -------------------------------------------------------------------------------------
     @classmethod

@@ -1,0 +1,50 @@
+"""Every change a run goes through, each one transaction: advance, claim, complete, fail, recover.
+
+These are what make a run durable and shareable between processes. The run row is locked first, then
+its step rows, in every function, so two processes (or two workers) moving the same run serialise on it:
+
+- `advance` reads the run and decides what comes next: decided approvals are applied, skipped branches
+  and failed upstreams propagate, fail-fast stops the run, and the steps whose dependencies are done are
+  returned as ready. When every step is done the run is finished here (output, totals, statistics).
+- `claim` moves one ready step to `running` under a lease (owner, pid, host, expiry) — or, for an
+  approval gate, creates the approval item and parks the step. A step already claimed is never claimed
+  again, which is what keeps a step from running twice.
+- `complete` / `fail` record an attempt's outcome; only the lease owner may, so a step taken over by
+  `recover` after its owner died cannot be recorded twice.
+- `recover` hands back the steps whose owner is gone (a dead pid on this host, or an expired lease).
+"""
+
+from __future__ import annotations
+
+from cmdc_nb.workflows.state.rows import (
+    HOST,
+    LEASE_SECONDS,
+    OWNER,
+    Claim,
+    Progress,
+    local_lock,
+    local_steps,
+    run_spec,
+)
+from cmdc_nb.workflows.state.runs import advance, set_cancelled, set_paused
+from cmdc_nb.workflows.state.steps import claim, complete, fail, heartbeat, recover, retrying
+
+__all__ = [
+    "HOST",
+    "LEASE_SECONDS",
+    "OWNER",
+    "Claim",
+    "Progress",
+    "advance",
+    "claim",
+    "complete",
+    "fail",
+    "heartbeat",
+    "local_lock",
+    "local_steps",
+    "recover",
+    "retrying",
+    "run_spec",
+    "set_cancelled",
+    "set_paused",
+]
