@@ -151,7 +151,9 @@ def test_daily_costs_from_rollups_equal_grouping_the_records(ws: Workspace, user
     odd = f.daily_costs(user=user, by="model", since=start + dt.timedelta(hours=5), ws=ws)
     _same_frames(
         odd,
-        f.cuts._daily_from_records(user=user, by="model", since=start + dt.timedelta(hours=5), until=None, ws=ws),
+        f.cuts._daily_from_records(
+            user=user, by="model", since=start + dt.timedelta(hours=5), until=None, ws=ws
+        ),
     )
 
 

@@ -150,6 +150,7 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
     def refresh(self) -> dict[str, Any]:
         """Re-read the costs for the current filters and redraw every chart."""
         import pandas as pd
+
         since = dt.datetime.combine(self.since.value, dt.time(), dt.UTC) if self.since.value else None
         until = (
             dt.datetime.combine(self.until.value + dt.timedelta(days=1), dt.time(), dt.UTC)
