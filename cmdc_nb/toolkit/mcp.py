@@ -117,6 +117,113 @@ def _text_of(result: Any) -> str:
     return "\n".join(parts)
 
 
+class _Connection:
+    """One live connection to an MCP server, run as a task: it lists the tools, then watches the server
+    (a probe every few seconds, and at once after a failed call — MCP dropped ping, and the SDK does not
+    say when a server goes), detaching the tools when it is gone."""
+
+    def __init__(self, target: Any, label: str, *, timeout_s: float, tool_timeout_s: float | None) -> None:
+        self.target, self.label = target, label
+        self.timeout_s, self.tool_timeout_s = timeout_s, tool_timeout_s
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[list[Any]] = loop.create_future()
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()  # set by a failed call, or by close(): check the server now
+        self.client: Any = None
+        self.attachment: MCPAttachment | None = None
+        self.task = loop.create_task(self._run(), name=f"cmdc-mcp-{label}")
+
+    async def _run(self) -> None:
+        from mcp import Client
+
+        try:
+            async with Client(self.target, read_timeout_seconds=self.tool_timeout_s) as client:
+                self.client = client
+                listed = await client.list_tools()
+                if not self.ready.done():
+                    self.ready.set_result(list(listed.tools))
+                await self._watch(client)
+        except BaseException as exc:
+            if not self.ready.done():
+                self.ready.set_exception(exc)
+            elif self.attachment is not None and not isinstance(exc, asyncio.CancelledError):
+                self.attachment._detach(f"the server went away ({type(exc).__name__})")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            if self.attachment is not None:
+                self.attachment._detach("closed")
+
+    async def _watch(self, client: Any) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.ping_every_s)
+            self.wake.clear()
+            if self.stop.is_set():
+                break
+            await asyncio.wait_for(client.list_tools(), min(10.0, self.timeout_s))
+
+    ping_every_s = 5.0
+
+    async def listed(self) -> list[Any]:
+        """The server's tools, or ConfigurationError when it cannot be reached in time."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.ready), self.timeout_s)
+        except Exception as exc:
+            await self.close(cancel=True)
+            raise ConfigurationError(
+                f"could not reach the MCP server {self.label!r}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    async def close(self, *, cancel: bool = False) -> None:
+        self.stop.set()
+        if cancel:
+            self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+
+    async def call(self, remote: str, schema: Mapping[str, Any], args: dict[str, Any]) -> str:
+        import jsonschema
+
+        try:
+            jsonschema.validate(args, dict(schema))
+        except jsonschema.ValidationError as exc:
+            raise ToolError(f"invalid arguments for {remote}: {exc.message}") from None
+        if self.client is None or self.task.done():
+            raise ToolError(f"the MCP server {self.label!r} is gone")
+        try:
+            result = await self.client.call_tool(remote, args)
+        except Exception as exc:
+            self.wake.set()  # maybe the server is gone: the watcher looks now
+            raise ToolError(
+                f"the MCP server {self.label!r} failed on {remote}: {type(exc).__name__}"
+            ) from None
+        text = _text_of(result)
+        if getattr(result, "is_error", None) or getattr(result, "isError", None):
+            raise ToolError(text or f"{remote} failed")
+        return text
+
+    def tool(self, spec: Any, *, prefix: str | None, requires_approval: bool) -> Tool:
+        """One of the server's tools as an agent's tool, its calls checked against its schema."""
+        schema = dict(
+            getattr(spec, "input_schema", None) or getattr(spec, "inputSchema", None) or {"type": "object"}
+        )
+        remote = spec.name
+
+        async def call(**args: Any) -> str:
+            return await self.call(remote, schema, args)
+
+        return Tool(
+            name=_NAME.sub("_", f"{prefix}_{remote}" if prefix else remote)[:64],
+            description=(spec.description or f"{remote} (from MCP server {self.label})")[:4000],
+            parameters=schema,
+            fn=call,
+            timeout_s=self.tool_timeout_s,
+            approval_class="dangerous" if requires_approval else "none",
+            side_effects=("mcp",),
+        )
+
+
 async def attach_mcp_server(
     agent: Any,
     server: Any,
@@ -135,106 +242,20 @@ async def attach_mcp_server(
     would clash; `requires_approval=True` makes every call of these tools wait for a decision.
     `env` is the server's whole environment when given (the SDK otherwise passes only a safe
     default set — never your API keys)."""
-    import jsonschema
-    from mcp import Client
-
-    target = _target(server, env, cwd)
+    target = _target(server, env, cwd)  # checks `server` first: a bad one is an InvalidInputError
     label = _describe(server)
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[list[Any]] = loop.create_future()
-    stop = asyncio.Event()
-    wake = asyncio.Event()  # set by a failed call, or by close(): check the server now
-    holder: dict[str, Any] = {}
-
-    async def connection() -> None:
-        try:
-            async with Client(target, read_timeout_seconds=tool_timeout_s) as client:
-                holder["client"] = client
-                listed = await client.list_tools()
-                if not ready.done():
-                    ready.set_result(list(listed.tools))
-                # Watch the server: a probe every few seconds, and at once after a call failed; a
-                # server that does not answer is gone (the SDK does not say so by itself).
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), ping_every_s)
-                    wake.clear()
-                    if stop.is_set():
-                        break
-                    await asyncio.wait_for(
-                        client.list_tools(), min(10.0, timeout_s)
-                    )  # (ping is gone from MCP)
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            elif "attachment" in holder and not isinstance(exc, asyncio.CancelledError):
-                holder["attachment"]._detach(f"the server went away ({type(exc).__name__})")
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        else:
-            if "attachment" in holder:
-                holder["attachment"]._detach("closed")
-
-    task = loop.create_task(connection(), name=f"cmdc-mcp-{label}")
-    try:
-        listed = await asyncio.wait_for(asyncio.shield(ready), timeout_s)
-    except Exception as exc:
-        stop.set()
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise ConfigurationError(
-            f"could not reach the MCP server {label!r}: {type(exc).__name__}: {exc}"
-        ) from None
-
-    tools: list[Tool] = []
-    for spec in listed:
-        schema = dict(
-            getattr(spec, "input_schema", None) or getattr(spec, "inputSchema", None) or {"type": "object"}
-        )
-        remote = spec.name
-        name = _NAME.sub("_", f"{prefix}_{remote}" if prefix else remote)[:64]
-
-        async def call(*, _remote: str = remote, _schema: dict[str, Any] = schema, **args: Any) -> str:
-            try:
-                jsonschema.validate(args, _schema)
-            except jsonschema.ValidationError as exc:
-                raise ToolError(f"invalid arguments for {_remote}: {exc.message}") from None
-            client = holder.get("client")
-            if client is None or task.done():
-                raise ToolError(f"the MCP server {label!r} is gone")
-            try:
-                result = await client.call_tool(_remote, args)
-            except Exception as exc:
-                wake.set()  # maybe the server is gone: the watcher pings now
-                raise ToolError(
-                    f"the MCP server {label!r} failed on {_remote}: {type(exc).__name__}"
-                ) from None
-            text = _text_of(result)
-            if getattr(result, "is_error", None) or getattr(result, "isError", None):
-                raise ToolError(text or f"{_remote} failed")
-            return text
-
-        tools.append(
-            Tool(
-                name=name,
-                description=(spec.description or f"{remote} (from MCP server {label})")[:4000],
-                parameters=schema,
-                fn=call,
-                timeout_s=tool_timeout_s,
-                approval_class="dangerous" if requires_approval else "none",
-                side_effects=("mcp",),
-            )
-        )
-    attachment = MCPAttachment(label, [t.name for t in tools], agent, stop, task, wake=wake)
+    conn = _Connection(target, label, timeout_s=timeout_s, tool_timeout_s=tool_timeout_s)
+    conn.ping_every_s = ping_every_s
+    tools = [
+        conn.tool(spec, prefix=prefix, requires_approval=requires_approval) for spec in await conn.listed()
+    ]
+    attachment = MCPAttachment(label, [t.name for t in tools], agent, conn.stop, conn.task, wake=conn.wake)
     try:
         agent.attach_tools(tools)  # all or nothing: a taken name refuses the lot
     except Exception:
-        stop.set()
-        with contextlib.suppress(BaseException):
-            await task
+        await conn.close()
         raise
-    holder["attachment"] = attachment
-    if task.done():  # the server died between listing and attaching
+    conn.attachment = attachment
+    if conn.task.done():  # the server died between listing and attaching
         attachment._detach("the server went away")
     return attachment

@@ -16,9 +16,9 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import ipywidgets as w
 
@@ -373,101 +373,134 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         on_loop(self.agent._loop, self._handle, env)
 
     def _handle(self, env: ev.Envelope) -> None:
-        e = env.event
-        match e:
-            case ev.PromptReceived(text=text):
-                self._append(self._user_bubble(text))
-                self._set_busy(True, "queued" if e.queued else None)
-            case ev.AgentStart():
-                self._set_busy(True)
-            case ev.MessageStart():
-                self._bubble, self._text, self._dirty = w.HTML(self._bubble_html("assistant", "▍")), "", False
-                self._head_html, self._head_len = "", 0
-                self._append(self._bubble)
-            case ev.MessageDelta(delta=delta):
-                self._text += delta
-                self._dirty = True
-                self._schedule_flush()
-            case ev.ResponseComplete():
-                if self._flush_handle is not None:
-                    self._flush_handle.cancel()
-                    self._flush_handle = None
-                meta = f"{e.model} · {e.usage.input:,}/{e.usage.output:,} tokens · {_money(e.cost_usd)}"
-                if self._bubble is not None:
-                    if e.text:
-                        self._bubble.value = self._bubble_html("assistant", e.text, meta)
-                        self.updates_sent += 1
-                    else:
-                        self._bubble.value = f'<div class="cmdc-meta">{escape(meta)}</div>'
-                for c in e.tool_calls:
-                    try:
-                        args = json.loads(c["function"]["arguments"] or "{}")
-                    except ValueError:
-                        args = {}
-                    card = _ToolCard(self, c["id"], c["function"]["name"], args)
-                    self._cards[c["id"]] = card
-                    self._append(card.box)
-                self._bubble = None
-                self._refresh_stats()
-            case ev.ApprovalRequired(ref=ref, call_id=call_id):
-                found = self._cards.get(call_id)
-                if found is not None:
-                    card = found
-                    card.ask(ref, e.args, e.hint)
-            case ev.AgentResumed(trigger=trigger, refs=refs) if trigger in ("tool_approved", "tool_rejected"):
-                for card in self._cards.values():
-                    if card.ref in refs:
-                        card.decided()
-                        card.status = "running" if trigger == "tool_approved" else "error"
-                        card.render()
-            case ev.ToolExecutionStart(call_id=call_id):
-                found = self._cards.get(call_id)
-                if found is not None:
-                    card = found
-                    card.status = "running"
-                    card.decided()
-                    card.render()
-            case ev.ToolExecutionMetrics(call_id=call_id, duration_ms=duration) if duration is not None:
-                found = self._cards.get(call_id)
-                if found is not None:
-                    card = found
-                    card.duration_ms = duration
-                    card.render()
-            case ev.ToolExecutionEnd(call_id=call_id, ok=ok, result=result):
-                found = self._cards.get(call_id)
-                if found is not None:
-                    card = found
-                    card.status, card.result = ("ok" if ok else "error"), result
-                    card.render()
-            case ev.ToolCallUnknown(name=name):
-                self._append(
-                    w.HTML(f'<div class="cmdc-notice">the model called an unknown tool: {escape(name)}</div>')
-                )
-            case ev.SteeringApplied(texts=texts):
-                self._append(w.HTML(f'<div class="cmdc-notice">steered: {escape(" / ".join(texts))}</div>'))
-            case ev.ModelSwitched(to_model=model):
-                self._show_model(model)
-            case ev.TurnComplete():
-                self._refresh_stats()
-            case ev.AgentAbort(reason=reason):
-                for card in self._cards.values():
-                    card.decided()
-                self._append(w.HTML(f'<div class="cmdc-notice">stopped ({escape(reason)})</div>'))
-                self._set_busy(self.agent.busy, "stopped")
-            case ev.AgentEnd(reason=reason, detail=detail):
-                self._refresh_stats()
-                note = None if reason == "normal" else f"ended: {reason}" + (f" — {detail}" if detail else "")
-                if note:
-                    self._append(w.HTML(f'<div class="cmdc-notice">{escape(note)}</div>'))
-                self._set_busy(False, note)
-            case ev.StreamError(kind=kind, reason=reason):
-                self._append(
-                    w.HTML(
-                        f'<div class="cmdc-notice">the model failed ({escape(kind)}): {escape(reason)}</div>'
-                    )
-                )
-            case _:
-                pass
+        handler = self._HANDLERS.get(type(env.event))
+        if handler is not None:
+            handler(self, env.event)
+
+    # the conversation: bubbles and notices
+    def _on_prompt(self, e: ev.PromptReceived) -> None:
+        self._append(self._user_bubble(e.text))
+        self._set_busy(True, "queued" if e.queued else None)
+
+    def _on_start(self, e: ev.AgentStart) -> None:
+        self._set_busy(True)
+
+    def _on_message_start(self, e: ev.MessageStart) -> None:
+        self._bubble, self._text, self._dirty = w.HTML(self._bubble_html("assistant", "▍")), "", False
+        self._head_html, self._head_len = "", 0
+        self._append(self._bubble)
+
+    def _on_delta(self, e: ev.MessageDelta) -> None:
+        self._text += e.delta
+        self._dirty = True
+        self._schedule_flush()
+
+    def _on_response(self, e: ev.ResponseComplete) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        meta = f"{e.model} · {e.usage.input:,}/{e.usage.output:,} tokens · {_money(e.cost_usd)}"
+        if self._bubble is not None:
+            if e.text:
+                self._bubble.value = self._bubble_html("assistant", e.text, meta)
+                self.updates_sent += 1
+            else:
+                self._bubble.value = f'<div class="cmdc-meta">{escape(meta)}</div>'
+        for c in e.tool_calls:
+            try:
+                args = json.loads(c["function"]["arguments"] or "{}")
+            except ValueError:
+                args = {}
+            card = _ToolCard(self, c["id"], c["function"]["name"], args)
+            self._cards[c["id"]] = card
+            self._append(card.box)
+        self._bubble = None
+        self._refresh_stats()
+
+    def _notice(self, text: str) -> None:
+        self._append(w.HTML(f'<div class="cmdc-notice">{escape(text)}</div>'))
+
+    def _on_unknown_tool(self, e: ev.ToolCallUnknown) -> None:
+        self._notice(f"the model called an unknown tool: {e.name}")
+
+    def _on_steered(self, e: ev.SteeringApplied) -> None:
+        self._notice(f"steered: {' / '.join(e.texts)}")
+
+    def _on_model_switched(self, e: ev.ModelSwitched) -> None:
+        self._show_model(e.to_model)
+
+    def _on_turn(self, e: ev.TurnComplete) -> None:
+        self._refresh_stats()
+
+    def _on_abort(self, e: ev.AgentAbort) -> None:
+        for card in self._cards.values():
+            card.decided()
+        self._notice(f"stopped ({e.reason})")
+        self._set_busy(self.agent.busy, "stopped")
+
+    def _on_end(self, e: ev.AgentEnd) -> None:
+        self._refresh_stats()
+        note = None if e.reason == "normal" else f"ended: {e.reason}" + (f" — {e.detail}" if e.detail else "")
+        if note:
+            self._notice(note)
+        self._set_busy(False, note)
+
+    def _on_stream_error(self, e: ev.StreamError) -> None:
+        self._notice(f"the model failed ({e.kind}): {e.reason}")
+
+    # the tool cards
+    def _on_approval_required(self, e: ev.ApprovalRequired) -> None:
+        card = self._cards.get(e.call_id)
+        if card is not None:
+            card.ask(e.ref, e.args, e.hint)
+
+    def _on_resumed(self, e: ev.AgentResumed) -> None:
+        if e.trigger not in ("tool_approved", "tool_rejected"):
+            return
+        for card in self._cards.values():
+            if card.ref in e.refs:
+                card.decided()
+                card.status = "running" if e.trigger == "tool_approved" else "error"
+                card.render()
+
+    def _on_tool_start(self, e: ev.ToolExecutionStart) -> None:
+        card = self._cards.get(e.call_id)
+        if card is not None:
+            card.status = "running"
+            card.decided()
+            card.render()
+
+    def _on_tool_metrics(self, e: ev.ToolExecutionMetrics) -> None:
+        card = self._cards.get(e.call_id)
+        if card is not None and e.duration_ms is not None:
+            card.duration_ms = e.duration_ms
+            card.render()
+
+    def _on_tool_end(self, e: ev.ToolExecutionEnd) -> None:
+        card = self._cards.get(e.call_id)
+        if card is not None:
+            card.status, card.result = ("ok" if e.ok else "error"), e.result
+            card.render()
+
+    _HANDLERS: ClassVar[dict[type[ev.AgentEvent], Callable[[Any, Any], None]]] = {
+        ev.PromptReceived: _on_prompt,
+        ev.AgentStart: _on_start,
+        ev.MessageStart: _on_message_start,
+        ev.MessageDelta: _on_delta,
+        ev.ResponseComplete: _on_response,
+        ev.ToolCallUnknown: _on_unknown_tool,
+        ev.SteeringApplied: _on_steered,
+        ev.ModelSwitched: _on_model_switched,
+        ev.TurnComplete: _on_turn,
+        ev.AgentAbort: _on_abort,
+        ev.AgentEnd: _on_end,
+        ev.StreamError: _on_stream_error,
+        ev.ApprovalRequired: _on_approval_required,
+        ev.AgentResumed: _on_resumed,
+        ev.ToolExecutionStart: _on_tool_start,
+        ev.ToolExecutionMetrics: _on_tool_metrics,
+        ev.ToolExecutionEnd: _on_tool_end,
+    }
 
     # -- input box ----------------------------------------------------------------------------------------
     def _send_from_box(self) -> None:

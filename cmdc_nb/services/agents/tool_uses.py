@@ -104,9 +104,6 @@ def _schema_dict(schema: Any) -> dict[str, Any] | None:
     return jsonable(out)  # type: ignore[no-any-return]
 
 
-# --- tool uses --------------------------------------------------------------------------------------
-
-
 def create_tool_use(
     call: CallRef,
     *,
@@ -144,21 +141,9 @@ def create_tool_use(
     if policy is not None:
         meta["policy"] = pol
     call_id = v.id_of(call, "agent_call")
+    expires_at = v.expiry(None, expires_in) if needs else None
     with get_workspace(ws).transaction() as tx:
-        # Touching the call row locks it, so concurrent tool uses of one call number in turn.
-        locked = tx.db.execute(
-            sa.update(AgentCall)
-            .where(AgentCall.id == call_id)
-            .values(updated_at=utcnow())
-            .returning(AgentCall.session_id, AgentCall.user_id)
-        ).one_or_none()
-        if locked is None:
-            raise NotFoundError("agent_call", call_id)
-        session_id, user_id = locked
-        seq = (
-            tx.db.scalar(sa.select(sa.func.max(ToolUse.sequence)).where(ToolUse.agent_call_id == call_id))
-            or 0
-        ) + 1
+        session_id, user_id, seq = _lock_call(tx, call_id)
         tool = ToolUse(
             id=uuid.uuid4(),
             agent_call_id=call_id,
@@ -174,36 +159,70 @@ def create_tool_use(
         tx.db.flush()
         tx.publish(topics.session_agent_calls(session_id), "tool_use_created", tool_payload(tool))
         if needs:
-            cls = pol["approval_class"]
-            item = approvals.insert_item_in(
-                tx,
-                user_id=user_id,
-                approval_type="tool_use",
-                title=f"Approve tool: {name}",
-                description=(schema or {}).get("description"),
-                payload={
-                    "tool_name": name,
-                    "tool_use_id": str(tool.id),
-                    "input": tool.input,
-                    "tool_schema": schema,
-                    "policy": pol,
-                },
-                source_type=ApprovalSourceType.TOOL_USE,
-                source_id=tool.id,
-                session_id=session_id,
-                context={"agent_call_id": str(call_id), "session_id": str(session_id)},
-                # "none" is not a risk level (the seed's items failed validation on it).
-                risk_level=cls if cls in {r.value for r in RiskLevel} else None,
-                risk_factors=list(dict.fromkeys([*pol["side_effects"], *pol["capabilities"]])),
-                priority=priority or _PRIORITY_OF_CLASS.get(cls or "", Priority.NORMAL),
-                expires_at=v.expiry(None, expires_in),
+            _ask_for_approval(
+                tx, tool, user_id, schema=schema, policy=pol, priority=priority, expires_at=expires_at,
                 timeout_action=timeout_action,
-            )
-            tool.approval_id = item.id
-            tx.db.flush()
-            approvals.auto_decide_in(tx, item)
-            tx.db.refresh(tool)
+            )  # fmt: skip
     return tool
+
+
+def _lock_call(tx: Tx, call_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID, int]:
+    """The call's session and user, and the next tool-use sequence number within it. Touching the call
+    row locks it, so concurrent tool uses of one call number in turn."""
+    locked = tx.db.execute(
+        sa.update(AgentCall)
+        .where(AgentCall.id == call_id)
+        .values(updated_at=utcnow())
+        .returning(AgentCall.session_id, AgentCall.user_id)
+    ).one_or_none()
+    if locked is None:
+        raise NotFoundError("agent_call", call_id)
+    last = tx.db.scalar(sa.select(sa.func.max(ToolUse.sequence)).where(ToolUse.agent_call_id == call_id))
+    return locked[0], locked[1], (last or 0) + 1
+
+
+def _ask_for_approval(
+    tx: Tx,
+    tool: ToolUse,
+    user_id: uuid.UUID,
+    *,
+    schema: Mapping[str, Any] | None,
+    policy: Mapping[str, Any],
+    priority: Priority | str | None,
+    expires_at: Any,
+    timeout_action: TimeoutAction | str,
+) -> None:
+    """The tool use's approval item (priority from the policy's class, risk from its side effects and
+    capabilities), then the owner's rules on it: the tool use may leave here approved or denied."""
+    cls = policy["approval_class"]
+    item = approvals.insert_item_in(
+        tx,
+        user_id=user_id,
+        approval_type="tool_use",
+        title=f"Approve tool: {tool.tool_name}",
+        description=(schema or {}).get("description"),
+        payload={
+            "tool_name": tool.tool_name,
+            "tool_use_id": str(tool.id),
+            "input": tool.input,
+            "tool_schema": schema,
+            "policy": policy,
+        },
+        source_type=ApprovalSourceType.TOOL_USE,
+        source_id=tool.id,
+        session_id=tool.session_id,
+        context={"agent_call_id": str(tool.agent_call_id), "session_id": str(tool.session_id)},
+        # "none" is not a risk level (the seed's items failed validation on it).
+        risk_level=cls if cls in {r.value for r in RiskLevel} else None,
+        risk_factors=list(dict.fromkeys([*policy["side_effects"], *policy["capabilities"]])),
+        priority=priority or _PRIORITY_OF_CLASS.get(cls or "", Priority.NORMAL),
+        expires_at=expires_at,
+        timeout_action=timeout_action,
+    )
+    tool.approval_id = item.id
+    tx.db.flush()
+    approvals.auto_decide_in(tx, item)
+    tx.db.refresh(tool)
 
 
 def get_tool_use(tool_use: ToolRef, *, ws: Workspace | None = None) -> ToolUse:
