@@ -408,6 +408,29 @@ def test_options_are_validated_with_the_valid_choices_listed(tmp_path: Any) -> N
 
 
 @pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("tool_timeout_s", float("nan")),
+        ("tool_timeout_s", float("inf")),
+        ("request_timeout_s", float("nan")),
+        ("temperature", float("nan")),
+        ("tool_retry_delay_s", float("-inf")),
+        ("interrupt_immune_tools", "shell"),  # a string is not a list of names
+        ("fallback_models", "openai/gpt-4o-mini"),
+        ("tools", "shell"),
+        ("plugins", {"name": "x"}),
+        ("messages", "hello"),
+        ("max_turns", True),  # a bool is not a count
+        ("max_turns", 2.5),
+    ],
+)
+def test_options_of_the_wrong_type_are_refused_naming_the_field(option: str, value: Any) -> None:
+    with pytest.raises(InvalidInputError) as err:
+        Agent(model="scripted/x", **{option: value})
+    assert err.value.field == option
+
+
+@pytest.mark.parametrize(
     ("mode", "present", "absent"),
     [
         ("full", ["Jupyter notebook", "## Tools\n- add: Add two integers.", "Be a pirate."], []),

@@ -3,9 +3,10 @@ there is a fixed set, listing the valid choices."""
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -113,6 +114,7 @@ def _num(value: Any, name: str, lo: float, hi: float | None = None, allow_none: 
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        or not math.isfinite(value)
         or value < lo
         or (hi is not None and value > hi)
     ):
@@ -174,83 +176,8 @@ class AgentOptions:
         if "model" not in raw:
             raise InvalidInputError(f"an agent needs a model, e.g. {', '.join(_EXAMPLES)}", field="model")
         kw = dict(raw)
-        kw["model"] = normalize_model(kw["model"])
-        kw["tools"] = tuple(as_tool(t) for t in (kw.get("tools") or ()))
-        names = [t.name for t in kw["tools"]]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise InvalidInputError(f"two tools are named {dupes[0]!r}", field="tools")
-        if kw.get("system_prompt") is not None and not isinstance(kw["system_prompt"], str):
-            raise InvalidInputError("must be text", field="system_prompt")
-        plugins = tuple(kw.get("plugins") or ())
-        for p in plugins:
-            if not isinstance(p, Plugin) and not callable(getattr(p, "handle", None)):
-                raise InvalidInputError(
-                    f"{p!r} is not a plugin (subclass cmdc_nb.kernel.Plugin)", field="plugins"
-                )
-        kw["plugins"] = plugins
-        subs = tuple(kw.get("subagents") or ())
-        for s in subs:
-            if not isinstance(s, SubAgent):
-                raise InvalidInputError(f"{s!r} is not a SubAgent", field="subagents")
-        kw["subagents"] = subs
-        kw["max_turns"] = _int(kw.get("max_turns", 100), "max_turns", 1)
-        kw["max_tokens"] = _int(kw.get("max_tokens"), "max_tokens", 1, allow_none=True)
-        kw["temperature"] = _num(kw.get("temperature"), "temperature", 0, 2, allow_none=True)
-        wd = kw.get("working_dir", ".")
-        if not isinstance(wd, str | os.PathLike) or not Path(wd).expanduser().is_dir():
-            raise InvalidInputError(f"{wd!r} is not an existing directory", field="working_dir")
-        kw["working_dir"] = str(Path(wd).expanduser().resolve())
-        ud = kw.get("user_data") or {}
-        if not isinstance(ud, Mapping):
-            raise InvalidInputError("must be a mapping", field="user_data")
-        kw["user_data"] = dict(ud)
-        if kw.get("prompt_mode", "full") not in PROMPT_MODES:
-            raise InvalidInputError(
-                f"{kw['prompt_mode']!r} is not one of: {', '.join(PROMPT_MODES)}", field="prompt_mode"
-            )
-        kw["max_steering_queue"] = _int(kw.get("max_steering_queue", 3), "max_steering_queue", 0)
-        kw["interrupt_immune_tools"] = frozenset(kw.get("interrupt_immune_tools") or ())
-        kw["event_buffer_size"] = _int(kw.get("event_buffer_size", 500), "event_buffer_size", 0)
-        kw["tool_retries"] = _int(kw.get("tool_retries", 0), "tool_retries", 0)
-        kw["tool_retry_delay_s"] = _num(kw.get("tool_retry_delay_s", 0.5), "tool_retry_delay_s", 0)
-        kw["tool_timeout_s"] = _num(kw.get("tool_timeout_s", 120.0), "tool_timeout_s", 0.001, allow_none=True)
-        kw["request_timeout_s"] = _num(
-            kw.get("request_timeout_s"), "request_timeout_s", 0.001, allow_none=True
-        )
-        msgs = tuple(kw.get("messages") or ())
-        for i, m in enumerate(msgs):
-            if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant", "system", "tool"):
-                raise InvalidInputError(
-                    "each message needs a role: user, assistant, system or tool", field=f"messages[{i}]"
-                )
-        kw["messages"] = tuple(dict(m) for m in msgs)
-        kw["fallback_models"] = tuple(
-            normalize_model(m, "fallback_models") for m in kw.get("fallback_models") or ()
-        )
-        retry = kw.get("retry", RetryPolicy())
-        if isinstance(retry, int) and not isinstance(retry, bool):
-            retry = RetryPolicy(retries=_int(retry, "retry", 0))
-        if not isinstance(retry, RetryPolicy):
-            raise InvalidInputError("give a number of retries or a RetryPolicy", field="retry")
-        kw["retry"] = retry
-        po = kw.get("provider_opts") or {}
-        if not isinstance(po, Mapping):
-            raise InvalidInputError("must be a mapping of litellm keyword arguments", field="provider_opts")
-        kw["provider_opts"] = dict(po)
-        if kw.get("cassette") is not None and not isinstance(kw["cassette"], Cassette):
-            raise InvalidInputError("must be a cmdc_nb.providers.Cassette", field="cassette")
-        kw["max_identical_tool_calls"] = _int(
-            kw.get("max_identical_tool_calls", 3), "max_identical_tool_calls", 2
-        )
-        kw["max_consecutive_tool_failures"] = _int(
-            kw.get("max_consecutive_tool_failures", 5), "max_consecutive_tool_failures", 1
-        )
-        kw["compact_at_tokens"] = _int(kw.get("compact_at_tokens"), "compact_at_tokens", 1, allow_none=True)
-        kw["compact_at_fraction"] = _num(
-            kw.get("compact_at_fraction"), "compact_at_fraction", 0.05, 1.0, allow_none=True
-        )
-        kw["compact_keep_last"] = _int(kw.get("compact_keep_last", 6), "compact_keep_last", 1)
+        for check in (_check_parts, _check_limits, _check_context, _check_provider):
+            check(kw)
         if kw.get("agent_id") is not None:
             kw["agent_id"] = str(kw["agent_id"])
         return cls(**kw)
@@ -264,3 +191,104 @@ class AgentOptions:
         if self.session is not None:
             return str(getattr(self.session, "id", self.session))
         return str(uuid.uuid4())
+
+
+def _sequence(value: Any, field: str) -> tuple[Any, ...]:
+    """A list of things, never a string split into its characters (`tools="shell"`)."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise InvalidInputError(f"must be a list, not {type(value).__name__}", field=field)
+    return tuple(value)
+
+
+def _check_parts(kw: dict[str, Any]) -> None:
+    """The model, tools, plugins, sub-agents and system prompt."""
+    kw["model"] = normalize_model(kw["model"])
+    kw["tools"] = tuple(as_tool(t) for t in _sequence(kw.get("tools"), "tools"))
+    names = [t.name for t in kw["tools"]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInputError(f"two tools are named {dupes[0]!r}", field="tools")
+    if kw.get("system_prompt") is not None and not isinstance(kw["system_prompt"], str):
+        raise InvalidInputError("must be text", field="system_prompt")
+    kw["plugins"] = _sequence(kw.get("plugins"), "plugins")
+    for p in kw["plugins"]:
+        if not isinstance(p, Plugin) and not callable(getattr(p, "handle", None)):
+            raise InvalidInputError(
+                f"{p!r} is not a plugin (subclass cmdc_nb.kernel.Plugin)", field="plugins"
+            )
+    kw["subagents"] = _sequence(kw.get("subagents"), "subagents")
+    for s in kw["subagents"]:
+        if not isinstance(s, SubAgent):
+            raise InvalidInputError(f"{s!r} is not a SubAgent", field="subagents")
+    immune = _sequence(kw.get("interrupt_immune_tools"), "interrupt_immune_tools")
+    if not all(isinstance(n, str) for n in immune):
+        raise InvalidInputError("must be a list of tool names", field="interrupt_immune_tools")
+    kw["interrupt_immune_tools"] = frozenset(immune)
+
+
+def _check_limits(kw: dict[str, Any]) -> None:
+    """Every count, timeout and threshold: integers are integers, numbers finite and in range."""
+    kw["max_turns"] = _int(kw.get("max_turns", 100), "max_turns", 1)
+    kw["max_tokens"] = _int(kw.get("max_tokens"), "max_tokens", 1, allow_none=True)
+    kw["temperature"] = _num(kw.get("temperature"), "temperature", 0, 2, allow_none=True)
+    kw["max_steering_queue"] = _int(kw.get("max_steering_queue", 3), "max_steering_queue", 0)
+    kw["event_buffer_size"] = _int(kw.get("event_buffer_size", 500), "event_buffer_size", 0)
+    kw["tool_retries"] = _int(kw.get("tool_retries", 0), "tool_retries", 0)
+    kw["tool_retry_delay_s"] = _num(kw.get("tool_retry_delay_s", 0.5), "tool_retry_delay_s", 0)
+    kw["tool_timeout_s"] = _num(kw.get("tool_timeout_s", 120.0), "tool_timeout_s", 0.001, allow_none=True)
+    kw["request_timeout_s"] = _num(kw.get("request_timeout_s"), "request_timeout_s", 0.001, allow_none=True)
+    kw["max_identical_tool_calls"] = _int(
+        kw.get("max_identical_tool_calls", 3), "max_identical_tool_calls", 2
+    )
+    kw["max_consecutive_tool_failures"] = _int(
+        kw.get("max_consecutive_tool_failures", 5), "max_consecutive_tool_failures", 1
+    )
+    kw["compact_at_tokens"] = _int(kw.get("compact_at_tokens"), "compact_at_tokens", 1, allow_none=True)
+    kw["compact_at_fraction"] = _num(
+        kw.get("compact_at_fraction"), "compact_at_fraction", 0.05, 1.0, allow_none=True
+    )
+    kw["compact_keep_last"] = _int(kw.get("compact_keep_last", 6), "compact_keep_last", 1)
+
+
+def _check_context(kw: dict[str, Any]) -> None:
+    """Where the agent works and what it starts with: folder, user data, prompt mode, messages."""
+    wd = kw.get("working_dir", ".")
+    if not isinstance(wd, str | os.PathLike) or not Path(wd).expanduser().is_dir():
+        raise InvalidInputError(f"{wd!r} is not an existing directory", field="working_dir")
+    kw["working_dir"] = str(Path(wd).expanduser().resolve())
+    ud = kw.get("user_data") or {}
+    if not isinstance(ud, Mapping):
+        raise InvalidInputError("must be a mapping", field="user_data")
+    kw["user_data"] = dict(ud)
+    if kw.get("prompt_mode", "full") not in PROMPT_MODES:
+        raise InvalidInputError(
+            f"{kw['prompt_mode']!r} is not one of: {', '.join(PROMPT_MODES)}", field="prompt_mode"
+        )
+    msgs = _sequence(kw.get("messages"), "messages")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant", "system", "tool"):
+            raise InvalidInputError(
+                "each message needs a role: user, assistant, system or tool", field=f"messages[{i}]"
+            )
+    kw["messages"] = tuple(dict(m) for m in msgs)
+
+
+def _check_provider(kw: dict[str, Any]) -> None:
+    """How calls are made: fallback models, retries, provider options, a cassette."""
+    kw["fallback_models"] = tuple(
+        normalize_model(m, "fallback_models") for m in _sequence(kw.get("fallback_models"), "fallback_models")
+    )
+    retry = kw.get("retry", RetryPolicy())
+    if isinstance(retry, int) and not isinstance(retry, bool):
+        retry = RetryPolicy(retries=_int(retry, "retry", 0))
+    if not isinstance(retry, RetryPolicy):
+        raise InvalidInputError("give a number of retries or a RetryPolicy", field="retry")
+    kw["retry"] = retry
+    po = kw.get("provider_opts") or {}
+    if not isinstance(po, Mapping):
+        raise InvalidInputError("must be a mapping of litellm keyword arguments", field="provider_opts")
+    kw["provider_opts"] = dict(po)
+    if kw.get("cassette") is not None and not isinstance(kw["cassette"], Cassette):
+        raise InvalidInputError("must be a cmdc_nb.providers.Cassette", field="cassette")

@@ -238,51 +238,10 @@ class ToolRunner(AgentCore):
         started_at = time.time()
         self.emit(ev.ToolExecutionStart(call.name, call.id, dict(args)))
         self.emit(ev.ToolExecutionMetrics(call.name, call.id, ms(started_at)))
-        retries = tool.retries if tool.retries is not None else self.options.tool_retries
-        timeout = tool.timeout_s if tool.timeout_s is not None else self.options.tool_timeout_s
-        attempt = 0
-        timed_out = False
-        result: ToolResult
-        while True:
-            attempt += 1
-            try:
-                ctx = self.context(call_id=call.id, tool_name=call.name)
-                if timeout is not None:
-                    result = await asyncio.wait_for(tool.invoke(args, ctx), timeout)
-                else:
-                    result = await tool.invoke(args, ctx)
-                break
-            except asyncio.CancelledError as exc:
-                why = str(exc.args[0]) if exc.args else "interrupted"
-                with contextlib.suppress(CmdcError):
-                    await asyncio.shield(self.recorder.tool_cancelled(tu, why))
-                self.emit(ev.ToolExecutionEnd(call.name, call.id, False, why))
-                if run.abort is None:
-                    task = asyncio.current_task()
-                    if task is not None:
-                        task.uncancel()
-                    return ToolResult(why, True), tu  # killed by steering: the run goes on
-                raise
-            except TimeoutError:
-                timed_out = True
-                error = f"timed out after {timeout:g} s"
-            except ToolError as exc:
-                error = str(exc)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            out = await self._hook(
-                Hook.ON_TOOL_ERROR,
-                {"name": call.name, "call_id": call.id, "error": error, "attempt": attempt},
-                call_id=call.id,
-                tool_name=call.name,
-            )
-            self._plugin_control(run, out, Hook.ON_TOOL_ERROR)
-            if attempt <= retries:
-                await asyncio.sleep(self.options.tool_retry_delay_s)
-                timed_out = False
-                continue
-            result = ToolResult(error, True)
-            break
+        outcome = await self._attempts(run, tool, call, args, tu)
+        if isinstance(outcome, str):  # killed by steering: the run goes on without this call's result
+            return ToolResult(outcome, True), tu
+        result, attempt, timed_out = outcome
         ended = time.time()
         if result.is_error:
             await self.recorder.tool_failed(
@@ -308,6 +267,54 @@ class ToolRunner(AgentCore):
             )
         )
         return result, tu
+
+    async def _attempts(
+        self, run: Run, tool: Tool, call: ToolCall, args: Mapping[str, Any], tu: str | None
+    ) -> tuple[ToolResult, int, bool] | str:
+        """Run the tool under its timeout, retrying as configured (each failure through `on_tool_error`).
+        Returns the result, the attempts made and whether the last one timed out; why, when steering
+        killed the call (the run goes on); and re-raises when the run itself was aborted."""
+        retries = tool.retries if tool.retries is not None else self.options.tool_retries
+        timeout = tool.timeout_s if tool.timeout_s is not None else self.options.tool_timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            timed_out = False
+            try:
+                ctx = self.context(call_id=call.id, tool_name=call.name)
+                invoked = tool.invoke(args, ctx)
+                return (
+                    (await (asyncio.wait_for(invoked, timeout) if timeout is not None else invoked)),
+                    attempt,
+                    False,
+                )
+            except asyncio.CancelledError as exc:
+                why = str(exc.args[0]) if exc.args else "interrupted"
+                with contextlib.suppress(CmdcError):
+                    await asyncio.shield(self.recorder.tool_cancelled(tu, why))
+                self.emit(ev.ToolExecutionEnd(call.name, call.id, False, why))
+                task = asyncio.current_task()
+                if run.abort is not None or task is None:
+                    raise
+                task.uncancel()
+                return why
+            except TimeoutError:
+                timed_out = True
+                error = f"timed out after {timeout:g} s"
+            except ToolError as exc:
+                error = str(exc)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            out = await self._hook(
+                Hook.ON_TOOL_ERROR,
+                {"name": call.name, "call_id": call.id, "error": error, "attempt": attempt},
+                call_id=call.id,
+                tool_name=call.name,
+            )
+            self._plugin_control(run, out, Hook.ON_TOOL_ERROR)
+            if attempt > retries:
+                return ToolResult(error, True), attempt, timed_out
+            await asyncio.sleep(self.options.tool_retry_delay_s)
 
     async def _after_abort(self, run: Run) -> None:
         """Clean up after a cancelled run: the call in flight is cancelled, dangling tool calls get a
