@@ -76,3 +76,36 @@ def test_an_import_that_runs_back_up_fails_the_contract(
     assert "BROKEN" in result.stdout
     assert broken in result.stdout.replace("\n", " ")
     assert module in result.stdout
+
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+REASON = "Long because"  # a module or function may grow past the limit when its docstring says why
+
+
+def _sizes() -> tuple[list[str], list[str]]:
+    import ast
+
+    big_modules, big_functions = [], []
+    for path in sorted((ROOT / "cmdc_nb").rglob("*.py")):
+        if "migrations" in path.parts:  # generated once, append-only
+            continue
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        where = path.relative_to(ROOT)
+        if text.count("\n") > MAX_MODULE_LINES and REASON not in (ast.get_docstring(tree) or ""):
+            big_modules.append(f"{where}: {text.count(chr(10))} lines")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and REASON not in (ast.get_docstring(node) or ""):
+                    big_functions.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    return big_modules, big_functions
+
+
+def test_rooms_stay_small() -> None:
+    """A module over 600 lines or a function over 80 must say why in its docstring ("Long because …");
+    otherwise split it (one concern per module, one step per function)."""
+    big_modules, big_functions = _sizes()
+    assert big_modules == [], big_modules
+    assert big_functions == [], big_functions

@@ -297,15 +297,11 @@ def _texts(payload: Any) -> list[str]:
     return out
 
 
-def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gateway: Gateway) -> None:
-    """Add the agent card and the JSON-RPC endpoint to the gateway's app."""
+def _context_builder() -> Any:
+    """What the a2a-sdk learns of a request: the user the gateway key belongs to (checked before)."""
     from a2a.auth.user import User as A2AUser
     from a2a.server.context import ServerCallContext
-    from a2a.server.request_handlers import DefaultRequestHandler
     from a2a.server.routes import ServerCallContextBuilder
-    from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
-    from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
-    from google.protobuf.json_format import MessageToDict
 
     class _Caller(A2AUser):
         def __init__(self, user: User) -> None:
@@ -327,6 +323,16 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
                 state={"cmdc_user": user, "headers": {"a2a-version": request.headers.get("a2a-version", "")}},
             )
 
+    return _Context()
+
+
+def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gateway: Gateway) -> None:
+    """Add the agent card and the JSON-RPC endpoint to the gateway's app."""
+    from a2a.server.request_handlers import DefaultRequestHandler
+    from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
+    from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
+    from google.protobuf.json_format import MessageToDict
+
     executor = GatewayAgentExecutor(gateway)
     store = DatabaseTaskStore(gateway)
     handler = DefaultRequestHandler(
@@ -336,7 +342,7 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
     )
     legacy = LegacyTasks(gateway, executor, store)
     dispatcher = JsonRpcDispatcher(
-        request_handler=handler, context_builder=_Context(), enable_v0_3_compat=True
+        request_handler=handler, context_builder=_context_builder(), enable_v0_3_compat=True
     )
 
     async def card() -> JSONResponse:

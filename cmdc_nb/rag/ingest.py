@@ -372,56 +372,22 @@ def _write(
         fts_rows: list[dict[str, Any]] = []
         new_docs = 0
         for p in pending:
-            d = p.doc
-            doc = docs.get(d.uri)
+            doc = docs.get(p.doc.uri)
             if doc is None:
-                doc = ContextDocument(id=uuid.uuid4(), index_id=idx.id, uri=d.uri, meta={})
+                doc = ContextDocument(id=uuid.uuid4(), index_id=idx.id, uri=p.doc.uri, meta={})
                 tx.db.add(doc)
                 new_docs += 1
                 report.added += 1
             else:
                 report.updated += 1
-            doc.title = d.title
-            doc.source_type = DocumentSourceType(d.source_type)
-            doc.content_hash = d.content_hash
-            doc.size_bytes = d.size_bytes
-            doc.mime_type = d.mime_type
-            doc.language = d.language
-            doc.encoding = d.encoding
-            doc.chunked_at = now
-            doc.chunk_count = len(p.chunks)
-            doc.total_tokens = sum(c.tokens for c in p.chunks)
-            doc.processing_error = None
-            doc.meta = {"fingerprint": fp, **({"metadata": dict(d.metadata)} if d.metadata else {})}
+            _fill_document(doc, p, fp, now)
             for c in p.chunks:
-                cid = uuid.uuid4()
-                chunk_rows.append(
-                    {
-                        "id": cid,
-                        "index_id": idx.id,
-                        "document_id": doc.id,
-                        "source_uri": d.uri,
-                        "source_type": DocumentSourceType(d.source_type),
-                        "source_metadata": dict(d.metadata) or None,
-                        "content": c.text,
-                        "content_hash": hashes[c.text],
-                        "chunk_index": c.index,
-                        "start_offset": c.start,
-                        "end_offset": c.end,
-                        "start_line": c.start_line,
-                        "end_line": c.end_line,
-                        "token_count": c.tokens,
-                        "embedding": vectors[hashes[c.text]],
-                        "embedding_model": emb.model,
-                        "embedded_at": now,
-                        "language": d.language,
-                        "code_context": c.context,
-                        "inserted_at": now,
-                        "updated_at": now,
-                    }
-                )
+                row = _chunk_row(idx, doc, p.doc, c, hashes[c.text], vectors[hashes[c.text]], emb.model, now)
+                chunk_rows.append(row)
                 if sqlite:
-                    fts_rows.append({"r": fts_rowid(cid), "c": c.text, "id": cid.hex, "i": idx.id.hex})
+                    fts_rows.append(
+                        {"r": fts_rowid(row["id"]), "c": c.text, "id": row["id"].hex, "i": idx.id.hex}
+                    )
         tx.db.flush()
         if chunk_rows:
             tx.db.execute(sa.insert(ContextChunk), chunk_rows)
@@ -437,6 +403,52 @@ def _write(
         index_row.updated_at = now  # the search cache's staleness stamp
         tx.db.flush()
         publish_index(tx, index_row, "index_progress", documents=len(pending), chunks=len(chunk_rows))
+
+
+def _fill_document(doc: ContextDocument, p: _Pending, fp: str, now: Any) -> None:
+    """A document row as this version of the source describes it (fingerprint: how it was chunked)."""
+    d = p.doc
+    doc.title = d.title
+    doc.source_type = DocumentSourceType(d.source_type)
+    doc.content_hash = d.content_hash
+    doc.size_bytes = d.size_bytes
+    doc.mime_type = d.mime_type
+    doc.language = d.language
+    doc.encoding = d.encoding
+    doc.chunked_at = now
+    doc.chunk_count = len(p.chunks)
+    doc.total_tokens = sum(c.tokens for c in p.chunks)
+    doc.processing_error = None
+    doc.meta = {"fingerprint": fp, **({"metadata": dict(d.metadata)} if d.metadata else {})}
+
+
+def _chunk_row(
+    idx: Index, doc: ContextDocument, d: Any, c: Any, content_hash: str, vector: Any, model: str, now: Any
+) -> dict[str, Any]:
+    """One chunk's row, for a bulk insert."""
+    return {
+        "id": uuid.uuid4(),
+        "index_id": idx.id,
+        "document_id": doc.id,
+        "source_uri": d.uri,
+        "source_type": DocumentSourceType(d.source_type),
+        "source_metadata": dict(d.metadata) or None,
+        "content": c.text,
+        "content_hash": content_hash,
+        "chunk_index": c.index,
+        "start_offset": c.start,
+        "end_offset": c.end,
+        "start_line": c.start_line,
+        "end_line": c.end_line,
+        "token_count": c.tokens,
+        "embedding": vector,
+        "embedding_model": model,
+        "embedded_at": now,
+        "language": d.language,
+        "code_context": c.context,
+        "inserted_at": now,
+        "updated_at": now,
+    }
 
 
 def _drop_chunks(tx: Tx, doc_ids: Sequence[uuid.UUID], sqlite: bool) -> None:

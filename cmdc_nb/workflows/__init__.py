@@ -33,6 +33,7 @@ from cmdc_nb.workflows.engine import (
 )
 from cmdc_nb.workflows.executors import StepContext, StepResult, register_executor
 from cmdc_nb.workflows.frames import runs_frame, steps_frame
+from cmdc_nb.workflows.functions import register_step_function, step_function
 from cmdc_nb.workflows.records import (
     activate_workflow,
     archive_workflow,
@@ -54,9 +55,7 @@ from cmdc_nb.workflows.spec import (
     WorkflowSpec,
     load_spec,
     parse_spec,
-    register_step_function,
     step,
-    step_function,
 )
 
 __all__ = [

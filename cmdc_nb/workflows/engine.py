@@ -33,6 +33,7 @@ from cmdc_nb.store.enums import TriggerType, WorkflowRunStatus, WorkflowStepStat
 from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun, WorkflowStep
 from cmdc_nb.workflows import state
 from cmdc_nb.workflows.executors import EXECUTORS, StepContext, call_python, checked_output
+from cmdc_nb.workflows.functions import resolve_function
 from cmdc_nb.workflows.records import (
     RUN_TERMINAL,
     RunRef,
@@ -43,7 +44,6 @@ from cmdc_nb.workflows.records import (
     publish_step,
     start_workflow_run,
 )
-from cmdc_nb.workflows.spec import resolve_function
 
 __all__ = [
     "RunHandle",

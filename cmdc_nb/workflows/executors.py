@@ -21,7 +21,8 @@ from cmdc_nb._plumbing.service import jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace
 from cmdc_nb.errors import WorkflowError
 from cmdc_nb.store.enums import StepType
-from cmdc_nb.workflows.spec import StepSpec, resolve_function
+from cmdc_nb.workflows.functions import resolve_function
+from cmdc_nb.workflows.spec import StepSpec
 from cmdc_nb.workflows.templates import truthy
 
 __all__ = ["EXECUTORS", "StepContext", "StepResult", "register_executor"]
