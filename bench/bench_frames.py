@@ -1,4 +1,4 @@
-"""1M cost records → a daily-by-model frame, side by side with pandas itself (issue 14, scenario 4).
+"""1M cost records → a daily-by-model frame, side by side with pandas itself.
 
 Run: `.venv/bin/python bench/bench_frames.py [rows] [--pg URL]` (default 1,000,000). Writes the medians of
 5 runs, and their ratios to pandas' own groupby, into bench/RESULTS.md (the section between the

@@ -1,4 +1,4 @@
-"""Retrieval at 100,000 chunks × 384 dimensions (issue 14, scenario 2).
+"""Retrieval at 100,000 chunks × 384 dimensions.
 
 cmdc_nb's exact search (`rag.search(mode="vector", exact=True)`, end to end) against numpy brute force over
 the same float32 matrix — the physical limit of exact search on this machine — on SQLite and PostgreSQL;

@@ -1,4 +1,4 @@
-"""Start-up (issue 14, scenario 7): `import cmdc_nb`, `connect()` to an existing database, and the first
+"""Start-up: `import cmdc_nb`, `connect()` to an existing database, and the first
 offline model call — each in a fresh interpreter, as a notebook kernel meets them.
 
 Every measurement is a new process; the phases are timed inside it with `perf_counter` and the whole

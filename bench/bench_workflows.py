@@ -1,4 +1,4 @@
-"""Workflow scheduling overhead (issue 14, scenario 6): a 1,000-step DAG of no-op steps.
+"""Workflow scheduling overhead: a 1,000-step DAG of no-op steps.
 
 The DAG: 10 lanes × 100 steps, each step depending on the one before it in its lane (990 edges, up to
 10 steps ready at once). Every step is a `transform` with a constant value, so what is timed is the

@@ -1,4 +1,4 @@
-"""Every benchmark scenario, one after another, then bench/RESULTS.md written anew (issue 14).
+"""Every benchmark scenario, one after another, then bench/RESULTS.md written anew.
 
     .venv/bin/python bench/run_all.py [--pg URL] [--quick] [--only agent-loop,frames,...]
 

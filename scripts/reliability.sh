@@ -27,7 +27,7 @@ TMPDIR="$scan/tmp" .venv/bin/python -m pytest -p no:randomly --basetemp "$scan/p
 TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 -p no:randomly --basetemp "$scan/pytest" \
   --ignore tests/test_load.py tests/ || rc=$?
 # The scan runs whatever the tests said: a failing test may have left exactly what should be searched.
-.venv/bin/python -m tests.secret_scan --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts || rc=1
+.venv/bin/python tests/support/secret_scan.py --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts || rc=1
 rm -rf "$scan"
 .venv/bin/python scripts/reliability_table.py --write README.md
 if [ "$rc" != 0 ]; then

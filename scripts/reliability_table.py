@@ -1,7 +1,7 @@
 """The README's reliability table, from the figures the reliability tests write.
 
-Each test under `tests/` that checks part of issue 11 records what it measured as JSON in
-`ci-artifacts/reliability/` (see `tests/reliability.py`). This turns those files into one Markdown
+Each reliability test under `tests/` records what it measured as JSON in
+`ci-artifacts/reliability/` (see `tests/support/reliability.py`). This turns those files into one Markdown
 table — a row per check, each figure with the size it was measured at — and, with `--write README.md`,
 replaces the table between the `<!-- reliability:start -->` and `<!-- reliability:end -->` markers.
 `bash scripts/reliability.sh` runs the tests at full size and then this.
@@ -179,7 +179,7 @@ ROWS: list[tuple[str, str, Callable[[Path], tuple[str, str]]]] = [
     (
         "6. secrets",
         "tests/test_vault.py, tests/test_vault_scale.py, tests/test_notebooks_real_provider.py, "
-        "tests/secret_scan.py",
+        "tests/support/secret_scan.py",
         secrets,
     ),
     ("7. provider faults", "tests/test_provider_faults.py", provider_faults),

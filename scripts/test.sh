@@ -30,9 +30,9 @@ echo "== mypy"
 echo "== pytest"
 mkdir -p ci-artifacts
 rc=0
-# Issue 11, check 6: the whole run holds a random sentinel in every provider-key variable
+# The whole run holds a random sentinel in every provider-key variable
 # (tests/conftest.py), keeps logs and events in the scan folder, and every temporary file lands there
-# too; tests/secret_scan.py then searches all of it — and each PostgreSQL test database, scanned before
+# too; tests/support/secret_scan.py then searches all of it — and each PostgreSQL test database, scanned before
 # it was dropped — for the sentinel.
 scan=$(mktemp -d /tmp/cmdc-scan.XXXXXX)
 CMDC_SECRET_SENTINEL=$(.venv/bin/python -c 'import secrets; print(secrets.token_hex(12))')
@@ -48,12 +48,12 @@ echo "== notebooks (nbval: executed, and the outputs of # NBVAL_CHECK_OUTPUT cel
 # One notebook per worker (--dist loadfile): a notebook's cells share one kernel, in order.
 # CMDC_NB_OFFLINE: the checked outputs are the offline models', whatever keys this shell has.
 # The sentinel keys are in the notebooks' kernels' environment too.
-eval "$(.venv/bin/python -m tests.secret_scan --exports "$CMDC_SECRET_SENTINEL")"
+eval "$(.venv/bin/python tests/support/secret_scan.py --exports "$CMDC_SECRET_SENTINEL")"
 CMDC_NB_OFFLINE=1 TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 --dist loadfile --nbval-lax \
   --nbval-sanitize-with notebooks/sanitize.cfg --basetemp "$scan/pytest-notebooks" \
   --junitxml=ci-artifacts/junit-notebooks.xml notebooks/ || rc=$?
 echo "== sentinel scan"
-.venv/bin/python -m tests.secret_scan --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts || rc=1
+.venv/bin/python tests/support/secret_scan.py --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts || rc=1
 rm -rf "$scan"
 .venv/bin/python - <<'PY'
 import collections, xml.etree.ElementTree as ET

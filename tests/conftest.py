@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,21 +25,25 @@ from cmdc_nb.store._engine import create_engine
 from cmdc_nb.store.migrate import upgrade
 from cmdc_nb.workspace import Workspace
 
+# The tests' helpers (child processes, fake servers, the browser driver, the scanner) live in
+# tests/support/ and import one another by their plain names, as they do when run as scripts.
+sys.path.insert(0, str(Path(__file__).with_name("support")))
+
 PG_URL = os.environ.get("CMDC_TEST_PG_URL")
 SKIP_PG = os.environ.get("CMDC_TEST_SKIP_PG") == "1"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 TEMPLATE_DB = f"cmdc_template_{os.getpid()}"
 _counter = itertools.count()
 
-# Issue 11, check 6: with `CMDC_SECRET_SENTINEL` set (the test command sets a random one), every
+# With `CMDC_SECRET_SENTINEL` set (the test command sets a random one), every
 # provider-key variable holds a sentinel key for the whole run, the offline models stay in charge, and
 # each worker keeps its log records and events in `CMDC_SECRET_SCAN_DIR`; afterwards
-# `tests/secret_scan.py` searches them, every test's files and each PostgreSQL test database (scanned
+# `tests/support/secret_scan.py` searches them, every test's files and each PostgreSQL test database (scanned
 # below before it is dropped) for the sentinel.
 SENTINEL = os.environ.get("CMDC_SECRET_SENTINEL", "")
 SCAN_DIR = Path(os.environ.get("CMDC_SECRET_SCAN_DIR", ".")) if SENTINEL else None
 if SENTINEL and SCAN_DIR is not None:
-    from tests import secret_scan
+    import secret_scan
 
     os.environ.update(secret_scan.sentinel_keys(SENTINEL))
     os.environ["CMDC_NB_OFFLINE"] = "1"
@@ -111,7 +116,7 @@ def fresh_pg_database(template: str | None) -> tuple[str, sa.Engine]:
 def drop_pg_database(url: str, admin: sa.Engine) -> None:
     name = sa.make_url(url).database
     if SENTINEL and SCAN_DIR is not None:
-        from tests import secret_scan
+        import secret_scan
 
         hits = secret_scan.scan_pg_database(url, SENTINEL)
         with (SCAN_DIR / f"pg-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.txt").open("a") as out:
@@ -161,3 +166,9 @@ def ws(db_url: str, home_dir: Path) -> Iterator[Workspace]:
 @pytest.fixture
 def user(ws: Workspace) -> cmdc_nb.store.models.User:
     return cmdc_nb.accounts.create_user("ada@example.com", name="Ada", ws=ws)
+
+
+@pytest.fixture
+def session(ws: Workspace, user: cmdc_nb.store.models.User) -> cmdc_nb.store.models.Session:
+    """A chat session of `user`'s, named "Work"."""
+    return cmdc_nb.sessions.create_session(user, name="Work", ws=ws)

@@ -14,11 +14,6 @@ from cmdc_nb.store.models import Session, User
 from cmdc_nb.workspace import Workspace
 
 
-@pytest.fixture
-def session(ws: Workspace, user: User) -> Session:
-    return sessions.create_session(user, name="Work", ws=ws)
-
-
 def test_a_call_streams_and_completes_into_the_session_counters(ws: Workspace, session: Session) -> None:
     got: list[Event] = []
     ws.bus.subscribe(topics.session_agent_calls(session.id), got.append)

@@ -14,11 +14,6 @@ from cmdc_nb.store.models import Session, User
 from cmdc_nb.workspace import Workspace
 
 
-@pytest.fixture
-def session(ws: Workspace, user: User) -> Session:
-    return sessions.create_session(user, name="Work", ws=ws)
-
-
 def item(ws: Workspace, user: User, **kw: object):  # type: ignore[no-untyped-def]
     kw.setdefault("approval_type", "file_write")
     kw.setdefault("title", "Write a file")

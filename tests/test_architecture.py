@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from waiting import CEILING_S
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).with_name("lint-imports")
@@ -22,7 +23,7 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=CEILING_S,
     )
 
 

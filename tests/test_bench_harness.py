@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from waiting import CEILING_S
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,7 +21,7 @@ def test_run_all_quick_assembles_the_results(tmp_path: Path) -> None:
     env.pop("CMDC_BENCH_PG_URL", None)
     proc = subprocess.run(
         [sys.executable, "bench/run_all.py", "--quick", "--only", "frames,workflows"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=CEILING_S,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = out.read_text()
@@ -40,6 +42,6 @@ def test_run_all_quick_assembles_the_results(tmp_path: Path) -> None:
 def test_an_unknown_scenario_is_refused() -> None:
     proc = subprocess.run(
         [sys.executable, "bench/run_all.py", "--only", "frames,warp-drive"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, capture_output=True, text=True, timeout=CEILING_S,
     )  # fmt: skip
     assert proc.returncode == 2 and "unknown scenario(s): warp-drive" in proc.stderr

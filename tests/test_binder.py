@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from waiting import CEILING_S
 
 from cmdc_nb.providers.choice import PROVIDER_DEFAULTS
 
@@ -34,7 +35,9 @@ def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
     env["HOME"] = str(
         tmp_path / "home"
     )  # postBuild's workspace and Jupyter's files go here, not the real HOME
-    subprocess.run([uv(), "venv", "--quiet", "--python", "3.11", str(venv)], check=True, env=env, timeout=300)
+    subprocess.run(
+        [uv(), "venv", "--quiet", "--python", "3.11", str(venv)], check=True, env=env, timeout=CEILING_S
+    )
     # repo2docker runs `pip install -r binder/requirements.txt` from the repository root
     subprocess.run(
         [
@@ -50,7 +53,7 @@ def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
         check=True,
         cwd=ROOT,
         env=env,
-        timeout=900,
+        timeout=CEILING_S,
     )
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     post = subprocess.run(
@@ -59,7 +62,7 @@ def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=CEILING_S,
     )
     assert post.returncode == 0, post.stderr
     assert "binder: ready" in post.stdout
@@ -75,13 +78,13 @@ def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
                 str(notebook),
                 "--output",
                 str(out),
-                "--ExecutePreprocessor.timeout=600",
+                "--ExecutePreprocessor.timeout=CEILING_S",
             ],
             cwd=ROOT / "notebooks",
             env=env,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=CEILING_S,
         )
         assert run.returncode == 0, f"{notebook.name}: {run.stderr[-2000:]}"
         assert out.exists() and '"output_type": "error"' not in out.read_text()

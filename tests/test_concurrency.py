@@ -1,4 +1,4 @@
-"""Eight processes writing into the same sessions at once (issue 11, check 2), on both backends.
+"""Eight processes writing into the same sessions at once, on both backends.
 
 Each process appends messages, books costs and adds to the sessions' counters, queues approval items
 and races the others to decide them, and keeps a presence record on every session. Afterwards:
@@ -19,11 +19,12 @@ from itertools import pairwise
 from pathlib import Path
 
 import sqlalchemy as sa
+from reliability import record, sized
+from waiting import CEILING_S
 
 from cmdc_nb import approvals, costs, presence, sessions
 from cmdc_nb.store.models import ApprovalItem, CostRecord, CostRollup, PresenceRecord, User
 from cmdc_nb.workspace import Workspace
-from tests.reliability import record, sized
 
 PROCESSES = 8
 ROUNDS = sized(160, 1000)  # per process; a message every round, a cost every other, an item every 8th
@@ -102,7 +103,7 @@ def test_eight_processes_write_messages_costs_approvals_and_presence_into_shared
         p.stdin.flush()
     reports = []
     for p in procs:
-        out, err = p.communicate(timeout=900)
+        out, err = p.communicate(timeout=CEILING_S)
         assert p.returncode == 0, err[-2000:]
         reports.append(json.loads(out.strip().splitlines()[-1]))
     seconds = time.perf_counter() - started

@@ -16,11 +16,6 @@ from cmdc_nb.store.models import Session, User
 from cmdc_nb.workspace import Workspace
 
 
-@pytest.fixture
-def session(ws: Workspace, user: User) -> Session:
-    return sessions.create_session(user, name="Work", ws=ws)
-
-
 def cost(ws: Workspace, user: User, **kw: object):  # type: ignore[no-untyped-def]
     kw.setdefault("source_type", "agent_call")
     kw.setdefault("source_id", uuid.uuid4())

@@ -1,6 +1,6 @@
-"""Crash and resume (issue 11, check 1), on both backends.
+"""Crash and resume, on both backends.
 
-Each trial starts a child process (`tests/crash_children.py`) that runs, at once, an agent turn with
+Each trial starts a child process (`tests/support/crash_children.py`) that runs, at once, an agent turn with
 four side-effecting tool calls and one that needs approval, a 10-step durable workflow run, a RAG
 ingestion of 40 files and a due scheduled job, then SIGKILLs it at a random moment. Just before the
 kill this process notes every committed row; afterwards it resumes everything here — the agent's
@@ -24,7 +24,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import crash_children as child
+import rag_children
 import sqlalchemy as sa
+import workflow_children
+from reliability import record, sized
+from waiting import CEILING_S
 
 from cmdc_nb import approvals, kernel, rag, scheduling, sessions
 from cmdc_nb import workflows as wf
@@ -41,9 +46,6 @@ from cmdc_nb.store.models import (
     WorkflowStep,
 )
 from cmdc_nb.workspace import Workspace
-from tests import crash_children as child
-from tests import rag_children, workflow_children
-from tests.reliability import record, sized
 
 TRIALS = sized(3, 100)
 FILES = 40
@@ -132,9 +134,9 @@ async def resume_agent_turn(ws: Workspace, session: Any) -> tuple[str, list[str]
 
     agent.events.subscribe(approve)
     if agent.interrupted:
-        reply = await asyncio.wait_for(agent.resume(), 60)
+        reply = await asyncio.wait_for(agent.resume(), CEILING_S)
     else:
-        reply = await asyncio.wait_for(agent.prompt("stamp the documents, then deploy"), 60)
+        reply = await asyncio.wait_for(agent.prompt("stamp the documents, then deploy"), CEILING_S)
     await kernel.stop(agent)
     return reply, approved
 
@@ -154,7 +156,7 @@ async def test_sigkill_mid_turn_workflow_ingestion_and_job_then_resume(
         session, run, idx, job = new_trial(ws, user, w, here, f"crash {trial}")
         proc = start_child(db_url, home_dir, session, run, idx, effects)
         assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), CEILING_S)
         assert line.strip() == "READY", (line, proc.stderr.read() if proc.stderr else "")
         # (stderr is piped and unread: the child writes little there, far below the pipe's buffer)
         await asyncio.sleep(rnd.uniform(0.05, 4.0))  # READY to idle takes ≈ 3.5 s
@@ -242,7 +244,7 @@ def test_the_child_runs_to_idle_without_a_kill(
             assert line.startswith(("START", "EMBED")), line  # progress lines of the steps and the embedder
         assert line.strip() == "IDLE"
         seconds = time.perf_counter() - started
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + CEILING_S
         while approvals.count_pending_approvals(user, ws=ws) == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert approvals.count_pending_approvals(user, ws=ws) == 1

@@ -1,4 +1,4 @@
-"""The HTTP gateway, driven by a real HTTP client over loopback (issue 13).
+"""The HTTP gateway, driven by a real HTTP client over loopback.
 
 Each test starts a `Gateway` on a free port in the test's own event loop and talks to it with httpx:
 a full chat whose tool waits for an approval decided over HTTP, SSE resumed after a disconnect with
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from waiting import CEILING_S
 
 import cmdc_nb
 from cmdc_nb.gateway import Gateway, Guardrails, create_gateway_key, revoke_gateway_key
@@ -83,7 +84,9 @@ async def served(ws: Workspace) -> AsyncIterator[tuple[Gateway, httpx.AsyncClien
         heartbeat_s=0.2,
     )
     url = await gw.start()
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": issued.key}, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers={"X-API-Key": issued.key}, timeout=CEILING_S
+    ) as client:
         yield gw, client, issued.key
     await gw.stop()
 
@@ -169,7 +172,7 @@ async def test_an_sse_stream_resumed_after_a_disconnect_loses_and_repeats_nothin
     # disconnected: two more runs happen while nobody listens
     for text in ("two", "three"):
         await client.post(f"/v1/sessions/{sid}/prompt", json={"text": text})
-        await asyncio.wait_for(gw.runtime.live[uuid.UUID(sid)].agent.collect_reply(), 10)
+        await asyncio.wait_for(gw.runtime.live[uuid.UUID(sid)].agent.collect_reply(), CEILING_S)
     headers = {"Last-Event-ID": str(got[-1])}
     replies = []
     async with client.stream("GET", f"/v1/sessions/{sid}/events", headers=headers) as events:
@@ -355,7 +358,7 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
     made_ws.close()
     made = subprocess.run(
         [*run, "key", "create", "--user", "demo@example.com", "--name", "cli"],
-        env=env, check=True, capture_output=True, text=True, timeout=60,
+        env=env, check=True, capture_output=True, text=True, timeout=CEILING_S,
     )  # fmt: skip
     key = made.stdout.strip()
     assert key.startswith("cgw_") and key not in made.stderr
@@ -364,7 +367,7 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=CEILING_S,
     )
     assert key[:12] in listed.stdout and key not in listed.stdout
     with socket.socket() as s:
@@ -379,7 +382,7 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + CEILING_S
         while True:
             try:
                 assert httpx.get(f"{base}/healthz", timeout=2).json()["status"] == "ok"
@@ -389,22 +392,24 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
                     raise
                 time.sleep(0.2)
         h = {"Authorization": f"Bearer {key}"}
-        sid = httpx.post(f"{base}/v1/sessions", json={}, headers=h, timeout=10).json()["id"]
+        sid = httpx.post(f"{base}/v1/sessions", json={}, headers=h, timeout=CEILING_S).json()["id"]
         assert (
             httpx.post(
-                f"{base}/v1/sessions/{sid}/prompt", json={"text": "hi there"}, headers=h, timeout=10
+                f"{base}/v1/sessions/{sid}/prompt", json={"text": "hi there"}, headers=h, timeout=CEILING_S
             ).status_code
             == 202
         )
         for _ in range(100):
-            msgs = httpx.get(f"{base}/v1/sessions/{sid}/messages", headers=h, timeout=10).json()["messages"]
+            msgs = httpx.get(f"{base}/v1/sessions/{sid}/messages", headers=h, timeout=CEILING_S).json()[
+                "messages"
+            ]
             if len(msgs) == 2:
                 break
             time.sleep(0.1)
         assert msgs[-1]["content"] == "(offline echo) hi there"
     finally:
         server.terminate()
-        out, err = server.communicate(timeout=30)
+        out, err = server.communicate(timeout=CEILING_S)
     assert key not in out + err
 
 
@@ -420,7 +425,7 @@ async def test_a_question_from_the_agent_is_answered_over_http(ws: Workspace) ->
     gw = Gateway(ws=ws, port=0, models=[model], tools=[ask_user], default_tools=["ask_user"])
     url = await gw.start()
     try:
-        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=CEILING_S) as client:
             sid = (await client.post("/v1/sessions", json={})).json()["id"]
             async with client.stream("GET", f"/v1/sessions/{sid}/events", params={"since": 0}) as events:
                 await client.post(f"/v1/sessions/{sid}/prompt", json={"text": "deploy somewhere"})
@@ -473,7 +478,7 @@ async def test_a_notebooks_own_agent_is_served_and_a_teammate_approves_it_from_e
         eve_key = create_gateway_key(eve, name="x", ws=ws).key
         handle = agent.prompt("ship it")  # Ada, in her notebook
         async with httpx.AsyncClient(
-            base_url=url, headers={"X-API-Key": grace_key}, timeout=30
+            base_url=url, headers={"X-API-Key": grace_key}, timeout=CEILING_S
         ) as grace_http:
             for _ in range(200):
                 got = (await grace_http.get(f"/v1/sessions/{sid}/status")).json()
@@ -490,7 +495,7 @@ async def test_a_notebooks_own_agent_is_served_and_a_teammate_approves_it_from_e
             assert (
                 await grace_http.post(f"/v1/sessions/{sid}/approve", json={"ref": pending[0]["ref"]})
             ).status_code == 200
-        assert await asyncio.wait_for(handle.future, 30) == "Shipped."
+        assert await asyncio.wait_for(handle.future, CEILING_S) == "Shipped."
         assert DEPLOYS == ["prod"]
         with pytest.raises(cmdc_nb.errors.InvalidInputError):
             gw.expose(Agent(model=script.model))  # not stored in a session: nothing to share
@@ -539,7 +544,7 @@ def test_the_gateway_serves_from_a_notebook_kernels_loop(
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c.strip()) for c in GATEWAY_CELLS]
     nbclient.NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb, timeout=CEILING_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     out = [
         "".join(o.get("text", "") for o in c.outputs if o.get("name") == "stdout").strip() for c in nb.cells

@@ -1,4 +1,4 @@
-"""A2A against the official `a2a-sdk` client as a real peer, over loopback HTTP (issue 13).
+"""A2A against the official `a2a-sdk` client as a real peer, over loopback HTTP.
 
 The client resolves the agent card, sends messages (blocking and streaming), follows a conversation in
 one context, gets and lists tasks; tasks are rows in the workspace's database, owned by the key's user.
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from a2a.client import ClientConfig, create_client
 from a2a.helpers import get_artifact_text, new_text_message
 from a2a.types import a2a_pb2 as pb
+from waiting import CEILING_S
 
 import cmdc_nb
 from cmdc_nb.gateway import Gateway, Guardrails, create_gateway_key
@@ -68,7 +69,7 @@ async def final_task(client: Any, request: pb.SendMessageRequest) -> pb.Task:
 
 async def test_the_a2a_sdk_client_talks_to_the_gateway(peer: tuple[Gateway, str, Workspace]) -> None:
     gw, key, ws = peer
-    async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=30) as http:
+    async with httpx.AsyncClient(headers={"X-API-Key": key}, timeout=CEILING_S) as http:
         card = (await http.get(f"{gw.url}/.well-known/agent-card.json")).json()
         assert card["supportedInterfaces"][0]["url"] == f"{gw.url}/v1/a2a"
         assert card["capabilities"]["streaming"] is True and "apiKey" in card["securitySchemes"]
@@ -101,7 +102,7 @@ async def test_the_a2a_sdk_client_talks_to_the_gateway(peer: tuple[Gateway, str,
     # another user's key does not see them
     grace = cmdc_nb.accounts.create_user("grace@example.com", ws=ws)
     other = create_gateway_key(grace, name="g", ws=ws).key
-    async with httpx.AsyncClient(headers={"X-API-Key": other}, timeout=30) as http:
+    async with httpx.AsyncClient(headers={"X-API-Key": other}, timeout=CEILING_S) as http:
         client = await create_client(gw.url, client_config=ClientConfig(streaming=False, httpx_client=http))
         assert len((await client.list_tasks(pb.ListTasksRequest())).tasks) == 0
         with pytest.raises(Exception, match=r"(?i)not found"):
@@ -123,7 +124,7 @@ async def test_a2a_needs_a_key_and_passes_the_guardrails(peer: tuple[Gateway, st
             }
         },
     }
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=CEILING_S) as http:
         r = await http.post(f"{gw.url}/v1/a2a", json=body, headers={"A2A-Version": "1.0"})
         assert r.status_code == 401
         r = await http.post(f"{gw.url}/v1/a2a", json=body, headers={"A2A-Version": "1.0", "X-API-Key": key})
@@ -148,7 +149,7 @@ async def test_the_seeds_tasks_send_is_idempotent_and_sendsubscribe_streams(
             params["sessionId"] = session
         return {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
 
-    async with httpx.AsyncClient(base_url=gw.url, headers={"X-API-Key": key}, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=gw.url, headers={"X-API-Key": key}, timeout=CEILING_S) as http:
         first = (await http.post("/v1/a2a", json=rpc("tasks/send", "task-1", "hi", "ctx-1"))).json()["result"]
         assert first["status"]["state"] == "completed" and first["sessionId"] == "ctx-1"
         assert first["artifacts"][0]["parts"] == [{"type": "text", "text": "heard 1: hi"}]
@@ -232,7 +233,7 @@ async def test_conversations_survive_a_gateway_restart(ws: Workspace) -> None:
 
     gw = Gateway(ws=ws, port=0, models=[A2A_MODEL])
     url = await gw.start()
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=CEILING_S) as http:
         sid = (await http.post("/v1/sessions", json={})).json()["id"]
         await http.post(f"/v1/sessions/{sid}/prompt", json={"text": "first"})
         await gw.runtime.live[uuid.UUID(sid)].agent.collect_reply(10)
@@ -244,7 +245,7 @@ async def test_conversations_survive_a_gateway_restart(ws: Workspace) -> None:
     gw = Gateway(ws=ws, port=0, models=[A2A_MODEL])  # a new gateway process would see the same
     url = await gw.start()
     try:
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=CEILING_S) as http:
             # the REST session comes back with its conversation
             assert (await http.get(f"/v1/sessions/{sid}")).status_code == 200
             await http.post(f"/v1/sessions/{sid}/prompt", json={"text": "second"})

@@ -1,4 +1,4 @@
-"""Schemathesis against the gateway's OpenAPI document (issue 13): requests generated from the
+"""Schemathesis against the gateway's OpenAPI document: requests generated from the
 schema, valid and not, sent to a real server on loopback — none may get a server error."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from waiting import CEILING_S
 
 import cmdc_nb
 from cmdc_nb.gateway import Gateway, create_gateway_key
@@ -58,7 +59,7 @@ def test_schemathesis_finds_no_server_error(ws: Workspace, tmp_path: Path) -> No
             ],
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=CEILING_S,
             cwd=tmp_path,  # schemathesis keeps a cache in its working directory: not in the repository
         )
     finally:

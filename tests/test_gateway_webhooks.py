@@ -1,4 +1,4 @@
-"""Webhooks (issue 13): task and approval events POSTed, signed with HMAC, retried with backoff, and
+"""Webhooks: task and approval events POSTed, signed with HMAC, retried with backoff, and
 kept when they fail, for replay. The receiver is a real HTTP server on loopback."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from waiting import CEILING_S
 
 import cmdc_nb
 from cmdc_nb.gateway import Gateway, Webhook, create_gateway_key, list_webhook_deliveries, verify
@@ -102,7 +103,7 @@ async def test_webhooks_are_signed_retried_and_failed_ones_replayed(
     )
     url = await gw.start()
     try:
-        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=CEILING_S) as client:
             sid = (await client.post("/v1/sessions", json={"tools": ["deploy"]})).json()["id"]
             await client.post(f"/v1/sessions/{sid}/prompt", json={"text": "deploy"})
             agent = gw.runtime.live[uuid.UUID(sid)].agent

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from waiting import CEILING_S
 
 from cmdc_nb import kernel
 from cmdc_nb.errors import (
@@ -567,5 +568,5 @@ async def test_approve_and_user_respond_work_from_another_thread() -> None:
     question = agent.status()["pending_user_inputs"][0]["ref"]
     await asyncio.to_thread(agent.approve, ref)  # e.g. a server thread
     await asyncio.to_thread(agent.user_respond, question, "Ada")
-    assert await asyncio.wait_for(handle, 60) == "ok"
+    assert await asyncio.wait_for(handle, CEILING_S) == "ok"
     assert [m["content"] for m in agent.messages if m["role"] == "tool"] == ["deleted x", "Ada"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbclient
 import nbformat
+from waiting import CEILING_S
 
 CELLS = [
     """
@@ -54,7 +55,7 @@ def test_an_agent_runs_on_the_notebook_kernels_loop(tmp_path: Path) -> None:
     }
     nb.cells = [nbformat.v4.new_code_cell(c.strip()) for c in CELLS]
     nbclient.NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        nb, timeout=CEILING_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     outputs = [
         "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout").strip()

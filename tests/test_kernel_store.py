@@ -17,19 +17,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from waiting import CEILING_S
 
 from cmdc_nb import accounts, agents, approvals, budgets, kernel, pricing, sessions
-from cmdc_nb.errors import AccessDeniedError, BudgetExceededError, ProviderError
+from cmdc_nb.errors import AccessDeniedError, BudgetExceededError, InvalidStateError, ProviderError
 from cmdc_nb.events import topics
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import RetryPolicy, Script, Turn, call
 from cmdc_nb.store.models import CostRecord, Session, User
 from cmdc_nb.workspace import Workspace, acting_as
-
-
-@pytest.fixture
-def session(ws: Workspace, user: User) -> Session:
-    return sessions.create_session(user, name="Kernel", ws=ws)
 
 
 @tool
@@ -129,7 +125,7 @@ async def test_an_approval_decided_from_another_cell_resumes_the_turn(
         modified_payload={**item.payload, "input": {"path": "new.log"}},
         ws=ws,
     )
-    assert await asyncio.wait_for(handle, 60) == "cleaned"
+    assert await asyncio.wait_for(handle, CEILING_S) == "cleaned"
     [tu_delete] = [
         t
         for c in agents.list_agent_calls(session, ws=ws).entries
@@ -295,7 +291,7 @@ async def test_a_pending_approval_survives_the_process_and_the_resumed_turn_comp
     child = subprocess.Popen([sys.executable, "-c", _CHILD], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), CEILING_S)
         assert line.strip() == "WAITING"
     finally:
         child.send_signal(signal.SIGKILL)
@@ -316,7 +312,7 @@ async def test_a_pending_approval_survives_the_process_and_the_resumed_turn_comp
     got = recorder(agent)
     agent.events.subscribe(lambda e: e.type == "approval_required" and kernel.approve(agent, e.event.ref))
     handle = agent.resume()
-    assert await asyncio.wait_for(handle, 60) == "Deployed to prod."
+    assert await asyncio.wait_for(handle, CEILING_S) == "Deployed to prod."
     assert marker.read_text() == "prod\n"  # executed once, after the approval
     assert next(e.event for e in got if e.type == "approval_required").ref == str(item.source_id)
     msgs = sessions.list_messages(session, ws=ws).entries
@@ -473,9 +469,15 @@ async def test_approve_from_the_loop_stores_off_the_loop_and_the_event_resumes_t
     written = agent.approve(waiting["ref"], args={"path": "b.log"})
     # called on the agent's loop: the write is handed to a worker thread and awaited by whoever wants to
     assert written is not None and not written.done()
+    # decided here: no longer waiting for a person; the same decision again is the same write, another
+    # one is refused (a loop that approves whatever waits cannot decide one call twice)
+    assert agent.status()["pending_approvals"] == []
+    assert agent.approve(waiting["ref"], args={"path": "b.log"}) is written
+    with pytest.raises(InvalidStateError):
+        agent.reject(waiting["ref"])
     await written
     assert writers and writers[0] != loop_thread
-    assert await asyncio.wait_for(handle, 60) == "done"
+    assert await asyncio.wait_for(handle, CEILING_S) == "done"
     [tu] = [
         t
         for c in agents.list_agent_calls(session, ws=ws).entries
@@ -508,7 +510,7 @@ async def test_a_decision_that_cannot_be_stored_leaves_the_call_waiting(
     assert agents.get_tool_use(waiting["ref"], ws=ws).status == "pending"
     # the owner's decision goes through
     await agent.reject(waiting["ref"], note="no")
-    await asyncio.wait_for(handle, 60)
+    await asyncio.wait_for(handle, CEILING_S)
     assert agents.get_tool_use(waiting["ref"], ws=ws).status == "denied"
     await kernel.stop(agent)
 

@@ -1,4 +1,4 @@
-"""Load (issue 11, check 8): many agents in one kernel's event loop, and a long stream into the chat
+"""Load: many agents in one kernel's event loop, and a long stream into the chat
 widget. The kernel must stay responsive and no event may be dropped.
 
 Responsiveness is measured, not asserted: a heartbeat task asks to wake every 10 ms and records how
@@ -13,13 +13,13 @@ import asyncio
 import time
 
 import pytest
+from reliability import FULL
+from reliability import record as record_figures
 
 from cmdc_nb import accounts, sessions
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.workspace import Workspace
-from tests.reliability import FULL
-from tests.reliability import record as record_figures
 
 
 def record(name: str, figures: dict[str, object]) -> None:

@@ -1,5 +1,5 @@
-"""MCP servers' tools attached in one call (issue 13), against a real MCP server written with the
-official `mcp` SDK (`tests/mcp_server.py`, run over stdio as a subprocess)."""
+"""MCP servers' tools attached in one call, against a real MCP server written with the
+official `mcp` SDK (`tests/support/mcp_server.py`, run over stdio as a subprocess)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from waiting import CEILING_S
 
 from cmdc_nb.errors import ConfigurationError, InvalidInputError
 from cmdc_nb.kernel import Agent
@@ -16,7 +17,7 @@ from cmdc_nb.plugins import HumanApproval
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.toolkit import attach_mcp_server
 
-SERVER = [sys.executable, str(Path(__file__).with_name("mcp_server.py"))]
+SERVER = [sys.executable, str(Path(__file__).parent.joinpath("support", "mcp_server.py"))]
 
 
 async def test_an_mcp_servers_tools_attach_at_once_and_go_through_the_approval_plugins(
@@ -54,7 +55,7 @@ async def test_an_mcp_servers_tools_attach_at_once_and_go_through_the_approval_p
         )
     )
     handle = agent.prompt("use the tools")
-    assert await asyncio.wait_for(handle.future, 60) == "done"
+    assert await asyncio.wait_for(handle.future, CEILING_S) == "done"
     seen.close()
     assert results["add"][0] == "42" and results["shout"] == ["HI"]
     assert not marker.exists()  # rejected: the server never ran it
@@ -83,7 +84,7 @@ async def test_an_mcp_servers_tools_attach_at_once_and_go_through_the_approval_p
     )
     with contextlib.suppress(Exception):
         await agent.tools["crash"].fn()  # the server process exits
-    await asyncio.wait_for(proc_gone.wait(), 20)
+    await asyncio.wait_for(proc_gone.wait(), CEILING_S)
     assert not set(attached.tools) & set(agent.tools)
     assert attached.detached_reason is not None and "went away" in attached.detached_reason
     await agent.stop()
@@ -125,7 +126,7 @@ async def test_an_mcp_server_over_streamable_http(tmp_path: Path) -> None:
         agent.events.subscribe(
             lambda env: ends.append(env.event.result) if env.type == "tool_execution_end" else None
         )
-        assert await asyncio.wait_for(agent.prompt("add").future, 60) == "forty-two"
+        assert await asyncio.wait_for(agent.prompt("add").future, CEILING_S) == "forty-two"
         assert ends == ["42"]
         proc.kill()  # the server goes away: its tools go with it
         for _ in range(200):

@@ -1,4 +1,4 @@
-"""Upgrading from every earlier schema version, with data, on both backends (issue 11, check 3).
+"""Upgrading from every earlier schema version, with data, on both backends.
 
 A database at head is filled through the public services (users and a vault credential, sessions with
 messages and a fork, agent calls and tool uses, approvals and rules, costs over two days, prices and a
@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from reliability import record, sized
 
 import cmdc_nb
 from cmdc_nb import (
@@ -50,7 +51,6 @@ from cmdc_nb.store.migrate import current_revision, upgrade
 from cmdc_nb.store.migrations import HEAD
 from cmdc_nb.workspace import Workspace
 from tests.conftest import drop_pg_database, fresh_pg_database
-from tests.reliability import record, sized
 
 # Tables whose rows are not copied: the ledger, and SQLite's FTS5 tables (kept by triggers and by the
 # ingestion; what a migration must derive for them is checked through search).

@@ -1,11 +1,11 @@
 """Every notebook with sentinel keys set: the chats go to a real provider, and the key leaks nowhere.
 
-The provider is an OpenAI-compatible server on loopback (`tests/fake_openai.py`) reached by litellm
+The provider is an OpenAI-compatible server on loopback (`tests/support/fake_openai.py`) reached by litellm
 through `OPENAI_BASE_URL` and `OPENAI_API_KEY`, as a real one would be; every other provider variable
 holds a sentinel key as well. A first cell (taken out again before the export) sends the kernel's
 `cmdc_nb` and litellm logs, at DEBUG with litellm's own debug logging on, to a file and taps every
 event. Each notebook must run to the end, the model requests must reach the server with the key —
-and then the sentinel is searched for (issue 11, check 6) in the cell outputs, the exported notebook
+and then the sentinel is searched for in the cell outputs, the exported notebook
 (`.ipynb` and HTML), the logs, the events, and every file the run left: workspaces with their WAL,
 artifacts, sandboxes.
 """
@@ -20,10 +20,10 @@ import nbclient
 import nbconvert
 import nbformat
 import pytest
-
-from tests import secret_scan
-from tests.fake_openai import FakeOpenAI
-from tests.reliability import record
+import secret_scan
+from fake_openai import FakeOpenAI
+from reliability import record
+from waiting import CEILING_S
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -33,8 +33,8 @@ CHATTY = {"00_tour", "01_chat_and_approvals", "02_workflows", "03_rag_index", "0
 def instrumentation(folder: Path) -> nbformat.NotebookNode:
     return nbformat.v4.new_code_cell(
         "import sys\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from tests import secret_scan\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests' / 'support')!r})\n"
+        "import secret_scan\n"
         f"secret_scan.install_log_file(__import__('pathlib').Path({str(folder / 'log-kernel.txt')!r}), litellm_debug=True)\n"
         f"secret_scan.install_event_tap(__import__('pathlib').Path({str(folder / 'events-kernel.txt')!r}))"
     )
@@ -59,7 +59,7 @@ def test_a_notebook_uses_the_real_provider_and_leaks_no_key(
         monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the notebooks' own workspaces land here
         nbclient.NotebookClient(
             nb,
-            timeout=240,
+            timeout=CEILING_S,
             kernel_name="python3",
             store_widget_state=True,
             resources={"metadata": {"path": str(tmp_path)}},

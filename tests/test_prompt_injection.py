@@ -1,4 +1,4 @@
-"""Prompt injection (issue 11, check 5): documents and tool results that tell the agent to run commands or
+"""Prompt injection: documents and tool results that tell the agent to run commands or
 reveal keys. The model here is scripted to *obey* every injection — the worst case, a fully compromised
 model — so what is tested is the harness around it: with the security plugins on, nothing runs without a
 person's approval (and the person says no), and no secret reaches a reply, a stored message or an event.
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reliability import record
 
 from cmdc_nb import accounts, rag, sessions
 from cmdc_nb.kernel import Agent, tool
@@ -18,7 +19,6 @@ from cmdc_nb.plugins import HumanApproval, OutputFilter, SecurityGuard
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.toolkit import builtin_tools
 from cmdc_nb.workspace import Workspace
-from tests.reliability import record
 
 SENTINEL_KEY = "sk-proj-SENTINEL0123456789abcdefghij"
 

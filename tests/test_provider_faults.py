@@ -1,4 +1,4 @@
-"""Provider faults (issue 11, check 7): random sequences of rate limits, server errors, timeouts,
+"""Provider faults: random sequences of rate limits, server errors, timeouts,
 unavailability, refusals and streams cut off midway, against a primary model and a fallback, with every
 call stored. Whatever the sequence: retries stay within the policy, a fallback is taken only for the
 kinds another model might not share, the reply is exactly the text of the one response that succeeded
@@ -14,6 +14,7 @@ import random
 
 import pytest
 import sqlalchemy as sa
+from reliability import FULL, record
 
 from cmdc_nb import accounts, agents, sessions
 from cmdc_nb.errors import ProviderError
@@ -21,7 +22,6 @@ from cmdc_nb.kernel import Agent
 from cmdc_nb.providers import RetryPolicy, Script, Turn
 from cmdc_nb.store.models import AgentCall, CostRecord
 from cmdc_nb.workspace import Workspace
-from tests.reliability import FULL, record
 
 RETRYABLE = ("rate_limit", "server_error", "unavailable", "timeout")
 FATAL = ("authentication", "bad_request")

@@ -1,4 +1,4 @@
-"""The sentinel scanner (issue 11, check 6) finds what it looks for: a scan that reports 0 must be
+"""The sentinel scanner finds what it looks for: a scan that reports 0 must be
 able to report more."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import secrets
 from pathlib import Path
 
 import pytest
+import secret_scan
 import sqlalchemy as sa
 
-from tests import secret_scan
 from tests.conftest import drop_pg_database, fresh_pg_database
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reliability import record
 
 from cmdc_nb.errors import PathEscapeError
 from cmdc_nb.kernel import Agent, ToolContext, ToolError
@@ -24,7 +25,6 @@ from cmdc_nb.toolkit import (
     shell,
     write_file,
 )
-from tests.reliability import record
 
 
 @pytest.fixture
@@ -327,7 +327,7 @@ async def test_commands_do_not_see_secret_environment_variables(
 async def test_writing_to_the_root_or_a_folder_is_refused_and_leaves_nothing_behind(
     tree: dict[str, Path],
 ) -> None:
-    # Found by fuzzing: write_file(".") put its temporary file beside the root, i.e. outside the sandbox.
+    # A temporary file for the root (".") would sit beside it, that is outside the sandbox.
     root = tree["root"]
     (root / "sub").mkdir(exist_ok=True)
     siblings = sorted(p.name for p in root.parent.iterdir())

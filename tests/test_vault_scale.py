@@ -1,4 +1,4 @@
-"""Rotating the vault key over many stored secrets (issue 11, check 6): every secret re-encrypted under
+"""Rotating the vault key over many stored secrets: every secret re-encrypted under
 the new key in one transaction, every one still reads back, none under the old key; the time is
 recorded (`ci-artifacts/reliability/secrets.json`), not asserted. 2,000 secrets in CI, 100,000 with
 `CMDC_RELIABILITY_FULL=1`."""
@@ -11,6 +11,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from cmdc_nb.vault import rotate_vault_key
+from reliability import FULL, record
 
 from cmdc_nb import accounts
 from cmdc_nb.errors import VaultKeyError
@@ -18,7 +19,6 @@ from cmdc_nb.store._vault import KeyRing, Vault
 from cmdc_nb.store.models import ApiCredential
 from cmdc_nb.store.values import utcnow
 from cmdc_nb.workspace import Workspace
-from tests.reliability import FULL, record
 
 
 def test_rotating_many_secrets_loses_none(ws: Workspace) -> None:

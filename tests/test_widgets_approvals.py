@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from waiting import CEILING_S
+
 from cmdc_nb import approvals, sessions
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
@@ -44,7 +46,7 @@ async def test_approving_in_the_queue_resumes_the_waiting_agent(ws: Workspace, u
     find(queue, "Textarea")[0].value = '{"channel": "bluesky"}'
     find(queue, "Text")[0].value = "better audience"
     find(queue, "Button", "Approve")[0].click()
-    assert await asyncio.wait_for(handle, 60) == "Posted."
+    assert await asyncio.wait_for(handle, CEILING_S) == "Posted."
     assert agent.messages[2]["content"] == "published on bluesky"
     decided = approvals.get_approval_item(item, ws=ws)
     assert (decided.status, decided.decision_note) == ("approved", "better audience")
@@ -73,7 +75,7 @@ async def test_items_decided_elsewhere_leave_the_queue_and_deny_works(ws: Worksp
     while len(queue.items) != 1:
         await asyncio.sleep(0.01)
     queue.deny(second.id, note="nor there")
-    assert await asyncio.wait_for(handle, 60) == "done"
+    assert await asyncio.wait_for(handle, CEILING_S) == "done"
     assert [m["content"] for m in agent.messages if m["role"] == "tool"] == [
         "denied by the user: not there",
         "denied by the user: nor there",

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from waiting import CEILING_S
 
 from cmdc_nb import accounts, approvals, pricing
 from cmdc_nb import workflows as wf
@@ -54,7 +55,7 @@ def count(name: str) -> str:
     return name
 
 
-barrier = threading.Barrier(3, timeout=30)
+barrier = threading.Barrier(3, timeout=CEILING_S)
 
 
 @wf.step_function("t.meet")

@@ -103,7 +103,7 @@ class Workspace:
         self._closed = False
         # SQLite has one writer at a time. Threads of this process queue on this lock, handed over at
         # once on commit; without it they queue in SQLite's busy handler, which polls with sleeps that
-        # grow to 100 ms — a 1,000-step workflow spent most of its time there. Other processes still
+        # grow to 100 ms, so a burst of small transactions would mostly sleep. Other processes still
         # queue in the busy handler.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         self.acting_user_id: uuid.UUID | None = None  # see act_as(); checked by _access

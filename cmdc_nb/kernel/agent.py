@@ -267,6 +267,7 @@ class Agent(ToolRunner, Requester, Decisions):
                     "requested_at_ms": ms(p.requested_at),
                 }
                 for p in self._approvals.values()
+                if p.choice is None  # decided here, its event on the way: no longer waiting for a person
             ],
             "pending_user_inputs": [{"ref": p.ref, "question": p.question} for p in self._inputs.values()],
             "queue_sizes": {"prompts": len(self._prompts), "steerings": len(self._steering)},

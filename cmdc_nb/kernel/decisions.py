@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from cmdc_nb.errors import AgentNotAliveError, InvalidInputError, NotFoundError
+from cmdc_nb.errors import AgentNotAliveError, InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.kernel._core import AgentCore
-from cmdc_nb.kernel.run_state import Decision
+from cmdc_nb.kernel.run_state import Decision, Pending
 
 __all__ = ["Decisions"]
 
@@ -117,6 +118,14 @@ class Decisions(AgentCore):
         if not self.recorder.enabled:  # nothing stored: this call is the only way the decision arrives
             self._resolve(pending.future, choice)
             return None
+        if pending.choice is not None:  # already decided here, its event not arrived yet
+            if pending.choice.approved == approved and pending.writing is not None:
+                return pending.writing
+            raise InvalidStateError(
+                "tool call",
+                "approved" if pending.choice.approved else "rejected",
+                "approved" if approved else "rejected",
+            )
         pending.choice = choice
 
         def write() -> None:
@@ -127,16 +136,23 @@ class Decisions(AgentCore):
         except RuntimeError:
             on_loop = False
         if not on_loop:
-            write()
+            try:
+                write()
+            except BaseException:
+                pending.choice = None  # nothing was decided: the call waits for a person again
+                raise
             return None
         assert self._loop is not None
         # the caller's context goes along: who is acting (`acting_as`) decides what they may decide
         future: asyncio.Future[None] = self._loop.run_in_executor(None, contextvars.copy_context().run, write)
-        future.add_done_callback(self._log_failed_decision)
+        pending.writing = future
+        future.add_done_callback(functools.partial(_written, pending))
         return future
 
-    @staticmethod
-    def _log_failed_decision(future: asyncio.Future[None]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            # Nothing was decided: the call still waits (or was decided by someone else first).
-            log.warning("the decision was not stored: %s", future.exception())
+
+def _written(pending: Pending, future: asyncio.Future[None]) -> None:
+    if future.cancelled() or future.exception() is None:
+        return
+    # Nothing was decided: the call waits for a person again (unless someone else decided first).
+    pending.choice, pending.writing = None, None
+    log.warning("the decision was not stored: %s", future.exception())

@@ -119,6 +119,7 @@ class Pending:
     # what this process's approve()/reject() asked for (note, edited args, auto_resume), applied when
     # the stored decision comes back as an event
     choice: Decision | None = None
+    writing: asyncio.Future[None] | None = None  # the store write of that decision
 
 
 @dataclass

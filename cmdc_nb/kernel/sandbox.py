@@ -294,8 +294,8 @@ def _read_text(real: Path, shown: str) -> str:
 
 def _write_text(real: Path, content: str, box: LocalSandbox) -> int:
     shown = box.relative(real)
-    # The root itself (path ".") or a folder: its temporary sibling would land outside the sandbox
-    # (found by fuzzing), and the replace would fail anyway.
+    # The root itself (path ".") or a folder: its temporary sibling would land outside the sandbox,
+    # and the replace would fail anyway.
     if real == box.root or real.is_dir():
         raise SandboxError(f"{shown} is a directory")
     try:

@@ -66,8 +66,8 @@ async def alitellm() -> Any:
 def _load_warm() -> Any:
     """Import litellm, then make one streamed, tool-carrying mock call on a private loop in this
     thread: litellm imports hundreds of modules lazily on its first call (its HTTP client, the MCP
-    handler, stream wrappers), which would otherwise happen on the caller's loop — a 1 s stall measured
-    with twenty agents in one kernel. A failure here only means the first real call does it instead."""
+    handler, stream wrappers), which would otherwise happen on the caller's loop and stall every agent and
+    widget of the kernel. A failure here only means the first real call does it instead."""
     lm = litellm()
     global _warmed
     with _lock:

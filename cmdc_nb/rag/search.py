@@ -312,8 +312,8 @@ def _pg_hnsw(
 
     params: dict[str, Any] = {}
     where = " AND embedding IS NOT NULL" + _pg_filters(f, params)
-    # An explicit ef_search is used as given (never below k); by default max(4k, 64): recall@10 1.00 at
-    # 100k × 384 in bench/RESULTS.md.
+    # An explicit ef_search is used as given (never below k); by default max(4k, 64), which
+    # bench/bench_retrieval.py measures against exact search.
     ef = ef_search or max(4 * k, 64)
     hits = hnsw_search(
         db, idx.id, idx.embedding_dimensions, qvec, k=k, ef_search=ef, where=where, params=params

@@ -55,9 +55,6 @@ def _elapsed_ms(start: Any) -> int | None:
     return max(0, int((utcnow() - start).total_seconds() * 1000)) if start is not None else None
 
 
-# --- agent calls ------------------------------------------------------------------------------------
-
-
 def _call_payload(c: AgentCall) -> dict[str, Any]:
     return {
         "agent_call_id": str(c.id),

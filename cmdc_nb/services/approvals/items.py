@@ -78,9 +78,6 @@ class ExpiryReport:
         return len(self.expired) + len(self.approved) + len(self.escalated)
 
 
-# --- items ------------------------------------------------------------------------------------------
-
-
 def _item_payload(item: ApprovalItem) -> dict[str, Any]:
     return {
         "approval_id": str(item.id),

@@ -30,9 +30,6 @@ def _pd() -> Any:
     return pandas
 
 
-# --- columns ----------------------------------------------------------------------------------------
-
-
 def _money_select(col: Any, pg: bool) -> Any:
     # Exact integer picodollars straight from the database (no per-row Decimal objects).
     if pg:

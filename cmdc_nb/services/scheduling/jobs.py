@@ -60,7 +60,7 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     # OSError: zoneinfo opens a file named after the zone, so a long or odd name fails in the OS
-    # (found by fuzzing); TypeError: not a string.
+    # (a long or odd name); TypeError: not a string.
     except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
         raise InvalidInputError(
             f"unknown time zone {str(name)[:80]!r} (use an IANA name like 'Europe/Paris')", field="timezone"

@@ -1,5 +1,5 @@
 """A real MCP server for the tests, written with the official `mcp` SDK; run over stdio
-(`python tests/mcp_server.py`) or Streamable HTTP (`python tests/mcp_server.py PORT`, at /mcp). `destroy` writes a marker file (CMDC_MCP_MARKER), so a test can tell
+(`python tests/support/mcp_server.py`) or Streamable HTTP (`python tests/support/mcp_server.py PORT`, at /mcp). `destroy` writes a marker file (CMDC_MCP_MARKER), so a test can tell
 whether it ever ran."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared by the reliability tests (issue 11): the size switch and where their figures go.
+"""Shared by the reliability tests: the size switch and where their figures go.
 
 CI runs every reliability test at a reduced size; `CMDC_RELIABILITY_FULL=1` (set by
 `scripts/reliability.sh`) runs the full sizes. Each test records what it measured — counts, times,
@@ -15,7 +15,7 @@ from typing import Any
 FULL = os.environ.get("CMDC_RELIABILITY_FULL") == "1"
 OUT = Path(
     os.environ.get("CMDC_RELIABILITY_OUT")
-    or Path(__file__).resolve().parents[1] / "ci-artifacts" / "reliability"
+    or Path(__file__).resolve().parents[2] / "ci-artifacts" / "reliability"
 )
 
 

@@ -1,6 +1,6 @@
 """A slow embedder and a child-process ingestion, for the kill-in-the-middle test.
 
-`python tests/rag_children.py <db-url> <home> <index-id>` ingests the index and prints `EMBED n` after
+`python tests/support/rag_children.py <db-url> <home> <index-id>` ingests the index and prints `EMBED n` after
 each embedding batch, so the parent can kill it at a chosen moment."""
 
 from __future__ import annotations

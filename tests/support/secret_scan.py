@@ -1,4 +1,4 @@
-"""Search for sentinel secrets where they must never be (issue 11, check 6).
+"""Search for sentinel secrets where they must never be.
 
 A sentinel is a random token put into API-key variables (and, in the notebook runs, sent to a provider)
 so that any place it turns up later is a leak. `needles` spells it the ways a leak could hide it —
@@ -9,7 +9,7 @@ Instrumentation while a run happens, for what leaves no file of its own:
 - `install_event_tap(path)` appends every workspace-bus event and every agent event to `path`;
 - `install_log_file(path)` sends `cmdc_nb` and litellm records at DEBUG to `path`.
 
-`python -m tests.secret_scan --secret TOKEN --record KEY DIR...` scans folders after a run (the test
+`python tests/support/secret_scan.py --secret TOKEN --record KEY DIR...` scans folders after a run (the test
 command does it after the suite), prints what it found, records the figures and exits 1 on a hit;
 `--exports TOKEN` prints the shell lines that put the sentinel keys into the environment.
 """
@@ -191,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     for path, n in sorted(hits.items()):
         print(f"  {n} in {path}")
     if args.record:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.reliability import record
+        from reliability import record  # a sibling: this file runs as a script from tests/support
 
         record("secrets", args.record, {**totals, "event_lines": events, "log_lines": logs})
     return 1 if totals["occurrences"] else 0

@@ -2,7 +2,7 @@
 an agent turn with side-effecting tool calls (one needs approval, which nobody gives here), a durable
 workflow run, a RAG ingestion and a scheduled job — until the parent SIGKILLs it.
 
-`python tests/crash_children.py <db-url> <home> <session-id> <run-id> <index-id> <effects-log>`
+`python tests/support/crash_children.py <db-url> <home> <session-id> <run-id> <index-id> <effects-log>`
 Each side effect appends a line to the effects log, so the parent can count executions."""
 
 from __future__ import annotations

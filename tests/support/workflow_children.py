@@ -1,7 +1,7 @@
 """Step functions and child-process entry points for the workflow crash and worker tests.
 
 Imported by the tests (which registers the step functions in the test process) and run as a script
-in child processes: `python tests/workflow_children.py execute <db-url> <home> <run-id> <log>`.
+in child processes: `python tests/support/workflow_children.py execute <db-url> <home> <run-id> <log>`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+from waiting import CEILING_S
 
 import cmdc_nb
 from cmdc_nb import scheduling
@@ -48,7 +49,7 @@ def work(n: int, meet_dir: str, ctx: wf.StepContext) -> dict[str, Any]:
 
     here = Path(meet_dir)
     (here / str(os.getpid())).touch()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + CEILING_S
     while len(list(here.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     return {"n": n, "pid": os.getpid(), "met": len(list(here.iterdir()))}

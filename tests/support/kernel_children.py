@@ -1,6 +1,6 @@
 """A kernel in another process, for the cross-process approval test.
 
-`python tests/kernel_children.py <db-url> <home> <session-id>` runs an agent whose tool needs approval,
+`python tests/support/kernel_children.py <db-url> <home> <session-id>` runs an agent whose tool needs approval,
 prints `WAITING <tool-use-id>` while it waits, and `REPLY <text>` when the turn ends."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import asyncio
 import os
 import sys
 from typing import Any
+
+from waiting import CEILING_S
 
 import cmdc_nb
 from cmdc_nb.kernel import Agent, tool
@@ -59,7 +61,7 @@ def approve_from_here(
         tool_use_id = line.split()[1]
         item = agents.get_tool_use(tool_use_id, ws=ws).approval_id
         approvals.approve_item(item, session.user_id, note="from the other kernel", ws=ws)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=CEILING_S)
     finally:
         if proc.poll() is None:
             proc.kill()

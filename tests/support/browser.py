@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from waiting import CEILING_S
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "ci-artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "ci-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage",
@@ -62,7 +63,7 @@ def jupyterlab(root: Path) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + CEILING_S
         while True:
             try:
                 urllib.request.urlopen(f"{url}/api/status", timeout=2)
