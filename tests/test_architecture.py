@@ -10,7 +10,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from waiting import CEILING_S
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).with_name("lint-imports")
@@ -23,7 +22,7 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
-        timeout=CEILING_S,
+        timeout=300,
     )
 
 
@@ -50,7 +49,7 @@ def test_the_package_keeps_every_contract() -> None:
     [
         # a service reaching up into the widgets
         (
-            "cmdc_nb.services.sessions",
+            "cmdc_nb.services.sessions.records",
             "import cmdc_nb.widgets.chat",
             "Each floor imports only the floors below it",
         ),
@@ -63,9 +62,9 @@ def test_the_package_keeps_every_contract() -> None:
         # the kernel's loop reaching a service without going through kernel.persist
         ("cmdc_nb.kernel.agent", "from cmdc_nb.services import agents", "through kernel.persist only"),
         # a plain service reaching a composite one
-        ("cmdc_nb.services.sessions", "from cmdc_nb.services import agents", "composite services"),
+        ("cmdc_nb.services.sessions.records", "from cmdc_nb.services import agents", "composite services"),
         # the model facts loading SQLAlchemy
-        ("cmdc_nb.providers.catalog", "import sqlalchemy", "neither SQLAlchemy nor litellm"),
+        ("cmdc_nb.providers.catalog", "import sqlalchemy", "neither SQLAlchemy, litellm nor pandas"),
     ],
 )
 def test_an_import_that_runs_back_up_fails_the_contract(
@@ -75,7 +74,8 @@ def test_an_import_that_runs_back_up_fails_the_contract(
     assert result.returncode != 0
     # the report names the broken contract and the module that broke it
     assert "BROKEN" in result.stdout
-    assert broken in result.stdout.replace("\n", " ")
+    # (the report wraps long contract names: compare without the white space)
+    assert "".join(broken.split()) in "".join(result.stdout.split())
     assert module in result.stdout
 
 

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from waiting import CEILING_S
-
 from cmdc_nb.cli import main
 
 
@@ -58,7 +56,7 @@ def test_the_tour_command_writes_the_executed_tour_as_html(tmp_path: Path) -> No
         capture_output=True,
         text=True,
         env=env,
-        timeout=CEILING_S,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"the tour, executed, is in {out}" in run.stdout

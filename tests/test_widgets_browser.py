@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from browser import browser_page, jupyterlab, run_all, screenshot, write_notebook
+from browser import WAIT_MS, browser_page, jupyterlab, run_all, screenshot, write_notebook
 
 CHAT = '''
 import os, tempfile
@@ -38,12 +38,12 @@ def test_approve_in_the_browser_while_the_turn_runs(tmp_path: Path) -> None:
     write_notebook(tmp_path / "chat.ipynb", [CHAT])
     with jupyterlab(tmp_path) as url, browser_page() as page:
         run_all(page, f"{url}/lab/tree/chat.ipynb")
-        page.wait_for_selector("button.jupyter-button:has-text('Approve')", timeout=120_000)
+        page.wait_for_selector("button.jupyter-button:has-text('Approve')", timeout=WAIT_MS)
         assert page.locator("text=waiting for approval").count() == 1
         screenshot(page, "chat-waiting-for-approval.png")
         page.click("button.jupyter-button:has-text('Approve')")
-        page.wait_for_selector("text=All green", timeout=60_000)
-        page.wait_for_selector("text=ready", timeout=10_000)
+        page.wait_for_selector("text=All green", timeout=WAIT_MS)
+        page.wait_for_selector("text=ready", timeout=WAIT_MS)
         assert page.locator("button.jupyter-button:has-text('Approve')").count() == 0
         assert page.locator(".cmdc-tool.ok").count() == 1
         screenshot(page, "chat-turn-finished.png")
@@ -85,16 +85,16 @@ def test_plan_view_and_approval_queue_in_the_browser(tmp_path: Path) -> None:
     write_notebook(tmp_path / "queue.ipynb", [QUEUE, QUEUE_2])
     with jupyterlab(tmp_path) as url, browser_page() as page:
         run_all(page, f"{url}/lab/tree/queue.ipynb")
-        page.wait_for_selector("button.jupyter-button:has-text('Approve plan')", timeout=120_000)
+        page.wait_for_selector("button.jupyter-button:has-text('Approve plan')", timeout=WAIT_MS)
         screenshot(page, "plan-view-proposed.png")
         page.click("button.jupyter-button:has-text('Approve plan')")
         # the agent goes on, then its publish call waits in the queue (which updates itself)
-        page.wait_for_selector(".cmdc-queue-item button.jupyter-button:has-text('Approve')", timeout=60_000)
+        page.wait_for_selector(".cmdc-queue-item button.jupyter-button:has-text('Approve')", timeout=WAIT_MS)
         assert page.locator("text=Approve tool: publish").count() == 1
         screenshot(page, "approval-queue-pending.png")
         page.click(".cmdc-queue-item button.jupyter-button:has-text('Approve')")
-        page.wait_for_selector("text=Nothing is waiting for you.", timeout=60_000)
-        page.wait_for_selector("text=2/2 done approved", timeout=60_000)
+        page.wait_for_selector("text=Nothing is waiting for you.", timeout=WAIT_MS)
+        page.wait_for_selector("text=2/2 done approved", timeout=WAIT_MS)
         screenshot(page, "plan-view-finished.png")
 
 
@@ -129,9 +129,9 @@ def test_cost_dashboard_renders_its_charts_in_the_browser(tmp_path: Path) -> Non
     write_notebook(tmp_path / "costs.ipynb", [COSTS])
     with jupyterlab(tmp_path) as url, browser_page(height=1200) as page:
         run_all(page, f"{url}/lab/tree/costs.ipynb")
-        page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+        page.wait_for_selector(".js-plotly-plot", timeout=WAIT_MS)
         page.wait_for_function(
-            "() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000
+            "() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=WAIT_MS
         )
         assert page.locator("text=Daily cost (USD)").count() >= 1
         page.locator(".cmdc-chat").first.scroll_into_view_if_needed()
@@ -169,21 +169,21 @@ def test_dag_view_starts_a_run_and_approves_its_gate_in_the_browser(tmp_path: Pa
     write_notebook(tmp_path / "dag.ipynb", [DAG])
     with jupyterlab(tmp_path) as url, browser_page() as page:
         run_all(page, f"{url}/lab/tree/dag.ipynb")
-        page.wait_for_selector("g.cmdc-dag-node[data-step='ship']", timeout=120_000)
+        page.wait_for_selector("g.cmdc-dag-node[data-step='ship']", timeout=WAIT_MS)
         page.click("button.jupyter-button:has-text('Start run')")
         page.wait_for_selector(
-            "g.cmdc-dag-node[data-step='ship'][data-status='waiting_approval']", timeout=60_000
+            "g.cmdc-dag-node[data-step='ship'][data-status='waiting_approval']", timeout=WAIT_MS
         )
         page.click("g.cmdc-dag-node[data-step='ship']")
-        page.wait_for_selector("text=Ship 2.0.0 to production?", timeout=30_000)
+        page.wait_for_selector("text=Ship 2.0.0 to production?", timeout=WAIT_MS)
         screenshot(page, "dag-view-waiting-for-approval.png")
         page.click(".cmdc-dagview button.jupyter-button:has-text('Approve')")
         page.wait_for_selector(
-            "g.cmdc-dag-node[data-step='announce'][data-status='completed']", timeout=60_000
+            "g.cmdc-dag-node[data-step='announce'][data-status='completed']", timeout=WAIT_MS
         )
         assert page.locator("g.cmdc-dag-node[data-status='completed']").count() == 7
         page.click("g.cmdc-dag-node[data-step='build']")
-        page.wait_for_selector("text=built 2.0.0", timeout=30_000)
+        page.wait_for_selector("text=built 2.0.0", timeout=WAIT_MS)
         screenshot(page, "dag-view-finished.png")
 
 
@@ -215,13 +215,13 @@ def test_index_builder_ingests_and_searches_in_the_browser(tmp_path: Path) -> No
     write_notebook(tmp_path / "index.ipynb", [INDEX])
     with jupyterlab(tmp_path) as url, browser_page() as page:
         run_all(page, f"{url}/lab/tree/index.ipynb")
-        page.wait_for_selector("button.jupyter-button:has-text('Ingest now')", timeout=120_000)
+        page.wait_for_selector("button.jupyter-button:has-text('Ingest now')", timeout=WAIT_MS)
         page.click("button.jupyter-button:has-text('Ingest now')")
-        page.wait_for_selector(".cmdc-index-builder .cmdc-badge.ok", timeout=60_000)
-        page.wait_for_selector("text=5 added", timeout=30_000)
+        page.wait_for_selector(".cmdc-index-builder .cmdc-badge.ok", timeout=WAIT_MS)
+        page.wait_for_selector("text=5 added", timeout=WAIT_MS)
         box = page.locator(".cmdc-index-builder input[placeholder='Search the index…']")
         box.fill("refund a captured charge")  # the hashing embedder matches words, not meaning
         box.press("Enter")
-        page.wait_for_selector(".cmdc-hit", timeout=30_000)
+        page.wait_for_selector(".cmdc-hit", timeout=WAIT_MS)
         assert page.locator(".cmdc-hit").first.inner_text().startswith("1. payments/refunds.py")
         screenshot(page, "index-builder-search.png")

@@ -22,7 +22,7 @@ from cmdc_nb.store.enums import ActivityAction, ToolUseStatus
 from cmdc_nb.store.models import ToolUse
 from cmdc_nb.store.values import utcnow
 
-__all__ = ["DECISION_EVENTS", "TOOL_USE_TRANSITIONS", "decide_tool_use_in", "tool_payload"]
+__all__ = ["DECISION_EVENTS", "TOOL_USE_TRANSITIONS", "tool_payload"]
 
 _T = ToolUseStatus
 TOOL_USE_TRANSITIONS: dict[ToolUseStatus, frozenset[ToolUseStatus]] = {

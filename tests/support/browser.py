@@ -18,6 +18,8 @@ from typing import Any
 import nbformat
 from waiting import CEILING_S
 
+# How long a page is watched for what a user should see (Playwright counts milliseconds).
+WAIT_MS = int(CEILING_S * 1000)
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "ci-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -110,18 +112,18 @@ def browser_page(width: int = 1200, height: int = 1000) -> Iterator[Any]:
 def run_all(page: Any, url: str) -> None:
     """Open the notebook and run all its cells (retrying the menu until a cell has started)."""
     page.goto(url)
-    page.wait_for_selector("text=Kernel status: Idle", state="attached", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_selector("text=Kernel status: Idle", state="attached", timeout=WAIT_MS)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=WAIT_MS)
     for _ in range(5):
         page.click("li.lm-MenuBar-item:has-text('Run')")
         item = page.wait_for_selector(
-            "li.lm-Menu-item[data-command='runmenu:run-all']", state="visible", timeout=10_000
+            "li.lm-Menu-item[data-command='runmenu:run-all']", state="visible", timeout=WAIT_MS
         )
         item.click()
         try:
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.jp-InputPrompt')].some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))",
-                timeout=10_000,
+                timeout=WAIT_MS,
             )
             return
         except Exception:

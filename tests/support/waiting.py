@@ -12,4 +12,4 @@ import os
 
 __all__ = ["CEILING_S"]
 
-CEILING_S = float(os.environ.get("CMDC_TEST_CEILING_S", "900"))
+CEILING_S = float(os.environ.get("CMDC_TEST_CEILING_S", "300"))
