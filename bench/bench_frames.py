@@ -108,7 +108,7 @@ def measure(ws: cmdc_nb.Workspace, rows: int) -> tuple[dict[str, float], bool]:
     loaded = frames.costs_frame(ws=ws)
     assert len(loaded) == rows
     as_float = loaded.assign(cost_usd=loaded["cost_usd"].astype("float64"))
-    from cmdc_nb.frames import _daily_from_records
+    from cmdc_nb.services.frames.cuts import _daily_from_records
 
     results = {
         "pandas groupby, float (in memory)": median_seconds(
