@@ -164,3 +164,52 @@ def test_a_tampered_stored_credential_is_refused(ws: Workspace) -> None:
     with pytest.raises(DecryptionError) as info:
         accounts.get_decrypted_key(cid, ws=ws)
     assert keys[cid] not in str(info.value)
+
+
+def test_a_missing_key_file_is_never_replaced_while_secrets_need_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CMDC_NB_VAULT_KEY", raising=False)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    ws = cmdc_nb.connect(url, home=tmp_path, make_default=False)
+    user = accounts.create_user("ada@example.com", ws=ws)
+    accounts.create_api_credential(user, name="main", provider="openai", api_key="sk-keep-me-1234", ws=ws)
+    ws.close()
+    (tmp_path / "vault.key").unlink()  # lost: a new key could open none of the stored secrets
+    with pytest.raises(VaultKeyError) as err:
+        cmdc_nb.connect(url, home=tmp_path, make_default=False)
+    assert "vault.key" in str(err.value) and "CMDC_NB_VAULT_KEY" in str(err.value)
+    assert "1 secret" in str(err.value) and "sk-keep" not in str(err.value)
+    assert not (tmp_path / "vault.key").exists()  # nothing was created in its place
+    # the way out it names: open once with a new key, revoke, and the next default open makes a key
+    ws = cmdc_nb.connect(url, home=tmp_path, vault_key=generate_key(), make_default=False)
+    [cred] = accounts.list_api_credentials(user, ws=ws).entries
+    accounts.revoke_api_credential(cred, ws=ws)
+    ws.close()
+    cmdc_nb.connect(url, home=tmp_path, make_default=False).close()
+    assert (tmp_path / "vault.key").exists()
+
+
+@pytest.mark.parametrize(
+    ("secret", "refused"),
+    [
+        ("sk-\ud800-lone-surrogate-secret", True),
+        ("\udfffsk-surrogate-first-secret", True),
+        ("sk-ÿþ-fine-as-text-secret", False),
+    ],
+)
+def test_a_secret_that_cannot_be_stored_is_refused_without_echoing_it(
+    ws: Workspace, secret: str, refused: bool
+) -> None:
+    user = accounts.create_user("ada@example.com", ws=ws)
+    if not refused:  # text UTF-8 can hold is stored, encrypted
+        accounts.create_api_credential(user, name="main", provider="openai", api_key=secret, ws=ws)
+        [cred] = accounts.list_api_credentials(user, ws=ws).entries
+        assert secret.encode() not in bytes(cred.encrypted_key)
+        return
+    with pytest.raises(cmdc_nb.errors.InvalidInputError) as err:
+        accounts.create_api_credential(user, name="main", provider="openai", api_key=secret, ws=ws)
+    exc = err.value
+    told = [str(exc), repr(exc), repr(exc.args), repr(exc.__cause__), repr(exc.__context__)]
+    assert not any(secret[4:14] in t for t in told), told
+    assert accounts.list_api_credentials(user, ws=ws).entries == []  # nothing half-written

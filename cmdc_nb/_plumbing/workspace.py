@@ -30,6 +30,7 @@ from cmdc_nb.errors import (
     InvalidInputError,
     NotFoundError,
     StorageError,
+    VaultKeyError,
 )
 from cmdc_nb.events import EventBus
 
@@ -289,9 +290,9 @@ def connect(
     parsed = normalise_url(url)
     engine = create_engine(parsed)
     try:
-        vault = Vault(_key_ring(vault_key, home_path))
         if migrate:
             upgrade(engine)
+        vault = Vault(_key_ring(vault_key, home_path, engine))
     except BaseException:
         engine.dispose()
         raise
@@ -316,12 +317,39 @@ def connect(
     return ws
 
 
-def _key_ring(vault_key: str | None, home: Path) -> KeyRing:
+def _key_ring(vault_key: str | None, home: Path, engine: Engine) -> KeyRing:
     if vault_key is not None:
         return KeyRing.from_text(vault_key, source="memory")
     if os.environ.get(KEY_ENV):
         return KeyRing.from_text(os.environ[KEY_ENV], source="env")
-    return KeyRing.load_or_create(home / "vault.key")
+    path = home / "vault.key"
+    if not path.exists():
+        held = _encrypted_values(engine)
+        if held:
+            # A new key could open none of them: making one would hide the loss until the first read.
+            raise VaultKeyError(
+                f"the vault key file {path} is missing, but this database holds {held} secret(s) encrypted "
+                f"with the key it held: restore the file from a backup, or set {KEY_ENV} to that key. "
+                "If the key is lost: open the workspace once with a new key "
+                "(cmdc_nb.connect(vault_key=cmdc_nb.vault.generate_key())), revoke those credentials "
+                "(cmdc_nb.accounts.revoke_api_credential) and store them again."
+            )
+    return KeyRing.load_or_create(path)
+
+
+def _encrypted_values(engine: Engine) -> int:
+    """How many vault ciphertexts the database holds (0 when its tables do not exist yet)."""
+    from cmdc_nb.store.models import ENCRYPTED_COLUMNS
+
+    total = 0
+    try:
+        with engine.connect() as conn:
+            for model, column in ENCRYPTED_COLUMNS:
+                col = getattr(model, column)
+                total += conn.scalar(sa.select(sa.func.count()).where(col.is_not(None))) or 0
+    except sa.exc.DBAPIError:  # not migrated (migrate=False on an empty database): nothing is held
+        return 0
+    return total
 
 
 def get_workspace(ws: Workspace | None = None) -> Workspace:

@@ -19,7 +19,7 @@ from cmdc_nb.errors import VaultKeyError
 from cmdc_nb.events import topics
 from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault, _decode_key, generate_key, key_id
 from cmdc_nb.store.enums import ActivityAction
-from cmdc_nb.store.models import ApiCredential
+from cmdc_nb.store.models import ENCRYPTED_COLUMNS
 
 __all__ = [
     "ENCRYPTED_COLUMNS",
@@ -33,7 +33,6 @@ __all__ = [
 
 # Every encrypted column in the schema. Rotation re-encrypts each; a test checks no other column holds
 # vault ciphertext, so a new secret column cannot be forgotten here.
-ENCRYPTED_COLUMNS: tuple[tuple[type[ApiCredential], str], ...] = ((ApiCredential, "encrypted_key"),)
 
 _BATCH = 2000
 

@@ -26,7 +26,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cmdc_nb.errors import DecryptionError, VaultKeyError
+from cmdc_nb.errors import DecryptionError, InvalidInputError, VaultKeyError
 
 __all__ = ["KEY_ENV", "KeyRing", "Vault", "generate_key", "key_id"]
 
@@ -160,7 +160,7 @@ class Vault:
         return f"cmdc_nb:{table}:{column}:{row_id}".encode()
 
     def encrypt(self, plaintext: str | bytes, *, table: str, column: str, row_id: object) -> bytes:
-        data = plaintext.encode() if isinstance(plaintext, str) else plaintext
+        data = _secret_bytes(plaintext)
         kid = self.ring.primary.encode()
         nonce = secrets.token_bytes(_NONCE_LEN)
         sealed = self._cipher(self.ring.primary).encrypt(nonce, data, self._aad(table, column, row_id))
@@ -185,3 +185,19 @@ class Vault:
                 f"{table}.{column} of row {row_id} did not decrypt: the key is wrong, or the value "
                 "was tampered with or moved from another row"
             ) from None
+
+
+def _secret_bytes(plaintext: object) -> bytes:
+    """The secret as bytes. Text UTF-8 cannot hold is refused *outside* the `except`: a
+    UnicodeEncodeError carries the whole secret in its repr, and an exception raised while handling it
+    would keep it as its `__context__`."""
+    if isinstance(plaintext, bytes):
+        return plaintext
+    if isinstance(plaintext, str):
+        try:
+            return plaintext.encode()
+        except UnicodeEncodeError:
+            pass
+    raise InvalidInputError(
+        "a secret must be text UTF-8 can hold (no unpaired surrogates) or bytes", field="secret"
+    )

@@ -17,6 +17,7 @@ from cmdc_nb.store.models.sessions import Message, Session
 from cmdc_nb.store.models.workflows import Workflow, WorkflowRun, WorkflowStep
 
 __all__ = [
+    "ENCRYPTED_COLUMNS",
     "A2ATask",
     "ActivityLog",
     "AgentCall",
@@ -47,3 +48,7 @@ __all__ = [
     "WorkflowRun",
     "WorkflowStep",
 ]
+
+# Every column that holds a vault ciphertext: key rotation re-encrypts them, and `connect()` refuses to
+# make a new key while any of them holds a value (it could open none of them).
+ENCRYPTED_COLUMNS: tuple[tuple[type[ApiCredential], str], ...] = ((ApiCredential, "encrypted_key"),)
