@@ -201,6 +201,13 @@ async def test_an_sse_stream_resumed_after_a_disconnect_loses_and_repeats_nothin
         first = await anext(read_sse(events))
         assert first["event"] == "gap" and first["data"] == {"missed_after": 0, "resumes_at": 2}
 
+    # the header and the query parameter take the same indexes, and refuse the same ones
+    for bad in ("-1", "1.5", "x", "9" * 40):
+        assert (
+            await client.get(f"/v1/sessions/{sid}/events", headers={"Last-Event-ID": bad})
+        ).status_code == 422
+        assert (await client.get(f"/v1/sessions/{sid}/events", params={"since": bad})).status_code == 422
+
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_keys_are_hashed_revocable_and_never_echoed(
@@ -254,6 +261,30 @@ async def test_rate_limits_answer_429_with_retry_after(ws: Workspace) -> None:
             assert r.json()["error"] == "rate_limited" and 1 <= int(r.headers["retry-after"]) <= 10
     finally:
         await gw.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_guessing_keys_is_throttled_by_client_address(ws: Workspace) -> None:
+    user = cmdc_nb.accounts.create_user("ada@example.com", ws=ws)
+    key = create_gateway_key(user, name="t", ws=ws).key
+    gw = Gateway(ws=ws, port=0, models=[ECHO.model], auth_failures_per_minute=5)
+    url = await gw.start()
+    try:
+        async with httpx.AsyncClient(base_url=url) as client:
+            guesses = [
+                (await client.get("/v1/sessions/x", headers={"X-API-Key": f"cgw_guess{i}"})).status_code
+                for i in range(8)
+            ]
+            assert guesses[:5] == [401] * 5 and guesses[5:] == [429] * 3
+            # the address waits, whatever key it sends now: a guess that happens to be right gains nothing
+            r = await client.get("/healthz")
+            assert r.status_code == 200  # no key, no check
+            r = await client.post("/v1/sessions", json={}, headers={"X-API-Key": key})
+            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    finally:
+        await gw.stop()
+    with pytest.raises(cmdc_nb.errors.InvalidInputError):
+        Gateway(ws=ws, port=0, auth_failures_per_minute=float("nan"))
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -399,7 +430,8 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
             ).status_code
             == 202
         )
-        for _ in range(100):
+        deadline = time.monotonic() + CEILING_S
+        while time.monotonic() < deadline:
             msgs = httpx.get(f"{base}/v1/sessions/{sid}/messages", headers=h, timeout=CEILING_S).json()[
                 "messages"
             ]
@@ -407,10 +439,15 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
                 break
             time.sleep(0.1)
         assert msgs[-1]["content"] == "(offline echo) hi there"
+        # a key in the query string is refused — and kept out of the access log below
+        for name in ("api_key", "key", "token", "x"):
+            got = httpx.get(f"{base}/v1/sessions/{sid}?{name}={key}&since=1", timeout=CEILING_S)
+            assert got.status_code == 401
     finally:
         server.terminate()
         out, err = server.communicate(timeout=CEILING_S)
     assert key not in out + err
+    assert "GET /v1/sessions/" in out + err and "=[redacted]" in out + err  # the access log: on, redacted
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -91,14 +91,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def key_check(runtime: GatewayRuntime, limiter: RateLimiter) -> Callable[..., Awaitable[User]]:
-    """The dependency that turns a request's gateway key into its user, or refuses it (401, 429)."""
+    """The dependency that turns a request's gateway key into its user, or refuses it (401, 429).
+    Refused keys are counted per client address: past `auth_failures_per_minute`, that address gets
+    429 before any key of its is looked at."""
     ws = runtime.ws
+    failures = RateLimiter(runtime.config.auth_failures_per_minute)
 
     async def authenticate(
         request: Request,
         x_api_key: Annotated[str | None, Header(description="a gateway key (cgw_…)")] = None,
         authorization: Annotated[str | None, Header(description="Bearer <gateway key>")] = None,
     ) -> User:
+        address = request.client.host if request.client is not None else "unknown"
+        _throttle(failures.waiting(address))
         token = x_api_key
         if token is None and authorization:
             scheme, _, value = authorization.partition(" ")
@@ -114,19 +119,20 @@ def key_check(runtime: GatewayRuntime, limiter: RateLimiter) -> Callable[..., Aw
         try:
             user = await run_in_threadpool(authenticate_gateway_key, token, ws=ws)
         except InvalidInputError:
+            failures.take(address)
             raise ApiError(
                 401, "unauthorized", "unknown, revoked or expired key", {"WWW-Authenticate": "Bearer"}
             ) from None
-        wait = limiter.take(str(user.id) + ":" + token[-8:])
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many requests: try again in {seconds} s",
-                {"Retry-After": str(seconds)},
-            )
+        _throttle(limiter.take(str(user.id) + ":" + token[-8:]))
         request.state.user = user
         return user
 
     return authenticate
+
+
+def _throttle(wait: float) -> None:
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(
+            429, "rate_limited", f"too many requests: try again in {seconds} s", {"Retry-After": str(seconds)}
+        )

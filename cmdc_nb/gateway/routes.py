@@ -34,6 +34,7 @@ from cmdc_nb.store.models import Session, User
 __all__ = ["ROUTERS"]
 
 KeyCheck = Callable[..., Awaitable[User]]
+MAX_EVENT_INDEX = 10**18  # far beyond any agent's events; a bound both ways of resuming share
 
 
 def _session_view(live: LiveSession) -> dict[str, Any]:
@@ -260,7 +261,8 @@ def event_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
         request: Request,
         user: Auth,
         since: Annotated[
-            int | None, Query(ge=0, description="replay events after this index (0: all kept)")
+            int | None,
+            Query(ge=0, le=MAX_EVENT_INDEX, description="replay events after this index (0: all kept)"),
         ] = None,
         types: Annotated[
             str | None, Query(max_length=2000, description="comma-separated event types")
@@ -272,11 +274,11 @@ def event_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
         gateway no longer keeps some of them, an `event: gap` says which before the stream goes on."""
         live = runtime.get(session_id, user)
         after = since
-        if last_event_id is not None:
-            try:
-                after = max(0, int(last_event_id))
-            except ValueError:
-                raise InvalidInputError("must be an event index", field="Last-Event-ID") from None
+        if last_event_id is not None:  # held to the same rule as ?since=: an index of 0 or more
+            index = last_event_id.strip()
+            if not (index.isascii() and index.isdigit() and len(index) <= 19) or int(index) > MAX_EVENT_INDEX:
+                raise InvalidInputError("must be an event index (0 or more)", field="Last-Event-ID")
+            after = int(index)
         wanted = {t.strip() for t in types.split(",") if t.strip()} if types else None
         log_ = live.agent.events
 

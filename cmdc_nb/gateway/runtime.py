@@ -70,7 +70,8 @@ class GatewayConfig:
     - `plugins`: a factory called once per session (plugins keep per-agent state), e.g.
       `lambda: [HumanApproval(require_approval_for=["deploy"])]`.
     - `rate_limit_per_minute` applies per gateway key (see `create_gateway_key`), with bursts up to
-      `rate_limit_burst`.
+      `rate_limit_burst`; `auth_failures_per_minute` per client address to requests whose key is
+      refused, so keys cannot be guessed at speed (the address then waits, whatever key it sends).
     - `cors_origins`: origins allowed to call from a browser; none by default (never `*` unless listed).
     - `guardrails`: refusals at the edge (empty by default). `webhooks`: task and approval events.
     """
@@ -82,6 +83,7 @@ class GatewayConfig:
     system_prompt: str | None = None
     rate_limit_per_minute: float = 60.0
     rate_limit_burst: int | None = None
+    auth_failures_per_minute: float = 30.0
     cors_origins: tuple[str, ...] = ()
     guardrails: Guardrails = field(default_factory=Guardrails)
     webhooks: tuple[Webhook, ...] = ()
@@ -119,9 +121,10 @@ class GatewayConfig:
         kw["webhooks"] = tuple(kw.get("webhooks") or ())
         if isinstance(kw.get("guardrails"), Mapping):
             kw["guardrails"] = Guardrails(**kw["guardrails"])
-        rate = kw.get("rate_limit_per_minute", cls.rate_limit_per_minute)
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
-            raise InvalidInputError("must be a positive number", field="rate_limit_per_minute")
+        for name in ("rate_limit_per_minute", "auth_failures_per_minute"):
+            rate = kw.get(name, getattr(cls, name))
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < float("inf"):
+                raise InvalidInputError("must be a positive number", field=name)
         return cls(**kw)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +88,9 @@ class Gateway:
             access_log=foreground,
         )
         if foreground:
+            access = logging.getLogger("uvicorn.access")
+            if not any(isinstance(f, RedactQuery) for f in access.filters):
+                access.addFilter(RedactQuery())
             return uvicorn.Server(cfg)
 
         class _Server(uvicorn.Server):
@@ -148,3 +152,17 @@ class Gateway:
                 await self.webhooks.stop()
 
         asyncio.run(main())
+
+
+class RedactQuery(logging.Filter):
+    """Query values out of the access log: a client may put a key in the URL (it is refused, but the
+    request line would still be logged). Every value is replaced, whatever its parameter's name."""
+
+    _VALUE = re.compile(r"=[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            path, _, query = args[2].partition("?")
+            record.args = (*args[:2], f"{path}?{self._VALUE.sub('=[redacted]', query)}", *args[3:])
+        return True
