@@ -6,12 +6,14 @@ Both run at `before_tool`. SecurityGuard runs first (priority 10): a blocked cal
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from cmdc_nb.kernel import events as ev
-from cmdc_nb.kernel.plugins import Action, BlockTool, HookEvent, Plugin, RequireApproval
+from cmdc_nb.kernel.plugins import Action, BlockTool, HookEvent, Plugin, ReplaceToolArgs, RequireApproval
 from cmdc_nb.kernel.tools import ToolContext
 from cmdc_nb.services import matching
 
@@ -54,6 +56,28 @@ DEFAULT_SAFE_COMMANDS = (
     "git status", "git diff", "git diff --stat", "git log --oneline", "git branch",
     "python --version", "python3 --version", "pip list",
 )  # fmt: skip
+# Where version control keeps what it reads as configuration — hooks, config (core.fsmonitor,
+# core.pager, diff drivers), attributes (filters, textconv), a `.git` *file* pointing at another git
+# dir. A model that writes any of them can make a read-only, safe-listed `git status` run its code, so
+# no file tool may write them, however the path is spelled (`./.git//config`, `a/../.GIT/config`, a
+# symlink into `.git`). `WRITE_TOOLS` are the file tools that write.
+VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj"})
+VCS_FILES = frozenset({".gitattributes", ".gitmodules", ".gitconfig", ".hgrc", ".hgignore"})
+WRITE_TOOLS = frozenset({"write_file", "edit_file"})
+# What a safe-listed git command runs with: no system or global configuration, and the settings a
+# repository's own configuration could use to run a program forced off (repository configuration the
+# model cannot write, see VCS_DIRS; `safe.bareRepository=explicit` refuses a working tree dressed up as
+# a bare repository).
+GIT_NEUTRAL_CONFIG = (
+    ("safe.bareRepository", "explicit"),
+    ("core.fsmonitor", "false"),
+    ("core.hooksPath", "/dev/null"),
+    ("core.pager", "cat"),
+    ("core.sshCommand", "false"),
+    ("log.showSignature", "false"),
+    ("gpg.program", "false"),
+    ("diff.external", "false"),
+)
 PATH_TOOLS = {
     "read_file": "path",
     "write_file": "path",
@@ -108,7 +132,12 @@ class SecurityGuard(Plugin):
         name, args = event.name, event.args
         rule: str | None = None
         what = ""
-        if name in self.shell_tools and isinstance(args.get("command"), str):
+        if name in WRITE_TOOLS:
+            rule = _vcs_rule(args.get("path"), getattr(ctx, "sandbox", None))
+            what = f"path {args.get('path')!r}"
+        if rule is not None:
+            pass  # refused below, audited like any other rule
+        elif name in self.shell_tools and isinstance(args.get("command"), str):
             rule = self._command_rule(args["command"])
             what = f"command {args['command']!r}"
         else:
@@ -125,6 +154,45 @@ class SecurityGuard(Plugin):
         if self.audit and ctx.agent is not None:
             ctx.agent.emit(SecurityAudit(name, event.call_id, reason, rule))
         return BlockTool(reason)
+
+
+def _vcs_parts(parts: Sequence[str]) -> str | None:
+    for part in parts:
+        folded = part.strip().rstrip(". ").casefold()  # how case-insensitive file systems see names
+        if folded in VCS_DIRS:
+            return f"version-control metadata ({folded})"
+        if folded in VCS_FILES:
+            return f"version-control configuration ({folded})"
+    return None
+
+
+def _vcs_rule(path: Any, sandbox: Any) -> str | None:
+    """Why writing `path` is refused, or None. Checked as written and as the sandbox resolves it
+    (symlinks followed, `..` applied), so no spelling reaches a VCS location."""
+    if not isinstance(path, str):
+        return None
+    rule = _vcs_parts(re.split(r"[\\/]+", path))
+    if rule is None and sandbox is not None and callable(getattr(sandbox, "resolve", None)):
+        try:
+            real = Path(sandbox.resolve(path))
+            rule = _vcs_parts(real.relative_to(Path(sandbox.root)).parts)
+        except Exception:  # outside the root or unreadable: the tool itself refuses it
+            return None
+    return rule
+
+
+def git_neutralised(command: str) -> str:
+    """A safe-listed git command as it is run: its configuration neutralised (GIT_NEUTRAL_CONFIG), no
+    pager, and for diff and log no external diff or textconv program."""
+    words = shlex.split(command)
+    env = ["GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_PAGER=cat", "PAGER=cat"]
+    env.append(f"GIT_CONFIG_COUNT={len(GIT_NEUTRAL_CONFIG)}")
+    for i, (key, value) in enumerate(GIT_NEUTRAL_CONFIG):
+        env += [f"GIT_CONFIG_KEY_{i}={key}", f"GIT_CONFIG_VALUE_{i}={value}"]
+    sub, rest = words[1], words[2:]
+    extra = ["--no-ext-diff", "--no-textconv"] if sub in ("diff", "log", "show") else []
+    return shlex.join(["env", "-u", "GIT_EXTERNAL_DIFF", "-u", "GIT_DIR", "-u", "GIT_WORK_TREE", *env,
+                       "git", "--no-pager", sub, *extra, *rest])  # fmt: skip
 
 
 def _glob_regex(pattern: str) -> str:
@@ -174,9 +242,17 @@ class HumanApproval(Plugin):
     def is_safe(self, command: Any) -> bool:
         return any(matching.command_matches(p, command) for p in self.safe)
 
-    def on_before_tool(self, event: HookEvent, ctx: ToolContext) -> Action | None:
+    def on_before_tool(self, event: HookEvent, ctx: ToolContext) -> Action | list[Action] | None:
         if event.name not in self.require:
             return None
-        if event.name in self.shell_tools and self.is_safe(event.args.get("command")):
+        command = event.args.get("command")
+        if event.name in self.shell_tools and self.is_safe(command):
+            assert isinstance(command, str)  # command_matches accepts only text
+            if shlex.split(command)[:1] == ["git"]:
+                # safe to run without asking only with nothing in the repository able to run a program
+                return [
+                    RequireApproval(False),
+                    ReplaceToolArgs({**event.args, "command": git_neutralised(command)}),
+                ]
             return RequireApproval(False)
         return RequireApproval(True, self.hint or f"{event.name} needs your approval")
