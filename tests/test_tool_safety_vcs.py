@@ -11,6 +11,7 @@ runs nothing. Each scenario's payload would create a marker file; it must never 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
@@ -84,11 +85,17 @@ WRITES = [
 ]
 
 
-def run_agent(repo: Path, steps: list[Any]) -> tuple[Any, list[Any]]:
+def run_agent(repo: Path, steps: list[Any], *, refuse: bool = True) -> tuple[Any, list[Any]]:
+    """An agent from CODER that will make `steps`. With `refuse`, anything it asks a person about is
+    refused at once (the event stays in `events`, so a test can say nothing should have been asked)."""
     script = Script([*[Turn(tool_calls=[s]) for s in steps], "done"])
     agent = CODER.create(model=script.model, working_dir=str(repo))
     events: list[Any] = []
     agent.events.subscribe(events.append)
+    if refuse:
+        agent.events.subscribe(
+            lambda env: env.type == "approval_required" and agent.reject(env.event.ref, note="refused")
+        )
     return agent, events
 
 
@@ -172,3 +179,61 @@ async def test_a_folder_dressed_up_as_a_bare_repository_is_refused(tmp_path: Pat
     assert (root / "HEAD").exists()  # ordinary files: written
     assert not marker.exists()
     await agent.stop()
+
+
+async def test_a_sub_agent_keeps_its_parents_guard(repo: Path, tmp_path: Path) -> None:
+    # The child works in the parent's sandbox: it must not be a way around SecurityGuard/HumanApproval.
+    marker = tmp_path / "armed"
+    config = (repo / ".git" / "config").read_text() + f'[filter "x"]\n\tclean = touch {marker}; cat\n'
+    (repo / ".env").write_text("TOKEN=topsecret-from-env\n")
+    script = Script(
+        [
+            Turn(tool_calls=[call("task", description="set up the repo")]),
+            # the sub-agent's turns
+            Turn(tool_calls=[call("write_file", path=".git/config", content=config)]),
+            Turn(tool_calls=[call("write_file", path=".gitattributes", content="* filter=x\n")]),
+            Turn(tool_calls=[call("write_file", path="README.md", content="HELLO\n")]),
+            Turn(tool_calls=[call("read_file", path=".env")]),
+            "sub-agent done",
+            # back in the parent
+            Turn(tool_calls=[call("shell", command="git status")]),
+            "done",
+        ]
+    )
+    agent = CODER.create(model=script.model, working_dir=str(repo))
+    events: list[Any] = []
+    agent.events.subscribe(events.append)
+    await agent.prompt("go")
+    assert [e.type for e in events if e.type in ("subagent_start", "subagent_end")] == [
+        "subagent_start",
+        "subagent_end",
+    ]
+    assert "[filter" not in (repo / ".git" / "config").read_text()
+    assert not (repo / ".gitattributes").exists()
+    assert (repo / "README.md").read_text() == "HELLO\n"  # ordinary files: the child may write them
+    assert not marker.exists()
+    assert not any("topsecret" in str(m) for request in script.requests for m in request)
+    await agent.stop()
+
+
+async def test_a_repository_with_its_own_filter_drivers_is_not_safe_to_run_unasked(
+    repo: Path, tmp_path: Path
+) -> None:
+    # drivers have names of the repository's choosing: they cannot be switched off, so git asks first
+    marker = tmp_path / "armed"
+    (repo / ".gitattributes").write_text("* filter=x\n")
+    git(repo, "add", ".gitattributes")
+    with (repo / ".git" / "config").open("a") as f:
+        f.write(f'[filter "x"]\n\tclean = touch {marker}; cat\n')
+    (repo / "README.md").write_text("HELLO\n")  # same size: git must read it, through the filter
+    for command in ("git status", "git diff"):
+        agent, events = run_agent(repo, [call("shell", command=command)], refuse=False)
+        handle = agent.prompt("look")
+        while not agent.status()["pending_approvals"] and not handle.done():
+            await asyncio.sleep(0.01)
+        [waiting] = [e.event for e in events if e.type == "approval_required"]
+        assert "filter.x.clean" in (waiting.hint or "")
+        agent.reject(waiting.ref, note="no")  # an agent that stores nothing decides at once
+        await handle
+        assert not marker.exists(), command
+        await agent.stop()

@@ -23,7 +23,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.kernel.tools import ToolContext, ToolResult
@@ -212,6 +212,9 @@ class Plugin:
 
     name: str = ""
     priority: int = 500
+    # A safety plugin every sub-agent of an agent that has it gets too (a fresh copy), whatever plugins
+    # the sub-agent's spec names: a child shares its parent's sandbox, so it must keep its limits.
+    inherited_by_subagents: ClassVar[bool] = False
 
     def __init__(self) -> None:
         if not self.name:

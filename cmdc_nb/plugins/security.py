@@ -5,8 +5,11 @@ Both run at `before_tool`. SecurityGuard runs first (priority 10): a blocked cal
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import shlex
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +96,7 @@ class SecurityGuard(Plugin):
 
     name = "security_guard"
     priority = 10
+    inherited_by_subagents = True
 
     def __init__(
         self,
@@ -181,6 +185,30 @@ def _vcs_rule(path: Any, sandbox: Any) -> str | None:
     return rule
 
 
+# Settings whose value is a program git runs, under a name the repository chooses, that the flags of
+# `git_neutralised` cannot turn off: filter drivers (`--no-ext-diff` and `--no-textconv` cover diff
+# drivers; the safe list runs no merge).
+_GIT_DRIVERS = r"^filter\..+\.(clean|smudge|process)$"
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return {**env, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
+
+
+def git_configured_programs(root: str) -> list[str]:
+    """The filter drivers (`filter.<name>.clean`, `.smudge`, `.process`) the repository at `root`
+    configures, read by git itself (includes followed) without running any of them."""
+    try:
+        found = subprocess.run(
+            ["git", "-c", "safe.bareRepository=explicit", "-C", root, "config", "--get-regexp", _GIT_DRIVERS],
+            capture_output=True, text=True, env=_git_env(), timeout=30, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return ["(git could not be asked)"]  # unknown is not safe
+    return [line.split(" ", 1)[0] for line in found.stdout.splitlines()] if found.returncode == 0 else []
+
+
 def git_neutralised(command: str) -> str:
     """A safe-listed git command as it is run: its configuration neutralised (GIT_NEUTRAL_CONFIG), no
     pager, and for diff and log no external diff or textconv program."""
@@ -191,7 +219,9 @@ def git_neutralised(command: str) -> str:
         env += [f"GIT_CONFIG_KEY_{i}={key}", f"GIT_CONFIG_VALUE_{i}={value}"]
     sub, rest = words[1], words[2:]
     extra = ["--no-ext-diff", "--no-textconv"] if sub in ("diff", "log", "show") else []
-    return shlex.join(["env", "-u", "GIT_EXTERNAL_DIFF", "-u", "GIT_DIR", "-u", "GIT_WORK_TREE", *env,
+    # whatever GIT_* this process has (GIT_CONFIG_PARAMETERS would override the settings above)
+    unset = [arg for name in sorted(k for k in os.environ if k.startswith("GIT_")) for arg in ("-u", name)]
+    return shlex.join(["env", *unset, "-u", "GIT_CONFIG_PARAMETERS", "-u", "GIT_DIR", *env,
                        "git", "--no-pager", sub, *extra, *rest])  # fmt: skip
 
 
@@ -224,6 +254,7 @@ class HumanApproval(Plugin):
 
     name = "human_approval"
     priority = 50
+    inherited_by_subagents = True
 
     def __init__(
         self,
@@ -242,17 +273,24 @@ class HumanApproval(Plugin):
     def is_safe(self, command: Any) -> bool:
         return any(matching.command_matches(p, command) for p in self.safe)
 
-    def on_before_tool(self, event: HookEvent, ctx: ToolContext) -> Action | list[Action] | None:
+    async def on_before_tool(self, event: HookEvent, ctx: ToolContext) -> Action | list[Action] | None:
         if event.name not in self.require:
             return None
         command = event.args.get("command")
         if event.name in self.shell_tools and self.is_safe(command):
             assert isinstance(command, str)  # command_matches accepts only text
-            if shlex.split(command)[:1] == ["git"]:
-                # safe to run without asking only with nothing in the repository able to run a program
-                return [
-                    RequireApproval(False),
-                    ReplaceToolArgs({**event.args, "command": git_neutralised(command)}),
-                ]
-            return RequireApproval(False)
+            if shlex.split(command)[:1] != ["git"]:
+                return RequireApproval(False)
+            # Safe to run without asking only when nothing in the repository can make git run a program:
+            # drivers have names of the repository's choosing, so they cannot be switched off by key.
+            root = getattr(getattr(ctx, "sandbox", None), "root", None) or ctx.working_dir
+            programs = await asyncio.to_thread(git_configured_programs, str(root))
+            if programs:
+                return RequireApproval(
+                    True, f"this repository configures programs git would run ({', '.join(programs[:3])})"
+                )
+            return [
+                RequireApproval(False),
+                ReplaceToolArgs({**event.args, "command": git_neutralised(command)}),
+            ]
         return RequireApproval(True, self.hint or f"{event.name} needs your approval")

@@ -4,6 +4,7 @@ compact_conversation."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -70,6 +71,12 @@ def _agent(ctx: ToolContext) -> Any:
     return ctx.agent
 
 
+def _inherited_plugins(parent: Any) -> list[Any]:
+    """Fresh copies of the parent's safety plugins (SecurityGuard, HumanApproval, …): the child works in
+    the parent's sandbox, so it keeps the parent's limits."""
+    return [copy.copy(p) for p in parent.plugins.plugins if getattr(p, "inherited_by_subagents", False)]
+
+
 async def run_subagent(parent: Any, spec: SubAgent, description: str) -> tuple[str, Any]:
     """Run `spec` on `description` in isolation (its own messages, no `task` tool); returns its reply and
     the child agent. Its calls and costs are stored under the parent's session, its messages are not."""
@@ -81,7 +88,7 @@ async def run_subagent(parent: Any, spec: SubAgent, description: str) -> tuple[s
         model=spec.model or parent.model,
         tools=tools,
         system_prompt=spec.system_prompt if spec.system_prompt is not None else opts.system_prompt,
-        plugins=list(spec.plugins) if spec.plugins is not None else [],
+        plugins=_inherited_plugins(parent) + (list(spec.plugins) if spec.plugins is not None else []),
         user_data=dict(spec.user_data) if spec.user_data is not None else dict(opts.user_data),
         prompt_mode=spec.prompt_mode,
         working_dir=opts.working_dir,
