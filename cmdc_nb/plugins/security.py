@@ -10,7 +10,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -133,31 +133,31 @@ class SecurityGuard(Plugin):
         return None
 
     def on_before_tool(self, event: HookEvent, ctx: ToolContext) -> Action | None:
-        name, args = event.name, event.args
-        rule: str | None = None
-        what = ""
-        if name in WRITE_TOOLS:
-            rule = _vcs_rule(args.get("path"), getattr(ctx, "sandbox", None))
-            what = f"path {args.get('path')!r}"
-        if rule is not None:
-            pass  # refused below, audited like any other rule
-        elif name in self.shell_tools and isinstance(args.get("command"), str):
-            rule = self._command_rule(args["command"])
-            what = f"command {args['command']!r}"
-        else:
-            for key in ("path", "file_path", "pattern", "include"):
-                value = args.get(key)
-                if isinstance(value, str) and (name in PATH_TOOLS or key in ("path", "file_path")):
-                    rule = self._path_rule(value)
-                    if rule:
-                        what = f"{key} {value!r}"
-                        break
-        if rule is None:
+        found = self._rule_for(event.name, event.args, getattr(ctx, "sandbox", None))
+        if found is None:
             return None
+        rule, what = found
         reason = f"{what} is blocked by the security policy ({rule})"
         if self.audit and ctx.agent is not None:
-            ctx.agent.emit(SecurityAudit(name, event.call_id, reason, rule))
+            ctx.agent.emit(SecurityAudit(event.name, event.call_id, reason, rule))
         return BlockTool(reason)
+
+    def _rule_for(self, name: str, args: Mapping[str, Any], sandbox: Any) -> tuple[str, str] | None:
+        """The rule a call breaks and what broke it, or None."""
+        if name in WRITE_TOOLS:
+            rule = _vcs_rule(args.get("path"), sandbox)
+            if rule is not None:
+                return rule, f"path {args.get('path')!r}"
+        if name in self.shell_tools and isinstance(args.get("command"), str):
+            rule = self._command_rule(args["command"])
+            return (rule, f"command {args['command']!r}") if rule else None
+        for key in ("path", "file_path", "pattern", "include"):
+            value = args.get(key)
+            if isinstance(value, str) and (name in PATH_TOOLS or key in ("path", "file_path")):
+                rule = self._path_rule(value)
+                if rule:
+                    return rule, f"{key} {value!r}"
+        return None
 
 
 def _vcs_parts(parts: Sequence[str]) -> str | None:
