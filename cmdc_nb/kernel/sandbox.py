@@ -1,10 +1,11 @@
 """Where an agent's file and command tools act: the seed's eight sandbox operations, confined to a root.
 
-`LocalSandbox(root)` works on this machine. Every path is checked before it is touched: NUL bytes, `~`,
-any `..` segment, an absolute path outside the root, and a symlink (anywhere on the way) that resolves
-outside the root are refused with `PathEscapeError` — the check is done on the fully resolved path, so
-`link/../../etc` and `inside-link-to-/etc/passwd` are caught too. Another sandbox (a container, a remote
-machine) plugs in by implementing the `Sandbox` protocol.
+`LocalSandbox(root)` works on this machine. Every path is refused as written if it holds a NUL byte,
+starts with `~`, has a `..` segment or is absolute outside the root; then it is walked through directory
+descriptors (`kernel/beneath.py`): a symlink on the way is followed only while it stays inside the root,
+and the file itself is opened or replaced relative to its folder's descriptor with `O_NOFOLLOW`. No
+check is separate from its use, so a link swapped in meanwhile cannot lead a read or a write outside.
+Another sandbox (a container, a remote machine) plugs in by implementing the `Sandbox` protocol.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import datetime as dt
 import fnmatch
 import os
 import re
+import secrets
 import signal
-from collections.abc import Sequence
+import stat as statmod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -24,6 +27,7 @@ from typing import Literal, Protocol, runtime_checkable
 import pathspec
 
 from cmdc_nb.errors import PathEscapeError, SandboxError
+from cmdc_nb.kernel.beneath import DIR_FLAGS, FILE_FLAGS, Located, follows_link, locate, opened_root
 
 __all__ = [
     "SKIP_DIRS",
@@ -109,14 +113,16 @@ class LocalSandbox:
         if not real.is_dir():
             raise SandboxError(f"sandbox root {str(root)!r} is not a directory")
         self.root = real
+        self._given_root = Path(root).expanduser().absolute()
         self.env = env
 
     def __repr__(self) -> str:
         return f"<LocalSandbox {str(self.root)!r}>"
 
     # -- paths ------------------------------------------------------------------------------------------
-    def resolve(self, path: str) -> Path:
-        """The real path of `path` inside the root, or PathEscapeError."""
+    def _parts(self, path: str) -> list[str]:
+        """The components of `path` from the root, checked as written: text, no NUL, no `~`, no `..`, an
+        absolute path only inside the root. Links are followed later, by `locate`."""
         if not isinstance(path, str):
             raise PathEscapeError(path, "not a text path")
         if "\x00" in path:
@@ -129,80 +135,122 @@ class LocalSandbox:
             path = "."
         if path.startswith("~"):
             raise PathEscapeError(path, "home-relative paths are outside the sandbox")
-        if any(part == ".." for part in re.split(r"[\\/]+", path)):
+        parts = [p for p in re.split(r"[\\/]+", path) if p not in ("", ".")]
+        if ".." in parts:
             raise PathEscapeError(path, "'..' segments are not allowed")
-        candidate = Path(path) if os.path.isabs(path) else self.root / path
-        real = Path(os.path.realpath(candidate))
-        if real != self.root and not real.is_relative_to(self.root):
+        if os.path.isabs(path):
+            for root in (self.root, self._given_root):
+                if Path(path) == root or Path(path).is_relative_to(root):
+                    return list(Path(path).relative_to(root).parts)
             raise PathEscapeError(path, "it resolves outside the working directory")
-        return real
+        return parts
+
+    def _locate(self, path: str, *, make_dirs: bool = False, lenient: bool = False) -> Located:
+        parts = self._parts(path)
+        with opened_root(str(self.root)) as root_fd:
+            return locate(root_fd, str(self.root), parts, shown=path, make_dirs=make_dirs, lenient=lenient)
+
+    def resolve(self, path: str) -> Path:
+        """The real path of `path` inside the root (links followed), or PathEscapeError. For showing and
+        checking a path; the file operations never open what this returns (see `beneath`)."""
+        loc = self._locate(path, lenient=True)
+        loc.close()
+        return self.root.joinpath(*loc.parts)
 
     def relative(self, real: Path) -> str:
         rel = real.relative_to(self.root).as_posix()
         return rel or "."
 
     # -- files ------------------------------------------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes:
+        """The bytes of a regular file beneath the root, opened with no window for a link swap."""
+        for _ in range(_ATTEMPTS):
+            loc = self._locate(path)
+            try:
+                if loc.name is None:
+                    raise SandboxError(f"{path} is a directory")
+                try:
+                    fd = os.open(loc.name, FILE_FLAGS, dir_fd=loc.dir_fd)
+                except FileNotFoundError:
+                    raise SandboxError(f"file not found: {path}") from None
+                except OSError as exc:
+                    if follows_link(exc):
+                        continue  # became a link after the walk: walk again
+                    raise
+                return _read_fd(fd, path)
+            finally:
+                loc.close()
+        raise SandboxError(f"{path} kept changing while it was opened")
+
+    def write_bytes(self, path: str, data: bytes) -> int:
+        """Create or replace a file beneath the root (parents created), atomically: a temporary sibling
+        made with O_EXCL | O_NOFOLLOW in the folder's descriptor, then renamed over the name there."""
+        for _ in range(_ATTEMPTS):
+            loc = self._locate(path, make_dirs=True)
+            try:
+                if loc.name is None:
+                    # The root itself: its temporary sibling would land outside the sandbox.
+                    raise SandboxError(f"{path} is a directory")
+                if _replace_in(loc.dir_fd, loc.name, data, path):
+                    return len(data)
+            finally:
+                loc.close()
+        raise SandboxError(f"{path} kept changing while it was written")
+
     async def read_file(self, path: str) -> str:
-        real = self.resolve(path)
-        return await asyncio.to_thread(_read_text, real, path)
+        return _decoded(await asyncio.to_thread(self.read_bytes, path), path)
 
     async def write_file(self, path: str, content: str) -> int:
-        real = self.resolve(path)
-        return await asyncio.to_thread(_write_text, real, content, self)
+        return await asyncio.to_thread(self.write_bytes, path, _encoded(content))
 
     async def edit_file(self, path: str, old: str, new: str) -> int:
-        real = self.resolve(path)
-        text = await asyncio.to_thread(_read_text, real, path)
         if old == "":
             raise SandboxError("old_string is empty: give the exact text to replace")
-        count = text.count(old)
-        if count == 0:
-            raise SandboxError(f"old_string not found in {path}")
-        if count > 1:
-            raise SandboxError(
-                f"old_string occurs {count} times in {path}; include more context so it is unique"
-            )
-        return await asyncio.to_thread(_write_text, real, text.replace(old, new, 1), self)
+
+        def edit() -> int:
+            text = _decoded(self.read_bytes(path), path)
+            count = text.count(old)
+            if count == 0:
+                raise SandboxError(f"old_string not found in {path}")
+            if count > 1:
+                raise SandboxError(
+                    f"old_string occurs {count} times in {path}; include more context so it is unique"
+                )
+            return self.write_bytes(path, _encoded(text.replace(old, new, 1)))
+
+        return await asyncio.to_thread(edit)
 
     async def file_exists(self, path: str) -> bool:
         try:
-            return self.resolve(path).exists()
-        except PathEscapeError:
+            loc = self._locate(path, lenient=True)
+        except SandboxError:  # PathEscapeError included
             return False
+        loc.close()
+        return loc.exists
 
     async def list_dir(self, path: str = ".") -> list[DirEntry]:
-        real = self.resolve(path)
-        if not real.is_dir():
-            raise SandboxError(f"{path} is not a directory")
-
         def entries() -> list[DirEntry]:
             out = []
-            for child in sorted(real.iterdir(), key=lambda p: p.name):
-                if child.is_symlink() and not _inside(child, self.root):
-                    continue  # never show what points outside
-                try:
-                    is_dir = child.is_dir()
-                    size = None if is_dir else child.stat().st_size
-                except OSError:
-                    continue  # a symlink loop, or gone meanwhile
-                out.append(DirEntry(child.name, "directory" if is_dir else "file", size))
+            for name, kind, size in self._scan(path):
+                if kind is not None:
+                    out.append(DirEntry(name, kind, None if kind == "directory" else size))
             return sorted(out, key=lambda e: (e.type != "directory", e.name))
 
         return await asyncio.to_thread(entries)
 
     async def glob(self, pattern: str, path: str = ".", *, limit: int = 500) -> list[GlobMatch]:
-        base = self.resolve(path)
         if any(part == ".." for part in re.split(r"[\\/]+", pattern)) or pattern.startswith(("/", "~")):
             raise PathEscapeError(
                 pattern, "glob patterns are relative to the working directory, without '..'"
             )
         spec = pathspec.PathSpec.from_lines("gitignore", _expand_braces(pattern))
+        base = self._folder_parts(path)
 
         def walk() -> list[GlobMatch]:
             out: list[GlobMatch] = []
-            for rel, is_dir in _walk(base, self.root):
+            for rel, is_dir in self._walk(base):
                 if spec.match_file(rel + ("/" if is_dir else "")) or spec.match_file(rel):
-                    out.append(GlobMatch(self.relative(base / rel), "directory" if is_dir else "file"))
+                    out.append(GlobMatch("/".join((*base, rel)), "directory" if is_dir else "file"))
                     if len(out) >= limit:
                         break
             return out
@@ -212,33 +260,139 @@ class LocalSandbox:
     async def grep(
         self, pattern: str, path: str = ".", *, include: str | None = None, limit: int = 100
     ) -> list[GrepMatch]:
-        base = self.resolve(path)
         try:
             rx = re.compile(pattern)
         except re.error as exc:
             raise SandboxError(f"not a valid regular expression: {exc}") from None
 
         def search() -> list[GrepMatch]:
+            loc = self._locate(path)
+            loc.close()
+            if loc.exists and loc.name is not None and not self._is_dir(loc.parts):
+                files = ["/".join(loc.parts)]  # one file
+            else:
+                base = list(loc.parts)
+                files = ["/".join((*base, rel)) for rel, is_dir in self._walk(base) if not is_dir]
             out: list[GrepMatch] = []
-            files = [(base, False)] if base.is_file() else _walk(base, self.root)
-            for rel_or_path, is_dir in files:
-                if is_dir:
-                    continue
-                real = rel_or_path if isinstance(rel_or_path, Path) else base / rel_or_path
-                if include and not fnmatch.fnmatch(real.name, include):
+            for rel in files:
+                if include and not fnmatch.fnmatch(rel.rsplit("/", 1)[-1], include):
                     continue
                 try:
-                    with real.open("r", encoding="utf-8", errors="strict") as f:
-                        for n, line in enumerate(f, 1):
-                            if rx.search(line):
-                                out.append(GrepMatch(self.relative(real), n, line.rstrip("\n")[:500]))
-                                if len(out) >= limit:
-                                    return out
-                except (UnicodeDecodeError, OSError):
-                    continue  # binary or unreadable: skipped
+                    text = self.read_bytes(rel).decode("utf-8")
+                except (UnicodeDecodeError, SandboxError, OSError):
+                    continue  # binary, unreadable, or gone: skipped
+                for n, line in enumerate(text.splitlines(), 1):
+                    if rx.search(line):
+                        out.append(GrepMatch(rel or ".", n, line[:500]))
+                        if len(out) >= limit:
+                            return out
             return out
 
         return await asyncio.to_thread(search)
+
+    # -- walking folders through descriptors ------------------------------------------------------------
+    def _folder_parts(self, path: str) -> list[str]:
+        loc = self._locate(path)
+        loc.close()
+        if not loc.exists or not self._is_dir(loc.parts):
+            raise SandboxError(f"{path} is not a directory")
+        return list(loc.parts)
+
+    def _is_dir(self, parts: tuple[str, ...] | list[str]) -> bool:
+        try:
+            with self._opened_dir("/".join(parts) or "."):
+                return True
+        except SandboxError:
+            return False
+
+    @contextlib.contextmanager
+    def _opened_dir(self, path: str) -> Iterator[int]:
+        """A descriptor of the folder `path` leads to, opened beneath the root."""
+        for _ in range(_ATTEMPTS):
+            loc = self._locate(path)
+            try:
+                if loc.name is None:
+                    fd = os.dup(loc.dir_fd)
+                else:
+                    try:
+                        fd = os.open(loc.name, DIR_FLAGS, dir_fd=loc.dir_fd)
+                    except OSError as exc:
+                        if follows_link(exc):
+                            continue
+                        raise SandboxError(f"{path} is not a directory") from None
+            finally:
+                loc.close()
+            try:
+                yield fd
+            finally:
+                os.close(fd)
+            return
+        raise SandboxError(f"{path} kept changing while it was opened")
+
+    def _scan(self, path: str) -> list[tuple[str, Literal["file", "directory"] | None, int]]:
+        """(name, kind, size) of each entry of a folder; a link's kind is what it leads to beneath the
+        root, None when it leads outside, nowhere or in a loop (never shown)."""
+        prefix = "" if path in ("", ".") else path.rstrip("/\\") + "/"
+        out: list[tuple[str, Literal["file", "directory"] | None, int]] = []
+        with self._opened_dir(path) as fd, os.scandir(fd) as it:
+            for entry in it:
+                try:
+                    if entry.is_symlink():
+                        out.append((entry.name, *self._kind(prefix + entry.name)))
+                    elif entry.is_dir(follow_symlinks=False):
+                        out.append((entry.name, "directory", 0))
+                    else:
+                        out.append((entry.name, "file", entry.stat(follow_symlinks=False).st_size))
+                except OSError:
+                    continue  # gone meanwhile
+        return out
+
+    def _kind(self, path: str) -> tuple[Literal["file", "directory"] | None, int]:
+        try:
+            loc = self._locate(path)
+        except SandboxError:
+            return None, 0
+        try:
+            if not loc.exists:
+                return None, 0
+            if loc.name is None:
+                return "directory", 0
+            st = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False)
+            return ("directory", 0) if statmod.S_ISDIR(st.st_mode) else ("file", st.st_size)
+        except OSError:
+            return None, 0
+        finally:
+            loc.close()
+
+    def _walk(self, base: list[str], max_depth: int = 25) -> list[tuple[str, bool]]:
+        """(path relative to `base`, is_dir) of everything under the folder `base` (components from the
+        root), skipping SKIP_DIRS and links that leave the root; links to folders are not entered (a
+        folder reached twice would be listed twice)."""
+        out: list[tuple[str, bool]] = []
+        pending: list[tuple[str, int]] = [("", 0)]
+        while pending:
+            rel, depth = pending.pop(0)
+            folder = "/".join((*base, rel)) if rel else "/".join(base)
+            try:
+                entries = sorted(self._scan(folder or "."))
+            except SandboxError:
+                continue  # replaced by a file or a link meanwhile
+            for name, kind, _ in entries:
+                child = f"{rel}/{name}" if rel else name
+                if kind == "directory" and name not in SKIP_DIRS:
+                    out.append((child, True))
+                    if depth + 1 < max_depth and self._is_real_dir(folder, name):
+                        pending.append((child, depth + 1))
+                elif kind == "file":
+                    out.append((child, False))
+        return out
+
+    def _is_real_dir(self, folder: str, name: str) -> bool:
+        with self._opened_dir(folder or ".") as fd:
+            try:
+                return statmod.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+            except OSError:
+                return False
 
     # -- commands ---------------------------------------------------------------------------------------
     async def execute(self, command: str, *, timeout_s: float = 30.0) -> ExecResult:
@@ -270,67 +424,71 @@ class LocalSandbox:
     def offload(self, text: str, folder: str = ".cmdc/output") -> str:
         """Write `text` to a new file under `folder` (inside the root); returns its relative path."""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-        target = self.resolve(f"{folder}/{stamp}.txt")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        return self.relative(target)
+        return self.save(f"{folder}/{stamp}.txt", text)
+
+    def save(self, path: str, text: str) -> str:
+        """Write `text` to `path` beneath the root now (for plugins, which are not async); returns the
+        path relative to the root, links followed."""
+        self.write_bytes(path, _encoded(text))
+        return self.relative(self.resolve(path))
 
 
-def _inside(p: Path, root: Path) -> bool:
-    real = Path(os.path.realpath(p))
-    return real == root or real.is_relative_to(root)
+# A walk that meets a link swapped in after it (ELOOP on the final open) walks again, this many times.
+_ATTEMPTS = 8
 
 
-def _read_text(real: Path, shown: str) -> str:
-    if not real.exists():
-        raise SandboxError(f"file not found: {shown}")
-    if real.is_dir():
-        raise SandboxError(f"{shown} is a directory")
+def _read_fd(fd: int, shown: str) -> bytes:
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if statmod.S_ISDIR(st.st_mode):
+            raise SandboxError(f"{shown} is a directory")
+        if not statmod.S_ISREG(st.st_mode):
+            raise SandboxError(f"{shown} is not a regular file")
+        return f.read()
+
+
+def _decoded(data: bytes, shown: str) -> str:
     try:
-        return real.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise SandboxError(f"{shown} is not a UTF-8 text file") from None
 
 
-def _write_text(real: Path, content: str, box: LocalSandbox) -> int:
-    shown = box.relative(real)
-    # The root itself (path ".") or a folder: its temporary sibling would land outside the sandbox,
-    # and the replace would fail anyway.
-    if real == box.root or real.is_dir():
-        raise SandboxError(f"{shown} is a directory")
+def _encoded(content: str) -> bytes:
     try:
-        data = content.encode("utf-8")
+        return content.encode("utf-8")
     except UnicodeEncodeError:
         raise SandboxError("the content has characters UTF-8 cannot hold (unpaired surrogates)") from None
-    real.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir may have followed a symlinked parent created meanwhile: check the final place again.
-    box.resolve(str(real))
-    tmp = real.with_name(f".{real.name}.cmdc-tmp")
+
+
+def _replace_in(dir_fd: int, name: str, data: bytes, shown: str) -> bool:
+    """Write `data` as `name` in the folder `dir_fd`, via a temporary sibling renamed over it. False
+    when `name` became a link since the walk (the caller walks again)."""
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, real)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    if st is not None and statmod.S_ISLNK(st.st_mode):
+        return False
+    if st is not None and statmod.S_ISDIR(st.st_mode):
+        raise SandboxError(f"{shown} is a directory")
+    tmp = f".{name[:180]}.{secrets.token_hex(4)}.cmdc-tmp"
+    try:
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
+        )
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if st is not None:
+                    os.fchmod(f.fileno(), statmod.S_IMODE(st.st_mode))  # keep the file's permissions
+                f.write(data)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
     except OSError as exc:
         raise SandboxError(f"cannot write {shown}: {exc.strerror or type(exc).__name__}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return len(data)
-
-
-def _walk(base: Path, root: Path, max_depth: int = 25) -> list[tuple[str, bool]]:
-    """(relative path, is_dir) under `base`, skipping SKIP_DIRS and symlinks that leave the root."""
-    out: list[tuple[str, bool]] = []
-    base_depth = len(base.parts)
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-        here = Path(dirpath)
-        if len(here.parts) - base_depth >= max_depth:
-            dirnames[:] = []
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and _inside(here / d, root))
-        for d in dirnames:
-            out.append(((here / d).relative_to(base).as_posix(), True))
-        for f in sorted(filenames):
-            if _inside(here / f, root):
-                out.append(((here / f).relative_to(base).as_posix(), False))
-    return out
+    return True
 
 
 def _expand_braces(pattern: str) -> Sequence[str]:

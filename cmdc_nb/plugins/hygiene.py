@@ -159,13 +159,11 @@ class LargeResultOffload(Plugin):
 
     def on_after_tool(self, event: HookEvent, ctx: ToolContext) -> Action | None:
         content = event.result.content
-        if event.name in self.exclude or len(content) <= self.max_chars or ctx.sandbox is None:
+        save = getattr(ctx.sandbox, "save", None)  # a sandbox that cannot keep files keeps the result
+        if event.name in self.exclude or len(content) <= self.max_chars or save is None:
             return None
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", event.call_id)[:80]
-        target = ctx.sandbox.resolve(f".cmdc/large_tool_results/{safe_id}.txt")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
-        rel = ctx.sandbox.relative(target)
+        rel = save(f".cmdc/large_tool_results/{safe_id}.txt", content)
         if ctx.agent is not None:
             ctx.agent.emit(LargeResultOffloaded(event.name, event.call_id, rel, len(content)))
         n = self.preview_chars
