@@ -99,6 +99,24 @@ class Sandbox(Protocol):
 _SECRET_ENV = re.compile(r"(?i)(key|token|secret|passw|credential|auth|cookie|session|database_url|dsn)")
 
 
+# Variables every process (the shell included) obeys before any command runs: the dynamic loader's
+# preloads and library paths, and the scripts a shell sources. One that names a place in the working
+# tree, where the model writes, would load the model's code into every command, approved or safe-listed.
+_LOADER_ENV = re.compile(r"^(LD_PRELOAD|LD_AUDIT|LD_LIBRARY_PATH|DYLD_.*|BASH_ENV|ENV)$")
+
+
+def _without_tree_loaders(env: dict[str, str], root: Path) -> dict[str, str]:
+    """`env` without loader variables any of whose entries is relative or inside `root`."""
+
+    def in_tree(value: str) -> bool:
+        entries = re.split(r"[:\s]+", value)
+        return any(
+            not os.path.isabs(e) or Path(os.path.realpath(e)).is_relative_to(root) for e in entries if e
+        )
+
+    return {k: v for k, v in env.items() if not (_LOADER_ENV.match(k) and in_tree(v))}
+
+
 def scrubbed_env() -> dict[str, str]:
     """This process's environment without anything that looks like a secret."""
     return {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
@@ -406,7 +424,7 @@ class LocalSandbox:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=self.env if self.env is not None else scrubbed_env(),
+            env=_without_tree_loaders(self.env if self.env is not None else scrubbed_env(), self.root),
             start_new_session=True,  # its own process group: a timeout kills the whole tree
         )
         try:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import Action, BlockTool, HookEvent, Plugin, ReplaceToolArgs, RequireApproval
+from cmdc_nb.kernel.sandbox import scrubbed_env
 from cmdc_nb.kernel.tools import ToolContext
 from cmdc_nb.services import matching
 
@@ -196,12 +197,12 @@ def _git_env() -> dict[str, str]:
     return {**env, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
 
 
-def git_configured_programs(root: str) -> list[str]:
+def git_configured_programs(root: str, git: str = "git") -> list[str]:
     """The filter drivers (`filter.<name>.clean`, `.smudge`, `.process`) the repository at `root`
     configures, read by git itself (includes followed) without running any of them."""
     try:
         found = subprocess.run(
-            ["git", "-c", "safe.bareRepository=explicit", "-C", root, "config", "--get-regexp", _GIT_DRIVERS],
+            [git, "-c", "safe.bareRepository=explicit", "-C", root, "config", "--get-regexp", _GIT_DRIVERS],
             capture_output=True, text=True, env=_git_env(), timeout=30, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
@@ -209,20 +210,65 @@ def git_configured_programs(root: str) -> list[str]:
     return [line.split(" ", 1)[0] for line in found.stdout.splitlines()] if found.returncode == 0 else []
 
 
-def git_neutralised(command: str) -> str:
-    """A safe-listed git command as it is run: its configuration neutralised (GIT_NEUTRAL_CONFIG), no
-    pager, and for diff and log no external diff or textconv program."""
+# Commands /bin/sh runs itself, whatever PATH says: nothing in the working tree can stand in for them.
+SHELL_BUILTINS = frozenset({"echo", "pwd", "printf", "true", "false", "test", "["})
+# What a safe-listed command keeps of the environment: locale and time zone (how it prints), the home
+# folder and user. PYTHONPATH, PIP_CONFIG_FILE, GIT_*, LD_PRELOAD and the like could all point into the
+# working tree, where the model writes.
+KEPT_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ")
+
+
+def outside_path(path: str, root: str) -> list[str]:
+    """The entries of a PATH value a model cannot write: absolute and outside the working directory (an
+    empty or relative entry is the working directory itself; `.venv/bin` inside it is the model's)."""
+    real_root = os.path.realpath(root)
+    kept = []
+    for entry in path.split(os.pathsep):
+        if not entry or not os.path.isabs(entry):
+            continue
+        real = os.path.realpath(entry)
+        if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
+            continue
+        kept.append(entry)
+    return kept
+
+
+def trusted_program(name: str, path: str, root: str) -> str | None:
+    """The absolute path of `name` from the PATH entries outside the working directory (and not a link
+    back into it), or None."""
+    real_root = os.path.realpath(root).rstrip("/") + "/"
+    for entry in outside_path(path, root):
+        candidate = os.path.join(entry, name)
+        real = os.path.realpath(candidate)
+        if os.path.isfile(real) and os.access(real, os.X_OK) and not real.startswith(real_root):
+            return real
+    return None
+
+
+def neutralised(command: str, *, root: str, env: Mapping[str, str]) -> str | None:
+    """A safe-listed command as it is run, or None when it cannot be run safely: the program (and `env`)
+    by absolute path from PATH entries outside the working directory, in a clean environment (KEPT_ENV
+    and that PATH); for git, also GIT_NEUTRAL_CONFIG, no pager, and for diff and log no external diff
+    or textconv program. A shell builtin is run as it is."""
     words = shlex.split(command)
-    env = ["GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_PAGER=cat", "PAGER=cat"]
-    env.append(f"GIT_CONFIG_COUNT={len(GIT_NEUTRAL_CONFIG)}")
-    for i, (key, value) in enumerate(GIT_NEUTRAL_CONFIG):
-        env += [f"GIT_CONFIG_KEY_{i}={key}", f"GIT_CONFIG_VALUE_{i}={value}"]
-    sub, rest = words[1], words[2:]
-    extra = ["--no-ext-diff", "--no-textconv"] if sub in ("diff", "log", "show") else []
-    # whatever GIT_* this process has (GIT_CONFIG_PARAMETERS would override the settings above)
-    unset = [arg for name in sorted(k for k in os.environ if k.startswith("GIT_")) for arg in ("-u", name)]
-    return shlex.join(["env", *unset, "-u", "GIT_CONFIG_PARAMETERS", "-u", "GIT_DIR", *env,
-                       "git", "--no-pager", sub, *extra, *rest])  # fmt: skip
+    if words[0] in SHELL_BUILTINS:
+        return command
+    path = env.get("PATH", os.defpath)
+    program, env_program = trusted_program(words[0], path, root), trusted_program("env", path, root)
+    if program is None or env_program is None:
+        return None
+    clean = [f"{k}={env[k]}" for k in KEPT_ENV if k in env]
+    clean.append("PATH=" + os.pathsep.join(outside_path(path, root)))
+    args = words[1:]
+    if words[0] == "git":
+        clean += ["GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_PAGER=cat", "PAGER=cat"]
+        clean.append(f"GIT_CONFIG_COUNT={len(GIT_NEUTRAL_CONFIG)}")
+        for i, (key, value) in enumerate(GIT_NEUTRAL_CONFIG):
+            clean += [f"GIT_CONFIG_KEY_{i}={key}", f"GIT_CONFIG_VALUE_{i}={value}"]
+        sub, rest = args[0], args[1:]
+        extra = ["--no-ext-diff", "--no-textconv"] if sub in ("diff", "log", "show") else []
+        args = ["--no-pager", sub, *extra, *rest]
+    return shlex.join([env_program, "-i", *clean, program, *args])
 
 
 def _glob_regex(pattern: str) -> str:
@@ -279,18 +325,23 @@ class HumanApproval(Plugin):
         command = event.args.get("command")
         if event.name in self.shell_tools and self.is_safe(command):
             assert isinstance(command, str)  # command_matches accepts only text
-            if shlex.split(command)[:1] != ["git"]:
+            box = getattr(ctx, "sandbox", None)
+            root = str(getattr(box, "root", None) or ctx.working_dir)
+            env = getattr(box, "env", None) or scrubbed_env()
+            rewritten = neutralised(command, root=root, env=env)
+            if rewritten is None:
+                program = shlex.split(command)[0]
+                return RequireApproval(True, f"{program} is found only inside the working directory")
+            if shlex.split(command)[0] == "git":
+                # Safe to run unasked only when nothing in the repository can make git run a program:
+                # drivers have names of the repository's choosing, so they cannot be switched off by key.
+                git = trusted_program("git", env.get("PATH", os.defpath), root) or "git"
+                programs = await asyncio.to_thread(git_configured_programs, root, git)
+                if programs:
+                    return RequireApproval(
+                        True, f"this repository configures programs git would run ({', '.join(programs[:3])})"
+                    )
+            if rewritten == command:
                 return RequireApproval(False)
-            # Safe to run without asking only when nothing in the repository can make git run a program:
-            # drivers have names of the repository's choosing, so they cannot be switched off by key.
-            root = getattr(getattr(ctx, "sandbox", None), "root", None) or ctx.working_dir
-            programs = await asyncio.to_thread(git_configured_programs, str(root))
-            if programs:
-                return RequireApproval(
-                    True, f"this repository configures programs git would run ({', '.join(programs[:3])})"
-                )
-            return [
-                RequireApproval(False),
-                ReplaceToolArgs({**event.args, "command": git_neutralised(command)}),
-            ]
+            return [RequireApproval(False), ReplaceToolArgs({**event.args, "command": rewritten})]
         return RequireApproval(True, self.hint or f"{event.name} needs your approval")

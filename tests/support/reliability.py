@@ -7,6 +7,7 @@ files into the README's reliability table. Figures are recorded, never asserted 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -29,13 +30,16 @@ def record(file: str, key: str | None, figures: dict[str, Any]) -> None:
     size they were measured at."""
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{file}.json"
-    try:
-        data = json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError:
-        data = {}
-    entry = {**figures, "full": FULL}
-    if key is None:
-        data = entry
-    else:
-        data[key] = entry
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    # Parallel test workers record into the same file: one at a time, or a merge loses the other's entry.
+    with (OUT / f"{file}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = json.loads(path.read_text()) if path.exists() else {}
+        except json.JSONDecodeError:
+            data = {}
+        entry = {**figures, "full": FULL}
+        if key is None:
+            data = entry
+        else:
+            data[key] = entry
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
