@@ -24,9 +24,13 @@ LIVENESS = 60.0  # seconds: a bound that only a hung run reaches
 calls: Counter[str] = Counter()
 
 
+executions: list[tuple[str, str, int, bool]] = []  # (step, idempotency key, attempt, resumed)
+
+
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     calls.clear()
+    executions.clear()
 
 
 @wf.step_function("t.add")
@@ -75,6 +79,16 @@ async def block() -> str:
     while not release.is_set():
         await asyncio.sleep(0.01)
     return "released"
+
+
+@wf.step_function("t.keyed")
+async def keyed(name: str, fail_times: int, ctx: wf.StepContext) -> str:
+    executions.append((name, ctx.idempotency_key, ctx.attempt, ctx.resumed))
+    if name == "hang" and not ctx.resumed:
+        await asyncio.sleep(CEILING_S)  # cut off here: the cell driving the run is interrupted
+    if sum(1 for e in executions if e[0] == name) <= fail_times:
+        raise ConnectionError(f"{name} failed")
+    return name
 
 
 def make(ws: Workspace, user: User, steps: list[dict[str, Any]], **extra: Any) -> Any:
@@ -426,6 +440,52 @@ async def test_retry_runs_from_the_failed_step_without_redoing_what_succeeded(
     assert (stats.run_count, stats.success_count, stats.failure_count) == (2, 1, 1)
 
 
+async def test_the_idempotency_key_names_one_execution_of_a_step_through_retries_and_resumes(
+    ws: Workspace, user: User
+) -> None:
+    """One key per logical execution, as with Temporal activity ids and Stripe idempotency keys: a
+    policy retry and a re-run after an interruption keep the step's key (the attempt number says which
+    try it is), while `retry_workflow_run` is a new run whose steps that run again get new keys."""
+    w = make(
+        ws,
+        user,
+        [
+            wf.step(
+                "flaky",
+                fn="t.keyed",
+                args={"name": "flaky", "fail_times": 1},
+                retries={"attempts": 2, "backoff": 0},
+            ),
+            wf.step("hang", fn="t.keyed", depends_on="flaky", args={"name": "hang", "fail_times": 0}),
+            wf.step("late", fn="t.keyed", depends_on="hang", args={"name": "late", "fail_times": 1}),
+        ],
+    )
+    run = wf.start_workflow_run(w, ws=ws)
+    driver = asyncio.create_task(wf.execute_workflow_run(run, ws=ws))
+    async with asyncio.timeout(LIVENESS):
+        while not any(e[0] == "hang" for e in executions):
+            await asyncio.sleep(0.01)
+    driver.cancel()  # as when the notebook's cell is interrupted: "hang" is left running
+    with pytest.raises(asyncio.CancelledError):
+        await driver
+    assert statuses(ws, run) == {"flaky": "completed", "hang": "running", "late": "pending"}
+
+    failed = await asyncio.wait_for(wf.resume_workflow_run(run, ws=ws), LIVENESS)
+    assert (failed.status, failed.failed_step_id) == ("failed", "late")
+    retry = await asyncio.wait_for(wf.retry_workflow_run(failed, ws=ws), LIVENESS)
+    assert retry.status == "completed"
+    assert executions == [
+        ("flaky", f"{run.id}:flaky", 1, False),
+        ("flaky", f"{run.id}:flaky", 2, False),  # a policy retry: same key, next attempt
+        ("hang", f"{run.id}:hang", 1, False),
+        ("hang", f"{run.id}:hang", 1, True),  # re-run after the interruption: same key, same attempt
+        ("late", f"{run.id}:late", 1, False),
+        ("late", f"{retry.id}:late", 1, False),  # a new run, a new execution: a new key
+    ]
+    keys = {s.step_id: s.idempotency_key for s in wf.list_workflow_steps(retry, ws=ws)}
+    assert keys == {"flaky": f"{run.id}:flaky", "hang": f"{run.id}:hang", "late": f"{retry.id}:late"}
+
+
 async def test_agent_call_steps_run_through_the_kernel_and_roll_up_tokens_and_cost(
     ws: Workspace, user: User
 ) -> None:
@@ -476,7 +536,7 @@ async def test_shell_and_tool_steps(ws: Workspace, user: User, tmp_path: Any) ->
                 "show",
                 "shell",
                 depends_on="write",
-                command="cat notes.txt && echo && echo $CMDC_IDEMPOTENCY_KEY",
+                command="cat notes.txt && echo && echo $CMDC_IDEMPOTENCY_KEY $CMDC_STEP_ATTEMPT",
                 cwd=str(tmp_path),
             ),
             wf.step("bad", "shell", depends_on="show", command="echo oops >&2; exit 3"),
@@ -484,7 +544,7 @@ async def test_shell_and_tool_steps(ws: Workspace, user: User, tmp_path: Any) ->
     )
     run = await go(ws, w, input={"who": "world"})
     show = wf.get_workflow_step(run, "show", ws=ws)
-    assert show.output["stdout"].splitlines() == ["hello world", f"{run.id}:show"]
+    assert show.output["stdout"].splitlines() == ["hello world", f"{run.id}:show 1"]
     assert show.idempotency_key == f"{run.id}:show"
     bad = wf.get_workflow_step(run, "bad", ws=ws)
     assert (bad.status, bad.error_type, bad.error_message) == (

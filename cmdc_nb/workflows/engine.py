@@ -322,8 +322,12 @@ async def _drive(
         if tasks:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
     except asyncio.CancelledError:
+        # The steps are stopped (left `running`, for resume to hand back) before the driver's
+        # cancellation completes: a resume called right after it finds none of them still in this
+        # process, where it would take them for live ones and leave them be.
         for t in tasks.values():
             t.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
         raise
     finally:
         for sub in subs:
@@ -439,7 +443,8 @@ def resume_workflow_run(
     """Finish a run that was interrupted (its process killed, its cell stopped) or paused.
 
     Completed steps are never run again. Steps that were running when their process died are handed
-    back and run again with the same idempotency key (`ctx.resumed` is true), or failed if their
+    back and run again with the same idempotency key (`ctx.resumed` is true) — what they did before
+    the crash may have happened, so their effects are exactly-once only if keyed — or failed if their
     config says `on_interrupt: fail`. A step whose owner may still be alive on another machine is
     left until its lease expires, unless `force=True`."""
     w = get_workspace(ws)
@@ -466,7 +471,11 @@ def retry_workflow_run(
     ws: Workspace | None = None,
 ) -> Any:
     """A new run (`retry_of_run_id` set) of the same spec and input that starts from the failure:
-    steps that completed are carried over with their outputs (and not charged again); the rest run."""
+    steps that completed are carried over with their outputs (and not charged again); the rest run.
+
+    The steps that run again are new executions: their idempotency key names the new run, so an
+    external system that deduplicates by key performs them again (the steps carried over keep their
+    keys). A policy retry or a resume, by contrast, keeps the key."""
     w = get_workspace(ws)
     new_id = _create_retry(w, v.id_of(run, "workflow_run"))
     return _launch(

@@ -34,12 +34,24 @@ _MAX_STREAM = 64_000
 class StepContext:
     """Handed to python step functions that take a `ctx` parameter (and to every executor).
 
-    `idempotency_key` is the same for every attempt and every resume of this step in this run: pass it
-    to whatever the step changes (an API's idempotency key, a row's unique key) so a step interrupted
-    after its effect and run again cannot apply it twice. `resumed` says the step was interrupted once
-    already. `tx` is the open transaction of a `transactional` step: writes made through it commit
-    together with the step's outcome, or not at all. `steps` holds the outputs of the steps this one
-    depends on, directly or not (`{"fetch": {"output": …}}`) — the only ones certain to be finished.
+    A step runs at least once: a step completed is never run again, but one cut off by a crash (its
+    process killed) runs again on resume, and a failed attempt runs again under its retry policy.
+    `idempotency_key` (`"{run_id}:{step_id}"`) names one logical execution of the step, so the same
+    key comes back for every attempt of it: after a crash (`resume_workflow_run`, in this process or
+    on a worker) and after a policy retry. `retry_workflow_run` makes a new run, whose steps that run
+    again are new executions with new keys (the steps it carries over keep theirs). Record the key
+    atomically with the step's effect — give it to an API that deduplicates by key, or store it as a
+    unique key in the same write as the effect — and the effect is applied exactly once.
+
+    `attempt` is the policy attempt, from 1 (a re-run after a crash repeats the same number);
+    `resumed` says this execution follows one that was cut off. `tx` is the open transaction of a
+    `transactional` step: writes made through it commit together with the step's outcome, or not at
+    all. `steps` holds the outputs of the steps this one depends on, directly or not
+    (`{"fetch": {"output": …}}`) — the only ones certain to be finished.
+
+    >>> @wf.step_function("charge")                                               # doctest: +SKIP
+    ... def charge(order: str, cents: int, ctx: wf.StepContext) -> str:
+    ...     return payments.charge(order, cents, idempotency_key=ctx.idempotency_key).id
     """
 
     ws: Workspace
@@ -145,6 +157,7 @@ async def _shell(step: StepSpec, config: dict[str, Any], ctx: StepContext) -> St
     command = config["command"]
     env = {**os.environ, **{str(k): str(x) for k, x in (config.get("env") or {}).items()}}
     env["CMDC_IDEMPOTENCY_KEY"] = ctx.idempotency_key
+    env["CMDC_STEP_ATTEMPT"] = str(ctx.attempt)
     cwd = config.get("cwd")
     if isinstance(command, list):
         proc = await asyncio.create_subprocess_exec(
@@ -198,7 +211,7 @@ async def _tool(step: StepSpec, config: dict[str, Any], ctx: StepContext) -> Ste
         agent_id=f"workflow:{ctx.run_id}",
         session_id=str(ctx.session_id) if ctx.session_id else None,
         working_dir=workdir,
-        user_data={"idempotency_key": ctx.idempotency_key},
+        user_data={"idempotency_key": ctx.idempotency_key, "attempt": ctx.attempt},
         tool_name=name,
         sandbox=LocalSandbox(workdir),
     )

@@ -57,8 +57,8 @@ _REQUIRED: dict[StepType, tuple[str, ...]] = {
     StepType.TRANSFORM: ("value",),
     StepType.CONDITION: ("if",),
 }
-# Types whose execution changes the world outside the run: they get an idempotency key, recorded with
-# their outcome, and are never started twice for the same run.
+# Types whose execution changes the world outside the run: their idempotency key is recorded with their
+# outcome. One cut off by a crash runs again under that key; only a completed one never runs again.
 SIDE_EFFECTING = frozenset({StepType.AGENT_CALL, StepType.TOOL, StepType.PYTHON, StepType.SHELL})
 _STEP_KEYS = frozenset(
     {

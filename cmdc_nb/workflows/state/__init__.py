@@ -7,8 +7,8 @@ its step rows, in every function, so two processes (or two workers) moving the s
   and failed upstreams propagate, fail-fast stops the run, and the steps whose dependencies are done are
   returned as ready. When every step is done the run is finished here (output, totals, statistics).
 - `claim` moves one ready step to `running` under a lease (owner, pid, host, expiry) — or, for an
-  approval gate, creates the approval item and parks the step. A step already claimed is never claimed
-  again, which is what keeps a step from running twice.
+  approval gate, creates the approval item and parks the step. A step already claimed is not claimed
+  again until `recover` hands it back (its owner gone), so a step has one owner at a time.
 - `complete` / `fail` record an attempt's outcome; only the lease owner may, so a step taken over by
   `recover` after its owner died cannot be recorded twice.
 - `recover` hands back the steps whose owner is gone (a dead pid on this host, or an expired lease).
