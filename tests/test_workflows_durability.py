@@ -1,15 +1,19 @@
-"""Durability: runs killed with SIGKILL at a random step and resumed lose no completed step and apply
-no side effect twice — on both backends."""
+"""Durability: runs killed with SIGKILL at a random step and resumed lose no completed step and run no
+completed step again; the step running at the kill may run again (at-least-once), under the same
+idempotency key, so effects recorded with the step's transaction or keyed by it apply once — on both
+backends."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import workflow_children as children  # tests/ is on sys.path; importing registers the step functions
+from reliability import record, sized
 
 from cmdc_nb import workflows as wf
 from cmdc_nb.errors import ConfigurationError
@@ -45,8 +50,6 @@ def _kill_at_random_step(url: str, home: Path, run_id: str, kill_at: int, extra_
             started += 1
             if started == kill_at:
                 if extra_delay:
-                    import time
-
                     time.sleep(extra_delay)
                 proc.send_signal(signal.SIGKILL)
                 break
@@ -113,6 +116,170 @@ def test_sigkill_at_a_random_step_then_resume_loses_nothing_and_repeats_nothing(
         f"before the kills, {total_killed_mid_step} cut off mid-step and run again, "
         f"{len(effects)} effects applied once each"
     )
+
+
+KEYED_RUNS = sized(3, 40)  # one SIGKILL each
+KEYED_STEPS = 8
+# Where the kill lands after a step printed START: before its effect, or after it and before its outcome.
+KILL_DELAYS = (0, 0.03, 0.06)
+
+
+def test_a_step_cut_off_by_sigkill_runs_again_under_the_same_key_and_its_keyed_effect_applies_once(
+    ws: Workspace, user: User, db_url: str, home_dir: Path, tmp_path: Path, backend: str
+) -> None:
+    """At-least-once, measured: the step running at a kill runs again on resume (its unguarded effect
+    repeats), with the key its killed execution had, so its keyed effect is still applied once."""
+    w = wf.create_workflow(user, children.keyed_spec(KEYED_STEPS), ws=ws)
+    ledger, log = tmp_path / "ledger", tmp_path / "invocations.log"
+    runs = [
+        wf.start_workflow_run(w, input={"ledger": str(ledger), "log": str(log)}, ws=ws)
+        for _ in range(KEYED_RUNS)
+    ]
+    rnd = random.Random(24)
+    plans = [(str(r.id), rnd.randint(1, KEYED_STEPS), rnd.choice(KILL_DELAYS)) for r in runs]
+    with ThreadPoolExecutor(4) as pool:
+        killed = list(pool.map(lambda p: _kill_at_random_step(db_url, home_dir, *p), plans))
+    completed_at_kill = _completed(ws, runs)
+
+    for run in runs:
+        if wf.get_workflow_run(run, ws=ws).status != "completed":
+            wf.resume_workflow_run(run, ws=ws)
+        done = wf.get_workflow_run(run, ws=ws)
+        assert done.status == "completed", (done.status, done.error_message)
+
+    figures = _keyed_figures(
+        log,
+        ledger,
+        killed={run_id: pid for (run_id, *_), pid in zip(plans, killed, strict=True)},
+        resumer={str(r.id): os.getpid() for r in runs},
+        completed_at_kill=completed_at_kill,
+    )
+    record("workflow_idempotency", backend, figures)
+    print(figures)  # shown with -s
+
+
+WORKER_KILLS = sized(1, 5)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_step_cut_off_by_killing_its_worker_runs_on_another_worker_under_the_same_key(
+    ws: Workspace, user: User, db_url: str, home_dir: Path, tmp_path: Path
+) -> None:
+    """The same contract with `executor="workers"`: a worker is SIGKILLed mid-step, the run is resumed,
+    and a second worker runs the step again with the key the first had."""
+    from cmdc_nb.workflows import workers
+
+    w = wf.create_workflow(user, children.keyed_spec(KEYED_STEPS), ws=ws)
+    ledger, log = tmp_path / "ledger", tmp_path / "invocations.log"
+    workers._ensure_schema(ws, workers.make_app(ws))
+    rnd = random.Random(25)
+    killed: dict[str, int] = {}
+    resumer: dict[str, int] = {}
+    completed_at_kill: set[tuple[str, str]] = set()
+    for _ in range(WORKER_KILLS):
+        run = wf.start_workflow_run(w, input={"ledger": str(ledger), "log": str(log)}, ws=ws)
+        first = _worker(db_url, home_dir, tmp_path / "first.err")
+        driver = asyncio.create_task(wf.execute_workflow_run(run, executor="workers", ws=ws))
+        kill_at, delay = rnd.randint(1, KEYED_STEPS), rnd.choice(KILL_DELAYS)
+        await asyncio.to_thread(_sigkill_after_starts, first, kill_at, delay)
+        driver.cancel()  # it would wait for ever: nothing hands back a dead worker's step but a resume
+        with contextlib.suppress(asyncio.CancelledError):
+            await driver
+        killed[str(run.id)] = first.pid
+        completed_at_kill |= _completed(ws, [run])
+        second = _worker(db_url, home_dir, tmp_path / "second.err")
+        try:
+            if wf.get_workflow_run(run, ws=ws).status != "completed":  # the kill may land after the end
+                await asyncio.wait_for(wf.resume_workflow_run(run, executor="workers", ws=ws), LIVENESS)
+            done = wf.get_workflow_run(run, ws=ws)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.communicate(timeout=LIVENESS)
+        assert done.status == "completed", (done.status, done.error_message)
+        resumer[str(run.id)] = second.pid
+
+    figures = _keyed_figures(log, ledger, killed=killed, resumer=resumer, completed_at_kill=completed_at_kill)
+    record("workflow_idempotency", "postgresql_workers", figures)
+    print(figures)  # shown with -s
+
+
+def _worker(url: str, home: Path, stderr: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CHILD.parent), os.environ.get("PYTHONPATH", "")])}
+    cmd = ["worker", "--concurrency", "2", "--no-scheduler", "--load", "workflow_children"]
+    with stderr.open("a") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cmdc_nb", "--url", url, "--home", str(home), *cmd],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+
+
+def _sigkill_after_starts(proc: subprocess.Popen[str], n: int, delay: float) -> None:
+    """SIGKILL `proc` `delay` seconds after it printed its `n`th START line."""
+    assert proc.stdout is not None
+    started = 0
+    for line in proc.stdout:
+        started += line.startswith("START")
+        if started == n:
+            time.sleep(delay)
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=LIVENESS)
+    proc.stdout.close()
+
+
+def _completed(ws: Workspace, runs: list[Any]) -> set[tuple[str, str]]:
+    return {
+        (str(run.id), s.step_id)
+        for run in runs
+        for s in wf.list_workflow_steps(run, ws=ws)
+        if s.status == "completed"
+    }
+
+
+def _keyed_figures(
+    log: Path,
+    ledger: Path,
+    *,
+    killed: dict[str, int],
+    resumer: dict[str, int],
+    completed_at_kill: set[tuple[str, str]],
+) -> dict[str, int]:
+    """Check the contract on what the `keyed.effect` steps wrote, and count what happened: `killed`
+    and `resumer` are the pids that ran each run before and after its kill."""
+    executions: dict[tuple[str, str], list[tuple[int, str, int, bool]]] = {}
+    for line in log.read_text().splitlines():
+        run_id, step_id, pid, key, attempt, resumed = line.split()
+        executions.setdefault((run_id, step_id), []).append((int(pid), key, int(attempt), resumed == "1"))
+    assert len(executions) == len(killed) * KEYED_STEPS  # every step of every run ran
+    rerun = {k: x for k, x in executions.items() if len(x) > 1}
+    for (run_id, step_id), [cut_off, *again] in rerun.items():
+        # cut off by the kill, then run once more after the resume: same key, same attempt
+        assert cut_off == (killed[run_id], f"{run_id}:{step_id}", 1, False)
+        assert again == [(resumer[run_id], f"{run_id}:{step_id}", 1, True)]
+    assert not completed_at_kill & rerun.keys()  # a completed step never runs again
+    assert rerun  # the kills did cut steps off: their unguarded effect happened twice
+
+    applied = [tuple(line.split()) for line in ledger.read_text().splitlines()]
+    effects = Counter((run_id, step_id) for _key, run_id, step_id, _pid in applied)
+    assert effects.keys() == executions.keys()
+    figures = {
+        "kills": len(killed),
+        "steps_rerun_after_kill": len(rerun),
+        "reruns_with_same_key": sum(1 for x in rerun.values() if len({k for _p, k, _a, _r in x}) == 1),
+        # the kill fell after the effect: the re-run found its key in the ledger and did nothing
+        "reruns_finding_effect_applied": sum(
+            1 for _k, r, s, pid in applied if (r, s) in rerun and int(pid) == killed[r]
+        ),
+        "keyed_side_effects": sum(effects.values()),
+        "duplicate_keyed_effects": sum(n - 1 for n in effects.values()),
+    }
+    assert figures["reruns_with_same_key"] == figures["steps_rerun_after_kill"]
+    assert figures["duplicate_keyed_effects"] == 0  # every keyed effect applied once, across every kill
+    return figures
 
 
 @pytest.mark.postgres
@@ -203,6 +370,7 @@ async def test_two_worker_processes_complete_a_fan_out_dag_with_a_gate(
     outputs = [wf.get_workflow_step(run, f, ws=ws).output for f in fan]
     worker_pids = {p.pid for p in procs}
     assert {o["pid"] for o in outputs} == worker_pids  # both workers ran steps, and only they did
+    assert [o["key"] for o in outputs] == [f"{run.id}:{f}" for f in fan]  # the same key as in-process
     assert all(o["met"] >= 2 for o in outputs)
     assert all(s.status == "completed" for s in wf.list_workflow_steps(run, ws=ws))
     assert all(p.returncode == 0 for p in procs), logs
