@@ -134,7 +134,8 @@ class WorkflowStep(TimestampMixin, Base):
     error_message: Mapped[str | None] = mapped_column(sa.Text)
     attempt_number: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1, server_default="1")
     max_attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1, server_default="1")
-    # An idempotency key recorded with a side-effecting step's outcome, so a resumed run never repeats it.
+    # The step's idempotency key: the same through a resume and a policy retry, so an effect keyed by it
+    # applies once, although the step itself may run again after a crash (at-least-once).
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
     sequence: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     depends_on: Mapped[list[str]] = mapped_column(TextList(), nullable=False, default=list)
