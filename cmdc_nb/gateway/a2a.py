@@ -4,7 +4,8 @@
   needed: it says where to call and that a gateway key goes in `X-API-Key` or `Authorization: Bearer`.
 - JSON-RPC at `/v1/a2a`: SendMessage, SendStreamingMessage (SSE status and artifact updates),
   GetTask, ListTasks, CancelTask, SubscribeToTask — and the 0.3 names (message/send, message/stream,
-  tasks/get, …). Behind the same key check, rate limit and guardrails as the REST routes.
+  tasks/get, …). Behind the same key check, rate limit and guardrails as the REST routes: every string
+  of a request's params (message parts, metadata, ids) is checked before the SDK sees it.
 - Tasks are rows of `a2a_tasks` (the SDK's `TaskStore` kept in the workspace's database), owned by
   the key's user: another user's task is not found. An A2A context is one chat session with a live
   agent, so follow-up messages in a context continue the same conversation.
@@ -32,6 +33,7 @@ from cmdc_nb.gateway.a2a_legacy import LEGACY_METHODS, LegacyTasks, rpc_error
 from cmdc_nb.store.models import A2ATask, User
 
 if TYPE_CHECKING:
+    from cmdc_nb.gateway.guardrails import Guardrails
     from cmdc_nb.gateway.runtime import LiveSession
     from cmdc_nb.gateway.server import Gateway
 
@@ -285,16 +287,17 @@ class GatewayAgentExecutor:
             await TaskUpdater(event_queue, task.id, task.context_id).cancel()
 
 
-def _texts(payload: Any) -> list[str]:
-    """Every text part of the message(s) in a JSON-RPC request, for the guardrails."""
-    out: list[str] = []
-    params = payload.get("params") if isinstance(payload, dict) else None
-    message = params.get("message") if isinstance(params, dict) else None
-    parts = message.get("parts") if isinstance(message, dict) else None
-    for part in parts if isinstance(parts, list) else []:
-        if isinstance(part, dict) and isinstance(part.get("text"), str):
-            out.append(part["text"])
-    return out
+def _guard(guardrails: Guardrails, payload: Any) -> JSONResponse | None:
+    """Every string of a JSON-RPC request's params (a batch's too) through the guardrails: message parts
+    of any kind, metadata at any depth, ids, keys. A refusal is the JSON-RPC error of the request."""
+    for request in payload if isinstance(payload, list) else [payload]:
+        if not isinstance(request, dict):
+            continue
+        try:
+            guardrails.check_json(request.get("params"), field="params")
+        except GuardrailError as exc:
+            return rpc_error(request.get("id"), -32602, str(exc), status=422, data={"rule": exc.rule})
+    return None
 
 
 def _context_builder() -> Any:
@@ -366,12 +369,10 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
             payload = json.loads(await request.body() or b"null")
         except ValueError:
             payload = None
-        for text in _texts(payload):
-            try:
-                gateway.config.guardrails.check(text)
-            except GuardrailError as exc:
-                rid = payload.get("id") if isinstance(payload, dict) else None
-                return rpc_error(rid, -32602, str(exc), status=422, data={"rule": exc.rule})
+        if gateway.config.guardrails.active:
+            refused = await asyncio.to_thread(_guard, gateway.config.guardrails, payload)
+            if refused is not None:
+                return refused
         method = payload.get("method") if isinstance(payload, dict) else None
         if method in LEGACY_METHODS:
             return await legacy.handle(request.state.user, payload)

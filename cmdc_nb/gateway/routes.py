@@ -1,8 +1,9 @@
 """The gateway's routes, one router per resource; `create_app` includes them all.
 
 Each factory takes the runtime and the key check (`http.key_check`), so every route but `/healthz` needs a
-gateway key. Routes stay thin: they check access through the runtime, hand blocking work to a thread, and
-let typed errors become JSON through the handlers in `http.py`.
+gateway key, and every router that takes a body runs all of its strings through the guardrails first
+(`guarded_body`). Routes stay thin: they check access through the runtime, hand blocking work to a thread,
+and let typed errors become JSON through the handlers in `http.py`.
 """
 
 import json
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.params import Depends as Dependency
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -27,6 +29,7 @@ from cmdc_nb.gateway.bodies import (
     SwitchModel,
     TextBody,
 )
+from cmdc_nb.gateway.guardrails import Guardrails
 from cmdc_nb.gateway.runtime import GatewayRuntime, LiveSession, fire_and_forget
 from cmdc_nb.services import sessions as sessions_service
 from cmdc_nb.store.models import Session, User
@@ -47,16 +50,40 @@ def _session_view(live: LiveSession) -> dict[str, Any]:
     }
 
 
+def guarded_body(runtime: GatewayRuntime, authenticate: KeyCheck) -> Dependency:
+    """The dependency that runs every string of a request's JSON body — values at any depth and the
+    keys of objects — through the gateway's guardrails, after the key check and before the route.
+    Routers with bodies take it whole, so a field added to a body is checked without a word here."""
+    rails = runtime.config.guardrails
+
+    # `user`: the key check runs first (once: FastAPI shares it with the route), so a request without
+    # a valid key learns nothing of the guardrails
+    async def guard(request: Request, user: Annotated[User, Depends(authenticate)]) -> None:
+        if not rails.active:
+            return
+        raw = await request.body()  # FastAPI keeps it: the route's own body parsing reads it again
+        if raw:
+            await run_in_threadpool(_check_json_body, rails, raw)
+
+    return Dependency(guard)
+
+
+def _check_json_body(rails: Guardrails, raw: bytes) -> None:
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        return  # not JSON: the route's validation refuses the body as malformed
+    rails.check_json(payload)
+
+
 def session_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
     """Sessions: create, read, delete, their stored messages and statistics; and the health check."""
-    router = APIRouter()
-    config, ws = runtime.config, runtime.ws
+    router = APIRouter(dependencies=[guarded_body(runtime, authenticate)])
+    ws = runtime.ws
     Auth = Annotated[User, Depends(authenticate)]
 
     @router.post("/v1/sessions", status_code=201, tags=["sessions"])
     async def create_session(body: CreateSession, user: Auth) -> dict[str, Any]:
-        if body.system_prompt is not None:
-            config.guardrails.check(body.system_prompt, field="systemPrompt")
         live = runtime.create(
             user,
             model=body.model,
@@ -129,14 +156,12 @@ def session_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter
 
 def agent_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
     """The live agent: prompt (202), its events as SSE with resumption, status, steering, abort, model."""
-    router = APIRouter()
-    config = runtime.config
+    router = APIRouter(dependencies=[guarded_body(runtime, authenticate)])
     Auth = Annotated[User, Depends(authenticate)]
 
     @router.post("/v1/sessions/{session_id}/prompt", status_code=202, tags=["agent"])
     async def prompt(session_id: str, body: TextBody, user: Auth) -> dict[str, Any]:
         live = runtime.get(session_id, user, "write")
-        config.guardrails.check(body.text)
         with access.acting_as(user.id):
             handle = live.agent.prompt(body.text)
         fire_and_forget(handle)
@@ -149,7 +174,6 @@ def agent_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
     @router.post("/v1/sessions/{session_id}/steer", tags=["agent"])
     async def steer(session_id: str, body: TextBody, user: Auth) -> dict[str, Any]:
         live = runtime.get(session_id, user, "write")
-        config.guardrails.check(body.text)
         with access.acting_as(user.id):
             result = live.agent.steer(body.text)
         if result.handle is not None:
@@ -174,8 +198,7 @@ def agent_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
 
 def approval_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
     """Deciding what the agent waits for: approve or reject a tool call, answer a question."""
-    router = APIRouter()
-    config = runtime.config
+    router = APIRouter(dependencies=[guarded_body(runtime, authenticate)])
     Auth = Annotated[User, Depends(authenticate)]
 
     @router.post("/v1/sessions/{session_id}/approve", tags=["approvals"])
@@ -203,7 +226,6 @@ def approval_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRoute
     @router.post("/v1/sessions/{session_id}/respond", tags=["approvals"])
     async def respond(session_id: str, body: Respond, user: Auth) -> dict[str, Any]:
         live = runtime.get(session_id, user, "write")
-        config.guardrails.check(body.response, field="response")
         live.agent.user_respond(body.ref, body.response)
         return {"ref": body.ref, "responded": True}
 
@@ -212,7 +234,7 @@ def approval_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRoute
 
 def tool_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
     """Attaching and detaching the gateway's tools."""
-    router = APIRouter()
+    router = APIRouter(dependencies=[guarded_body(runtime, authenticate)])
     Auth = Annotated[User, Depends(authenticate)]
 
     @router.post("/v1/sessions/{session_id}/tools", tags=["tools"])
