@@ -87,11 +87,22 @@ def fuzz(folder: Path) -> tuple[str, str]:
     functions = sorted({k.split("[")[0] for k in d})
     examples = sum(e["examples"] for e in d.values())
     rejected = sum(n for e in d.values() for k, n in e["outcomes"].items() if k != "ok")
-    return (
+    text = (
         f"{examples:,} generated inputs over {len(functions)} entry points ({', '.join(functions)}) on both "
-        f"backends: {rejected:,} typed errors, 0 other exceptions, 0 partial writes",
-        size(list(d.values())),
+        f"backends: {rejected:,} typed errors, 0 other exceptions, 0 partial writes"
     )
+    typed = load(folder, "typed_input")
+
+    def fmt(e: dict[str, Any]) -> str:
+        return (
+            f"{e['inputs']:,} wrong-typed arguments to {e['functions']} public functions, {e['typed_errors']:,} "
+            f"typed errors, {e['untyped_errors']} other exceptions, {e['garbage_stored']} garbage stored, "
+            f"{e['partial_writes']} partial writes"
+        )
+
+    if typed:
+        text += "; strict types: " + per_backend(typed, fmt)
+    return text, size(list(d.values()) + list(typed.values()))
 
 
 def tool_safety(folder: Path) -> tuple[str, str]:
@@ -110,7 +121,59 @@ def tool_safety(folder: Path) -> tuple[str, str]:
             f"{e['injections']} prompt injections obeyed by the model: {e['ran_without_approval']} tool executions "
             f"without approval, {e['secrets_revealed']} secrets revealed"
         )
-    return "; ".join(parts) or "not run", size(list(d.values()))
+    races = load(folder, "tool_races")
+    tools = {k: e for k, e in races.items() if k != "agent_read_file"}
+    if tools:
+        attempts = {e["attempts"] for e in tools.values()}
+        parts.append(
+            f"symlink races (another process swapping a folder and a file for links to outside twins): "
+            f"{'/'.join(f'{a:,}' for a in sorted(attempts))} calls × {len(tools)} file tools "
+            f"({', '.join(sorted(tools))}): {sum(e['escapes'] for e in tools.values())} escapes, "
+            f"{sum(e.get('untyped_errors', 0) for e in tools.values())} untyped errors"
+        )
+    if "agent_read_file" in races:
+        e = races["agent_read_file"]
+        parts.append(f"{e['attempts']} racing reads by an agent with its guards on: {e['escapes']} escapes")
+    armed = load(folder, "armed_commands")
+    if armed:
+        kinds: dict[str, int] = {}
+        for e in armed.values():
+            kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+        parts.append(
+            f"{len(armed)} attempts to arm a safe-listed command from the working tree "
+            f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))}): "
+            f"{sum(e['ran'] for e in armed.values())} payloads ran"
+        )
+    everything = list(d.values()) + list(races.values()) + list(armed.values())
+    return "; ".join(parts) or "not run", size(everything)
+
+
+def guardrails(folder: Path) -> tuple[str, str]:
+    d = load(folder, "guardrails")
+    if not d:
+        return "not run", ""
+    return (
+        f"{d['disguises']:,} disguised denied keywords (invisible and format characters, look-alikes, "
+        f"combining marks, spacing, word forms): {d['passed']} passed; {d['benign']:,} ordinary texts: "
+        f"{d['false_refusals']} refused; {d['fields_checked']} gateway text fields checked",
+        size([d]),
+    )
+
+
+def steps(folder: Path) -> tuple[str, str]:
+    d = load(folder, "workflow_idempotency")
+
+    def fmt(e: dict[str, Any]) -> str:
+        return (
+            f"{e['kills']} kills mid-step: {e['steps_rerun_after_kill']} running steps ran again (at-least-once), "
+            f"{e['reruns_with_same_key']} of them with the same idempotency key; {e['keyed_side_effects']} "
+            f"keyed side effects, {e['duplicate_keyed_effects']} applied twice"
+        )
+
+    text = per_backend(d, fmt)
+    if "postgresql_workers" in d:
+        text += f"; postgresql, a killed `cmdc-nb worker`: {fmt(d['postgresql_workers'])}"
+    return text, size([d.get(b, {}) for b in (*BACKENDS, "postgresql_workers")])
 
 
 def secrets(folder: Path) -> tuple[str, str]:
@@ -174,8 +237,13 @@ ROWS: list[tuple[str, str, Callable[[Path], tuple[str, str]]]] = [
     ("1. crash and resume", "tests/test_crash_resume.py", crash),
     ("2. concurrent writers", "tests/test_concurrency.py", concurrency),
     ("3. migrations", "tests/test_migrations.py", migrations),
-    ("4. hostile input", "tests/test_fuzz.py", fuzz),
-    ("5. tool safety", "tests/test_toolkit.py, tests/test_prompt_injection.py", tool_safety),
+    ("4. hostile input", "tests/test_fuzz.py, tests/test_fuzz_types.py", fuzz),
+    (
+        "5. tool safety",
+        "tests/test_toolkit.py, tests/test_prompt_injection.py, tests/test_tool_safety_races.py, "
+        "tests/test_tool_safety_vcs.py",
+        tool_safety,
+    ),
     (
         "6. secrets",
         "tests/test_vault.py, tests/test_vault_scale.py, tests/test_notebooks_real_provider.py, "
@@ -184,6 +252,8 @@ ROWS: list[tuple[str, str, Callable[[Path], tuple[str, str]]]] = [
     ),
     ("7. provider faults", "tests/test_provider_faults.py", provider_faults),
     ("8. load", "tests/test_load.py", load_check),
+    ("9. guardrails", "tests/test_gateway_guardrails.py", guardrails),
+    ("10. steps after a kill", "tests/test_workflows_durability.py", steps),
 ]
 
 
