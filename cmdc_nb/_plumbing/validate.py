@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 import uuid
 from collections.abc import Mapping
 from enum import StrEnum
@@ -11,17 +12,46 @@ from typing import Any, TypeVar
 
 from cmdc_nb.errors import InvalidInputError
 
-__all__ = ["aware", "choice", "count", "expiry", "id_of", "items", "mapping", "text", "uuid_of"]
+__all__ = [
+    "aware",
+    "choice",
+    "count",
+    "dataframe",
+    "expiry",
+    "finite",
+    "flag",
+    "id_of",
+    "items",
+    "mapping",
+    "number_problem",
+    "text",
+    "text_problem",
+    "texts",
+    "uuid_of",
+]
 
 E = TypeVar("E", bound=StrEnum)
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text (NUL, which PostgreSQL refuses; a lone surrogate, which is
+    not Unicode), or None when it can."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode text (it holds a lone surrogate)"
+    return None
 
 
 def text(value: Any, field: str, *, max_len: int, min_len: int = 1, strip: bool = True) -> str:
     if not isinstance(value, str):
         raise InvalidInputError(f"expected text, got {type(value).__name__}", field=field)
     out = value.strip() if strip else value
-    if "\x00" in out:
-        raise InvalidInputError("must not contain NUL characters", field=field)
+    if (problem := text_problem(out)) is not None:
+        raise InvalidInputError(problem, field=field)
     if not min_len <= len(out) <= max_len:
         raise InvalidInputError(
             f"must be {min_len} to {max_len} characters long, got {len(out)}", field=field
@@ -39,6 +69,46 @@ def count(value: Any, field: str, *, minimum: int = 0, maximum: int = MAX_INT) -
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         shown = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
         raise InvalidInputError(f"must be an integer from {minimum} to {maximum}, got {shown}", field=field)
+    return value
+
+
+def number_problem(value: int | float) -> str | None:
+    """Why `value` is not a storable number (NaN, an infinity, an int past 64 bits), or None."""
+    if isinstance(value, int):
+        return None if -MAX_INT - 1 <= value <= MAX_INT else "must fit in 64 bits"
+    return None if math.isfinite(value) else "must be a finite number"
+
+
+def flag(value: Any, field: str) -> bool:
+    """True or False, nothing else: `"no"` and `1` are not flags."""
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"expected True or False, got {type(value).__name__}", field=field)
+    return value
+
+
+def finite(value: Any, field: str) -> float:
+    """A finite number (an int or a float; bools refused) as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"expected a number, got {type(value).__name__}", field=field)
+    if (problem := number_problem(value)) is not None:
+        raise InvalidInputError(problem, field=field)
+    return float(value)
+
+
+def texts(value: Any, field: str, *, max_len: int = 10_000) -> list[str]:
+    """A list (or tuple) of text; None is an empty list. A bare string is refused, not split into
+    its characters."""
+    out = items(value, field)
+    for i, x in enumerate(out):
+        text(x, f"{field}[{i}]", max_len=max_len, min_len=0, strip=False)
+    return out
+
+
+def dataframe(value: Any, field: str) -> Any:
+    """A pandas DataFrame. (Without pandas imported, nothing can be one: pandas stays unimported.)"""
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(value, pd.DataFrame):
+        raise InvalidInputError(f"expected a pandas DataFrame, got {type(value).__name__}", field=field)
     return value
 
 
@@ -71,10 +141,15 @@ def choice(enum: type[E], value: Any, field: str) -> E:
 def uuid_of(value: Any, field: str) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise InvalidInputError(f"not a valid id: {str(value)[:40]!r}", field=field) from None
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    # Described, never echoed: what lands in an id's place is sometimes a secret (an issued token
+    # handed to revoke), and error messages end up in logs.
+    what = f"{len(value)} characters of text" if isinstance(value, str) else f"a {type(value).__name__}"
+    raise InvalidInputError(f"not a valid id (a UUID or its string), got {what}", field=field)
 
 
 def id_of(obj: Any, field: str) -> uuid.UUID:

@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import InvalidInputError
 
 __all__ = [
@@ -170,6 +171,7 @@ class _Span:
     context: dict[str, Any] | None = None
 
 
+@checked
 def chunk_text(
     text: str,
     *,

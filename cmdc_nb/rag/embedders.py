@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import ConfigurationError, InvalidInputError
 
 __all__ = [
@@ -136,11 +137,13 @@ _registry: dict[str, Factory] = {
 }
 
 
+@checked
 def register_embedder(provider: str, factory: Factory) -> None:
     """`factory(model, dimensions)` builds the embedder of indexes whose embedding_provider is `provider`."""
     _registry[provider] = factory
 
 
+@checked
 def get_embedder(provider: str, model: str, dimensions: int, **options: Any) -> Embedder:
     """The embedder an index names. Providers other than the registered ones (`hashing`, `local`) are
     litellm providers: `openai` + `text-embedding-3-small` → `openai/text-embedding-3-small`."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.rag.search import Mode, search
 
@@ -44,6 +45,7 @@ def _relevant(expected: Any) -> list[str]:
     raise InvalidInputError("each query needs one or more expected URIs (or URI globs)", field="labelled")
 
 
+@checked
 def recall_at_k(
     index: Any,
     labelled: Mapping[str, Any] | Sequence[tuple[str, Any]],

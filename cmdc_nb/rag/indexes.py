@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, check_transition, fetch, free_slug
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, NotFoundError
@@ -129,6 +130,7 @@ def _source_config(source_type: IndexSourceType, config: Mapping[str, Any] | Non
     return cfg
 
 
+@checked
 def create_index(
     user: User | uuid.UUID | str,
     name: str,
@@ -203,11 +205,13 @@ def create_index(
     return idx
 
 
+@checked
 def get_index(index: IndexRef, *, ws: Workspace | None = None) -> Index:
     with get_workspace(ws).read() as db:
         return fetch(db, Index, index, "index")
 
 
+@checked
 def get_index_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Index:
     user = access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
@@ -230,6 +234,7 @@ def resolve_index(index: IndexRef | Any, *, user: Any = None, ws: Workspace | No
         return get_index_by_slug(user, index, ws=ws)
 
 
+@checked
 def list_indexes(
     user: User | uuid.UUID | str,
     *,
@@ -250,6 +255,7 @@ def list_indexes(
         return list(db.scalars(stmt.order_by(Index.updated_at.desc(), Index.id.desc()).limit(limit)))
 
 
+@checked
 def update_index(
     index: IndexRef,
     *,
@@ -311,6 +317,7 @@ def move(tx: Tx, idx: Index, target: IndexStatus) -> None:
     idx.status = target
 
 
+@checked
 def archive_index(index: IndexRef, *, ws: Workspace | None = None) -> Index:
     """Archived indexes keep their chunks and stay searchable, but are never ingested into again."""
     with get_workspace(ws).transaction() as tx:
@@ -321,6 +328,7 @@ def archive_index(index: IndexRef, *, ws: Workspace | None = None) -> Index:
     return idx
 
 
+@checked
 def delete_index(index: IndexRef, *, ws: Workspace | None = None) -> None:
     """Delete the index, its documents and chunks (and its search structures), in one transaction."""
     w = get_workspace(ws)
@@ -368,6 +376,7 @@ def record_embedding_cost(ws: Workspace, idx: Index, embedder: Any, tokens: int,
     return cost or Decimal(0)
 
 
+@checked
 def list_documents(
     index: IndexRef, *, language: str | None = None, limit: int = 1000, ws: Workspace | None = None
 ) -> list[ContextDocument]:
@@ -380,6 +389,7 @@ def list_documents(
         return list(db.scalars(stmt.order_by(ContextDocument.uri).limit(limit)))
 
 
+@checked
 def get_document(index: IndexRef, uri: str, *, ws: Workspace | None = None) -> ContextDocument:
     iid = v.id_of(index, "index")
     with get_workspace(ws).read() as db:
@@ -391,6 +401,7 @@ def get_document(index: IndexRef, uri: str, *, ws: Workspace | None = None) -> C
         return doc
 
 
+@checked
 def list_chunks(
     index: IndexRef, *, uri: str | None = None, limit: int = 1000, ws: Workspace | None = None
 ) -> list[ContextChunk]:
@@ -425,6 +436,7 @@ def stats_in(db: Any, iid: uuid.UUID) -> IndexStats:
     )
 
 
+@checked
 def get_index_stats(index: IndexRef, *, ws: Workspace | None = None) -> IndexStats:
     """Documents, chunks, embedded chunks, tokens and embedding coverage (%), counted from the rows,
     plus the index's embedding cost and last ingestion."""

@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import CmdcError, InvalidInputError
@@ -121,6 +122,7 @@ def _source(
     return source_from_config(idx.source_type.value, idx.source_config)
 
 
+@checked
 def ingest(
     index: IndexRef,
     *,
@@ -142,24 +144,33 @@ def ingest(
     `delete_missing` (default: whether the source lists everything, true for all built-in sources)
     removes documents the source no longer has. Shows a progress bar (tqdm; a widget in notebooks);
     `on_progress(done, total, report)` is called after each written group of documents (and at the end)."""
+    if frame is not None:
+        v.dataframe(frame, "frame")
     w = get_workspace(ws)
     started = time.monotonic()
-    idx = _begin(w, v.id_of(index, "index"))
+    iid = v.id_of(index, "index")
+    with w.read() as db:
+        current = fetch(db, Index, iid, "index")
+    # The source and the embedder are made before the index is marked as updating, so an argument
+    # either refuses leaves the index as it was.
+    src = _source(
+        current,
+        source,
+        texts,
+        frame,
+        {
+            "text_column": text_column,
+            "id_column": id_column,
+            "title_column": title_column,
+            "metadata_columns": metadata_columns,
+        },
+    )
+    emb = embedder or get_embedder(
+        current.embedding_provider, current.embedding_model, current.embedding_dimensions
+    )
+    idx = _begin(w, iid)
     report = IngestReport(idx.id)
     try:
-        src = _source(
-            idx,
-            source,
-            texts,
-            frame,
-            {
-                "text_column": text_column,
-                "id_column": id_column,
-                "title_column": title_column,
-                "metadata_columns": metadata_columns,
-            },
-        )
-        emb = embedder or get_embedder(idx.embedding_provider, idx.embedding_model, idx.embedding_dimensions)
         seen = _run(w, idx, src, emb, report, progress, on_progress)
         if delete_missing if delete_missing is not None else src.complete:
             _delete_missing(w, idx, seen, report)

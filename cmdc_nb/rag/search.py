@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.rag.embedders import Embedder, get_embedder
@@ -368,6 +369,7 @@ def _embed_query(idx: Index, query: str, embedder: Embedder | None, ws: Workspac
     return np.asarray(out.vectors[0], dtype=np.float32)
 
 
+@checked
 def search(
     index: Index | uuid.UUID | str,
     query: str,
@@ -502,6 +504,7 @@ def _load(db: Any, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
     return out
 
 
+@checked
 def hits_frame(hits: Sequence[SearchHit]) -> Any:
     """Hits as a DataFrame (rank, score, citation, scores per list, language, content)."""
     import pandas as pd
@@ -520,6 +523,7 @@ def hits_frame(hits: Sequence[SearchHit]) -> Any:
     return pd.DataFrame([{c: h.as_dict()[c] for c in cols} for h in hits], columns=cols)
 
 
+@checked
 def search_frame(index: Index | uuid.UUID | str, query: str, **options: Any) -> Any:
     """`search(...)` as a DataFrame."""
     return hits_frame(search(index, query, **options))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.kernel.tools import Tool
 from cmdc_nb.rag.indexes import resolve_index
 from cmdc_nb.rag.search import Mode, search
@@ -11,6 +12,7 @@ from cmdc_nb.rag.search import Mode, search
 __all__ = ["retrieve_tool"]
 
 
+@checked
 def retrieve_tool(
     index: Any,
     *,

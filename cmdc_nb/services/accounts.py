@@ -24,6 +24,7 @@ from sqlalchemy import orm
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import ConflictError, InvalidInputError, NotFoundError
 from cmdc_nb.events import topics
@@ -77,6 +78,7 @@ def _user_event(tx: Tx, user: User, type_: str, **extra: Any) -> None:
 # -- users ---------------------------------------------------------------------------------------------
 
 
+@checked
 def create_user(
     email: str,
     *,
@@ -115,6 +117,7 @@ def _find_by_email(db: orm.Session, email: str) -> User | None:
     return db.scalar(sa.select(User).where(sa.func.lower(User.email) == email.lower()))
 
 
+@checked
 def get_user(user_id: uuid.UUID | str, *, ws: Workspace | None = None) -> User:
     uid = v.uuid_of(user_id, "user_id")
     with get_workspace(ws).read() as db:
@@ -124,6 +127,7 @@ def get_user(user_id: uuid.UUID | str, *, ws: Workspace | None = None) -> User:
     return user
 
 
+@checked
 def get_user_by_email(email: str, *, ws: Workspace | None = None) -> User:
     """The user with this e-mail address, compared case-insensitively."""
     with get_workspace(ws).read() as db:
@@ -133,6 +137,7 @@ def get_user_by_email(email: str, *, ws: Workspace | None = None) -> User:
     return user
 
 
+@checked
 def list_users(
     *,
     status: UserStatus | str | None = None,
@@ -172,6 +177,7 @@ def _update_user(user: User | uuid.UUID | str, ws: Workspace | None, changes: di
     return row
 
 
+@checked
 def update_user_profile(
     user: User | uuid.UUID | str,
     *,
@@ -189,6 +195,7 @@ def update_user_profile(
     return _update_user(user, ws, changes)
 
 
+@checked
 def update_user_preferences(
     user: User | uuid.UUID | str, preferences: Mapping[str, Any], *, ws: Workspace | None = None
 ) -> User:
@@ -198,12 +205,14 @@ def update_user_preferences(
     return _update_user(user, ws, {"preferences": dict(preferences)})
 
 
+@checked
 def update_user_status(
     user: User | uuid.UUID | str, status: UserStatus | str, *, ws: Workspace | None = None
 ) -> User:
     return _update_user(user, ws, {"status": v.choice(UserStatus, status, "status")})
 
 
+@checked
 def verify_password(user: User, password: str) -> bool:
     """True when `password` matches the user's stored scrypt hash (compared in constant time)."""
     if not user.password_hash or not isinstance(password, str):
@@ -242,6 +251,7 @@ def _credential_event(tx: Tx, cred: ApiCredential, type_: str) -> None:
     )
 
 
+@checked
 def create_api_credential(
     user: User | uuid.UUID | str,
     *,
@@ -297,6 +307,7 @@ def create_api_credential(
     return cred
 
 
+@checked
 def get_api_credential(credential_id: uuid.UUID | str, *, ws: Workspace | None = None) -> ApiCredential:
     cid = v.uuid_of(credential_id, "credential_id")
     with get_workspace(ws).read() as db:
@@ -306,6 +317,7 @@ def get_api_credential(credential_id: uuid.UUID | str, *, ws: Workspace | None =
     return cred
 
 
+@checked
 def get_api_credential_by_provider(
     user: User | uuid.UUID | str, provider: str, *, ws: Workspace | None = None
 ) -> ApiCredential:
@@ -329,6 +341,7 @@ def get_api_credential_by_provider(
     return cred
 
 
+@checked
 def list_api_credentials(
     user: User | uuid.UUID | str,
     *,
@@ -348,6 +361,7 @@ def list_api_credentials(
         )
 
 
+@checked
 def revoke_api_credential(
     credential: ApiCredential | uuid.UUID | str, *, ws: Workspace | None = None
 ) -> ApiCredential:
@@ -372,6 +386,7 @@ def revoke_api_credential(
     return cred
 
 
+@checked
 def record_credential_usage(
     credential: ApiCredential | uuid.UUID | str, *, ws: Workspace | None = None
 ) -> None:
@@ -387,6 +402,7 @@ def record_credential_usage(
             raise NotFoundError("api credential", cid)
 
 
+@checked
 def get_decrypted_key(credential: ApiCredential | uuid.UUID | str, *, ws: Workspace | None = None) -> str:
     """The plaintext API key. Keep it out of prints and logs: it is the one place the secret leaves."""
     workspace = get_workspace(ws)

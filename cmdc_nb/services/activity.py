@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from cmdc_nb._plumbing import access, audit
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import ActivityLog, User
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 
+@checked
 def log_activity(
     action: ActivityAction | str,
     *,
@@ -57,6 +59,7 @@ def log_activity(
     return entry
 
 
+@checked
 def log_user_activity(
     user: User | uuid.UUID | str,
     action: ActivityAction | str,
@@ -72,6 +75,7 @@ def log_user_activity(
     )
 
 
+@checked
 def search_activity(
     *,
     user: User | uuid.UUID | str | None = None,
@@ -116,12 +120,14 @@ def search_activity(
         )
 
 
+@checked
 def list_user_activity(
     user: User | uuid.UUID | str, *, limit: int = 100, after: str | None = None, ws: Workspace | None = None
 ) -> Page[ActivityLog]:
     return search_activity(user=user, limit=limit, after=after, ws=ws)
 
 
+@checked
 def list_resource_activity(
     resource_type: str,
     resource_id: uuid.UUID | str,

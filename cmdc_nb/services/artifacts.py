@@ -14,6 +14,7 @@ partial index guarantees it). A new version copies whatever it does not change.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import difflib
 import hashlib
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, fetch
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, StorageError
@@ -174,6 +176,7 @@ def _log(tx: Tx, a: Artifact, action: ActivityAction, details: dict[str, Any]) -
     )
 
 
+@checked
 def create_artifact(
     user: User | uuid.UUID | str,
     *,
@@ -290,6 +293,7 @@ def _new_version(tx: Tx, prev: Artifact, changes: dict[str, Any], action_details
     return new
 
 
+@checked
 def create_artifact_version(
     artifact: ArtifactRef,
     *,
@@ -318,6 +322,7 @@ def create_artifact_version(
         return _new_version(tx, prev, changes, {"changed": sorted(changes)})
 
 
+@checked
 def restore_artifact_version(artifact: ArtifactRef, *, ws: Workspace | None = None) -> Artifact:
     """Make an old version's content the latest again, as a new version (history is never rewritten)."""
     workspace = get_workspace(ws)
@@ -335,11 +340,13 @@ def restore_artifact_version(artifact: ArtifactRef, *, ws: Workspace | None = No
         return _new_version(tx, latest, changes, {"restored_from_version": old.version})
 
 
+@checked
 def get_artifact(artifact: ArtifactRef, *, ws: Workspace | None = None) -> Artifact:
     with get_workspace(ws).read() as db:
         return fetch(db, Artifact, artifact, "artifact")
 
 
+@checked
 def get_latest_version(artifact: ArtifactRef, *, ws: Workspace | None = None) -> Artifact:
     with get_workspace(ws).read() as db:
         a = fetch(db, Artifact, artifact, "artifact")
@@ -347,16 +354,30 @@ def get_latest_version(artifact: ArtifactRef, *, ws: Workspace | None = None) ->
     return latest or a
 
 
+@checked
 def read_artifact(artifact: ArtifactRef, *, ws: Workspace | None = None) -> bytes:
     """The artifact's bytes, checksum verified (StorageError if they do not match)."""
     workspace = get_workspace(ws)
     return _load(workspace, get_artifact(artifact, ws=workspace))
 
 
+@checked
 def read_artifact_text(artifact: ArtifactRef, *, encoding: str = "utf-8", ws: Workspace | None = None) -> str:
-    return read_artifact(artifact, ws=ws).decode(encoding)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InvalidInputError(f"no such text encoding: {encoding[:40]!r}", field="encoding") from None
+    try:
+        return read_artifact(artifact, ws=ws).decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"the content is not {encoding} text ({exc.reason} at byte {exc.start}): read it with "
+            "read_artifact",
+            field="encoding",
+        ) from None
 
 
+@checked
 def get_version_history(artifact: ArtifactRef, *, ws: Workspace | None = None) -> list[Artifact]:
     """Every version of the artifact's lineage, oldest first."""
     with get_workspace(ws).read() as db:
@@ -368,6 +389,7 @@ def get_version_history(artifact: ArtifactRef, *, ws: Workspace | None = None) -
         )
 
 
+@checked
 def create_diff(
     user: User | uuid.UUID | str,
     base: ArtifactRef,
@@ -429,6 +451,7 @@ def create_diff(
     return a
 
 
+@checked
 def list_artifacts(
     user: User | uuid.UUID | str,
     *,
@@ -457,6 +480,7 @@ def list_artifacts(
         )
 
 
+@checked
 def delete_artifact(artifact: ArtifactRef, *, ws: Workspace | None = None) -> int:
     """Delete the artifact with all its versions; returns how many rows. Blobs go at the next
     `collect_garbage` (another artifact may share them)."""
@@ -472,6 +496,7 @@ def delete_artifact(artifact: ArtifactRef, *, ws: Workspace | None = None) -> in
     return len(rows)
 
 
+@checked
 def delete_expired_artifacts(*, now: dt.datetime | None = None, ws: Workspace | None = None) -> CleanupReport:
     """Delete every artifact version past its `expires_at`, then collect unreferenced blobs."""
     workspace = get_workspace(ws)
@@ -502,6 +527,7 @@ def delete_expired_artifacts(*, now: dt.datetime | None = None, ws: Workspace | 
     return CleanupReport(len(expired), blobs, freed)
 
 
+@checked
 def collect_garbage(*, grace: dt.timedelta = GC_GRACE, ws: Workspace | None = None) -> CleanupReport:
     """Remove content files no artifact refers to (and only those). Files younger than `grace` are
     kept: they may belong to a transaction that has not committed yet."""

@@ -23,6 +23,7 @@ from sqlalchemy import orm
 
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, fetch
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import BudgetExceededError, InvalidInputError
@@ -141,6 +142,7 @@ def _topic(b: Budget) -> str:
     return topics.user_costs(b.user_id) if b.user_id is not None else topics.workspace()
 
 
+@checked
 def create_budget(
     *,
     name: str,
@@ -175,11 +177,13 @@ def create_budget(
     return budget
 
 
+@checked
 def get_budget(budget: BudgetRef, *, ws: Workspace | None = None) -> Budget:
     with get_workspace(ws).read() as db:
         return fetch(db, Budget, budget, "budget")
 
 
+@checked
 def list_budgets(
     *,
     user: User | uuid.UUID | str | None = None,
@@ -211,6 +215,7 @@ def list_budgets(
         )
 
 
+@checked
 def update_budget(
     budget: BudgetRef,
     *,
@@ -249,14 +254,17 @@ def _set_status(budget: BudgetRef, status: RuleStatus, ws: Workspace | None) -> 
     return b
 
 
+@checked
 def enable_budget(budget: BudgetRef, *, ws: Workspace | None = None) -> Budget:
     return _set_status(budget, RuleStatus.ACTIVE, ws)
 
 
+@checked
 def disable_budget(budget: BudgetRef, *, ws: Workspace | None = None) -> Budget:
     return _set_status(budget, RuleStatus.DISABLED, ws)
 
 
+@checked
 def delete_budget(budget: BudgetRef, *, ws: Workspace | None = None) -> None:
     with get_workspace(ws).transaction() as tx:
         b = fetch(tx.db, Budget, budget, "budget", lock=True)
@@ -265,6 +273,7 @@ def delete_budget(budget: BudgetRef, *, ws: Workspace | None = None) -> None:
         tx.publish(topic, "budget_deleted", payload)
 
 
+@checked
 def budget_status(budget: BudgetRef, *, ws: Workspace | None = None) -> BudgetStatus:
     with get_workspace(ws).read() as db:
         b = fetch(db, Budget, budget, "budget")
@@ -315,6 +324,7 @@ def guard_call_in(
     check_in(db, user_id=user_id, session_id=session_id, estimate_usd=estimate.cost_usd or Decimal(0))
 
 
+@checked
 def check_budgets(
     *,
     user: User | uuid.UUID | str | None = None,

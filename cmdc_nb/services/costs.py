@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, fetch
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
@@ -54,6 +55,7 @@ __all__ = [
 UserRef = User | uuid.UUID | str
 
 
+@checked
 def current_notebook_cell() -> str | None:
     """The notebook cell running now (`cell:<id>` from JupyterLab, else `In[n]`), or None outside
     IPython. IPython is never imported here: only looked up if it is already loaded."""
@@ -74,6 +76,7 @@ def current_notebook_cell() -> str | None:
         return None
 
 
+@checked
 def record_cost(
     user: UserRef,
     *,
@@ -286,6 +289,7 @@ def _usd(amount: Decimal) -> str:
     return format(amount, "f")
 
 
+@checked
 def regenerate_daily_summary(user: UserRef, day: dt.date, *, ws: Workspace | None = None) -> CostDailySummary:
     """Recompute one day's summary from its cost records (and create it if missing)."""
     uid = v.id_of(user, "user")
@@ -338,6 +342,7 @@ def _sum_days(user: UserRef, since: dt.date, until: dt.date | None, ws: Workspac
     return total if total is not None else Decimal(0)
 
 
+@checked
 def get_daily_cost(user: UserRef, *, day: dt.date | None = None, ws: Workspace | None = None) -> Decimal:
     """The priced total of one UTC day (today by default)."""
     user = access.scope_user(get_workspace(ws), user)
@@ -345,12 +350,14 @@ def get_daily_cost(user: UserRef, *, day: dt.date | None = None, ws: Workspace |
     return _sum_days(user, d, d, ws)
 
 
+@checked
 def get_weekly_cost(user: UserRef, *, ws: Workspace | None = None) -> Decimal:
     """The last 7 UTC days, today included (the seed's query spanned 8)."""
     user = access.scope_user(get_workspace(ws), user)
     return _sum_days(user, _today() - dt.timedelta(days=6), None, ws)
 
 
+@checked
 def get_monthly_cost(user: UserRef, *, ws: Workspace | None = None) -> Decimal:
     """From the first of this UTC month."""
     user = access.scope_user(get_workspace(ws), user)
@@ -375,22 +382,26 @@ def _by(column: Any, user: UserRef, days: int, ws: Workspace | None) -> dict[str
     return dict(sorted(out.items(), key=lambda kv: kv[1], reverse=True))
 
 
+@checked
 def get_cost_by_provider(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
     """Priced cost per provider over the last `days` UTC days, largest first."""
     user = access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.provider, user, days, ws)
 
 
+@checked
 def get_cost_by_model(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
     user = access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.model, user, days, ws)
 
 
+@checked
 def get_cost_by_session(user: UserRef, *, days: int = 30, ws: Workspace | None = None) -> dict[str, Decimal]:
     user = access.scope_user(get_workspace(ws), user)
     return _by(CostRecord.session_id, user, days, ws)
 
 
+@checked
 def get_daily_summary(
     user: UserRef, day: dt.date | None = None, *, ws: Workspace | None = None
 ) -> CostDailySummary | None:
@@ -402,6 +413,7 @@ def get_daily_summary(
         )
 
 
+@checked
 def list_daily_summaries(
     user: UserRef, *, days: int = 30, ws: Workspace | None = None
 ) -> list[CostDailySummary]:

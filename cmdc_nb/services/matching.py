@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.store.enums import RiskLevel
 
@@ -58,6 +59,7 @@ MAX_SUBJECT_LEN = 10_000
 # --- paths ------------------------------------------------------------------------------------------
 
 
+@checked
 def normalise_path(path: object, *, cwd: object = None, resolve: bool = True) -> str | None:
     """The absolute, normalised (and, with `resolve`, symlink-free) form of `path`, or None.
 
@@ -147,6 +149,7 @@ def _rest_regex(rest: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+@checked
 def path_matches(pattern: str, path: object, *, cwd: object = None) -> bool:
     """Whether `path` (resolved against `cwd`, normalised, symlinks followed) matches `pattern`."""
     pat = _parse_path_pattern(pattern)
@@ -173,6 +176,7 @@ def path_matches(pattern: str, path: object, *, cwd: object = None) -> bool:
 _SHELL_SPECIAL = frozenset(";&|<>()`$\n\r{}*?[]!#~")
 
 
+@checked
 def split_command(command: object) -> list[str] | None:
     """The argument vector `sh -c command` would run, or None if the shell would do more than that.
 
@@ -282,6 +286,7 @@ def _argv_matches(tokens: Sequence[str], argv: Sequence[str]) -> bool:
     return bool(argv) and _arg_matches(head, argv[0]) and _argv_matches(rest, argv[1:])
 
 
+@checked
 def command_matches(pattern: str, command: object) -> bool:
     """Whether `command` (a string or an argument vector) matches `pattern`.
 
@@ -361,6 +366,7 @@ def _as_list(value: Any, field: str) -> list[Any]:
     return list(items)
 
 
+@checked
 def compile_conditions(conditions: Mapping[str, Any] | None) -> CompiledConditions:
     """Check a rule's conditions and compile them. Errors name the offending key.
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, fetch, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import ConflictError, InvalidInputError, NotFoundError
@@ -64,6 +65,7 @@ def _publish(tx: Tx, p: PresenceRecord, type: str) -> None:
     tx.publish(topics.presence(p.resource_type.value, p.resource_id), type, _payload(p))
 
 
+@checked
 def join_resource(
     user: User | uuid.UUID | str,
     resource_type: PresenceResource | str,
@@ -123,6 +125,7 @@ def join_resource(
     return record
 
 
+@checked
 def update_presence(
     presence: PresenceRef,
     *,
@@ -145,6 +148,7 @@ def update_presence(
     return p
 
 
+@checked
 def heartbeat(presence: PresenceRef, *, ws: Workspace | None = None) -> PresenceRecord:
     """The client is still there. (No event: heartbeats are frequent and change nothing visible.)"""
     with get_workspace(ws).transaction() as tx:
@@ -155,6 +159,7 @@ def heartbeat(presence: PresenceRef, *, ws: Workspace | None = None) -> Presence
     return p
 
 
+@checked
 def leave_resource(presence: PresenceRef, *, ws: Workspace | None = None) -> PresenceRecord:
     with get_workspace(ws).transaction() as tx:
         p = fetch(tx.db, PresenceRecord, presence, "presence", lock=True)
@@ -165,6 +170,7 @@ def leave_resource(presence: PresenceRef, *, ws: Workspace | None = None) -> Pre
     return p
 
 
+@checked
 def get_presence_by_client(client_id: str, *, ws: Workspace | None = None) -> PresenceRecord:
     with get_workspace(ws).read() as db:
         p = db.scalar(sa.select(PresenceRecord).where(PresenceRecord.client_id == client_id))
@@ -173,6 +179,7 @@ def get_presence_by_client(client_id: str, *, ws: Workspace | None = None) -> Pr
     return p
 
 
+@checked
 def list_resource_presence(
     resource_type: PresenceResource | str,
     resource_id: uuid.UUID | str,
@@ -202,6 +209,7 @@ def list_resource_presence(
         )
 
 
+@checked
 def cleanup_stale_presence(*, now: dt.datetime | None = None, ws: Workspace | None = None) -> int:
     """Mark every client not seen for STALE_AFTER as left; returns how many."""
     at = v.aware(now, "now") if now is not None else utcnow()

@@ -18,23 +18,27 @@ from typing import Any
 import sqlalchemy as sa
 
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, NotFoundError
 from cmdc_nb.events import topics
+from cmdc_nb.providers import catalog as _catalog
 from cmdc_nb.providers.catalog import (
     DEFAULT_MAX_OUTPUT,
     FREE_PROVIDERS,
     CostEstimate,
     Price,
     candidates,
-    context_window,
-    count_tokens,
-    encoding,
-    litellm_price,
     litellm_providers,
 )
 from cmdc_nb.store.models import ModelPrice
 from cmdc_nb.store.values import to_money
+
+# The catalogue's look-ups, held to their hints here like every other public function of this module.
+context_window = checked(_catalog.context_window)
+count_tokens = checked(_catalog.count_tokens)
+encoding = checked(_catalog.encoding)
+litellm_price = checked(_catalog.litellm_price)
 
 __all__ = [
     "FREE_PROVIDERS",
@@ -77,6 +81,7 @@ def price_in(db: Any, model: str, provider: str | None = None) -> Price | None:
     return litellm_price(model, provider)
 
 
+@checked
 def get_price(model: str, *, provider: str | None = None, ws: Workspace | None = None) -> Price | None:
     """The price of `model`: your override, else free for offline models, else litellm's, else None."""
     model = v.text(model, "model", max_len=200)
@@ -95,6 +100,7 @@ def _price_field(value: Any, field: str, *, required: bool) -> Decimal | None:
     return amount
 
 
+@checked
 def set_model_price(
     model: str,
     *,
@@ -143,6 +149,7 @@ def set_model_price(
     return row
 
 
+@checked
 def delete_model_price(model: str, *, ws: Workspace | None = None) -> None:
     """Forget your price for `model` (litellm's applies again)."""
     with get_workspace(ws).transaction() as tx:
@@ -153,11 +160,13 @@ def delete_model_price(model: str, *, ws: Workspace | None = None) -> None:
         tx.publish(topics.workspace(), "model_price_deleted", {"model": model})
 
 
+@checked
 def list_model_prices(*, ws: Workspace | None = None) -> list[ModelPrice]:
     with get_workspace(ws).read() as db:
         return list(db.scalars(sa.select(ModelPrice).order_by(ModelPrice.model)))
 
 
+@checked
 def estimate_cost(
     model: str,
     messages: str | Sequence[Mapping[str, Any]],

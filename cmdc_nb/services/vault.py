@@ -14,12 +14,16 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import VaultKeyError
 from cmdc_nb.events import topics
-from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault, _decode_key, generate_key, key_id
+from cmdc_nb.store import _vault
+from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault, _decode_key, generate_key
 from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import ENCRYPTED_COLUMNS
+
+key_id = checked(_vault.key_id)  # held to its hint (bytes) like every public function here
 
 __all__ = [
     "ENCRYPTED_COLUMNS",
@@ -48,6 +52,7 @@ class RotationReport:
     seconds: float
 
 
+@checked
 def rotate_vault_key(
     *, new_key: str | None = None, retire_old: bool = True, ws: Workspace | None = None
 ) -> RotationReport:

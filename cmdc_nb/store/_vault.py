@@ -46,6 +46,9 @@ def key_id(key: bytes) -> str:
 
 
 def _decode_key(text: str) -> bytes:
+    if not isinstance(text, str) or not text.isascii():
+        # checked before decoding: the codec's error would hold the whole key (in its args)
+        raise VaultKeyError("a vault key must be url-safe base64 (see cmdc_nb.vault.generate_key())")
     try:
         raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
     except (binascii.Error, ValueError):
@@ -71,6 +74,8 @@ class KeyRing:
 
     @classmethod
     def from_text(cls, text: str, *, source: Literal["env", "memory"] = "memory") -> KeyRing:
+        if not isinstance(text, str):
+            raise VaultKeyError(f"vault keys are text (comma-separated), got {type(text).__name__}")
         parts = [p for p in (s.strip() for s in text.split(",")) if p]
         if not parts:
             raise VaultKeyError(f"{KEY_ENV} is set but empty")

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, WorkflowError
@@ -339,6 +340,7 @@ def _check_concurrency(n: int) -> int:
     return v.count(n, "max_concurrency", minimum=1)
 
 
+@checked
 async def execute_workflow_run(
     run: RunRef,
     *,
@@ -361,6 +363,7 @@ async def execute_workflow_run(
     return await _drive(w, rid, max_concurrency=max_concurrency, stop_when_blocked=stop_when_blocked)
 
 
+@checked
 async def arun_workflow(
     workflow: WorkflowRef,
     user: Any = None,
@@ -375,6 +378,7 @@ async def arun_workflow(
     ws: Workspace | None = None,
 ) -> WorkflowRun:
     """Start a run of `workflow` and drive it (see `execute_workflow_run`)."""
+    _check_concurrency(max_concurrency)
     w = get_workspace(ws)
     run = await asyncio.to_thread(
         start_workflow_run,
@@ -391,6 +395,7 @@ async def arun_workflow(
     )
 
 
+@checked
 def run_workflow(
     workflow: WorkflowRef,
     user: Any = None,
@@ -431,6 +436,7 @@ def run_workflow(
     )
 
 
+@checked
 def resume_workflow_run(
     run: RunRef,
     *,
@@ -447,6 +453,7 @@ def resume_workflow_run(
     the crash may have happened, so their effects are exactly-once only if keyed — or failed if their
     config says `on_interrupt: fail`. A step whose owner may still be alive on another machine is
     left until its lease expires, unless `force=True`."""
+    _check_concurrency(max_concurrency)
     w = get_workspace(ws)
     rid = v.id_of(run, "workflow_run")
     row = get_workflow_run(rid, ws=w)
@@ -462,6 +469,7 @@ def resume_workflow_run(
     )
 
 
+@checked
 def retry_workflow_run(
     run: RunRef,
     *,
@@ -476,6 +484,7 @@ def retry_workflow_run(
     The steps that run again are new executions: their idempotency key names the new run, so an
     external system that deduplicates by key performs them again (the steps carried over keep their
     keys). A policy retry or a resume, by contrast, keeps the key."""
+    _check_concurrency(max_concurrency)
     w = get_workspace(ws)
     new_id = _create_retry(w, v.id_of(run, "workflow_run"))
     return _launch(
@@ -531,6 +540,7 @@ def _create_retry(ws: Workspace, old_id: uuid.UUID) -> uuid.UUID:
 
 
 # -- control from any cell or process -----------------------------------------------------------------
+@checked
 def cancel_workflow_run(
     run: RunRef, *, reason: str | None = None, ws: Workspace | None = None
 ) -> WorkflowRun:
@@ -545,6 +555,7 @@ def cancel_workflow_run(
     return row
 
 
+@checked
 def pause_workflow_run(run: RunRef, *, ws: Workspace | None = None) -> WorkflowRun:
     """Start no new step; running ones finish. `resume_workflow_run` goes on."""
     return state.set_paused(get_workspace(ws), v.id_of(run, "workflow_run"))
@@ -557,6 +568,7 @@ def _gate_item(run: RunRef, step_id: str, ws: Workspace) -> ApprovalItem:
     return approvals.get_approval_item(step.approval_id, ws=ws)
 
 
+@checked
 def approve_workflow_step(
     run: RunRef,
     step_id: str,
@@ -573,6 +585,7 @@ def approve_workflow_step(
     return approvals.approve_item(item, user or item.user_id, note=note, modified_payload=payload, ws=w)
 
 
+@checked
 def deny_workflow_step(
     run: RunRef, step_id: str, user: Any = None, *, note: str | None = None, ws: Workspace | None = None
 ) -> ApprovalItem:

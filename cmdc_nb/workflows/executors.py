@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace
 from cmdc_nb.errors import WorkflowError
@@ -84,6 +85,7 @@ Executor = Callable[[StepSpec, dict[str, Any], StepContext], Awaitable[StepResul
 EXECUTORS: dict[StepType, Executor] = {}
 
 
+@checked
 def register_executor(step_type: StepType | str) -> Callable[[Executor], Executor]:
     """A decorator installing (or replacing) the executor of a step type."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace
 from cmdc_nb.workflows.records import RunRef, WorkflowRef, list_workflow_runs, list_workflow_steps
 
@@ -42,6 +43,7 @@ _STEP_COLUMNS = [
 ]
 
 
+@checked
 def runs_frame(workflow: WorkflowRef, *, limit: int = 1000, ws: Workspace | None = None) -> Any:
     """The workflow's runs, newest first."""
     import pandas as pd
@@ -67,6 +69,7 @@ def runs_frame(workflow: WorkflowRef, *, limit: int = 1000, ws: Workspace | None
     return pd.DataFrame(data, columns=_RUN_COLUMNS)
 
 
+@checked
 def steps_frame(run: RunRef, *, ws: Workspace | None = None) -> Any:
     """The run's steps in topological order."""
     import pandas as pd

@@ -7,6 +7,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import InvalidInputError, WorkflowSpecError
 
 __all__ = ["function_ref", "register_step_function", "resolve_function", "step_function"]
@@ -14,6 +15,8 @@ __all__ = ["function_ref", "register_step_function", "resolve_function", "step_f
 _functions: dict[str, Callable[..., Any]] = {}
 
 
+@checked
+@checked
 def register_step_function(name: str, fn: Callable[..., Any] | None = None) -> Any:
     """Make `fn` callable from specs as `function: <name>`. Usable as a decorator.
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch, free_slug, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, NotFoundError
@@ -179,6 +180,7 @@ def spec_of(w: Workflow | Mapping[str, Any]) -> WorkflowSpec:
     return load_spec({k: x for k, x in raw.items() if x is not None})
 
 
+@checked
 def create_workflow(
     user: User | uuid.UUID | str,
     spec: WorkflowSpec | Mapping[str, Any] | str | Any,
@@ -219,11 +221,13 @@ def create_workflow(
     return w
 
 
+@checked
 def get_workflow(workflow: WorkflowRef, *, ws: Workspace | None = None) -> Workflow:
     with get_workspace(ws).read() as db:
         return fetch(db, Workflow, workflow, "workflow")
 
 
+@checked
 def get_workflow_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Workflow:
     user = access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
@@ -234,6 +238,7 @@ def get_workflow_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspa
         return w
 
 
+@checked
 def list_workflows(
     user: User | uuid.UUID | str,
     *,
@@ -262,6 +267,7 @@ def list_workflows(
     return rows
 
 
+@checked
 def update_workflow(
     workflow: WorkflowRef,
     spec: WorkflowSpec | Mapping[str, Any] | str | Any,
@@ -293,6 +299,7 @@ def update_workflow(
     return w
 
 
+@checked
 def list_workflow_versions(workflow: WorkflowRef, *, ws: Workspace | None = None) -> list[dict[str, Any]]:
     """Every kept version, oldest first, the current one last: `{version, spec, replaced_at, note}`."""
     w = get_workflow(workflow, ws=ws)
@@ -314,10 +321,12 @@ def _move_workflow(workflow: WorkflowRef, target: WorkflowStatus, ws: Workspace 
     return w
 
 
+@checked
 def activate_workflow(workflow: WorkflowRef, *, ws: Workspace | None = None) -> Workflow:
     return _move_workflow(workflow, WorkflowStatus.ACTIVE, ws)
 
 
+@checked
 def archive_workflow(workflow: WorkflowRef, *, ws: Workspace | None = None) -> Workflow:
     return _move_workflow(workflow, WorkflowStatus.ARCHIVED, ws)
 
@@ -344,6 +353,7 @@ def validate_input(spec: WorkflowSpec, value: Any) -> dict[str, Any]:
     return data
 
 
+@checked
 def start_workflow_run(
     workflow: WorkflowRef,
     user: User | uuid.UUID | str | None = None,
@@ -448,11 +458,13 @@ def insert_run(
     return run
 
 
+@checked
 def get_workflow_run(run: RunRef, *, ws: Workspace | None = None) -> WorkflowRun:
     with get_workspace(ws).read() as db:
         return fetch(db, WorkflowRun, run, "workflow_run")
 
 
+@checked
 def list_workflow_runs(
     workflow: WorkflowRef | None = None,
     *,
@@ -478,6 +490,7 @@ def list_workflow_runs(
         )
 
 
+@checked
 def list_workflow_steps(run: RunRef, *, ws: Workspace | None = None) -> list[WorkflowStep]:
     """The run's steps in topological order."""
     rid = v.id_of(run, "workflow_run")
@@ -491,6 +504,7 @@ def list_workflow_steps(run: RunRef, *, ws: Workspace | None = None) -> list[Wor
         )
 
 
+@checked
 def get_workflow_step(run: RunRef, step_id: str, *, ws: Workspace | None = None) -> WorkflowStep:
     rid = v.id_of(run, "workflow_run")
     with get_workspace(ws).read() as db:

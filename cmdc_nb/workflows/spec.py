@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import networkx as nx
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import InvalidInputError, WorkflowSpecError
 from cmdc_nb.store.enums import StepType
 from cmdc_nb.workflows.functions import function_ref
@@ -216,6 +217,7 @@ class WorkflowSpec:
 
 
 # -- building ----------------------------------------------------------------------------------------
+@checked
 def step(
     id: str,
     type: StepType | str = StepType.PYTHON,
@@ -258,6 +260,7 @@ def step(
     return out
 
 
+@checked
 def load_spec(source: str | Path | Mapping[str, Any] | WorkflowSpec) -> WorkflowSpec:
     """Parse and validate a spec from a mapping, JSON or YAML text, or a `.json` / `.yaml` file."""
     if isinstance(source, WorkflowSpec):
@@ -289,6 +292,7 @@ def _parse_text(text: str) -> Any:
         raise WorkflowSpecError([f"neither JSON nor YAML: {exc}"]) from None
 
 
+@checked
 def parse_spec(raw: Mapping[str, Any]) -> WorkflowSpec:
     """A validated WorkflowSpec from its mapping form; raises WorkflowSpecError listing every problem."""
     problems: list[str] = []

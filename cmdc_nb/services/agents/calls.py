@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import check_transition, fetch, increment, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
@@ -79,6 +80,7 @@ def _provider_of(model: str, provider: str | None) -> str:
     )
 
 
+@checked
 def create_agent_call(
     session: Session | uuid.UUID | str,
     *,
@@ -158,11 +160,13 @@ def _move_call(tx: Tx, call: CallRef, target: AgentCallStatus) -> AgentCall:
     return row
 
 
+@checked
 def get_agent_call(call: CallRef, *, ws: Workspace | None = None) -> AgentCall:
     with get_workspace(ws).read() as db:
         return fetch(db, AgentCall, call, "agent_call")
 
 
+@checked
 def start_streaming(call: CallRef, *, ws: Workspace | None = None) -> AgentCall:
     """The first token arrived: `streaming`, with `first_token_at` now."""
     with get_workspace(ws).transaction() as tx:
@@ -173,6 +177,7 @@ def start_streaming(call: CallRef, *, ws: Workspace | None = None) -> AgentCall:
     return row
 
 
+@checked
 def complete_agent_call(
     call: CallRef,
     *,
@@ -269,6 +274,7 @@ def _end_call(
     return row
 
 
+@checked
 def fail_agent_call(
     call: CallRef, *, error_type: str, error_message: str | None = None, ws: Workspace | None = None
 ) -> AgentCall:
@@ -278,12 +284,14 @@ def fail_agent_call(
     )
 
 
+@checked
 def cancel_agent_call(call: CallRef, *, reason: str | None = None, ws: Workspace | None = None) -> AgentCall:
     return _end_call(
         call, _A.CANCELLED, error_type="cancelled", error_message=reason, event="agent_call_cancelled", ws=ws
     )
 
 
+@checked
 def timeout_agent_call(
     call: CallRef, *, error_message: str | None = None, ws: Workspace | None = None
 ) -> AgentCall:
@@ -292,6 +300,7 @@ def timeout_agent_call(
     )
 
 
+@checked
 def retry_agent_call(call: CallRef, *, ws: Workspace | None = None) -> AgentCall:
     """Send a failed or timed-out call again: back to `pending`, `retry_count + 1`, timings reset."""
     with get_workspace(ws).transaction() as tx:
@@ -313,6 +322,7 @@ def retry_agent_call(call: CallRef, *, ws: Workspace | None = None) -> AgentCall
     return row
 
 
+@checked
 def list_agent_calls(
     session: Session | uuid.UUID | str,
     *,

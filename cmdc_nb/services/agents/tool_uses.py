@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import check_transition, fetch, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import ApprovalDeniedError, ApprovalRequiredError, InvalidInputError, NotFoundError
@@ -64,6 +65,7 @@ _PRIORITY_OF_CLASS = {
 }
 
 
+@checked
 def normalize_policy(policy: Mapping[str, Any] | None) -> dict[str, Any]:
     """A tool policy with string keys, a lower-case `approval_class` (one of APPROVAL_CLASSES, or
     None) and `side_effects` / `capabilities` as lists of strings."""
@@ -84,6 +86,7 @@ def normalize_policy(policy: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+@checked
 def approval_required(policy: Mapping[str, Any] | None) -> bool:
     """Whether a policy's approval class asks for a decision (anything but none/absent)."""
     return normalize_policy(policy)["approval_class"] not in (None, "none")
@@ -104,6 +107,7 @@ def _schema_dict(schema: Any) -> dict[str, Any] | None:
     return jsonable(out)  # type: ignore[no-any-return]
 
 
+@checked
 def create_tool_use(
     call: CallRef,
     *,
@@ -225,6 +229,7 @@ def _ask_for_approval(
     tx.db.refresh(tool)
 
 
+@checked
 def get_tool_use(tool_use: ToolRef, *, ws: Workspace | None = None) -> ToolUse:
     with get_workspace(ws).read() as db:
         return fetch(db, ToolUse, tool_use, "tool_use")
@@ -267,6 +272,7 @@ def _decide_tool(
     return tool
 
 
+@checked
 def approve_tool_use(
     tool_use: ToolRef,
     *,
@@ -282,6 +288,7 @@ def approve_tool_use(
     return _decide_tool(tool_use, True, by=by, note=note, input=input, remember=remember, ws=ws)
 
 
+@checked
 def deny_tool_use(
     tool_use: ToolRef,
     *,
@@ -292,6 +299,7 @@ def deny_tool_use(
     return _decide_tool(tool_use, False, by=by, note=reason, input=None, remember=False, ws=ws)
 
 
+@checked
 def start_tool_execution(tool_use: ToolRef, *, ws: Workspace | None = None) -> ToolUse:
     """`executing`, from `approved` (or `pending` when no approval is required).
 
@@ -336,6 +344,7 @@ def _finish_tool(tx: Tx, tool_use: ToolRef, target: ToolUseStatus) -> ToolUse:
     return tool
 
 
+@checked
 def complete_tool_use(
     tool_use: ToolRef,
     *,
@@ -358,6 +367,7 @@ def complete_tool_use(
     return tool
 
 
+@checked
 def fail_tool_use(
     tool_use: ToolRef,
     *,
@@ -379,6 +389,7 @@ def fail_tool_use(
     return tool
 
 
+@checked
 def cancel_tool_use(tool_use: ToolRef, *, reason: str | None = None, ws: Workspace | None = None) -> ToolUse:
     """Cancel a tool use that has not finished. A still-pending approval item is denied with it."""
     with get_workspace(ws).transaction() as tx:
@@ -397,6 +408,7 @@ def cancel_tool_use(tool_use: ToolRef, *, reason: str | None = None, ws: Workspa
     return tool
 
 
+@checked
 def list_tool_uses(
     call: CallRef, *, limit: int = 100, after: str | None = None, ws: Workspace | None = None
 ) -> Page[ToolUse]:
@@ -414,6 +426,7 @@ def list_tool_uses(
         )
 
 
+@checked
 def list_pending_tool_uses(
     session: Session | uuid.UUID | str,
     *,

@@ -10,6 +10,7 @@ from typing import Any
 
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import NotFoundError
@@ -30,6 +31,7 @@ from cmdc_nb.store.values import utcnow
 __all__ = ["approve_item", "create_approval_item", "deny_item", "try_auto_approve"]
 
 
+@checked
 def create_approval_item(
     user: UserRef,
     *,
@@ -81,6 +83,7 @@ def create_approval_item(
     return item
 
 
+@checked
 def approve_item(
     item: ItemRef,
     user: UserRef,
@@ -103,6 +106,7 @@ def approve_item(
     return row
 
 
+@checked
 def deny_item(
     item: ItemRef, user: UserRef, *, note: str | None = None, ws: Workspace | None = None
 ) -> ApprovalItem:
@@ -146,6 +150,7 @@ def auto_decide_in(tx: Tx, item: ApprovalItem) -> RuleDecision:
     return RuleDecision("no_match", item)
 
 
+@checked
 def try_auto_approve(item: ItemRef, *, ws: Workspace | None = None) -> RuleDecision:
     """Apply the rules to a pending item now (they already ran when it was created; run them again
     after adding a rule). A decided item comes back unchanged with outcome `no_match`."""

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError
@@ -153,6 +154,7 @@ def insert_item_in(
     return item
 
 
+@checked
 def get_approval_item(item: ItemRef, *, ws: Workspace | None = None) -> ApprovalItem:
     with get_workspace(ws).read() as db:
         return fetch(db, ApprovalItem, item, "approval_item")
@@ -261,6 +263,7 @@ def _pending(user: UserRef) -> sa.Select[ApprovalItem]:
 _QUEUE_ORDER = ((ApprovalItem.priority_rank, True), (ApprovalItem.inserted_at, False))
 
 
+@checked
 def list_pending_approvals(
     user: UserRef,
     *,
@@ -304,6 +307,7 @@ def list_pending_approvals(
         )
 
 
+@checked
 def list_session_pending_approvals(
     session: Session | uuid.UUID | str,
     *,
@@ -320,12 +324,14 @@ def list_session_pending_approvals(
         return paginate(db, stmt, order_by=_QUEUE_ORDER, id_column=ApprovalItem.id, limit=limit, after=after)
 
 
+@checked
 def count_pending_approvals(user: UserRef, *, ws: Workspace | None = None) -> int:
     user = access.scope_user(get_workspace(ws), user)
     with get_workspace(ws).read() as db:
         return int(db.scalar(sa.select(sa.func.count()).select_from(_pending(user).subquery())) or 0)
 
 
+@checked
 def expire_old_approvals(*, now: dt.datetime | None = None, ws: Workspace | None = None) -> ExpiryReport:
     """Settle every pending item whose `expires_at` has passed, as its `timeout_action` says:
     `deny` → expired (its tool use denied), `approve` → approved, `escalate` → one priority level up

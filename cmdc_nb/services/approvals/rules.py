@@ -13,6 +13,7 @@ from sqlalchemy import orm
 
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, fetch, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, NotFoundError
@@ -112,6 +113,7 @@ def _insert_rule(tx: Tx, uid: uuid.UUID, **raw: Any) -> ApprovalRule:
     return rule
 
 
+@checked
 def create_approval_rule(
     user: UserRef,
     *,
@@ -153,11 +155,13 @@ def create_approval_rule(
         )
 
 
+@checked
 def get_approval_rule(rule: RuleRef, *, ws: Workspace | None = None) -> ApprovalRule:
     with get_workspace(ws).read() as db:
         return fetch(db, ApprovalRule, rule, "approval_rule")
 
 
+@checked
 def update_approval_rule(
     rule: RuleRef,
     *,
@@ -209,14 +213,17 @@ def _set_rule_status(rule: RuleRef, status: RuleStatus, ws: Workspace | None) ->
     return row
 
 
+@checked
 def enable_rule(rule: RuleRef, *, ws: Workspace | None = None) -> ApprovalRule:
     return _set_rule_status(rule, RuleStatus.ACTIVE, ws)
 
 
+@checked
 def disable_rule(rule: RuleRef, *, ws: Workspace | None = None) -> ApprovalRule:
     return _set_rule_status(rule, RuleStatus.DISABLED, ws)
 
 
+@checked
 def delete_approval_rule(rule: RuleRef, *, ws: Workspace | None = None) -> None:
     """Delete a rule. Items it decided keep their decision (their rule id is cleared)."""
     with get_workspace(ws).transaction() as tx:
@@ -226,6 +233,7 @@ def delete_approval_rule(rule: RuleRef, *, ws: Workspace | None = None) -> None:
         tx.publish(topics.user_approvals(row.user_id), "approval_rule_deleted", payload)
 
 
+@checked
 def list_approval_rules(
     user: UserRef,
     *,
@@ -293,6 +301,7 @@ def _matching(db: orm.Session, item: ApprovalItem) -> list[ApprovalRule]:
     return [r for r in _candidates(db, item) if _rule_matches(db, r, item)]
 
 
+@checked
 def find_matching_rules(user: UserRef, item: ItemRef, *, ws: Workspace | None = None) -> list[ApprovalRule]:
     """The user's active rules that match `item` (tool names, conditions, scope), highest priority
     first. Limits are not applied here; `try_auto_approve` applies them."""

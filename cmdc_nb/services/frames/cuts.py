@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.store.models import CostRecord, CostRollup
@@ -35,13 +36,14 @@ def _check_column(frame: pd.DataFrame, column: str, field: str) -> None:
         raise InvalidInputError(f"no column {column!r}; columns are: {', '.join(frame.columns)}", field=field)
 
 
+@checked
 def by_day(frame: pd.DataFrame, *, by: str | None = None, value: str = "cost_usd") -> pd.DataFrame:
     """`value` summed per day (and per `by`, e.g. "model"), as a tidy frame sorted by day."""
-    time_col = (
-        "day"
-        if "day" in frame.columns
-        else next(c for c in frame.columns if str(frame[c].dtype).startswith("datetime64"))
-    )
+    v.dataframe(frame, "frame")
+    times = [c for c in frame.columns if c == "day" or str(frame[c].dtype).startswith("datetime64")]
+    if not times:
+        raise InvalidInputError("the frame has no day or datetime column to group by", field="frame")
+    time_col = "day" if "day" in times else times[0]
     _check_column(frame, value, "value")
     keys = [frame[time_col].dt.floor("D").rename("day") if time_col != "day" else frame["day"]]
     if by is not None:
@@ -52,6 +54,7 @@ def by_day(frame: pd.DataFrame, *, by: str | None = None, value: str = "cost_usd
 
 
 def _total_by(frame: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
+    v.dataframe(frame, "frame")
     _check_column(frame, column, "by")
     _check_column(frame, value, "value")
     out = (
@@ -62,21 +65,26 @@ def _total_by(frame: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
     return out.sort_values(value, ascending=False).reset_index()
 
 
+@checked
 def by_model(frame: pd.DataFrame, *, value: str = "cost_usd") -> pd.DataFrame:
     return _total_by(frame, "model", value)
 
 
+@checked
 def by_session(frame: pd.DataFrame, *, value: str = "cost_usd") -> pd.DataFrame:
     return _total_by(frame, "session_id", value)
 
 
+@checked
 def top_n(frame: pd.DataFrame, column: str, *, n: int = 10, value: str = "cost_usd") -> pd.DataFrame:
     """The `n` values of `column` with the largest total `value`."""
+    v.dataframe(frame, "frame")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidInputError("must be a positive integer", field="n")
     return _total_by(frame, column, value).head(n)
 
 
+@checked
 def daily_costs(
     *,
     user: Any = None,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.store.models import ActivityLog, AgentCall, CostRecord, Message, Session, ToolUse
@@ -110,6 +111,7 @@ COST_COLUMNS = (
 )
 
 
+@checked
 def costs_frame(
     *,
     user: Any = None,
@@ -168,6 +170,7 @@ def costs_frame(
     return df[wanted]
 
 
+@checked
 def calls_frame(
     *,
     user: Any = None,
@@ -216,6 +219,7 @@ def calls_frame(
     )
 
 
+@checked
 def tool_uses_frame(
     *,
     user: Any = None,
@@ -258,6 +262,7 @@ def tool_uses_frame(
     )
 
 
+@checked
 def messages_frame(
     *,
     user: Any = None,
@@ -292,6 +297,7 @@ def messages_frame(
     )
 
 
+@checked
 def activity_frame(
     *,
     user: Any = None,
@@ -324,6 +330,7 @@ def activity_frame(
         return _frame(db, spec, where=where, window=(a.occurred_at, since, until))
 
 
+@checked
 def sessions_frame(
     *,
     user: Any = None,

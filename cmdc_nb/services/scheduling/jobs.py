@@ -14,6 +14,7 @@ from croniter import croniter
 
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, check_transition, fetch, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
@@ -79,6 +80,7 @@ def _cron_next(expression: str, tz: str, after: dt.datetime, previous: dt.dateti
     return nxt.astimezone(dt.UTC)
 
 
+@checked
 def next_occurrence(
     job: ScheduledJob, *, after: dt.datetime, previous: dt.datetime | None = None
 ) -> dt.datetime | None:
@@ -142,6 +144,7 @@ def _publish(tx: Tx, j: ScheduledJob, type: str, **extra: Any) -> None:
     tx.publish(topics.user(j.user_id), type, {**_job_payload(j), **extra})
 
 
+@checked
 def create_scheduled_job(
     user: User | uuid.UUID | str,
     *,
@@ -207,11 +210,13 @@ def create_scheduled_job(
     return job
 
 
+@checked
 def get_scheduled_job(job: JobRef, *, ws: Workspace | None = None) -> ScheduledJob:
     with get_workspace(ws).read() as db:
         return fetch(db, ScheduledJob, job, "scheduled_job")
 
 
+@checked
 def list_scheduled_jobs(
     user: User | uuid.UUID | str,
     *,
@@ -252,12 +257,14 @@ def _due(now: dt.datetime) -> sa.Select[Any]:
     )
 
 
+@checked
 def list_due_jobs(*, now: dt.datetime | None = None, ws: Workspace | None = None) -> list[ScheduledJob]:
     at = v.aware(now, "now") if now is not None else utcnow()
     with get_workspace(ws).read() as db:
         return list(db.scalars(_due(at)))
 
 
+@checked
 def update_scheduled_job(
     job: JobRef,
     *,
@@ -318,18 +325,22 @@ def _move(job: JobRef, target: JobStatus, ws: Workspace | None) -> ScheduledJob:
     return j
 
 
+@checked
 def pause_job(job: JobRef, *, ws: Workspace | None = None) -> ScheduledJob:
     return _move(job, JobStatus.PAUSED, ws)
 
 
+@checked
 def resume_job(job: JobRef, *, ws: Workspace | None = None) -> ScheduledJob:
     return _move(job, JobStatus.ACTIVE, ws)
 
 
+@checked
 def cancel_job(job: JobRef, *, ws: Workspace | None = None) -> ScheduledJob:
     return _move(job, JobStatus.CANCELLED, ws)
 
 
+@checked
 def delete_scheduled_job(job: JobRef, *, ws: Workspace | None = None) -> None:
     with get_workspace(ws).transaction() as tx:
         j = fetch(tx.db, ScheduledJob, job, "scheduled_job", lock=True)
@@ -337,6 +348,7 @@ def delete_scheduled_job(job: JobRef, *, ws: Workspace | None = None) -> None:
         tx.db.delete(j)
 
 
+@checked
 def list_job_runs(
     job: JobRef, *, limit: int = 50, after: str | None = None, ws: Workspace | None = None
 ) -> Page[JobRun]:

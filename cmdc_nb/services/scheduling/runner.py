@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.proc import HOST, pid_alive
 from cmdc_nb._plumbing.service import fetch, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
@@ -48,6 +49,7 @@ Handler = Callable[[JobContext], Any]
 _handlers: dict[str, Handler] = {}
 
 
+@checked
 def register_job_handler(name: str, fn: Handler | None = None) -> Any:
     """Register `fn` under `name` (usable as a decorator). Re-registering a name replaces it."""
     v.text(name, "name", max_len=100)
@@ -355,6 +357,7 @@ class Scheduler:
             self._task = None
 
 
+@checked
 def run_due_jobs(*, now: dt.datetime | None = None, ws: Workspace | None = None) -> list[JobRun]:
     """Run what is due once, from synchronous code. (In a notebook, `await Scheduler().tick()`.)"""
     try:

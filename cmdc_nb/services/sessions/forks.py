@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch, increment
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
@@ -44,6 +45,7 @@ _COPIED_CONFIG = (
 )
 
 
+@checked
 def fork_session(
     session: Session | uuid.UUID | str,
     message: Message | uuid.UUID | str,
@@ -113,6 +115,7 @@ def fork_session(
     return child
 
 
+@checked
 def lineage(session: Session | uuid.UUID | str, *, ws: Workspace | None = None) -> list[Session]:
     """The chain of sessions from the root of the fork tree down to `session` (inclusive)."""
     with get_workspace(ws).read() as db:
@@ -127,6 +130,7 @@ def lineage(session: Session | uuid.UUID | str, *, ws: Workspace | None = None) 
     return chain[::-1]
 
 
+@checked
 def forks(
     session: Session | uuid.UUID | str,
     *,

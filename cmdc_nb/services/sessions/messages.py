@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch, increment
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import ConflictError, InvalidInputError, InvalidStateError, NotFoundError
@@ -49,6 +50,7 @@ def _next_sequence(tx: Tx, sid: uuid.UUID) -> int:
     return int(current or 0) + 1
 
 
+@checked
 def create_message(
     session: Session | uuid.UUID | str,
     *,
@@ -139,11 +141,13 @@ def _insert_message(tx: Tx, message: Message) -> Message:
     )
 
 
+@checked
 def get_message(message_id: Message | uuid.UUID | str, *, ws: Workspace | None = None) -> Message:
     with get_workspace(ws).read() as db:
         return fetch(db, Message, message_id, "message")
 
 
+@checked
 def list_messages(
     session: Session | uuid.UUID | str,
     *,
@@ -176,6 +180,7 @@ def list_messages(
         )
 
 
+@checked
 def count_messages(session: Session | uuid.UUID | str, *, ws: Workspace | None = None) -> int:
     sid = v.id_of(session, "session")
     with get_workspace(ws).read() as db:
@@ -186,6 +191,7 @@ def count_messages(session: Session | uuid.UUID | str, *, ws: Workspace | None =
 DEFAULT_HISTORY_ROLES = ("user", "assistant", "system")
 
 
+@checked
 def get_conversation_history(
     session: Session | uuid.UUID | str,
     *,
@@ -210,6 +216,7 @@ def get_conversation_history(
     return rows[::-1] if limit is not None else rows
 
 
+@checked
 def search_messages(
     query: str,
     *,

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, check_transition, fetch, free_slug, increment, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import AccessDeniedError, ConflictError, InvalidInputError, NotFoundError
@@ -55,6 +56,7 @@ EXPORT_FORMAT = "cmdc_nb.session/1"
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
+@checked
 def slugify(name: str, *, max_len: int = 50) -> str:
     """The seed's rule: lower-case, drop all but letters, digits, spaces and dashes, spaces to dashes,
     first 50 characters. Accents are folded first ("Café" → "cafe"), underscores count as spaces
@@ -104,6 +106,7 @@ def _check_ids(ids: Iterable[Any] | None, field: str) -> list[uuid.UUID]:
     return [v.id_of(i, field) for i in (ids or [])]
 
 
+@checked
 def create_session(
     user: User | uuid.UUID | str,
     *,
@@ -168,11 +171,13 @@ def _insert_session(tx: Tx, uid: uuid.UUID, *, name: str, slug: str | None, **fi
     return session
 
 
+@checked
 def get_session(session_id: Session | uuid.UUID | str, *, ws: Workspace | None = None) -> Session:
     with get_workspace(ws).read() as db:
         return fetch(db, Session, session_id, "session")
 
 
+@checked
 def get_session_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspace | None = None) -> Session:
     user = access.scope_user(get_workspace(ws), user)
     uid = v.id_of(user, "user")
@@ -183,6 +188,7 @@ def get_session_by_slug(user: User | uuid.UUID | str, slug: str, *, ws: Workspac
     return session
 
 
+@checked
 def list_sessions(
     user: User | uuid.UUID | str,
     *,
@@ -239,12 +245,14 @@ def list_sessions(
         )
 
 
+@checked
 def list_active_sessions(
     user: User | uuid.UUID | str, *, limit: int = 50, after: str | None = None, ws: Workspace | None = None
 ) -> Page[Session]:
     return list_sessions(user, status=SessionStatus.ACTIVE, limit=limit, after=after, ws=ws)
 
 
+@checked
 def update_session_status(
     session: Session | uuid.UUID | str, status: SessionStatus | str, *, ws: Workspace | None = None
 ) -> Session:
@@ -270,10 +278,12 @@ def update_session_status(
     return row
 
 
+@checked
 def archive_session(session: Session | uuid.UUID | str, *, ws: Workspace | None = None) -> Session:
     return update_session_status(session, SessionStatus.ARCHIVED, ws=ws)
 
 
+@checked
 def update_session_config(
     session: Session | uuid.UUID | str,
     *,
@@ -336,6 +346,7 @@ def update_session_config(
     return row
 
 
+@checked
 def increment_session_stats(
     session: Session | uuid.UUID | str,
     *,
@@ -397,6 +408,7 @@ def _add_stats(
 # --- sharing ----------------------------------------------------------------------------------------
 
 
+@checked
 def share_session(
     session: Session | uuid.UUID | str,
     *,

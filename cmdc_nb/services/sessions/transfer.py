@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch, jsonable
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import CmdcError, InvalidInputError
@@ -37,6 +38,7 @@ def _row_dict(row: Any, skip: Collection[str] = ()) -> dict[str, Any]:
     }
 
 
+@checked
 def export_session(
     session: Session | uuid.UUID | str,
     path: str | os.PathLike[str] | None = None,
@@ -69,7 +71,10 @@ def export_session(
             "tool_uses": [_row_dict(t, {"session_id", "approval_id", "approved_by_id"}) for t in tools],
         }
     if path is not None:
-        Path(path).write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+        try:
+            Path(path).write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write the export there: {exc.strerror}", field="path") from None
     return doc
 
 
@@ -125,6 +130,7 @@ def _typed(t: Any, key: str, value: Any) -> Any:
     return value
 
 
+@checked
 def import_session(
     user: User | uuid.UUID | str,
     source: Mapping[str, Any] | str | os.PathLike[str],
