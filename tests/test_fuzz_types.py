@@ -56,7 +56,7 @@ from cmdc_nb import (
 )
 from cmdc_nb import workflows as wf
 from cmdc_nb._plumbing.checked import _hints
-from cmdc_nb.errors import CmdcError, StorageError
+from cmdc_nb.errors import CmdcError, InvalidInputError, StorageError
 from cmdc_nb.store import models
 from cmdc_nb.store.models import Base
 from cmdc_nb.store.types import TextList
@@ -636,3 +636,77 @@ def test_every_secret_taking_entry_point_is_tried() -> None:
     }
     tried = {p if isinstance(p, str) else p.values[0] for p in ENTRY_POINTS}
     assert named - tried == set()
+
+
+# --- the red team's cases, as examples ------------------------------------------------------------
+
+RED_TEAM_CASES: list[tuple[str, Callable[[World, Workspace], Any], str]] = [
+    (
+        "a string for a list",
+        lambda w, ws: approvals.create_approval_rule(
+            w.user, name="r2", action="approve", tool_names="shell", ws=ws
+        ),
+        "tool_names",
+    ),
+    (
+        "a word for a bool",
+        lambda w, ws: budgets.update_budget(w.budget, hard_limit="no", ws=ws),  # type: ignore[arg-type]
+        "hard_limit",
+    ),
+    (
+        "a bool for a number",
+        lambda w, ws: sessions.create_session(w.user, name="s", max_tokens=True, ws=ws),
+        "max_tokens",
+    ),
+    (
+        "bytes for text",
+        lambda w, ws: sessions.create_message(w.session, role="user", content=b"hi", ws=ws),  # type: ignore[arg-type]
+        "content",
+    ),
+    (
+        "an infinite timeout",
+        lambda w, ws: agents.create_tool_use(
+            w.call, tool_name="ls", requires_approval=True, expires_in=float("inf"), ws=ws
+        ),
+        "expires_in",
+    ),
+    (
+        "a NaN temperature",
+        lambda w, ws: sessions.create_session(w.user, name="s", temperature=float("nan"), ws=ws),
+        "temperature",
+    ),
+    (
+        "a tool_use_id that is no id",
+        lambda w, ws: agents.create_tool_use(w.call, tool_name="ls", tool_use_id="a b\n" * 100, ws=ws),
+        "tool_use_id",
+    ),
+    (
+        "a lone surrogate in metadata",
+        lambda w, ws: costs.record_cost(
+            w.user,
+            source_type="agent_call",
+            source_id=w.call.id,
+            provider="openai",
+            model="m",
+            metadata={"note": "\ud800"},
+            ws=ws,
+        ),
+        "note",
+    ),
+    (
+        "a naive datetime",
+        lambda w, ws: scheduling.next_occurrence(w.job, after=dt.datetime(2030, 1, 1)),
+        "after",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "field"), RED_TEAM_CASES, ids=[c[0] for c in RED_TEAM_CASES])
+def test_the_red_team_cases_are_refused_naming_the_field(
+    case: str, call: Callable[[World, Workspace], Any], field: str, ws: Workspace, world: World
+) -> None:
+    before = row_counts(ws)
+    with pytest.raises(InvalidInputError) as info:
+        call(world, ws)
+    assert info.value.field == field
+    assert row_counts(ws) == before

@@ -18,6 +18,7 @@ __all__ = [
     "count",
     "dataframe",
     "expiry",
+    "external_id",
     "finite",
     "flag",
     "id_of",
@@ -136,6 +137,15 @@ def choice(enum: type[E], value: Any, field: str) -> E:
     except ValueError:
         valid = ", ".join(m.value for m in enum)
         raise InvalidInputError(f"{value!r} is not one of: {valid}", field=field) from None
+
+
+def external_id(value: Any, field: str, *, max_len: int = 200) -> str:
+    """An id given by someone else (a provider's tool-call id, a client's id): printable text without
+    spaces, 1 to `max_len` characters."""
+    out = text(value, field, max_len=max_len, strip=False)
+    if not out.isprintable() or any(c.isspace() for c in out):
+        raise InvalidInputError("must be printable characters without spaces", field=field)
+    return out
 
 
 def uuid_of(value: Any, field: str) -> uuid.UUID:

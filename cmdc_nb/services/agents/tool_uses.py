@@ -137,6 +137,8 @@ def create_tool_use(
         raise InvalidInputError("give tool_name= or a tool_schema with a name", field="tool_name")
     if input is not None and not isinstance(input, Mapping):
         raise InvalidInputError("must be a mapping of argument names to values", field="input")
+    if tool_use_id is not None:
+        v.external_id(tool_use_id, "tool_use_id")
     pol = normalize_policy(policy)
     needs = approval_required(policy) if requires_approval is None else bool(requires_approval)
     meta = dict(metadata or {})
