@@ -245,7 +245,7 @@ def _test(hint: Any) -> Test | None:
         item = _test(args[0]) if args and (origin is not tuple or args[-1] is Ellipsis) else None
         return _sequence(item or _storable)
     if origin in (cabc.Iterable, cabc.Iterator):
-        return _iterable
+        return _iterable(_test(args[0]) if args else None)
     if origin in _MAPPINGS:
         key = _test(args[0]) if args else None
         return _mapping(key)
@@ -308,10 +308,16 @@ def _sequence(item: Test | None) -> Test:
     return test
 
 
-def _iterable(value: Any) -> str | None:
-    if isinstance(value, str | bytes | bytearray) or not isinstance(value, cabc.Iterable):
-        return MISMATCH
-    return None
+def _iterable(item: Test | None) -> Test:
+    every = _sequence(item or _storable)
+
+    def test(value: Any) -> str | None:
+        if isinstance(value, str | bytes | bytearray) or not isinstance(value, cabc.Iterable):
+            return MISMATCH
+        # a list or tuple is checked item by item; a lazy iterable is its consumer's to check
+        return every(value) if isinstance(value, list | tuple) else None
+
+    return test
 
 
 def _mapping(key: Test | None) -> Test:
