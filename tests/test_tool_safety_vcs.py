@@ -22,6 +22,7 @@ from reliability import record
 
 from cmdc_nb.plugins import CODER
 from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.toolkit import LocalSandbox
 
 
 def scenario(request: pytest.FixtureRequest, marker: Path, kind: str) -> None:
@@ -276,7 +277,6 @@ def _sandbox_env(repo: Path, spot: str) -> dict[str, str]:
 async def test_no_file_in_the_tree_stands_in_for_a_safe_listed_program(
     repo: Path, tmp_path: Path, command: str, spot: str, request: pytest.FixtureRequest
 ) -> None:
-    from cmdc_nb.toolkit import LocalSandbox
 
     marker = tmp_path / "armed"
     program = command.split()[0]
@@ -321,7 +321,6 @@ async def test_no_file_in_the_tree_stands_in_for_a_safe_listed_program(
 async def test_no_variable_pointing_into_the_tree_arms_a_safe_listed_program(
     repo: Path, tmp_path: Path, variable: str, written: str, command: str, request: pytest.FixtureRequest
 ) -> None:
-    from cmdc_nb.toolkit import LocalSandbox
 
     marker = tmp_path / "armed"
     payloads = {
@@ -349,3 +348,41 @@ async def test_no_variable_pointing_into_the_tree_arms_a_safe_listed_program(
     assert not marker.exists(), f"{command!r} obeyed {variable}"
     assert end.ok, end.result  # LD_PRELOAD of a bad file would print an error: it was not read at all
     assert "LD_PRELOAD" not in end.result and "ld.so" not in end.result
+
+
+@pytest.mark.parametrize("route", ["user site .pth", "pip.conf python"])
+async def test_a_home_folder_in_the_tree_arms_nothing(
+    repo: Path, tmp_path: Path, route: str, request: pytest.FixtureRequest
+) -> None:
+    # Jupyter starts in the home folder, so the working tree is often HOME itself: Python's user
+    # site-packages (a `.pth` line is code run at start-up) and pip's configuration live under it.
+    marker = tmp_path / "armed"
+    (repo / "build.sh").write_text("#!/bin/sh\necho building\n")
+    (repo / "build.sh").chmod(0o755)  # an ordinary script of the project
+    if route == "user site .pth":
+        pth = f"import os; os.system('touch {marker}')\n"
+        writes = [call("write_file", path=f".local/lib/python3.{v}/site-packages/zz.pth", content=pth)
+                  for v in range(9, 16)]  # fmt: skip
+    else:
+        writes = [
+            call("write_file", path="build.sh", content=f"#!/bin/sh\ntouch {marker}\necho fake\n"),
+            call("write_file", path=".config/pip/pip.conf", content=f"[global]\npython = {repo}/build.sh\n"),
+        ]
+    script = Script(
+        [
+            *(Turn(tool_calls=[c]) for c in writes),
+            Turn(tool_calls=[call("shell", command="pip list")]),
+            "done",
+        ]
+    )
+    box = LocalSandbox(repo, env={**os.environ, "HOME": str(repo)})
+    agent = CODER.create(model=script.model, working_dir=str(repo), sandbox=box)
+    events: list[Any] = []
+    agent.events.subscribe(events.append)
+    await agent.prompt("list the packages")
+    await agent.stop()
+    [end] = [e.event for e in events if e.type == "tool_execution_end" and e.event.name == "shell"]
+    scenario(request, marker, "home folder in the tree")
+    assert not marker.exists(), f"pip list obeyed the {route} the model wrote"
+    assert end.ok and "Package" in end.result  # the real pip answered
+    assert not any(e.type == "approval_required" for e in events)

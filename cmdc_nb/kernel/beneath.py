@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
 from collections import deque
 from collections.abc import Iterator
@@ -32,13 +33,27 @@ from dataclasses import dataclass
 
 from cmdc_nb.errors import PathEscapeError, SandboxError
 
-__all__ = ["DIR_FLAGS", "FILE_FLAGS", "MAX_LINKS", "Located", "follows_link", "locate", "opened_root"]
+__all__ = [
+    "DIR_FLAGS",
+    "FILE_FLAGS",
+    "MAX_LINKS",
+    "MAX_READ_BYTES",
+    "Located",
+    "follows_link",
+    "locate",
+    "opened_root",
+    "read_fd",
+    "replace_in",
+    "shown_path",
+]
 
 # Linux's limit on symlinks followed in one lookup; more is a loop.
 MAX_LINKS = 40
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; it is refused afterwards.
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# read_file reads a file whole: past this, it refuses (grep skips the file) rather than fill the memory.
+MAX_READ_BYTES = 32 << 20
 
 
 def follows_link(exc: OSError) -> bool:
@@ -191,3 +206,79 @@ def _mkdir(name: str, dir_fd: int) -> None:
     # made meanwhile (perhaps as a link): the walk looks at it again
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o777, dir_fd=dir_fd)
+
+
+# -- using what `locate` found -------------------------------------------------------------------------
+def shown_path(path: object) -> str:
+    """A path as an error shows it: never more than 200 characters of it."""
+    text = str(path)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def read_fd(fd: int, shown: str) -> tuple[bytes, os.stat_result]:
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise SandboxError(f"{shown_path(shown)} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise SandboxError(f"{shown_path(shown)} is not a regular file")
+        if st.st_size > MAX_READ_BYTES:
+            raise SandboxError(
+                f"{shown_path(shown)} is {st.st_size:,} bytes; files over {MAX_READ_BYTES >> 20} MiB are not read "
+                "whole (use grep, or the shell with head/tail)"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read(MAX_READ_BYTES + 1)[:MAX_READ_BYTES], st
+
+
+def replace_in(dir_fd: int, name: str, data: bytes, shown: str, expect: os.stat_result | None) -> bool | None:
+    """Write `data` as `name` in the folder `dir_fd`, via a temporary sibling renamed over it: True.
+    None when `name` became a link since the walk (the caller walks again); False when `expect` is given
+    and `name` is no longer that file, unchanged (the caller reads again)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        return None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise SandboxError(f"{shown_path(shown)} is a directory")
+    if expect is not None and (st is None or _identity(st) != _identity(expect)):
+        return False
+    # A short, byte-counted prefix: a legal 255-byte name must still leave room for the suffix.
+    tmp = f".{name.encode()[:100].decode('utf-8', 'ignore')}.{secrets.token_hex(4)}.cmdc-tmp"
+    try:
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
+        )
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if st is not None:
+                    # keep the file's permissions, but never set-user/group-ID bits on new content
+                    os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode) & 0o777)
+                f.write(data)
+            if expect is not None and not _still(dir_fd, name, expect):
+                return False  # changed while the new content was written: read it again
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+    except OSError as exc:
+        raise SandboxError(
+            f"cannot write {shown_path(shown)}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    return True
+
+
+def _still(dir_fd: int, name: str, expect: os.stat_result) -> bool:
+    try:
+        return _identity(os.stat(name, dir_fd=dir_fd, follow_symlinks=False)) == _identity(expect)
+    except FileNotFoundError:
+        return False
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns

@@ -14,20 +14,32 @@ import asyncio
 import contextlib
 import datetime as dt
 import fnmatch
+import functools
 import os
 import re
-import secrets
 import signal
 import stat as statmod
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 import pathspec
+import regex
 
 from cmdc_nb.errors import PathEscapeError, SandboxError
-from cmdc_nb.kernel.beneath import DIR_FLAGS, FILE_FLAGS, Located, follows_link, locate, opened_root
+from cmdc_nb.kernel.beneath import (
+    DIR_FLAGS,
+    FILE_FLAGS,
+    Located,
+    follows_link,
+    locate,
+    opened_root,
+    read_fd,
+    replace_in,
+    shown_path,
+)
 
 __all__ = [
     "SKIP_DIRS",
@@ -75,6 +87,31 @@ class ExecResult:
     timed_out: bool = False
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _typed(fn: Callable[Concatenate[Any, P], T]) -> Callable[Concatenate[Any, P], T]:
+    """Every failure of a file operation as a SandboxError: a name too long, a socket, the root gone,
+    a permission refused — never a raw OSError."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except SandboxError:
+            raise
+        except OSError as exc:
+            path = next((a for a in args if isinstance(a, str)), "")
+            raise SandboxError(
+                f"cannot use {shown_path(path)!r}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except MemoryError:
+            raise SandboxError("not enough memory for that file") from None
+
+    return wrapper
+
+
 @runtime_checkable
 class Sandbox(Protocol):
     """The eight operations the built-in tools use. Paths are relative to `root` (or absolute inside it)."""
@@ -109,9 +146,11 @@ def _without_tree_loaders(env: dict[str, str], root: Path) -> dict[str, str]:
     """`env` without loader variables any of whose entries is relative or inside `root`."""
 
     def in_tree(value: str) -> bool:
-        entries = re.split(r"[:\s]+", value)
+        # The loader reads an empty entry (`/x:`, `::`) as the current folder — the root — and splits on
+        # `;` as well as `:` and spaces.
+        entries = re.split(r"[:;\s]", value)
         return any(
-            not os.path.isabs(e) or Path(os.path.realpath(e)).is_relative_to(root) for e in entries if e
+            not e or not os.path.isabs(e) or Path(os.path.realpath(e)).is_relative_to(root) for e in entries
         )
 
     return {k: v for k, v in env.items() if not (_LOADER_ENV.match(k) and in_tree(v))}
@@ -168,6 +207,7 @@ class LocalSandbox:
         with opened_root(str(self.root)) as root_fd:
             return locate(root_fd, str(self.root), parts, shown=path, make_dirs=make_dirs, lenient=lenient)
 
+    @_typed
     def resolve(self, path: str) -> Path:
         """The real path of `path` inside the root (links followed), or PathEscapeError. For showing and
         checking a path; the file operations never open what this returns (see `beneath`)."""
@@ -180,8 +220,13 @@ class LocalSandbox:
         return rel or "."
 
     # -- files ------------------------------------------------------------------------------------------
+    @_typed
     def read_bytes(self, path: str) -> bytes:
-        """The bytes of a regular file beneath the root, opened with no window for a link swap."""
+        """The bytes of a regular file beneath the root (at most MAX_READ_BYTES), opened with no window
+        for a link swap."""
+        return self._read(path)[0]
+
+    def _read(self, path: str) -> tuple[bytes, os.stat_result]:
         for _ in range(_ATTEMPTS):
             loc = self._locate(path)
             try:
@@ -195,25 +240,32 @@ class LocalSandbox:
                     if follows_link(exc):
                         continue  # became a link after the walk: walk again
                     raise
-                return _read_fd(fd, path)
+                return read_fd(fd, path)
             finally:
                 loc.close()
-        raise SandboxError(f"{path} kept changing while it was opened")
+        raise SandboxError(f"{shown_path(path)} kept changing while it was opened")
 
+    @_typed
     def write_bytes(self, path: str, data: bytes) -> int:
         """Create or replace a file beneath the root (parents created), atomically: a temporary sibling
         made with O_EXCL | O_NOFOLLOW in the folder's descriptor, then renamed over the name there."""
+        self._write(path, data, None)
+        return len(data)
+
+    def _write(self, path: str, data: bytes, expect: os.stat_result | None) -> bool:
+        """Write `data` as `path`; with `expect`, only if the file is still the one read (False if not)."""
         for _ in range(_ATTEMPTS):
             loc = self._locate(path, make_dirs=True)
             try:
                 if loc.name is None:
                     # The root itself: its temporary sibling would land outside the sandbox.
-                    raise SandboxError(f"{path} is a directory")
-                if _replace_in(loc.dir_fd, loc.name, data, path):
-                    return len(data)
+                    raise SandboxError(f"{shown_path(path)} is a directory")
+                done = replace_in(loc.dir_fd, loc.name, data, path, expect)
+                if done is not None:
+                    return done
             finally:
                 loc.close()
-        raise SandboxError(f"{path} kept changing while it was written")
+        raise SandboxError(f"{shown_path(path)} kept changing while it was written")
 
     async def read_file(self, path: str) -> str:
         return _decoded(await asyncio.to_thread(self.read_bytes, path), path)
@@ -225,36 +277,45 @@ class LocalSandbox:
         if old == "":
             raise SandboxError("old_string is empty: give the exact text to replace")
 
-        def edit() -> int:
-            text = _decoded(self.read_bytes(path), path)
-            count = text.count(old)
-            if count == 0:
-                raise SandboxError(f"old_string not found in {path}")
-            if count > 1:
-                raise SandboxError(
-                    f"old_string occurs {count} times in {path}; include more context so it is unique"
-                )
-            return self.write_bytes(path, _encoded(text.replace(old, new, 1)))
+        @_typed
+        def edit(path: str) -> int:
+            # Replaced only if the file is still the one read; else read again (another writer's change
+            # is kept, not overwritten by an edit of the old text).
+            for _ in range(_ATTEMPTS):
+                data, st = self._read(path)
+                text = _decoded(data, path)
+                count = text.count(old)
+                if count == 0:
+                    raise SandboxError(f"old_string not found in {shown_path(path)}")
+                if count > 1:
+                    raise SandboxError(
+                        f"old_string occurs {count} times in {shown_path(path)}; include more context so it is unique"
+                    )
+                out = _encoded(text.replace(old, new, 1))
+                if self._write(path, out, st):
+                    return len(out)
+            raise SandboxError(f"{shown_path(path)} kept changing while it was edited")
 
-        return await asyncio.to_thread(edit)
+        return await asyncio.to_thread(edit, path)
 
     async def file_exists(self, path: str) -> bool:
         try:
             loc = self._locate(path, lenient=True)
-        except SandboxError:  # PathEscapeError included
+        except (SandboxError, OSError):  # PathEscapeError included; a name too long, the root gone
             return False
         loc.close()
         return loc.exists
 
     async def list_dir(self, path: str = ".") -> list[DirEntry]:
-        def entries() -> list[DirEntry]:
+        @_typed
+        def entries(path: str) -> list[DirEntry]:
             out = []
             for name, kind, size in self._scan(path):
                 if kind is not None:
                     out.append(DirEntry(name, kind, None if kind == "directory" else size))
             return sorted(out, key=lambda e: (e.type != "directory", e.name))
 
-        return await asyncio.to_thread(entries)
+        return await asyncio.to_thread(entries, path)
 
     async def glob(self, pattern: str, path: str = ".", *, limit: int = 500) -> list[GlobMatch]:
         if any(part == ".." for part in re.split(r"[\\/]+", pattern)) or pattern.startswith(("/", "~")):
@@ -262,9 +323,10 @@ class LocalSandbox:
                 pattern, "glob patterns are relative to the working directory, without '..'"
             )
         spec = pathspec.PathSpec.from_lines("gitignore", _expand_braces(pattern))
-        base = self._folder_parts(path)
 
-        def walk() -> list[GlobMatch]:
+        @_typed
+        def walk(path: str) -> list[GlobMatch]:
+            base = self._folder_parts(path)
             out: list[GlobMatch] = []
             for rel, is_dir in self._walk(base):
                 if spec.match_file(rel + ("/" if is_dir else "")) or spec.match_file(rel):
@@ -273,17 +335,21 @@ class LocalSandbox:
                         break
             return out
 
-        return await asyncio.to_thread(walk)
+        return await asyncio.to_thread(walk, path)
 
     async def grep(
         self, pattern: str, path: str = ".", *, include: str | None = None, limit: int = 100
     ) -> list[GrepMatch]:
         try:
-            rx = re.compile(pattern)
-        except re.error as exc:
+            rx = regex.compile(pattern)
+        except (regex.error, ValueError, TypeError) as exc:
             raise SandboxError(f"not a valid regular expression: {exc}") from None
 
-        def search() -> list[GrepMatch]:
+        @_typed
+        def search(path: str) -> list[GrepMatch]:
+            # One time budget for the whole search: a pattern that backtracks without end, e.g.
+            # `(a|aa)+$`, is stopped instead of holding a thread nobody can cancel.
+            deadline = time.monotonic() + GREP_SECONDS
             loc = self._locate(path)
             loc.close()
             if loc.exists and loc.name is not None and not self._is_dir(loc.parts):
@@ -298,15 +364,22 @@ class LocalSandbox:
                 try:
                     text = self.read_bytes(rel).decode("utf-8")
                 except (UnicodeDecodeError, SandboxError, OSError):
-                    continue  # binary, unreadable, or gone: skipped
+                    continue  # binary, unreadable, too large, or gone: skipped
                 for n, line in enumerate(text.splitlines(), 1):
-                    if rx.search(line):
+                    try:
+                        found = rx.search(line, timeout=max(0.0, deadline - time.monotonic()))
+                    except TimeoutError:
+                        raise SandboxError(
+                            f"the pattern took over {GREP_SECONDS:g} s; simplify it (nested repeats "
+                            "or overlapping alternatives like (a|aa)+ backtrack without end)"
+                        ) from None
+                    if found:
                         out.append(GrepMatch(rel or ".", n, line[:500]))
                         if len(out) >= limit:
                             return out
             return out
 
-        return await asyncio.to_thread(search)
+        return await asyncio.to_thread(search, path)
 
     # -- walking folders through descriptors ------------------------------------------------------------
     def _folder_parts(self, path: str) -> list[str]:
@@ -354,6 +427,8 @@ class LocalSandbox:
         out: list[tuple[str, Literal["file", "directory"] | None, int]] = []
         with self._opened_dir(path) as fd, os.scandir(fd) as it:
             for entry in it:
+                if not _addressable(entry.name):
+                    continue  # not UTF-8: no tool could name it, so it is not shown
                 try:
                     if entry.is_symlink():
                         out.append((entry.name, *self._kind(prefix + entry.name)))
@@ -448,21 +523,13 @@ class LocalSandbox:
         """Write `text` to `path` beneath the root now (for plugins, which are not async); returns the
         path relative to the root, links followed."""
         self.write_bytes(path, _encoded(text))
-        return self.relative(self.resolve(path))
+        return self.relative(self.resolve(path))  # typed errors: both are @_typed
 
 
 # A walk that meets a link swapped in after it (ELOOP on the final open) walks again, this many times.
 _ATTEMPTS = 8
-
-
-def _read_fd(fd: int, shown: str) -> bytes:
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if statmod.S_ISDIR(st.st_mode):
-            raise SandboxError(f"{shown} is a directory")
-        if not statmod.S_ISREG(st.st_mode):
-            raise SandboxError(f"{shown} is not a regular file")
-        return f.read()
+# A grep's whole search, in seconds of regular-expression matching.
+GREP_SECONDS = 10.0
 
 
 def _decoded(data: bytes, shown: str) -> str:
@@ -479,33 +546,11 @@ def _encoded(content: str) -> bytes:
         raise SandboxError("the content has characters UTF-8 cannot hold (unpaired surrogates)") from None
 
 
-def _replace_in(dir_fd: int, name: str, data: bytes, shown: str) -> bool:
-    """Write `data` as `name` in the folder `dir_fd`, via a temporary sibling renamed over it. False
-    when `name` became a link since the walk (the caller walks again)."""
+def _addressable(name: str) -> bool:
     try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        st = None
-    if st is not None and statmod.S_ISLNK(st.st_mode):
+        name.encode("utf-8")
+    except UnicodeEncodeError:
         return False
-    if st is not None and statmod.S_ISDIR(st.st_mode):
-        raise SandboxError(f"{shown} is a directory")
-    tmp = f".{name[:180]}.{secrets.token_hex(4)}.cmdc-tmp"
-    try:
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
-        )
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if st is not None:
-                    os.fchmod(f.fileno(), statmod.S_IMODE(st.st_mode))  # keep the file's permissions
-                f.write(data)
-            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
-    except OSError as exc:
-        raise SandboxError(f"cannot write {shown}: {exc.strerror or type(exc).__name__}") from None
     return True
 
 

@@ -213,9 +213,23 @@ def git_configured_programs(root: str, git: str = "git") -> list[str]:
 # Commands /bin/sh runs itself, whatever PATH says: nothing in the working tree can stand in for them.
 SHELL_BUILTINS = frozenset({"echo", "pwd", "printf", "true", "false", "test", "["})
 # What a safe-listed command keeps of the environment: locale and time zone (how it prints), the home
-# folder and user. PYTHONPATH, PIP_CONFIG_FILE, GIT_*, LD_PRELOAD and the like could all point into the
-# working tree, where the model writes.
+# folder (only if it is outside the working tree) and user. PYTHONPATH, PIP_CONFIG_FILE, GIT_*,
+# LD_PRELOAD and the like could all point into the working tree, where the model writes.
 KEPT_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ")
+# What every safe-listed command gets besides: Python reads no user site-packages (a `.pth` file there
+# runs code at start-up, and the home folder may be the working tree — Jupyter's default), pip reads no
+# configuration file (`python = …` in a pip.conf makes pip run that program) and asks no index.
+NEUTRAL_ENV = (
+    ("PYTHONNOUSERSITE", "1"),
+    ("PIP_CONFIG_FILE", os.devnull),
+    ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+    ("PIP_NO_INPUT", "1"),
+)
+
+
+def _inside(path: str, root: str) -> bool:
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    return real == real_root or real.startswith(real_root.rstrip("/") + "/")
 
 
 def outside_path(path: str, root: str) -> list[str]:
@@ -257,7 +271,8 @@ def neutralised(command: str, *, root: str, env: Mapping[str, str]) -> str | Non
     program, env_program = trusted_program(words[0], path, root), trusted_program("env", path, root)
     if program is None or env_program is None:
         return None
-    clean = [f"{k}={env[k]}" for k in KEPT_ENV if k in env]
+    clean = [f"{k}={env[k]}" for k in KEPT_ENV if k in env and (k != "HOME" or not _inside(env[k], root))]
+    clean += [f"{k}={v}" for k, v in NEUTRAL_ENV]
     clean.append("PATH=" + os.pathsep.join(outside_path(path, root)))
     args = words[1:]
     if words[0] == "git":
