@@ -33,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
+from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.gateway.runtime import Webhook
 from cmdc_nb.store.enums import WebhookDeliveryStatus
 from cmdc_nb.store.models import WebhookDelivery
@@ -45,12 +46,31 @@ __all__ = ["WebhookDispatcher", "list_webhook_deliveries", "sign", "verify"]
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The `X-Cmdc-Signature` value of `body` sent at `timestamp`."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    if not isinstance(secret, str) or not isinstance(timestamp, str) or not isinstance(body, bytes):
+        raise InvalidInputError(
+            "sign takes a text secret, a text timestamp and the body as bytes", field="secret"
+        )
+    # Checked, not caught: a UnicodeEncodeError's args hold the whole secret, and even a suppressed one
+    # stays on the new error as its __context__.
+    if not _encodable(secret):
+        raise InvalidInputError("the secret is not valid text (unpaired surrogates)", field="secret")
+    if not _encodable(timestamp):
+        raise InvalidInputError("the timestamp is not valid text", field="timestamp")
+    key, stamp = secret.encode(), timestamp.encode()
+    mac = hmac.new(key, stamp + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
+
+
+def _encodable(text: str) -> bool:
+    return not any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance_s: float = 300) -> bool:
     """What a receiver does: the signature matches, and the timestamp is recent (no replays)."""
+    if not isinstance(secret, str) or not _encodable(secret):
+        raise InvalidInputError("the secret must be valid text", field="secret")
+    if not all(isinstance(v, str) for v in (signature, timestamp)):
+        return False  # a request's headers are text; anything else is not a signed request
     try:
         fresh = abs(time.time() - float(timestamp)) <= tolerance_s
     except ValueError:
