@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from cmdc_nb.providers import Completion, TokenUsage, ToolCall
-from cmdc_nb.store.values import storable_text
+from cmdc_nb.store.values import storable_json, storable_text
 
 __all__ = ["Recorder", "StoredToolUse", "history_from_rows"]
 
@@ -41,7 +41,7 @@ def _stored(t: Any) -> StoredToolUse:
     return StoredToolUse(
         id=str(t.id),
         status=str(t.status.value if hasattr(t.status, "value") else t.status),
-        input=dict(t.input or {}),
+        input=storable_json(dict(t.input or {})),
         approval_id=str(t.approval_id) if t.approval_id else None,
         requires_approval=bool(t.requires_approval),
         output=t.output,
@@ -136,14 +136,14 @@ class Recorder:
             agents.create_agent_call,
             self.session_id,
             model=model,
-            prompt_messages=list(messages),
-            system_prompt=system_prompt,
+            prompt_messages=storable_json(list(messages)),
+            system_prompt=storable(system_prompt),
             temperature=temperature,
             max_tokens=max_tokens,
             tools_provided=list(tools),
             workflow_run=self.workflow_run_id,
             workflow_step=self.workflow_step_id,
-            metadata={"turn": turn, **({"purpose": purpose} if purpose else {})},
+            metadata=storable_json({"turn": turn, **({"purpose": purpose} if purpose else {})}),
         )
         return str(call.id)
 
@@ -168,7 +168,7 @@ class Recorder:
                 row = agents.complete_agent_call(
                     call_id,
                     response_content=storable(done.text) or None,
-                    response_blocks=[c.to_message() for c in done.tool_calls],
+                    response_blocks=storable_json([c.to_message() for c in done.tool_calls]),
                     stop_reason=done.finish_reason,
                     tokens_in=done.usage.input,
                     tokens_out=done.usage.output,
@@ -184,7 +184,7 @@ class Recorder:
                     self.session_id,  # type: ignore[arg-type]
                     role="assistant",
                     content=storable(done.text) if done.text or not done.tool_calls else "",
-                    content_blocks=_blocks(done.tool_calls),
+                    content_blocks=storable_json(_blocks(done.tool_calls)),
                     agent_call=call_id,
                     ws=ws,
                 )
@@ -235,10 +235,10 @@ class Recorder:
             self.session_id,
             role=role,
             content=storable(content) if content is not None or not blocks else "",
-            content_blocks=blocks,
+            content_blocks=storable_json(blocks),
             agent_call=agent_call_id,
             tool_use=tool_use_id,
-            metadata=dict(meta or {}),
+            metadata=storable_json(dict(meta or {})),
         )
         return str(row.id)
 
@@ -278,7 +278,7 @@ class Recorder:
                 row = agents.create_tool_use(
                     agent_call_id,
                     tool_name=call.name,
-                    input=dict(args),
+                    input=storable_json(dict(args)),
                     tool_use_id=call.id,
                     tool_schema=schema,
                     policy=policy,
@@ -346,7 +346,7 @@ class Recorder:
 
         if approve:
             row = agents.approve_tool_use(
-                tool_use_id, by=by, note=note, input=args, remember=remember, ws=self.ws
+                tool_use_id, by=by, note=note, input=storable_json(args), remember=remember, ws=self.ws
             )
         else:
             row = agents.deny_tool_use(tool_use_id, by=by, reason=note, ws=self.ws)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from typing import Any
 
 from cmdc_nb.errors import InvalidInputError
 
-__all__ = ["MAX_USD", "PICOS_PER_USD", "storable_text", "tidy", "to_money", "utcnow"]
+__all__ = ["MAX_USD", "PICOS_PER_USD", "storable_json", "storable_text", "tidy", "to_money", "utcnow"]
 
 _PICO = Decimal("1e-12")
 PICOS_PER_USD = 10**12
@@ -27,6 +28,18 @@ def storable_text(text: str) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON value with every text in it (keys too) made storable (`storable_text`): what a model or
+    a tool produced is kept, with its odd characters replaced, rather than refused."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(k) if isinstance(k, str) else k: storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value
 
 
 def utcnow() -> dt.datetime:
