@@ -194,6 +194,14 @@ def secrets(folder: Path) -> tuple[str, str]:
             f"{sum(e['files'] for e in notebooks.values())} files searched: "
             f"{sum(e['occurrences'] for e in notebooks.values())} occurrences"
         )
+    echo = load(folder, "secret_echo")
+    if echo:
+        points = {k.split("[")[0] for k in echo}
+        text += (
+            f"; {len(points)} secret-taking entry points × {max(e['secrets'] for e in echo.values())} hostile "
+            f"secrets (lone surrogates, NUL, wrong types, huge) on both backends: "
+            f"{sum(e['echoed'] for e in echo.values())} echoed by an error, a repr or a log"
+        )
     if "suite" in d:
         e = d["suite"]
         text += (
@@ -201,7 +209,7 @@ def secrets(folder: Path) -> tuple[str, str]:
             f"{e['pg_databases']:,} PostgreSQL test databases, {e['log_lines']:,} log lines and "
             f"{e['event_lines']:,} events searched: {e['occurrences']} occurrences"
         )
-    return text, size(list(d.values()))
+    return text, size(list(d.values()) + list(echo.values()))
 
 
 def provider_faults(folder: Path) -> tuple[str, str]:

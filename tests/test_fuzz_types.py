@@ -605,6 +605,7 @@ def test_no_secret_is_echoed(
         caplog.clear()
         if any(MARK in text for text in shown):
             leaks.append(repr(secret)[:40])
+    record("secret_echo", f"{entry_point}[{ws.backend}]", {"secrets": len(SECRETS), "echoed": len(leaks)})
     assert leaks == [], leaks
     # the wrong kinds of value are refused with typed errors
     assert set(outcomes) <= {"typed", "accepted"} and outcomes["typed"] >= 6, outcomes

@@ -44,8 +44,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def jupyterlab(root: Path) -> Iterator[str]:
-    """A JupyterLab server on loopback serving `root`; yields its base URL."""
+def jupyterlab(root: Path, *, expose_app: bool = False) -> Iterator[str]:
+    """A JupyterLab server on loopback serving `root`; yields its base URL. With `expose_app`, the page
+    has `window.jupyterapp` (its commands: a theme switch as a user's click makes it)."""
     port = free_port()
     # A private config dir, with the news toast (which can swallow the first clicks) turned off.
     labconfig = root / ".jupyter-config" / "labconfig"
@@ -61,7 +62,8 @@ def jupyterlab(root: Path) -> Iterator[str]:
     log = (root / "jupyterlab.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.token=", "--ServerApp.password=",
-         "--ServerApp.ip=127.0.0.1", f"--port={port}", "--allow-root", f"--ServerApp.root_dir={root}"],
+         "--ServerApp.ip=127.0.0.1", f"--port={port}", "--allow-root", f"--ServerApp.root_dir={root}",
+         *(["--LabApp.expose_app_in_browser=True"] if expose_app else [])],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

@@ -1,0 +1,204 @@
+"""What a user sees of a widget in real JupyterLab: measured in the browser, from the rendered page.
+
+`Lab` is one JupyterLab server and one headless Chromium for a whole test module (the widget suite
+opens every notebook in the same session). `Lab.open(name, cells)` writes a notebook, opens it and runs
+it; `Lab.view(theme, width)` switches JupyterLab's theme (through its own command, so every
+`--jp-*` variable changes as a user's click would change it) and the window's width. Then:
+
+- `overflow(selector)`: the elements of a widget wider than their box (a horizontal scrollbar, clipped
+  content) — code blocks and tables that scroll on purpose excepted;
+- `low_contrast(selector)`: every text whose colour against its rendered background is under 4.5:1
+  (WCAG AA), computed from the colours the browser drew, alpha blended over the layers behind it;
+- `in_view(selector, item)`: whether `item` (the newest message, a card) is inside the visible part of
+  the scrolling log that holds it and of the window;
+- `console_errors`: every error the page logged or threw.
+
+Screenshots go to `ci-artifacts/screenshots/<name>.png`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from browser import CHROMIUM_ARGS, RETRY_MS, WAIT_MS, chromium, jupyterlab, screenshot, write_notebook
+
+THEMES = ("JupyterLab Light", "JupyterLab Dark")
+WIDTHS = (760, 1280)
+
+# Contrast of every visible text under `root`, against the colours behind it (WCAG 2's formula).
+_CONTRAST_JS = """
+(sel) => {
+  const parse = (c) => {
+    const m = /rgba?\\(([^)]+)\\)/.exec(c || "");
+    if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  };
+  const over = (top, under) => {
+    const a = top[3];
+    return [0, 1, 2].map((i) => top[i] * a + under[i] * (1 - a)).concat([1]);
+  };
+  const lum = (c) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const layersBehind = (el) => {
+    const layers = [];
+    for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
+      // an SVG label sits on the shape drawn before it in its group (a DAG node's box)
+      if (e instanceof SVGElement && e.parentElement) {
+        const shape = [...e.parentElement.children].find((s) => s !== e && /^(rect|path|circle)$/.test(s.tagName)
+          && (s.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING));
+        if (shape) { const f = parse(getComputedStyle(shape).fill); if (f && f[3] > 0) { layers.push(f); if (f[3] >= 1) return layers; } }
+      }
+      const bg = parse(getComputedStyle(e).backgroundColor);
+      if (bg && bg[3] > 0) { layers.push(bg); if (bg[3] >= 1) return layers; }
+    }
+    layers.push([255, 255, 255, 1]);
+    return layers;
+  };
+  const visible = (el) => {
+    const r = el.getBoundingClientRect();
+    const s = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && s.visibility !== "hidden" && s.display !== "none" && Number(s.opacity) > 0.05;
+  };
+  const out = [];
+  for (const root of document.querySelectorAll(sel)) {
+    for (const el of [root, ...root.querySelectorAll("*")]) {
+      const own = [...el.childNodes].filter((n) => n.nodeType === 3 && n.textContent.trim()).map((n) => n.textContent.trim()).join(" ");
+      if (!own || !visible(el) || el.closest("button:disabled, [disabled], .jp-mod-disabled")) continue;
+      const style = getComputedStyle(el);
+      const layers = layersBehind(el);
+      let bg = layers.pop();
+      while (layers.length) bg = over(layers.pop(), bg);
+      let fg = parse(el instanceof SVGElement ? style.fill : style.color);
+      if (!fg) continue;
+      fg = over(fg, bg);
+      const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      if (ratio < 4.5) out.push({ text: own.slice(0, 60), ratio: Math.round(ratio * 100) / 100,
+        fg: style.color, bg: "rgb(" + bg.slice(0, 3).map(Math.round).join(",") + ")", cls: String(el.className && el.className.baseVal !== undefined ? el.className.baseVal : el.className).slice(0, 60) });
+    }
+  }
+  return out;
+}
+"""
+
+# Elements of a widget wider than their box. Blocks that scroll sideways on purpose (code, tables,
+# a plotly modebar) are left out: a user expects those to scroll.
+_OVERFLOW_JS = """
+(sel) => {
+  const out = [];
+  for (const root of document.querySelectorAll(sel)) {
+    const area = root.closest(".jp-OutputArea-output") || root;
+    for (const el of [area, root, ...root.querySelectorAll("*")]) {
+      if (el.closest("pre, table, .cmdc-scroll-x, .modebar")) continue;
+      const s = getComputedStyle(el);
+      if (s.display === "none" || el.clientWidth === 0) continue;
+      const scrolls = /(auto|scroll)/.test(s.overflowX);
+      const clips = s.overflowX === "hidden" || s.textOverflow === "ellipsis";
+      if ((scrolls || el === area || clips) && el.scrollWidth > el.clientWidth + 1) {
+        out.push({ cls: String(el.className).slice(0, 80), scroll: el.scrollWidth, client: el.clientWidth,
+                   text: (el.textContent || "").trim().slice(0, 40) });
+      }
+    }
+  }
+  return out;
+}
+"""
+
+# Is `item` inside what the user sees: within its scrolling log's visible box and within the window?
+_IN_VIEW_JS = """
+([sel, item]) => {
+  const root = document.querySelector(sel);
+  if (!root) return null;
+  const all = root.querySelectorAll(item);
+  const el = all[all.length - 1];
+  if (!el) return null;
+  const r = el.getBoundingClientRect();
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    const s = getComputedStyle(p);
+    if (/(auto|scroll)/.test(s.overflowY) && p.scrollHeight > p.clientHeight) {
+      const b = p.getBoundingClientRect();
+      if (r.bottom > b.bottom + 2 || r.top < b.top - 2) return false;
+    }
+  }
+  return r.top >= 0 && r.bottom <= window.innerHeight + 2;
+}
+"""
+
+
+class Lab:
+    """One JupyterLab and one browser page for a test module; see the module's docstring."""
+
+    def __init__(self, root: Path, url: str, page: Any) -> None:
+        self.root, self.url, self.page = root, url, page
+        self.console_errors: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+
+    def open(self, name: str, cells: list[str], *, done: str) -> None:
+        """Write `name`.ipynb with `cells`, open it, run every cell, and wait for the selector `done`."""
+        write_notebook(self.root / f"{name}.ipynb", cells)
+        page = self.page
+        page.goto(f"{self.url}/lab/tree/{name}.ipynb")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands", timeout=WAIT_MS)
+        page.wait_for_selector("text=Kernel status: Idle", state="attached", timeout=WAIT_MS)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=WAIT_MS)
+        for _ in range(5):
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            try:
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('.jp-InputPrompt')].some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))",
+                    timeout=RETRY_MS,
+                )
+                break
+            except Exception:  # the notebook was not ready for the command: try again
+                continue
+        page.wait_for_selector(done, timeout=WAIT_MS)
+
+    def view(self, theme: str, width: int) -> None:
+        """Switch to `theme` and a window `width` px wide, and wait until both are drawn."""
+        page = self.page
+        page.set_viewport_size({"width": width, "height": 1000})
+        light = "true" if "Light" in theme else "false"
+        page.evaluate(
+            f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: {theme!r}}})"
+        )
+        page.wait_for_function(
+            f"() => document.body.dataset.jpThemeLight === '{light}' && document.body.dataset.jpThemeName === {theme!r}",
+            timeout=WAIT_MS,
+        )
+        time.sleep(0.5)  # the theme's stylesheet is applied, then widgets redraw (plotly relayouts)
+
+    def low_contrast(self, selector: str) -> list[dict[str, Any]]:
+        return list(self.page.evaluate(_CONTRAST_JS, selector))
+
+    def overflow(self, selector: str) -> list[dict[str, Any]]:
+        return list(self.page.evaluate(_OVERFLOW_JS, selector))
+
+    def in_view(self, selector: str, item: str) -> bool | None:
+        return self.page.evaluate(_IN_VIEW_JS, [selector, item])  # type: ignore[no-any-return]
+
+    def shot(self, name: str, selector: str | None = None) -> Path:
+        if selector:
+            with contextlib.suppress(Exception):
+                self.page.locator(selector).first.scroll_into_view_if_needed(timeout=RETRY_MS)
+        return screenshot(self.page, f"{name}.png")
+
+
+@contextlib.contextmanager
+def lab(root: Path) -> Iterator[Lab]:
+    """A JupyterLab (its app exposed to the page, for the theme command) and a headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with jupyterlab(root, expose_app=True) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield Lab(root, url, browser.new_page(viewport={"width": WIDTHS[-1], "height": 1000}))
+        finally:
+            browser.close()
