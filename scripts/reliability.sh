@@ -24,7 +24,7 @@ mkdir -p "$scan/tmp"
 rc=0
 # The load check first, alone: its event-loop stalls are then the kernel's, not the neighbours'.
 TMPDIR="$scan/tmp" .venv/bin/python -m pytest -p no:randomly --basetemp "$scan/pytest-load" tests/test_load.py || rc=$?
-TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 -p no:randomly --basetemp "$scan/pytest" \
+TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 --dist loadgroup -p no:randomly --basetemp "$scan/pytest" \
   --ignore tests/test_load.py tests/ || rc=$?
 # The scan runs whatever the tests said: a failing test may have left exactly what should be searched.
 .venv/bin/python tests/support/secret_scan.py --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts || rc=1

@@ -38,7 +38,7 @@ scan=$(mktemp -d /tmp/cmdc-scan.XXXXXX)
 CMDC_SECRET_SENTINEL=$(.venv/bin/python -c 'import secrets; print(secrets.token_hex(12))')
 export CMDC_SECRET_SENTINEL CMDC_SECRET_SCAN_DIR="$scan"
 mkdir -p "$scan/tmp"
-TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 --basetemp "$scan/pytest" \
+TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 --dist loadgroup --basetemp "$scan/pytest" \
   --junitxml=ci-artifacts/junit.xml "$@" || rc=$?
 if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2

@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -172,3 +173,14 @@ def user(ws: Workspace) -> cmdc_nb.store.models.User:
 def session(ws: Workspace, user: cmdc_nb.store.models.User) -> cmdc_nb.store.models.Session:
     """A chat session of `user`'s, named "Work"."""
     return cmdc_nb.sessions.create_session(user, name="Work", ws=ws)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One JupyterLab and one headless Chromium for every test that looks at a widget as a user does
+    (`tests/support/seeing.py`). Those tests are `xdist_group("browser")`, so with `--dist loadgroup`
+    they all run on one worker, in this one session."""
+    from seeing import lab as open_lab
+
+    with open_lab(tmp_path_factory.mktemp("lab")) as seen:
+        yield seen

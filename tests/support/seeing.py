@@ -145,11 +145,12 @@ class Lab:
         """Write `name`.ipynb with `cells`, open it, run every cell, and wait for the selector `done`."""
         write_notebook(self.root / f"{name}.ipynb", cells)
         page = self.page
-        page.goto(f"{self.url}/lab/tree/{name}.ipynb")
+        # a workspace of its own, reset: only this notebook open, so the run-all command runs it
+        page.goto(f"{self.url}/lab/workspaces/{name}/tree/{name}.ipynb?reset")
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands", timeout=WAIT_MS)
         page.wait_for_selector("text=Kernel status: Idle", state="attached", timeout=WAIT_MS)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=WAIT_MS)
-        for _ in range(5):
+        for _ in range(10):
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
             try:
                 page.wait_for_function(
@@ -159,6 +160,8 @@ class Lab:
                 break
             except Exception:  # the notebook was not ready for the command: try again
                 continue
+        else:
+            raise RuntimeError(f"the cells of {name}.ipynb never started")
         page.wait_for_selector(done, timeout=WAIT_MS)
 
     def view(self, theme: str, width: int) -> None:
