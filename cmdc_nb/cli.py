@@ -27,10 +27,28 @@ def _tour(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     import cmdc_nb
+    from cmdc_nb.store.migrate import current_revision, head_revision
 
-    ws = cmdc_nb.connect(args.url, home=args.home)
-    print(f"{ws.url_display}: schema up to date")
-    ws.close()
+    ws = cmdc_nb.connect(args.url, home=args.home, migrate=False)
+    try:
+        with ws.engine.connect() as conn:
+            before = current_revision(conn)
+        head = head_revision()
+        if before != head:
+            print(
+                f"{ws.url_display}: migrating {'a new database' if before is None else f'from {before}'} …",
+                flush=True,
+            )
+        ws.close()
+        ws = cmdc_nb.connect(args.url, home=args.home)  # migrates, and checks the vault against the data
+        if before is None:
+            print(f"{ws.url_display}: created the schema (revision {head})")
+        elif before != head:
+            print(f"{ws.url_display}: upgraded from revision {before} to {head}")
+        else:
+            print(f"{ws.url_display}: schema up to date (revision {head})")
+    finally:
+        ws.close()
     return 0
 
 
@@ -49,7 +67,8 @@ def _scheduler(args: argparse.Namespace) -> int:
     try:
         if args.once:
             runs = asyncio.run(runner.tick())
-            print(f"ran {len(runs)} job(s): " + ", ".join(f"{r.job_id}={r.status}" for r in runs), flush=True)
+            done = ", ".join(f"{r.job_id}={getattr(r.status, 'value', r.status)}" for r in runs)
+            print(f"ran {len(runs)} job(s)" + (f": {done}" if runs else " (none was due)"), flush=True)
         else:
             asyncio.run(runner.run_forever())
     except KeyboardInterrupt:
@@ -62,13 +81,23 @@ def _scheduler(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import asyncio
     import importlib
+    import os
 
     import cmdc_nb
     from cmdc_nb.services import scheduling
     from cmdc_nb.workflows import workers
+    from cmdc_nb.workspace import DATABASE_URL_ENV
 
     for module in args.load or []:
         importlib.import_module(module)  # modules that register step functions and job handlers
+    url = args.url or os.environ.get(DATABASE_URL_ENV) or ""
+    if not url.startswith("postgresql"):  # said before anything is opened or printed
+        print(
+            "cmdc-nb worker: workers take steps from a PostgreSQL queue, and this workspace is SQLite: "
+            "give --url postgresql+psycopg://… (or set CMDC_NB_DATABASE_URL; `cmdc-nb db start` runs one)",
+            file=sys.stderr,
+        )
+        return 2
     ws = cmdc_nb.connect(args.url, home=args.home)
     scheduler = None if args.no_scheduler else scheduling.Scheduler(ws, poll_seconds=args.poll)
     print(
@@ -110,8 +139,14 @@ def _db(args: argparse.Namespace) -> int:
         print(f"starting PostgreSQL 18 + pgvector in {server.root} …", flush=True)
         shown = server.start()
         print(f"running: {shown}")
-        print("connect with: cmdc_nb.connect(cmdc_nb.pgserver.local_server().url())  # or: export "
-              'CMDC_NB_DATABASE_URL="$(cmdc-nb db url)"')  # fmt: skip
+        # the same options, so the URL printed is this server's
+        home = f" --home {args.home}" if args.home else ""
+        same = "".join(
+            f" {flag} {value}" for flag, value in (("--root", args.root), ("--port", args.port)) if value
+        )
+        where = ", ".join(f"{k}={v!r}" for k, v in (("root", args.root), ("port", args.port)) if v)
+        print(f"connect with: cmdc_nb.connect(cmdc_nb.pgserver.local_server({where}).url())  # or: export "
+              f'CMDC_NB_DATABASE_URL="$(cmdc-nb{home} db url{same})"')  # fmt: skip
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running")
     elif args.action == "status":
@@ -159,8 +194,32 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user(args: argparse.Namespace) -> int:
+    import cmdc_nb
+    from cmdc_nb.services import accounts
+
+    ws = cmdc_nb.connect(args.url, home=args.home)
+    try:
+        if args.action == "create":
+            if not args.email:
+                print("cmdc-nb user create: give the user's e-mail", file=sys.stderr)
+                return 2
+            user = accounts.create_user(args.email, name=args.name, ws=ws)
+            print(f"created {user.email} (id {user.id})")
+        else:
+            users = accounts.list_users(limit=500, ws=ws).entries
+            for u in users:
+                print(f"{u.id}  {u.email}  {u.name or ''}".rstrip())
+            if not users:
+                print("no users yet: cmdc-nb user create <e-mail>", file=sys.stderr)
+    finally:
+        ws.close()
+    return 0
+
+
 def _key(args: argparse.Namespace) -> int:
     import cmdc_nb
+    from cmdc_nb.errors import NotFoundError
     from cmdc_nb.gateway import create_gateway_key, list_gateway_keys, revoke_gateway_key
     from cmdc_nb.services import accounts
 
@@ -170,7 +229,17 @@ def _key(args: argparse.Namespace) -> int:
             row = revoke_gateway_key(args.id, ws=ws)
             print(f"revoked {row.key_prefix}… ({row.name})")
             return 0
-        user = accounts.get_user_by_email(args.user, ws=ws)
+        if not args.user:
+            print(f"cmdc-nb key {args.action}: give --user <e-mail>", file=sys.stderr)
+            return 2
+        try:
+            user = accounts.get_user_by_email(args.user, ws=ws)
+        except NotFoundError:
+            print(
+                f"cmdc-nb: no user {args.user!r}: create one with `cmdc-nb user create {args.user}`",
+                file=sys.stderr,
+            )
+            return 1
         if args.action == "create":
             issued = create_gateway_key(user, name=args.name, ws=ws)
             print(issued.key)  # the one time it is shown: keep it
@@ -232,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--deny-pattern", action="append", help="refuse prompts matching this regex (repeat)")
     serve.add_argument("--max-prompt-length", type=int, help="refuse longer prompts (characters)")
     serve.set_defaults(func=_serve)
+    user = sub.add_parser("user", help="users of the workspace: create, list")
+    user.add_argument("action", choices=["create", "list"])
+    user.add_argument("email", nargs="?", help="the new user's e-mail (create)")
+    user.add_argument("--name", help="a display name (create)")
+    user.set_defaults(func=_user)
     key = sub.add_parser("key", help="gateway keys: create (shown once), list, revoke")
     key.add_argument("action", choices=["create", "list", "revoke"])
     key.add_argument("--user", help="the user's e-mail (create, list)")

@@ -347,6 +347,24 @@ async def test_guardrails_refuse_with_a_clear_422_and_cors_is_closed_by_default(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_caller_lists_its_own_sessions_page_by_page(
+    served: tuple[Gateway, httpx.AsyncClient, str], ws: Workspace
+) -> None:
+    _, client, _ = served
+    made = [(await client.post("/v1/sessions", json={"name": f"chat {i}"})).json()["id"] for i in range(3)]
+    other = cmdc_nb.accounts.create_user("eve@example.com", ws=ws)
+    cmdc_nb.sessions.create_session(other, name="not yours", ws=ws)
+    first = await client.get("/v1/sessions", params={"limit": 2})
+    assert first.status_code == 200
+    page = first.json()
+    assert len(page["sessions"]) == 2 and page["next"]
+    rest = (await client.get("/v1/sessions", params={"limit": 2, "after": page["next"]})).json()
+    listed = [s["id"] for s in page["sessions"] + rest["sessions"]]
+    assert sorted(listed) == sorted(made) and rest["next"] is None  # all of Ada's, none of Eve's
+    assert all(s["live"] and s["status"] == "active" for s in page["sessions"])
+    assert (await client.get("/v1/sessions", params={"limit": 0})).status_code == 422
+
+
 async def test_the_openapi_document_lists_every_route(served: tuple[Gateway, httpx.AsyncClient, str]) -> None:
     _, client, _ = served
     doc = (await client.get("/openapi.json")).json()

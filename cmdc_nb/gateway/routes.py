@@ -95,6 +95,36 @@ def session_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter
         )
         return _session_view(live)
 
+    @router.get("/v1/sessions", tags=["sessions"])
+    async def list_sessions(
+        user: Auth,
+        shared: bool = False,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        after: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> dict[str, Any]:
+        """The caller's sessions, newest activity first (`shared=true`: those shared with the caller);
+        pass `next` back as `after` for the next page. `live` says whether this gateway runs it now."""
+
+        def load() -> dict[str, Any]:
+            with access.acting_as(user.id):
+                page = sessions_service.list_sessions(user.id, shared=shared, limit=limit, after=after, ws=ws)
+            return {
+                "sessions": [
+                    {
+                        "id": str(s.id),
+                        "name": s.name,
+                        "status": s.status.value,
+                        "message_count": s.message_count,
+                        "updated_at": s.updated_at.isoformat() if s.updated_at else None,
+                        "live": s.id in runtime.live,
+                    }
+                    for s in page.entries
+                ],
+                "next": page.next_cursor if page.has_next else None,
+            }
+
+        return await run_in_threadpool(load)
+
     @router.get("/v1/sessions/{session_id}", tags=["sessions"])
     async def get_session(session_id: str, user: Auth) -> dict[str, Any]:
         return _session_view(runtime.get(session_id, user))

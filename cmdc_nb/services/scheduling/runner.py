@@ -344,9 +344,15 @@ class Scheduler:
         """Run in the background on the current event loop (a notebook's kernel loop); returns the task."""
         if self._task is not None and not self._task.done():
             return self._task
-        self._task = asyncio.get_running_loop().create_task(
-            self.run_forever(), name=f"cmdc-scheduler {self.runner_id}"
-        )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # a plain script: there is no loop to run beside
+            raise ConfigurationError(
+                "Scheduler.start() runs beside a running event loop (a notebook's); in a script use "
+                "asyncio.run(scheduler.run_forever()), or the `cmdc-nb scheduler` command"
+            ) from None
+        self._task = loop.create_task(self.run_forever(), name=f"cmdc-scheduler {self.runner_id}")
         return self._task
 
     async def stop(self) -> None:
