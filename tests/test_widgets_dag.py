@@ -1,5 +1,6 @@
 """DagView: a workflow laid out as a graph, a run coloured live by status; its buttons start, cancel,
-pause and resume runs and decide approval gates for real."""
+pause, resume and retry runs and decide approval gates for real — and a gate decided in the view moves
+the run on, whoever started it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from cmdc_nb import workflows as wf
 from cmdc_nb.store.models import User
 from cmdc_nb.widgets import DagView
-from cmdc_nb.widgets.dag import NODE_W, layout
+from cmdc_nb.widgets.dag import NODE_W, example_value, layout
+from cmdc_nb.workflows.engine import driven_here
 from cmdc_nb.workspace import Workspace
 
 LIVENESS = 60.0
@@ -108,20 +110,24 @@ async def test_deny_cancel_pause_and_resume_from_the_view(ws: Workspace, user: U
     run = await wf.arun_workflow(w, input={"version": "3"}, stop_when_blocked=True, ws=ws)
     view = DagView(run, ws=ws)
     assert statuses(view)["ship"] == "waiting_approval"
-    assert [b.description for b in view.controls.children] == ["Cancel", "Pause"]
+    assert labels(view.controls.children) == ["Cancel", "Pause"]  # no Resume: deciding the gate drives it
     view.select("ship")
-    view.deny(note="not this week")
-    run = await asyncio.wait_for(wf.execute_workflow_run(run, ws=ws), LIVENESS)
-    view.refresh()
+    await asyncio.wait_for(view.deny(note="not this week"), LIVENESS)
+    run = await asyncio.wait_for(view.handle, LIVENESS)  # the view drove the run past the denied gate
     assert run.status == "failed" and statuses(view)["ship"] == "failed"
     assert "not this week" in view.details.children[0].value
     assert "failed" in view.heading.value
+    assert labels(view.controls.children[0].children[-1].children) == [
+        "Start a new run",
+        "Retry from failed step",
+    ]
 
     second = wf.start_workflow_run(w, input={"version": "4"}, ws=ws)
     view2 = DagView(second.id, ws=ws)  # an id works too
+    assert labels(view2.controls.children) == ["Cancel", "Pause", "Resume"]  # nothing drives it yet
     view2.pause()
     assert view2.run is not None and view2.run.status == "paused"
-    assert [b.description for b in view2.controls.children] == ["Cancel", "Resume"]
+    assert labels(view2.controls.children) == ["Cancel", "Resume"]
     handle = view2.resume()
     await until(lambda: statuses(view2).get("ship") == "waiting_approval")
     view2.cancel()
@@ -129,3 +135,162 @@ async def test_deny_cancel_pause_and_resume_from_the_view(ws: Workspace, user: U
     assert run2.status == "cancelled" and statuses(view2)["announce"] == "cancelled"
     with pytest.raises(ValueError, match="select a step"):
         view2.approve()
+
+
+def labels(widgets: Any) -> list[str]:
+    return [c.description for c in widgets]
+
+
+def gate_buttons(view: DagView) -> list[str]:
+    """The Approve / Deny / Edit buttons shown in the selected step's details."""
+    return [b.description for c in view.details.children if hasattr(c, "children") for b in c.children]
+
+
+async def test_a_gate_approved_in_the_view_resumes_a_run_started_with_stop_when_blocked(
+    ws: Workspace, user: User
+) -> None:
+    w = wf.create_workflow(user, spec(), ws=ws)
+    run = await wf.arun_workflow(w, input={"version": "5"}, stop_when_blocked=True, ws=ws)
+    assert run.status == "waiting_approval" and not driven_here(run)  # nobody drives it any more
+    view = DagView(run, ws=ws)
+    view.select("ship")
+    assert gate_buttons(view) == ["Approve", "Deny", "Edit payload"]
+    decided = view.approve(note="looks good")
+    assert gate_buttons(view) == []  # gone at once, before the decision is even written
+    assert view.approve() is None and "being recorded already" in view.message.value  # no second decision
+    await asyncio.wait_for(decided, LIVENESS)
+    finished = await asyncio.wait_for(view.handle, LIVENESS)  # the driver the view started
+    assert finished.status == "completed" and finished.output == {"announce": "5"}
+    await until(lambda: set(statuses(view).values()) == {"completed"})
+    assert "completed" in view.heading.value and "5/5 steps" in view.heading.value
+    assert "approved" in view.message.value
+    stored = wf.get_workflow_step(run, "ship", ws=ws)  # the database agrees
+    assert stored.status == "completed" and stored.output["note"] == "looks good"
+    assert wf.get_workflow_run(run, ws=ws).status == "completed"
+    view.close()
+
+
+async def test_a_gate_approved_in_the_view_leaves_a_waiting_driver_to_go_on(
+    ws: Workspace, user: User
+) -> None:
+    w = wf.create_workflow(user, spec(), ws=ws)
+    handle = wf.run_workflow(w, input={"version": "6"}, ws=ws)  # another cell: its driver waits at the gate
+    await until(lambda: wf.get_workflow_run(handle.run_id, ws=ws).status == "waiting_approval")
+    view = DagView(handle.run_id, ws=ws)
+    view.select("ship")
+    assert driven_here(handle.run_id) and labels(view.controls.children) == ["Cancel", "Pause"]
+    await asyncio.wait_for(view.approve(), LIVENESS)
+    assert view.handle is None  # no second driver: the cell's own one goes on
+    run = await asyncio.wait_for(handle, LIVENESS)
+    assert run.status == "completed" and run.output == {"announce": "6"}
+    await until(lambda: "completed" in view.heading.value)
+    view.close()
+
+
+async def test_a_gate_decided_elsewhere_offers_resume_instead_of_a_second_decision(
+    ws: Workspace, user: User
+) -> None:
+    w = wf.create_workflow(user, spec(), ws=ws)
+    run = await wf.arun_workflow(w, input={"version": "7"}, stop_when_blocked=True, ws=ws)
+    view = DagView(run, ws=ws)
+    view.select("ship")
+    wf.approve_workflow_step(run, "ship", note="from another cell", ws=ws)
+    await until(lambda: "Resume" in labels(view.controls.children))  # the view heard the decision
+    assert gate_buttons(view) == [] and "Resume to go on" in view.details.children[-1].value
+    assert "approved, not resumed" in view.heading.value
+    finished = await asyncio.wait_for(view.resume(), LIVENESS)
+    assert finished.status == "completed" and finished.output == {"announce": "7"}
+    view.close()
+
+
+FLAKY_CALLS = {"n": 0}
+
+
+@wf.step_function("tests.widgets_dag.flaky")
+def flaky(version: str) -> str:
+    """Fails on its first call, as a test database that was not ready would."""
+    FLAKY_CALLS["n"] += 1
+    if FLAKY_CALLS["n"] == 1:
+        raise RuntimeError("the test database was not ready")
+    return f"{version} passed"
+
+
+async def test_retry_from_the_failed_step_in_the_view(ws: Workspace, user: User) -> None:
+    FLAKY_CALLS["n"] = 0
+    w = wf.create_workflow(
+        user,
+        {
+            "name": "Flaky",
+            "steps": [
+                wf.step("build", "transform", value="built"),
+                wf.step("tests", fn=flaky, depends_on="build", args={"version": "8"}),
+                wf.step("ship", "transform", depends_on="tests", value="{{ steps.tests.output }}"),
+            ],
+        },
+        ws=ws,
+    )
+    first = await wf.arun_workflow(w, ws=ws)
+    view = DagView(first, ws=ws)
+    assert first.status == "failed" and statuses(view)["tests"] == "failed"
+    [retry] = [
+        b for b in view.controls.children[0].children[-1].children if b.description.startswith("Retry")
+    ]
+    retry.click()
+    assert view.run is not None and view.run.id != first.id and view.run.retry_of_run_id == first.id
+    assert f"Retrying run {str(first.id)[:8]} from step tests" in view.message.value
+    second = await asyncio.wait_for(view.handle, LIVENESS)
+    assert second.status == "completed" and second.output == {"ship": "8 passed"}
+    await until(lambda: set(statuses(view).values()) == {"completed"})
+    assert f"retry of run {str(first.id)[:8]}" in view.heading.value
+    assert wf.get_workflow_step(second, "build", ws=ws).meta.get("carried_from")  # not run again
+    assert FLAKY_CALLS["n"] == 2
+    view.close()
+
+
+def test_the_start_box_is_prefilled_with_values_of_each_fields_type() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "pr": {"type": "integer"},
+            "ratio": {"type": "number"},
+            "dry_run": {"type": "boolean"},
+            "files": {"type": "array"},
+            "title": {"type": "string"},
+            "env": {"enum": ["staging", "prod"]},
+            "version": {"type": "string", "default": "1.0"},
+            "owner": {"type": ["null", "string"], "examples": ["ada"]},
+            "limits": {"type": "object", "properties": {"max": {"type": "integer", "default": 3}}},
+        },
+    }
+    assert {k: example_value(p) for k, p in schema["properties"].items()} == {
+        "pr": 0,
+        "ratio": 0,
+        "dry_run": False,
+        "files": [],
+        "title": "",
+        "env": "staging",
+        "version": "1.0",
+        "owner": "ada",
+        "limits": {"max": 3},
+    }
+
+
+async def test_a_workflow_with_an_integer_input_starts_from_the_prefilled_box(
+    ws: Workspace, user: User
+) -> None:
+    w = wf.create_workflow(
+        user,
+        {
+            "name": "Review",
+            "input_schema": {"type": "object", "properties": {"pr": {"type": "integer"}}, "required": ["pr"]},
+            "steps": [wf.step("fetch", "transform", value="{{ input.pr }}")],
+        },
+        ws=ws,
+    )
+    view = DagView(w, ws=ws)
+    assert view.input_box.value == '{\n  "pr": 0\n}'
+    view.start_button.click()  # the prefilled box is valid input as it is
+    assert view.run is not None and view.run.input == {"pr": 0}
+    run = await asyncio.wait_for(view.handle, LIVENESS)
+    assert run.status == "completed"
+    view.close()

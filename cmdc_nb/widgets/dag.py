@@ -1,11 +1,18 @@
 """DagView: a workflow or a run as a graph, laid out in the kernel (no network service), nodes coloured
 by live status. Click a node for its input, output, error, cost and duration; start a run, cancel,
-pause and resume it, and decide approval gates from the view."""
+pause, resume and retry it, and decide approval gates from the view.
+
+A gate decided in the view moves the run on whoever started it: a run started with
+`stop_when_blocked=True` has no driver left once it reached the gate, so the view starts one (the run
+stops again at the next undecided gate); a run whose driver is still waiting in this kernel is left to
+it. The decision's database work runs off the kernel's loop."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +22,35 @@ import networkx as nx
 import traitlets
 
 from cmdc_nb import workflows as wf
+from cmdc_nb.errors import CmdcError, InvalidStateError
 from cmdc_nb.events import topics
-from cmdc_nb.store.models import Workflow, WorkflowRun
+from cmdc_nb.services import approvals
+from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun
 from cmdc_nb.widgets._common import Decision, Refresher
 from cmdc_nb.widgets._render import CSS, escape, pretty_json
+from cmdc_nb.workflows.engine import driven_here
 
-__all__ = ["DagView", "layout"]
+__all__ = ["DagView", "example_value", "layout"]
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 46, 48, 18, 12
 _ACTIVE = ("pending", "running", "waiting_approval", "paused")
+_RETRYABLE = ("failed", "cancelled", "timeout")
+# What an input field starts as when its schema gives no default or example: a value of its type.
+_EMPTY: dict[str, Any] = {
+    "integer": 0,
+    "number": 0,
+    "boolean": False,
+    "array": [],
+    "object": {},
+    "null": None,
+}
+# The view's own box: never wider than the output area (its border and padding inside its width).
+_DAG_CSS = """<style>
+.cmdc-dagview { box-sizing: border-box; max-width: 100%; min-width: 0; }
+.cmdc-dagview .widget-hbox, .cmdc-dagview .widget-vbox { max-width: 100%; flex-wrap: wrap; }
+.cmdc-dagview .cmdc-dag-input textarea { font-family: var(--jp-code-font-family, monospace); }
+</style>"""
+log = logging.getLogger("cmdc_nb.widgets")
 
 
 class _DagCanvas(anywidget.AnyWidget):
@@ -53,6 +80,25 @@ def layout(steps: list[dict[str, Any]]) -> dict[str, Any]:
     return {"positions": pos, "edges": [list(e) for e in g.edges], "width": width, "height": height}
 
 
+def example_value(prop: Any) -> Any:
+    """What a Start-run box shows for one input field: its default, else its first example, enum value
+    or const, else an empty value of its type (0 for an integer, not "")."""
+    if not isinstance(prop, dict):
+        return ""
+    for key in ("default", "const"):
+        if key in prop:
+            return prop[key]
+    for key in ("examples", "enum"):
+        if isinstance(prop.get(key), list) and prop[key]:
+            return prop[key][0]
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" and isinstance(prop.get("properties"), dict):
+        return {k: example_value(p) for k, p in prop["properties"].items()}
+    return _EMPTY.get(kind, "") if isinstance(kind, str) else ""
+
+
 def _duration(ms: int | None) -> str:
     if ms is None:
         return ""
@@ -62,7 +108,15 @@ def _duration(ms: int | None) -> str:
 class DagView(w.VBox):  # type: ignore[misc]
     """A workflow (before a run: Start) or a run (live). Methods do what the buttons do: `start(input)`,
     `select(step_id)`, `approve(payload=None, note=None)`, `deny(note=None)`, `cancel()`, `pause()`,
-    `resume()`; `refresh()` re-reads the run (done by itself on every event of the run)."""
+    `resume()`, `retry()`; `refresh()` re-reads the run (done by itself on every event of the run).
+
+    A decision made here moves the run on: if no driver in this kernel is driving it (it was started
+    with `stop_when_blocked=True`, or elsewhere), the view drives it, until the next undecided gate.
+    In a notebook `approve()` and `deny()` return a task (await it for the decision to be recorded).
+
+    >>> view = DagView(run)                                         # doctest: +SKIP
+    >>> view.select("ship"); await view.approve(note="looks good")  # doctest: +SKIP
+    """
 
     def __init__(self, target: Workflow | WorkflowRun | Any, *, ws: Any = None, user: Any = None) -> None:
         from cmdc_nb._plumbing.workspace import get_workspace
@@ -89,22 +143,32 @@ class DagView(w.VBox):  # type: ignore[misc]
         self.heading = w.HTML()
         self.input_box = w.Textarea(
             value=json.dumps(self._example_input(), indent=2),
-            layout=w.Layout(width="98%", height="70px"),
-            description="input",
+            layout=w.Layout(width="100%", height="70px"),
+            placeholder="the run's input, as JSON",
         )
+        self.input_box.add_class("cmdc-dag-input")
         self.start_button = w.Button(description="Start run", button_style="primary", icon="play")
         self.cancel_button = w.Button(description="Cancel", button_style="danger", icon="stop")
         self.pause_button = w.Button(description="Pause", icon="pause")
-        self.resume_button = w.Button(description="Resume", icon="play")
+        self.resume_button = w.Button(
+            description="Resume", icon="play", tooltip="drive the run from this kernel, from where it stopped"
+        )
+        self.retry_button = w.Button(
+            description="Retry from failed step",
+            icon="redo",
+            layout=w.Layout(width="auto"),
+            tooltip="a new run of the same input: completed steps are carried over, the rest run again",
+        )
         self.start_button.on_click(lambda _: self._start_from_box())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.pause_button.on_click(lambda _: self.pause())
         self.resume_button.on_click(lambda _: self.resume())
+        self.retry_button.on_click(lambda _: self.retry())
         self.controls = w.HBox([])
         self.details = w.VBox([])
         self.message = w.HTML()
         self.children = [
-            w.HTML(CSS),
+            w.HTML(CSS + _DAG_CSS),
             self.heading,
             self.canvas,
             self.controls,
@@ -113,6 +177,11 @@ class DagView(w.VBox):  # type: ignore[misc]
         ]
         self.add_class("cmdc-chat")
         self.add_class("cmdc-dagview")
+        self._gates: dict[str, ApprovalItem] = {}  # steps waiting at a gate, with their approval item
+        self._deciding: set[str] = set()  # gates whose decision is on its way: their buttons are gone
+        self._decision: tuple[Any, Decision] | None = None  # kept across refreshes: an open editor stays
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._closed = False
         # Bus callbacks come from whichever thread committed; redraw once per burst, on the kernel's loop.
         self._refresher = Refresher(self.refresh)
         self._loop = self._refresher.loop
@@ -128,10 +197,7 @@ class DagView(w.VBox):  # type: ignore[misc]
     def _example_input(self) -> dict[str, Any]:
         schema = self.workflow.input_schema or {}
         props = schema.get("properties", {}) if isinstance(schema, dict) else {}
-        return {
-            k: p.get("default", p.get("examples", [""])[0] if p.get("examples") else "")
-            for k, p in props.items()
-        }
+        return {k: example_value(p) for k, p in props.items()} if isinstance(props, dict) else {}
 
     def _follow(self) -> None:
         for sub in self._subs:
@@ -142,6 +208,8 @@ class DagView(w.VBox):  # type: ignore[misc]
             self._subs = [
                 self.ws.bus.subscribe(topics.workflow_run_steps(rid), self._refresher),
                 self.ws.bus.subscribe(topics.workflow_run(rid), self._refresher),
+                # a gate decided elsewhere (the approval queue, another cell) changes what the view offers
+                self.ws.bus.subscribe(topics.user_approvals(self.run.user_id), self._refresher),
             ]
 
     @property
@@ -151,14 +219,31 @@ class DagView(w.VBox):  # type: ignore[misc]
             return {}
         return {s.step_id: s for s in wf.list_workflow_steps(self.run, ws=self.ws)}
 
+    def _loop_usable(self) -> bool:
+        return self._loop is not None and not self._loop.is_closed()
+
+    def _driving(self) -> bool:
+        """Whether something in this kernel drives the run now (this view's task or another cell's)."""
+        if self.run is None:
+            return False
+        own = self.handle is not None and not self.handle.done()
+        return own or driven_here(self.run.id)
+
     # -- drawing -----------------------------------------------------------------------------------
     def refresh(self) -> None:
+        if self._closed:
+            return
         if self.run is not None:
             self.run = wf.get_workflow_run(self.run.id, ws=self.ws)
             snapshot = self.run.workflow_snapshot["steps"]
         else:
             snapshot = self.workflow.steps
         rows = self.steps
+        self._gates = {
+            sid: approvals.get_approval_item(row.approval_id, ws=self.ws)
+            for sid, row in rows.items()
+            if row.status.value == "waiting_approval" and row.approval_id is not None
+        }
         geo = layout(snapshot)
         nodes = []
         for s in snapshot:
@@ -203,26 +288,42 @@ class DagView(w.VBox):  # type: ignore[misc]
             return
         r = self.run
         done = sum(1 for s in rows.values() if s.status.value in ("completed", "skipped"))
-        bits = [r.status.value.replace("_", " "), f"{done}/{len(rows)} steps"]
+        state = r.status.value.replace("_", " ")
+        if r.status.value == "waiting_approval":
+            pending = [sid for sid, item in self._gates.items() if item.status.value == "pending"]
+            state = f"waiting for approval at {', '.join(pending)}" if pending else "approved, not resumed"
+        bits = [state, f"{done}/{len(rows)} steps"]
         if r.duration_ms is not None:
             bits.append(_duration(r.duration_ms))
         if r.total_cost_usd:
             bits.append(f"${r.total_cost_usd:.4f}")
-        if r.error_message and r.status.value in ("failed", "cancelled"):
+        if r.retry_of_run_id is not None:
+            bits.append(f"retry of run {str(r.retry_of_run_id)[:8]}")
+        if r.error_message and r.status.value in _RETRYABLE:
             bits.append(escape(r.error_message[:120]))
-        self.heading.value = (
-            f'{title} <span class="cmdc-stats">run {str(r.id)[:8]} · {" · ".join(bits)}</span>'
-        )
+        self.heading.value = f'{title} <span class="cmdc-stats">run {str(r.id)[:8]} · {" · ".join(escape(b) for b in bits)}</span>'
 
     def _render_controls(self) -> None:
-        if self.run is None or self.run.status.value not in _ACTIVE:
-            self.controls.children = [self.start_button]
-            extra = [self.input_box] if self.workflow.input_schema else []
-            self.controls.children = [w.VBox([*extra, self.start_button])]
+        status = self.run.status.value if self.run is not None else None
+        if status in _ACTIVE:
+            buttons = [self.cancel_button]
+            if status == "paused":
+                buttons.append(self.resume_button)
+            else:
+                buttons.append(self.pause_button)
+                # Resume applies when nothing here drives the run and it has somewhere to go: not while
+                # it only waits at an undecided gate (deciding it drives the run).
+                stalled = status != "waiting_approval" or any(
+                    item.status.value != "pending" for item in self._gates.values()
+                )
+                if stalled and not self._deciding and not self._driving():
+                    buttons.append(self.resume_button)
+            self.controls.children = buttons
             return
-        buttons = [self.cancel_button]
-        buttons.append(self.resume_button if self.run.status.value == "paused" else self.pause_button)
-        self.controls.children = buttons
+        extra = [self.input_box] if self.workflow.input_schema else []
+        self.start_button.description = "Start run" if self.run is None else "Start a new run"
+        row = [self.start_button, *([self.retry_button] if status in _RETRYABLE else [])]
+        self.controls.children = [w.VBox([*extra, w.HBox(row)], layout=w.Layout(width="100%"))]
 
     def select(self, step_id: str) -> None:
         """Show a step's details (what a click on its node does)."""
@@ -254,7 +355,7 @@ class DagView(w.VBox):  # type: ignore[misc]
             self.details.children = body
             return
         facts.append(
-            f"status <b>{escape(row.status.value)}</b> · attempt {row.attempt_number}/{row.max_attempts}"
+            f"status <b>{escape(row.status.value.replace('_', ' '))}</b> · attempt {row.attempt_number}/{row.max_attempts}"
         )
         if row.duration_ms is not None:
             facts.append(f"duration {_duration(row.duration_ms)}")
@@ -272,22 +373,47 @@ class DagView(w.VBox):  # type: ignore[misc]
                 f"<div class='cmdc-notice'>{escape(row.error_type or 'error')}: {escape(row.error_message)}</div>"
             )
         children: list[Any] = [w.HTML("".join(parts))]
-        if row.status.value == "waiting_approval":
-            from cmdc_nb.services import approvals
+        item = self._gates.get(sid)
+        if item is not None:
+            children.insert(0, w.HTML(f"<div class='cmdc-title'>{escape(item.title)}</div>"))
+            if sid in self._deciding:
+                children.append(w.HTML("<div class='cmdc-notice'>Recording the decision…</div>"))
+            elif item.status.value != "pending":
+                # decided (elsewhere) but no driver has applied it yet: say so, offer no second decision
+                children.append(
+                    w.HTML(
+                        f"<div class='cmdc-notice'>{escape(item.status.value.replace('_', ' '))}"
+                        f"{' — the run goes on' if self._driving() else ' — Resume to go on'}</div>"
+                    )
+                )
+            else:
+                children.extend(self._decision_for(sid, item).widgets)
+        self.details.children = children
 
-            item = approvals.get_approval_item(row.approval_id, ws=self.ws)
+    def _decision_for(self, sid: str, item: ApprovalItem) -> Decision:
+        key = (sid, item.id)
+        if self._decision is None or self._decision[0] != key:
             decision = Decision(
                 item.payload,
-                approve=lambda edited: self.approve(payload=edited),
-                deny=lambda: self.deny(note="denied in the DAG view"),
+                approve=lambda edited: self._clicked(lambda: self.approve(payload=edited)),
+                deny=lambda: self._clicked(lambda: self.deny(note="denied in the DAG view")),
                 edit_label="Edit payload",
             )
-            children = [
-                w.HTML(f"<div class='cmdc-title'>{escape(item.title)}</div>"),
-                *children,
-                *decision.widgets,
-            ]
-        self.details.children = children
+            self._decision = (key, decision)
+        return self._decision[1]
+
+    def _say(self, text: str) -> None:
+        self.message.value = f'<div class="cmdc-notice">{escape(text)}</div>' if text else ""
+
+    def _clicked(self, action: Callable[[], Any]) -> None:
+        """A button's action: what goes wrong is said in the view and logged, never swallowed."""
+        try:
+            action()
+        except (CmdcError, ValueError) as exc:
+            self._say(str(exc))
+        except Exception as exc:
+            log.exception("a DagView button failed")
+            self._say(f"{type(exc).__name__}: {exc}")
 
     # -- actions -----------------------------------------------------------------------------------
     def _start_from_box(self) -> None:
@@ -300,8 +426,6 @@ class DagView(w.VBox):  # type: ignore[misc]
 
     def start(self, input: dict[str, Any] | None = None, **options: Any) -> Any:
         """Start a run of the workflow and follow it (in a notebook it runs in the background)."""
-        from cmdc_nb.errors import CmdcError
-
         try:
             run = wf.start_workflow_run(self.workflow, self.user, input=input, ws=self.ws)
         except CmdcError as exc:
@@ -309,37 +433,105 @@ class DagView(w.VBox):  # type: ignore[misc]
             return None
         self.message.value = ""
         self.run = run
+        self.canvas.selected = ""
         self._follow()
         coro = wf.execute_workflow_run(run, ws=self.ws, **options)
-        if self._loop is not None and not self._loop.is_closed():
-            self.handle = self._loop.create_task(coro)
+        if self._loop_usable():
+            assert self._loop is not None
+            self._track(self._loop.create_task(coro))
         else:
             asyncio.run(coro)
         self.refresh()
         return self.handle or self.run
 
+    def _track(self, handle: Any) -> None:
+        """Follow a driver: when it ends (done, stopped at a gate, failed) the controls change."""
+        self.handle = handle
+        task = handle.task if isinstance(handle, wf.RunHandle) else handle
+
+        def ended(t: asyncio.Future[Any]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("a workflow run driven by a DagView failed", exc_info=t.exception())
+                self._say(f"The run's driver stopped: {t.exception()}")
+            self._refresher()
+
+        task.add_done_callback(ended)
+
     def _gate(self) -> str:
         sid = self.canvas.selected
-        if self.run is None or not sid:
+        if self.run is None or not sid or sid not in self._gates:
             raise ValueError("select a step waiting for approval first")
         return sid
 
-    def approve(self, payload: dict[str, Any] | None = None, note: str | None = None) -> None:
+    def approve(self, payload: dict[str, Any] | None = None, note: str | None = None) -> Any:
+        """Approve the selected gate (`payload` replaces what the step runs with) and move the run on."""
+        return self._decide(True, payload=payload, note=note or "approved in the DAG view")
+
+    def deny(self, note: str | None = None) -> Any:
+        """Deny the selected gate: the step fails (or is skipped, per its `on_deny`) and the run goes on."""
+        return self._decide(False, note=note)
+
+    def _decide(self, approve: bool, *, payload: dict[str, Any] | None = None, note: str | None) -> Any:
+        sid = self._gate()
         assert self.run is not None
-        wf.approve_workflow_step(
-            self.run,
-            self._gate(),
-            self.user,
-            note=note or "approved in the DAG view",
-            payload=payload,
-            ws=self.ws,
-        )
+        if sid in self._deciding:
+            self._say(f"The decision on step {sid} is being recorded already.")
+            return None
+        run_id, verb = self.run.id, "approved" if approve else "denied"
+
+        def decide() -> None:
+            if approve:
+                wf.approve_workflow_step(run_id, sid, self.user, note=note, payload=payload, ws=self.ws)
+            else:
+                wf.deny_workflow_step(run_id, sid, self.user, note=note, ws=self.ws)
+
+        if self._gates[sid].status.value != "pending":
+            # decided elsewhere already: what is left to do is to move the run on
+            self._drive_on()
+            self.refresh()
+            self._say(f"Step {sid} was {self._gates[sid].status.value} already; the run goes on.")
+            return None
+        self._deciding.add(sid)
+        self._say(f"{'Approving' if approve else 'Denying'} step {sid}…")
+        self._show_details()  # its buttons go at once: a second click cannot decide twice
+        if not self._loop_usable():
+            self._decided(sid, verb, _attempt(decide))
+            return None
+        assert self._loop is not None
+        task = self._loop.create_task(self._decide_off_loop(sid, verb, decide))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _decide_off_loop(self, sid: str, verb: str, decide: Callable[[], None]) -> None:
+        # the decision is a few database writes: off the loop, so the kernel stays responsive
+        error = await asyncio.get_running_loop().run_in_executor(None, _attempt, decide)
+        self._decided(sid, verb, error)
+
+    def _decided(self, sid: str, verb: str, error: Exception | None) -> None:
+        self._deciding.discard(sid)
+        if error is None:
+            self._say(f"Step {sid} {verb}; the run goes on.")
+        elif isinstance(error, InvalidStateError):
+            self._say(f"Step {sid} was decided elsewhere already; the run goes on from that decision.")
+        else:
+            self._say(f"Step {sid} was not {verb}: {error}")
+            self.refresh()
+            return
+        self._drive_on()
         self.refresh()
 
-    def deny(self, note: str | None = None) -> None:
-        assert self.run is not None
-        wf.deny_workflow_step(self.run, self._gate(), self.user, note=note, ws=self.ws)
-        self.refresh()
+    def _drive_on(self) -> None:
+        """Drive the run past a decided gate unless something in this kernel already does; it stops again
+        at the next undecided gate, as a run started with `stop_when_blocked` would."""
+        if self.run is None or self._driving() or self.run.status.value not in _ACTIVE:
+            return
+        coro = wf.execute_workflow_run(self.run.id, stop_when_blocked=True, ws=self.ws)
+        if self._loop_usable():
+            assert self._loop is not None
+            self._track(self._loop.create_task(coro))
+        else:
+            asyncio.run(coro)
 
     def cancel(self) -> None:
         if self.run is not None:
@@ -352,16 +544,53 @@ class DagView(w.VBox):  # type: ignore[misc]
             self.refresh()
 
     def resume(self) -> Any:
+        """Drive the run from where it stopped (paused, interrupted, or past a gate decided elsewhere)."""
         if self.run is None:
             return None
-        handle = wf.resume_workflow_run(self.run, ws=self.ws)
+        try:
+            handle = wf.resume_workflow_run(self.run, ws=self.ws)
+        except CmdcError as exc:
+            self._say(str(exc))
+            return None
         if not isinstance(handle, WorkflowRun):
-            self.handle = handle
+            self._track(handle)
+        self._say("")
+        self.refresh()
+        return handle
+
+    def retry(self) -> Any:
+        """Retry a failed (or cancelled) run from its failed step: a new run, which the view follows."""
+        if self.run is None:
+            return None
+        old = self.run
+        try:
+            handle = wf.retry_workflow_run(old, ws=self.ws)
+        except CmdcError as exc:
+            self._say(str(exc))
+            return None
+        self.run = wf.get_workflow_run(
+            handle if isinstance(handle, WorkflowRun) else handle.run_id, ws=self.ws
+        )
+        if not isinstance(handle, WorkflowRun):
+            self._track(handle)
+        self._follow()
+        where = f"from step {old.failed_step_id}" if old.failed_step_id else "from where it stopped"
+        self._say(f"Retrying run {str(old.id)[:8]} {where}; completed steps are carried over.")
         self.refresh()
         return handle
 
     def close(self) -> None:
+        self._closed = True
         for sub in self._subs:
             sub.close()
         self._subs = []
         super().close()
+
+
+def _attempt(fn: Callable[[], None]) -> Exception | None:
+    """Call `fn`; the error a person can act on is returned (to be said in the view), others raise."""
+    try:
+        fn()
+    except CmdcError as exc:
+        return exc
+    return None

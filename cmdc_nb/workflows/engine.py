@@ -52,6 +52,7 @@ __all__ = [
     "arun_workflow",
     "cancel_workflow_run",
     "deny_workflow_step",
+    "driven_here",
     "execute_workflow_run",
     "pause_workflow_run",
     "resume_workflow_run",
@@ -71,6 +72,14 @@ _NO_RETRY = frozenset({"TemplateError", "OutputNotJSON", "LeaseLost"})
 
 # Steps running in this process, per run, so a cancel from this process stops them at once.
 _running: dict[uuid.UUID, dict[str, tuple[asyncio.Task[None], state.Claim]]] = {}
+# Drivers alive in this process, per run: a view that decides a gate starts one only if none is.
+_drivers: dict[uuid.UUID, int] = {}
+
+
+def driven_here(run: RunRef) -> bool:
+    """Whether a driver in this process is driving `run` now (one started with `stop_when_blocked`
+    stops at a gate; one in another process is not seen). No database access."""
+    return _drivers.get(v.id_of(run, "workflow_run"), 0) > 0
 
 
 class RunHandle:
@@ -272,6 +281,29 @@ async def _drive(
     max_concurrency: int,
     stop_when_blocked: bool,
     dispatch: Callable[[list[str]], Awaitable[None]] | None = None,
+) -> WorkflowRun:
+    _drivers[run_id] = _drivers.get(run_id, 0) + 1
+    try:
+        return await _drive_loop(
+            ws,
+            run_id,
+            max_concurrency=max_concurrency,
+            stop_when_blocked=stop_when_blocked,
+            dispatch=dispatch,
+        )
+    finally:
+        _drivers[run_id] -= 1
+        if not _drivers[run_id]:
+            del _drivers[run_id]
+
+
+async def _drive_loop(
+    ws: Workspace,
+    run_id: uuid.UUID,
+    *,
+    max_concurrency: int,
+    stop_when_blocked: bool,
+    dispatch: Callable[[list[str]], Awaitable[None]] | None,
 ) -> WorkflowRun:
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
