@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import GuardrailError, InvalidInputError
 from cmdc_nb.gateway.normalise import fold_lookalikes, join_split_words, normalise, spaced_runs
 
@@ -57,6 +58,7 @@ class Guardrails:
     _runs: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
     _patterns: tuple[tuple[str, re.Pattern[str]], ...] = field(init=False, repr=False, compare=False)
 
+    @checked
     def __init__(
         self,
         deny_keywords: Iterable[str] = (),

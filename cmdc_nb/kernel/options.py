@@ -258,6 +258,9 @@ def _check_context(kw: dict[str, Any]) -> None:
     if not isinstance(wd, str | os.PathLike) or not Path(wd).expanduser().is_dir():
         raise InvalidInputError(f"{wd!r} is not an existing directory", field="working_dir")
     kw["working_dir"] = str(Path(wd).expanduser().resolve())
+    name = kw.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip() or "\x00" in name):
+        raise InvalidInputError("must be a non-blank text (or None)", field="name")
     ud = kw.get("user_data") or {}
     if not isinstance(ud, Mapping):
         raise InvalidInputError("must be a mapping", field="user_data")

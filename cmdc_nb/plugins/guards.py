@@ -8,9 +8,10 @@ import datetime as dt
 import logging
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import BudgetExceededError, InvalidInputError
 from cmdc_nb.kernel.plugins import Abort, Action, Emit, HookEvent, Plugin, SwitchModel
 from cmdc_nb.kernel.tools import ToolContext
@@ -28,6 +29,7 @@ class CostGuard(Plugin):
     name = "cost_guard"
     priority = 120
 
+    @checked
     def __init__(
         self,
         *,
@@ -38,7 +40,7 @@ class CostGuard(Plugin):
     ) -> None:
         super().__init__()
         self.max_tokens = max_tokens
-        self.max_cost_usd = Decimal(str(max_cost_usd)) if max_cost_usd is not None else None
+        self.max_cost_usd = _money(max_cost_usd) if max_cost_usd is not None else None
         self.warn_threshold = warn_threshold
         self.check_budgets = check_budgets
         self._warned: set[str] = set()
@@ -74,6 +76,16 @@ class CostGuard(Plugin):
                             Emit("cost_warning", {"budget": st.budget.name, "percent": str(st.percent)})
                         )
         return actions or None
+
+
+def _money(value: Decimal | str | float) -> Decimal:
+    try:
+        out = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise InvalidInputError("must be an amount in USD, e.g. '2.50'", field="max_cost_usd") from None
+    if not out.is_finite() or out < 0:
+        raise InvalidInputError("must be a finite amount of at least 0", field="max_cost_usd")
+    return out
 
 
 def _user_of(ctx: ToolContext) -> Any:
@@ -145,6 +157,7 @@ class ModelRouter(Plugin):
     name = "model_router"
     priority = 130
 
+    @checked
     def __init__(
         self,
         rules: Sequence[tuple[Sequence[Any], str]],
@@ -186,6 +199,7 @@ class Recovery(Plugin):
     name = "recovery"
     priority = 150
 
+    @checked
     def __init__(
         self,
         *,

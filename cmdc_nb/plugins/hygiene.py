@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import Action, Emit, HookEvent, Plugin, ReplaceToolResult
 from cmdc_nb.kernel.tools import ToolContext
@@ -79,6 +80,7 @@ class OutputFilter(Plugin):
     name = "output_filter"
     priority = 300
 
+    @checked
     def __init__(
         self,
         *,
@@ -112,6 +114,7 @@ class PatchToolCalls(Plugin):
     name = "patch_tool_calls"
     priority = 110
 
+    @checked
     def __init__(
         self, *, synthetic_content: str = "Error: Tool call was interrupted or not executed."
     ) -> None:
@@ -149,6 +152,7 @@ class LargeResultOffload(Plugin):
     priority = 320
     EXCLUDED = frozenset({"ls", "glob", "grep", "read_file", "edit_file", "write_file"})
 
+    @checked
     def __init__(
         self, *, max_chars: int = 80_000, preview_chars: int = 2_000, exclude: Iterable[str] = EXCLUDED
     ) -> None:
@@ -194,6 +198,7 @@ class EventLogger(Plugin):
     )
     _DEBUG_ONLY = frozenset({"message_delta", "thinking_delta", "tool_execution_metrics"})
 
+    @checked
     def __init__(
         self,
         *,

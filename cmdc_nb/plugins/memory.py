@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import HookEvent, Plugin
 from cmdc_nb.kernel.tools import ToolContext
@@ -33,6 +34,7 @@ class MemoryLoader(Plugin):
     name = "memory_loader"
     priority = 60
 
+    @checked
     def __init__(
         self,
         files: Sequence[str] = ("MEMORY.md", "AGENTS.md", "~/.cmdc/AGENTS.md"),
@@ -87,6 +89,7 @@ class MemoryFlush(Plugin):
     name = "memory_flush"
     priority = 70
 
+    @checked
     def __init__(
         self,
         *,

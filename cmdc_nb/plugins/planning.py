@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import CmdcError, InvalidInputError
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import Abort, Action, Emit, HookEvent, Intervene, Plugin
@@ -47,6 +48,7 @@ class Planning(Plugin):
     name = "planning"
     priority = 200
 
+    @checked
     def __init__(
         self,
         *,

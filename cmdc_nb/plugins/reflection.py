@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.options import SubAgent
 from cmdc_nb.kernel.plugins import Action, HookEvent, Intervene, Plugin
@@ -42,6 +43,7 @@ class Reflection(Plugin):
     name = "reflection"
     priority = 400
 
+    @checked
     def __init__(
         self,
         *,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.plugins import Action, BlockTool, HookEvent, Plugin, ReplaceToolArgs, RequireApproval
 from cmdc_nb.kernel.sandbox import scrubbed_env
@@ -99,6 +100,7 @@ class SecurityGuard(Plugin):
     priority = 10
     inherited_by_subagents = True
 
+    @checked
     def __init__(
         self,
         *,
@@ -317,6 +319,7 @@ class HumanApproval(Plugin):
     priority = 50
     inherited_by_subagents = True
 
+    @checked
     def __init__(
         self,
         *,

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from cmdc_nb._plumbing.checked import checked
 from cmdc_nb.errors import InvalidInputError, NotFoundError
 from cmdc_nb.kernel.plugins import HookEvent, Plugin
 from cmdc_nb.kernel.tools import Tool, ToolContext, ToolError
@@ -99,6 +100,7 @@ class Skills(Plugin):
     name = "skills"
     priority = 80
 
+    @checked
     def __init__(self, dirs: Sequence[str | Path | tuple[str | Path, str]] | None = None) -> None:
         super().__init__()
         self.dirs = dirs
