@@ -39,7 +39,9 @@ def test_approve_in_the_browser_while_the_turn_runs(tmp_path: Path) -> None:
     with jupyterlab(tmp_path) as url, browser_page() as page:
         run_all(page, f"{url}/lab/tree/chat.ipynb")
         page.wait_for_selector("button.jupyter-button:has-text('Approve')", timeout=WAIT_MS)
-        assert page.locator("text=waiting for approval").count() == 1
+        assert (
+            page.locator(".cmdc-tool.waiting .cmdc-badge:has-text('waiting for your approval')").count() == 1
+        )
         screenshot(page, "chat-waiting-for-approval.png")
         page.click("button.jupyter-button:has-text('Approve')")
         page.wait_for_selector("text=All green", timeout=WAIT_MS)

@@ -34,7 +34,7 @@ def html_of(chat: ChatWidget) -> str:
     return "\n".join(out)
 
 
-def buttons(chat: ChatWidget) -> dict[str, Any]:
+def buttons(chat: Any) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     def walk(widget: Any) -> None:
@@ -43,7 +43,7 @@ def buttons(chat: ChatWidget) -> dict[str, Any]:
                 found[c.description] = c
             walk(c)
 
-    walk(chat.messages_box)
+    walk(getattr(chat, "messages_box", chat))
     return found
 
 
@@ -81,7 +81,13 @@ async def test_approve_from_the_card_while_the_agent_runs() -> None:
     chat = ChatWidget(agent)
     handle = chat.send("ship it")
     await wait_for(lambda: "Approve" in buttons(chat))
-    assert "waiting for approval" in html_of(chat) and chat.stop_button.disabled is False
+    card = chat.messages_box.children[-1]
+    # the card that waits holds its buttons, shows its arguments open, and the status says why we wait
+    assert "cmdc-tool" in card._dom_classes and "waiting" in card._dom_classes
+    assert "Approve" in buttons(card) and "Deny" in buttons(card)
+    assert "<details open><summary>arguments</summary>" in card.children[0].value
+    assert "waiting for your approval" in card.children[0].value
+    assert "waiting for your approval" in chat.status_html.value and chat.stop_button.disabled is False
     buttons(chat)["Approve"].click()  # what the browser's click does
     assert await handle == "Deploying.\n\nDeployed."
     shown = html_of(chat)
@@ -116,6 +122,9 @@ async def test_edit_arguments_then_approve_and_deny() -> None:
     buttons(chat)["Deny"].click()
     assert await handle == "fine"
     assert agent.messages[-2]["content"] == "denied by the user: denied from the chat"
+    denied = chat.messages_box.children[-2]  # the second call's card, before the reply "fine"
+    assert "denied" in denied._dom_classes and "error" not in denied._dom_classes
+    assert '<span class="cmdc-badge denied">denied</span>' in denied.children[0].value
 
 
 async def test_stop_steer_and_the_model_picker() -> None:
@@ -125,10 +134,14 @@ async def test_stop_steer_and_the_model_picker() -> None:
     chat = ChatWidget(agent, models=[other.model])
     handle = chat.send("talk")
     await wait_for(lambda: chat.updates_sent > 0)
+    assert "writing" in chat.status_html.value
     chat.stop_button.click()
+    # shown at once, before the run has wound down: no cursor, nothing left to stop or steer
+    assert "▍" not in html_of(chat) and "slow" in html_of(chat)
+    assert chat.stop_button.disabled and chat.steer_button.disabled
     with pytest.raises(AbortedError):
         await handle
-    assert "stopped (user_cancelled)" in html_of(chat)
+    assert "■ stopped by you" in html_of(chat) and "stopped" in chat.status_html.value
     chat.model_picker.value = other.model  # as picked in the browser
     assert agent.model == other.model
     assert await chat.send("again") == "from the other model"
@@ -226,3 +239,76 @@ def test_the_streaming_bubble_renders_finished_blocks_once_and_a_long_tail_as_te
     chat._text += " <b>" + "word " * chat_module.LIVE_MARKDOWN_CHARS
     live = chat._live_html()
     assert live.startswith(head) and "&lt;b&gt;" in live and "<em>" not in live[len(head) :]
+
+
+async def test_a_steer_shows_in_the_transcript_where_it_was_given() -> None:
+    script = Script([Turn("first " * 60, chunk_delay=0.01), "Brief, as you asked."])
+    agent = Agent(model=script.model)
+    chat = ChatWidget(agent)
+    handle = chat.send("talk")
+    await wait_for(lambda: chat.updates_sent > 0)
+    chat.input.value = "be brief"
+    chat.steer_button.click()
+    assert "↪ be brief" in html_of(chat) and "applies at the next step" in html_of(chat)
+    await handle
+    await wait_for(lambda: "Brief, as you asked." in html_of(chat))
+    assert "steer · applied" in html_of(chat)
+
+
+async def test_a_missing_key_is_one_sentence_with_the_remedy_and_details_behind_a_disclosure() -> None:
+    script = Script([Turn(error="authentication")])
+    agent = Agent(model=script.model)
+    chat = ChatWidget(agent)
+    with pytest.raises(Exception, match="authentication"):
+        await chat.send("hello")
+    await wait_for(lambda: "ready" in chat.status_html.value or "failed" in chat.status_html.value)
+    shown = html_of(chat)
+    assert shown.count('class="cmdc-msg cmdc-error"') == 1  # said once, not thrice
+    assert "⚠ no key for scripted: set SCRIPTED_API_KEY, or pick an offline model" in shown
+    assert "<details><summary>details</summary><pre>" in shown
+    # the status line stays short, so it never squeezes the buttons beside it
+    assert "failed: see the message above" in chat.status_html.value and len(chat.status_html.value) < 80
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "model", "sentence"),
+    [
+        (
+            "server_error",
+            "InternalServerError: OpenAIException - Missing credentials. Please pass an `api_key`",
+            "openai/gpt-4o-mini",
+            "no key for openai: set OPENAI_API_KEY, or pick an offline model",
+        ),
+        (
+            "rate_limit",
+            "429",
+            "anthropic/claude",
+            "anthropic is limiting requests: wait a minute and send again, or pick another model",
+        ),
+        ("weird", "?", "x/y", "the model failed (weird): see the details, or pick another model"),
+    ],
+)
+def test_failures_are_explained_in_one_sentence(kind: str, reason: str, model: str, sentence: str) -> None:
+    from cmdc_nb.widgets.chat import explain_failure
+
+    assert explain_failure(kind, reason, model) == sentence
+
+
+async def test_a_failing_button_is_logged_and_shown(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    chat = ChatWidget(Agent(model="scripted/x", working_dir=str(folder)))
+    folder.rmdir()  # Export now has nowhere to write
+    with caplog.at_level("ERROR", logger="cmdc_nb.widgets.chat"):
+        chat.export_button.click()
+    assert [r.getMessage() for r in caplog.records] == ["chat: exporting failed"]
+    assert caplog.records[0].exc_info is not None
+    assert "⚠ exporting failed: [Errno 2] No such file or directory" in html_of(chat)
+
+
+async def test_a_user_who_sends_is_brought_to_the_newest_message() -> None:
+    chat = ChatWidget(Agent(model=Script(["hi"]).model))
+    before = chat.follow.pins
+    chat.input.value = "hello"
+    chat.send_button.click()
+    assert chat.follow.pins == before + 1

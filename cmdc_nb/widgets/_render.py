@@ -83,26 +83,52 @@ CSS = """
   border: 1px solid var(--jp-border-color2, #d0d7de); border-radius: 10px; padding: 8px; background: var(--jp-layout-color1, #fff); }
 .cmdc-chat .cmdc-header { display: flex; gap: 10px; align-items: center; }
 .cmdc-chat .cmdc-title { font-weight: 600; font-size: 14px; }
-.cmdc-chat .cmdc-stats { color: var(--jp-ui-font-color2, #57606a); font-size: 12px; }
+.cmdc-chat .cmdc-stats { color: var(--jp-ui-font-color1, #1f2328); font-size: 12px; }
 .cmdc-chat .cmdc-scroll { border-top: 1px solid var(--jp-border-color2, #d0d7de); border-bottom: 1px solid var(--jp-border-color2, #d0d7de); padding: 6px 2px; }
-.cmdc-msg { margin: 6px 0; padding: 8px 12px; border-radius: 10px; max-width: 92%; line-height: 1.45; overflow-wrap: anywhere; }
+/* the chat: a header that wraps (never squeezes), a log that scrolls, a footer whose buttons keep their size */
+.cmdc-chatwidget { box-sizing: border-box; max-width: 100%; }
+.cmdc-chatwidget .cmdc-chat-header { flex-wrap: wrap; align-items: center; column-gap: 6px; }
+.cmdc-chatwidget .cmdc-chat-header .cmdc-stats { white-space: nowrap; }
+.cmdc-chatwidget .cmdc-chat-footer { flex-wrap: wrap; align-items: center; }
+.cmdc-chatwidget .cmdc-chat-footer > .jupyter-button { flex-shrink: 0; }
+.cmdc-chatwidget .cmdc-status { flex: 1 1 120px; min-width: 0; overflow-wrap: anywhere; padding-left: 4px; }
+.cmdc-chatwidget .widget-textarea { box-sizing: border-box; }
+.cmdc-chatwidget .cmdc-tool .widget-hbox { flex-wrap: wrap; }
+.cmdc-chatwidget .cmdc-tool .jupyter-button { flex-shrink: 0; }
+.cmdc-chatwidget .jupyter-button.mod-primary { background: var(--jp-brand-color0, #0d47a1); color: #fff; }
+.cmdc-chatwidget .jupyter-button.mod-success { background: var(--jp-brand-color0, #0d47a1); color: #fff; }
+.cmdc-chatwidget .jupyter-button.mod-danger { background: var(--jp-error-color0, #b71c1c); color: #fff; }
+.cmdc-chatwidget .jupyter-button.cmdc-stop { box-shadow: inset 0 0 0 1px var(--jp-error-color1, #d32f2f); }
+.cmdc-scroll { display: block !important; overflow-y: auto !important; overflow-x: hidden !important; overflow-anchor: auto; }
+.cmdc-log { overflow: visible !important; padding: 4px 4px 14px 4px; }
+.cmdc-log > *, .cmdc-log .widget-vbox > * { flex-shrink: 0 !important; }
+.cmdc-follow { position: relative; overflow: visible !important; margin: 0 !important; }
+.cmdc-follow-more { position: absolute; bottom: 10px; left: 50%; transform: translateX(-50%); z-index: 2; cursor: pointer;
+  padding: 3px 12px; border-radius: 12px; font-size: 12px; border: 1px solid var(--jp-brand-color1, #1976d2);
+  background: var(--jp-layout-color1, #fff); color: var(--jp-ui-font-color1, #1f2328); box-shadow: var(--jp-elevation-z4, 0 2px 6px rgba(0,0,0,.3)); }
+.cmdc-follow-more[hidden] { display: none; }
+.cmdc-msg { margin: 6px 0; padding: 8px 12px; border-radius: 10px; max-width: 92%; line-height: 1.45; overflow-wrap: anywhere; box-sizing: border-box; }
 .cmdc-msg p { margin: 4px 0; }
 .cmdc-msg pre { background: var(--jp-layout-color0, #fff); border: 1px solid var(--jp-border-color2, #d0d7de); padding: 8px; border-radius: 6px; overflow-x: auto; }
 .cmdc-msg code { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
-.cmdc-msg :not(pre) > code { background: rgba(175, 184, 193, 0.25); padding: 1px 4px; border-radius: 4px; }
-.cmdc-scroll { display: flex; flex-direction: column-reverse; overflow-y: auto; }
-.cmdc-log > *, .cmdc-log .widget-vbox > * { flex-shrink: 0 !important; }
-.cmdc-user { background: #ddf4ff; margin-left: auto; }
-.cmdc-assistant { background: var(--jp-layout-color2, #f6f8fa); }
-.cmdc-meta { font-size: 11px; color: var(--jp-ui-font-color2, #57606a); margin-top: 2px; }
-.cmdc-tool { border: 1px solid var(--jp-border-color2, #d0d7de); border-left: 4px solid #8c959f; border-radius: 8px; padding: 6px 10px; margin: 6px 0 6px 14px; font-size: 12px; }
-.cmdc-tool.running { border-left-color: #0969da; } .cmdc-tool.ok { border-left-color: #1a7f37; }
-.cmdc-tool.error { border-left-color: #cf222e; } .cmdc-tool.waiting { border-left-color: #bf8700; background: #fff8c5; }
+.cmdc-msg :not(pre) > code { background: var(--jp-layout-color2, #eee); padding: 1px 4px; border-radius: 4px; }
+.cmdc-user { background: var(--jp-layout-color2, #eee); margin-left: auto; border-right: 3px solid var(--jp-brand-color1, #1976d2); }
+.cmdc-steer { border-right-style: dashed; font-style: italic; }
+.cmdc-assistant { background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color2, #d0d7de); }
+.cmdc-error { background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-error-color1, #d32f2f); border-left-width: 4px; }
+.cmdc-error summary { cursor: pointer; font-size: 12px; }
+.cmdc-meta { font-size: 11px; color: var(--jp-ui-font-color1, #1f2328); margin-top: 2px; }
+.cmdc-tool { border: 1px solid var(--jp-border-color2, #d0d7de); border-left: 4px solid var(--jp-layout-color4, #757575); border-radius: 8px; padding: 6px 10px; margin: 6px 0 6px 14px; font-size: 12px; box-sizing: border-box; }
+.cmdc-tool.running { border-left-color: var(--jp-brand-color1, #1976d2); } .cmdc-tool.ok { border-left-color: var(--jp-success-color1, #388e3c); }
+.cmdc-tool.error { border-left-color: var(--jp-error-color1, #d32f2f); }
+.cmdc-tool.waiting { border-color: var(--jp-warn-color1, #f57c00); border-width: 2px 2px 2px 6px; background: var(--jp-layout-color2, #eee); }
 .cmdc-tool .cmdc-tool-name { font-weight: 600; font-family: var(--jp-code-font-family, monospace); }
-.cmdc-tool pre { margin: 4px 0; max-height: 220px; overflow: auto; background: var(--jp-layout-color2, #f6f8fa); padding: 6px; border-radius: 6px; }
-.cmdc-badge { display: inline-block; padding: 0 6px; border-radius: 10px; font-size: 11px; background: #eaeef2; margin-left: 6px; }
-.cmdc-badge.waiting { background: #fff8c5; } .cmdc-badge.ok { background: #dafbe1; } .cmdc-badge.error { background: #ffebe9; } .cmdc-badge.running { background: #ddf4ff; }
-.cmdc-notice { font-size: 12px; color: var(--jp-ui-font-color2, #57606a); font-style: italic; margin: 4px 0; }
+.cmdc-tool pre { margin: 4px 0; max-height: 220px; overflow: auto; background: var(--jp-layout-color0, #fff); color: var(--jp-content-font-color1, #1f2328); padding: 6px; border-radius: 6px; }
+.cmdc-badge { display: inline-block; padding: 0 6px; border-radius: 10px; font-size: 11px; margin-left: 6px; color: var(--jp-ui-font-color1, #1f2328);
+  background: transparent; border: 1px solid var(--jp-border-color1, #bdbdbd); }
+.cmdc-badge.waiting { border-color: var(--jp-warn-color1, #f57c00); font-weight: 600; } .cmdc-badge.ok { border-color: var(--jp-success-color1, #388e3c); }
+.cmdc-badge.error { border-color: var(--jp-error-color1, #d32f2f); } .cmdc-badge.running { border-color: var(--jp-brand-color1, #1976d2); }
+.cmdc-notice { font-size: 12px; color: var(--jp-ui-font-color1, #1f2328); font-style: italic; margin: 4px 0; }
 .cmdc-queue-item { border: 1px solid var(--jp-border-color2, #d0d7de); border-radius: 8px; padding: 6px 10px; margin: 4px 0; }
 .cmdc-risk-critical { color: #cf222e; font-weight: 600; } .cmdc-risk-high { color: #bc4c00; font-weight: 600; }
 .cmdc-risk-medium { color: #9a6700; } .cmdc-risk-low { color: #57606a; }

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,10 +26,13 @@ import ipywidgets as w
 
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent, PromptHandle
+from cmdc_nb.widgets._chat_follow import Follow
 from cmdc_nb.widgets._common import Decision, on_loop
 from cmdc_nb.widgets._render import CSS, escape, markdown_html, pretty_json
 
-__all__ = ["ChatWidget"]
+__all__ = ["ChatWidget", "explain_failure"]
+
+log = logging.getLogger(__name__)
 
 FLUSH_S = 0.04  # ≈ 25 updates a second at most
 LIVE_MARKDOWN_CHARS = 4000  # the block being streamed is shown as plain text past this
@@ -39,8 +44,55 @@ def _money(value: Any) -> str:
     return f"${float(value):.4f}" if value else "$0"
 
 
+_KEY_WORDS = ("missing credentials", "api key", "api_key", "no key", "invalid x-api-key", "unauthorized")
+
+
+def explain_failure(kind: str, reason: str, model: str) -> str:
+    """One sentence a user can act on, for a model call that failed with `kind` (a ProviderError kind)
+    and the provider's `reason`; the raw reason goes behind a disclosure, not in this sentence.
+
+    >>> explain_failure("server_error", "OpenAIException - Missing credentials", "openai/gpt-4o-mini")
+    'no key for openai: set OPENAI_API_KEY, or pick an offline model'
+    """
+    provider = model.split("/", 1)[0] if "/" in model else model
+    lowered = reason.lower()
+    # litellm reports a missing key as a server error for some providers: the words tell it apart
+    if kind == "authentication" or any(k in lowered for k in _KEY_WORDS):
+        return f"no key for {provider}: set {provider.upper()}_API_KEY, or pick an offline model"
+    remedies = {
+        "rate_limit": f"{provider} is limiting requests: wait a minute and send again, or pick another model",
+        "timeout": f"{provider} did not answer in time: send again, or pick another model",
+        "server_error": f"{provider} failed on its side: send again in a moment, or pick another model",
+        "unavailable": f"{provider} is unavailable: send again in a moment, or pick another model",
+        "connection": f"cannot reach {provider}: check the network, or pick an offline model",
+        "context_overflow": "the conversation is too long for this model: fork from an earlier message, "
+        "or pick a model with a larger context",
+        "not_found": f"{provider} does not know {model}: pick another model",
+        "bad_request": f"{provider} refused the request: see the details, or pick another model",
+    }
+    return remedies.get(kind, f"the model failed ({kind}): see the details, or pick another model")
+
+
+_END_SENTENCES = {
+    "max_turns_exceeded": "the agent stopped at its limit of turns: send “go on” to let it continue",
+    "loop_detected": "the agent was repeating itself and was stopped: rephrase the request, or steer it",
+    "plugin_aborted": "a plugin stopped the run: see the details",
+    "exception": "something inside the agent failed: see the details (also in the log)",
+}
+
+
 class _ToolCard:
-    """One tool call: a card, and the approval controls while it waits."""
+    """One tool call: a card; while it waits for a person, its arguments are open and the Approve /
+    Deny / Edit controls sit inside it."""
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "waiting": "waiting for your approval",
+        "running": "running…",
+        "ok": "done",
+        "error": "failed",
+        "denied": "denied",
+        "stopped": "stopped",
+    }
 
     def __init__(self, chat: ChatWidget, call_id: str, name: str, args: Mapping[str, Any]) -> None:
         self.chat, self.call_id, self.name, self.args = chat, call_id, name, dict(args)
@@ -51,18 +103,19 @@ class _ToolCard:
         self.html = w.HTML()
         self.controls = w.VBox([])
         self.box = w.VBox([self.html, self.controls])
+        self.box.add_class("cmdc-tool")
+        self._klass = ""
         self.render()
 
     def render(self) -> None:
-        klass = {"waiting": "waiting", "running": "running", "ok": "ok", "error": "error"}.get(
-            self.status, ""
-        )
-        label = {
-            "waiting": "waiting for approval",
-            "running": "running…",
-            "ok": "done",
-            "error": "failed",
-        }.get(self.status, self.status)
+        klass = self.status if self.status in self.LABELS else ""
+        if klass != self._klass:  # the card's border and fill say its state
+            if self._klass:
+                self.box.remove_class(self._klass)
+            if klass:
+                self.box.add_class(klass)
+            self._klass = klass
+        label = self.LABELS.get(self.status, self.status)
         took = f" · {self.duration_ms} ms" if self.duration_ms is not None else ""
         result = ""
         if self.result is not None:
@@ -70,16 +123,22 @@ class _ToolCard:
             result = (
                 f"<details{opened}><summary>result</summary><pre>{escape(self.result[:4000])}</pre></details>"
             )
+        # a person deciding must see what they approve: the arguments are open while the card waits
+        args_open = " open" if self.status == "waiting" else ""
         self.html.value = (
-            f'<div class="cmdc-tool {klass}"><span class="cmdc-tool-name">{escape(self.name)}</span>'
-            f'<span class="cmdc-badge {klass}">{escape(label)}</span><span class="cmdc-meta">{took}</span>'
-            f"<details><summary>arguments</summary><pre>{escape(pretty_json(self.args))}</pre></details>{result}</div>"
+            f'<div class="cmdc-tool-head"><span class="cmdc-tool-name">{escape(self.name)}</span>'
+            f'<span class="cmdc-badge {klass}">{escape(label)}</span><span class="cmdc-meta">{took}</span></div>'
+            f"<details{args_open}><summary>arguments</summary><pre>{escape(pretty_json(self.args))}</pre></details>"
+            f"{result}"
         )
 
     def ask(self, ref: str, args: Mapping[str, Any], hint: str | None) -> None:
         self.ref, self.status, self.args = ref, "waiting", dict(args)
+        chat = self.chat
         decision = Decision(
-            args, approve=lambda edited: self.chat.approve(ref, args=edited), deny=lambda: self.chat.deny(ref)
+            args,
+            approve=lambda edited: chat._safely("approving", lambda: chat.approve(ref, args=edited)),
+            deny=lambda: chat._safely("denying", lambda: chat.deny(ref)),
         )
         note = w.HTML(f'<div class="cmdc-notice">{escape(hint)}</div>' if hint else "")
         self.controls.children = [*decision.widgets, note]
@@ -114,49 +173,56 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self._shown_from = 0
         self._thread = threading.get_ident()
         self.last_handle: PromptHandle | None = None
+        self._phase_text = "ready"  # what the status line says …
+        self._phase_since: float | None = None  # … and since when, while it is timed
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._failed_run = False  # the failure of this run is shown already (said once, not thrice)
+        self._steers: dict[str, w.HTML] = {}
 
         self.title_html = w.HTML(
             f'<span class="cmdc-title">{escape(title or agent.options.name or "Chat")}</span>'
         )
         choices = list(dict.fromkeys([agent.model, *models]))
-        self.model_picker = w.Dropdown(options=choices, value=agent.model, layout=w.Layout(width="260px"))
+        self.model_picker = w.Dropdown(options=choices, value=agent.model, layout=w.Layout(width="220px"))
         self.model_picker.observe(self._picked, names="value")
         self.stats = w.HTML()
         self.status_html = w.HTML()
-        self.earlier = w.Button(description="Show earlier messages", layout=w.Layout(display="none"))
-        self.earlier.on_click(lambda _: self.load_earlier())
-        self.messages_box = w.VBox([], layout=w.Layout(padding="4px 4px 14px 4px"))
+        self.status_html.add_class("cmdc-status")
+        self.earlier = w.Button(
+            description="Show earlier messages", layout=w.Layout(display="none", width="auto")
+        )
+        self.earlier.on_click(lambda _: self._safely("showing earlier messages", self.load_earlier))
+        self.messages_box = w.VBox([])
         self.messages_box.add_class("cmdc-log")
-        # column-reverse keeps the view pinned to the newest message as the log grows
+        # the scroller is what scrolls; `follow` keeps it at the newest item while the user is there
         self.scroller = w.Box([self.messages_box], layout=w.Layout(height=height))
         self.scroller.add_class("cmdc-scroll")
+        self.follow = Follow(layout=w.Layout(height="0px"))
         self.input = w.Textarea(
             placeholder="Ask the agent… (Send), or redirect it while it works (Steer)",
-            layout=w.Layout(width="100%", height="64px"),
+            layout=w.Layout(width="auto", height="64px"),
         )
         self.send_button = w.Button(
-            description="Send", button_style="primary", icon="paper-plane", layout=w.Layout(width="100px")
+            description="Send", button_style="primary", icon="paper-plane", layout=w.Layout(width="90px")
         )
-        self.steer_button = w.Button(description="Steer", icon="compass", layout=w.Layout(width="100px"))
-        self.stop_button = w.Button(
-            description="Stop", button_style="warning", icon="stop", layout=w.Layout(width="90px")
-        )
-        self.export_button = w.Button(description="Export", icon="download", layout=w.Layout(width="100px"))
-        self.send_button.on_click(lambda _: self._send_from_box())
-        self.steer_button.on_click(lambda _: self._steer_from_box())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.export_button.on_click(lambda _: self._export_to_file())
+        self.steer_button = w.Button(description="Steer", icon="compass", layout=w.Layout(width="90px"))
+        self.stop_button = w.Button(description="Stop", icon="stop", layout=w.Layout(width="80px"))
+        self.stop_button.add_class("cmdc-stop")
+        self.export_button = w.Button(description="Export", icon="download", layout=w.Layout(width="90px"))
+        self.send_button.on_click(lambda _: self._safely("sending", self._send_from_box))
+        self.steer_button.on_click(lambda _: self._safely("steering", self._steer_from_box))
+        self.stop_button.on_click(lambda _: self._safely("stopping", self.stop))
+        self.export_button.on_click(lambda _: self._safely("exporting", self._export_to_file))
         self.people = w.HTML()
-        header = w.HBox(
-            [self.title_html, self.model_picker, self.stats, self.people],
-            layout=w.Layout(align_items="center"),
-        )
+        header = w.HBox([self.title_html, self.model_picker, self.stats, self.people])
+        header.add_class("cmdc-chat-header")
         footer = w.HBox(
-            [self.send_button, self.steer_button, self.stop_button, self.export_button, self.status_html],
-            layout=w.Layout(align_items="center"),
+            [self.send_button, self.steer_button, self.stop_button, self.export_button, self.status_html]
         )
-        super().__init__([w.HTML(CSS), header, self.earlier, self.scroller, self.input, footer])
+        footer.add_class("cmdc-chat-footer")
+        super().__init__([w.HTML(CSS), header, self.earlier, self.scroller, self.follow, self.input, footer])
         self.add_class("cmdc-chat")
+        self.add_class("cmdc-chatwidget")
         self._render_history()
         self._refresh_stats()
         self._set_busy(agent.busy)
@@ -180,7 +246,20 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         return self.agent.steer(text)
 
     def stop(self, reason: str = "user_cancelled") -> str:
+        """Stop the run. The chat shows it at once: no cursor, Stop and Steer disabled."""
+        self.steer_button.disabled = self.stop_button.disabled = True
+        self._end_live_bubble("stopped")
+        self._phase("stopping", timed=False)
         return self.agent.abort(reason)
+
+    def _safely(self, what: str, action: Callable[[], Any]) -> None:
+        """Run a button's `action`; a failure is logged and shown in the chat, never swallowed (a
+        widget callback's exception otherwise lands nowhere a user looks)."""
+        try:
+            action()
+        except Exception as exc:
+            log.exception("chat: %s failed", what)
+            self._error(f"{what} failed: {exc}", traceback.format_exc())
 
     def approve(self, ref: str, *, args: Mapping[str, Any] | None = None) -> None:
         self.agent.approve(ref, args=args)
@@ -269,6 +348,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         added = self._shown_from - start
         self._shown_from = start
         self.earlier.layout.display = None if start > 0 else "none"
+        self.earlier.description = f"Show earlier messages ({start})"
         return added
 
     # -- rendering ------------------------------------------------------------------------------------
@@ -309,11 +389,20 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
     @staticmethod
     def _bubble_html(role: str, text: str, meta: str = "") -> str:
         body = markdown_html(text) if role == "assistant" else f"<p>{escape(text)}</p>".replace("\n", "<br>")
+        if role == "steer":
+            role, body = "user cmdc-steer", f"<p>↪ {escape(text)}</p>".replace("\n", "<br>")
         meta_html = f'<div class="cmdc-meta">{escape(meta)}</div>' if meta else ""
         return f'<div class="cmdc-msg cmdc-{role}">{body}{meta_html}</div>'
 
     def _append(self, widget: w.Widget) -> None:
         self.messages_box.children = [*self.messages_box.children, widget]
+
+    def _error(self, sentence: str, details: str | None = None) -> None:
+        """A failure, said once: one sentence with the remedy, the raw details behind a disclosure."""
+        more = f"<details><summary>details</summary><pre>{escape(details)}</pre></details>" if details else ""
+        self._append(
+            w.HTML(f'<div class="cmdc-msg cmdc-error" role="alert"><p>⚠ {escape(sentence)}</p>{more}</div>')
+        )
 
     def _refresh_stats(self) -> None:
         a = self.agent
@@ -325,8 +414,44 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
     def _set_busy(self, busy: bool, note: str | None = None) -> None:
         self.steer_button.disabled = not busy
         self.stop_button.disabled = not busy
-        text = note or ("working…" if busy else "ready")
-        self.status_html.value = f'<span class="cmdc-stats">&nbsp;{escape(text)}</span>'
+        self._phase(note or ("working" if busy else "ready"), timed=busy and note is None)
+
+    # -- the status line: what is happening, and for how long -------------------------------------------
+    def _phase(self, text: str, *, timed: bool = True) -> None:
+        self._phase_text = text
+        self._phase_since = time.monotonic() if timed else None
+        self._show_phase()
+        if timed:
+            self._schedule_tick()
+
+    def _show_phase(self) -> None:
+        text = self._phase_text
+        if self._phase_since is not None:
+            text += f"… {int(time.monotonic() - self._phase_since)} s"
+        self.status_html.value = f'<span class="cmdc-stats">{escape(text)}</span>'
+
+    def _schedule_tick(self) -> None:
+        loop = self.agent._loop
+        if self._tick_handle is not None or loop is None or loop.is_closed():
+            return
+        self._tick_handle = loop.call_later(1.0, self._tick)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        if self._phase_since is not None:  # once a second while something is timed, then it stops
+            self._show_phase()
+            self._schedule_tick()
+
+    def _end_live_bubble(self, meta: str) -> None:
+        """The streaming bubble stops streaming: its text stays, its cursor goes."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._bubble is not None:
+            self._bubble.value = (
+                self._bubble_html("assistant", self._text, meta) if self._text.strip() else ""
+            )
+            self._bubble = None
 
     # -- streaming, coalesced ---------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -383,9 +508,18 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         self._set_busy(True, "queued" if e.queued else None)
 
     def _on_start(self, e: ev.AgentStart) -> None:
+        self._failed_run = False
         self._set_busy(True)
+        self._phase("starting")
+
+    def _on_request(self, e: ev.RequestStart) -> None:
+        self._phase(f"waiting for {e.model}")
+
+    def _on_retry(self, e: ev.Retry) -> None:
+        self._phase(f"{e.kind.replace('_', ' ')}: trying again in {e.delay_s:.0f} s (attempt {e.attempt})")
 
     def _on_message_start(self, e: ev.MessageStart) -> None:
+        self._phase("writing")
         self._bubble, self._text, self._dirty = w.HTML(self._bubble_html("assistant", "▍")), "", False
         self._head_html, self._head_len = "", 0
         self._append(self._bubble)
@@ -423,8 +557,21 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
     def _on_unknown_tool(self, e: ev.ToolCallUnknown) -> None:
         self._notice(f"the model called an unknown tool: {e.name}")
 
+    def _on_steer_received(self, e: ev.SteeringReceived) -> None:
+        if e.status == "queued":  # the steer is part of the conversation: shown where it was given
+            bubble = w.HTML(self._bubble_html("steer", e.text, "steer · applies at the next step"))
+            self._steers[e.text] = bubble
+            self._append(bubble)
+        elif e.status.startswith("rejected"):
+            self._error(
+                f"the steer was not taken ({e.status.replace('_', ' ')}): send it again when the agent is done"
+            )
+
     def _on_steered(self, e: ev.SteeringApplied) -> None:
-        self._notice(f"steered: {' / '.join(e.texts)}")
+        for text in e.texts:
+            bubble = self._steers.pop(text, None)
+            if bubble is not None:
+                bubble.value = self._bubble_html("steer", text, "steer · applied")
 
     def _on_model_switched(self, e: ev.ModelSwitched) -> None:
         self._show_model(e.to_model)
@@ -435,24 +582,37 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
     def _on_abort(self, e: ev.AgentAbort) -> None:
         for card in self._cards.values():
             card.decided()
-        self._notice(f"stopped ({e.reason})")
-        self._set_busy(self.agent.busy, "stopped")
+            if card.status in ("queued", "waiting", "running"):
+                card.status = "stopped"
+                card.render()
+        self._end_live_bubble("stopped")
+        said = "by you" if e.reason == "user_cancelled" else f"({e.reason.replace('_', ' ')})"
+        self._append(w.HTML(f'<div class="cmdc-notice cmdc-stopped">■ stopped {escape(said)}</div>'))
+        self._set_busy(False, "stopped")
 
     def _on_end(self, e: ev.AgentEnd) -> None:
         self._refresh_stats()
-        note = None if e.reason == "normal" else f"ended: {e.reason}" + (f" — {e.detail}" if e.detail else "")
-        if note:
-            self._notice(note)
-        self._set_busy(False, note)
+        if e.reason == "normal":
+            self._set_busy(False)
+            return
+        if not self._failed_run:  # a provider failure was shown by its stream error already
+            self._error(
+                _END_SENTENCES.get(e.reason, f"the run ended: {e.reason.replace('_', ' ')}"), e.detail
+            )
+        self._set_busy(False, "failed: see the message above")
 
     def _on_stream_error(self, e: ev.StreamError) -> None:
-        self._notice(f"the model failed ({e.kind}): {e.reason}")
+        self._end_live_bubble("failed")
+        if not self._failed_run:
+            self._failed_run = True
+            self._error(explain_failure(e.kind, e.reason, self.agent.model), e.reason)
 
     # the tool cards
     def _on_approval_required(self, e: ev.ApprovalRequired) -> None:
         card = self._cards.get(e.call_id)
         if card is not None:
             card.ask(e.ref, e.args, e.hint)
+        self._phase("waiting for your approval", timed=False)
 
     def _on_resumed(self, e: ev.AgentResumed) -> None:
         if e.trigger not in ("tool_approved", "tool_rejected"):
@@ -460,7 +620,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         for card in self._cards.values():
             if card.ref in e.refs:
                 card.decided()
-                card.status = "running" if e.trigger == "tool_approved" else "error"
+                card.status = "running" if e.trigger == "tool_approved" else "denied"
                 card.render()
 
     def _on_tool_start(self, e: ev.ToolExecutionStart) -> None:
@@ -469,6 +629,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
             card.status = "running"
             card.decided()
             card.render()
+        self._phase(f"running {e.name}")
 
     def _on_tool_metrics(self, e: ev.ToolExecutionMetrics) -> None:
         card = self._cards.get(e.call_id)
@@ -479,12 +640,20 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
     def _on_tool_end(self, e: ev.ToolExecutionEnd) -> None:
         card = self._cards.get(e.call_id)
         if card is not None:
-            card.status, card.result = ("ok" if e.ok else "error"), e.result
+            # a denied call ends "not ok", but it did not fail: it stays denied
+            if card.status != "denied":
+                card.status = "ok" if e.ok else "error"
+            card.result = e.result
             card.render()
+        if self.agent.busy:
+            self._phase("working")
 
     _HANDLERS: ClassVar[dict[type[ev.AgentEvent], Callable[[Any, Any], None]]] = {
         ev.PromptReceived: _on_prompt,
         ev.AgentStart: _on_start,
+        ev.RequestStart: _on_request,
+        ev.Retry: _on_retry,
+        ev.SteeringReceived: _on_steer_received,
         ev.MessageStart: _on_message_start,
         ev.MessageDelta: _on_delta,
         ev.ResponseComplete: _on_response,
@@ -507,17 +676,22 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
         text = self.input.value.strip()
         if text:
             self.input.value = ""
+            self.follow.pin()  # a user who sends wants to see the answer
             self.send(text)
 
     def _steer_from_box(self) -> None:
         text = self.input.value.strip()
         if text:
             self.input.value = ""
+            self.follow.pin()
             self.steer(text)
 
     def _picked(self, change: Mapping[str, Any]) -> None:
         if change["new"] != self.agent.model:
-            self.agent.switch_model(change["new"], reason="picked in the chat")
+            self._safely(
+                "switching the model",
+                lambda: self.agent.switch_model(change["new"], reason="picked in the chat"),
+            )
 
     def _export_to_file(self) -> Path:
         path = (
@@ -525,7 +699,7 @@ class ChatWidget(w.VBox):  # type: ignore[misc]
             / f"transcript-{self.agent.id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}.md"
         )
         path.write_text(self.export_markdown(), encoding="utf-8")
-        self.status_html.value = f'<span class="cmdc-stats">&nbsp;exported to {escape(path.name)}</span>'
+        self._phase(f"exported to {path.name}", timed=False)
         return path
 
     # -- presence: who else is on this session ------------------------------------------------------------
