@@ -10,7 +10,8 @@ import ipywidgets as w
 from cmdc_nb.events import topics
 from cmdc_nb.services import accounts, activity, presence
 from cmdc_nb.widgets._common import Refresher
-from cmdc_nb.widgets._render import CSS, escape
+from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["ActivityFeed"]
 
@@ -31,12 +32,11 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
         self.people: list[Any] = []
         self.badges = w.HTML()
         self.table = w.HTML()
-        self.children = [
-            w.HTML(CSS),
-            w.HBox([w.HTML('<span class="cmdc-title">Activity</span>'), self.badges]),
-            self.table,
-        ]
-        self.add_class("cmdc-chat")
+        header = w.HBox([w.HTML('<span class="cmdc-title">Activity</span>'), self.badges])
+        header.add_class("cmdc-row")
+        self.children = [w.HTML(PANEL_CSS), header, self.table]
+        self.add_class("cmdc-panel")
+        self.add_class("cmdc-activity")
         self._refresher = Refresher(self.refresh, delay=DEBOUNCE_S)
         self._loop = self._refresher.loop
         self._names: dict[str, str] = {}
@@ -76,7 +76,7 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
             for e in self.entries
         )
         self.table.value = (
-            f"<table style='font-size:12px;border-collapse:collapse'>{rows}</table>"
+            f"<table style='font-size:12px'>{rows}</table>"
             if rows
             else '<div class="cmdc-notice">No activity yet.</div>'
         )
@@ -85,7 +85,7 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
             self.people = list(presence.list_resource_presence("session", sid, ws=self.ws).entries)
             self.badges.value = (
                 " ".join(
-                    f'<span class="cmdc-badge ok" title="{escape(getattr(p.status, "value", p.status))}">● {escape(self._name(p.user_id))}</span>'
+                    f'<span class="cmdc-pill" title="{escape(getattr(p.status, "value", p.status))}">● {escape(self._name(p.user_id))}</span>'
                     for p in self.people
                 )
                 or '<span class="cmdc-stats">nobody else here</span>'

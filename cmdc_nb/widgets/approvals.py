@@ -13,7 +13,8 @@ import ipywidgets as w
 from cmdc_nb.events import topics
 from cmdc_nb.services import approvals
 from cmdc_nb.widgets._common import Decision, Refresher
-from cmdc_nb.widgets._render import CSS, escape, pretty_json
+from cmdc_nb.widgets._render import escape, pretty_json
+from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["ApprovalQueue"]
 
@@ -40,8 +41,11 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
         self.list_box = w.VBox([])
         self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
         self.refresh_button.on_click(lambda _: self.refresh())
-        super().__init__([w.HTML(CSS), w.HBox([self.heading, self.refresh_button]), self.list_box])
-        self.add_class("cmdc-chat")
+        header = w.HBox([self.heading, self.refresh_button])
+        header.add_class("cmdc-row")
+        super().__init__([w.HTML(PANEL_CSS), header, self.list_box])
+        self.add_class("cmdc-panel")
+        self.add_class("cmdc-approvals")
         # Bus callbacks run in the publisher's thread (an agent's writer, another cell): refresh on the loop.
         self._refresher = Refresher(self.refresh)
         self._loop = self._refresher.loop
@@ -80,7 +84,7 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
             + (f" · expires {escape(str(item.expires_at)[:19])}" if item.expires_at else "")
             + f"</div><details><summary>payload</summary><pre>{escape(pretty_json(shown))}</pre></details></div>"
         )
-        note = w.Text(placeholder="note (optional)", layout=w.Layout(width="260px"))
+        note = w.Text(placeholder="note (optional)", layout=w.Layout(width="260px", max_width="100%"))
         decision = Decision(
             shown if isinstance(shown, Mapping) else {"value": shown},
             approve=lambda edited: self.approve(item.id, note=note.value or None, input=edited),
@@ -88,6 +92,7 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
             edit_label="Edit",
             extra=[note],
         )
+        decision.widgets[0].add_class("cmdc-row")
         row = w.VBox([header, *decision.widgets])
         row.add_class("cmdc-queue-item")
         return row

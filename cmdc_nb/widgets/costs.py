@@ -1,17 +1,26 @@
 """CostDashboard: plotly charts from the analytics frames — daily cost stacked by model or provider,
 cumulative spend against a budget, tokens per day, the costliest sessions and notebook cells — with
-filters for the date range, the user and the session. `.frames` holds the DataFrame behind each chart."""
+filters for the date range, the user and the session. `.frames` holds the DataFrame behind each chart.
+
+Each chart is a plain `go.Figure` shown as plotly's own output (`application/vnd.plotly.v1+json`,
+drawn by JupyterLab's plotly renderer) inside an `Output` widget, and every redraw replaces that output
+whole. A `go.FigureWidget` is not used: it is an anywidget whose 5 MB script each model loads on its
+own, anywidget gives a model 2 s to load it, and a model that misses that ("Failed to initialize
+model") drops every later message — an empty figure filled by `add_trace` then stays empty. A whole
+figure in the widget's state draws whatever the order of loading, re-running and refreshing."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
 import ipywidgets as w
 
 from cmdc_nb.services import accounts, frames, sessions
-from cmdc_nb.widgets._render import CSS, escape
+from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["CostDashboard"]
 
@@ -37,7 +46,10 @@ def _floats(series: Any) -> list[float]:
 
 class CostDashboard(w.VBox):  # type: ignore[misc]
     """Costs of `user` (None: everyone in the workspace) over the last `days` days. `refresh()` re-reads;
-    `budget_usd` draws a line on the cumulative chart (default: the user's first monthly budget)."""
+    `budget_usd` draws a line on the cumulative chart (default: the user's first monthly budget). It fits
+    the output area (two charts a row where they fit, else one); `width` caps it, in pixels.
+
+        CostDashboard(me, days=30, by="provider")"""
 
     def __init__(
         self,
@@ -48,7 +60,7 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
         by: str = "model",
         budget_usd: Decimal | float | str | None = None,
         ws: Any = None,
-        width: int = 900,
+        width: int | None = None,
     ) -> None:
         import plotly.graph_objects as go
 
@@ -75,37 +87,49 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
         self._fill_sessions(session)
         self.budget_usd = Decimal(str(budget_usd)) if budget_usd is not None else self._default_budget()
         self.summary = w.HTML()
+        # No width: a chart takes its grid cell's, which the output area bounds (see _theme.PANEL_CSS).
+        # Transparent paper, so the panel's theme shows through; the texts' colour comes from the theme.
+        clear = "rgba(0,0,0,0)"
         layout = {
-            "width": width // 2 - 10,
-            "height": 280,
+            "height": 300,
+            "autosize": True,
             "margin": {"l": 50, "r": 10, "t": 40, "b": 40},
             "template": "plotly_white",
+            "paper_bgcolor": clear,
+            "plot_bgcolor": clear,
+            "modebar": {"bgcolor": clear},
             "legend": {"orientation": "h"},
         }
-        self.daily = go.FigureWidget(layout={**layout, "title": "Daily cost (USD)", "barmode": "stack"})
-        self.cumulative = go.FigureWidget(layout={**layout, "title": "Cumulative spend (USD)"})
-        self.tokens = go.FigureWidget(layout={**layout, "title": "Tokens per day", "barmode": "stack"})
-        self.top = go.FigureWidget(
-            layout={
-                **layout,
-                "title": "Costliest sessions and cells (USD)",
-                "margin": {"l": 150, "r": 10, "t": 40, "b": 40},
-            }
+        self.daily = go.Figure(layout={**layout, "title": "Daily cost (USD)", "barmode": "stack"})
+        self.cumulative = go.Figure(layout={**layout, "title": "Cumulative spend (USD)"})
+        self.tokens = go.Figure(layout={**layout, "title": "Tokens per day", "barmode": "stack"})
+        self.top = go.Figure(
+            layout={**layout, "title": "Costliest sessions and cells (USD)", "yaxis": {"automargin": True}}
         )
+        self.charts: dict[str, w.Output] = {}
+        for name in ("daily", "cumulative", "tokens", "top"):
+            self.charts[name] = w.Output()
+            self.charts[name].add_class("cmdc-chart")
+            self.charts[name].add_class(f"cmdc-chart-{name}")
         refresh = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
         refresh.on_click(lambda _: self.refresh())
         for control in (self.since, self.until, self.by, self.session):
             control.observe(lambda _: self.refresh(), names="value")
         self.user.observe(self._user_changed, names="value")
-        self.children = [
-            w.HTML(CSS),
+        rows = [
             w.HBox([w.HTML('<span class="cmdc-title">Costs</span>'), self.summary]),
             w.HBox([self.since, self.until, self.by, refresh]),
             w.HBox([self.user, self.session]),
-            w.HBox([self.daily, self.cumulative]),
-            w.HBox([self.tokens, self.top]),
         ]
-        self.add_class("cmdc-chat")
+        for row in rows:
+            row.add_class("cmdc-row")
+        grid = w.Box(list(self.charts.values()))
+        grid.add_class("cmdc-charts")
+        self.children = [w.HTML(PANEL_CSS), *rows, grid]
+        if width is not None:
+            self.layout.max_width = f"{width}px"
+        self.add_class("cmdc-panel")
+        self.add_class("cmdc-costs")
         self.refresh()
 
     def __repr__(self) -> str:
@@ -200,56 +224,75 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
         import plotly.graph_objects as go
 
         f = self.frames
-        with self.daily.batch_update():
-            self.daily.data = []
-            for key, part in f["daily"].groupby(by, observed=True, sort=True) if len(f["daily"]) else []:
-                self.daily.add_trace(go.Bar(x=list(part["day"]), y=_floats(part["cost_usd"]), name=str(key)))
-        with self.cumulative.batch_update():
-            self.cumulative.data = []
-            days = list(f["cumulative"]["day"])
-            running, total = [], 0.0
-            for x in _floats(f["cumulative"]["cost_usd"]):
-                total += x
-                running.append(total)
-            self.cumulative.add_trace(go.Scatter(x=days, y=running, mode="lines+markers", name="spent"))
-            if self.budget_usd is not None and days:
-                self.cumulative.add_trace(
-                    go.Scatter(
-                        x=[days[0], days[-1]],
-                        y=[float(self.budget_usd)] * 2,
-                        mode="lines",
-                        name="budget",
-                        line={"dash": "dash", "color": "#cf222e"},
-                    )
+        for figure in (self.daily, self.cumulative, self.tokens, self.top):
+            figure.data = ()
+        for key, part in f["daily"].groupby(by, observed=True, sort=True) if len(f["daily"]) else []:
+            self.daily.add_trace(go.Bar(x=list(part["day"]), y=_floats(part["cost_usd"]), name=str(key)))
+        days = list(f["cumulative"]["day"])
+        running, total = [], 0.0
+        for x in _floats(f["cumulative"]["cost_usd"]):
+            total += x
+            running.append(total)
+        self.cumulative.add_trace(go.Scatter(x=days, y=running, mode="lines+markers", name="spent"))
+        if self.budget_usd is not None and days:
+            self.cumulative.add_trace(
+                go.Scatter(
+                    x=[days[0], days[-1]],
+                    y=[float(self.budget_usd)] * 2,
+                    mode="lines",
+                    name="budget",
+                    line={"dash": "dash", "color": "#cf222e"},
                 )
-        with self.tokens.batch_update():
-            self.tokens.data = []
-            t = f["tokens"]
-            self.tokens.add_trace(go.Bar(x=list(t["day"]), y=[int(v) for v in t["tokens_in"]], name="in"))
-            self.tokens.add_trace(go.Bar(x=list(t["day"]), y=[int(v) for v in t["tokens_out"]], name="out"))
-        with self.top.batch_update():
-            self.top.data = []
-            names = self._session_names()
-            s = f["top_sessions"]
-            if len(s):
-                self.top.add_trace(
-                    go.Bar(
-                        y=[names.get(str(k), str(k)[:8]) for k in s["session_id"]][::-1],
-                        x=_floats(s["cost_usd"])[::-1],
-                        orientation="h",
-                        name="sessions",
-                    )
+            )
+        t = f["tokens"]
+        self.tokens.add_trace(go.Bar(x=list(t["day"]), y=[int(v) for v in t["tokens_in"]], name="in"))
+        self.tokens.add_trace(go.Bar(x=list(t["day"]), y=[int(v) for v in t["tokens_out"]], name="out"))
+        names = self._session_names()
+        s = f["top_sessions"]
+        if len(s):
+            self.top.add_trace(
+                go.Bar(
+                    y=[names.get(str(k), str(k)[:8]) for k in s["session_id"]][::-1],
+                    x=_floats(s["cost_usd"])[::-1],
+                    orientation="h",
+                    name="sessions",
                 )
-            c = f["top_cells"]
-            if len(c):
-                self.top.add_trace(
-                    go.Bar(
-                        y=[escape(str(k)) for k in c["notebook_cell"]][::-1],
-                        x=_floats(c["cost_usd"])[::-1],
-                        orientation="h",
-                        name="cells",
-                    )
+            )
+        c = f["top_cells"]
+        if len(c):
+            self.top.add_trace(
+                go.Bar(
+                    y=[escape(str(k)) for k in c["notebook_cell"]][::-1],
+                    x=_floats(c["cost_usd"])[::-1],
+                    orientation="h",
+                    name="cells",
                 )
+            )
+        self._show()
+
+    def _show(self) -> None:
+        """Replace each chart's output with its whole figure: the front end draws it from that alone."""
+        import plotly.io as pio
+
+        for name, figure in (
+            ("daily", self.daily),
+            ("cumulative", self.cumulative),
+            ("tokens", self.tokens),
+            ("top", self.top),
+        ):
+            spec = json.loads(pio.to_json(figure, validate=False))
+            spec["config"] = {"responsive": True, "displaylogo": False}
+            traces = ", ".join(str(t.get("name", "")) for t in spec.get("data", []))
+            self.charts[name].outputs = (
+                {
+                    "output_type": "display_data",
+                    "data": {
+                        "application/vnd.plotly.v1+json": spec,
+                        "text/plain": f"<{name} chart: {traces or 'no data'}>",
+                    },
+                    "metadata": {},
+                },
+            )
 
     def _session_names(self) -> dict[str, str]:
         return {v: label for label, v in self.session.options if v}

@@ -12,11 +12,19 @@ from cmdc_nb import rag
 from cmdc_nb.errors import CmdcError
 from cmdc_nb.events import topics
 from cmdc_nb.widgets._common import Refresher, on_loop
-from cmdc_nb.widgets._render import CSS, escape
+from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["IndexBuilder"]
 
 _STATUS_BADGE = {"ready": "ok", "updating": "running", "failed": "error", "creating": "", "archived": ""}
+
+
+def _row(*children: w.Widget) -> w.HBox:
+    """A row of controls that wraps onto the next line when the output area is narrow."""
+    row = w.HBox(list(children))
+    row.add_class("cmdc-row")
+    return row
 
 
 class IndexBuilder(w.VBox):  # type: ignore[misc]
@@ -59,14 +67,16 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
         # index
         self.heading = w.HTML()
         self.stats = w.HTML()
-        self.progress = w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="320px"))
+        self.progress = w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="320px", max_width="100%"))
         self.progress_label = w.HTML()
         self.ingest_button = w.Button(description="Ingest now", button_style="primary", icon="refresh")
         self.ingest_button.on_click(lambda _: self.ingest())
         # search
         # Enter (or leaving the box) searches: the value only syncs then, not on every keystroke.
         self.query = w.Text(
-            placeholder="Search the index…", continuous_update=False, layout=w.Layout(width="50%")
+            placeholder="Search the index…",
+            continuous_update=False,
+            layout=w.Layout(width="50%", min_width="220px"),
         )
         self.mode = w.Dropdown(
             options=["hybrid", "vector", "text"], value="hybrid", layout=w.Layout(width="110px")
@@ -79,7 +89,7 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
         )
         self.results = w.HTML()
         self.message = w.HTML()
-        self.add_class("cmdc-chat")
+        self.add_class("cmdc-panel")
         self.add_class("cmdc-index-builder")
         self._sub: Any = None
         self._layout()
@@ -96,13 +106,13 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
                     self.path,
                     self.include,
                     self.exclude,
-                    w.HBox([self.strategy, self.max_tokens, self.overlap]),
+                    _row(self.strategy, self.max_tokens, self.overlap),
                     self.embedding,
                     self.create_button,
                 ]
             )
             self.children = [
-                w.HTML(CSS),
+                w.HTML(PANEL_CSS),
                 w.HTML('<span class="cmdc-title">New RAG index</span>'),
                 form,
                 self.message,
@@ -111,11 +121,11 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
         if self._sub is None:
             self._sub = self.ws.bus.subscribe(topics.index(self.index.id), self._refresher)
         self.children = [
-            w.HTML(CSS),
+            w.HTML(PANEL_CSS),
             self.heading,
             self.stats,
-            w.HBox([self.ingest_button, self.progress, self.progress_label]),
-            w.HBox([self.query, self.mode, self.k, self.search_button]),
+            _row(self.ingest_button, self.progress, self.progress_label),
+            _row(self.query, self.mode, self.k, self.search_button),
             self.message,
             self.results,
         ]
@@ -277,7 +287,7 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
             cards.append(
                 f'<div class="cmdc-queue-item cmdc-hit"><span class="cmdc-title">{h.rank}. {escape(h.citation)}</span> '
                 f'<span class="cmdc-badge">{h.score:.4f}</span> <span class="cmdc-stats">{escape(scores)}{also}</span>'
-                f'<pre style="white-space:pre-wrap;margin:4px 0;max-height:160px;overflow:auto">{escape(snippet)}</pre></div>'
+                f"<pre>{escape(snippet)}</pre></div>"
             )
         self.results.value = "".join(cards)
         return self.hits

@@ -8,18 +8,12 @@ from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent
 from cmdc_nb.plugins.planning import Planning
 from cmdc_nb.widgets._common import on_loop
-from cmdc_nb.widgets._render import CSS, escape
+from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["PlanView"]
 
 _ICON = {"pending": "○", "in_progress": "◐", "completed": "●", "failed": "✕", "skipped": "–"}
-_COLOR = {
-    "pending": "#57606a",
-    "in_progress": "#0969da",
-    "completed": "#1a7f37",
-    "failed": "#cf222e",
-    "skipped": "#8c959f",
-}
 
 
 class PlanView(w.VBox):  # type: ignore[misc]
@@ -33,7 +27,7 @@ class PlanView(w.VBox):  # type: ignore[misc]
             raise ValueError("this agent has no Planning plugin: Agent(..., plugins=[Planning()])")
         self.agent, self.planning = agent, found[0]
         self.heading = w.HTML()
-        self.progress = w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="260px"))
+        self.progress = w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="260px", max_width="100%"))
         self.checklist = w.HTML()
         self.editor = w.Textarea(layout=w.Layout(width="98%", height="120px"))
         self.approve_button = w.Button(description="Approve plan", button_style="success", icon="check")
@@ -41,8 +35,11 @@ class PlanView(w.VBox):  # type: ignore[misc]
         self.approve_button.on_click(lambda _: self.approve(self.editor.value))
         self.reject_button.on_click(lambda _: self.reject("rejected in the plan view"))
         self.decision = w.VBox([])
-        self.children = [w.HTML(CSS), w.HBox([self.heading, self.progress]), self.checklist, self.decision]
-        self.add_class("cmdc-chat")
+        header = w.HBox([self.heading, self.progress])
+        header.add_class("cmdc-row")
+        self.children = [w.HTML(PANEL_CSS), header, self.checklist, self.decision]
+        self.add_class("cmdc-panel")
+        self.add_class("cmdc-plan")
         self._sub = agent.events.subscribe(self._on_event)
         self.render()
 
@@ -77,14 +74,16 @@ class PlanView(w.VBox):  # type: ignore[misc]
         for s in plan.steps:
             note = f' <span class="cmdc-meta">— {escape(s.result)}</span>' if s.result else ""
             rows.append(
-                f'<div style="margin:2px 0"><span style="color:{_COLOR[s.status]};font-weight:600">{_ICON[s.status]}</span> '
+                f'<div class="cmdc-step {s.status}"><span class="cmdc-step-icon" title="{s.status}">{_ICON[s.status]}</span>'
                 f"{escape(s.id)}. {escape(s.title)}{note}</div>"
             )
         self.checklist.value = "".join(rows)
         if self.planning.waiting_for_approval:
             if not self.decision.children:
                 self.editor.value = plan.to_markdown()
-            self.decision.children = [self.editor, w.HBox([self.approve_button, self.reject_button])]
+            buttons = w.HBox([self.approve_button, self.reject_button])
+            buttons.add_class("cmdc-row")
+            self.decision.children = [self.editor, buttons]
         else:
             self.decision.children = []
 
