@@ -21,17 +21,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Literal
 
-import sqlalchemy as sa
-
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.checked import checked
-from cmdc_nb._plumbing.service import fetch
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError, InvalidStateError, WorkflowError
 from cmdc_nb.events import topics
 from cmdc_nb.services import approvals
 from cmdc_nb.store.enums import TriggerType, WorkflowRunStatus, WorkflowStepStatus
-from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun, WorkflowStep
+from cmdc_nb.store.models import ApprovalItem, WorkflowRun
 from cmdc_nb.workflows import state
 from cmdc_nb.workflows.executors import EXECUTORS, StepContext, call_python, checked_output
 from cmdc_nb.workflows.functions import resolve_function
@@ -41,8 +38,6 @@ from cmdc_nb.workflows.records import (
     WorkflowRef,
     get_workflow_run,
     get_workflow_step,
-    insert_run,
-    publish_step,
     start_workflow_run,
 )
 
@@ -518,7 +513,7 @@ def retry_workflow_run(
     keys). A policy retry or a resume, by contrast, keeps the key."""
     _check_concurrency(max_concurrency)
     w = get_workspace(ws)
-    new_id = _create_retry(w, v.id_of(run, "workflow_run"))
+    new_id = state.create_retry(w, v.id_of(run, "workflow_run"))
     return _launch(
         w,
         new_id,
@@ -530,45 +525,6 @@ def retry_workflow_run(
             ws=w,
         ),
     )
-
-
-def _create_retry(ws: Workspace, old_id: uuid.UUID) -> uuid.UUID:
-    with ws.transaction() as tx:
-        old = fetch(tx.db, WorkflowRun, old_id, "workflow_run", lock=True)
-        if old.status not in (R.FAILED, R.CANCELLED, R.TIMEOUT):
-            raise InvalidStateError("workflow_run", old.status.value, "retried", allowed=[])
-        wf = fetch(tx.db, Workflow, old.workflow_id, "workflow", lock=True)
-        spec = state.run_spec(old)
-        new = insert_run(
-            tx,
-            wf,
-            spec,
-            old.user_id,
-            dict(old.input or {}),
-            trigger_type=TriggerType.RETRY,
-            trigger_metadata={"retry_of": str(old.id)},
-            session_id=old.session_id,
-            retry_of=old,
-        )
-        done = {
-            r.step_id: r
-            for r in tx.db.scalars(sa.select(WorkflowStep).where(WorkflowStep.workflow_run_id == old.id))
-            if r.status is S.COMPLETED
-        }
-        carried: list[str] = []
-        for row in tx.db.scalars(sa.select(WorkflowStep).where(WorkflowStep.workflow_run_id == new.id)):
-            prev = done.get(row.step_id)
-            if prev is None:
-                continue
-            row.status = S.COMPLETED
-            row.input, row.output = prev.input, prev.output
-            row.started_at, row.completed_at, row.duration_ms = prev.started_at, prev.completed_at, 0
-            row.idempotency_key = prev.idempotency_key
-            row.meta = {"carried_from": str(prev.id)}
-            carried.append(row.step_id)
-            publish_step(tx, row, "workflow_step_carried_over")
-        new.completed_step_ids = [sid for sid in spec.order() if sid in carried]
-        return new.id
 
 
 # -- control from any cell or process -----------------------------------------------------------------

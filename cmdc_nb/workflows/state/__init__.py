@@ -26,7 +26,7 @@ from cmdc_nb.workflows.state.rows import (
     local_steps,
     run_spec,
 )
-from cmdc_nb.workflows.state.runs import advance, set_cancelled, set_paused
+from cmdc_nb.workflows.state.runs import advance, create_retry, set_cancelled, set_paused
 from cmdc_nb.workflows.state.steps import claim, complete, fail, heartbeat, recover, retrying
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "advance",
     "claim",
     "complete",
+    "create_retry",
     "fail",
     "heartbeat",
     "local_lock",

@@ -7,15 +7,17 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
+
 from cmdc_nb._plumbing.audit import log_activity
 from cmdc_nb._plumbing.service import fetch, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace
 from cmdc_nb.errors import InvalidStateError, WorkflowError
 from cmdc_nb.services import approvals
-from cmdc_nb.store.enums import ActivityAction, ApprovalStatus, StepType, WorkflowRunStatus
+from cmdc_nb.store.enums import ActivityAction, ApprovalStatus, StepType, TriggerType, WorkflowRunStatus
 from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun, WorkflowStep
 from cmdc_nb.store.values import utcnow
-from cmdc_nb.workflows.records import RUN_TERMINAL, STEP_TERMINAL, publish_run, publish_step
+from cmdc_nb.workflows.records import RUN_TERMINAL, STEP_TERMINAL, insert_run, publish_run, publish_step
 from cmdc_nb.workflows.spec import WorkflowSpec
 from cmdc_nb.workflows.state.rows import (
     Progress,
@@ -32,7 +34,7 @@ from cmdc_nb.workflows.state.rows import (
 )
 from cmdc_nb.workflows.templates import render
 
-__all__ = ["advance", "set_cancelled", "set_paused"]
+__all__ = ["advance", "create_retry", "set_cancelled", "set_paused"]
 
 
 def advance(ws: Workspace, run_id: uuid.UUID) -> Progress:
@@ -270,3 +272,44 @@ def set_cancelled(ws: Workspace, run_id: uuid.UUID, reason: str | None) -> Workf
         run.error_type = "Cancelled"
         end(tx, run, R.CANCELLED, reason=why)
         return run
+
+
+def create_retry(ws: Workspace, old_id: uuid.UUID) -> uuid.UUID:
+    """A new run of a failed, cancelled or timed-out run, its completed steps carried over as completed
+    (their outputs and idempotency keys kept), the rest to run again; one transaction."""
+    with ws.transaction() as tx:
+        old = fetch(tx.db, WorkflowRun, old_id, "workflow_run", lock=True)
+        if old.status not in (R.FAILED, R.CANCELLED, R.TIMEOUT):
+            raise InvalidStateError("workflow_run", old.status.value, "retried", allowed=[])
+        wf = fetch(tx.db, Workflow, old.workflow_id, "workflow", lock=True)
+        spec = run_spec(old)
+        new = insert_run(
+            tx,
+            wf,
+            spec,
+            old.user_id,
+            dict(old.input or {}),
+            trigger_type=TriggerType.RETRY,
+            trigger_metadata={"retry_of": str(old.id)},
+            session_id=old.session_id,
+            retry_of=old,
+        )
+        done = {
+            r.step_id: r
+            for r in tx.db.scalars(sa.select(WorkflowStep).where(WorkflowStep.workflow_run_id == old.id))
+            if r.status is S.COMPLETED
+        }
+        carried: list[str] = []
+        for row in tx.db.scalars(sa.select(WorkflowStep).where(WorkflowStep.workflow_run_id == new.id)):
+            prev = done.get(row.step_id)
+            if prev is None:
+                continue
+            row.status = S.COMPLETED
+            row.input, row.output = prev.input, prev.output
+            row.started_at, row.completed_at, row.duration_ms = prev.started_at, prev.completed_at, 0
+            row.idempotency_key = prev.idempotency_key
+            row.meta = {"carried_from": str(prev.id)}
+            carried.append(row.step_id)
+            publish_step(tx, row, "workflow_step_carried_over")
+        new.completed_step_ids = [sid for sid in spec.order() if sid in carried]
+        return new.id
