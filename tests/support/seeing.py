@@ -151,7 +151,11 @@ class Lab:
         page.wait_for_selector("text=Kernel status: Idle", state="attached", timeout=WAIT_MS)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=WAIT_MS)
         for _ in range(10):
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            # started, not awaited: the command's promise settles only when every cell has finished,
+            # and a cell may wait (for an approval) until the test clicks
+            page.evaluate(
+                "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }"
+            )
             try:
                 page.wait_for_function(
                     "() => [...document.querySelectorAll('.jp-InputPrompt')].some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))",
