@@ -76,24 +76,11 @@ def _check_json_body(rails: Guardrails, raw: bytes) -> None:
     rails.check_json(payload)
 
 
-def session_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
-    """Sessions: create, read, delete, their stored messages and statistics; and the health check."""
-    router = APIRouter(dependencies=[guarded_body(runtime, authenticate)])
+def session_list_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
+    """The caller's sessions, a page at a time."""
+    router = APIRouter()
     ws = runtime.ws
     Auth = Annotated[User, Depends(authenticate)]
-
-    @router.post("/v1/sessions", status_code=201, tags=["sessions"])
-    async def create_session(body: CreateSession, user: Auth) -> dict[str, Any]:
-        live = runtime.create(
-            user,
-            model=body.model,
-            system_prompt=body.system_prompt,
-            name=body.name,
-            tools=body.tools,
-            user_data=body.user_data,
-            prompt_mode=body.prompt_mode,
-        )
-        return _session_view(live)
 
     @router.get("/v1/sessions", tags=["sessions"])
     async def list_sessions(
@@ -124,6 +111,28 @@ def session_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter
             }
 
         return await run_in_threadpool(load)
+
+    return router
+
+
+def session_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
+    """Sessions: create, read, delete, their stored messages and statistics; and the health check."""
+    router = APIRouter(dependencies=[guarded_body(runtime, authenticate)])
+    ws = runtime.ws
+    Auth = Annotated[User, Depends(authenticate)]
+
+    @router.post("/v1/sessions", status_code=201, tags=["sessions"])
+    async def create_session(body: CreateSession, user: Auth) -> dict[str, Any]:
+        live = runtime.create(
+            user,
+            model=body.model,
+            system_prompt=body.system_prompt,
+            name=body.name,
+            tools=body.tools,
+            user_data=body.user_data,
+            prompt_mode=body.prompt_mode,
+        )
+        return _session_view(live)
 
     @router.get("/v1/sessions/{session_id}", tags=["sessions"])
     async def get_session(session_id: str, user: Auth) -> dict[str, Any]:
@@ -360,4 +369,12 @@ def event_routes(runtime: GatewayRuntime, authenticate: KeyCheck) -> APIRouter:
     return router
 
 
-ROUTERS = (health_routes, session_routes, event_routes, agent_routes, approval_routes, tool_routes)
+ROUTERS = (
+    health_routes,
+    session_list_routes,
+    session_routes,
+    event_routes,
+    agent_routes,
+    approval_routes,
+    tool_routes,
+)
