@@ -48,7 +48,11 @@ _EMPTY: dict[str, Any] = {
 _DAG_CSS = """<style>
 .cmdc-dagview { box-sizing: border-box; max-width: 100%; min-width: 0; }
 .cmdc-dagview .widget-hbox, .cmdc-dagview .widget-vbox { max-width: 100%; flex-wrap: wrap; }
+/* a heading or message that wraps at a narrow width keeps text-like line spacing (not the 28px rows) */
+.cmdc-dagview .widget-html-content { line-height: 1.45; }
 .cmdc-dagview .cmdc-dag-input textarea { font-family: var(--jp-code-font-family, monospace); }
+/* ipywidgets' success button is white on a green of 4.1:1 in Light (dark text in Dark): white on a darker green reads in both */
+.cmdc-dagview .jupyter-button.mod-success { background-color: #1b5e20; color: #fff; }
 </style>"""
 log = logging.getLogger("cmdc_nb.widgets")
 
@@ -143,7 +147,8 @@ class DagView(w.VBox):  # type: ignore[misc]
         self.heading = w.HTML()
         self.input_box = w.Textarea(
             value=json.dumps(self._example_input(), indent=2),
-            layout=w.Layout(width="100%", height="70px"),
+            # auto: stretched to the box by the column, margins included (100% overflowed it by them)
+            layout=w.Layout(width="auto", height="70px"),
             placeholder="the run's input, as JSON",
         )
         self.input_box.add_class("cmdc-dag-input")
