@@ -44,16 +44,8 @@ _EMPTY: dict[str, Any] = {
     "object": {},
     "null": None,
 }
-# The view's own box: never wider than the output area (its border and padding inside its width).
-_DAG_CSS = """<style>
-.cmdc-dagview { box-sizing: border-box; max-width: 100%; min-width: 0; }
-.cmdc-dagview .widget-hbox, .cmdc-dagview .widget-vbox { max-width: 100%; flex-wrap: wrap; }
-/* a heading or message that wraps at a narrow width keeps text-like line spacing (not the 28px rows) */
-.cmdc-dagview .widget-html-content { line-height: 1.45; }
-.cmdc-dagview .cmdc-dag-input textarea { font-family: var(--jp-code-font-family, monospace); }
-/* ipywidgets' success button is white on a green of 4.1:1 in Light (dark text in Dark): white on a darker green reads in both */
-.cmdc-dagview .jupyter-button.mod-success { background-color: #1b5e20; color: #fff; }
-</style>"""
+# The view's own stylesheet (static/dag.css): boxed in its output area, readable in every theme.
+_DAG_CSS = f"<style>{(Path(__file__).with_name('static') / 'dag.css').read_text(encoding='utf-8')}</style>"
 log = logging.getLogger("cmdc_nb.widgets")
 
 
