@@ -85,6 +85,12 @@ body[data-jp-theme-light="false"] .cmdc-panel {
 .cmdc-panel .cmdc-chart .main-svg .legendtext { fill: var(--jp-ui-font-color1, #1f2328) !important; }
 .cmdc-panel .cmdc-chart .main-svg .gridlayer path { stroke: var(--jp-border-color2, #e0e0e0) !important; }
 .cmdc-panel .cmdc-chart .main-svg .zerolinelayer path { stroke: var(--jp-border-color1, #bdbdbd) !important; }
+/* plotly leaves some paths empty or line-only with SVG's default black fill: they draw nothing, but a
+   measure of what lies behind a text (and a future plotly) would see black there */
+.cmdc-panel .cmdc-chart .main-svg path:not([d]), .cmdc-panel .cmdc-chart .main-svg path[class*="lines-"] { fill: none; }
+/* the paper, plot and legend backgrounds are transparent (see costs.py), which plotly writes as black
+   at fill-opacity 0: say transparent, as the legend's click targets are */
+.cmdc-panel .cmdc-chart .main-svg rect.bg, .cmdc-panel .cmdc-chart .main-svg .legendtoggle { fill: transparent !important; }
 .cmdc-panel .cmdc-chart .modebar-btn path { fill: var(--jp-ui-font-color2, rgba(0, 0, 0, 0.54)) !important; }
 </style>
 """
