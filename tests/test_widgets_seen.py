@@ -56,7 +56,7 @@ dash
 COSTS_REFRESH = """
 for _ in range(4):
     spend(0)
-dash.refresh()
+_ = dash.refresh()
 """
 
 

@@ -100,9 +100,11 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
             "modebar": {"bgcolor": clear},
             "legend": {"orientation": "h"},
         }
-        self.daily = go.Figure(layout={**layout, "title": "Daily cost (USD)", "barmode": "stack"})
-        self.cumulative = go.Figure(layout={**layout, "title": "Cumulative spend (USD)"})
-        self.tokens = go.Figure(layout={**layout, "title": "Tokens per day", "barmode": "stack"})
+        # "Nov 15", without plotly's second line for the year, which the legend below would cover
+        dated = {"xaxis": {"tickformat": "%b %d"}}
+        self.daily = go.Figure(layout={**layout, **dated, "title": "Daily cost (USD)", "barmode": "stack"})
+        self.cumulative = go.Figure(layout={**layout, **dated, "title": "Cumulative spend (USD)"})
+        self.tokens = go.Figure(layout={**layout, **dated, "title": "Tokens per day", "barmode": "stack"})
         self.top = go.Figure(
             layout={**layout, "title": "Costliest sessions and cells (USD)", "yaxis": {"automargin": True}}
         )
