@@ -136,7 +136,7 @@ def test_cost_dashboard_renders_its_charts_in_the_browser(tmp_path: Path) -> Non
             "() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=WAIT_MS
         )
         assert page.locator("text=Daily cost (USD)").count() >= 1
-        page.locator(".cmdc-chat").first.scroll_into_view_if_needed()
+        page.locator(".cmdc-costs").first.scroll_into_view_if_needed()
         screenshot(page, "cost-dashboard.png")
 
 
