@@ -62,6 +62,8 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
         ws: Any = None,
         width: int | None = None,
     ) -> None:
+        """Long because it builds the filters, the four chart slots and the grid in one pass; the
+        controls move to their own builder with issue 30's next slice."""
         import plotly.graph_objects as go
 
         from cmdc_nb._plumbing.workspace import get_workspace
