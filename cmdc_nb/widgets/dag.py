@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -26,6 +25,7 @@ from cmdc_nb.errors import CmdcError, InvalidStateError
 from cmdc_nb.events import topics
 from cmdc_nb.services import approvals
 from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun
+from cmdc_nb.widgets._assets import asset, asset_text
 from cmdc_nb.widgets._common import Decision, Refresher
 from cmdc_nb.widgets._render import CSS, escape, pretty_json
 from cmdc_nb.workflows.engine import driven_here
@@ -44,13 +44,13 @@ _EMPTY: dict[str, Any] = {
     "object": {},
     "null": None,
 }
-# The view's own stylesheet (static/dag.css): boxed in its output area, readable in every theme.
-_DAG_CSS = f"<style>{(Path(__file__).with_name('static') / 'dag.css').read_text(encoding='utf-8')}</style>"
+# The view's own stylesheet (widgets/dag.css): boxed in its output area, readable in every theme.
+_DAG_CSS = f"<style>{asset_text('dag.css')}</style>"
 log = logging.getLogger("cmdc_nb.widgets")
 
 
 class _DagCanvas(anywidget.AnyWidget):
-    _esm = Path(__file__).with_name("static") / "dag.js"
+    _esm = asset("dag.js")  # widgets/dag.js
     graph = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
 
