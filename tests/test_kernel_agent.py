@@ -16,7 +16,6 @@ from cmdc_nb.errors import (
     AgentNotAliveError,
     InvalidInputError,
     NotFoundError,
-    ProviderError,
 )
 from cmdc_nb.kernel import Agent, ToolContext, tool
 from cmdc_nb.providers import Script, Turn, call
@@ -123,8 +122,10 @@ async def test_steering_is_applied_at_the_next_turn_gap_and_a_full_queue_rejects
     assert types(got).index("steering_applied") < types(got).index("agent_resumed")
     idle = agent.steer("now something else")
     assert (idle.accepted, idle.status) == (True, "started")
-    with pytest.raises(ProviderError, match="exhausted"):  # it ran as a prompt; the script has no turn left
-        await idle.handle  # type: ignore[misc]
+    # it ran as a prompt; the script has no turn left, and its answer says so
+    assert await idle.handle == (  # type: ignore[misc]
+        f"(the offline script '{script.name}' has no more turns: give it more turns, or pick another model)"
+    )
 
 
 async def test_abort_mid_stream_lands_within_100_ms_and_nothing_streams_after_it() -> None:

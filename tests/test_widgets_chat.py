@@ -312,3 +312,26 @@ async def test_a_user_who_sends_is_brought_to_the_newest_message() -> None:
     chat.input.value = "hello"
     chat.send_button.click()
     assert chat.follow.pins == before + 1
+
+
+async def test_an_offline_script_that_has_said_everything_says_so_as_a_reply(ws: Any, session: Any) -> None:
+    from cmdc_nb import agents, sessions
+
+    script = Script(["The only answer."], name="one-turn")
+    agent = Agent(model=script.model, session=session, ws=ws)
+    chat = ChatWidget(agent)
+    assert await chat.send("first") == "The only answer."
+    ended = "(the offline script 'one-turn' has no more turns: give it more turns, or pick another model)"
+    # the next message is answered, not failed: a reply bubble, no error, no tokens, nothing to pay
+    assert await chat.send("second") == ended
+    shown = html_of(chat)
+    assert f'<div class="cmdc-msg cmdc-assistant"><p>{ended}</p>' in shown
+    assert "cmdc-error" not in shown and "Exception" not in shown
+    assert "scripted/one-turn · 0/0 tokens · $0" in shown
+    assert "ready" in chat.status_html.value
+    # stored as every other reply is: the message, a completed call, no tokens
+    stored = [(m.role.value, m.content) for m in sessions.list_messages(session, ws=ws).entries]
+    assert stored[-2:] == [("user", "second"), ("assistant", ended)]
+    calls = sorted(agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    assert [c.status.value for c in calls] == ["completed", "completed"]
+    assert (calls[-1].tokens_in, calls[-1].tokens_out, calls[-1].cost_usd) == (0, 0, 0)

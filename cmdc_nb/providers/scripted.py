@@ -92,7 +92,8 @@ class Script:
     """A named sequence of turns (or a `respond(messages)` function) served as `scripted/<name>`.
 
     `repeat_last=True` serves the last turn again once the others are used up; otherwise a request past
-    the end fails with a clear provider error ("script exhausted").
+    the end is answered, as an ordinary reply at no tokens, with one sentence saying the script has no
+    more turns and what to do (see `ended`).
     """
 
     _names = itertools.count(1)
@@ -139,12 +140,23 @@ class Script:
                 self._cursor += 1
                 return _as_turn(self._respond(messages))
             if self._cursor >= len(self.turns):
-                if self.repeat_last and self.turns:
-                    return self.turns[-1]
-                raise LookupError(f"script {self.name!r} exhausted after {len(self.turns)} turns")
+                return self.turns[-1] if self.repeat_last and self.turns else self.ended()
             turn = self.turns[self._cursor]
             self._cursor += 1
             return turn
+
+    def ended(self) -> Turn:
+        """The reply past the script's last turn. An offline model is a product, not a test hack: a
+        person chatting with one that has said all it knows gets a sentence they can act on, not a
+        provider failure. No model produced it, so it costs no tokens.
+
+        >>> Script(["hi"], name="ended-example").ended().text
+        "(the offline script 'ended-example' has no more turns: give it more turns, or pick another model)"
+        """
+        return Turn(
+            f"(the offline script '{self.name}' has no more turns: give it more turns, or pick another model)",
+            usage=(0, 0),
+        )
 
 
 def _as_turn(t: TurnLike) -> Turn:
