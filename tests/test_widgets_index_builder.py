@@ -71,3 +71,70 @@ def test_in_a_script_ingest_blocks_and_returns_the_report(ws: Workspace, user: U
     report = builder.ingest()
     assert isinstance(report, rag.IngestReport) and report.added == 2
     assert builder.progress.value == 2
+
+
+def _text_of(html: str) -> str:
+    """What a reader sees of some HTML: no tags, no attributes (a tooltip is not on the page)."""
+    import html as h
+    import re
+
+    return h.unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def test_a_hit_shows_the_passage_around_its_match_marked_and_a_relevance_a_person_reads(
+    ws: Workspace, user: User
+) -> None:
+    import re
+
+    before = " ".join(f"early{i}" for i in range(120))
+    after = " ".join(f"late{i}" for i in range(120))
+    long = f"{before} The NEEDLE & <b>haystack</b> are here. {after}"
+    builder = IndexBuilder(
+        rag.create_index(user, "long", max_tokens=2000, ws=ws),
+        ws=ws,
+        texts=[long, "a haystack of hay", "nothing to see"],
+    )
+    builder.ingest()
+    hits = builder.search("needle Haystack")
+    html = builder.results.value
+    card = next(c for c in html.split('<div class="cmdc-queue-item cmdc-hit">') if "NEEDLE" in c)
+    passage = re.search(r"<pre>(.*)</pre>", card, re.S).group(1)  # type: ignore[union-attr]
+    # the match is in the passage, marked whatever its case, and the content's HTML stays text
+    assert "The <mark>NEEDLE</mark> &amp; &lt;b&gt;<mark>haystack</mark>&lt;/b&gt; are here." in passage
+    assert "<b>" not in html
+    # centred on the match, cut between words, and it says where text was left out
+    seen = _text_of(passage)
+    assert seen.startswith("… ") and seen.endswith(" …") and len(seen) <= 604
+    words = seen.removeprefix("… ").removesuffix(" …").split()
+    assert words[0] in long.split() and words[-1] in long.split()  # whole words at both ends
+    assert words[0].startswith("early") and words[-1].startswith("late")
+    # relevance relative to the best hit; the exact fused score only in the tooltip
+    top = html.split('<div class="cmdc-queue-item cmdc-hit">')[1]
+    assert (
+        '<span class="cmdc-badge cmdc-relevance" title="fused score ' in top
+        and ">relevance 100%</span>" in top
+    )
+    assert f"{hits[0].score:.6f}" in top and f"{hits[0].score:.4f}" not in _text_of(html)
+    cards = html.split('<div class="cmdc-queue-item cmdc-hit">')[1:]
+    shown = [re.search(r"relevance \d+%", _text_of(c)).group() for c in cards]  # type: ignore[union-attr]
+    assert shown == [f"relevance {h.score / hits[0].score:.0%}" for h in hits]
+    assert len(hits) == 3 and shown[-1] != "relevance 100%"
+
+
+def test_a_score_a_list_did_not_give_is_not_shown() -> None:
+    import uuid
+
+    from cmdc_nb.rag import SearchHit
+    from cmdc_nb.widgets._hits import hit_cards
+
+    def hit(rank: int, score: float, vector: float | None, text: float | None) -> SearchHit:
+        return SearchHit(
+            uuid.uuid4(), f"doc{rank}.md", "some words", score, rank, 0, None, None, None, vector, text
+        )
+
+    shown = _text_of(hit_cards([hit(1, 0.0328, 0.91, 2.5), hit(2, 0.0164, 0.42, 0.0)], "words", "hybrid"))
+    assert "vector 0.910 · text 2.500" in shown and "vector 0.420" in shown
+    assert "text 0.000" not in shown and "0.0164" not in shown and "relevance 50%" in shown
+    # in one list's mode the relevance alone is shown: its own score would say the same twice
+    vector_only = _text_of(hit_cards([hit(1, 0.8, 0.8, None)], "words", "vector"))
+    assert "relevance 100%" in vector_only and "vector 0.8" not in vector_only

@@ -61,6 +61,10 @@ body[data-jp-theme-light="false"] .cmdc-panel {
   border-radius: 8px; padding: 6px 10px; margin: 4px 0; background: var(--jp-layout-color1, #fff); max-width: 100%; }
 .cmdc-panel .cmdc-hit { border-left-color: var(--cmdc-info); }
 .cmdc-panel .cmdc-hit pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 4px 0; max-height: 160px; overflow: auto; }
+/* the query's words in a hit: JupyterLab's own search-match colours (dark text on yellow in every theme) */
+.cmdc-panel .cmdc-hit mark { background: var(--jp-search-selected-match-background-color, rgb(255 225 0));
+  color: var(--jp-search-selected-match-color, #000); border-radius: 2px; padding: 0 1px; }
+.cmdc-panel .cmdc-relevance { cursor: help; }
 /* the plan's checklist: the icon carries the state's colour, the text stays the theme's */
 .cmdc-panel .cmdc-step { margin: 2px 0; overflow-wrap: anywhere; }
 .cmdc-panel .cmdc-step-icon { font-weight: 600; display: inline-block; width: 1.2em; }

@@ -12,6 +12,7 @@ from cmdc_nb import rag
 from cmdc_nb.errors import CmdcError
 from cmdc_nb.events import topics
 from cmdc_nb.widgets._common import Refresher, on_loop
+from cmdc_nb.widgets._hits import hit_cards
 from cmdc_nb.widgets._render import escape
 from cmdc_nb.widgets._theme import PANEL_CSS
 
@@ -259,7 +260,8 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
         return self.task
 
     def search(self, query: str, **options: Any) -> list[rag.SearchHit]:
-        """Search and show ranked results (score, source, snippet)."""
+        """Search and show ranked results: rank, source, relevance (the best is 100%, the exact score in
+        its tooltip) and the passage around the first match with the query's words marked."""
         if self.index is None:
             raise ValueError("create the index first")
         options.setdefault("k", int(self.k.value))
@@ -275,21 +277,7 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
         if not self.hits:
             self.results.value = '<div class="cmdc-notice">No results.</div>'
             return self.hits
-        cards = []
-        for h in self.hits:
-            snippet = h.content if len(h.content) <= 600 else h.content[:600] + " …"
-            scores = " · ".join(
-                f"{label} {value:.3f}"
-                for label, value in (("vector", h.vector_score), ("text", h.text_score))
-                if value is not None
-            )
-            also = f" · also in {escape(', '.join(h.also_in))}" if h.also_in else ""
-            cards.append(
-                f'<div class="cmdc-queue-item cmdc-hit"><span class="cmdc-title">{h.rank}. {escape(h.citation)}</span> '
-                f'<span class="cmdc-badge">{h.score:.4f}</span> <span class="cmdc-stats">{escape(scores)}{also}</span>'
-                f"<pre>{escape(snippet)}</pre></div>"
-            )
-        self.results.value = "".join(cards)
+        self.results.value = hit_cards(self.hits, query, options["mode"])
         return self.hits
 
     @property
