@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from waiting import CEILING_S
 
-from cmdc_nb import approvals, sessions
+from cmdc_nb import agents, approvals, sessions
+from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.store.models import User
@@ -30,6 +32,16 @@ def find(widget: Any, cls: str, description: str | None = None) -> list[Any]:
     return out
 
 
+def form_fields(widget: Any) -> list[Any]:
+    """The input widgets of the open arguments forms, in the tool's parameter order."""
+    out = []
+    for c in getattr(widget, "children", ()):
+        if "cmdc-argfield" in getattr(c, "_dom_classes", ()):
+            out.append(c.children[1])
+        out.extend(form_fields(c))
+    return out
+
+
 async def test_approving_in_the_queue_resumes_the_waiting_agent(ws: Workspace, user: User) -> None:
     s = sessions.create_session(user, name="social", ws=ws)
     script = Script([Turn(tool_calls=[call("publish", channel="mastodon")]), "Posted."])
@@ -43,15 +55,51 @@ async def test_approving_in_the_queue_resumes_the_waiting_agent(ws: Workspace, u
     heading = find(queue.list_box, "HTML")[0].value
     assert "Approve tool: publish" in heading and "network" in heading and "mastodon" in heading
     find(queue, "Button", "Edit")[0].click()
-    find(queue, "Textarea")[0].value = '{"channel": "bluesky"}'
-    find(queue, "Text")[0].value = "better audience"
-    find(queue, "Button", "Approve")[0].click()
+    [channel] = form_fields(queue)  # the tool's one argument, as a text field holding the proposal
+    assert (type(channel).__name__, channel.value) == ("Text", "mastodon")
+    channel.value = "bluesky"
+    find(queue, "Text")[0].value = "better audience"  # the note, next to the buttons
+    find(queue, "Button", "Approve with edits")[0].click()
     assert await asyncio.wait_for(handle, CEILING_S) == "Posted."
     assert agent.messages[2]["content"] == "published on bluesky"
     decided = approvals.get_approval_item(item, ws=ws)
     assert (decided.status, decided.decision_note) == ("approved", "better audience")
+    assert decided.modified_payload["input"] == {"channel": "bluesky"}
+    stored = agents.get_tool_use(decided.source_id, ws=ws)
+    assert (stored.input, stored.meta["original_input"]) == ({"channel": "bluesky"}, {"channel": "mastodon"})
     await asyncio.sleep(0.05)
     assert queue.items == []
+
+
+@tool(requires_approval=True)
+def repost(channel: str, copies: int) -> str:
+    """Repost a post."""
+    return f"reposted {copies} times on {channel}"
+
+
+async def test_an_invalid_edit_is_refused_in_the_queue_and_nothing_runs(ws: Workspace, user: User) -> None:
+    s = sessions.create_session(user, name="social", ws=ws)
+    script = Script([Turn(tool_calls=[call("repost", channel="mastodon", copies=1)]), "Denied, fine."])
+    agent = Agent(model=script.model, tools=[repost], session=s, ws=ws)
+    queue = ApprovalQueue(user, ws=ws)
+    handle = agent.prompt("repost it")
+    while not queue.items:
+        await asyncio.sleep(0.01)
+    [item] = queue.items
+    find(queue, "Button", "Edit")[0].click()
+    find(queue, "ToggleButton", "JSON")[0].value = True  # edit the call as one JSON object
+    [raw] = [t for t in find(queue, "Textarea") if "cmdc-argjson" in t._dom_classes]
+    raw.value = '{"channel": "mastodon", "copies": "lots"}'
+    find(queue, "Button", "Approve with edits")[0].click()
+    shown = " ".join(h.value for h in find(queue, "HTML"))
+    assert "copies must be a whole number, not &quot;lots&quot;" in shown
+    with pytest.raises(InvalidInputError, match=r"^channel is required$"):  # the same check from code
+        queue.approve(item.id, input={"copies": 2})
+    assert approvals.get_approval_item(item, ws=ws).status == "pending" and queue.items == [item]
+    assert agents.get_tool_use(item.source_id, ws=ws).status == "pending"  # the tool did not run
+    queue.deny(item.id, note="not now")
+    assert await asyncio.wait_for(handle, CEILING_S) == "Denied, fine."
+    assert agent.messages[2]["content"] == "denied by the user: not now"
 
 
 async def test_items_decided_elsewhere_leave_the_queue_and_deny_works(ws: Workspace, user: User) -> None:

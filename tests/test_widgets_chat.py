@@ -47,6 +47,20 @@ def buttons(chat: Any) -> dict[str, Any]:
     return found
 
 
+def form_fields(card: Any) -> list[Any]:
+    """The input widgets of the arguments form open in a tool card, in the tool's parameter order."""
+    found: list[Any] = []
+
+    def walk(widget: Any) -> None:
+        for c in getattr(widget, "children", ()):
+            if "cmdc-argfield" in getattr(c, "_dom_classes", ()):
+                found.append(c.children[1])
+            walk(c)
+
+    walk(card)
+    return found
+
+
 async def wait_for(
     predicate: Any, timeout: float = 60.0
 ) -> None:  # liveness only: a first litellm import can take seconds
@@ -108,13 +122,10 @@ async def test_edit_arguments_then_approve_and_deny() -> None:
     chat = ChatWidget(agent)
     handle = chat.send("ship")
     await wait_for(lambda: "Approve" in buttons(chat))
-    b = buttons(chat)
-    b["Edit arguments"].click()
-    editor = next(
-        c for c in chat.messages_box.children[-1].children[1].children if c.__class__.__name__ == "Textarea"
-    )
-    editor.value = '{"target": "staging"}'
-    b["Approve"].click()
+    buttons(chat)["Edit arguments"].click()
+    [target] = form_fields(chat.messages_box.children[-1])
+    target.value = "staging"
+    buttons(chat)["Approve with edits"].click()
     await handle
     assert agent.messages[2]["content"] == "deployed to staging"
     handle = chat.send("again")
@@ -125,6 +136,72 @@ async def test_edit_arguments_then_approve_and_deny() -> None:
     denied = chat.messages_box.children[-2]  # the second call's card, before the reply "fine"
     assert "denied" in denied._dom_classes and "error" not in denied._dom_classes
     assert '<span class="cmdc-badge denied">denied</span>' in denied.children[0].value
+
+
+@tool(requires_approval=True)
+def scale(service: str, replicas: int, drain: bool = False) -> str:
+    """Scale a service.
+
+    Args:
+        service: the service's name
+        replicas: how many copies to run
+    """
+    return f"{service} scaled to {replicas}{' after draining' if drain else ''}"
+
+
+async def test_the_edit_form_follows_the_tool_schema_and_the_edit_is_what_runs_and_is_stored(
+    ws: Any, session: Any
+) -> None:
+    from cmdc_nb import agents
+
+    script = Script([Turn(tool_calls=[call("scale", service="api", replicas=2)]), "Scaled."])
+    agent = Agent(model=script.model, tools=[scale], session=session, ws=ws)
+    chat = ChatWidget(agent)
+    handle = chat.send("scale the api")
+    await wait_for(lambda: "Approve" in buttons(chat))
+    card = chat.messages_box.children[-1]
+    buttons(card)["Edit arguments"].click()
+    service, replicas, drain = form_fields(card)
+    assert (type(service).__name__, service.value) == ("Text", "api")
+    assert (type(replicas).__name__, replicas.value) == ("IntText", 2)
+    assert (type(drain).__name__, drain.value) == ("Checkbox", False)
+    replicas.value, drain.value = 5, True
+    buttons(card)["Approve with edits"].click()
+    assert await asyncio.wait_for(handle, 60) == "Scaled."
+    assert agent.messages[2]["content"] == "api scaled to 5 after draining"  # the tool ran the edit
+    calls = agents.list_agent_calls(session, ws=ws).entries
+    [stored] = [t for c in calls for t in agents.list_tool_uses(c, ws=ws).entries]
+    assert stored.input == {"service": "api", "replicas": 5, "drain": True}  # … and the database keeps it
+    assert stored.meta["original_input"] == {"service": "api", "replicas": 2}
+
+
+async def test_invalid_edits_are_refused_and_the_tool_does_not_run(ws: Any, session: Any) -> None:
+    script = Script([Turn(tool_calls=[call("scale", service="api", replicas=2)]), "Not scaled."])
+    agent = Agent(model=script.model, tools=[scale], session=session, ws=ws)
+    chat = ChatWidget(agent)
+    handle = chat.send("scale the api")
+    await wait_for(lambda: "Approve" in buttons(chat))
+    card = chat.messages_box.children[-1]
+    buttons(card)["Edit arguments"].click()
+    form = card.children[1].children[1].children[0]  # the card's controls: buttons, then the form
+    form.children[1].children[1].value = True  # the "JSON" toggle: edit the call as one JSON object
+    raw = form.children[3]
+    raw.value = '{"service": "api", "replicas": "many"}'
+    buttons(card)["Approve with edits"].click()
+    assert "replicas must be a whole number, not &quot;many&quot;" in form.children[4].value
+    assert "Not approved: replicas must be a whole number" in card.children[1].children[2].value
+    raw.value = '{"replicas": 3}'
+    buttons(card)["Approve with edits"].click()
+    assert "service is required" in form.children[4].value
+    await asyncio.sleep(0.1)
+    assert agent.status()["pending_approvals"][0]["args"] == {
+        "service": "api",
+        "replicas": 2,
+    }  # still waiting
+    assert "ok" not in card._dom_classes and "running" not in card._dom_classes
+    buttons(card)["Deny"].click()
+    assert await asyncio.wait_for(handle, 60) == "Not scaled."
+    assert agent.messages[2]["content"] == "denied by the user: denied from the chat"
 
 
 async def test_stop_steer_and_the_model_picker() -> None:

@@ -32,9 +32,10 @@ def money(value: Any) -> str:
 _KEY_WORDS = ("missing credentials", "api key", "api_key", "no key", "invalid x-api-key", "unauthorized")
 
 
-def explain_failure(kind: str, reason: str, model: str) -> str:
+def explain_failure(kind: str, reason: str, model: str, *, variable: str | None = None) -> str:
     """One sentence a user can act on, for a model call that failed with `kind` (a ProviderError kind)
     and the provider's `reason`; the raw reason goes behind a disclosure, not in this sentence.
+    `variable` names the key to set when it is known (else the provider's usual `<PROVIDER>_API_KEY`).
 
     >>> explain_failure("server_error", "OpenAIException - Missing credentials", "openai/gpt-4o-mini")
     'no key for openai: set OPENAI_API_KEY, or pick an offline model'
@@ -43,7 +44,8 @@ def explain_failure(kind: str, reason: str, model: str) -> str:
     lowered = reason.lower()
     # litellm reports a missing key as a server error for some providers: the words tell it apart
     if kind == "authentication" or any(k in lowered for k in _KEY_WORDS):
-        return f"no key for {provider}: set {provider.upper()}_API_KEY, or pick an offline model"
+        variable = variable or f"{provider.upper()}_API_KEY"
+        return f"no key for {provider}: set {variable}, or pick an offline model"
     remedies = {
         "rate_limit": f"{provider} is limiting requests: wait a minute and send again, or pick another model",
         "timeout": f"{provider} did not answer in time: send again, or pick another model",
@@ -68,7 +70,7 @@ _END_SENTENCES = {
 
 class ToolCard:
     """One tool call: a card; while it waits for a person, its arguments are open and the Approve /
-    Deny / Edit controls sit inside it."""
+    Deny / Edit controls sit inside it (Edit: a form built from the tool's parameters schema)."""
 
     LABELS: ClassVar[dict[str, str]] = {
         "waiting": "waiting for your approval",
@@ -120,10 +122,12 @@ class ToolCard:
     def ask(self, ref: str, args: Mapping[str, Any], hint: str | None) -> None:
         self.ref, self.status, self.args = ref, "waiting", dict(args)
         chat = self.chat
+        tool = chat.agent.tools.get(self.name)
         decision = Decision(
             args,
             approve=lambda edited: chat._safely("approving", lambda: chat.approve(ref, args=edited)),
             deny=lambda: chat._safely("denying", lambda: chat.deny(ref)),
+            schema=getattr(tool, "parameters", None),
         )
         note = w.HTML(f'<div class="cmdc-notice">{escape(hint)}</div>' if hint else "")
         self.controls.children = [*decision.widgets, note]

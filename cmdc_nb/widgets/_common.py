@@ -1,15 +1,15 @@
 """Pieces the widgets share: running a callback on the kernel's loop whatever thread an event came from,
-and the Approve / Deny / Edit controls of a decision."""
+and the Approve / Deny / Edit controls of a decision (whose Edit is the arguments' form)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as w
 
+from cmdc_nb.widgets._arg_form import ArgForm, sentence
 from cmdc_nb.widgets._render import escape
 
 __all__ = ["Decision", "Refresher", "on_loop"]
@@ -64,8 +64,11 @@ class Refresher:
 
 
 class Decision:
-    """Approve / Deny / Edit controls. `approve(edited_args_or_None)` and `deny()` are called on click;
-    a malformed edit is reported under the buttons, and nothing is decided."""
+    """Approve / Deny / Edit controls. Edit opens the arguments as a form built from the tool's JSON
+    `schema` (see ArgForm), and Approve becomes "Approve with edits": the edits are checked against the
+    schema first, and arguments that fail it are never approved — the form says what is wrong, field by
+    field. `approve(edited_args_or_None)` and `deny()` are called on click (None: approved as proposed).
+    """
 
     def __init__(
         self,
@@ -75,38 +78,53 @@ class Decision:
         deny: Callable[[], None],
         edit_label: str = "Edit arguments",
         extra: list[w.Widget] | None = None,
+        schema: Mapping[str, Any] | None = None,
     ) -> None:
+        self.args, self.schema = dict(args), schema
         self.approve_button = w.Button(
-            description="Approve", button_style="success", icon="check", layout=w.Layout(width="110px")
-        )
+            description="Approve", button_style="success", icon="check",
+            layout=w.Layout(width="auto", min_width="110px"),
+        )  # fmt: skip
         self.deny_button = w.Button(
             description="Deny", button_style="danger", icon="times", layout=w.Layout(width="100px")
         )
-        self.edit_button = w.Button(description=edit_label, icon="pencil", layout=w.Layout(width="140px"))
-        self.editor = w.Textarea(
-            value=json.dumps(dict(args), indent=2, default=str),
-            layout=w.Layout(width="98%", height="90px", display="none"),
-        )
+        self.edit_button = w.Button(description=edit_label, icon="pencil", layout=w.Layout(width="auto"))
+        self.form: ArgForm | None = None  # built on the first Edit: a queue of many items stays cheap
+        self.editor = w.VBox([], layout=w.Layout(width="100%"))
         self.message = w.HTML()
 
         def on_approve(_: Any) -> None:
             edited = None
-            if self.editor.layout.display != "none":
-                try:
-                    edited = json.loads(self.editor.value)
-                except ValueError as exc:
-                    self.message.value = f'<div class="cmdc-notice">Not valid JSON: {escape(exc)}</div>'
+            if self.form is not None and self.editor.children:
+                edited = self.form.collect()
+                if edited is None:
+                    first = next(iter(self.form.problems.items()))
+                    self.message.value = (
+                        f'<div class="cmdc-notice">Not approved: {escape(sentence(*first))}</div>'
+                    )
                     return
+                if edited == self.args:
+                    edited = None
+            self.message.value = ""
             approve(edited)
-
-        def on_edit(_: Any) -> None:
-            self.editor.layout.display = None if self.editor.layout.display == "none" else "none"
 
         self.approve_button.on_click(on_approve)
         self.deny_button.on_click(lambda _: deny())
-        self.edit_button.on_click(on_edit)
+        self.edit_button.on_click(lambda _: self.toggle_editor())
         self.widgets: list[w.Widget] = [
             w.HBox([self.approve_button, self.deny_button, self.edit_button, *(extra or [])]),
             self.editor,
             self.message,
         ]
+
+    @property
+    def editing(self) -> bool:
+        return bool(self.editor.children)
+
+    def toggle_editor(self) -> None:
+        """Open the form (Approve then approves the edits), or close it (Approve approves as proposed)."""
+        if self.form is None:
+            self.form = ArgForm(self.args, self.schema)
+        self.editor.children = [] if self.editing else [self.form.box]
+        self.approve_button.description = "Approve with edits" if self.editing else "Approve"
+        self.message.value = ""
