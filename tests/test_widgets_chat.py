@@ -242,7 +242,7 @@ async def test_switching_to_models_the_picker_does_not_list_keeps_the_switch() -
     assert await agent.prompt("b") == "three"
     chat.switch_model(first.model)
     assert (agent.model, chat.model_picker.value) == (first.model, first.model)
-    assert list(chat.model_picker.options)[-2:] == [second.model, third.model]
+    assert list(chat.model_picker._options_labels)[-2:] == [second.model, third.model]
 
 
 async def test_history_is_paged_and_the_transcript_exports() -> None:
@@ -412,3 +412,52 @@ async def test_an_offline_script_that_has_said_everything_says_so_as_a_reply(ws:
     calls = sorted(agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
     assert [c.status.value for c in calls] == ["completed", "completed"]
     assert (calls[-1].tokens_in, calls[-1].tokens_out, calls[-1].cost_usd) == (0, 0, 0)
+
+
+async def test_the_model_picker_marks_models_without_a_key_and_refuses_them_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cmdc_nb.errors import ProviderError
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-never-shown-4242")
+    script = Script(["still here", "and here"])
+    agent = Agent(model=script.model)
+    chat = ChatWidget(agent, models=["openai/gpt-4o", "anthropic/claude-haiku-4-5"])
+    # what the dropdown shows: the model without a key says so; offline models never need one
+    assert chat.model_picker._options_labels == (
+        script.model,
+        "openai/gpt-4o · no key",
+        "anthropic/claude-haiku-4-5",
+    )
+    assert "ready" in chat.status_html.value
+    chat.model_picker.value = "openai/gpt-4o"  # as picked in the browser
+    # refused at once: the agent keeps a model that can answer, the picker shows it, the status says why
+    assert (agent.model, chat.model_picker.value) == (script.model, script.model)
+    remedy = "no key for openai: set OPENAI_API_KEY, or pick an offline model"
+    assert remedy in chat.status_html.value and html_of(chat) == ""
+    assert await chat.send("hello") == "still here"
+    with pytest.raises(ProviderError, match="set OPENAI_API_KEY") as refused:
+        chat.switch_model("openai/gpt-4o")  # the method does what the picker does
+    assert refused.value.kind == "authentication" and agent.model == script.model
+    chat.model_picker.value = "anthropic/claude-haiku-4-5"  # a provider with a key switches
+    assert agent.model == "anthropic/claude-haiku-4-5"
+    shown = " ".join([*chat.model_picker._options_labels, chat.status_html.value, html_of(chat)])
+    assert "sk-ant" not in shown and "4242" not in shown  # the key's name may show, never its value
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-set-later")
+    chat.switch_model("openai/gpt-4o")
+    assert agent.model == "openai/gpt-4o" and "openai/gpt-4o" in chat.model_picker._options_labels
+
+
+def test_a_chat_opened_on_a_model_without_a_key_says_so_before_the_first_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    chat = ChatWidget(Agent(model="gemini/gemini-2.5-flash"))
+    assert chat.model_picker._options_labels == ("gemini/gemini-2.5-flash · no key",)
+    assert "no key for gemini: set GEMINI_API_KEY, or pick an offline model" in chat.status_html.value
+    # a key handed to the agent itself counts
+    keyed = ChatWidget(Agent(model="gemini/gemini-2.5-flash", provider_opts={"api_key": "k-not-shown"}))
+    assert keyed.model_picker._options_labels == ("gemini/gemini-2.5-flash",)
+    assert "ready" in keyed.status_html.value

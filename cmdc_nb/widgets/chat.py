@@ -24,8 +24,10 @@ from typing import Any
 
 import ipywidgets as w
 
+from cmdc_nb.errors import ProviderError
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent, PromptHandle
+from cmdc_nb.providers.choice import missing_key
 from cmdc_nb.widgets._chat_events import ChatEvents, ToolCard, explain_failure, money
 from cmdc_nb.widgets._chat_follow import Follow
 from cmdc_nb.widgets._common import on_loop
@@ -73,9 +75,7 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
         self.title_html = w.HTML(
             f'<span class="cmdc-title">{escape(title or agent.options.name or "Chat")}</span>'
         )
-        choices = list(dict.fromkeys([agent.model, *models]))
-        self.model_picker = w.Dropdown(options=choices, value=agent.model, layout=w.Layout(width="220px"))
-        self.model_picker.observe(self._picked, names="value")
+        self.model_picker = self._picker(models)
         self.stats = w.HTML()
         self.status_html = w.HTML()
         self.status_html.add_class("cmdc-status")
@@ -159,16 +159,52 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
         self.agent.reject(ref, note=note, auto_resume=True)
 
     def switch_model(self, model: str) -> None:
+        """Switch the agent to `model`, as picking it does. A model whose provider has no key is
+        refused and the agent keeps its model: ProviderError (kind "authentication") says what to set."""
+        remedy = self._refuse_without_key(model)
+        if remedy is not None:
+            raise ProviderError(remedy, kind="authentication", model=model)
         self.agent.switch_model(model, reason="picked in the chat")
         self._show_model(self.agent.model)  # the event does it too; at once, for a caller without a loop
+
+    def _no_key(self, model: str) -> str | None:
+        """The one-sentence remedy when `model` cannot answer for want of a key, else None."""
+        given = self.agent.provider_opts.get("api_key")  # a key handed to the agent: its provider has one
+        if given and model.split("/", 1)[0] == self.agent.model.split("/", 1)[0]:
+            return None
+        variable = missing_key(model)
+        return None if variable is None else explain_failure("authentication", "", model, variable=variable)
+
+    def _refuse_without_key(self, model: str) -> str | None:
+        """Keep the agent on its model when `model` has no key, and say so in the status line at once
+        (as jupyter-ai refuses to save a model whose key is missing): a switch would only fail at the
+        next Send. Returns the sentence said, or None when `model` can answer."""
+        remedy = self._no_key(model)
+        if remedy is not None:
+            self._show_model(self.agent.model)
+            self._phase(remedy, timed=False)
+        return remedy
+
+    def _picker(self, models: Sequence[str]) -> w.Dropdown:
+        self._models = list(dict.fromkeys([self.agent.model, *models]))
+        picker = w.Dropdown(
+            options=self._model_options(), value=self.agent.model, layout=w.Layout(width="220px")
+        )
+        picker.observe(self._picked, names="value")
+        return picker
+
+    def _model_options(self) -> list[tuple[str, str]]:
+        # a model that cannot answer says so in its label; its value stays the model string
+        return [(m if self._no_key(m) is None else f"{m} · no key", m) for m in self._models]
 
     def _show_model(self, model: str) -> None:
         # Assigning `options` makes the Dropdown fall back to its first option, and that change would be
         # observed as the user picking it (switching the agent back): update it unobserved.
         self.model_picker.unobserve(self._picked, names="value")
         try:
-            if model not in self.model_picker.options:
-                self.model_picker.options = [*self.model_picker.options, model]
+            if model not in self._models:
+                self._models.append(model)
+            self.model_picker.options = self._model_options()  # relabelled: a key may have been set since
             self.model_picker.value = model
         finally:
             self.model_picker.observe(self._picked, names="value")
@@ -305,6 +341,8 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
     def _set_busy(self, busy: bool, note: str | None = None) -> None:
         self.steer_button.disabled = not busy
         self.stop_button.disabled = not busy
+        if not busy and note is None:  # "ready" would be untrue when the next Send cannot be answered
+            note = self._no_key(self.agent.model)
         self._phase(note or ("working" if busy else "ready"), timed=busy and note is None)
 
     # -- the status line: what is happening, and for how long -------------------------------------------
@@ -409,10 +447,10 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
             self.steer(text)
 
     def _picked(self, change: Mapping[str, Any]) -> None:
-        if change["new"] != self.agent.model:
+        model = change["new"]
+        if model != self.agent.model and self._refuse_without_key(model) is None:
             self._safely(
-                "switching the model",
-                lambda: self.agent.switch_model(change["new"], reason="picked in the chat"),
+                "switching the model", lambda: self.agent.switch_model(model, reason="picked in the chat")
             )
 
     def _export_to_file(self) -> Path:
