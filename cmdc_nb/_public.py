@@ -155,8 +155,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     ),
     "cmdc_nb.approvals": (
         "ExpiryReport",
+        "Origin",
         "PRIORITY_RANK",
         "RuleDecision",
+        "approval_origins",
         "approve_item",
         "count_pending_approvals",
         "create_approval_item",

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from waiting import CEILING_S
 
 from cmdc_nb import agents, approvals, sessions
@@ -129,3 +130,61 @@ async def test_items_decided_elsewhere_leave_the_queue_and_deny_works(ws: Worksp
         "denied by the user: nor there",
     ]
     assert repr(queue) == "<ApprovalQueue pending=0>"
+
+
+async def test_each_item_says_which_agent_session_and_notebook_it_comes_from(
+    ws: Workspace, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", "ops/posting.ipynb")  # what Jupyter Server tells its kernels
+    social = sessions.create_session(user, name="social", ws=ws)
+    news = sessions.create_session(user, name="newsletter", ws=ws)
+    poster = Script([Turn(tool_calls=[call("publish", channel="mastodon")]), "Posted."])
+    anonymous = Script([Turn(tool_calls=[call("publish", channel="mail")]), "Mailed."])
+    named = Agent(model=poster.model, tools=[publish], session=social, ws=ws, name="Poster")
+    unnamed = Agent(model=anonymous.model, tools=[publish], session=news, ws=ws)
+    queue = ApprovalQueue(user, ws=ws)
+    handles = [named.prompt("post it"), unnamed.prompt("mail it")]
+    while len(queue.items) < 2:
+        await asyncio.sleep(0.01)
+    origins = {  # each item's heading, by the channel it would post to
+        i.payload["input"]["channel"]: row.children[0].value
+        for i, row in zip(queue.items, queue.list_box.children, strict=True)
+    }
+    assert (
+        f"from agent Poster ({poster.model}) · session “social” · notebook ops/posting.ipynb"
+        in origins["mastodon"]
+    )
+    assert (
+        f"from agent {anonymous.model} · session “newsletter” · notebook ops/posting.ipynb" in origins["mail"]
+    )
+    # one query for the whole page, however many items it holds
+    statements: list[str] = []
+    sa.event.listen(ws.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    found = approvals.approval_origins(queue.items, ws=ws)
+    assert len([q for q in statements if "approval_items" in q]) == 1
+    assert {o.session for o in found.values()} == {"social", "newsletter"}
+    for item in list(queue.items):
+        queue.approve(item.id)
+    assert sorted(await asyncio.wait_for(asyncio.gather(*handles), CEILING_S)) == ["Mailed.", "Posted."]
+
+
+async def test_a_workflow_gate_says_its_workflow_run_and_step(ws: Workspace, user: User) -> None:
+    from cmdc_nb import workflows as wf
+
+    s = sessions.create_session(user, name="releases", ws=ws)
+    release = wf.create_workflow(
+        user,
+        {
+            "name": "Release",
+            "steps": [wf.step("ship", "approval", name="Ship it", title="Ship?", payload={"version": "5"})],
+        },
+        ws=ws,
+    )
+    run = await wf.arun_workflow(release, session=s, stop_when_blocked=True, ws=ws)
+    queue = ApprovalQueue(user, ws=ws)
+    [row] = queue.list_box.children
+    assert (
+        f"from workflow “Release” run {str(run.id)[:8]} step “Ship it” · session “releases”"
+        in row.children[0].value
+    )
+    assert approvals.approval_origins(queue.items, ws=ws)[queue.items[0].id].agent is None

@@ -90,6 +90,7 @@ class Agent(ToolRunner, Requester, Decisions):
             options.ws,
             record_messages=options.record_messages,
             workflow_step=options.workflow_step,
+            agent_name=options.name,
         )
         self._sandbox = options.sandbox
         self.todos: list[dict[str, Any]] = []

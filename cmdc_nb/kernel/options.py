@@ -154,7 +154,7 @@ class AgentOptions:
     max_identical_tool_calls: int = 3
     max_consecutive_tool_failures: int = 5
     agent_id: str | None = None
-    name: str | None = None
+    name: str | None = None  # how the approval queue names this agent (stored with each of its calls)
     ws: Any = None  # the workspace the session lives in (default: the default workspace)
     sandbox: Any = None  # a cmdc_nb.toolkit.Sandbox; default: a LocalSandbox on working_dir
     record_messages: bool = True  # sub-agents store their calls and costs, not their messages

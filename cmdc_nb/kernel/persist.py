@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from cmdc_nb._plumbing.proc import process_origin
 from cmdc_nb.providers import Completion, TokenUsage, ToolCall
 from cmdc_nb.store.values import storable_json, storable_text
 
@@ -58,8 +59,10 @@ class Recorder:
         *,
         record_messages: bool = True,
         workflow_step: tuple[Any, Any] | None = None,
+        agent_name: str | None = None,
     ) -> None:
         self.record_messages = record_messages
+        self.agent_name = agent_name
         self.workflow_run_id: Any = workflow_step[0] if workflow_step else None
         self.workflow_step_id: Any = workflow_step[1] if workflow_step else None
         self.session_id: uuid.UUID | None = None
@@ -143,7 +146,15 @@ class Recorder:
             tools_provided=list(tools),
             workflow_run=self.workflow_run_id,
             workflow_step=self.workflow_step_id,
-            metadata=storable_json({"turn": turn, **({"purpose": purpose} if purpose else {})}),
+            metadata=storable_json(
+                {
+                    "turn": turn,
+                    **({"purpose": purpose} if purpose else {}),
+                    # who asked, and from where: the approval queue says it of each item it shows
+                    **({"agent": self.agent_name} if self.agent_name else {}),
+                    "origin": process_origin(),
+                }
+            ),
         )
         return str(call.id)
 

@@ -1,7 +1,8 @@
-"""ApprovalQueue: everything waiting for your decision, across sessions and workflows — priority, risk,
-the payload (editable), approve or deny with a note. It updates itself from the workspace's events, so
-an item decided elsewhere (another cell, a rule, another person) leaves the queue by itself, and an
-agent waiting on an item resumes the moment you click."""
+"""ApprovalQueue: everything waiting for your decision, across sessions and workflows — where each item
+comes from (agent, session, workflow step, notebook), priority, risk, the arguments (editable as a form
+built from the tool's schema), approve or deny with a note. It updates itself from the workspace's
+events, so an item decided elsewhere (another cell, a rule, another person) leaves the queue by itself,
+and an agent waiting on an item resumes the moment you click."""
 
 from __future__ import annotations
 
@@ -64,10 +65,11 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
         self.items = list(page.entries)
         more = " (more below the first page)" if page.has_next else ""
         self.heading.value = f'<span class="cmdc-title">Approvals</span> <span class="cmdc-stats">{len(self.items)} pending{more}</span>'
+        origins = approvals.approval_origins(self.items, ws=self.ws) if self.items else {}
         # An item still pending keeps its row: a form half edited survives another item's arrival.
         rows = {item.id: self._rows.get(item.id) or self._row(item) for item in self.items}
         for item in self.items:
-            rows[item.id][1].value = self._header(item)
+            rows[item.id][1].value = self._header(item, origins.get(item.id))
         self._rows = rows
         self.list_box.children = [row for row, _ in rows.values()] or [
             w.HTML('<div class="cmdc-notice">Nothing is waiting for you.</div>')
@@ -82,11 +84,12 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
         params = schema.get("parameters") if isinstance(schema, Mapping) else None
         return payload.get("input", payload), params if isinstance(params, Mapping) else None
 
-    def _header(self, item: Any) -> str:
+    def _header(self, item: Any, origin: approvals.Origin | None) -> str:
         priority = str(getattr(item.priority, "value", item.priority))
         risk = str(getattr(item.risk_level, "value", item.risk_level) or "")
         factors = ", ".join(item.risk_factors or [])
         shown, _ = self._shown(item)
+        came = origin.describe() if origin is not None else ""
         return (
             f'<div><b>{escape(item.title)}</b> <span class="cmdc-badge {_PRIORITY_STYLE.get(priority, "")}">{escape(priority)}</span>'
             + (
@@ -95,6 +98,7 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
                 else ""
             )
             + (f' <span class="cmdc-stats">{escape(factors)}</span>' if factors else "")
+            + f'<div class="cmdc-meta cmdc-origin">{escape("from " + came if came else "origin not recorded")}</div>'
             + f'<div class="cmdc-meta">{escape(item.description or "")} · {escape(str(item.inserted_at)[:19])}'
             + (f" · expires {escape(str(item.expires_at)[:19])}" if item.expires_at else "")
             + f"</div><details><summary>payload</summary><pre>{escape(pretty_json(shown))}</pre></details></div>"

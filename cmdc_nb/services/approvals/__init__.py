@@ -3,6 +3,7 @@
 An item is decided once: approved or denied by a person (with a note and, optionally, edited
 arguments), auto-approved or denied by a rule, or expired according to its `timeout_action`. When an
 item belongs to a tool use, the tool use is moved in the same transaction, whichever side was decided.
+`approval_origins` says where items come from: the agent, session, workflow step and notebook.
 
 How rules decide a new item (`try_auto_approve`, run automatically on creation):
 
@@ -46,6 +47,7 @@ from cmdc_nb.services.approvals.items import (
 from cmdc_nb.services.approvals.items import (
     insert_item_in as insert_item_in,  # for sibling services (see cmdc_nb.services)
 )
+from cmdc_nb.services.approvals.origins import Origin, approval_origins
 from cmdc_nb.services.approvals.rules import (
     create_approval_rule,
     delete_approval_rule,
@@ -63,7 +65,9 @@ from cmdc_nb.services.approvals.rules import (
 __all__ = [
     "PRIORITY_RANK",
     "ExpiryReport",
+    "Origin",
     "RuleDecision",
+    "approval_origins",
     "approve_item",
     "count_pending_approvals",
     "create_approval_item",
