@@ -169,6 +169,8 @@ async def test_the_edit_form_follows_the_tool_schema_and_the_edit_is_what_runs_a
     buttons(card)["Approve with edits"].click()
     assert await asyncio.wait_for(handle, 60) == "Scaled."
     assert agent.messages[2]["content"] == "api scaled to 5 after draining"  # the tool ran the edit
+    assert "<summary>arguments (edited)</summary>" in card.children[0].value  # the card shows what ran
+    assert "&quot;replicas&quot;: 5" in card.children[0].value
     calls = agents.list_agent_calls(session, ws=ws).entries
     [stored] = [t for c in calls for t in agents.list_tool_uses(c, ws=ws).entries]
     assert stored.input == {"service": "api", "replicas": 5, "drain": True}  # … and the database keeps it

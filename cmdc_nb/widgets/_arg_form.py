@@ -35,9 +35,10 @@ _TYPE_WORDS = {
     "null": "null",
 }
 
-# Readable in Light and Dark: text in the theme's own colours; the problem's red flips to the light end
-# of the scale on a dark theme (as the panels' --cmdc-error does). Every width is relative, so the form
-# fits a 760 px card without a horizontal scroll bar.
+# Readable in Light and Dark: text in the theme's own colours; the problem's red is the dark end of the
+# scale on a light theme and flips to the light end on a dark one, which holds ≥ 4.5:1 even on a waiting
+# tool card's --jp-layout-color2. Every width is relative, so the form fits a 760 px card without a
+# horizontal scroll bar.
 _CSS = """<style>
 .cmdc-argform { width: 100%; max-width: 100%; box-sizing: border-box; padding: 4px 0; }
 .cmdc-argform * { box-sizing: border-box; }
@@ -48,7 +49,7 @@ _CSS = """<style>
 .cmdc-argform .cmdc-arglabel b { font-family: var(--jp-code-font-family, monospace); }
 .cmdc-argform .cmdc-arghelp { font-size: 11px; color: var(--jp-ui-font-color1, #1f2328); opacity: 0.85; }
 .cmdc-argform .cmdc-argproblem { font-size: 12px; font-weight: 600; color: var(--jp-error-color0, #b71c1c); overflow-wrap: anywhere; }
-body[data-jp-theme-light="false"] .cmdc-argform .cmdc-argproblem { color: var(--jp-error-color2, #e57373); }
+body[data-jp-theme-light="false"] .cmdc-argform .cmdc-argproblem { color: var(--jp-error-color3, #ffcdd2); }
 .cmdc-argform .widget-text, .cmdc-argform .widget-textarea, .cmdc-argform .widget-dropdown { width: 100%; max-width: 100%; }
 .cmdc-argform .cmdc-argjson textarea { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
 </style>"""

@@ -87,6 +87,7 @@ class ToolCard:
         self.result: str | None = None
         self.duration_ms: int | None = None
         self.ref: str | None = None
+        self.edited = False
         self.html = w.HTML()
         self.controls = w.VBox([])
         self.box = w.VBox([self.html, self.controls])
@@ -115,7 +116,8 @@ class ToolCard:
         self.html.value = (
             f'<div class="cmdc-tool-head"><span class="cmdc-tool-name">{escape(self.name)}</span>'
             f'<span class="cmdc-badge {klass}">{escape(label)}</span><span class="cmdc-meta">{took}</span></div>'
-            f"<details{args_open}><summary>arguments</summary><pre>{escape(pretty_json(self.args))}</pre></details>"
+            f"<details{args_open}><summary>arguments{' (edited)' if self.edited else ''}</summary>"
+            f"<pre>{escape(pretty_json(self.args))}</pre></details>"
             f"{result}"
         )
 
@@ -125,13 +127,19 @@ class ToolCard:
         tool = chat.agent.tools.get(self.name)
         decision = Decision(
             args,
-            approve=lambda edited: chat._safely("approving", lambda: chat.approve(ref, args=edited)),
+            approve=lambda edited: chat._safely("approving", lambda: self._approve(ref, edited)),
             deny=lambda: chat._safely("denying", lambda: chat.deny(ref)),
             schema=getattr(tool, "parameters", None),
         )
         note = w.HTML(f'<div class="cmdc-notice">{escape(hint)}</div>' if hint else "")
         self.controls.children = [*decision.widgets, note]
         self.render()
+
+    def _approve(self, ref: str, edited: Mapping[str, Any] | None) -> None:
+        self.chat.approve(ref, args=edited)
+        if edited is not None:  # the card shows what runs, not what the model proposed
+            self.args, self.edited = dict(edited), True
+            self.render()
 
     def decided(self) -> None:
         self.controls.children = []
