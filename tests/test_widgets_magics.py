@@ -61,3 +61,49 @@ async def test_cmdc_cost_and_approvals(ip: Any, ws: Any, user: Any, capsys: Any)
     assert "costly" in out and "100 in" in out and "today" in out
     queue = ip.run_line_magic("cmdc", "approvals")
     assert isinstance(queue, ApprovalQueue) and queue.items == []
+
+
+async def test_an_agent_has_one_chat_and_a_later_cell_says_where_it_is(ip: Any, capsys: Any) -> None:
+    script = Script(["one", "two", "three"])
+    ip.user_ns["helper"] = Agent(model=Script(["unused"]).model, name="helper")
+    ip.user_ns["writer"] = Agent(model=script.model, name="writer")
+    ip.execution_count = 3  # the cell [3] running
+    chat = ip.run_cell_magic("chat", "", "first")
+    # the newest of several agents was guessed: said in one line, and its chat is shown
+    assert capsys.readouterr().out == "%%chat → writer, the newest agent (name another: %%chat <agent>)\n"
+    assert isinstance(chat, ChatWidget) and chat.agent is ip.user_ns["writer"]
+    assert await chat.last_handle == "one"
+    chat.set_state({"_view_count": 1})  # the browser shows it (its front end counts its views)
+    ip.execution_count = 4
+    # no second copy of the chat: one line saying where it is, and the same chat goes on
+    assert ip.run_cell_magic("chat", "writer", "second") is None
+    assert capsys.readouterr().out == "sent to writer — the chat is in cell [3]\n"
+    assert await chat.last_handle == "two"
+    assert [m["content"] for m in ip.user_ns["writer"].messages] == ["first", "one", "second", "two"]
+    chat.set_state({"_view_count": 0})  # its output was cleared: no view is left
+    ip.execution_count = 5
+    assert ip.run_cell_magic("chat", "writer", "third") is chat  # so it is shown again, the same chat
+    assert await chat.last_handle == "three" and capsys.readouterr().out == ""
+
+
+async def test_running_the_chat_cell_again_shows_the_chat_again(
+    ip: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Kernel:  # what ipykernel tells of the running cell: JupyterLab sends its id
+        cell = "cell-a"
+
+        def get_parent(self, channel: str) -> dict[str, Any]:
+            return {"metadata": {"cellId": self.cell}}
+
+    kernel = Kernel()
+    monkeypatch.setattr(ip, "kernel", kernel, raising=False)
+    ip.user_ns["solo"] = Agent(model=Script(["one", "two", "three"]).model)
+    chat = ip.run_cell_magic("chat", "", "first")
+    assert await chat.last_handle == "one" and capsys.readouterr().out == ""  # one agent: nothing guessed
+    chat.set_state({"_view_count": 1})
+    # the same cell again: its output (the chat) is being replaced, so the chat comes with the new output
+    assert ip.run_cell_magic("chat", "", "second") is chat
+    assert await chat.last_handle == "two"
+    kernel.cell = "cell-b"
+    assert ip.run_cell_magic("chat", "", "third") is None
+    assert "sent to solo — the chat is in cell" in capsys.readouterr().out

@@ -1,7 +1,9 @@
 """IPython magics: `%load_ext cmdc_nb`, then
 
 - `%%chat [agent]` — send the cell to the agent (a variable's name; default: the newest agent in the
-  notebook) and show its ChatWidget;
+  notebook, said in one line when there are several) and show its ChatWidget — once: an agent has one
+  chat, and a later `%%chat` cell says where it is ("sent to a — the chat is in cell [3]"),
+  unless no view of it is left (its output was cleared, or that cell is the one running again);
 - `%cmdc status` — every agent of the notebook: state, model, turns, messages, tokens, cost;
 - `%cmdc cost` — tokens and cost per agent, and the workspace's spend today and this month;
 - `%cmdc approvals` — the ApprovalQueue of the agent's user (or the only user);
@@ -25,6 +27,9 @@ class CmdcMagics(Magics):
         super().__init__(shell)
         self.current: Agent | None = None
         self._widgets: dict[str, Any] = {}
+        self._shown: dict[
+            str, tuple[int, str | None]
+        ] = {}  # agent id → (cell number, cell id) showing its chat
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -41,30 +46,61 @@ class CmdcMagics(Magics):
             if not isinstance(value, Agent):
                 raise ValueError(f"{name!r} is not an agent in this notebook")
             return value
-        if self.current is not None and self.current.alive:
-            return self.current
         agents = self._agents()
+        current = self.current
+        if current is not None and any(a is current for a in agents):  # `%cmdc use`, still in the notebook
+            return current
         if not agents:
             raise ValueError(
                 "no agent yet: create one (cmdc_nb.kernel.Agent(...)) or name it: %%chat my_agent"
             )
         return agents[-1]
 
+    def name_of(self, agent: Agent) -> str:
+        """The agent as the notebook calls it: its variable's name, else its own name, else its id."""
+        for key, value in self.user_ns.items():
+            if value is agent and not key.startswith("_"):
+                return key
+        return agent.options.name or agent.id[:8]
+
     def widget(self, agent: Agent) -> Any:
         from cmdc_nb.widgets.chat import ChatWidget
 
         if agent.id not in self._widgets:
-            self._widgets[agent.id] = ChatWidget(agent)
+            chat = ChatWidget(agent)
+            chat._view_count = 0  # the front end counts the views it shows (None would not count)
+            self._widgets[agent.id] = chat
         return self._widgets[agent.id]
 
     @cell_magic
     def chat(self, line: str, cell: str) -> Any:
-        """Send the cell to an agent and show the chat."""
+        """Send the cell to an agent and show its chat, once per agent (see the module docstring): the
+        chat is one live view that goes on, as jupyter-ai keeps one chat panel that its %%ai cells add
+        to, not a copy per cell."""
         agent = self.agent(line)
+        if not line.strip() and agent is not self.current and len(self._agents()) > 1:
+            print(f"%%chat → {self.name_of(agent)}, the newest agent (name another: %%chat <agent>)")
         chat = self.widget(agent)
         if cell.strip():
             chat.send(cell.strip())
+        here = (getattr(self.shell, "execution_count", 0), self._cell_id())
+        shown = self._shown.get(agent.id)
+        # shown still: a view is open, and not in this cell (re-running it replaces its output)
+        if shown is not None and (chat._view_count or 0) > 0 and (shown[1] is None or shown[1] != here[1]):
+            print(f"sent to {self.name_of(agent)} — the chat is in cell [{shown[0]}]")
+            return None
+        self._shown[agent.id] = here
         return chat
+
+    def _cell_id(self) -> str | None:
+        """The running cell's id, which JupyterLab sends with each execution (None elsewhere)."""
+        kernel = getattr(self.shell, "kernel", None)
+        try:
+            parent = kernel.get_parent("shell") if kernel is not None else {}
+        except Exception:  # an older kernel without get_parent: cells are told apart by view count only
+            return None
+        cell_id = (parent.get("metadata") or {}).get("cellId")
+        return str(cell_id) if cell_id else None
 
     @line_magic
     def cmdc(self, line: str) -> Any:
