@@ -107,3 +107,48 @@ async def test_running_the_chat_cell_again_shows_the_chat_again(
     kernel.cell = "cell-b"
     assert ip.run_cell_magic("chat", "", "third") is None
     assert "sent to solo — the chat is in cell" in capsys.readouterr().out
+
+
+async def test_cmdc_status_is_a_table_that_follows_the_agents_while_they_run(
+    ip: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import re
+    import time
+
+    from cmdc_nb.widgets._status import StatusTable
+
+    def rows(table: StatusTable) -> dict[str, list[str]]:
+        """The table as a reader sees it: a row of cells per agent."""
+        found = re.findall(r"<tr>(.*?)</tr>", table.table.value.split("<tbody>")[1])
+        cells = [re.findall(r"<td>(.*?)</td>", r) for r in found]
+        return {c[0]: c[1:] for c in cells}
+
+    async def until(predicate: Any) -> None:
+        deadline = time.monotonic() + 60  # liveness only
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.005)
+
+    monkeypatch.setattr(ip, "kernel", object(), raising=False)  # a kernel whose front end draws widgets
+    script = Script([Turn("still " * 40, chunk_delay=0.005, usage=(120, 30))])
+    scout = Agent(model=script.model, name="scout")
+    ip.user_ns["scout"] = scout
+    table = ip.run_line_magic("cmdc", "status")
+    assert isinstance(table, StatusTable) and capsys.readouterr().out == ""
+    assert rows(table) == {"scout": ["idle", script.model, "0", "0", "0", "$0"]}
+    handle = scout.prompt("go")
+    await until(lambda: rows(table)["scout"][0] != "idle")  # redrawn by the agent's events, no cell run
+    assert rows(table)["scout"][0] in ("running", "streaming")
+    await handle
+    await until(lambda: rows(table)["scout"][0] == "idle")
+    assert rows(table) == {"scout": ["idle", script.model, "1", "2", "150", "$0"]}
+    # an agent made in a later cell joins the table when that cell ends
+    ip.user_ns["late"] = Agent(model=Script(["x"]).model)
+    ip.events.trigger("post_run_cell", None)
+    assert list(rows(table)) == ["scout", "late"]
+    assert ip.run_line_magic("cmdc", "status") is table  # one live table, however often it is asked for
+    monkeypatch.delattr(ip, "kernel")
+    ip.run_line_magic("cmdc", "status")  # no front end: the same table as text
+    out = capsys.readouterr().out
+    assert out.startswith("scout") and "idle" in out and "turns 1" in out and "tokens 150" in out

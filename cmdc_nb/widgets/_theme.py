@@ -45,6 +45,7 @@ body[data-jp-theme-light="false"] .cmdc-panel {
 .cmdc-panel summary { color: var(--jp-ui-font-color1, #1f2328); cursor: pointer; }
 .cmdc-panel table { border-collapse: collapse; max-width: 100%; }
 .cmdc-panel td { padding: 1px 6px; vertical-align: top; overflow-wrap: anywhere; }
+.cmdc-panel th { padding: 1px 6px; text-align: left; font-weight: 600; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }
 /* badges: the state is the border (and the text where its shade reads in this theme) */
 .cmdc-panel .cmdc-badge { display: inline-block; padding: 0 6px; margin-left: 6px; border-radius: 10px; font-size: 11px;
   background: var(--jp-layout-color1, #fff); color: var(--jp-ui-font-color1, #1f2328); border: 1px solid var(--jp-border-color1, #bdbdbd); }

@@ -4,7 +4,8 @@
   notebook, said in one line when there are several) and show its ChatWidget — once: an agent has one
   chat, and a later `%%chat` cell says where it is ("sent to a — the chat is in cell [3]"),
   unless no view of it is left (its output was cleared, or that cell is the one running again);
-- `%cmdc status` — every agent of the notebook: state, model, turns, messages, tokens, cost;
+- `%cmdc status` — every agent of the notebook: state, model, turns, messages, tokens, cost, as a table
+  kept current while the agents run (printed once where there is no front end to draw it);
 - `%cmdc cost` — tokens and cost per agent, and the workspace's spend today and this month;
 - `%cmdc approvals` — the ApprovalQueue of the agent's user (or the only user);
 - `%cmdc use <agent>` — the agent `%%chat` talks to.
@@ -27,9 +28,9 @@ class CmdcMagics(Magics):
         super().__init__(shell)
         self.current: Agent | None = None
         self._widgets: dict[str, Any] = {}
-        self._shown: dict[
-            str, tuple[int, str | None]
-        ] = {}  # agent id → (cell number, cell id) showing its chat
+        # agent id → (number, id) of the cell that shows its chat
+        self._shown: dict[str, tuple[int, str | None]] = {}
+        self._status: Any = None  # the live `%cmdc status` table, made on first use
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -57,11 +58,13 @@ class CmdcMagics(Magics):
         return agents[-1]
 
     def name_of(self, agent: Agent) -> str:
-        """The agent as the notebook calls it: its variable's name, else its own name, else its id."""
+        """The agent as the notebook calls it: its variable's name (with its own name when that differs:
+        "a (first)"), else its own name, else its id."""
+        own = agent.options.name
         for key, value in self.user_ns.items():
             if value is agent and not key.startswith("_"):
-                return key
-        return agent.options.name or agent.id[:8]
+                return f"{key} ({own})" if own and own != key else key
+        return own or agent.id[:8]
 
     def widget(self, agent: Agent) -> Any:
         from cmdc_nb.widgets.chat import ChatWidget
@@ -111,13 +114,7 @@ class CmdcMagics(Magics):
             self.current = self.agent(words[1] if len(words) > 1 else "")
             return None
         if what == "status":
-            rows = [
-                f"{a.options.name or a.id[:8]:<20} {a.state.value:<16} {a.model:<32} turns {a.turns:<4} "
-                f"messages {len(a.messages):<5} tokens {a.usage.total:<8} cost {a.cost_usd}"
-                for a in self._agents()
-            ]
-            print("\n".join(rows) or "no agents in this notebook")
-            return None
+            return self._status_view()
         if what == "cost":
             from cmdc_nb.services import costs
 
@@ -142,6 +139,27 @@ class CmdcMagics(Magics):
                 )
             return ApprovalQueue(user, ws=self._ws())
         raise ValueError(f"unknown %cmdc command {what!r}: status, cost, approvals, use <agent>")
+
+    def _status_view(self) -> Any:
+        """The live table in a kernel with a front end (one, however often it is asked for: every view
+        of it stays current); the text of it elsewhere (a terminal, a script)."""
+        from cmdc_nb.widgets._status import StatusTable, status_text
+
+        shell = self.shell
+        if shell is None or getattr(shell, "kernel", None) is None:
+            print(status_text(self._agents(), self.name_of))
+            return None
+        if self._status is None:
+            self._status = StatusTable(self._agents, self.name_of)
+            # agents made in later cells join the table when their cell ends
+            shell.events.register("post_run_cell", self._status_after_cell)
+        else:
+            self._status.refresh()
+        return self._status
+
+    def _status_after_cell(self, _result: Any = None) -> None:
+        if self._status is not None:
+            self._status.refresh()
 
     def _ws(self) -> Any:
         for a in reversed(self._agents()):
