@@ -463,3 +463,50 @@ def test_a_chat_opened_on_a_model_without_a_key_says_so_before_the_first_send(
     keyed = ChatWidget(Agent(model="gemini/gemini-2.5-flash", provider_opts={"api_key": "k-not-shown"}))
     assert keyed.model_picker._options_labels == ("gemini/gemini-2.5-flash",)
     assert "ready" in keyed.status_html.value
+
+
+async def test_tables_and_code_in_a_reply_are_ruled_coloured_by_the_theme_and_copyable() -> None:
+    import re
+
+    from cmdc_nb.widgets._render import CSS
+
+    reply = "| name | size |\n|---|--:|\n| api | 3 |\n\n```python\nprint('hi')  # say it\n```"
+    chat = ChatWidget(Agent(model=Script([reply]).model))
+    await chat.send("show me")
+    shown = html_of(chat)
+    # the table keeps its columns' alignment (the one style a reply may carry) …
+    assert (
+        '<th style="text-align:right">size</th>' in shown and '<td style="text-align:right">3</td>' in shown
+    )
+    # … and the code its token classes, never colours of its own: the stylesheet colours them
+    assert '<span class="nb">print</span>' in shown and '<span class="c1"># say it</span>' in shown
+    assert "color" not in shown
+    # ruled cells and a shaded header, from the theme's variables
+    assert ".cmdc-msg th, .cmdc-msg td { border: 1px solid var(--jp-border-color2" in CSS
+    assert ".cmdc-msg th { background: var(--jp-layout-color2" in CSS
+    # each token class takes JupyterLab's editor colour, so Light and Dark colour code as a cell does
+    rules = {
+        cls: rule
+        for rule in CSS.splitlines()
+        if rule.startswith(".cmdc-msg pre .")
+        for cls in re.findall(r"pre \.(\w+)", rule)
+    }
+    for cls, colour in [
+        ("k", "keyword"),
+        ("nb", "builtin"),
+        ("c1", "comment"),
+        ("s1", "string"),
+        ("mi", "number"),
+    ]:
+        assert f"color: var(--jp-mirror-editor-{colour}-color," in rules[cls]
+    assert all(
+        re.search(r"color: var\(--jp-mirror-editor-[\w-]+-color, [#\w]+\);", r)
+        for r in rules.values()
+        if "color" in r
+    )
+    # the chat's own script gives every code block of a reply a Copy button
+    script = chat.follow._esm if isinstance(chat.follow._esm, str) else chat.follow._esm.read_text()
+    assert 'log.querySelectorAll(".cmdc-msg pre")' in script and "navigator.clipboard.writeText" in script
+    assert (
+        'button.className = "cmdc-copy"' in script and ".cmdc-msg .cmdc-copy { align-self: flex-end;" in CSS
+    )

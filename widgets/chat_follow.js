@@ -22,13 +22,58 @@ function render({ model, el }) {
     more.textContent = log.querySelector(".cmdc-tool.waiting") ? "approval waiting \u2193" : "new messages \u2193";
     more.hidden = false;
   };
+  // Each code block of a reply gets a Copy button. The reply's HTML is redrawn by its widget (while it
+  // streams, and once at its end), which drops the button: the log's observer adds it back.
+  const copyText = async (text) => {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    // not https nor localhost: the clipboard API is absent, the older command still copies
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) throw new Error("copy refused");
+  };
+  const addCopyButtons = () => {
+    for (const pre of log.querySelectorAll(".cmdc-msg pre")) {
+      if (pre.parentElement.classList.contains("cmdc-code")) continue;
+      const box = document.createElement("div");
+      box.className = "cmdc-code";
+      pre.before(box);
+      box.appendChild(pre);
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "cmdc-copy";
+      button.textContent = "Copy";
+      button.title = "Copy this code";
+      button.addEventListener("click", async () => {
+        try {
+          await copyText(pre.textContent);
+          button.textContent = "Copied";
+        } catch (error) {
+          button.textContent = "Select and press Ctrl+C";
+        }
+        button.classList.add("cmdc-copied");
+        setTimeout(() => { button.textContent = "Copy"; button.classList.remove("cmdc-copied"); }, 1500);
+      });
+      box.appendChild(button);
+    }
+  };
   const attach = () => {
     const chat = el.closest(".cmdc-chatwidget");
     log = chat && chat.querySelector(".cmdc-scroll");
     if (!log || !log.firstElementChild) { log = null; return false; }
     log.addEventListener("scroll", () => { pinned = atBottom(); if (pinned) more.hidden = true; }, { passive: true });
-    const mutations = new MutationObserver(changed);
+    const mutations = new MutationObserver(() => { addCopyButtons(); changed(); });
     mutations.observe(log, { childList: true, subtree: true, characterData: true });
+    addCopyButtons();
     const sizes = new ResizeObserver(changed);
     sizes.observe(log);
     sizes.observe(log.firstElementChild);

@@ -7,6 +7,10 @@ jupyter-ai do), and when the user has scrolled up to read, it leaves them there 
 long history opens at its newest message. Older messages paged in above the view keep the view still
 (the browser's scroll anchoring). `pin()` from Python brings the log to its newest item, as a user's
 own Send does.
+
+It also gives each code block of a reply a Copy button (the clipboard API, or the older copy command
+where the page is not a secure context): the replies are ipywidgets HTML, which runs no script, so
+the one script already inside the chat adds the buttons, again whenever a reply is redrawn.
 """
 
 from __future__ import annotations

@@ -20,9 +20,11 @@ _ALLOWED_ATTRS = {
     "code": {"class"},
     "pre": {"class"},
     "a": {"href", "title"},
-    "td": {"align"},
-    "th": {"align"},
+    "td": {"align", "style"},
+    "th": {"align", "style"},
 }
+# a table column's alignment is the one style a reply may set (markdown-it writes it as a style)
+_ALLOWED_STYLES = {"text-align"}
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +63,7 @@ def markdown_html(text: str) -> str:
             attributes=_ALLOWED_ATTRS,
             link_rel="noopener noreferrer",
             url_schemes={"http", "https", "mailto"},
+            filter_style_properties=_ALLOWED_STYLES,
         )
     )
 
@@ -77,7 +80,43 @@ def pretty_json(value: Any, limit: int = 4000) -> str:
     return text if len(text) <= limit else text[:limit] + "\n…"
 
 
-CSS = """
+# Pygments' token classes in JupyterLab's own editor colours (`--jp-mirror-editor-*`), so code in a
+# reply is coloured as in a cell and follows Light, Dark and High Contrast; the fallbacks are JupyterLab
+# Light's, for a page shown outside JupyterLab. Colour name → (token classes, fallback, extra style).
+_TOKEN_COLOURS = {
+    "keyword": ("k kc kd kn kp kr ow", "#008000", "font-weight: bold;"),
+    "def": ("nf fm nc", "#00f", ""),
+    "variable-2": ("nv vc vg vi vm", "#05a", ""),
+    "variable-3": ("kt", "#085", ""),
+    "builtin": ("nb bp ne", "#008000", ""),
+    "meta": ("nd cp cpf", "#a2f", ""),
+    "attribute": ("na", "#00c", ""),
+    "tag": ("nt", "#170", ""),
+    "atom": ("no ss", "#88f", ""),
+    "number": ("m mb mf mh mi mo il", "#080", ""),
+    "string": ("s sa sb sc dl sd s2 sh s1 sx", "#ba2121", ""),
+    "string-2": ("se si sr", "#708", ""),
+    "operator": ("o", "#a2f", "font-weight: bold;"),
+    "punctuation": ("p pm", "#05a", ""),
+    "comment": ("c ch cm c1 cs", "#408080", "font-style: italic;"),
+    "header": ("gh gu", "blue", "font-weight: bold;"),
+    "quote": ("gi", "#090", ""),
+    "error": ("err gr gt gd", "#f00", ""),
+}
+
+
+def _token_css() -> str:
+    rules = []
+    for name, (classes, fallback, extra) in _TOKEN_COLOURS.items():
+        selectors = ", ".join(f".cmdc-msg pre .{c}" for c in classes.split())
+        style = " ".join(filter(None, [f"color: var(--jp-mirror-editor-{name}-color, {fallback});", extra]))
+        rules.append(f"{selectors} {{ {style} }}")
+    rules.append(".cmdc-msg pre .ge { font-style: italic; } .cmdc-msg pre .gs { font-weight: bold; }")
+    return "\n".join(rules)
+
+
+CSS = (
+    """
 <style>
 .cmdc-chat { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px; color: var(--jp-ui-font-color1, #1f2328);
   border: 1px solid var(--jp-border-color2, #d0d7de); border-radius: 10px; padding: 8px; background: var(--jp-layout-color1, #fff); }
@@ -109,7 +148,20 @@ CSS = """
 .cmdc-follow-more[hidden] { display: none; }
 .cmdc-msg { margin: 6px 0; padding: 8px 12px; border-radius: 10px; max-width: 92%; line-height: 1.45; overflow-wrap: anywhere; box-sizing: border-box; }
 .cmdc-msg p { margin: 4px 0; }
-.cmdc-msg pre { background: var(--jp-layout-color0, #fff); border: 1px solid var(--jp-border-color2, #d0d7de); padding: 8px; border-radius: 6px; overflow-x: auto; }
+.cmdc-msg pre { background: var(--jp-cell-editor-background, #f7f7f7); color: var(--jp-content-font-color1, #1f2328);
+  border: 1px solid var(--jp-border-color2, #d0d7de); padding: 8px; border-radius: 6px; overflow-x: auto; }
+/* a code block carries a Copy button under it, on its right (added in the browser by chat_follow.js;
+   always shown, as jupyter-ai's code toolbar is, so it covers no code and needs no hover) */
+.cmdc-msg .cmdc-code { display: flex; flex-direction: column; margin: 4px 0; }
+.cmdc-msg .cmdc-code pre { margin: 0; }
+.cmdc-msg .cmdc-copy { align-self: flex-end; margin-top: 2px; padding: 1px 8px; font-size: 11px; border-radius: 4px; cursor: pointer;
+  font-family: var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #1f2328);
+  background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color1, #bdbdbd); }
+.cmdc-msg .cmdc-copy:hover { background: var(--jp-layout-color2, #eee); }
+/* Markdown tables: ruled cells, a shaded header, sideways scrolling when wider than the bubble */
+.cmdc-msg table { border-collapse: collapse; margin: 6px 0; display: block; max-width: 100%; overflow-x: auto; }
+.cmdc-msg th, .cmdc-msg td { border: 1px solid var(--jp-border-color2, #d0d7de); padding: 4px 8px; text-align: left; vertical-align: top; }
+.cmdc-msg th { background: var(--jp-layout-color2, #eee); font-weight: 600; }
 .cmdc-msg code { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
 .cmdc-msg :not(pre) > code { background: var(--jp-layout-color2, #eee); padding: 1px 4px; border-radius: 4px; }
 .cmdc-user { background: var(--jp-layout-color2, #eee); margin-left: auto; border-right: 3px solid var(--jp-brand-color1, #1976d2); }
@@ -132,5 +184,9 @@ CSS = """
 .cmdc-queue-item { border: 1px solid var(--jp-border-color2, #d0d7de); border-radius: 8px; padding: 6px 10px; margin: 4px 0; }
 .cmdc-risk-critical { color: #cf222e; font-weight: 600; } .cmdc-risk-high { color: #bc4c00; font-weight: 600; }
 .cmdc-risk-medium { color: #9a6700; } .cmdc-risk-low { color: #57606a; }
+"""
+    + _token_css()
+    + """
 </style>
 """
+)
