@@ -27,7 +27,7 @@ def test_a_checkout_reads_the_front_end_from_the_top_level_folder() -> None:
     assert {"dag.js", "dag.css", "chat_follow.js"} <= set(FRONT_END)
     for name in FRONT_END:
         assert _assets.asset(name) == REPO / "widgets" / name
-    with pytest.raises(FileNotFoundError, match="nothing.js"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.js"):
         _assets.asset("nothing.js")
 
 

@@ -14,13 +14,21 @@ it; `Lab.view(theme, width)` switches JupyterLab's theme (through its own comman
 - `console_errors`: every error the page logged or threw.
 
 Screenshots go to `ci-artifacts/screenshots/<name>.png`.
+
+The browser lives on a thread of its own. Playwright's synchronous API keeps its event loop marked as
+running on the thread that started it, for as long as the browser is open; on the test worker's main
+thread that would make every later `asyncio.run` in the same worker fail. `lab()` hands out the `Lab`
+through `OnThread`, which runs every call (and every call on what it returns: pages, locators) on the
+browser's thread, so tests use it as if it were local.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +140,13 @@ _IN_VIEW_JS = """
 """
 
 
+# The notebook in front has a kernel that has started (its session is ready).
+_KERNEL_READY_JS = """
+() => { const c = (window.jupyterapp.shell.currentWidget || {}).sessionContext;
+        return !!(c && c.isReady && c.session && c.session.kernel); }
+"""
+
+
 class Lab:
     """One JupyterLab and one browser page for a test module; see the module's docstring."""
 
@@ -142,20 +157,21 @@ class Lab:
         page.on("pageerror", lambda e: self.console_errors.append(str(e)))
 
     def open(self, name: str, cells: list[str], *, done: str) -> None:
-        """Write `name`.ipynb with `cells`, open it, run every cell, and wait for the selector `done`."""
+        """Write `name`.ipynb with `cells`, open it, run every cell once its kernel is ready, and wait
+        for the selector `done`."""
         write_notebook(self.root / f"{name}.ipynb", cells)
         page = self.page
         # a workspace of its own, reset: only this notebook open, so the run-all command runs it
         page.goto(f"{self.url}/lab/workspaces/{name}/tree/{name}.ipynb?reset")
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands", timeout=WAIT_MS)
-        page.wait_for_selector("text=Kernel status: Idle", state="attached", timeout=WAIT_MS)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=WAIT_MS)
+        # only once the notebook has its kernel: before that, run-all asks which kernel (a modal dialog
+        # that stays over the page and swallows every later click)
+        page.wait_for_function(_KERNEL_READY_JS, timeout=WAIT_MS)
         for _ in range(10):
             # started, not awaited: the command's promise settles only when every cell has finished,
             # and a cell may wait (for an approval) until the test clicks
-            page.evaluate(
-                "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }"
-            )
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
             try:
                 page.wait_for_function(
                     "() => [...document.querySelectorAll('.jp-InputPrompt')].some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))",
@@ -167,6 +183,15 @@ class Lab:
         else:
             raise RuntimeError(f"the cells of {name}.ipynb never started")
         page.wait_for_selector(done, timeout=WAIT_MS)
+        assert self.dialogs() == [], self.dialogs()
+
+    def dialogs(self) -> list[str]:
+        """The text of every JupyterLab dialog open over the page (a user would have to answer it)."""
+        return list(
+            self.page.evaluate(
+                "() => [...document.querySelectorAll('.jp-Dialog')].map(d => d.innerText.slice(0, 200))"
+            )
+        )
 
     def view(self, theme: str, width: int) -> None:
         """Switch to `theme` and a window `width` px wide, and wait until both are drawn."""
@@ -198,14 +223,59 @@ class Lab:
         return screenshot(self.page, f"{name}.png")
 
 
+# Results that are plain data come back as they are; anything else (a page, a locator, a handle) stays
+# on the browser's thread behind another OnThread.
+_PLAIN = (str, bytes, int, float, bool, type(None), list, dict, tuple, Path)
+
+
+class OnThread:
+    """`target`, used from any thread: attribute reads and calls run on the one browser thread."""
+
+    def __init__(self, target: Any, pool: ThreadPoolExecutor, owner: threading.Thread) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_pool", pool)
+        object.__setattr__(self, "_owner", owner)
+
+    def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is self._owner:
+            return fn(*args, **kwargs)
+        return self._pool.submit(fn, *args, **kwargs).result()
+
+    def _wrap(self, value: Any) -> Any:
+        return value if isinstance(value, _PLAIN) else OnThread(value, self._pool, self._owner)
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._run(getattr, self._target, name)
+        if callable(value) and not isinstance(value, _PLAIN):
+            return lambda *a, **k: self._wrap(self._run(value, *a, **k))
+        return self._wrap(value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._run(setattr, self._target, name, value)
+
+    def __repr__(self) -> str:
+        return f"<on the browser thread: {self._run(repr, self._target)}>"
+
+
 @contextlib.contextmanager
 def lab(root: Path) -> Iterator[Lab]:
-    """A JupyterLab (its app exposed to the page, for the theme command) and a headless Chromium."""
+    """A JupyterLab (its app exposed to the page, for the theme command) and a headless Chromium, both
+    started, used and stopped on one thread of their own (see the module's docstring)."""
     from playwright.sync_api import sync_playwright
 
-    with jupyterlab(root, expose_app=True) as url, sync_playwright() as p:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="browser")
+    owner = pool.submit(threading.current_thread).result()
+    stack = contextlib.ExitStack()
+
+    def start() -> Lab:
+        url = stack.enter_context(jupyterlab(root, expose_app=True))
+        p = stack.enter_context(sync_playwright())
         browser = p.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield Lab(root, url, browser.new_page(viewport={"width": WIDTHS[-1], "height": 1000}))
-        finally:
-            browser.close()
+        stack.callback(browser.close)
+        return Lab(root, url, browser.new_page(viewport={"width": WIDTHS[-1], "height": 1000}))
+
+    try:
+        yield OnThread(pool.submit(start).result(), pool, owner)  # type: ignore[misc]
+    finally:
+        pool.submit(stack.close).result()
+        pool.shutdown()

@@ -1,0 +1,200 @@
+"""The DAG view as a user sees it, in real JupyterLab and headless Chromium (tests/support/seeing.py).
+
+One notebook shows three runs of a release pipeline: one started with `stop_when_blocked=True` (as the
+tour starts it), one whose driver waits in another cell, and one that failed. A user approves both
+gates and retries the failed run by clicking in the page; each run must move on, the view must say so,
+and the database must agree. In Light and Dark at 760 and 1280 px every text must read (≥ 4.5:1), no
+view may overflow its output area, node labels must stay ≥ 11 px, and the page may log no error.
+Screenshots: ci-artifacts/screenshots/dag-<state>-<light|dark>-<width>.png."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from browser import WAIT_MS
+from seeing import THEMES, WIDTHS
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+NOTEBOOK = """
+import os, tempfile, asyncio
+os.environ.setdefault("CMDC_NB_HOME", tempfile.mkdtemp())
+import cmdc_nb
+from cmdc_nb import accounts
+from cmdc_nb import workflows as wf
+from cmdc_nb.widgets import DagView
+
+ws = cmdc_nb.connect()
+me = accounts.create_user("ada@example.com", name="Ada")
+release = wf.create_workflow(me, {
+    "name": "Release v2",
+    "input_schema": {"type": "object", "properties": {"version": {"type": "string", "default": "2.0.0"}}},
+    "steps": [
+        wf.step("build", "transform", name="Build", value="built {{ input.version }}"),
+        wf.step("unit", "transform", name="Unit tests", depends_on="build", value="412 passed"),
+        wf.step("e2e", "transform", name="E2E tests", depends_on="build", value="38 passed"),
+        wf.step("docs", "transform", name="Docs", depends_on="build", value="docs built"),
+        wf.step("ship", "approval", name="Ship it?", depends_on=["unit", "e2e", "docs"],
+                title="Ship {{ input.version }} to production?", payload={"version": "{{ input.version }}"}),
+        wf.step("deploy", "transform", name="Deploy", depends_on="ship", value="deployed"),
+        wf.step("announce", "transform", name="Announce", depends_on="deploy", value="announced"),
+    ]})
+calls = {"n": 0}
+
+@wf.step_function("seen.flaky_tests")
+def flaky_tests() -> str:
+    calls["n"] += 1
+    if calls["n"] == 1:
+        raise RuntimeError("the test database was not ready")
+    return "412 passed"
+
+flaky = wf.create_workflow(me, {"name": "Nightly", "steps": [
+    wf.step("build", "transform", name="Build", value="built"),
+    wf.step("tests", fn="seen.flaky_tests", name="Tests", depends_on="build"),
+    wf.step("publish", "transform", name="Publish", depends_on="tests", value="published"),
+]})
+"""
+BLOCKED = """
+blocked = await wf.arun_workflow(release, input={"version": "2.0.1"}, stop_when_blocked=True)
+view_blocked = DagView(blocked)
+view_blocked.add_class("dag-blocked")
+view_blocked.select("ship")
+view_blocked
+"""
+DRIVEN = """
+handle = wf.run_workflow(release, input={"version": "2.0.2"})  # its driver waits at the gate
+while wf.get_workflow_run(handle.run_id).status.value != "waiting_approval":
+    await asyncio.sleep(0.05)
+view_driven = DagView(handle.run_id)
+view_driven.add_class("dag-driven")
+view_driven.select("ship")
+view_driven
+"""
+FAILED = """
+failed = await wf.arun_workflow(flaky)
+view_failed = DagView(failed)
+view_failed.add_class("dag-failed")
+view_failed
+"""
+VIEWS = {".dag-blocked": 7, ".dag-driven": 7, ".dag-failed": 3}  # each view, and its number of nodes
+
+# The kernel's own view, read through JupyterLab's kernel connection (what is stored, not what is drawn).
+_KERNEL_JS = """
+async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({ code, store_history: false });
+  let out = "";
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === "stream") out += msg.content.text;
+    if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+  };
+  await future.done;
+  return out.trim();
+}
+"""
+# The size a node's label is drawn at on screen: its font size times the SVG's scale.
+_LABEL_PX_JS = """
+(sel) => [...document.querySelectorAll(sel + " text.cmdc-dag-label")]
+  .map((t) => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a)
+"""
+
+
+def kernel(lab: Any, code: str) -> str:
+    return str(lab.page.evaluate(_KERNEL_JS, code))
+
+
+def node(view: str, step: str, status: str | None = None) -> str:
+    return f".{view} g.cmdc-dag-node[data-step='{step}']" + (f"[data-status='{status}']" if status else "")
+
+
+# JupyterLab sometimes asks which kernel to start for a notebook that names its kernel (when it opens
+# before the kernel specs are loaded); a user clicks Select. The shared page does it for the notebook.
+_ACCEPT_KERNEL_JS = """
+new MutationObserver(() => {
+  const dialog = document.querySelector(".jp-Dialog");
+  if (dialog && /Select Kernel/.test(dialog.querySelector(".jp-Dialog-header")?.textContent || "")) {
+    dialog.querySelector("button.jp-mod-accept")?.click();
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+@pytest.fixture(scope="module")
+def dags(lab: Any) -> Any:
+    lab.page.add_init_script(_ACCEPT_KERNEL_JS)
+    lab.open("dag_seen", [NOTEBOOK, BLOCKED, DRIVEN, FAILED], done=".jp-Notebook")
+    # cells outside the window are not drawn by JupyterLab until scrolled to: wait for them in the DOM
+    lab.page.wait_for_selector(
+        node("dag-blocked", "ship", "waiting_approval"), state="attached", timeout=WAIT_MS
+    )
+    lab.page.wait_for_selector(node("dag-failed", "tests", "failed"), state="attached", timeout=WAIT_MS)
+    lab.page.wait_for_selector(".dag-driven button:has-text('Approve')", state="attached", timeout=WAIT_MS)
+    return lab
+
+
+def look(lab: Any, state: str) -> None:
+    """Every DAG view in both themes at both widths: readable, inside its output area, labels ≥ 11 px."""
+    errors_before = len(lab.console_errors)
+    for theme in THEMES:
+        for width in WIDTHS:
+            lab.view(theme, width)
+            shade = "light" if "Light" in theme else "dark"
+            for view, nodes in VIEWS.items():
+                where = f"{view} in {theme} at {width}px"
+                lab.page.locator(view).scroll_into_view_if_needed()  # drawn only when in the window
+                lab.page.wait_for_timeout(200)
+                assert lab.low_contrast(view) == [], where
+                assert lab.overflow(view) == [], where
+                sizes = lab.page.evaluate(_LABEL_PX_JS, view)
+                assert len(sizes) == nodes and min(sizes) >= 11, (where, sizes)
+                lab.shot(f"dag-{state}-{view[5:]}-{shade}-{width}", view)
+    assert lab.console_errors[errors_before:] == []
+
+
+def test_the_views_read_well_while_runs_wait_and_fail(dags: Any) -> None:
+    # a gate waiting (buttons live), a run that failed (Retry offered), in every theme and width
+    assert dags.page.locator(".dag-blocked button:has-text('Approve')").count() == 1
+    assert dags.page.locator(".dag-failed button:has-text('Retry from failed step')").count() == 1
+    look(dags, "waiting")
+
+
+def test_a_gate_approved_in_the_view_moves_a_stop_when_blocked_run_on(dags: Any) -> None:
+    page = dags.page
+    page.click(".dag-blocked button:has-text('Approve')")
+    # the buttons go at once (no second decision), then the run goes on to the end
+    page.wait_for_selector(".dag-blocked button:has-text('Approve')", state="detached", timeout=WAIT_MS)
+    page.wait_for_selector(node("dag-blocked", "announce", "completed"), timeout=WAIT_MS)
+    assert page.locator(".dag-blocked g.cmdc-dag-node[data-status='completed']").count() == 7
+    assert "completed · 7/7 steps" in page.locator(".dag-blocked .cmdc-stats").inner_text()
+    assert "Step ship approved" in page.locator(".dag-blocked").inner_text()
+    stored = kernel(
+        dags,
+        "print(wf.get_workflow_run(blocked).status.value, wf.get_workflow_step(blocked, 'ship').status.value)",
+    )
+    assert stored == "completed completed"
+
+
+def test_a_gate_approved_in_the_view_moves_a_run_driven_elsewhere_on(dags: Any) -> None:
+    page = dags.page
+    page.click(".dag-driven button:has-text('Approve')")
+    page.wait_for_selector(node("dag-driven", "announce", "completed"), timeout=WAIT_MS)
+    assert "completed · 7/7 steps" in page.locator(".dag-driven .cmdc-stats").inner_text()
+    # the other cell's driver finished it; the view started none of its own
+    stored = kernel(dags, "print(handle.done() and handle.result().status.value, view_driven.handle)")
+    assert stored == "completed None"
+
+
+def test_a_failed_step_is_retried_from_the_view(dags: Any) -> None:
+    page = dags.page
+    page.click(".dag-failed button:has-text('Retry from failed step')")
+    page.wait_for_selector(node("dag-failed", "publish", "completed"), timeout=WAIT_MS)
+    assert page.locator(".dag-failed g.cmdc-dag-node[data-status='completed']").count() == 3
+    assert "retry of run" in page.locator(".dag-failed .cmdc-stats").inner_text()
+    stored = kernel(
+        dags,
+        "r = view_failed.run; print(r.retry_of_run_id == failed.id, r.status.value,"
+        " wf.get_workflow_step(r, 'tests').status.value, calls['n'])",
+    )
+    assert stored == "True completed completed 2"
+    look(dags, "finished")
