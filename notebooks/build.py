@@ -115,7 +115,9 @@ run = await wf.arun_workflow(release, input={"version": "2.0"}, stop_when_blocke
 view = DagView(run)
 view""",
     f"""print("run is", run.status.value)
-wf.approve_workflow_step(run, "ship", note="looks good")
+# approve here, unless Approve was clicked in the view above: that decided the gate and moved the run on
+if wf.get_workflow_step(run, "ship").status.value == "waiting_approval":
+    wf.approve_workflow_step(run, "ship", note="looks good")
 run = await wf.execute_workflow_run(run)
 print("run is", run.status.value, "->", run.output)
 wf.steps_frame(run)[["step_id", "step_type", "status", "output"]]
@@ -241,7 +243,9 @@ print("waiting:", item.step_id)
 {CHECK}""",
     """md:Approve it here — or in the `ApprovalQueue` widget, by an auto-approval rule, or from another
 process: the gate is a row in the database.""",
-    f"""wf.approve_workflow_step(second, "approve", note="ship it")
+    f"""# unless it was approved in the view above already (a click there moves the run on itself)
+if wf.get_workflow_step(second, "approve").status.value == "waiting_approval":
+    wf.approve_workflow_step(second, "approve", note="ship it")
 second = await wf.execute_workflow_run(second)
 print(second.status.value, "->", second.output["post"])
 {CHECK}""",

@@ -50,7 +50,8 @@ _CSS = """<style>
 .cmdc-argform .cmdc-arghelp { font-size: 11px; color: var(--jp-ui-font-color1, #1f2328); opacity: 0.85; }
 .cmdc-argform .cmdc-argproblem { font-size: 12px; font-weight: 600; color: var(--jp-error-color0, #b71c1c); overflow-wrap: anywhere; }
 body[data-jp-theme-light="false"] .cmdc-argform .cmdc-argproblem { color: var(--jp-error-color3, #ffcdd2); }
-.cmdc-argform .widget-text, .cmdc-argform .widget-textarea, .cmdc-argform .widget-dropdown { width: 100%; max-width: 100%; }
+/* full width without ipywidgets' side margins, which would add 4 px past the card's edge */
+.cmdc-argform .widget-text, .cmdc-argform .widget-textarea, .cmdc-argform .widget-dropdown { width: 100%; max-width: 100%; margin-left: 0; margin-right: 0; }
 .cmdc-argform .cmdc-argjson textarea { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
 </style>"""
 

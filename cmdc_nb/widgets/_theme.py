@@ -32,6 +32,8 @@ body[data-jp-theme-light="false"] .cmdc-panel {
   --cmdc-info: var(--jp-brand-color2, #64b5f6); --cmdc-warn-line: var(--jp-warn-color2, #ffb74d);
 }
 .cmdc-panel * { box-sizing: border-box; }
+/* ipywidgets give an HTML widget the line height of a button (28 px): wrapped text reads as text */
+.cmdc-panel .widget-html-content { line-height: 1.45; }
 .cmdc-panel .cmdc-row { flex-wrap: wrap; gap: 4px 8px; align-items: center; max-width: 100%; }
 .cmdc-panel .cmdc-row > * { min-width: 0; }
 .cmdc-panel .cmdc-title { font-weight: 600; font-size: 14px; color: var(--jp-ui-font-color1, #1f2328); }

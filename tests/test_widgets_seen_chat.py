@@ -1,0 +1,218 @@
+"""The chat as a user sees it, in real JupyterLab and headless Chromium (tests/support/seeing.py).
+
+One notebook holds a conversation taller than the widget; a user sends, approves a tool call, stops a
+edits its arguments in a form, stops a long reply, picks a model with no key and meets a refused
+request, all by clicking in the page. After each, the newest item must be
+inside the visible part of the log, and in Light and Dark at 760 and 1280 px every text must read
+(≥ 4.5:1), nothing may overflow its box, and the page may log no error.
+Screenshots: ci-artifacts/screenshots/chat-<state>-<light|dark>-<width>.png."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from browser import WAIT_MS
+from seeing import THEMES, WIDTHS
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+CHAT = ".chat-under-test-box"
+NEWEST = ".cmdc-log > *"  # the last child of the log is the newest item, whatever its kind
+
+NOTEBOOK = '''
+import os, tempfile
+os.environ.setdefault("CMDC_NB_HOME", tempfile.mkdtemp())
+os.environ.pop("OPENAI_API_KEY", None)  # the missing-key moment is part of the story
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.widgets import ChatWidget
+
+@tool(requires_approval=True)
+def deploy(target: str, version: str) -> str:
+    """Deploy a build."""
+    return f"deployed {version} to {target}"
+
+history = []
+for i in range(40):
+    history += [{"role": "user", "content": f"Question {i}: what changed in module {i}?"},
+                {"role": "assistant", "content": f"Answer {i}: module {i} now **validates** its input and logs it."}]
+script = Script([
+    Turn("I will deploy the **current build** to `prod` once you approve.",
+         tool_calls=[call("deploy", target="prod", version="2.4.1")], chunk_delay=0.01),
+    Turn("Deployed. All green.", chunk_delay=0.01),
+    Turn("Here is everything. " + "The release has many parts, and each one is described here. " * 200,
+         chunk_delay=0.05),
+])
+agent = Agent(model=script.model, tools=[deploy], name="Release bot", messages=history)
+chat = ChatWidget(agent, models=["openai/gpt-4o-mini"], page_size=30, height="360px")
+chat.add_class("chat-under-test-box")
+chat
+'''
+
+# The kernel's own view, read through JupyterLab's kernel connection (what is stored, not what is drawn).
+_KERNEL_JS = """
+async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({ code, store_history: false });
+  let out = "";
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === "stream") out += msg.content.text;
+    if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+  };
+  await future.done;
+  return out.trim();
+}
+"""
+
+
+def kernel(lab: Any, code: str) -> str:
+    return str(lab.page.evaluate(_KERNEL_JS, code))
+
+
+def send(lab: Any, text: str) -> None:
+    lab.page.locator(f"{CHAT} textarea").fill(text)
+    lab.page.locator(f"{CHAT} .cmdc-chat-footer button:has-text('Send')").click()
+
+
+def newest_in_view(lab: Any, item: str = NEWEST) -> bool | None:
+    # give the follower a frame or two to scroll after the widget drew the item
+    lab.page.wait_for_timeout(300)
+    return lab.in_view(CHAT, item)
+
+
+def looks_right_everywhere(lab: Any, state: str, item: str = NEWEST) -> dict[str, Any]:
+    """In every theme × width: the newest item (or `item`) in view, every text readable, nothing
+    overflowing."""
+    seen: dict[str, Any] = {}
+    for theme in THEMES:
+        for width in WIDTHS:
+            lab.view(theme, width)
+            lab.page.locator(CHAT).scroll_into_view_if_needed()
+            key = f"{'light' if 'Light' in theme else 'dark'}-{width}"
+            header_h = lab.page.evaluate(
+                f"() => document.querySelector('{CHAT} .cmdc-chat-header').getBoundingClientRect().height"
+            )
+            seen[key] = {
+                "in_view": newest_in_view(lab, item),
+                "low_contrast": lab.low_contrast(CHAT),
+                "overflow": lab.overflow(CHAT),
+                "header_lines": round(header_h / 34),  # one row of the header is ~30-34 px tall
+            }
+            lab.shot(f"chat-{state}-{key}", CHAT)
+    return seen
+
+
+def assert_all_right(seen: dict[str, Any]) -> None:
+    for key, got in seen.items():
+        assert got["in_view"] is True, (key, got)
+        assert got["low_contrast"] == [], (key, got["low_contrast"])
+        assert got["overflow"] == [], (key, got["overflow"])
+        assert got["header_lines"] <= 2, (key, got)
+
+
+def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) -> None:
+    lab.open("chat_seen", [NOTEBOOK], done=f"{CHAT} .cmdc-log")
+    page = lab.page
+    errors_before = len(lab.console_errors)
+
+    # a long history opens at its newest message, with the way to older ones readable in full
+    page.locator(f"{CHAT} .cmdc-chat-footer").scroll_into_view_if_needed()
+    assert newest_in_view(lab) is True
+    assert page.locator(f"{CHAT} .cmdc-log").inner_text().rstrip().endswith("logs it.")
+    earlier = page.locator(f"{CHAT} button:has-text('Show earlier messages (50)')")
+    assert earlier.evaluate("b => b.scrollWidth <= b.clientWidth") is True
+
+    # an approval card: in view, buttons inside it, arguments open, the status says we wait for you
+    send(lab, "Ship the current build to prod")
+    page.wait_for_selector(f"{CHAT} .cmdc-tool.waiting button:has-text('Approve')", timeout=WAIT_MS)
+    assert newest_in_view(lab) is True
+    card = page.locator(f"{CHAT} .cmdc-tool.waiting")
+    assert card.locator("details[open] pre").inner_text().count('"2.4.1"') == 1
+    assert "waiting for your approval" in page.locator(f"{CHAT} .cmdc-status").inner_text()
+    assert_all_right(looks_right_everywhere(lab, "approval"))
+
+    # the arguments as a form from the tool's schema: a user changes the version before approving
+    card.locator("button:has-text('Edit arguments')").click()
+    fields = card.locator(".cmdc-argform .cmdc-argfield")
+    fields.first.wait_for(timeout=WAIT_MS)
+    assert fields.count() == 2
+    version = card.locator(".cmdc-argfield:has-text('version') input")
+    assert version.input_value() == "2.4.1"
+    version.fill("2.4.2")
+    version.press("Tab")  # ipywidgets' Text syncs its value on change
+    # a form taller than the log: what must stay in view is the button that approves the edits
+    assert_all_right(looks_right_everywhere(lab, "editing", ".cmdc-tool.waiting .mod-success"))
+
+    # a click on Approve with edits changes the screen and what the kernel holds
+    card.locator("button:has-text('Approve with edits')").click()
+    page.wait_for_selector(f"{CHAT} .cmdc-msg:has-text('All green')", timeout=WAIT_MS)
+    assert page.locator(f"{CHAT} .cmdc-tool.ok .cmdc-badge").inner_text() == "done"
+    assert "(edited)" in page.locator(f"{CHAT} .cmdc-tool.ok").inner_text()
+    assert page.locator(f"{CHAT} button:has-text('Approve')").count() == 0
+    assert kernel(lab, "print(agent.messages[-2]['content'])") == "deployed 2.4.2 to prod"
+    assert newest_in_view(lab) is True
+
+    # a long reply: the elapsed time shows while it writes; Stop shows at once and ends the cursor
+    send(lab, "Tell me everything about the release")
+    page.wait_for_selector(f"{CHAT} .cmdc-msg:has-text('Here is everything')", timeout=WAIT_MS)
+    page.wait_for_function(
+        f"() => /writing… [1-9]\\d* s/.test(document.querySelector('{CHAT} .cmdc-status').textContent)",
+        timeout=WAIT_MS,
+    )
+    assert newest_in_view(lab) is True
+    page.locator(f"{CHAT} .cmdc-chat-footer button:has-text('Stop')").click()
+    page.wait_for_selector(f"{CHAT} .cmdc-stopped", timeout=WAIT_MS)
+    assert newest_in_view(lab) is True
+    assert "▍" not in page.locator(f"{CHAT} .cmdc-log").inner_text()
+    for name in ("Stop", "Steer"):
+        assert page.locator(f"{CHAT} .cmdc-chat-footer button:has-text('{name}')").is_disabled()
+    assert_all_right(looks_right_everywhere(lab, "stopped"))
+
+    # a model with no key: picking it says so at once, and the agent keeps a model that can answer
+    picker = page.locator(f"{CHAT} select")
+    picker.select_option(label="openai/gpt-4o-mini · no key")
+    page.wait_for_function(
+        f"() => /no key for openai: set OPENAI_API_KEY, or pick an offline model/"
+        f".test(document.querySelector('{CHAT} .cmdc-status').textContent)",
+        timeout=WAIT_MS,
+    )
+    offline = kernel(lab, "print(script.model)")
+    assert kernel(lab, "print(agent.model)") == offline
+    assert picker.evaluate("s => s.options[s.selectedIndex].text") == offline
+
+    # a reply the provider refuses: one sentence with the remedy, once, the details behind a disclosure
+    kernel(lab, "script.turns.append(Turn(error='bad_request'))")
+    send(lab, "And now something the provider refuses")
+    page.wait_for_selector(f"{CHAT} .cmdc-error", timeout=WAIT_MS)
+    page.wait_for_function(
+        f"() => /failed/.test(document.querySelector('{CHAT} .cmdc-status').textContent)", timeout=WAIT_MS
+    )
+    assert newest_in_view(lab) is True
+    errors = page.locator(f"{CHAT} .cmdc-error")
+    assert errors.count() == 1
+    assert (
+        errors.locator("p").inner_text()
+        == "⚠ scripted refused the request: see the details, or pick another model"
+    )
+    assert errors.locator("details:not([open])").count() == 1
+    seen = looks_right_everywhere(lab, "error")
+    assert_all_right(seen)
+    # the footer's buttons keep their labels beside the status line, even at 760 px
+    for name in ("Send", "Steer", "Stop", "Export"):
+        button = page.locator(f"{CHAT} .cmdc-chat-footer button:has-text('{name}')")
+        assert button.evaluate("b => b.scrollWidth <= b.clientWidth") is True, name
+
+    # scrolled up to read, the user is not yanked down: a "new messages ↓" button appears instead
+    kernel(lab, "script.turns.append(Turn('One more thing.'))")
+    page.evaluate(f"() => {{ document.querySelector('{CHAT} .cmdc-scroll').scrollTop = 0; }}")
+    page.wait_for_timeout(300)
+    kernel(lab, "agent.prompt('anything else?')")
+    page.wait_for_selector(f"{CHAT} .cmdc-msg:has-text('One more thing')", state="attached", timeout=WAIT_MS)
+    assert newest_in_view(lab) is False
+    more = page.locator(f"{CHAT} .cmdc-follow-more")
+    assert more.is_visible() and more.inner_text() == "new messages ↓"
+    more.click()
+    assert newest_in_view(lab) is True and not more.is_visible()
+
+    assert lab.console_errors[errors_before:] == []
