@@ -11,6 +11,7 @@ from cmdc_nb.events import topics
 from cmdc_nb.services import accounts, activity, presence
 from cmdc_nb.widgets._common import Refresher
 from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._snapshot import Snapshot
 from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["ActivityFeed"]
@@ -18,7 +19,7 @@ __all__ = ["ActivityFeed"]
 DEBOUNCE_S = 0.3
 
 
-class ActivityFeed(w.VBox):  # type: ignore[misc]
+class ActivityFeed(Snapshot, w.VBox):  # type: ignore[misc]
     """The newest `limit` audit entries (of `user` and/or `session`, else the workspace's), and, for a
     session, the people on it. `refresh()` re-reads; events refresh it by themselves."""
 
@@ -34,7 +35,7 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
         self.table = w.HTML()
         header = w.HBox([w.HTML('<span class="cmdc-title">Activity</span>'), self.badges])
         header.add_class("cmdc-row")
-        self.children = [w.HTML(PANEL_CSS), header, self.table]
+        self.children = [w.HTML(PANEL_CSS), header, self.table, self._view_probe()]
         self.add_class("cmdc-panel")
         self.add_class("cmdc-activity")
         self._refresher = Refresher(self.refresh, delay=DEBOUNCE_S)
@@ -90,6 +91,7 @@ class ActivityFeed(w.VBox):  # type: ignore[misc]
                 )
                 or '<span class="cmdc-stats">nobody else here</span>'
             )
+        self._snapshot_changed()
         return self.entries
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from cmdc_nb.services import approvals
 from cmdc_nb.widgets._arg_form import check_args, sentence
 from cmdc_nb.widgets._common import Decision, Refresher
 from cmdc_nb.widgets._render import escape, pretty_json
+from cmdc_nb.widgets._snapshot import Snapshot
 from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["ApprovalQueue"]
@@ -29,7 +30,7 @@ _PRIORITY_STYLE = {
 }
 
 
-class ApprovalQueue(w.VBox):  # type: ignore[misc]
+class ApprovalQueue(Snapshot, w.VBox):  # type: ignore[misc]
     """The pending approval items of `user`, most urgent first. `approve(id)` / `deny(id)` do what the
     buttons do; `refresh()` re-reads the queue (done automatically on every approval event)."""
 
@@ -47,7 +48,7 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
         self.refresh_button.on_click(lambda _: self.refresh())
         header = w.HBox([self.heading, self.refresh_button])
         header.add_class("cmdc-row")
-        super().__init__([w.HTML(PANEL_CSS), header, self.list_box])
+        super().__init__([w.HTML(PANEL_CSS), header, self.list_box, self._view_probe()])
         self.add_class("cmdc-panel")
         self.add_class("cmdc-approvals")
         # Bus callbacks run in the publisher's thread (an agent's writer, another cell): refresh on the loop.
@@ -74,6 +75,7 @@ class ApprovalQueue(w.VBox):  # type: ignore[misc]
         self.list_box.children = [row for row, _ in rows.values()] or [
             w.HTML('<div class="cmdc-notice">Nothing is waiting for you.</div>')
         ]
+        self._snapshot_changed()
         return self.items
 
     @staticmethod

@@ -32,6 +32,7 @@ from cmdc_nb.widgets._chat_events import ChatEvents, ToolCard, explain_failure, 
 from cmdc_nb.widgets._chat_follow import Follow
 from cmdc_nb.widgets._common import on_loop
 from cmdc_nb.widgets._render import CSS, escape, markdown_html
+from cmdc_nb.widgets._snapshot import Snapshot, static_html
 
 __all__ = ["ChatWidget", "explain_failure"]
 
@@ -41,7 +42,7 @@ FLUSH_S = 0.04  # ≈ 25 updates a second at most
 LIVE_MARKDOWN_CHARS = 4000  # the block being streamed is shown as plain text past this
 
 
-class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
+class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
     """A chat with `agent` (a kernel Agent). Methods do what the buttons do: send, steer, stop, approve,
     deny, switch_model, load_earlier, export_markdown, fork."""
 
@@ -111,7 +112,8 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
             [self.send_button, self.steer_button, self.stop_button, self.export_button, self.status_html]
         )
         footer.add_class("cmdc-chat-footer")
-        super().__init__([w.HTML(CSS), header, self.earlier, self.scroller, self.follow, self.input, footer])
+        parts = [w.HTML(CSS), header, self.earlier, self.scroller, self.follow, self.input, footer]
+        super().__init__([*parts, self._view_probe()])
         self.add_class("cmdc-chat")
         self.add_class("cmdc-chatwidget")
         self._render_history()
@@ -126,6 +128,13 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
 
     def __repr__(self) -> str:  # cheap: never serialise the widget tree
         return f"<ChatWidget agent={self.agent.id[:8]} messages={len(self.agent.messages)}>"
+
+    def _snapshot_html(self) -> str:
+        """The transcript as shown (the loaded page of messages, the tool cards with their state), the
+        header and the status line; the input box and the buttons are left out."""
+        earlier = self._shown_from
+        said = f'<div class="cmdc-notice">{earlier} earlier messages are not shown</div>' if earlier else ""
+        return static_html(self, {id(self.earlier): said})
 
     # -- what the buttons do ----------------------------------------------------------------------------
     def send(self, text: str) -> PromptHandle:
@@ -276,6 +285,7 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
         self._shown_from = start
         self.earlier.layout.display = None if start > 0 else "none"
         self.earlier.description = f"Show earlier messages ({start})"
+        self._snapshot_changed()
         return added
 
     # -- rendering ------------------------------------------------------------------------------------
@@ -323,6 +333,7 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
 
     def _append(self, widget: w.Widget) -> None:
         self.messages_box.children = [*self.messages_box.children, widget]
+        self._snapshot_changed()
 
     def _error(self, sentence: str, details: str | None = None) -> None:
         """A failure, said once: one sentence with the remedy, the raw details behind a disclosure."""
@@ -430,6 +441,8 @@ class ChatWidget(ChatEvents, w.VBox):  # type: ignore[misc]
         handler = self._HANDLERS.get(type(env.event))
         if handler is not None:
             handler(self, env.event)
+            if not isinstance(env.event, ev.MessageDelta):  # the picture follows messages, not tokens
+                self._snapshot_changed()
 
     # -- input box ----------------------------------------------------------------------------------------
     def _send_from_box(self) -> None:

@@ -14,6 +14,7 @@ from cmdc_nb.events import topics
 from cmdc_nb.widgets._common import Refresher, on_loop
 from cmdc_nb.widgets._hits import hit_cards
 from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._snapshot import Snapshot, static_html
 from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["IndexBuilder"]
@@ -28,7 +29,7 @@ def _row(*children: w.Widget) -> w.HBox:
     return row
 
 
-class IndexBuilder(w.VBox):  # type: ignore[misc]
+class IndexBuilder(Snapshot, w.VBox):  # type: ignore[misc]
     """An index (or, with none, a form that creates one for `user`). Methods do what the buttons do:
     `create(**settings)`, `ingest()` (in the background in a notebook; returns the report or a task),
     `search(query, **options)`; `.hits` and `.results_frame` hold the last results."""
@@ -93,10 +94,21 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
         self.add_class("cmdc-panel")
         self.add_class("cmdc-index-builder")
         self._sub: Any = None
+        self._query: str | None = None  # the last query searched: the results shown are its
+        self._snapshot_follow(self, self.heading, self.stats, self.progress, self.progress_label)
+        self._snapshot_follow(self.message, self.results)
         self._layout()
 
     def __repr__(self) -> str:
         return f"<IndexBuilder {self.index.slug if self.index else 'new'}>"
+
+    def _snapshot_html(self) -> str:
+        """The index, its statistics and progress, and the last search with its results (the boxes of
+        the form are left out: what a person types stays in the kernel, but for the query searched)."""
+        query = (
+            f'<span class="cmdc-snap-field">search <b>{escape(self._query)}</b></span>' if self._query else ""
+        )
+        return static_html(self, {id(self.query): query})
 
     # -- layout -----------------------------------------------------------------------------------
     def _layout(self) -> None:
@@ -117,6 +129,7 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
                 w.HTML('<span class="cmdc-title">New RAG index</span>'),
                 form,
                 self.message,
+                self._view_probe(),
             ]
             return
         if self._sub is None:
@@ -129,6 +142,7 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
             _row(self.query, self.mode, self.k, self.search_button),
             self.message,
             self.results,
+            self._view_probe(),
         ]
         self.refresh()
 
@@ -266,6 +280,7 @@ class IndexBuilder(w.VBox):  # type: ignore[misc]
             raise ValueError("create the index first")
         options.setdefault("k", int(self.k.value))
         options.setdefault("mode", self.mode.value)
+        self._query = query
         try:
             self.hits = rag.search(self.index, query, ws=self.ws, **options)
         except CmdcError as exc:

@@ -9,6 +9,7 @@ from cmdc_nb.kernel.agent import Agent
 from cmdc_nb.plugins.planning import Planning
 from cmdc_nb.widgets._common import on_loop
 from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._snapshot import Snapshot
 from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["PlanView"]
@@ -16,7 +17,7 @@ __all__ = ["PlanView"]
 _ICON = {"pending": "○", "in_progress": "◐", "completed": "●", "failed": "✕", "skipped": "–"}
 
 
-class PlanView(w.VBox):  # type: ignore[misc]
+class PlanView(Snapshot, w.VBox):  # type: ignore[misc]
     """The plan of `agent` (which has a Planning plugin). `approve(markdown=None)` / `reject(note)` do
     what the buttons do while a proposed plan waits."""
 
@@ -37,7 +38,8 @@ class PlanView(w.VBox):  # type: ignore[misc]
         self.decision = w.VBox([])
         header = w.HBox([self.heading, self.progress])
         header.add_class("cmdc-row")
-        self.children = [w.HTML(PANEL_CSS), header, self.checklist, self.decision]
+        self.children = [w.HTML(PANEL_CSS), header, self.checklist, self.decision, self._view_probe()]
+        self._snapshot_follow(self.heading, self.progress, self.checklist, self.decision)
         self.add_class("cmdc-panel")
         self.add_class("cmdc-plan")
         self._sub = agent.events.subscribe(self._on_event)
@@ -45,7 +47,10 @@ class PlanView(w.VBox):  # type: ignore[misc]
 
     def __repr__(self) -> str:
         plan = self.planning.plan
-        return f"<PlanView {plan.progress() if plan else 'no plan'}>"
+        if plan is None:
+            return "<PlanView no plan>"
+        done, total = plan.progress()
+        return f"<PlanView {done}/{total} done>"
 
     def _on_event(self, env: ev.Envelope) -> None:
         if env.type in ("plan_updated", "agent_end", "agent_abort"):
