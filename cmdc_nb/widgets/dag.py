@@ -27,6 +27,7 @@ from cmdc_nb.services import approvals
 from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun
 from cmdc_nb.widgets._assets import asset, asset_text
 from cmdc_nb.widgets._common import Decision, Refresher
+from cmdc_nb.widgets._dag_svg import DagSnapshot
 from cmdc_nb.widgets._render import CSS, escape, pretty_json
 from cmdc_nb.workflows.engine import driven_here
 
@@ -101,7 +102,7 @@ def _duration(ms: int | None) -> str:
     return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-class DagView(w.VBox):  # type: ignore[misc]
+class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
     """A workflow (before a run: Start) or a run (live). Methods do what the buttons do: `start(input)`,
     `select(step_id)`, `approve(payload=None, note=None)`, `deny(note=None)`, `cancel()`, `pause()`,
     `resume()`, `retry()`; `refresh()` re-reads the run (done by itself on every event of the run).
@@ -171,6 +172,7 @@ class DagView(w.VBox):  # type: ignore[misc]
             self.controls,
             self.message,
             self.details,
+            self._view_probe(),
         ]
         self.add_class("cmdc-chat")
         self.add_class("cmdc-dagview")
@@ -274,6 +276,7 @@ class DagView(w.VBox):  # type: ignore[misc]
         self._render_heading(rows)
         self._render_controls()
         self._show_details()
+        self._snapshot_changed()
 
     def _render_heading(self, rows: dict[str, Any]) -> None:
         title = f'<span class="cmdc-title">{escape(self.workflow.name)}</span>'
@@ -325,6 +328,7 @@ class DagView(w.VBox):  # type: ignore[misc]
     def select(self, step_id: str) -> None:
         """Show a step's details (what a click on its node does)."""
         self.canvas.selected = step_id
+        self._snapshot_changed()
 
     def _show_details(self) -> None:
         sid = self.canvas.selected
@@ -401,6 +405,7 @@ class DagView(w.VBox):  # type: ignore[misc]
 
     def _say(self, text: str) -> None:
         self.message.value = f'<div class="cmdc-notice">{escape(text)}</div>' if text else ""
+        self._snapshot_changed()
 
     def _clicked(self, action: Callable[[], Any]) -> None:
         """A button's action: what goes wrong is said in the view and logged, never swallowed."""
