@@ -19,7 +19,9 @@ from typing import Any
 import ipywidgets as w
 
 from cmdc_nb.services import accounts, frames, sessions
+from cmdc_nb.widgets._cost_svg import cost_charts
 from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._snapshot import Snapshot, static_html
 from cmdc_nb.widgets._theme import PANEL_CSS
 
 __all__ = ["CostDashboard"]
@@ -44,7 +46,7 @@ def _floats(series: Any) -> list[float]:
     ]
 
 
-class CostDashboard(w.VBox):  # type: ignore[misc]
+class CostDashboard(Snapshot, w.VBox):  # type: ignore[misc]
     """Costs of `user` (None: everyone in the workspace) over the last `days` days. `refresh()` re-reads;
     `budget_usd` draws a line on the cumulative chart (default: the user's first monthly budget). It fits
     the output area (two charts a row where they fit, else one); `width` caps it, in pixels.
@@ -129,7 +131,7 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
             row.add_class("cmdc-row")
         grid = w.Box(list(self.charts.values()))
         grid.add_class("cmdc-charts")
-        self.children = [w.HTML(PANEL_CSS), *rows, grid]
+        self.children = [w.HTML(PANEL_CSS), *rows, grid, self._view_probe()]
         if width is not None:
             self.layout.max_width = f"{width}px"
         self.add_class("cmdc-panel")
@@ -137,7 +139,22 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
         self.refresh()
 
     def __repr__(self) -> str:
-        return f"<CostDashboard days={len(self.frames.get('daily', []))}>"
+        since, until = self.since.value, self.until.value
+        days = (until - since).days + 1 if since and until else "all"
+        return f"<CostDashboard requests={len(self.frames.get('costs', []))} days={days}>"
+
+    def _snapshot_html(self) -> str:
+        """The filters as set, the summary, and each chart drawn as SVG from the frame behind it."""
+        charts = cost_charts(
+            self.frames, by=self.by.value, budget=self.budget_usd, names=self._session_names()
+        )
+        return static_html(
+            self,
+            {
+                id(out): f'<div class="cmdc-chart cmdc-chart-{n}">{charts[n]}</div>'
+                for n, out in self.charts.items()
+            },
+        )
 
     @property
     def user_id(self) -> str | None:
@@ -222,6 +239,7 @@ class CostDashboard(w.VBox):  # type: ignore[misc]
             f'<span class="cmdc-stats">&nbsp;{len(df):,} requests · ${total:.4f}{budget}'
             + (f" · {unpriced} unpriced" if unpriced else "") + "</span>"
         )  # fmt: skip
+        self._snapshot_changed()
         return self.frames
 
     def _draw(self, by: str) -> None:
