@@ -250,7 +250,7 @@ def ranked_bars(name: str, title: str, groups: Sequence[tuple[str, Sequence[tupl
     shown = [label if len(label) <= 24 else label[:23] + "…" for _, label, _ in rows]
     left = 16 + 6.2 * max(len(s) for s in shown)
     ticks = _ticks(max(max(v for _, _, v in rows), 0.0))
-    span, right = ticks[-1] or 1.0, WIDTH - _RIGHT
+    span, right = ticks[-1] or 1.0, WIDTH - _RIGHT - 16  # room for the last tick's label
     band = _PLOT_H / len(rows)
     colour = {g: PALETTE[i % len(PALETTE)] for i, (g, _) in enumerate(groups)}
     fmt = _usd_ticks(ticks[1])
