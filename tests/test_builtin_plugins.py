@@ -150,6 +150,8 @@ async def test_reflection_reviews_then_approves() -> None:
     )
     [approved] = of(got, "reflection_approved")
     assert (approved.iteration, approved.forced) == (2, False)
+    # the answer accepted is the corrected one, not the review's "APPROVED" nor the first answer
+    assert (approved.answer, approved.critique) == ("The answer is 42.", "APPROVED")
     assert [i.hook for i in of(got, "intervention")] == ["before_finish", "before_finish"]
 
 
@@ -162,7 +164,7 @@ async def test_reflection_stops_after_max_reviews() -> None:
     got = recorder(agent)
     await agent.prompt("Anything")
     assert script.served == 3
-    assert [(e.iteration, e.forced) for e in of(got, "reflection_approved")] == [(2, True)]
+    assert [(e.iteration, e.forced, e.answer) for e in of(got, "reflection_approved")] == [(2, True, "meh")]
 
 
 async def test_a_reviewer_subagent_judges_and_self_review_is_the_fallback() -> None:
@@ -174,6 +176,7 @@ async def test_a_reviewer_subagent_judges_and_self_review_is_the_fallback() -> N
     got = recorder(agent)
     assert await agent.prompt("Capital of France?") == "Paris."
     assert main.served == 1 and reviewer.served == 1
+    assert [e.answer for e in of(got, "reflection_approved")] == ["Paris."]
     assert [e.name for e in of(got, "subagent_start")] == ["reviewer"]
     broken = Script([Turn(error="authentication")])
     main2 = Script(["Lyon.", "APPROVED"])

@@ -233,6 +233,20 @@ async def test_switch_model_applies_to_the_next_request() -> None:
         agent.switch_model("gpt-4o")
 
 
+async def test_last_request_shows_each_request_as_the_model_received_it() -> None:
+    script = Script([Turn("Adding.", tool_calls=[call("add", a=2, b=3)]), "5"])
+    agent = Agent(model=script.model, tools=[add], prompt_mode="none", system_prompt="Add.")
+    assert agent.last_request is None
+    sent: list[Any] = []
+    agent.events.subscribe(lambda e: sent.append(agent.last_request) if e.type == "request_start" else None)
+    assert await agent.prompt("2+3?") == "Adding.\n\n5"
+    assert [list(r.messages) for r in sent] == script.requests  # exactly what reached the model
+    assert [m["role"] for m in sent[1].messages] == ["system", "user", "assistant", "tool"]
+    assert sent[1].messages[-1] == {"role": "tool", "tool_call_id": "call_1_add", "content": "5"}
+    assert [(r.model, list(r.tools)) for r in sent] == [(script.model, [add.schema()])] * 2
+    assert agent.last_request is sent[-1]
+
+
 async def test_tools_attach_atomically_and_a_detached_tool_gives_an_error_result() -> None:
     script = Script([Turn(tool_calls=[call("add", a=1, b=2)]), "recovered"])
     agent = Agent(model=script.model, tools=[add])

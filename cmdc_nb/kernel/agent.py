@@ -56,7 +56,7 @@ from cmdc_nb.kernel.run_state import (
 )
 from cmdc_nb.kernel.tool_runner import ToolRunner
 from cmdc_nb.kernel.tools import Tool, as_tool
-from cmdc_nb.providers import TokenUsage, ToolCall
+from cmdc_nb.providers import ProviderRequest, TokenUsage, ToolCall
 
 log = logging.getLogger("cmdc_nb.kernel")
 __all__ = [
@@ -103,6 +103,7 @@ class Agent(ToolRunner, Requester, Decisions):
         self.turns = 0
         self.system_context: dict[str, str] = {}
         self.last_reply: str | None = None
+        self._last_request: ProviderRequest | None = None
         self.alive = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: asyncio.Runner | None = None

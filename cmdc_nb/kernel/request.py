@@ -115,6 +115,24 @@ class _Stream:
 class Requester(Compaction):
     """The agent's part that talks to the model (see the module docstring)."""
 
+    _last_request: ProviderRequest | None
+
+    @property
+    def last_request(self) -> ProviderRequest | None:
+        """The newest request of a turn, as it went to the provider layer: the model, the messages
+        (the system prompt first), the tools' JSON schemas, max_tokens, temperature. It is set just
+        before `request_start` is emitted, so a subscriber sees every request of a run:
+
+        >>> sent = []
+        >>> def keep(env):
+        ...     if env.type == "request_start":
+        ...         sent.append(agent.last_request)
+        >>> agent.events.subscribe(keep)
+
+        A retry or a fallback model sends the same messages again; compaction's summary calls are
+        not turns and do not show here. None before the first request."""
+        return self._last_request
+
     async def _request(self, run: Run) -> tuple[Completion, str | None]:
         await self._before_request(run)
         system = build_system_prompt(self)
@@ -122,10 +140,11 @@ class Requester(Compaction):
         self.state = AgentState.RUNNING
         stream = _Stream(self, run, system)
         run.call_id = await stream.start_call(self.model)
+        request = self._last_request = self._provider_request(messages)
         self.emit(ev.RequestStart(self.model, len(messages), run.turns, run.call_id))
         try:
             done = await stream_completion(
-                self._provider_request(messages),
+                request,
                 on_part=stream.on_part,
                 retry=self.options.retry,
                 fallbacks=self.options.fallback_models,

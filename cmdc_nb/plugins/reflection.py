@@ -5,6 +5,9 @@ not pass stays in `reviewing` (the next before_finish reviews again) until `max_
 answer is accepted as it is (`reflection_approved` with `forced=True`). Each new prompt starts over.
 With `reviewer_subagent=True` a separate agent (on `reviewer_model`, if given) judges the answer; if it
 fails, the plugin falls back to self-review.
+
+The run's reply is all the assistant text of the run: the first answer, any corrections and the pass
+signal. The answer that was accepted is `reflection_approved`'s `answer` (and the plugin's `answer`).
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ __all__ = ["Reflection", "ReflectionApproved"]
 @ev.register_event_type
 @dataclass(frozen=True, slots=True)
 class ReflectionApproved(ev.AgentEvent):
+    """A review passed (or `max_reviews` was reached: `forced`). `answer` is the answer accepted — the
+    last one reviewed, not the review's own reply (`critique`), which holds the pass signal."""
+
     type: ClassVar[str] = "reflection_approved"
     critique: str
     iteration: int
     forced: bool = False
+    answer: str = ""
 
 
 REVIEW = (
@@ -65,6 +72,7 @@ class Reflection(Plugin):
         self.reviewer_timeout_s = reviewer_timeout_s
         self.phase = "idle"
         self.reviews = 0
+        self.answer: str | None = None  # the answer under review, then the one accepted
 
     def passes(self, text: str) -> bool:
         if isinstance(self.pass_signal, re.Pattern):
@@ -76,11 +84,12 @@ class Reflection(Plugin):
         return (self.reviewer_prompt or REVIEW).format(criteria=self.criteria, signal=signal)
 
     def on_before_prompt(self, event: HookEvent, ctx: ToolContext) -> None:
-        self.phase, self.reviews = "idle", 0
+        self.phase, self.reviews, self.answer = "idle", 0, None
 
     async def on_before_finish(self, event: HookEvent, ctx: ToolContext) -> Action | None:
         if self.phase == "done":
             return None
+        self.answer = event.reply
         if self.reviews >= self.max_reviews:
             self._done(ctx, event.reply, forced=True)
             return None
@@ -104,7 +113,7 @@ class Reflection(Plugin):
     def _done(self, ctx: ToolContext, critique: str, *, forced: bool = False) -> None:
         self.phase = "done"
         if ctx.agent is not None:
-            ctx.agent.emit(ReflectionApproved(critique, self.reviews, forced))
+            ctx.agent.emit(ReflectionApproved(critique, self.reviews, forced, self.answer or ""))
 
     async def _ask_reviewer(self, ctx: ToolContext, reply: str) -> str | None:
         from cmdc_nb.toolkit.agentic import run_subagent
