@@ -395,8 +395,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "regenerate_daily_summary",
     ),
     "cmdc_nb.budgets": (
+        "BudgetForecast",
         "BudgetStatus",
         "DEFAULT_WARN_AT",
+        "budget_forecast",
         "budget_status",
         "check_budgets",
         "create_budget",
@@ -428,6 +430,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "by_day",
         "by_model",
         "by_session",
+        "by_week",
         "calls_frame",
         "costs_frame",
         "daily_costs",
@@ -435,6 +438,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "sessions_frame",
         "tool_uses_frame",
         "top_n",
+        "unit_costs",
     ),
     "cmdc_nb.artifacts": (
         "CleanupReport",
@@ -523,6 +527,14 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "DagView",
         "IndexBuilder",
         "PlanView",
+    ),
+    "cmdc_nb.widgets.report": (
+        "Chart",
+        "PALETTE",
+        "bar_chart",
+        "formatted",
+        "line_chart",
+        "usd",
     ),
     "cmdc_nb.gateway": (
         "Gateway",

@@ -190,6 +190,64 @@ def test_warnings_fire_once_per_threshold_and_period(ws: Workspace, user: User) 
     )
 
 
+def march(day: int, hour: int = 12) -> dt.datetime:
+    return dt.datetime(2026, 3, day, hour, tzinfo=dt.UTC)
+
+
+def test_a_budget_at_a_moment_its_burn_rate_and_month_end(ws: Workspace, user: User) -> None:
+    monthly = budgets.create_budget(name="m", limit_usd="100", user=user, hard_limit=False, ws=ws)
+    for amount, at in [
+        ("50", dt.datetime(2026, 2, 20, tzinfo=dt.UTC)),  # February's
+        ("10", march(1)),
+        ("20", march(5)),
+        ("30", march(10)),
+        ("7", dt.datetime(2026, 4, 1, tzinfo=dt.UTC)),  # April's
+    ]:
+        cost(ws, user, cost_usd=amount, incurred_at=at)
+    midnight = dt.datetime(2026, 3, 11, tzinfo=dt.UTC)
+    status = budgets.budget_status(monthly, at=midnight, ws=ws)
+    assert (status.period_key, status.spent_usd, status.percent) == ("2026-03", Decimal(60), Decimal("60.00"))
+    assert budgets.budget_status(monthly, at=march(6, 0), ws=ws).spent_usd == Decimal(
+        30
+    )  # only costs by then
+    f = budgets.budget_forecast(monthly, at=midnight, ws=ws)
+    assert (f.period_start, f.period_end) == (march(1, 0), dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
+    assert f.burn_rate_usd_per_day == Decimal(6)  # $60 in 10 days
+    assert f.projected_usd == Decimal(186) and f.projected_percent == Decimal("186.00")  # + 21 days × $6
+    assert f.limit_at == march(17, 16)  # $40 left at $6 a day: 6 ⅔ days
+    quiet = budgets.budget_forecast(monthly, at=march(1, 0), ws=ws)
+    assert (quiet.burn_rate_usd_per_day, quiet.projected_usd, quiet.limit_at) == (0, 0, None)
+    over = budgets.budget_forecast(monthly, at=dt.datetime(2026, 2, 28, tzinfo=dt.UTC), ws=ws)
+    assert over.status.spent_usd == Decimal(50) and over.limit_at is None  # reached only after February
+    total = budgets.create_budget(name="t", limit_usd="100", period="total", user=user, ws=ws)
+    with pytest.raises(InvalidInputError) as info:
+        budgets.budget_forecast(total, ws=ws)
+    assert info.value.field == "budget"
+    with pytest.raises(InvalidInputError):
+        budgets.budget_status(monthly, at=dt.datetime(2026, 3, 1), ws=ws)  # naive: which zone?
+
+
+def test_a_warning_belongs_to_the_month_its_cost_was_incurred_in(ws: Workspace, user: User) -> None:
+    budgets.create_budget(name="m", limit_usd="10", user=user, hard_limit=False, ws=ws)
+    got: list[Event] = []
+    ws.bus.subscribe(topics.user_costs(user.id), lambda e: e.type == "budget_warning" and got.append(e))
+    february = dt.datetime(2026, 2, 10, 9, tzinfo=dt.UTC)
+    cost(ws, user, cost_usd="6", incurred_at=february)
+    cost(ws, user, cost_usd="6", incurred_at=march(2))
+    cost(ws, user, cost_usd="3", incurred_at=february + dt.timedelta(days=10))  # late, for February
+    cost(ws, user, cost_usd="0.5", incurred_at=march(3))  # March's 50 % is not sent again
+    assert [(e.payload["period"], e.payload["threshold_percent"], e.payload["spent_usd"]) for e in got] == [
+        ("2026-02", 50, "6"),
+        ("2026-03", 50, "6"),
+        ("2026-02", 80, "9"),
+    ]
+    assert [dt.datetime.fromisoformat(e.payload["incurred_at"]) for e in got] == [
+        february,
+        march(2),
+        february + dt.timedelta(days=10),
+    ]
+
+
 def test_the_call_that_would_cross_a_hard_limit_is_never_sent(
     ws: Workspace, user: User, session: Session
 ) -> None:
@@ -257,8 +315,15 @@ def test_costs_remember_the_notebook_cell(ws: Workspace, user: User, monkeypatch
     fake = types.ModuleType("IPython")
     fake.get_ipython = lambda: shell  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "IPython", fake)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     assert cost(ws, user, cost_usd="1").notebook_cell == "cell:3f2a-cell"
     shell.kernel = None
     assert costs.current_notebook_cell() == "In[7]"
+    # started by Jupyter Server for a notebook, the kernel knows its path: the cell is named after it
+    monkeypatch.setenv("JPY_SESSION_NAME", "reports/eval.ipynb")
+    assert costs.current_notebook_cell() == "reports/eval.ipynb:In[7]"
+    monkeypatch.setenv("JPY_SESSION_NAME", "deep/" * 50 + "eval.ipynb")
+    assert costs.current_notebook_cell().endswith("/eval.ipynb:In[7]")  # a long path loses its start
+    assert len(costs.current_notebook_cell()) == 200
     monkeypatch.delitem(sys.modules, "IPython")
     assert cost(ws, user, cost_usd="1").notebook_cell is None

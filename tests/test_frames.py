@@ -84,6 +84,49 @@ def test_filters_and_cuts(ws: Workspace, user: User) -> None:
         frames.daily_costs(by="color", ws=ws)
 
 
+def test_weeks_run_monday_to_sunday_and_say_their_change(ws: Workspace, user: User) -> None:
+    def on(day: int, model: str, usd: str) -> None:
+        record(ws, user, model=model, cost_usd=usd, incurred_at=dt.datetime(2026, 3, day, 12, tzinfo=UTC))
+
+    on(2, "a", "1")  # Monday 2 March
+    on(8, "b", "2")  # Sunday: the same week
+    on(9, "a", "6")  # Monday 9 March
+    on(23, "a", "1")  # two weeks on: nothing in the week of 16 March
+    df = frames.costs_frame(user=user, ws=ws)
+    weekly = frames.by_week(df)
+    assert weekly["week"].dt.strftime("%a %d %b").tolist() == ["Mon 02 Mar", "Mon 09 Mar", "Mon 23 Mar"]
+    assert weekly["cost_usd"].tolist() == [Decimal(3), Decimal(6), Decimal(1)]
+    assert weekly["change"].tolist()[1] == 1.0  # $3 → $6
+    assert weekly["change"].isna().tolist() == [True, False, True]  # no week before the first, nor the last
+    per_model = frames.by_week(df, by="model")
+    assert [
+        (w.strftime("%d"), m, c) for w, m, c in per_model[["week", "model", "change"]].fillna(-1).values
+    ] == [
+        ("02", "a", -1),
+        ("02", "b", -1),
+        ("09", "a", 5.0),  # a: $1 → $6
+        ("23", "a", -1),
+    ]
+
+
+def test_unit_costs_per_1k_tokens_and_per_call_are_exact(ws: Workspace, user: User) -> None:
+    pricing.set_model_price("m", input_per_million_usd="1", output_per_million_usd="2", ws=ws)
+    for _ in range(2):
+        record(ws, user, model="m", tokens_in=1000, tokens_out=500)  # $0.001 + $0.001
+    record(ws, user, model="cheap", cost_usd="0.0001", tokens_in=10, tokens_out=10)
+    record(ws, user, provider="mystery", model="mystery/x", tokens_in=5, tokens_out=5)  # unpriced
+    unit = frames.unit_costs(frames.costs_frame(user=user, ws=ws))
+    assert unit["model"].tolist() == ["m", "cheap", "mystery/x"]  # costliest per call first, unpriced last
+    assert unit[["calls", "tokens"]].values.tolist() == [[2, 3000], [1, 20], [1, 10]]
+    assert unit["cost_usd"].tolist()[:2] == [Decimal("0.004"), Decimal("0.0001")]
+    assert unit["usd_per_call"].tolist()[:2] == [Decimal("0.002"), Decimal("0.0001")]
+    assert unit["usd_per_1k_tokens"].tolist()[:2] == [Decimal("0.001333333333"), Decimal("0.005")]
+    assert unit.iloc[2][["cost_usd", "usd_per_1k_tokens", "usd_per_call"]].isna().all()
+    assert str(unit["usd_per_call"].dtype) == "decimal128(38, 12)[pyarrow]"
+    with pytest.raises(InvalidInputError, match="columns are"):
+        frames.unit_costs(frames.costs_frame(user=user, ws=ws), by="colour")
+
+
 def test_every_record_kind_has_a_frame(ws: Workspace, user: User) -> None:
     s = sessions.create_session(user, name="s", tags=["t"], ws=ws)
     sessions.create_message(s, role="user", content="hi", token_count=1, ws=ws)

@@ -1,12 +1,16 @@
 """Budgets: spending limits per user, per session or for the workspace — per day, per month or in total.
 
 Each budget announces `budget_warning` events as spending crosses its thresholds (50/80/100 % by
-default), once per threshold per period. A *hard* budget also stops the next call before it is sent:
+default), once per threshold per period — the period a cost was incurred in, so costs recorded
+afterwards for an earlier day count in that day's period. `budget_forecast` gives the burn rate so far
+and where the period will end at that rate. A *hard* budget also stops the next call before it is sent:
 `check_budgets` (called by `agents.create_agent_call`) adds the call's worst case — its prompt counted
 with a tokenizer plus all of `max_tokens` of output — to what was spent, and raises
 `BudgetExceededError` naming the budget and the overrun when that would cross the limit.
 
 >>> create_budget(name="monthly", limit_usd="20", period="monthly", user=user)   # doctest: +SKIP
+>>> budget_forecast(budget, at=datetime(2026, 3, 16, tzinfo=UTC)).projected_usd    # doctest: +SKIP
+Decimal('24.8')
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from cmdc_nb.store.values import to_money, utcnow
 
 __all__ = [
     "DEFAULT_WARN_AT",
+    "BudgetForecast",
     "BudgetStatus",
+    "budget_forecast",
     "budget_status",
     "check_budgets",
     "create_budget",
@@ -50,12 +56,13 @@ __all__ = [
 ]
 
 DEFAULT_WARN_AT = (50, 80, 100)
+_REMEMBERED = 12  # periods whose warnings a budget remembers: a year of months, under two weeks of days
 BudgetRef = Budget | uuid.UUID | str
 
 
 @dataclass(frozen=True)
 class BudgetStatus:
-    """Where a budget stands in its current period."""
+    """Where a budget stands in a period: the current one, or the one `budget_status(at=…)` asked for."""
 
     budget: Budget
     period_key: str
@@ -71,25 +78,32 @@ class BudgetStatus:
         return (self.spent_usd / self.limit_usd * 100).quantize(Decimal("0.01"))
 
 
-def _period(period: BudgetPeriod, now: dt.datetime) -> tuple[str, dt.date | None]:
-    """The period's key (for remembering warnings) and its first day (None: all time)."""
-    today = now.date()
+def _period(period: BudgetPeriod, at: dt.datetime) -> tuple[str, dt.date | None, dt.date | None]:
+    """The period holding `at`: its key (for remembering warnings), its first day and the day after its
+    last (None, None: all time)."""
+    day = at.date()
     if period is BudgetPeriod.DAILY:
-        return today.isoformat(), today
+        return day.isoformat(), day, day + dt.timedelta(days=1)
     if period is BudgetPeriod.MONTHLY:
-        return today.strftime("%Y-%m"), today.replace(day=1)
-    return "total", None
+        first = day.replace(day=1)
+        return day.strftime("%Y-%m"), first, (first + dt.timedelta(days=32)).replace(day=1)
+    return "total", None, None
 
 
-def _spent(db: orm.Session, b: Budget, now: dt.datetime) -> tuple[str, Decimal]:
-    key, since = _period(b.period, now)
+def _spent(
+    db: orm.Session, b: Budget, at: dt.datetime, *, upto: dt.datetime | None = None
+) -> tuple[str, Decimal]:
+    """What was spent in the period holding `at` (only costs incurred by `upto`, when given)."""
+    key, since, until = _period(b.period, at)
     stmt = sa.select(sa.func.sum(CostRecord.cost_usd, type_=Money())).where(CostRecord.cost_usd.is_not(None))
     if b.scope is BudgetScope.USER:
         stmt = stmt.where(CostRecord.user_id == b.user_id)
     elif b.scope is BudgetScope.SESSION:
         stmt = stmt.where(CostRecord.session_id == b.session_id)
-    if since is not None:
-        stmt = stmt.where(CostRecord.day >= since)
+    if since is not None and until is not None:
+        stmt = stmt.where(CostRecord.day >= since, CostRecord.day < until)
+    if upto is not None:
+        stmt = stmt.where(CostRecord.incurred_at <= upto)
     return key, db.scalar(stmt) or Decimal(0)
 
 
@@ -274,11 +288,68 @@ def delete_budget(budget: BudgetRef, *, ws: Workspace | None = None) -> None:
 
 
 @checked
-def budget_status(budget: BudgetRef, *, ws: Workspace | None = None) -> BudgetStatus:
+def budget_status(
+    budget: BudgetRef, *, at: dt.datetime | None = None, ws: Workspace | None = None
+) -> BudgetStatus:
+    """Where the budget stands now — or, with `at`, where it stood then: in the period holding `at`,
+    counting the costs incurred by `at`."""
+    when = v.aware(at, "at") if at is not None else None
     with get_workspace(ws).read() as db:
         b = fetch(db, Budget, budget, "budget")
-        key, spent = _spent(db, b, utcnow())
+        key, spent = _spent(db, b, when or utcnow(), upto=when)
     return BudgetStatus(b, key, spent, b.limit_usd)
+
+
+@dataclass(frozen=True)
+class BudgetForecast:
+    """Where a budget is heading: what its period has burnt per day so far, and what it will have spent
+    by the period's end at that rate. `limit_at` is when that rate reaches the limit — None if it
+    already has, or will not before the period ends."""
+
+    status: BudgetStatus
+    at: dt.datetime
+    period_start: dt.datetime
+    period_end: dt.datetime  # the first moment after the period
+    burn_rate_usd_per_day: Decimal
+    projected_usd: Decimal
+    limit_at: dt.datetime | None
+
+    @property
+    def projected_percent(self) -> Decimal:
+        return (self.projected_usd / self.status.limit_usd * 100).quantize(Decimal("0.01"))
+
+
+_DAY_US = 86_400_000_000
+
+
+def _days(span: dt.timedelta) -> Decimal:
+    return Decimal(span // dt.timedelta(microseconds=1)) / _DAY_US
+
+
+@checked
+def budget_forecast(
+    budget: BudgetRef, *, at: dt.datetime | None = None, ws: Workspace | None = None
+) -> BudgetForecast:
+    """The burn rate of a daily or monthly budget's period so far (spent ÷ days elapsed, at `at`,
+    default now) and the spend it projects for the period's end.
+
+    >>> f = budget_forecast(monthly, at=datetime(2026, 3, 16, tzinfo=UTC))          # doctest: +SKIP
+    >>> f.burn_rate_usd_per_day, f.projected_usd, f.limit_at                         # doctest: +SKIP
+    """
+    when = v.aware(at, "at") if at is not None else utcnow()
+    status = budget_status(budget, at=when, ws=ws)
+    _, first, after = _period(status.budget.period, when)
+    if first is None or after is None:
+        raise InvalidInputError("a total budget has no period end to project to", field="budget")
+    start, end = (dt.datetime.combine(d, dt.time(), dt.UTC) for d in (first, after))
+    elapsed = _days(when - start)
+    rate = to_money(status.spent_usd / elapsed) if elapsed > 0 else Decimal(0)
+    projected = to_money(status.spent_usd + rate * _days(end - when))
+    limit_at = None
+    if rate > 0 and status.spent_usd < status.limit_usd:
+        reach = when + dt.timedelta(days=float((status.limit_usd - status.spent_usd) / rate))
+        limit_at = reach if reach < end else None
+    return BudgetForecast(status, when, start, end, rate, projected, limit_at)
 
 
 def check_in(
@@ -345,23 +416,31 @@ def check_budgets(
 
 
 def announce_in(tx: Tx, record: CostRecord) -> None:
-    """After a cost is recorded: publish `budget_warning` for each threshold newly crossed in this
-    period (each budget row is locked while its warnings are remembered, so each fires once)."""
+    """After a cost is recorded: publish `budget_warning` for each threshold newly crossed in the
+    period the cost was incurred in (each budget row is locked while its warnings are remembered, so
+    each fires once)."""
     if record.cost_usd is None:
         return
-    now = utcnow()
+    at = record.incurred_at
     for candidate in _applicable(tx.db, record.user_id, record.session_id):
         b = fetch(tx.db, Budget, candidate.id, "budget", lock=True)
-        key, spent = _spent(tx.db, b, now)
+        key, spent = _spent(tx.db, b, at)
         fired = set(b.fired.get(key, []))
         crossed = [p for p in b.warn_at if spent * 100 >= b.limit_usd * Decimal(str(p)) and p not in fired]
         if not crossed:
             continue
-        b.fired = {key: sorted(fired | set(crossed))}  # older periods are forgotten
+        # the newest periods are remembered (a late cost for last month warns only once too); older go
+        b.fired = dict(sorted({**b.fired, key: sorted(fired | set(crossed))}.items())[-_REMEMBERED:])
         tx.db.flush()
         for p in crossed:
             tx.publish(
                 _topic(b),
                 "budget_warning",
-                {**_payload(b), "threshold_percent": p, "spent_usd": str(spent), "period": key},
+                {
+                    **_payload(b),
+                    "threshold_percent": p,
+                    "spent_usd": str(spent),
+                    "period": key,
+                    "incurred_at": at.isoformat(),
+                },
             )

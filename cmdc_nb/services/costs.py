@@ -14,6 +14,7 @@ Days are UTC dates. Amounts are exact `Decimal` USD.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import uuid
 from collections.abc import Mapping
@@ -57,8 +58,10 @@ UserRef = User | uuid.UUID | str
 
 @checked
 def current_notebook_cell() -> str | None:
-    """The notebook cell running now (`cell:<id>` from JupyterLab, else `In[n]`), or None outside
-    IPython. IPython is never imported here: only looked up if it is already loaded."""
+    """The notebook cell running now — `cell:<id>` from JupyterLab, else `In[n]` — after the notebook's
+    path when the kernel knows it (`reports/eval.ipynb:In[14]`; Jupyter Server hands its kernels the
+    path as JPY_SESSION_NAME), or None outside IPython. IPython is never imported here: only looked up
+    if it is already loaded."""
     ipython = sys.modules.get("IPython")
     if ipython is None:
         return None
@@ -69,11 +72,12 @@ def current_notebook_cell() -> str | None:
         kernel = getattr(shell, "kernel", None)
         parent = kernel.get_parent() if kernel is not None and hasattr(kernel, "get_parent") else None
         cell_id = (parent or {}).get("metadata", {}).get("cellId")
-        if cell_id:
-            return f"cell:{cell_id}"[:200]
-        return f"In[{shell.execution_count}]"
+        cell = f"cell:{cell_id}" if cell_id else f"In[{shell.execution_count}]"
     except Exception:  # a half-initialised shell is not worth an error
         return None
+    notebook = os.environ.get("JPY_SESSION_NAME")
+    # a long path loses its start, never the cell
+    return (f"{notebook}:{cell}" if notebook else cell)[-200:]
 
 
 @checked

@@ -19,7 +19,7 @@ pandas and pyarrow are imported when a frame is first asked for, not with `cmdc_
 
 from __future__ import annotations
 
-from cmdc_nb.services.frames.cuts import by_day, by_model, by_session, daily_costs, top_n
+from cmdc_nb.services.frames.cuts import by_day, by_model, by_session, by_week, daily_costs, top_n, unit_costs
 from cmdc_nb.services.frames.records import (
     COST_COLUMNS,
     activity_frame,
@@ -36,6 +36,7 @@ __all__ = [
     "by_day",
     "by_model",
     "by_session",
+    "by_week",
     "calls_frame",
     "costs_frame",
     "daily_costs",
@@ -43,4 +44,5 @@ __all__ = [
     "sessions_frame",
     "tool_uses_frame",
     "top_n",
+    "unit_costs",
 ]

@@ -1,10 +1,11 @@
-"""Cuts of a frame a team lead asks for: per day, per model, per session, the top N, and daily costs read
-from the rollups when a whole day is asked for."""
+"""Cuts of a frame a team lead asks for: per day, per week, per model, per session, the top N, the cost
+per 1,000 tokens and per call, and daily costs read from the rollups when a whole day is asked for."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from cmdc_nb.services.frames.columns import (
+    PICOS,
     _acting_user,
     _id_category,
     _id_select,
@@ -28,7 +30,7 @@ from cmdc_nb.services.frames.columns import (
     _window,
 )
 
-__all__ = ["by_day", "by_model", "by_session", "daily_costs", "top_n"]
+__all__ = ["by_day", "by_model", "by_session", "by_week", "daily_costs", "top_n", "unit_costs"]
 
 
 def _check_column(frame: pd.DataFrame, column: str, field: str) -> None:
@@ -50,6 +52,30 @@ def by_day(frame: pd.DataFrame, *, by: str | None = None, value: str = "cost_usd
         _check_column(frame, by, "by")
         keys.append(frame[by])
     out = frame.groupby(keys, observed=True, sort=True)[value].sum().reset_index()
+    return out
+
+
+@checked
+def by_week(frame: pd.DataFrame, *, by: str | None = None, value: str = "cost_usd") -> pd.DataFrame:
+    """`value` summed per week (and per `by`), sorted by week: columns week (its Monday; weeks run
+    Monday to Sunday, UTC), [by], value, and change — the fraction by which it grew over the same
+    group's week before (float; NaN for a first week or after a week without any). A week the frame
+    holds only part of (the current one) is summed as far as it goes: cut the frame at a Monday to
+    compare whole weeks.
+
+    >>> by_week(costs_frame(user=me, since=monday, until=this_monday))   # doctest: +SKIP
+    """
+    pd = _pd()
+    daily = by_day(frame, by=by, value=value)
+    week = daily["day"] - pd.to_timedelta(daily["day"].dt.day_of_week, unit="D")
+    week = week.astype(daily["day"].dtype).rename("week")
+    keys = [week] + ([daily[by]] if by is not None else [])
+    out = daily.groupby(keys, observed=True, sort=True)[value].sum().reset_index()
+    amounts = out[value].astype("float64")
+    groups = out[by] if by is not None else pd.Series(0, index=out.index)
+    before = amounts.groupby(groups, observed=True).shift()
+    follows = out["week"].groupby(groups, observed=True).shift() == out["week"] - pd.Timedelta(days=7)
+    out["change"] = (amounts / before - 1).where(follows)
     return out
 
 
@@ -82,6 +108,55 @@ def top_n(frame: pd.DataFrame, column: str, *, n: int = 10, value: str = "cost_u
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidInputError("must be a positive integer", field="n")
     return _total_by(frame, column, value).head(n)
+
+
+@checked
+def unit_costs(frame: pd.DataFrame, *, by: str = "model") -> pd.DataFrame:
+    """What a unit of work costs per `by` (a column of a `costs_frame`), costliest per call first:
+    columns [by], calls, tokens (in, out and cached), cost_usd, usd_per_1k_tokens, usd_per_call — the
+    money exact (decimal128; <NA> where nothing was priced). A cost record is one completed call: an
+    attempt that failed (a rate limit, a timeout) leaves none, so `usd_per_call` is per successful
+    call. Unpriced calls count in `calls` and `tokens`, not in the money.
+
+    >>> unit_costs(costs_frame(user=me), by="model")   # doctest: +SKIP
+    """
+    v.dataframe(frame, "frame")
+    for column in (by, "tokens_in", "tokens_out", "cost_usd"):
+        _check_column(frame, column, "by" if column == by else "frame")
+    pd = _pd()
+    tokens = frame["tokens_in"] + frame["tokens_out"]
+    for cached in ("cache_tokens_read", "cache_tokens_write"):
+        if cached in frame.columns:
+            tokens = tokens + frame[cached]
+    grouped = frame.assign(_tokens=tokens).groupby(by, observed=True, sort=True)
+    sums = grouped.agg(calls=("cost_usd", "size"), tokens=("_tokens", "sum"), cost_usd=("cost_usd", "sum"))
+    priced = grouped["cost_usd"].count()
+    rows = []
+    for key, calls, n_tokens, cost in sums.itertuples():
+        money = Decimal(str(cost)) if priced[key] else None
+        rows.append(
+            {
+                by: key,
+                "calls": int(calls),
+                "tokens": int(n_tokens),
+                "cost_usd": money,
+                "usd_per_1k_tokens": money * 1000 / int(n_tokens) if money is not None and n_tokens else None,
+                "usd_per_call": money / int(calls) if money is not None else None,
+            }
+        )
+    out = pd.DataFrame(rows, columns=[by, "calls", "tokens", "cost_usd", "usd_per_1k_tokens", "usd_per_call"])
+    for column in ("cost_usd", "usd_per_1k_tokens", "usd_per_call"):
+        out[column] = _money_array([None if x is None else _picos(x) for x in out[column]])
+    for column in ("calls", "tokens"):
+        out[column] = out[column].astype("int64")
+    if by in frame.columns and isinstance(frame[by].dtype, pd.CategoricalDtype):
+        out[by] = out[by].astype(frame[by].dtype)
+    return out.sort_values("usd_per_call", ascending=False, na_position="last", ignore_index=True)
+
+
+def _picos(amount: Decimal) -> int:
+    """USD as integer picodollars, rounded half to even (the frames' exact money unit)."""
+    return int((amount * PICOS).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 @checked
