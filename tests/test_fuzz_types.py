@@ -226,6 +226,7 @@ def baseline(world: World) -> dict[str, Any]:
         "factory": lambda model, dimensions, **options: None,
         "frame": world.frame,
         "hits": [],
+        "items": [],
         "id": "a",
         "index": world.index,
         "input_per_million_usd": "1.5",

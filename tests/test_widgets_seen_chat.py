@@ -3,7 +3,7 @@
 One notebook holds a conversation taller than the widget; a user sends, approves a tool call, stops a
 edits its arguments in a form, stops a long reply, picks a model with no key and meets a refused
 request, all by clicking in the page. After each, the newest item must be
-inside the visible part of the log, and in Light and Dark at 760 and 1280 px every text must read
+inside the visible part of the log, and in Light and Dark at 760 and 1280 px (High Contrast at 1280) every text must read
 (≥ 4.5:1), nothing may overflow its box, and the page may log no error.
 Screenshots: ci-artifacts/screenshots/chat-<state>-<light|dark>-<width>.png."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from browser import WAIT_MS
-from seeing import THEMES, WIDTHS
+from seeing import LOOKS, look_name
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -40,7 +40,8 @@ for i in range(40):
 script = Script([
     Turn("I will deploy the **current build** to `prod` once you approve.",
          tool_calls=[call("deploy", target="prod", version="2.4.1")], chunk_delay=0.01),
-    Turn("Deployed. All green.", chunk_delay=0.01),
+    Turn("Deployed. All green.\\n\\n| check | result |\\n|:--|--:|\\n| tests | 412 |\\n| lint | 0 |\\n\\n"
+         "```python\\nprint(release.version)\\n```", chunk_delay=0.01),
     Turn("Here is everything. " + "The release has many parts, and each one is described here. " * 200,
          chunk_delay=0.05),
 ])
@@ -82,24 +83,23 @@ def newest_in_view(lab: Any, item: str = NEWEST) -> bool | None:
 
 
 def looks_right_everywhere(lab: Any, state: str, item: str = NEWEST) -> dict[str, Any]:
-    """In every theme × width: the newest item (or `item`) in view, every text readable, nothing
+    """In every look (theme × width): the newest item (or `item`) in view, every text readable, nothing
     overflowing."""
     seen: dict[str, Any] = {}
-    for theme in THEMES:
-        for width in WIDTHS:
-            lab.view(theme, width)
-            lab.page.locator(CHAT).scroll_into_view_if_needed()
-            key = f"{'light' if 'Light' in theme else 'dark'}-{width}"
-            header_h = lab.page.evaluate(
-                f"() => document.querySelector('{CHAT} .cmdc-chat-header').getBoundingClientRect().height"
-            )
-            seen[key] = {
-                "in_view": newest_in_view(lab, item),
-                "low_contrast": lab.low_contrast(CHAT),
-                "overflow": lab.overflow(CHAT),
-                "header_lines": round(header_h / 34),  # one row of the header is ~30-34 px tall
-            }
-            lab.shot(f"chat-{state}-{key}", CHAT)
+    for theme, width in LOOKS:
+        lab.view(theme, width)
+        lab.page.locator(CHAT).scroll_into_view_if_needed()
+        key = look_name(theme, width)
+        header_h = lab.page.evaluate(
+            f"() => document.querySelector('{CHAT} .cmdc-chat-header').getBoundingClientRect().height"
+        )
+        seen[key] = {
+            "in_view": newest_in_view(lab, item),
+            "low_contrast": lab.low_contrast(CHAT),
+            "overflow": lab.overflow(CHAT),
+            "header_lines": round(header_h / 34),  # one row of the header is ~30-34 px tall
+        }
+        lab.shot(f"chat-{state}-{key}", CHAT)
     return seen
 
 
@@ -151,6 +151,20 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
     assert "(edited)" in page.locator(f"{CHAT} .cmdc-tool.ok").inner_text()
     assert page.locator(f"{CHAT} button:has-text('Approve')").count() == 0
     assert kernel(lab, "print(agent.messages[-2]['content'])") == "deployed 2.4.2 to prod"
+
+    # the reply's table is ruled and its numbers right-aligned; its code has one Copy button that copies
+    reply = page.locator(f"{CHAT} .cmdc-msg:has-text('All green')")
+    assert reply.locator("td").first.evaluate("c => getComputedStyle(c).borderTopWidth") == "1px"
+    assert reply.locator("td").nth(1).evaluate("c => getComputedStyle(c).textAlign") == "right"
+    copy = reply.locator(".cmdc-code > button.cmdc-copy")
+    copy.wait_for(timeout=WAIT_MS)
+    assert copy.count() == 1 and copy.inner_text() == "Copy"
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    copy.click()
+    page.wait_for_function(
+        f"() => document.querySelector('{CHAT} .cmdc-copy').textContent === 'Copied'", timeout=WAIT_MS
+    )
+    assert page.evaluate("() => navigator.clipboard.readText()").strip() == "print(release.version)"
     assert newest_in_view(lab) is True
 
     # a long reply: the elapsed time shows while it writes; Stop shows at once and ends the cursor

@@ -3,7 +3,7 @@
 One notebook shows three runs of a release pipeline: one started with `stop_when_blocked=True` (as the
 tour starts it), one whose driver waits in another cell, and one that failed. A user approves both
 gates and retries the failed run by clicking in the page; each run must move on, the view must say so,
-and the database must agree. In Light and Dark at 760 and 1280 px every text must read (≥ 4.5:1), no
+and the database must agree. In Light and Dark at 760 and 1280 px (High Contrast at 1280) every text must read (≥ 4.5:1), no
 view may overflow its output area, node labels must stay ≥ 11 px, and the page may log no error.
 Screenshots: ci-artifacts/screenshots/dag-<state>-<light|dark>-<width>.png."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from browser import WAIT_MS
-from seeing import THEMES, WIDTHS
+from seeing import LOOKS, look_name
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -134,21 +134,19 @@ def dags(lab: Any) -> Any:
 
 
 def look(lab: Any, state: str) -> None:
-    """Every DAG view in both themes at both widths: readable, inside its output area, labels ≥ 11 px."""
+    """Every DAG view in every look (theme and width): readable, inside its output area, labels ≥ 11 px."""
     errors_before = len(lab.console_errors)
-    for theme in THEMES:
-        for width in WIDTHS:
-            lab.view(theme, width)
-            shade = "light" if "Light" in theme else "dark"
-            for view, nodes in VIEWS.items():
-                where = f"{view} in {theme} at {width}px"
-                lab.page.locator(view).scroll_into_view_if_needed()  # drawn only when in the window
-                lab.page.wait_for_timeout(200)
-                assert lab.low_contrast(view) == [], where
-                assert lab.overflow(view) == [], where
-                sizes = lab.page.evaluate(_LABEL_PX_JS, view)
-                assert len(sizes) == nodes and min(sizes) >= 11, (where, sizes)
-                lab.shot(f"dag-{state}-{view[5:]}-{shade}-{width}", view)
+    for theme, width in LOOKS:
+        lab.view(theme, width)
+        for view, nodes in VIEWS.items():
+            where = f"{view} in {theme} at {width}px"
+            lab.page.locator(view).scroll_into_view_if_needed()  # drawn only when in the window
+            lab.page.wait_for_timeout(200)
+            assert lab.low_contrast(view) == [], where
+            assert lab.overflow(view) == [], where
+            sizes = lab.page.evaluate(_LABEL_PX_JS, view)
+            assert len(sizes) == nodes and min(sizes) >= 11, (where, sizes)
+            lab.shot(f"dag-{state}-{view[5:]}-{look_name(theme, width)}", view)
     assert lab.console_errors[errors_before:] == []
 
 

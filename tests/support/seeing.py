@@ -32,10 +32,35 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from browser import CHROMIUM_ARGS, RETRY_MS, WAIT_MS, chromium, jupyterlab, screenshot, write_notebook
+from browser import (
+    CHROMIUM_ARGS,
+    RETRY_MS,
+    SCREENSHOTS,
+    WAIT_MS,
+    chromium,
+    jupyterlab,
+    screenshot,
+    write_notebook,
+)
 
-THEMES = ("JupyterLab Light", "JupyterLab Dark")
+# The name each theme's screenshots carry.
+THEMES = {"JupyterLab Light": "light", "JupyterLab Dark": "dark", "JupyterLab Dark High Contrast": "contrast"}
 WIDTHS = (760, 1280)
+# Every widget is looked at in each of these: Light and Dark in a narrow and a wide window, and the
+# High Contrast theme (dark, brighter borders and text) wide.
+LOOKS = (
+    ("JupyterLab Light", 760),
+    ("JupyterLab Light", 1280),
+    ("JupyterLab Dark", 760),
+    ("JupyterLab Dark", 1280),
+    ("JupyterLab Dark High Contrast", 1280),
+)
+
+
+def look_name(theme: str, width: int) -> str:
+    """`light-760`, `dark-1280`, `contrast-1280`: the suffix of a look's screenshot."""
+    return f"{THEMES[theme]}-{width}"
+
 
 # Contrast of every visible text under `root`, against the colours behind it (WCAG 2's formula).
 _CONTRAST_JS = """
@@ -147,6 +172,13 @@ _KERNEL_READY_JS = """
 """
 
 
+# The text of the first traceback among the notebook's outputs, or null.
+_FAILED_JS = """
+() => { const e = document.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] pre");
+        return e && /Error|Traceback/.test(e.textContent) ? e.textContent.slice(0, 1500) : null; }
+"""
+
+
 class Lab:
     """One JupyterLab and one browser page for a test module; see the module's docstring."""
 
@@ -182,7 +214,15 @@ class Lab:
                 continue
         else:
             raise RuntimeError(f"the cells of {name}.ipynb never started")
-        page.wait_for_selector(done, timeout=WAIT_MS)
+        # the widget drawn, or a cell failed: a traceback says why at once, not after the whole wait
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while page.locator(done).count() == 0:
+            failed = page.evaluate(_FAILED_JS)
+            if failed:
+                raise AssertionError(f"a cell of {name}.ipynb failed: {failed}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{done!r} never showed in {name}.ipynb")
+            page.wait_for_timeout(250)
         assert self.dialogs() == [], self.dialogs()
 
     def dialogs(self) -> list[str]:
@@ -217,9 +257,16 @@ class Lab:
         return self.page.evaluate(_IN_VIEW_JS, [selector, item])  # type: ignore[no-any-return]
 
     def shot(self, name: str, selector: str | None = None) -> Path:
+        """A screenshot of the widget `selector` (its first match, whole, as a user scrolls to it), or
+        of the window."""
         if selector:
-            with contextlib.suppress(Exception):
-                self.page.locator(selector).first.scroll_into_view_if_needed(timeout=RETRY_MS)
+            with contextlib.suppress(Exception):  # a widget that cannot be cut out: the window instead
+                widget = self.page.locator(selector).first
+                widget.scroll_into_view_if_needed(timeout=RETRY_MS)
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                path = SCREENSHOTS / f"{name}.png"
+                widget.screenshot(path=str(path), timeout=RETRY_MS)
+                return path
         return screenshot(self.page, f"{name}.png")
 
 
