@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from cmdc_nb.widgets._render import escape
+from cmdc_nb.widgets._svg import ticks as round_ticks
 
 __all__ = ["PALETTE", "cost_charts"]
 
@@ -31,16 +32,6 @@ _TOP, _PLOT_H = 34, 170  # the plot area's top and height
 _RIGHT = 12
 
 Fmt = Callable[[float], str]
-
-
-def _ticks(top: float) -> list[float]:
-    """0 and round steps up to at least `top` (1, 2, 2.5 or 5 times a power of ten)."""
-    if top <= 0:
-        return [0.0, 1.0]
-    raw = top / 4
-    mag = 10 ** math.floor(math.log10(raw))
-    step = float(f"{next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9)):.12g}")
-    return [float(f"{i * step:.12g}") for i in range(math.ceil(top / step - 1e-9) + 1)]
 
 
 def _usd_ticks(step: float) -> Fmt:
@@ -189,7 +180,7 @@ def stacked_bars(
     totals: dict[dt.date, float] = {}
     for _, day, value in points:
         totals[day] = totals.get(day, 0.0) + max(value, 0.0)
-    ticks = _ticks(max(totals.values()))
+    ticks = round_ticks(max(totals.values()))
     left = 64
     axis, y_of = _value_axis(ticks, _usd_ticks(ticks[1]) if fmt is _money else _count, left, y_title)
     days, x_of, band = _day_axis(list(totals), left)
@@ -215,7 +206,7 @@ def spend_line(name: str, title: str, points: Sequence[tuple[dt.date, float]], b
     """The running total per day with a marker each, and the budget as a dashed line."""
     if not points:
         return _empty(name, title)
-    ticks = _ticks(max([v for _, v in points] + ([budget] if budget is not None else [])))
+    ticks = round_ticks(max([v for _, v in points] + ([budget] if budget is not None else [])))
     left = 64
     axis, y_of = _value_axis(ticks, _usd_ticks(ticks[1]), left, "USD")
     days, x_of, _ = _day_axis([d for d, _ in points], left)
@@ -249,7 +240,7 @@ def ranked_bars(name: str, title: str, groups: Sequence[tuple[str, Sequence[tupl
         return _empty(name, title)
     shown = [label if len(label) <= 24 else label[:23] + "…" for _, label, _ in rows]
     left = 16 + 6.2 * max(len(s) for s in shown)
-    ticks = _ticks(max(max(v for _, _, v in rows), 0.0))
+    ticks = round_ticks(max(max(v for _, _, v in rows), 0.0))
     span, right = ticks[-1] or 1.0, WIDTH - _RIGHT - 16  # room for the last tick's label
     band = _PLOT_H / len(rows)
     colour = {g: PALETTE[i % len(PALETTE)] for i, (g, _) in enumerate(groups)}

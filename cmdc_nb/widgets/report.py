@@ -22,6 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.widgets._svg import ticks as round_ticks
 
 __all__ = ["PALETTE", "Chart", "bar_chart", "formatted", "line_chart", "usd"]
 
@@ -123,16 +124,6 @@ def _label(value: Any) -> str:
 
 def _esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
-
-
-def _ticks(top: float) -> list[float]:
-    """0 and round steps (1, 2, 2.5 or 5 times a power of ten) up to at least `top`."""
-    if not top > 0:
-        return [0.0, 1.0]
-    raw = top / 4
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
-    return [float(f"{i * step:.12g}") for i in range(math.ceil(top / step - 1e-9) + 1)]
 
 
 def _tick_format(ticks: list[float], money: bool) -> Fmt:
@@ -280,7 +271,7 @@ def _vbars(b: _Bars) -> tuple[str, int]:
         b.width,
         b.height,
     )
-    ticks = _ticks(max(totals.values(), default=0.0) * (1.12 if b.labels else 1.0))
+    ticks = round_ticks(max(totals.values(), default=0.0) * (1.12 if b.labels else 1.0))
     fmt = _tick_format(ticks, b.money)
     left = 16 + 7 * max(len(fmt(t)) for t in ticks)
     bottom = height - _BOTTOM - (18 if len(b.legend) > 4 else 0)
@@ -324,7 +315,7 @@ def _hbars(b: _Bars) -> tuple[str, int]:
     bottom = _TOP + row_h * len(xs)
     height = int(bottom + 34 + (22 if b.legend else 0))
     right = width - _RIGHT - (76 if b.labels else 0)
-    ticks = _ticks(max(totals.values(), default=0.0))
+    ticks = round_ticks(max(totals.values(), default=0.0))
     fmt, span = _tick_format(ticks, b.money), ticks[-1] or 1.0
 
     def x_of(v: float) -> float:
@@ -404,7 +395,7 @@ def line_chart(
     whens += [_day_number(at) for at in x_range or ()]
     first, last = (min(whens), max(whens)) if whens else (0.0, 1.0)
     values = [v for _, _, v in rows if v == v] + list(rules.values()) + [_float(v) for _, v, _ in marks]
-    ticks = _ticks(max(values, default=0.0) * 1.08)
+    ticks = round_ticks(max(values, default=0.0) * 1.08)
     fmt = _tick_format(ticks, money)
     left = 16 + 7 * max(len(fmt(t)) for t in ticks)
     bottom = height - _BOTTOM
