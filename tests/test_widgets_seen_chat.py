@@ -51,25 +51,6 @@ chat.add_class("chat-under-test-box")
 chat
 '''
 
-# The kernel's own view, read through JupyterLab's kernel connection (what is stored, not what is drawn).
-_KERNEL_JS = """
-async (code) => {
-  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  const future = kernel.requestExecute({ code, store_history: false });
-  let out = "";
-  future.onIOPub = (msg) => {
-    if (msg.header.msg_type === "stream") out += msg.content.text;
-    if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
-  };
-  await future.done;
-  return out.trim();
-}
-"""
-
-
-def kernel(lab: Any, code: str) -> str:
-    return str(lab.page.evaluate(_KERNEL_JS, code))
-
 
 def send(lab: Any, text: str) -> None:
     lab.page.locator(f"{CHAT} textarea").fill(text)
@@ -150,7 +131,10 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
     assert page.locator(f"{CHAT} .cmdc-tool.ok .cmdc-badge").inner_text() == "done"
     assert "(edited)" in page.locator(f"{CHAT} .cmdc-tool.ok").inner_text()
     assert page.locator(f"{CHAT} button:has-text('Approve')").count() == 0
-    assert kernel(lab, "print(agent.messages[-2]['content'])") == "deployed 2.4.2 to prod"
+    assert (
+        lab.kernel("print([m['content'] for m in agent.messages if m['role'] == 'tool'][-1])")
+        == "deployed 2.4.2 to prod"
+    )
 
     # the reply's table is ruled and its numbers right-aligned; its code has one Copy button that copies
     reply = page.locator(f"{CHAT} .cmdc-msg:has-text('All green')")
@@ -191,12 +175,12 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
         f".test(document.querySelector('{CHAT} .cmdc-status').textContent)",
         timeout=WAIT_MS,
     )
-    offline = kernel(lab, "print(script.model)")
-    assert kernel(lab, "print(agent.model)") == offline
+    offline = lab.kernel("print(script.model)")
+    assert lab.kernel("print(agent.model)") == offline
     assert picker.evaluate("s => s.options[s.selectedIndex].text") == offline
 
     # a reply the provider refuses: one sentence with the remedy, once, the details behind a disclosure
-    kernel(lab, "script.turns.append(Turn(error='bad_request'))")
+    lab.kernel("script.turns.append(Turn(error='bad_request'))")
     send(lab, "And now something the provider refuses")
     page.wait_for_selector(f"{CHAT} .cmdc-error", timeout=WAIT_MS)
     page.wait_for_function(
@@ -218,10 +202,10 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
         assert button.evaluate("b => b.scrollWidth <= b.clientWidth") is True, name
 
     # scrolled up to read, the user is not yanked down: a "new messages ↓" button appears instead
-    kernel(lab, "script.turns.append(Turn('One more thing.'))")
+    lab.kernel("script.turns.append(Turn('One more thing.'))")
     page.evaluate(f"() => {{ document.querySelector('{CHAT} .cmdc-scroll').scrollTop = 0; }}")
     page.wait_for_timeout(300)
-    kernel(lab, "agent.prompt('anything else?')")
+    lab.kernel("agent.prompt('anything else?')")
     page.wait_for_selector(f"{CHAT} .cmdc-msg:has-text('One more thing')", state="attached", timeout=WAIT_MS)
     assert newest_in_view(lab) is False
     more = page.locator(f"{CHAT} .cmdc-follow-more")

@@ -79,29 +79,11 @@ view_failed
 """
 VIEWS = {".dag-blocked": 7, ".dag-driven": 7, ".dag-failed": 3}  # each view, and its number of nodes
 
-# The kernel's own view, read through JupyterLab's kernel connection (what is stored, not what is drawn).
-_KERNEL_JS = """
-async (code) => {
-  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  const future = kernel.requestExecute({ code, store_history: false });
-  let out = "";
-  future.onIOPub = (msg) => {
-    if (msg.header.msg_type === "stream") out += msg.content.text;
-    if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
-  };
-  await future.done;
-  return out.trim();
-}
-"""
 # The size a node's label is drawn at on screen: its font size times the SVG's scale.
 _LABEL_PX_JS = """
 (sel) => [...document.querySelectorAll(sel + " text.cmdc-dag-label")]
   .map((t) => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a)
 """
-
-
-def kernel(lab: Any, code: str) -> str:
-    return str(lab.page.evaluate(_KERNEL_JS, code))
 
 
 def node(view: str, step: str, status: str | None = None) -> str:
@@ -166,8 +148,7 @@ def test_a_gate_approved_in_the_view_moves_a_stop_when_blocked_run_on(dags: Any)
     assert page.locator(".dag-blocked g.cmdc-dag-node[data-status='completed']").count() == 7
     assert "completed · 7/7 steps" in page.locator(".dag-blocked .cmdc-stats").inner_text()
     assert "Step ship approved" in page.locator(".dag-blocked").inner_text()
-    stored = kernel(
-        dags,
+    stored = dags.kernel(
         "print(wf.get_workflow_run(blocked).status.value, wf.get_workflow_step(blocked, 'ship').status.value)",
     )
     assert stored == "completed completed"
@@ -179,7 +160,7 @@ def test_a_gate_approved_in_the_view_moves_a_run_driven_elsewhere_on(dags: Any) 
     page.wait_for_selector(node("dag-driven", "announce", "completed"), timeout=WAIT_MS)
     assert "completed · 7/7 steps" in page.locator(".dag-driven .cmdc-stats").inner_text()
     # the other cell's driver finished it; the view started none of its own
-    stored = kernel(dags, "print(handle.done() and handle.result().status.value, view_driven.handle)")
+    stored = dags.kernel("print(handle.done() and handle.result().status.value, view_driven.handle)")
     assert stored == "completed None"
 
 
@@ -189,8 +170,7 @@ def test_a_failed_step_is_retried_from_the_view(dags: Any) -> None:
     page.wait_for_selector(node("dag-failed", "publish", "completed"), timeout=WAIT_MS)
     assert page.locator(".dag-failed g.cmdc-dag-node[data-status='completed']").count() == 3
     assert "retry of run" in page.locator(".dag-failed .cmdc-stats").inner_text()
-    stored = kernel(
-        dags,
+    stored = dags.kernel(
         "r = view_failed.run; print(r.retry_of_run_id == failed.id, r.status.value,"
         " wf.get_workflow_step(r, 'tests').status.value, calls['n'])",
     )

@@ -165,6 +165,22 @@ _IN_VIEW_JS = """
 """
 
 
+# Runs `code` in the notebook's kernel through JupyterLab's own connection and returns what it printed
+# (what the kernel holds, not what is drawn).
+_KERNEL_JS = """
+async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({ code, store_history: false });
+  let out = "";
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === "stream") out += msg.content.text;
+    if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+  };
+  await future.done;
+  return out.trim();
+}
+"""
+
 # The notebook in front has a kernel that has started (its session is ready).
 _KERNEL_READY_JS = """
 () => { const c = (window.jupyterapp.shell.currentWidget || {}).sessionContext;
@@ -224,6 +240,10 @@ class Lab:
                 raise AssertionError(f"{done!r} never showed in {name}.ipynb")
             page.wait_for_timeout(250)
         assert self.dialogs() == [], self.dialogs()
+
+    def kernel(self, code: str) -> str:
+        """Run `code` in the open notebook's kernel (unseen by the user) and return what it printed."""
+        return str(self.page.evaluate(_KERNEL_JS, code))
 
     def dialogs(self) -> list[str]:
         """The text of every JupyterLab dialog open over the page (a user would have to answer it)."""
