@@ -1,0 +1,54 @@
+"""The committed notebooks are what `notebooks/build.py` writes from `notebooks/cells/`: a cell edited in
+one place and not the other fails here, so the notebooks a reader opens never drift from their source."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _build() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _build()
+
+
+def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, bool]]:
+    return [
+        (c.cell_type, c.source, bool(c.metadata.get("jupyter", {}).get("source_hidden"))) for c in nb.cells
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(build.SOURCES))
+def test_the_committed_notebook_is_what_its_cells_build(name: str) -> None:
+    committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    assert cells(committed) == cells(build.notebook(name)), (
+        f"notebooks/{name}.ipynb differs from notebooks/cells/{build.SOURCES[name]}.py:"
+        f" run `.venv/bin/python notebooks/build.py {name}`"
+    )
+
+
+def test_every_committed_notebook_has_its_cells_and_each_cell_module_a_notebook() -> None:
+    on_disk = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
+    assert on_disk == set(build.SOURCES)
+    modules = {p.stem for p in (NOTEBOOKS / "cells").glob("*.py") if not p.stem.startswith("_")}
+    assert modules == set(build.SOURCES.values())
+
+
+def test_a_changed_cell_is_caught() -> None:
+    """The comparison above can fail: one character changed in a cell is a difference."""
+    name = "00_tour"
+    committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    committed.cells[1].source += " "
+    assert cells(committed) != cells(build.notebook(name))
