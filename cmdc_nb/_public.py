@@ -534,6 +534,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "bar_chart",
         "formatted",
         "line_chart",
+        "timeline_chart",
         "usd",
     ),
     "cmdc_nb.gateway": (

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from cmdc_nb.errors import InvalidInputError
-from cmdc_nb.widgets.report import PALETTE, bar_chart, formatted, line_chart, usd
+from cmdc_nb.widgets.report import PALETTE, bar_chart, formatted, line_chart, timeline_chart, usd
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -150,3 +150,55 @@ def test_a_chart_of_nothing_still_draws_and_says_so() -> None:
     assert drawn(chart.svg, "rect") == [] and "Nothing yet" in texts(chart.svg)
     with pytest.raises(InvalidInputError, match="columns are"):
         bar_chart(empty, x="week", y="cost_usd")
+
+
+def test_a_timeline_draws_each_started_row_from_its_start_to_its_end() -> None:
+    t = pd.Timestamp("2026-03-02 09:00", tz="UTC")
+    steps = pd.DataFrame(
+        {
+            "step_id": ["fetch", "lint", "tests", "review <b>"],
+            "status": ["completed", "completed", "failed", "cancelled"],
+            "started_at": [t, t + pd.Timedelta("1s"), t + pd.Timedelta("1.5s"), pd.NaT],
+            "completed_at": [t + pd.Timedelta("1s"), t + pd.Timedelta("4s"), t + pd.Timedelta("2s"), t],
+        }
+    )
+    chart = timeline_chart(
+        steps, start="started_at", end="completed_at", label="step_id", color="status",
+        colors={"failed": "#c62828"}, title="A run",
+    )  # fmt: skip
+    bars = drawn(chart.svg, "rect")
+    assert [(b["data-x"], float(b["data-start"]), float(b["data-end"])) for b in bars] == [
+        ("fetch", 0.0, 1.0),
+        ("lint", 1.0, 4.0),
+        ("tests", 1.5, 2.0),
+    ]
+    # x grows with time, and a bar's width is its duration on the axis
+    xs = [float(b["x"]) for b in bars]
+    assert xs[0] < xs[1] < xs[2]
+    scale = float(bars[1]["width"]) / 3.0
+    assert float(bars[0]["width"]) == pytest.approx(scale, abs=0.2)
+    assert [b["fill"] for b in bars] == [PALETTE[0], PALETTE[0], "#c62828"]
+    assert bars[2]["said"] == "tests · failed: +1.500 s → +2.000 s (0.500 s)"
+    shown = texts(chart.svg)
+    assert "cancelled · not started" in shown and "review <b>" in shown  # escaped, and said
+    assert "+0 s" in shown and "cancelled" not in shown  # the legend names only what is drawn
+    # the text says what ran in parallel: touching ends (fetch → lint) do not overlap
+    assert repr(chart) == (
+        "<chart: timeline 'A run': 4 rows (fetch, lint, tests, review <b>); overlapping: lint ∥ tests; "
+        "not started: review <b>>"
+    )
+    assert chart._repr_svg_() == chart.svg
+
+
+def test_a_timeline_takes_seconds_and_runs_an_unfinished_row_to_the_last_time() -> None:
+    frame = pd.DataFrame({"job": ["a", "b"], "t0": [10.0, 12.0], "t1": [14.0, None]})
+    chart = timeline_chart(frame, start="t0", end="t1", label="job")
+    assert [(float(b["data-start"]), float(b["data-end"])) for b in drawn(chart.svg, "rect")] == [
+        (0.0, 4.0),
+        (2.0, 4.0),
+    ]
+    assert "overlapping: a ∥ b" in repr(chart)
+    with pytest.raises(InvalidInputError, match="no column 'start'"):
+        timeline_chart(frame, start="start", end="t1", label="job")
+    with pytest.raises(InvalidInputError, match="times or numbers of seconds"):
+        timeline_chart(frame.assign(t0=["soon", "later"]), start="t0", end="t1", label="job")

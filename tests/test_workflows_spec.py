@@ -161,3 +161,30 @@ def test_templates_keep_native_values_and_refuse_unsafe_or_undefined_names() -> 
         {"one", "two"},
         [],
     )
+
+
+def test_a_cycle_does_not_hide_the_other_problems() -> None:
+    found = problems(
+        {
+            "name": "x",
+            "steps": [
+                fn_step("fetch"),
+                fn_step("lint", "fetch", "tests"),
+                fn_step("tests", "lint", args={"v": "{{ steps.lint.output }}"}),
+                fn_step("review", "fetch", args={"v": "{{ steps.lint.output }}"}),
+                fn_step("post", "reviw", args={"v": "{{ steps.ghost.output }}"}),
+            ],
+        }
+    )
+    # every problem, in one error; the step on the cycle that reads another step on it is not blamed
+    assert found == [
+        "step 'post' depends on unknown step 'reviw'",
+        "dependency cycle: lint → tests → lint",
+        "step 'review' reads steps.lint but does not depend on 'lint' (directly or indirectly)",
+        "step 'post' reads steps.ghost, which does not exist",
+    ]
+
+
+def test_a_step_on_a_cycle_reading_itself_is_only_the_cycle() -> None:
+    found = problems({"name": "x", "steps": [fn_step("loop", "loop", args={"v": "{{ steps.loop.output }}"})]})
+    assert found == ["dependency cycle: loop → loop"]

@@ -24,7 +24,7 @@ from typing import Any
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.widgets._svg import ticks as round_ticks
 
-__all__ = ["PALETTE", "Chart", "bar_chart", "formatted", "line_chart", "usd"]
+__all__ = ["PALETTE", "Chart", "bar_chart", "formatted", "line_chart", "timeline_chart", "usd"]
 
 # Tableau 10's first eight: told apart by most readers, each ≥ 3:1 against the white card.
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759", "#76b7b2", "#9c755f", "#7f7f7f")
@@ -456,3 +456,118 @@ def _time_labels(first: float, last: float, x_of: Callable[[Any], float], bottom
             f'<text x="{x}" y="{bottom + 16:g}" text-anchor="middle" fill="{_MUTED}">{_label(day)}</text>'
         )
     return "".join(out)
+
+
+def _seconds(value: Any) -> float | None:
+    """A time as seconds since 1970-01-01 (UTC), a number as itself; None when it is missing (None, NaT, NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    try:
+        if value != value:  # NaT
+            return None
+    except TypeError:
+        pass
+    if not _is_time(value):
+        raise InvalidInputError(f"a timeline needs times or numbers of seconds, got {value!r}")
+    return _day_number(value) * 86400
+
+
+def _overlaps(spans: list[tuple[str, float, float]]) -> list[tuple[str, str]]:
+    """The pairs of spans that share some time (touching ends do not), in the frame's order."""
+    return [
+        (a, b) for i, (a, a0, a1) in enumerate(spans) for b, b0, b1 in spans[i + 1 :] if a0 < b1 and b0 < a1
+    ]
+
+
+def timeline_chart(
+    frame: Any,
+    *,
+    start: str,
+    end: str,
+    label: str,
+    color: str | None = None,
+    colors: Mapping[str, str] | None = None,
+    title: str = "",
+    width: int = 720,
+) -> Chart:
+    """A Gantt-like timeline: a row per row of `frame` (labelled by its `label` column, in the frame's
+    order), with a bar from its `start` to its `end` (datetimes, or numbers of seconds) on an axis of
+    seconds since the earliest start. Bars are coloured by the `color` column's series (`colors` maps a
+    series to its colour; the rest take the palette's); a row without a start says "not started", one
+    without an end runs to the last time shown. The chart's text names the rows that overlap in time —
+    what ran in parallel.
+
+    >>> timeline_chart(wf.steps_frame(run), start="started_at", end="completed_at", label="step_id",
+    ...                color="status", colors={"failed": "#c62828"})                   # doctest: +SKIP
+    """
+    for name in (start, end, label, color):
+        if name is not None and name not in frame.columns:
+            raise InvalidInputError(f"no column {name!r}; columns are: {', '.join(map(str, frame.columns))}")
+    labels = [str(v) for v in frame[label].astype(object).tolist()]
+    series = (
+        [str(v) for v in frame[color].astype(object).tolist()] if color is not None else [label] * len(labels)
+    )
+    starts = [_seconds(v) for v in frame[start].astype(object).tolist()]
+    ends = [_seconds(v) for v in frame[end].astype(object).tolist()]
+    known = [t for t in starts + ends if t is not None]
+    origin = min((t for t in starts if t is not None), default=min(known, default=0.0))
+    last = max(known, default=origin)
+    spans = [
+        (name, t0 - origin, (t1 if t1 is not None else last) - origin)
+        for name, t0, t1 in zip(labels, starts, ends, strict=True)
+        if t0 is not None
+    ]
+    named = dict.fromkeys(s for s, t in zip(series, starts, strict=True) if t is not None)  # drawn ones
+    palette = iter(c for c in PALETTE if c not in (colors or {}).values())
+    colours = {s: (colors or {}).get(s) or next(palette, PALETTE[-1]) for s in named}
+
+    names = [n if len(n) <= 32 else n[:31] + "…" for n in labels]
+    left = 20 + 6.6 * max((len(n) for n in names), default=4)
+    row_h = 28
+    bottom = _TOP + row_h * len(labels)
+    height = int(bottom + 34 + (22 if color is not None else 0))
+    right = width - _RIGHT
+    ticks = round_ticks(max((t1 for _, _, t1 in spans), default=0.0))
+    fmt, span = _tick_format(ticks, False), ticks[-1] or 1.0
+
+    def x_of(t: float) -> float:
+        return left + t / span * (right - left)
+
+    parts = [
+        f'<line x1="{x_of(t):.1f}" x2="{x_of(t):.1f}" y1="{_TOP:g}" y2="{bottom:g}" '
+        f'stroke="{_MUTED if t == 0 else _GRID}"/><text x="{x_of(t):.1f}" y="{bottom + 16:g}" '
+        f'text-anchor="middle" fill="{_MUTED}">+{_esc(fmt(t))} s</text>'
+        for t in ticks
+    ]
+    for i, (name, shown, s) in enumerate(zip(labels, names, series, strict=True)):
+        y = _TOP + row_h * i
+        parts.append(
+            f'<text x="{left - 8:g}" y="{y + row_h / 2 + 4:.1f}" text-anchor="end">{_esc(shown)}</text>'
+        )
+        begun, ended = starts[i], ends[i]
+        if begun is None:
+            said_status = f"{s} · " if color is not None else ""
+            parts.append(
+                f'<text x="{left + 6:g}" y="{y + row_h / 2 + 4:.1f}" fill="{_MUTED}" font-style="italic">'
+                f"{_esc(said_status)}not started</text>"
+            )
+            continue
+        t0, t1 = begun - origin, (ended if ended is not None else last) - origin
+        parts.append(
+            _mark(
+                "rect", s, name, t1 - t0,
+                f"{name}{f' · {s}' if color is not None else ''}: +{t0:.3f} s → +{t1:.3f} s ({t1 - t0:.3f} s)",
+                x=f"{x_of(t0):.1f}", y=f"{y + row_h * 0.18:.1f}", width=f"{max(x_of(t1) - x_of(t0), 2.0):.1f}",
+                height=f"{row_h * 0.64:.1f}", fill=colours[s], data_start=f"{t0:.6f}", data_end=f"{t1:.6f}",
+            )
+        )  # fmt: skip
+    if color is not None:
+        parts.append(_legend([(s, c, False) for s, c in colours.items()], left, bottom + 40, width))
+    pairs = _overlaps(spans)
+    unstarted = [n for n, t in zip(labels, starts, strict=True) if t is None]
+    said = f"{len(labels)} rows ({', '.join(labels)})" if labels else "no data"
+    said += f"; overlapping: {', '.join(f'{a} ∥ {b}' for a, b in pairs)}" if pairs else "; none overlap"
+    said += f"; not started: {', '.join(unstarted)}" if unstarted else ""
+    return Chart(_svg(title, width, height, "".join(parts)), f"timeline {title!r}: {said}")

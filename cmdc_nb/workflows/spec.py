@@ -505,9 +505,13 @@ def _graph_problems(steps: Sequence[StepSpec]) -> list[str]:
         problems.append("dependency cycle: " + " → ".join([*path, path[0]]))
         if len(cycles_seen) >= 5:
             break
-    if cycles_seen:
-        return problems
+    # The template and branch checks go on past a cycle, so that one run reports every problem. Ancestry is
+    # reachability, which a cycle does not confuse; a step on a cycle counts as depending on itself.
     ancestors = {n: nx.ancestors(g, n) for n in g}
+    for component in nx.strongly_connected_components(g):
+        for n in component:
+            if len(component) > 1 or g.has_edge(n, n):
+                ancestors[n].add(n)
     for s in steps:
         refs, errs = step_references(s.config)
         problems.extend(f"step {s.id!r}: {e}" for e in errs)

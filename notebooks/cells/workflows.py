@@ -13,69 +13,127 @@ CELLS = [
 A workflow is a DAG of steps stored in the workspace. This one reviews a change: it fetches the diff,
 lints and tests in parallel, asks a (scripted) reviewer model, waits for a person, then posts. One
 step fails the first time — and the run is retried *from the failed step*, without redoing what
-succeeded.""",
+succeeded.
+
+**What you'll learn**
+
+1. how a spec is written, and how validation reports *every* problem of a broken one at once;
+2. how independent steps run in parallel — seen on a timeline of the run;
+3. what a failure does to a run, and how a retry carries over what had succeeded;
+4. how an approval gate holds a run until someone decides, and where a model step's tokens go.
+
+**Prerequisites**: cmdc_nb with its `notebook` extra (`bash scripts/lab.sh` sets it all up); no API key
+— the reviewer is a scripted model and everything runs offline, in a throw-away workspace.
+[00_tour](00_tour.ipynb) is a gentler start; [01 · Chat and approvals](01_chat_and_approvals.ipynb)
+shows the approval queue this gate joins.
+
+**Time to run**: about 15 seconds.
+
+Next: [03 · A RAG index](03_rag_index.ipynb). Reference: [docs/workflows.md](../docs/workflows.md)
+(step types, templates, failure policies, retries, durability, workers).""",
     SETUP,
-    """md:## The spec
+    """md:## The spec, and what validation catches
 
 Steps are Python functions, transforms, conditions, approval gates, agent calls, tools or shell
-commands; `{{ input.x }}` and `{{ steps.y.output }}` are rendered in a sandbox. The spec is validated
-when it is saved: cycles, unknown dependencies, templates that read a step they do not depend on.""",
+commands; `{{ input.x }}` and `{{ steps.y.output }}` are rendered in a sandbox. A spec is validated
+before anything is stored, and a broken one is refused with *every* problem it has, each naming its
+step — so one round of fixes is enough. This one has four: a typo in a dependency, a cycle, a template
+that reads a step it does not depend on (its value would not be there yet) and one that reads a step
+that does not exist.""",
     f"""from cmdc_nb import workflows as wf
 from cmdc_nb.errors import WorkflowSpecError
 
 try:
     wf.parse_spec({{"name": "broken", "steps": [
-        wf.step("a", "transform", depends_on="c", value=1),
-        wf.step("b", "transform", depends_on="a", value="{{{{ steps.zzz.output }}}}"),
-        wf.step("c", "transform", depends_on="b", value=3),
+        wf.step("fetch", "transform", value="the diff"),
+        wf.step("lint", "transform", depends_on=["fetch", "tests"], value="lint {{{{ steps.fetch.output }}}}"),
+        wf.step("tests", "transform", depends_on="lint", value="tests"),       # lint ⇄ tests: a cycle
+        wf.step("review", "transform", depends_on="fetch", value="{{{{ steps.lint.output }}}}"),
+        wf.step("post", "transform", depends_on="reviw", value="{{{{ steps.summary.output }}}}"),
     ]}})
 except WorkflowSpecError as err:
     for problem in err.problems:
         print("-", problem)
 {CHECK}""",
-    """attempts = {"tests": 0}
+    """md:## A review workflow
+
+The step functions are registered by name, so that a worker in another process can find them again.
+`lint` and `tests` sleep a little, standing in for real work — long enough to see them side by side.""",
+    f"""import time
+attempts = {{"tests": 0}}
 
 @wf.step_function("review.fetch_diff")
 def fetch_diff(pr: int) -> dict:
-    return {"pr": pr, "files": ["parser.py", "README.md"], "added": 42, "removed": 7}
+    return {{"pr": pr, "files": ["parser.py", "README.md"], "added": 42, "removed": 7}}
+
+@wf.step_function("review.lint")
+def lint(files: list) -> str:
+    time.sleep(1.0)
+    return f"0 warnings in {{len(files)}} files"
 
 @wf.step_function("review.run_tests")
 def run_tests(files: list) -> str:
     attempts["tests"] += 1
+    time.sleep(0.05 if attempts["tests"] == 1 else 0.3)
     if attempts["tests"] == 1:
         raise RuntimeError("flaky: the test database was not ready")
-    return f"{len(files) * 57} passed"
-""",
-    """from cmdc_nb.providers import Script, choose_model
+    return f"{{len(files) * 57}} passed"
+{CHECK}""",
+    f"""from cmdc_nb.providers import Script, choose_model
 reviewer = Script(["Looks good: small, focused change; the parser edge case is covered."] * 2, name="reviewer")
 
-review = wf.create_workflow(me, {
+review = wf.create_workflow(me, {{
     "name": "Review a change",
-    "input_schema": {"type": "object", "properties": {"pr": {"type": "integer"}}, "required": ["pr"]},
+    "input_schema": {{"type": "object", "properties": {{"pr": {{"type": "integer"}}}}, "required": ["pr"]}},
     "steps": [
-        wf.step("fetch", fn="review.fetch_diff", args={"pr": "{{ input.pr }}"}),
-        wf.step("lint", "transform", depends_on="fetch", value="0 warnings in {{ steps.fetch.output.files | length }} files"),
-        wf.step("tests", fn="review.run_tests", depends_on="fetch", args={"files": "{{ steps.fetch.output.files }}"}),
+        wf.step("fetch", fn="review.fetch_diff", args={{"pr": "{{{{ input.pr }}}}"}}),
+        wf.step("lint", fn="review.lint", depends_on="fetch", args={{"files": "{{{{ steps.fetch.output.files }}}}"}}),
+        wf.step("tests", fn="review.run_tests", depends_on="fetch", args={{"files": "{{{{ steps.fetch.output.files }}}}"}}),
         wf.step("review", "agent_call", depends_on=["lint", "tests"], model=choose_model(reviewer),
-                prompt="Review PR {{ input.pr }}: +{{ steps.fetch.output.added }} -{{ steps.fetch.output.removed }}; tests: {{ steps.tests.output }}"),
-        wf.step("approve", "approval", depends_on="review", title="Post the review of PR {{ input.pr }}?",
-                payload={"comment": "{{ steps.review.output }}"}),
-        wf.step("post", "transform", depends_on="approve", value="posted: {{ steps.approve.output.payload.comment }}"),
+                prompt="Review PR {{{{ input.pr }}}}: +{{{{ steps.fetch.output.added }}}} -{{{{ steps.fetch.output.removed }}}}; "
+                       "lint: {{{{ steps.lint.output }}}}; tests: {{{{ steps.tests.output }}}}"),
+        wf.step("approve", "approval", depends_on="review", title="Post the review of PR {{{{ input.pr }}}}?",
+                payload={{"comment": "{{{{ steps.review.output }}}}"}}),
+        wf.step("post", "transform", depends_on="approve", value="posted: {{{{ steps.approve.output.payload.comment }}}}"),
     ],
-})
-review.slug, review.version""",
+}})
+review.slug, review.version
+{CHECK}""",
     """md:## A run that fails
 
-`tests` raises on its first call. With the default policy (`fail_fast`) the run stops and what had not
-started is cancelled.""",
+`tests` raises on its first call. With the default policy (`fail_fast`) the run stops: what had not
+started is cancelled, and `lint`, still running, is stopped at its next look at the database (a running
+step looks every half second).""",
     f"""first = await wf.arun_workflow(review, input={{"pr": 128}})
 print(first.status.value, "at", first.failed_step_id, "-", first.error_message)
 wf.steps_frame(first)[["step_id", "status", "error_type"]]
 {CHECK}""",
+    """md:## Parallel, on a timeline
+
+`lint` and `tests` both depend on `fetch` only, so they start together as soon as it is done. The
+run's steps, as a DataFrame, carry when each started and finished; drawn as a timeline, a bar per step,
+the two overlap. The failure of `tests` stops `lint` half-way and cancels what had not started.""",
+    """from cmdc_nb.widgets.report import timeline_chart
+
+STATUS_COLOURS = {"completed": "#59a14f", "failed": "#c62828", "cancelled": "#7f7f7f"}
+first_timeline = timeline_chart(
+    wf.steps_frame(first), start="started_at", end="completed_at", label="step_id",
+    color="status", colors=STATUS_COLOURS, title="The first run, step by step",
+)
+first_timeline""",
+    """md:The chart's times change from run to run; what it shows does not. Its text says it for readers of
+the text alone (and for this notebook's test, which compares it):""",
+    f"""print(first_timeline.description)
+steps = wf.steps_frame(first).set_index("step_id")
+print("lint and tests both started after fetch finished:",
+      min(steps.started_at["lint"], steps.started_at["tests"]) >= steps.completed_at["fetch"])
+{CHECK}""",
     """md:## Retry from the failed step
 
-`retry_workflow_run` starts a new run of the same snapshot and input: completed steps are carried over
-with their outputs (and not charged again); the rest runs. The review then waits at the gate.""",
+`retry_workflow_run` starts a new run of the same snapshot and input: completed steps (`fetch`) are
+carried over with their outputs (and not charged again); the rest runs, `lint` and `tests` side by side
+again.
+The review then waits at the gate. `DagView` draws the run's graph live, its steps coloured as they go.""",
     """from cmdc_nb.widgets import DagView
 second = await wf.retry_workflow_run(first, stop_when_blocked=True)
 print(second.status.value, "| retry of the first run:", second.retry_of_run_id == first.id)
@@ -92,11 +150,43 @@ if wf.get_workflow_step(second, "approve").status.value == "waiting_approval":
 second = await wf.execute_workflow_run(second)
 print(second.status.value, "->", second.output["post"])
 {CHECK}""",
-    """# the reviewer's tokens (and cost, with a real model) roll up into the step, the run and the workflow
+    f"""# the reviewer's tokens (and cost, with a real model) roll up into the step, the run and the workflow
 review_step = wf.get_workflow_step(second, "review")
-print("tokens in/out:", review_step.tokens_in, review_step.tokens_out, "| run total:", second.total_tokens_in, second.total_tokens_out)""",
+print("tokens in/out:", review_step.tokens_in, review_step.tokens_out, "| run total:", second.total_tokens_in, second.total_tokens_out)
+{CHECK}""",
     f"""stats = wf.get_workflow(review)
 print("runs:", stats.run_count, "| succeeded:", stats.success_count, "| failed:", stats.failure_count)
 wf.runs_frame(review)[["status", "trigger_type", "failed_step_id"]]
+{CHECK}""",
+    """md:## Recap
+
+- A workflow is a spec of steps and their dependencies; `parse_spec` (run by `create_workflow`) refuses a
+  broken one with every problem at once, in a typed `WorkflowSpecError` whose `problems` list names each
+  step.
+- Steps whose dependencies are done run at the same time; `wf.steps_frame(run)` has when each started
+  and finished, and `widgets.report.timeline_chart` draws it as a static picture.
+- `fail_fast` stops a run at its first failure; `retry_workflow_run` runs it again from there, carrying
+  over what had completed.
+- An `approval` step holds the run (`waiting_approval`) until someone decides, here or from anywhere
+  else; `execute_workflow_run` then takes it on.
+- A model step's tokens and cost roll up into the step, the run and the workflow; `runs_frame` lists
+  the runs.
+
+More in [docs/workflows.md](../docs/workflows.md). Next: [03 · A RAG index](03_rag_index.ipynb).
+
+## Exercise
+
+Which steps did the retry really run? Draw the timeline of `second` with `timeline_chart`, as above,
+then set `ran_again` to the ids of the steps it ran itself, in any order — not those carried over from
+the first run (a carried step's `meta` names the step it came from, as in the cell after `DagView`).
+Did `lint` and `tests` overlap again? The hidden cell after it checks your answer.""",
+    f"""ran_again = None  # your answer: a list of step ids
+{CHECK}""",
+    f"""hidden:if ran_again is None:
+    print("Set ran_again above, then run this cell.")
+else:
+    _want = [s.step_id for s in wf.list_workflow_steps(second) if not s.meta.get("carried_from")]
+    assert sorted(ran_again) == sorted(_want), f"not {{ran_again!r}}: a carried step has meta['carried_from']"
+    print(f"Right: the retry ran {{', '.join(_want)}}; fetch came from the first run as it was.")
 {CHECK}""",
 ]
