@@ -48,8 +48,9 @@ echo "== notebooks (nbval: executed, and the outputs of # NBVAL_CHECK_OUTPUT cel
 # One notebook per worker (--dist loadfile): a notebook's cells share one kernel, in order.
 # CMDC_NB_OFFLINE: the checked outputs are the offline models', whatever keys this shell has.
 # The sentinel keys are in the notebooks' kernels' environment too.
+# CMDC_NB_TEAM_URL: 06_team_mode runs, and its cells are compared, on this suite's PostgreSQL.
 eval "$(.venv/bin/python tests/support/secret_scan.py --exports "$CMDC_SECRET_SENTINEL")"
-CMDC_NB_OFFLINE=1 TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 --dist loadfile --nbval-lax \
+CMDC_NB_OFFLINE=1 CMDC_NB_TEAM_URL="$CMDC_TEST_PG_URL" TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 --dist loadfile --nbval-lax \
   --nbval-sanitize-with notebooks/sanitize.cfg --basetemp "$scan/pytest-notebooks" \
   --junitxml=ci-artifacts/junit-notebooks.xml notebooks/ || rc=$?
 echo "== sentinel scan"

@@ -52,3 +52,12 @@ def test_a_changed_cell_is_caught() -> None:
     committed = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     committed.cells[1].source += " "
     assert cells(committed) != cells(build.notebook(name))
+
+
+def test_the_team_notebook_stores_a_postgresql_run() -> None:
+    # what a reader without a server sees is what the team run gives, not the cells' "skipped" lines
+    nb = nbformat.read(NOTEBOOKS / "06_team_mode.ipynb", as_version=4)
+    shown = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "skipped — no PostgreSQL" not in shown and "No PostgreSQL" not in shown
+    assert "deployed by Grace" in shown
+    assert "06_team_mode" in build.NEEDS_POSTGRES
