@@ -300,3 +300,48 @@ def test_every_illegal_tool_use_transition_raises(
     with pytest.raises((InvalidStateError, ApprovalDeniedError)):
         _TOOL_MOVES[target.value](tu, ws=ws)
     assert agents.get_tool_use(tu, ws=ws).status == current
+
+
+def test_edited_arguments_must_still_fit_the_tools_schema_and_the_refusal_keeps_the_item_pending(
+    ws: Workspace, user: User, session: Session
+) -> None:
+    """Whoever edits a waiting call's arguments (a widget, a script, the gateway), the tool's schema
+    judges them before anything is written; the error names the argument and never repeats the value."""
+    call = agents.create_agent_call(session, model="openai/gpt-4o", ws=ws)
+    params = {
+        "type": "object",
+        "properties": {"channel": {"type": "string", "enum": ["blog", "mastodon"]}, "count": {"type": "integer"}},
+        "required": ["channel"],
+        "additionalProperties": False,
+    }
+    tu = agents.create_tool_use(
+        call,
+        input={"channel": "blog", "count": 1},
+        tool_schema={"name": "publish", "parameters": params},
+        requires_approval=True,
+        ws=ws,
+    )
+    secret = "sk-live-0123456789abcdef"
+    refusals = {
+        "input.count": {"channel": "blog", "count": secret},
+        "input.channel": {"count": 2},
+        "input.token": {"channel": "blog", "token": secret},
+    }
+    for field, edited in refusals.items():
+        with pytest.raises(InvalidInputError) as info:
+            agents.approve_tool_use(tu, by=user, input=edited, ws=ws)
+        assert info.value.field == field and secret not in str(info.value)
+        with pytest.raises(InvalidInputError):
+            approvals.approve_item(tu.approval_id, user, modified_payload={"input": edited}, ws=ws)
+    assert "must be a whole number" in _refusal(ws, user, tu, {"channel": "blog", "count": "two"})
+    assert "must be one of" in _refusal(ws, user, tu, {"channel": "fax"})
+    assert approvals.get_approval_item(tu.approval_id, ws=ws).status == "pending"
+    assert agents.get_tool_use(tu, ws=ws).input == {"channel": "blog", "count": 1}
+    approved = agents.approve_tool_use(tu, by=user, input={"channel": "mastodon", "count": 3}, ws=ws)
+    assert (approved.status, approved.input) == ("approved", {"channel": "mastodon", "count": 3})
+
+
+def _refusal(ws: Workspace, user: User, tu: object, edited: dict[str, object]) -> str:
+    with pytest.raises(InvalidInputError) as info:
+        agents.approve_tool_use(tu, by=user, input=edited, ws=ws)
+    return str(info.value)

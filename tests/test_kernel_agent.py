@@ -101,6 +101,25 @@ async def test_approve_with_edited_arguments_and_reject_ending_the_run() -> None
     assert "agent_end" in types(got)
 
 
+async def test_edited_arguments_that_do_not_fit_the_tool_are_refused_and_the_call_still_waits() -> None:
+    script = Script([Turn(tool_calls=[call("delete", path="a.txt")]), "ok"])
+    agent = Agent(model=script.model, tools=[delete])
+    got = recorder(agent)
+    handle = agent.prompt("clean up")
+    while not agent.status()["pending_approvals"]:  # the call waits for a decision
+        await asyncio.sleep(0.001)
+    [pending] = agent.status()["pending_approvals"]
+    ref = pending["ref"]
+    for edited, words in [({"path": 7}, "path must be text"), ({}, "path is required")]:
+        with pytest.raises(InvalidInputError, match=words) as info:
+            agent.approve(ref, args=edited)
+        assert info.value.field == f"args.{words.split()[0]}"
+    assert not handle.done() and "agent_resumed" not in types(got)
+    agent.approve(ref, args={"path": "b.txt"})
+    assert await handle == "ok"
+    assert agent.messages[2]["content"] == "deleted b.txt"
+
+
 async def test_steering_is_applied_at_the_next_turn_gap_and_a_full_queue_rejects() -> None:
     script = Script([Turn(tool_calls=[call("add", a=1, b=1)]), "steered answer"])
     agent = Agent(model=script.model, tools=[add], max_steering_queue=1)

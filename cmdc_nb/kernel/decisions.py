@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from cmdc_nb._plumbing.arguments import ensure_args
 from cmdc_nb.errors import AgentNotAliveError, InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.kernel._core import AgentCore
 from cmdc_nb.kernel.run_state import Decision, Pending
@@ -114,6 +115,8 @@ class Decisions(AgentCore):
             raise InvalidInputError("must be a mapping of argument names to values", field="args")
         if note is not None and not isinstance(note, str):
             raise InvalidInputError("must be text", field="note")
+        if approved and args is not None and pending.tool in self.tools:
+            ensure_args(args, self.tools[pending.tool].parameters, field="args")
         choice = Decision(approved, note, dict(args) if args is not None else None, bool(auto_resume))
         if not self.recorder.enabled:  # nothing stored: this call is the only way the decision arrives
             self._resolve(pending.future, choice)

@@ -19,21 +19,13 @@ from typing import Any
 
 import ipywidgets as w
 
+from cmdc_nb._plumbing.arguments import check_args, sentence
 from cmdc_nb.widgets._render import escape
 
 __all__ = ["ArgForm", "check_args", "sentence"]
 
 _MISSING: Any = object()  # an argument that is not sent (the tool's default applies)
 
-_TYPE_WORDS = {
-    "integer": "a whole number",
-    "number": "a number",
-    "string": "text",
-    "boolean": "true or false",
-    "array": "a list",
-    "object": "an object",
-    "null": "null",
-}
 
 # Readable in Light and Dark: text in the theme's own colours; the problem's red is the dark end of the
 # scale on a light theme and flips to the light end on a dark one, which holds ≥ 4.5:1 even on a waiting
@@ -201,82 +193,6 @@ class _Field:
             f'<div class="cmdc-argproblem">{escape(sentence(self.name, problem))}</div>' if problem else ""
         )
         (self.box.add_class if problem else self.box.remove_class)("cmdc-invalid")
-
-
-def sentence(name: str, problem: str) -> str:
-    """`problem` (from `check_args`) said of the argument `name`: 'count must be a whole number, …'."""
-    if not name:
-        return problem
-    return f"{name}{problem}" if problem.startswith("[") else f"{name} {problem}"
-
-
-def _where(path: Any) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-
-
-def _problem(err: Any) -> str:
-    """What a jsonschema error says, as the end of a sentence about the argument."""
-    where = _where(list(err.absolute_path)[1:])
-    lead = f"{where} " if where else ""
-    expected, got = err.validator_value, json.dumps(err.instance, default=str)[:60]
-    branches = err.context or []
-    if err.validator in ("anyOf", "oneOf") and branches and all(b.validator == "type" for b in branches):
-        expected = [b.validator_value for b in branches]  # an optional number: "a whole number or null"
-        return f"{lead}must be {' or '.join(_TYPE_WORDS.get(str(n), str(n)) for n in expected)}, not {got}"
-    match err.validator:
-        case "type":
-            names = [str(n) for n in (expected if isinstance(expected, list) else [expected])]
-            return f"{lead}must be {' or '.join(_TYPE_WORDS.get(n, n) for n in names)}, not {got}"
-        case "enum":
-            return f"{lead}must be one of {', '.join(json.dumps(x) for x in expected)}, not {got}"
-        case "const":
-            return f"{lead}must be {json.dumps(expected)}"
-        case "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum":
-            bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than"}
-            return f"{lead}must be {bound.get(err.validator, 'less than')} {expected}, not {got}"
-        case "minLength" | "maxLength":
-            return f"{lead}must have {'at least' if err.validator == 'minLength' else 'at most'} {expected} characters"
-    return f"{lead}is not allowed: {err.message}"
-
-
-def check_args(args: Any, schema: Mapping[str, Any] | None) -> dict[str, str]:
-    """What is wrong with `args` under the tool's parameters `schema`: argument name → the end of one
-    sentence (`sentence(name, problem)` says it whole); "" for the call as a whole. Empty: all is well.
-
-    >>> check_args({"count": "many"}, {"type": "object", "properties": {"count": {"type": "integer"}}})
-    {'count': 'must be a whole number, not "many"'}
-    """
-    if not isinstance(args, Mapping):
-        return {"": 'The arguments must be one JSON object, such as {"name": "value"}.'}
-    if not schema:
-        return {}
-    import jsonschema
-
-    try:
-        checker = jsonschema.validators.validator_for(schema)
-        checker.check_schema(schema)
-    except jsonschema.SchemaError:
-        return {}  # a tool's malformed schema cannot judge its arguments (the tool still checks them)
-    problems: dict[str, str] = {}
-    for err in sorted(checker(schema).iter_errors(dict(args)), key=jsonschema.exceptions.relevance):
-        if err.validator == "required" and not err.absolute_path:
-            for name in err.validator_value:
-                if name not in args:
-                    problems.setdefault(name, "is required")
-        elif err.validator == "additionalProperties" and not err.absolute_path:
-            known = schema.get("properties") or {}
-            for name in args:
-                if name not in known:
-                    problems.setdefault(name, "is not an argument of this tool")
-        elif err.absolute_path:
-            plain = err.validator in ("anyOf", "oneOf") and all(
-                b.validator == "type" for b in err.context or []
-            )
-            deepest = err if plain else jsonschema.exceptions.best_match([err]) or err
-            problems.setdefault(str(err.absolute_path[0]), _problem(deepest))
-        else:
-            problems.setdefault("", f"The arguments are not allowed: {err.message}.")
-    return problems
 
 
 class ArgForm:

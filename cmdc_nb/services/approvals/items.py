@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
+from cmdc_nb._plumbing.arguments import ensure_args
 from cmdc_nb._plumbing.audit import log_activity
 from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch, jsonable
@@ -188,6 +189,14 @@ def decide_in(
     """Decide a pending item inside `tx`, and move its tool use (if any) to match. For other services."""
     if item.status is not ApprovalStatus.PENDING:
         raise InvalidStateError("approval_item", item.status.value, status.value)
+    if modified_payload is not None and not isinstance(modified_payload, Mapping):
+        raise InvalidInputError("must be a mapping", field="modified_payload")
+    if modified_payload is not None and "input" in modified_payload and item.approval_type == "tool_use":
+        # Edited arguments must still fit the tool: checked here, whoever edits (a widget, the API).
+        schema = (item.payload or {}).get("tool_schema")
+        ensure_args(
+            modified_payload["input"], schema.get("parameters") if isinstance(schema, Mapping) else None
+        )
     now = utcnow()
     item.status = status
     item.decided_at = now
@@ -198,8 +207,6 @@ def decide_in(
         item.auto_approval_reason = rule.action_note or f"rule {rule.name!r}"
     edit: dict[str, Any] | None = None
     if modified_payload is not None:
-        if not isinstance(modified_payload, Mapping):
-            raise InvalidInputError("must be a mapping", field="modified_payload")
         item.modified_payload = jsonable(dict(modified_payload))
         edit = {
             k: {"from": item.payload.get(k), "to": item.modified_payload[k]}
