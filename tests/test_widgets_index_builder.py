@@ -138,3 +138,25 @@ def test_a_score_a_list_did_not_give_is_not_shown() -> None:
     # in one list's mode the relevance alone is shown: its own score would say the same twice
     vector_only = _text_of(hit_cards([hit(1, 0.8, 0.8, None)], "words", "vector"))
     assert "relevance 100%" in vector_only and "vector 0.8" not in vector_only
+
+
+def test_the_query_s_words_are_marked_where_words_start_and_short_ones_only_whole() -> None:
+    from cmdc_nb.widgets._hits import mark, query_pattern
+
+    shown = mark(
+        "The pager fires when an alert stays red. Handover, and alerts, days_in_month.",
+        query_pattern("who is paged when an alert stays red in month"),
+    )
+    assert shown == (
+        "The pager fires <mark>when</mark> <mark>an</mark> <mark>alert</mark> <mark>stays</mark> "
+        "<mark>red</mark>. Handover, and <mark>alert</mark>s, days_<mark>in</mark>_<mark>month</mark>."
+    )
+
+
+def test_a_search_from_code_sets_the_controls_to_what_it_searched(ws: Workspace, user: User) -> None:
+    builder = IndexBuilder(rag.create_index(user, "modes", ws=ws), ws=ws, texts=["red alert", "blue sky"])
+    builder.ingest()
+    builder.search("alert", mode="text", k=3)
+    assert (builder.mode.value, builder.k.value) == ("text", 3)
+    assert [(h.uri, h.vector_score) for h in builder.hits] == [("text:0", None)]  # full text only
+    assert "<b>text</b>" in builder._snapshot_html()  # the picture says the mode searched

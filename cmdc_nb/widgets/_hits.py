@@ -21,9 +21,13 @@ SNIPPET_CHARS = 600
 
 
 def query_pattern(query: str) -> re.Pattern[str] | None:
-    """The query's words (two characters or more), longest first, matched case-insensitively."""
+    """The query's words (two characters or more), longest first, matched case-insensitively at the start
+    of a word (`alert` marks `alerts`), and words under four characters only whole (`an` marks neither
+    `handover` nor `and`). An underscore separates words, as in `days_in_month`."""
     words = sorted({w.lower() for w in re.findall(r"\w+", query) if len(w) >= 2}, key=lambda w: (-len(w), w))
-    return re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE) if words else None
+    start, end = r"(?<![^\W_])", r"(?![^\W_])"  # no letter or digit before (or after)
+    alternatives = [start + re.escape(w) + (end if len(w) < 4 else "") for w in words]
+    return re.compile("|".join(alternatives), re.IGNORECASE) if words else None
 
 
 def snippet(content: str, pattern: re.Pattern[str] | None, width: int = SNIPPET_CHARS) -> str:

@@ -280,6 +280,13 @@ class IndexBuilder(Snapshot, w.VBox):  # type: ignore[misc]
             raise ValueError("create the index first")
         options.setdefault("k", int(self.k.value))
         options.setdefault("mode", self.mode.value)
+        if (
+            options["mode"] in self.mode.options
+            and isinstance(options["k"], int)
+            and 1 <= options["k"] <= 100
+        ):
+            # the controls say what was searched, in the widget and in its snapshot
+            self.mode.value, self.k.value = options["mode"], options["k"]
         self._query = query
         try:
             self.hits = rag.search(self.index, query, ws=self.ws, **options)
