@@ -481,6 +481,38 @@ def _overlaps(spans: list[tuple[str, float, float]]) -> list[tuple[str, str]]:
     ]
 
 
+def _timeline_columns(
+    frame: Any, start: str, end: str, label: str, color: str | None
+) -> tuple[list[str], list[str], list[float | None], list[float | None]]:
+    """The timeline's labels, series, starts and ends (in seconds), read from the frame's columns."""
+    for name in (start, end, label, color):
+        if name is not None and name not in frame.columns:
+            raise InvalidInputError(f"no column {name!r}; columns are: {', '.join(map(str, frame.columns))}")
+    labels = [str(v) for v in frame[label].astype(object).tolist()]
+    series = (
+        [str(v) for v in frame[color].astype(object).tolist()] if color is not None else [label] * len(labels)
+    )
+    starts = [_seconds(v) for v in frame[start].astype(object).tolist()]
+    ends = [_seconds(v) for v in frame[end].astype(object).tolist()]
+    return labels, series, starts, ends
+
+
+def _timeline_spans(
+    labels: list[str], starts: list[float | None], ends: list[float | None]
+) -> tuple[float, float, list[tuple[str, float, float]]]:
+    """The earliest start, the last time known, and each started row's span in seconds from that start
+    (a row without an end runs to the last time)."""
+    known = [t for t in starts + ends if t is not None]
+    origin = min((t for t in starts if t is not None), default=min(known, default=0.0))
+    last = max(known, default=origin)
+    spans = [
+        (name, t0 - origin, (t1 if t1 is not None else last) - origin)
+        for name, t0, t1 in zip(labels, starts, ends, strict=True)
+        if t0 is not None
+    ]
+    return origin, last, spans
+
+
 def timeline_chart(
     frame: Any,
     *,
@@ -502,23 +534,8 @@ def timeline_chart(
     >>> timeline_chart(wf.steps_frame(run), start="started_at", end="completed_at", label="step_id",
     ...                color="status", colors={"failed": "#c62828"})                   # doctest: +SKIP
     """
-    for name in (start, end, label, color):
-        if name is not None and name not in frame.columns:
-            raise InvalidInputError(f"no column {name!r}; columns are: {', '.join(map(str, frame.columns))}")
-    labels = [str(v) for v in frame[label].astype(object).tolist()]
-    series = (
-        [str(v) for v in frame[color].astype(object).tolist()] if color is not None else [label] * len(labels)
-    )
-    starts = [_seconds(v) for v in frame[start].astype(object).tolist()]
-    ends = [_seconds(v) for v in frame[end].astype(object).tolist()]
-    known = [t for t in starts + ends if t is not None]
-    origin = min((t for t in starts if t is not None), default=min(known, default=0.0))
-    last = max(known, default=origin)
-    spans = [
-        (name, t0 - origin, (t1 if t1 is not None else last) - origin)
-        for name, t0, t1 in zip(labels, starts, ends, strict=True)
-        if t0 is not None
-    ]
+    labels, series, starts, ends = _timeline_columns(frame, start, end, label, color)
+    origin, last, spans = _timeline_spans(labels, starts, ends)
     named = dict.fromkeys(s for s, t in zip(series, starts, strict=True) if t is not None)  # drawn ones
     palette = iter(c for c in PALETTE if c not in (colors or {}).values())
     colours = {s: (colors or {}).get(s) or next(palette, PALETTE[-1]) for s in named}
