@@ -425,8 +425,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "set_model_price",
     ),
     "cmdc_nb.frames": (
+        "APPROVAL_COLUMNS",
         "COST_COLUMNS",
         "activity_frame",
+        "approvals_frame",
         "by_day",
         "by_model",
         "by_session",

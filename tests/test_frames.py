@@ -215,3 +215,87 @@ def test_regenerating_a_day_rebuilds_its_rollups(ws: Workspace, user: User) -> N
     costs.regenerate_daily_summary(user, at.date(), ws=ws)
     fixed = frames.daily_costs(user=user, ws=ws).iloc[0]
     assert (fixed["requests"], fixed["cost_usd"]) == (3, Decimal("0.006"))
+
+
+def test_approvals_frame_says_who_decided_each_item_and_how(ws: Workspace, user: User) -> None:
+    """A person (with an edit, remembering the decision), the remembered decision, a rule, a deny rule
+    and both timeouts, each named as it was decided; scoped, filtered and refusing what it cannot show."""
+    from cmdc_nb import accounts, approvals
+
+    s = sessions.create_session(user, name="audit", ws=ws)
+    call = agents.create_agent_call(s, model="openai/x", ws=ws)
+
+    def ask(**args: object):  # type: ignore[no-untyped-def]
+        return agents.create_tool_use(call, tool_name="write_file", input=args, requires_approval=True, ws=ws)
+
+    approvals.create_approval_rule(
+        user, name="scratch", action="approve", tool_names=["write_file"],
+        conditions={"path_pattern": "/tmp/**"}, ws=ws,
+    )  # fmt: skip
+    approvals.create_approval_rule(
+        user, name="no etc", action="deny", tool_names=["write_file"],
+        conditions={"path_pattern": "/etc/**"}, ws=ws,
+    )  # fmt: skip
+    by_rule, denied = ask(path="/tmp/a", text="x"), ask(path="/etc/passwd", text="x")
+    asked = ask(path="/home/ada/r.md", text="draft")
+    agents.approve_tool_use(asked, by=user, note="fine", input={"path": "/home/ada/r.md", "text": "final"},
+                            remember=True, ws=ws)  # fmt: skip
+    again = ask(path="/home/ada/r.md", text="final")  # the remembered arguments: decided by the sticky rule
+    other = ask(path="/home/ada/other.md", text="final")  # other arguments: still waits
+    assert (by_rule.status, denied.status, again.status, other.status) == (
+        "approved",
+        "denied",
+        "approved",
+        "pending",
+    )
+    for title, action in (("late", "approve"), ("gone", "deny")):  # both settled when their time runs out
+        approvals.create_approval_item(
+            user, approval_type="custom", title=title, payload={"x": title}, expires_in=60,
+            timeout_action=action, session=s, ws=ws,
+        )  # fmt: skip
+    approvals.expire_old_approvals(now=dt.datetime.now(UTC) + dt.timedelta(minutes=5), ws=ws)
+
+    df = frames.approvals_frame(user=user, ws=ws)
+    assert list(df.columns) == list(frames.APPROVAL_COLUMNS)
+    assert df[["how", "decided_by", "status"]].astype(object).values.tolist() == [
+        ["rule", "scratch", "auto_approved"],
+        ["rule", "no etc", "denied"],
+        ["person", "ada@example.com", "approved"],
+        ["remembered", "Always allow write_file", "auto_approved"],
+        ["timeout", pd.NA, "approved"],
+        ["timeout", pd.NA, "expired"],
+    ]
+    person = df[df["how"] == "person"].iloc[0]
+    assert person["arguments"] == {"path": "/home/ada/r.md", "text": "draft"}
+    assert person["edits"] == {"text": {"from": "draft", "to": "final"}} and person["note"] == "fine"
+    assert df.loc[df["how"] == "remembered", "arguments"].iloc[0] == {
+        "path": "/home/ada/r.md",
+        "text": "final",
+    }
+    assert df["edits"].iloc[0] is None and df["tool_name"].tolist()[:4] == ["write_file"] * 4
+    assert df["arguments"].iloc[-1] == {"x": "gone"} and pd.isna(df["tool_name"].iloc[-1])
+    assert str(df["decided_at"].dtype) == "datetime64[us, UTC]" and df["decided_at"].is_monotonic_increasing
+    for col in ("how", "status", "tool_name", "session_id", "rule_id", "decided_by_id"):
+        assert isinstance(df[col].dtype, pd.CategoricalDtype), col
+    assert str(df.loc[df["how"] == "person", "decided_by_id"].iloc[0]) == str(user.id)
+
+    assert frames.approvals_frame(status="denied", ws=ws)["decided_by"].tolist() == ["no etc"]
+    assert len(frames.approvals_frame(session=s, until=person["decided_at"].to_pydatetime(), ws=ws)) == 2
+    assert len(frames.approvals_frame(since=person["decided_at"].to_pydatetime(), ws=ws)) == 4
+    rules = approvals.list_approval_rules(user, ws=ws)
+    for rule in rules:
+        approvals.delete_approval_rule(rule, ws=ws)
+    kept = frames.approvals_frame(user=user, ws=ws)  # the rules are gone, the audit still says what decided
+    assert kept["how"].tolist() == df["how"].tolist() and kept["decided_by"].tolist()[:2] == [
+        "rule 'scratch'",
+        "rule 'no etc'",
+    ]
+    assert kept["decided_by"].iloc[3].startswith("remembered from approval ") and kept["rule_id"].isna().all()
+    stranger = accounts.create_user("eve@example.com", ws=ws)
+    assert len(frames.approvals_frame(user=stranger, ws=ws)) == 0
+    assert len(frames.approvals_frame(session=sessions.create_session(stranger, name="e", ws=ws), ws=ws)) == 0
+    with pytest.raises(InvalidInputError, match="decided items only"):
+        frames.approvals_frame(status="pending", ws=ws)
+    with pytest.raises(InvalidInputError) as bad:
+        frames.approvals_frame(status="maybe", ws=ws)
+    assert bad.value.field == "status"

@@ -205,6 +205,9 @@ def decide_in(
     if rule is not None:
         item.auto_approval_rule_id = rule.id
         item.auto_approval_reason = rule.action_note or f"rule {rule.name!r}"
+    if reason:
+        # Kept on the item, so the audit frame can tell an approval on timeout from a person's.
+        item.meta = {**item.meta, "reason": reason}
     edit: dict[str, Any] | None = None
     if modified_payload is not None:
         item.modified_payload = jsonable(dict(modified_payload))

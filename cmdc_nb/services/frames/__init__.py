@@ -7,6 +7,7 @@ Column types are documented per function and hold on both backends:
 - counts → `int64` (`Int64` where the column may be empty)
 - money → `decimal128(38, 12)[pyarrow]`: exact, sums exactly in `groupby`, and missing (`<NA>`) where a
   request was unpriced — never a silent 0.
+- a tool's arguments and an approver's edits (`approvals_frame`) → `object` (dicts, as they were stored)
 
 Rows are read with the ORM bypassed (one query, columns built with numpy), so a million cost records
 load in about a second; `daily_costs` pushes the grouping into the database instead.
@@ -19,6 +20,7 @@ pandas and pyarrow are imported when a frame is first asked for, not with `cmdc_
 
 from __future__ import annotations
 
+from cmdc_nb.services.frames.approvals import APPROVAL_COLUMNS, approvals_frame
 from cmdc_nb.services.frames.cuts import by_day, by_model, by_session, by_week, daily_costs, top_n, unit_costs
 from cmdc_nb.services.frames.records import (
     COST_COLUMNS,
@@ -31,8 +33,10 @@ from cmdc_nb.services.frames.records import (
 )
 
 __all__ = [
+    "APPROVAL_COLUMNS",
     "COST_COLUMNS",
     "activity_frame",
+    "approvals_frame",
     "by_day",
     "by_model",
     "by_session",
