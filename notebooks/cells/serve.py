@@ -101,8 +101,13 @@ chat = ChatWidget(agent, height="300px")
 print(agent.model, "·", list(agent.tools), "· session", repr(room.name))
 '''
     + CHECK,
-    """md:The chat is the agent's, as in notebook 01. Nobody has written to it yet; it will show the
-conversation the HTTP client starts in section 4. The output follows the agent: live, you see
+    """md:It is an ordinary agent: ask it something here first. (The first call also loads the model
+library, litellm, which takes a few seconds once per kernel.)""",
+    r"""print(await agent.prompt("What is in release 2.4?"))
+"""
+    + CHECK,
+    """md:The chat is the agent's, as in notebook 01: it shows that question and answer, and will show
+the conversation the HTTP client starts in section 4. The output follows the agent: live, you see
 each step (and the **Approve** button, in section 5); saved with the notebook, it shows the last picture.""",
     "chat",
     """md:## 2. A webhook receiver
@@ -213,7 +218,9 @@ next cells go on.""",
             event = {}
 
 
-request = asyncio.create_task(ask("Please deploy release 2.4 to staging", since=0))
+# The agent's events so far are section 1's question: a program that had followed them would pass the
+# index of the last one it saw; this one starts after them.
+request = asyncio.create_task(ask("Please deploy release 2.4 to staging", since=agent.events.last_index))
 print(request.done())
 '''
     + CHECK,
@@ -322,7 +329,54 @@ hooks
     r"""print(json.dumps(bodies[0], indent=2))
 """
     + CHECK,
-    """md:## 8. Shut everything down
+    """md:## 8. The deploy request, on one time axis
+
+Every event carries its time (`ts`), and every webhook delivery when it was queued and delivered. Drawn
+on one axis, section 4's request spans the whole run, the wait for a person included; the tool starts
+only after the decision; each webhook goes out while the agent carries on. Run headless, as when this
+notebook was built, the "person" is the next cell and decides within milliseconds; run it yourself and
+the orange bar lasts as long as you take to click **Approve**.""",
+    r"""from cmdc_nb.widgets.report import timeline_chart
+
+
+def at(kind, nth=0):  # when the `nth` event of this type happened (its `ts`), as the program saw it
+    return pd.Timestamp([e["data"]["ts"] for e in events if e["event"] == kind][nth])
+
+
+def utc(t):
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t  # SQLite gives times back without their zone
+
+
+story = pd.DataFrame(
+    [
+        {"what": "HTTP client: prompt … agent_end", "who": "program", "start": at("prompt_received"), "end": at("agent_end")},
+        {"what": "model: asks to deploy", "who": "agent", "start": at("request_start"), "end": at("response_complete")},
+        {"what": "waiting for a person", "who": "person", "start": at("approval_required"), "end": at("agent_resumed")},
+        {"what": "deploy (the tool)", "who": "agent", "start": at("tool_execution_start"), "end": at("tool_execution_end")},
+        {"what": "model: reports", "who": "agent", "start": at("request_start", 1), "end": at("response_complete", 1)},
+    ]
+    + [
+        {"what": f"webhook {d.event_type}", "who": "webhook", "start": utc(d.inserted_at), "end": utc(d.delivered_at)}
+        for d in sorted(list_webhook_deliveries(), key=lambda d: ORDER.index(d.event_type))
+        if d.event_type.startswith("approval.")
+    ]
+)
+COLOURS = {"program": "#4e79a7", "agent": "#59a14f", "person": "#f28e2b", "webhook": "#b07aa1"}
+timeline = timeline_chart(story, start="start", end="end", label="what", color="who", colors=COLOURS,
+                          title="One HTTP request, one approval, and their webhooks")
+timeline
+""",
+    """md:The times change from run to run; what the picture shows does not:""",
+    r"""span = story.set_index("what")
+request, wait, tool = span.loc["HTTP client: prompt … agent_end"], span.loc["waiting for a person"], span.loc["deploy (the tool)"]
+print("the HTTP request spans the wait for a person:", request.start <= wait.start and wait.end <= request.end)
+print("the tool ran only after the decision:", tool.start >= wait.end)
+deliveries = list_webhook_deliveries()
+print("webhooks delivered:", sum(d.status.value == "delivered" for d in deliveries), "of", len(deliveries))
+"""
+    + CHECK,
+    """md:## 9. Shut everything down
 
 The gateway stops listening and finishes its webhook deliveries; the exposed agent is withdrawn from it
 but stays yours (`agent.alive`) until you stop it. Then the HTTP client, the chat and the receiver.
@@ -406,7 +460,7 @@ else:
 """
     + CHECK,
     """md:**2. Deny it, from the other side.** Section 8 stopped everything: run sections 1 to 3 again (a new
-agent, receiver and gateway), start `ask("Please deploy release 2.4 to prod", since=0)` as a task, and
+agent, receiver and gateway), start `ask("Please deploy release 2.4 to prod", since=agent.events.last_index)` as a task, and
 this time decide from the HTTP client: `POST /v1/sessions/{sid}/reject` with
 `{"ref": …, "note": "not on a Friday"}`. The chat shows the decision made elsewhere. Which webhook
 arrives? What does `deployed` hold, and what did the model answer? (Stop everything again afterwards,
