@@ -310,7 +310,10 @@ def test_edited_arguments_must_still_fit_the_tools_schema_and_the_refusal_keeps_
     call = agents.create_agent_call(session, model="openai/gpt-4o", ws=ws)
     params = {
         "type": "object",
-        "properties": {"channel": {"type": "string", "enum": ["blog", "mastodon"]}, "count": {"type": "integer"}},
+        "properties": {
+            "channel": {"type": "string", "enum": ["blog", "mastodon"]},
+            "count": {"type": "integer"},
+        },
         "required": ["channel"],
         "additionalProperties": False,
     }

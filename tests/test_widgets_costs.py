@@ -78,3 +78,42 @@ def test_everyone_and_an_empty_range(ws: Workspace, user: User) -> None:
     dash.since.value = dash.until.value = dt.date(2020, 1, 1)
     assert len(dash.frames["costs"]) == 0 and dash.daily.data == ()
     assert "0 requests" in dash.summary.value
+
+
+def _marks(dash: CostDashboard, chart: str) -> list[str]:
+    """The series of each mark the panel draws in `chart`, as the page receives it."""
+    import re
+
+    return re.findall(r'class="cmdc-mark" data-series="([^"]*)"', dash.charts[chart].value)
+
+
+def test_the_panel_draws_a_mark_per_point_of_each_frame_and_redraws_on_a_filter(
+    ws: Workspace, user: User
+) -> None:
+    a, _ = _spend(ws, user)
+    budgets.create_budget(name="monthly", limit_usd="2", period="monthly", user=user, hard_limit=False, ws=ws)
+    dash = CostDashboard(user, days=7, ws=ws)
+    f = dash.frames
+    assert len(_marks(dash, "daily")) == len(f["daily"]) == 5
+    assert set(_marks(dash, "daily")) == {m for m in f["daily"]["model"]}
+    assert len(_marks(dash, "cumulative")) == len(f["cumulative"]) == 3
+    assert 'class="cmdc-budget" data-value="2"' in dash.charts["cumulative"].value
+    assert len(_marks(dash, "tokens")) == 2 * len(f["tokens"])
+    assert len(_marks(dash, "top")) == len(f["top_sessions"]) + len(f["top_cells"])
+    dash.by.value = "provider"
+    assert set(_marks(dash, "daily")) == {"openai", "anthropic"}
+    dash.session.value = str(a.id)
+    assert len(_marks(dash, "daily")) == len(dash.frames["daily"]) == 3  # the unpriced call counts $0
+    # the plotly figure of a chart holds the same points, to zoom and hover
+    assert sum(len(t.x) for t in dash.figure("daily").data) == 3
+
+
+def test_a_chart_that_does_not_exist_is_refused_by_name(ws: Workspace, user: User) -> None:
+    import pytest
+
+    from cmdc_nb.errors import InvalidInputError
+
+    dash = CostDashboard(user, days=7, ws=ws)
+    with pytest.raises(InvalidInputError, match="must be one of daily, cumulative, tokens, top"):
+        dash.figure("weekly")
+    assert "no data in this range" in dash.charts["daily"].value

@@ -77,6 +77,11 @@ view_failed = DagView(failed)
 view_failed.add_class("dag-failed")
 view_failed
 """
+NEW = """
+view_new = DagView(release)  # the workflow itself: a user starts a run from the view
+view_new.add_class("dag-new")
+view_new
+"""
 VIEWS = {".dag-blocked": 7, ".dag-driven": 7, ".dag-failed": 3}  # each view, and its number of nodes
 
 # The size a node's label is drawn at on screen: its font size times the SVG's scale.
@@ -105,13 +110,14 @@ new MutationObserver(() => {
 @pytest.fixture(scope="module")
 def dags(lab: Any) -> Any:
     lab.page.add_init_script(_ACCEPT_KERNEL_JS)
-    lab.open("dag_seen", [NOTEBOOK, BLOCKED, DRIVEN, FAILED], done=".jp-Notebook")
+    lab.open("dag_seen", [NOTEBOOK, BLOCKED, DRIVEN, FAILED, NEW], done=".jp-Notebook")
     # cells outside the window are not drawn by JupyterLab until scrolled to: wait for them in the DOM
     lab.page.wait_for_selector(
         node("dag-blocked", "ship", "waiting_approval"), state="attached", timeout=WAIT_MS
     )
     lab.page.wait_for_selector(node("dag-failed", "tests", "failed"), state="attached", timeout=WAIT_MS)
     lab.page.wait_for_selector(".dag-driven button:has-text('Approve')", state="attached", timeout=WAIT_MS)
+    lab.page.wait_for_selector(".dag-new button:has-text('Start run')", state="attached", timeout=WAIT_MS)
     return lab
 
 
@@ -176,3 +182,21 @@ def test_a_failed_step_is_retried_from_the_view(dags: Any) -> None:
     )
     assert stored == "True completed completed 2"
     look(dags, "finished")
+
+
+def test_a_run_started_in_the_view_stops_at_its_gate_and_an_approval_finishes_it(dags: Any) -> None:
+    page = dags.page
+    page.locator(".dag-new").scroll_into_view_if_needed()
+    # the start box offers the input schema's default, as a user would send it
+    assert '"2.0.0"' in page.locator(".dag-new textarea").first.input_value()
+    page.click(".dag-new button:has-text('Start run')")
+    page.wait_for_selector(node("dag-new", "ship", "waiting_approval"), timeout=WAIT_MS)
+    page.click(node("dag-new", "ship"))
+    page.wait_for_selector(".dag-new :text('Ship 2.0.0 to production?')", timeout=WAIT_MS)
+    page.click(".dag-new button:has-text('Approve')")
+    page.wait_for_selector(node("dag-new", "announce", "completed"), timeout=WAIT_MS)
+    assert page.locator(".dag-new g.cmdc-dag-node[data-status='completed']").count() == 7
+    page.click(node("dag-new", "build"))
+    page.wait_for_selector(".dag-new :text('built 2.0.0')", timeout=WAIT_MS)
+    stored = dags.kernel("r = view_new.run; print(r.status.value, r.input)")
+    assert stored == "completed {'version': '2.0.0'}"

@@ -1,26 +1,28 @@
-"""CostDashboard: plotly charts from the analytics frames — daily cost stacked by model or provider,
-cumulative spend against a budget, tokens per day, the costliest sessions and notebook cells — with
-filters for the date range, the user and the session. `.frames` holds the DataFrame behind each chart.
+"""CostDashboard: the costs of a user or a workspace in four charts — daily cost stacked by model or
+provider, cumulative spend against a budget, tokens per day, the costliest sessions and notebook cells —
+with filters for the date range, the user and the session. `.frames` holds the DataFrame behind each
+chart; `.daily`, `.cumulative`, `.tokens` and `.top` give each chart as a plotly figure, to zoom and hover
+(`dash.daily.show()`) or export.
 
-Each chart is a plain `go.Figure` shown as plotly's own output (`application/vnd.plotly.v1+json`,
-drawn by JupyterLab's plotly renderer) inside an `Output` widget, and every redraw replaces that output
-whole. A `go.FigureWidget` is not used: it is an anywidget whose 5 MB script each model loads on its
-own, anywidget gives a model 2 s to load it, and a model that misses that ("Failed to initialize
-model") drops every later message — an empty figure filled by `add_trace` then stays empty. A whole
-figure in the widget's state draws whatever the order of loading, re-running and refreshing."""
+The panel draws its charts as inline SVG (widgets/_cost_svg.py), the same picture its static snapshot
+carries, coloured from the theme. Not as plotly outputs: plotly.js is 5 MB per page (and per chart in a
+saved widget state), `go.FigureWidget` loses its data when anywidget's 2 s start-up budget runs out on a
+busy page, and JupyterLab's plotly renderer keeps replaced charts alive off the page, each of which then
+fails at every resize of the window. An SVG redraw is a string replaced, whatever the order of loading,
+re-running and refreshing."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 from typing import Any
 
 import ipywidgets as w
 
+from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.services import accounts, frames, sessions
+from cmdc_nb.widgets._cost_plotly import CHARTS, plotly_figure
 from cmdc_nb.widgets._cost_svg import cost_charts
-from cmdc_nb.widgets._render import escape
 from cmdc_nb.widgets._snapshot import Snapshot, static_html
 from cmdc_nb.widgets._theme import PANEL_CSS
 
@@ -37,13 +39,6 @@ _COLUMNS = [
     "cache_tokens_read",
     "cost_usd",
 ]
-
-
-def _floats(series: Any) -> list[float]:
-    return [
-        float(x) if x is not None and x == x else 0.0
-        for x in series.astype("object").where(series.notna(), None)
-    ]
 
 
 class CostDashboard(Snapshot, w.VBox):  # type: ignore[misc]
@@ -64,10 +59,7 @@ class CostDashboard(Snapshot, w.VBox):  # type: ignore[misc]
         ws: Any = None,
         width: int | None = None,
     ) -> None:
-        """Long because it builds the filters, the four chart slots and the grid in one pass; the
-        controls move to their own builder with issue 30's next slice."""
-        import plotly.graph_objects as go
-
+        """Long because it builds the filters, the four chart slots and the grid in one pass."""
         from cmdc_nb._plumbing.workspace import get_workspace
 
         super().__init__([])
@@ -92,29 +84,9 @@ class CostDashboard(Snapshot, w.VBox):  # type: ignore[misc]
         self.budget_usd = Decimal(str(budget_usd)) if budget_usd is not None else self._default_budget()
         self.summary = w.HTML()
         # No width: a chart takes its grid cell's, which the output area bounds (see _theme.PANEL_CSS).
-        # Transparent paper, so the panel's theme shows through; the texts' colour comes from the theme.
-        clear = "rgba(0,0,0,0)"
-        layout = {
-            "height": 300,
-            "autosize": True,
-            "margin": {"l": 50, "r": 10, "t": 40, "b": 40},
-            "template": "plotly_white",
-            "paper_bgcolor": clear,
-            "plot_bgcolor": clear,
-            "modebar": {"bgcolor": clear},
-            "legend": {"orientation": "h"},
-        }
-        # "Nov 15", without plotly's second line for the year, which the legend below would cover
-        dated = {"xaxis": {"tickformat": "%b %d"}}
-        self.daily = go.Figure(layout={**layout, **dated, "title": "Daily cost (USD)", "barmode": "stack"})
-        self.cumulative = go.Figure(layout={**layout, **dated, "title": "Cumulative spend (USD)"})
-        self.tokens = go.Figure(layout={**layout, **dated, "title": "Tokens per day", "barmode": "stack"})
-        self.top = go.Figure(
-            layout={**layout, "title": "Costliest sessions and cells (USD)", "yaxis": {"automargin": True}}
-        )
-        self.charts: dict[str, w.Output] = {}
-        for name in ("daily", "cumulative", "tokens", "top"):
-            self.charts[name] = w.Output()
+        self.charts: dict[str, w.HTML] = {}
+        for name in CHARTS:
+            self.charts[name] = w.HTML()
             self.charts[name].add_class("cmdc-chart")
             self.charts[name].add_class(f"cmdc-chart-{name}")
         refresh = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
@@ -129,9 +101,9 @@ class CostDashboard(Snapshot, w.VBox):  # type: ignore[misc]
         ]
         for row in rows:
             row.add_class("cmdc-row")
-        grid = w.Box(list(self.charts.values()))
-        grid.add_class("cmdc-charts")
-        self.children = [w.HTML(PANEL_CSS), *rows, grid, self._view_probe()]
+        self.grid = w.Box(list(self.charts.values()))
+        self.grid.add_class("cmdc-charts")
+        self.children = [w.HTML(PANEL_CSS), *rows, self.grid, self._view_probe()]
         if width is not None:
             self.layout.max_width = f"{width}px"
         self.add_class("cmdc-panel")
@@ -144,14 +116,11 @@ class CostDashboard(Snapshot, w.VBox):  # type: ignore[misc]
         return f"<CostDashboard requests={len(self.frames.get('costs', []))} days={days}>"
 
     def _snapshot_html(self) -> str:
-        """The filters as set, the summary, and each chart drawn as SVG from the frame behind it."""
-        charts = cost_charts(
-            self.frames, by=self.by.value, budget=self.budget_usd, names=self._session_names()
-        )
+        """The filters as set, the summary, and each chart as the panel draws it."""
         return static_html(
             self,
             {
-                id(out): f'<div class="cmdc-chart cmdc-chart-{n}">{charts[n]}</div>'
+                id(out): f'<div class="cmdc-chart cmdc-chart-{n}">{out.value}</div>'
                 for n, out in self.charts.items()
             },
         )
@@ -243,78 +212,38 @@ class CostDashboard(Snapshot, w.VBox):  # type: ignore[misc]
         return self.frames
 
     def _draw(self, by: str) -> None:
-        import plotly.graph_objects as go
+        svgs = cost_charts(self.frames, by=by, budget=self.budget_usd, names=self._session_names())
+        for name, chart in self.charts.items():
+            chart.value = svgs[name]
 
-        f = self.frames
-        for figure in (self.daily, self.cumulative, self.tokens, self.top):
-            figure.data = ()
-        for key, part in f["daily"].groupby(by, observed=True, sort=True) if len(f["daily"]) else []:
-            self.daily.add_trace(go.Bar(x=list(part["day"]), y=_floats(part["cost_usd"]), name=str(key)))
-        days = list(f["cumulative"]["day"])
-        running, total = [], 0.0
-        for x in _floats(f["cumulative"]["cost_usd"]):
-            total += x
-            running.append(total)
-        self.cumulative.add_trace(go.Scatter(x=days, y=running, mode="lines+markers", name="spent"))
-        if self.budget_usd is not None and days:
-            self.cumulative.add_trace(
-                go.Scatter(
-                    x=[days[0], days[-1]],
-                    y=[float(self.budget_usd)] * 2,
-                    mode="lines",
-                    name="budget",
-                    line={"dash": "dash", "color": "#cf222e"},
-                )
-            )
-        t = f["tokens"]
-        self.tokens.add_trace(go.Bar(x=list(t["day"]), y=[int(v) for v in t["tokens_in"]], name="in"))
-        self.tokens.add_trace(go.Bar(x=list(t["day"]), y=[int(v) for v in t["tokens_out"]], name="out"))
-        names = self._session_names()
-        s = f["top_sessions"]
-        if len(s):
-            self.top.add_trace(
-                go.Bar(
-                    y=[names.get(str(k), str(k)[:8]) for k in s["session_id"]][::-1],
-                    x=_floats(s["cost_usd"])[::-1],
-                    orientation="h",
-                    name="sessions",
-                )
-            )
-        c = f["top_cells"]
-        if len(c):
-            self.top.add_trace(
-                go.Bar(
-                    y=[escape(str(k)) for k in c["notebook_cell"]][::-1],
-                    x=_floats(c["cost_usd"])[::-1],
-                    orientation="h",
-                    name="cells",
-                )
-            )
-        self._show()
+    def figure(self, name: str) -> Any:
+        """Chart `name` ("daily", "cumulative", "tokens" or "top") as a plotly figure, from the frames of
+        the last refresh: `dash.figure("daily").show()` to zoom and hover, `.write_html(…)` to share."""
+        if name not in CHARTS:
+            raise InvalidInputError(f"must be one of {', '.join(CHARTS)}", field="name")
+        return plotly_figure(
+            name, self.frames, by=self.by.value, budget=self.budget_usd, names=self._session_names()
+        )
 
-    def _show(self) -> None:
-        """Replace each chart's output with its whole figure: the front end draws it from that alone."""
-        import plotly.io as pio
+    @property
+    def daily(self) -> Any:
+        """The daily cost, stacked by model or provider, as a plotly figure."""
+        return self.figure("daily")
 
-        for name, figure in (
-            ("daily", self.daily),
-            ("cumulative", self.cumulative),
-            ("tokens", self.tokens),
-            ("top", self.top),
-        ):
-            spec = json.loads(pio.to_json(figure, validate=False))
-            spec["config"] = {"responsive": True, "displaylogo": False}
-            traces = ", ".join(str(t.get("name", "")) for t in spec.get("data", []))
-            self.charts[name].outputs = (
-                {
-                    "output_type": "display_data",
-                    "data": {
-                        "application/vnd.plotly.v1+json": spec,
-                        "text/plain": f"<{name} chart: {traces or 'no data'}>",
-                    },
-                    "metadata": {},
-                },
-            )
+    @property
+    def cumulative(self) -> Any:
+        """The cumulative spend (and the budget) as a plotly figure."""
+        return self.figure("cumulative")
+
+    @property
+    def tokens(self) -> Any:
+        """The tokens in and out per day as a plotly figure."""
+        return self.figure("tokens")
+
+    @property
+    def top(self) -> Any:
+        """The costliest sessions and notebook cells as a plotly figure."""
+        return self.figure("top")
 
     def _session_names(self) -> dict[str, str]:
         return {v: label for label, v in self.session.options if v}

@@ -82,10 +82,14 @@ _CONTRAST_JS = """
   const layersBehind = (el) => {
     const layers = [];
     for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
-      // an SVG label sits on the shape drawn before it in its group (a DAG node's box)
+      // an SVG label sits on the shape drawn before it in its group (a DAG node's box) when that shape
+      // holds the label's middle (a legend's swatch beside its name does not)
       if (e instanceof SVGElement && e.parentElement) {
+        const mid = ((b) => [b.left + b.width / 2, b.top + b.height / 2])(el.getBoundingClientRect());
+        const holds = (s) => { const b = s.getBoundingClientRect();
+          return b.left <= mid[0] && mid[0] <= b.right && b.top <= mid[1] && mid[1] <= b.bottom; };
         const shape = [...e.parentElement.children].find((s) => s !== e && /^(rect|path|circle)$/.test(s.tagName)
-          && (s.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING));
+          && (s.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING) && holds(s));
         if (shape) { const f = parse(getComputedStyle(shape).fill); if (f && f[3] > 0) { layers.push(f); if (f[3] >= 1) return layers; } }
       }
       const bg = parse(getComputedStyle(e).backgroundColor);
