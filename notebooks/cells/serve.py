@@ -274,13 +274,13 @@ print(card["name"], "—", card["description"])
 print("send messages to", card["supportedInterfaces"][0]["url"], "with", sorted(card["securitySchemes"]))
 """
     + CHECK,
-    """md:A message, as another agent's code would send it with the official `a2a-sdk` (any A2A client in
-any language does the same over HTTP):
+    """md:One thing to know: an A2A *context* is its own conversation. The gateway opens a session for it
+with the gateway's own settings (`models`, `tools`, `plugins` given to `Gateway`) — here the same
+scripted model, with no tools — rather than talking to the agent exposed above; that agent is reached
+on its REST routes.
 
-One thing to know: an A2A *context* is its own conversation. The gateway opens a session for it with
-the gateway's own settings (`models`, `tools`, `plugins` given to `Gateway`) — here the same scripted
-model, with no tools — rather than talking to the agent exposed above; that agent is reached on its
-REST routes.""",
+A message, as another agent's code would send it with the official `a2a-sdk` (any A2A client, in any
+language, sends the same JSON-RPC over HTTP):""",
     r"""from a2a.client import ClientConfig, create_client
 from a2a.helpers import get_artifact_text, new_text_message
 from a2a.types import a2a_pb2 as pb
