@@ -31,14 +31,17 @@ async def test_chat_sends_the_cell_to_the_newest_agent_and_shows_its_chat(ip: An
     again = ip.run_cell_magic("chat", "a", "hi")
     assert again.agent is ip.user_ns["a"] and await again.last_handle == "from the first"
     second.turns.append(Turn("again"))
-    assert ip.run_cell_magic("chat", "b", "more") is chat  # one chat per agent
+    # one chat per agent: a later cell sends to it and says where it is
+    assert ip.run_cell_magic("chat", "b", "more") is None
+    assert "sent to b (second) — the chat is in cell [1]" in capsys.readouterr().out
     assert await chat.last_handle == "again"
     ip.run_line_magic("cmdc", "status")
     out = capsys.readouterr().out
     assert "first" in out and "second" in out and "idle" in out
     ip.run_line_magic("cmdc", "use a")
     first.turns.append(Turn("a again"))
-    assert ip.run_cell_magic("chat", "", "and you?").agent is ip.user_ns["a"]
+    assert ip.run_cell_magic("chat", "", "and you?") is None  # to a, whose chat is shown above
+    assert await again.last_handle == "a again"
     with pytest.raises(ValueError, match="unknown %cmdc command"):
         ip.run_line_magic("cmdc", "dance")
 
@@ -84,6 +87,25 @@ async def test_an_agent_has_one_chat_and_a_later_cell_says_where_it_is(ip: Any, 
     ip.execution_count = 5
     assert ip.run_cell_magic("chat", "writer", "third") is chat  # so it is shown again, the same chat
     assert await chat.last_handle == "three" and capsys.readouterr().out == ""
+
+
+async def test_a_chat_cell_run_before_the_page_drew_the_first_does_not_draw_a_second(
+    ip: Any, capsys: Any
+) -> None:
+    """Run All: the second %%chat cell runs before the browser has drawn (and counted) the first
+    cell's chat; it is on its way, so the second cell says where it is instead of drawing another."""
+    ip.user_ns["solo"] = Agent(model=Script(["one", "two", "three"]).model)
+    ip.execution_count = 3
+    chat = ip.run_cell_magic("chat", "", "first")
+    assert isinstance(chat, ChatWidget) and chat._view_count == 0  # not drawn yet
+    ip.execution_count = 4
+    assert ip.run_cell_magic("chat", "", "second") is None
+    assert capsys.readouterr().out == "sent to solo — the chat is in cell [3]\n"
+    chat.set_state({"_view_count": 1})  # the page draws it
+    chat.set_state({"_view_count": 0})  # and its output is cleared
+    ip.execution_count = 5
+    assert ip.run_cell_magic("chat", "", "third") is chat  # shown again
+    await chat.last_handle
 
 
 async def test_running_the_chat_cell_again_shows_the_chat_again(
@@ -152,3 +174,23 @@ async def test_cmdc_status_is_a_table_that_follows_the_agents_while_they_run(
     ip.run_line_magic("cmdc", "status")  # no front end: the same table as text
     out = capsys.readouterr().out
     assert out.startswith("scout") and "idle" in out and "turns 1" in out and "tokens 150" in out
+
+
+async def test_the_cell_named_is_the_one_whose_prompt_shows_the_chat(ip: Any, capsys: Any) -> None:
+    """IPython counts a cell before running it: while cell [N] runs, execution_count is N + 1. The line
+    a later %%chat cell prints names the cell the user sees the chat in, [N]."""
+    ip.init_user_ns()  # the history's names (_oh, _i…), which the other tests' clean-up removed
+    ip.user_ns["solo"] = Agent(model=Script(["one", "two"]).model)
+    first = ip.execution_count
+    ran = await run(ip, "%%chat\nfirst")
+    shown = ran.result
+    assert isinstance(shown, ChatWidget), ran.error_in_exec
+    capsys.readouterr()
+    assert (await run(ip, "%%chat\nsecond")).result is None
+    await shown.last_handle
+    assert capsys.readouterr().out == f"sent to solo — the chat is in cell [{first}]\n"
+
+
+async def run(ip: Any, cell: str) -> Any:
+    """Run `cell` as a notebook runs it: counted in the history, transformed first."""
+    return await ip.run_cell_async(cell, store_history=True, transformed_cell=ip.transform_cell(cell))

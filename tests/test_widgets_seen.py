@@ -184,9 +184,22 @@ def test_the_plan_and_the_approval_queue_read_in_both_themes(lab: Lab) -> None:
         lab.page.locator(".cmdc-approvals .cmdc-badge.cmdc-risk-medium, .cmdc-approvals .cmdc-badge").count()
         >= 1
     )
+    # the item says where it comes from: which agent, model and session
+    origin = lab.page.locator(".cmdc-queue-item .cmdc-origin").first.inner_text()
+    assert "agent Announcer" in origin and "session “Launch”" in origin, origin
     look(lab, "approvals", ".cmdc-approvals")
-    lab.page.click(".cmdc-queue-item button.jupyter-button:has-text('Approve')")
+    # a user edits the call in the form built from the tool's schema, then approves the edit
+    item = lab.page.locator(".cmdc-queue-item").first
+    item.locator("button:has-text('Edit')").click()
+    channel = item.locator(".cmdc-argfield:has-text('channel') input")
+    channel.wait_for(timeout=WAIT_MS)
+    assert channel.input_value() == "mastodon"
+    channel.fill("blog")
+    channel.press("Tab")  # ipywidgets' Text syncs its value on change
+    item.locator("button:has-text('Approve with edits')").click()
     lab.page.wait_for_selector(".cmdc-plan :text('2/2 done approved')", timeout=WAIT_MS)
+    published = lab.kernel("print([m['content'] for m in agent.messages if m['role'] == 'tool'])")
+    assert "published on blog" in published and "mastodon" not in published, published
     assert lab.page.locator(".cmdc-plan .cmdc-step.completed").count() == 2
     look(lab, "plan", ".cmdc-plan")
     assert lab.console_errors == []

@@ -83,7 +83,8 @@ class StatusTable(w.VBox):  # type: ignore[misc]
         body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
         empty = '<div class="cmdc-notice">no agents in this notebook</div>' if not rows else ""
         self.table.value = (
-            f'<table class="cmdc-status"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{empty}'
+            f'<div class="cmdc-scroll-x"><table class="cmdc-status"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>{empty}"
         )
         self.redraws += 1
 

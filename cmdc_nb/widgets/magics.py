@@ -30,7 +30,23 @@ class CmdcMagics(Magics):
         self._widgets: dict[str, Any] = {}
         # agent id → (number, id) of the cell that shows its chat
         self._shown: dict[str, tuple[int, str | None]] = {}
+        # agent id → whether a front end has drawn its chat since it was last displayed
+        self._viewed: dict[str, bool] = {}
         self._status: Any = None  # the live `%cmdc status` table, made on first use
+        # The number in the running cell's prompt. IPython counts a cell before running it, so while
+        # cell [3] runs `execution_count` is already 4; it says which cell runs in pre_run_cell.
+        self._running: int | None = None
+        events = getattr(shell, "events", None)
+        if events is not None:
+            events.register("pre_run_cell", self._cell_starts)
+            events.register("post_run_cell", self._cell_ends)
+
+    def _cell_starts(self, info: Any) -> None:
+        counted = getattr(info, "store_history", False) and not getattr(info, "silent", False)
+        self._running = self.shell.execution_count - 1 if counted else None
+
+    def _cell_ends(self, _result: Any = None) -> None:
+        self._running = None
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -72,6 +88,13 @@ class CmdcMagics(Magics):
         if agent.id not in self._widgets:
             chat = ChatWidget(agent)
             chat._view_count = 0  # the front end counts the views it shows (None would not count)
+            key = agent.id
+
+            def drawn(change: Any) -> None:
+                if (change["new"] or 0) > 0:
+                    self._viewed[key] = True
+
+            chat.observe(drawn, names="_view_count")
             self._widgets[agent.id] = chat
         return self._widgets[agent.id]
 
@@ -86,13 +109,18 @@ class CmdcMagics(Magics):
         chat = self.widget(agent)
         if cell.strip():
             chat.send(cell.strip())
-        here = (getattr(self.shell, "execution_count", 0), self._cell_id())
+        count = self._running if self._running is not None else getattr(self.shell, "execution_count", 0)
+        here = (count, self._cell_id())
         shown = self._shown.get(agent.id)
-        # shown still: a view is open, and not in this cell (re-running it replaces its output)
-        if shown is not None and (chat._view_count or 0) > 0 and (shown[1] is None or shown[1] != here[1]):
+        open_now = (chat._view_count or 0) > 0
+        # displayed, and the front end has not drawn it yet (Run All runs the next cell first)
+        coming = shown is not None and not self._viewed.get(agent.id, False)
+        # shown still: a view is open or coming, and not in this cell (re-running it replaces its output)
+        if shown is not None and (open_now or coming) and (shown[1] is None or shown[1] != here[1]):
             print(f"sent to {self.name_of(agent)} — the chat is in cell [{shown[0]}]")
             return None
         self._shown[agent.id] = here
+        self._viewed[agent.id] = False  # until the front end draws this display
         return chat
 
     def _cell_id(self) -> str | None:
