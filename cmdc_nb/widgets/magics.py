@@ -43,7 +43,7 @@ class CmdcMagics(Magics):
 
     def _cell_starts(self, info: Any) -> None:
         counted = getattr(info, "store_history", False) and not getattr(info, "silent", False)
-        self._running = self.shell.execution_count - 1 if counted else None
+        self._running = getattr(self.shell, "execution_count", 1) - 1 if counted else None
 
     def _cell_ends(self, _result: Any = None) -> None:
         self._running = None
