@@ -144,7 +144,7 @@ async def test_the_dag_snapshot_draws_each_step_where_the_view_lays_it_out(ws: W
         assert (float(box["x"]), float(box["y"])) == (n["x"], n["y"])
         label, state = (t.text for t in nodes[n["id"]].select("text"))
         assert label == n["id"] and state.startswith(f"{n['type']} · ")
-    assert "⏸ waiting approval" in nodes["ship"].get_text() and "✓ completed" in nodes["build"].get_text()
+    assert "‖ waiting approval" in nodes["ship"].get_text() and "✓ completed" in nodes["build"].get_text()
     assert len(svg.select("path.cmdc-dag-edge")) == len(graph["edges"]) == 5
     assert "Ship it <now>?" not in snapshot(view).get_text()
     view.select("ship")  # the selected step's details, as the view shows them

@@ -37,7 +37,7 @@ const CSS = `
 `;
 // A mark beside the status word, so the state reads at a glance without relying on colour.
 const MARK = {
-  completed: "✓", failed: "✕", timeout: "✕", running: "▶", waiting_approval: "⏸", paused: "⏸",
+  completed: "✓", failed: "✕", timeout: "✕", running: "▶", waiting_approval: "‖", paused: "‖",
   cancelled: "–", skipped: "↷", pending: "○", planned: "○",
 };
 

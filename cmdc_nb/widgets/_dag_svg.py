@@ -20,7 +20,7 @@ __all__ = ["DAG_SVG_CSS", "DagSnapshot", "dag_svg"]
 
 # A mark beside the status word, so a state reads without relying on colour (as the live canvas does).
 MARK = {
-    "completed": "✓", "failed": "✕", "timeout": "✕", "running": "▶", "waiting_approval": "⏸", "paused": "⏸",
+    "completed": "✓", "failed": "✕", "timeout": "✕", "running": "▶", "waiting_approval": "‖", "paused": "‖",
     "cancelled": "–", "skipped": "↷", "pending": "○", "planned": "○",
 }  # fmt: skip
 # Shades that keep 3:1 against white and against JupyterLab Dark's surface (non-text contrast).
