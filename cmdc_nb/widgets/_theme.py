@@ -48,6 +48,7 @@ body[data-jp-theme-light="false"] .cmdc-panel {
 .cmdc-panel table { border-collapse: collapse; max-width: 100%; }
 /* a table wider than a narrow output area scrolls inside its own box, the panel keeps its width */
 .cmdc-panel .cmdc-scroll-x { overflow-x: auto; max-width: 100%; }
+.cmdc-panel table.cmdc-status td, .cmdc-panel table.cmdc-status th { white-space: nowrap; }  /* scrolls, never breaks a name */
 .cmdc-panel .widget-html:has(.cmdc-scroll-x), .cmdc-panel .widget-html-content:has(.cmdc-scroll-x) { min-width: 0; max-width: 100%; }
 .cmdc-panel td { padding: 1px 6px; vertical-align: top; overflow-wrap: anywhere; }
 .cmdc-panel th { padding: 1px 6px; text-align: left; font-weight: 600; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }
