@@ -61,3 +61,17 @@ def test_the_team_notebook_stores_a_postgresql_run() -> None:
     assert "skipped — no PostgreSQL" not in shown and "No PostgreSQL" not in shown
     assert "deployed by Grace" in shown
     assert "06_team_mode" in build.NEEDS_POSTGRES
+
+
+def test_nbval_compares_at_least_four_in_five_code_cells_of_every_notebook() -> None:
+    """A cell whose output is compared (`# NBVAL_CHECK_OUTPUT`) fails CI when the code stops doing what
+    the notebook says; the others only have to run."""
+    shares = {}
+    for name in build.SOURCES:
+        code = [
+            c for c in nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells if c.cell_type == "code"
+        ]
+        shares[name] = (sum("# NBVAL_CHECK_OUTPUT" in c.source for c in code), len(code))
+    compared, total = (sum(s[i] for s in shares.values()) for i in (0, 1))
+    assert compared / total >= 0.8, shares
+    assert all(c / n >= 0.7 for c, n in shares.values()), shares  # none far behind the rest
