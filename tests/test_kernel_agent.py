@@ -101,6 +101,29 @@ async def test_approve_with_edited_arguments_and_reject_ending_the_run() -> None
     assert "agent_end" in types(got)
 
 
+async def test_a_decision_says_who_took_it_even_when_nothing_is_stored() -> None:
+    script = Script([Turn(tool_calls=[call("delete", path="a.txt")]), "kept"])
+    agent = Agent(model=script.model, tools=[delete])
+    got = recorder(agent)
+    agent.events.subscribe(
+        lambda e: (
+            e.type == "approval_required"
+            and agent.reject(e.event.ref, note="keep it", auto_resume=True, by="ada@example.com")
+        )
+    )
+    assert await agent.prompt("delete a.txt") == "kept"
+    decided = first(got, "tool_decided")
+    assert (decided.call_id, decided.approved, decided.how, decided.by, decided.note) == (
+        "call_1_delete",
+        False,
+        "person",
+        "ada@example.com",
+        "keep it",
+    )
+    # said before the run goes on, so a view marks the call denied before anything else happens
+    assert types(got).index("tool_decided") < types(got).index("agent_resumed")
+
+
 async def test_edited_arguments_that_do_not_fit_the_tool_are_refused_and_the_call_still_waits() -> None:
     script = Script([Turn(tool_calls=[call("delete", path="a.txt")]), "ok"])
     agent = Agent(model=script.model, tools=[delete])

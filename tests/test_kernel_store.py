@@ -181,6 +181,49 @@ async def test_rules_approve_without_asking_and_denials_reach_the_model(
     assert statuses == ["completed", "denied"]
 
 
+async def test_every_decided_call_says_who_decided_it_and_a_call_a_rule_denies_is_never_asked(
+    ws: Workspace, user: User, session: Session
+) -> None:
+    approvals.create_approval_rule(
+        user, name="logs", tool_names=["delete"], conditions={"path": ".*\\.log"}, action="approve", ws=ws
+    )
+    approvals.create_approval_rule(
+        user,
+        name="never /etc",
+        tool_names=["delete"],
+        conditions={"path_pattern": "/etc/**"},
+        action="deny",
+        action_note="system files are off limits",
+        ws=ws,
+    )
+    paths = ["a.log", "/etc/passwd", "a.py"]
+    script = Script([*(Turn(tool_calls=[call("delete", path=p)]) for p in paths), "ok"])
+    agent = Agent(model=script.model, tools=[delete], session=session, ws=ws)
+    got = recorder(agent)
+    agent.events.subscribe(
+        lambda e: (
+            e.type == "approval_required"
+            and kernel.reject(agent, e.event.ref, note="keep sources", auto_resume=True, by=user)
+        )
+    )
+    assert await agent.prompt("tidy") == "ok"
+    decided = [
+        (e.event.approved, e.event.how, e.event.by, e.event.note) for e in got if e.type == "tool_decided"
+    ]
+    assert decided == [  # one per call, in the order of the calls
+        (True, "rule", "logs", None),
+        (False, "rule", "never /etc", "system files are off limits"),
+        (False, "person", "ada@example.com", "keep sources"),
+    ]
+    # the call the deny rule refused: no one was asked, nothing ran, and the model read why
+    asked = [e.event.args for e in got if e.type == "approval_required"]
+    ran = [e.event.args for e in got if e.type == "tool_execution_start"]
+    assert (asked, ran) == ([{"path": "a.py"}], [{"path": "a.log"}])
+    tool_results = [m["content"] for m in agent.messages if m["role"] == "tool"]
+    assert tool_results[1] == "denied: system files are off limits"
+    await kernel.stop(agent)
+
+
 async def test_abort_mid_stream_cancels_the_stored_call(ws: Workspace, session: Session) -> None:
     script = Script([Turn("word " * 300, chunk_delay=0.01)])
     agent = Agent(model=script.model, session=session, ws=ws)

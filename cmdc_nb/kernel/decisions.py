@@ -119,6 +119,7 @@ class Decisions(AgentCore):
             ensure_args(args, self.tools[pending.tool].parameters, field="args")
         choice = Decision(approved, note, dict(args) if args is not None else None, bool(auto_resume))
         if not self.recorder.enabled:  # nothing stored: this call is the only way the decision arrives
+            choice.by = None if by is None else str(getattr(by, "email", None) or by)
             self._resolve(pending.future, choice)
             return None
         if pending.choice is not None:  # already decided here, its event not arrived yet

@@ -54,6 +54,7 @@ __all__ = [
     "ToolAttached",
     "ToolCallUnknown",
     "ToolCalls",
+    "ToolDecided",
     "ToolDetached",
     "ToolExecutionEnd",
     "ToolExecutionMetrics",
@@ -294,6 +295,22 @@ class ApprovalRequired(AgentEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolDecided(AgentEvent):
+    """A tool call that needed a decision got one — from a person, or from a rule as it was recorded
+    (then no `approval_required` came first). `how`: person, rule, remembered (an "always allow") or
+    timeout; `by`: the person's e-mail or the rule's name (None when nobody is known); `note`: theirs."""
+
+    type: ClassVar[str] = "tool_decided"
+    ref: str
+    name: str
+    call_id: str
+    approved: bool
+    how: str
+    by: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UserInputRequested(AgentEvent):
     type: ClassVar[str] = "ask_user"
     ref: str
@@ -392,43 +409,12 @@ def register_event_type(cls: E) -> E:
     return cls
 
 
-for _cls in (
-    AgentStart,
-    AgentEnd,
-    AgentAbort,
-    PromptReceived,
-    AgentResumed,
-    TurnComplete,
-    RequestStart,
-    MessageStart,
-    MessageDelta,
-    ThinkingDelta,
-    ResponseComplete,
-    Retry,
-    ModelFallback,
-    StreamError,
-    ToolCalls,
-    ToolExecutionStart,
-    ToolExecutionEnd,
-    ToolExecutionMetrics,
-    ToolCallUnknown,
-    ToolAttached,
-    ToolDetached,
-    ToolsUpdated,
-    LoopDetected,
-    ApprovalRequired,
-    UserInputRequested,
-    UserResponded,
-    ModelSwitched,
-    SteeringReceived,
-    SteeringApplied,
-    Intervention,
-    Compaction,
-    PluginEvent,
-    PluginError,
-):
-    register_event_type(_cls)
-    _KERNEL_TYPES.append(_cls.type)
+# Every event class defined above, in the order defined (the order they happen in a run): a new kernel
+# event is registered by being written here, not by also being added to a list.
+for _cls in [c for c in list(globals().values()) if isinstance(c, type) and issubclass(c, AgentEvent)]:
+    if _cls is not AgentEvent:
+        register_event_type(_cls)
+        _KERNEL_TYPES.append(_cls.type)
 
 
 def events_table() -> str:

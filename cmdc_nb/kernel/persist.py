@@ -363,6 +363,32 @@ class Recorder:
             row = agents.deny_tool_use(tool_use_id, by=by, reason=note, ws=self.ws)
         return _stored(row)
 
+    async def decider(self, tool_use_id: str) -> tuple[str, str | None, str | None]:
+        """How a decided tool use was decided, by whom and with what note, as the audit
+        (`frames.approvals_frame`) says it: ("person", their e-mail), ("rule" or "remembered", the
+        rule's name) or ("timeout", None)."""
+        from cmdc_nb.errors import NotFoundError
+        from cmdc_nb.services import accounts, agents, approvals
+
+        def work(ws: Any = None) -> tuple[str, str | None, str | None]:
+            tool = agents.get_tool_use(tool_use_id, ws=ws)
+            item = approvals.get_approval_item(tool.approval_id, ws=ws) if tool.approval_id else None
+            note = (item.decision_note if item is not None else None) or tool.denial_reason
+            person = item.decided_by_id if item is not None else tool.approved_by_id
+            if item is not None and item.auto_approval_rule_id is not None:
+                try:
+                    rule = approvals.get_approval_rule(item.auto_approval_rule_id, ws=ws)
+                except NotFoundError:  # deleted since: its reason still names it
+                    return "rule", item.auto_approval_reason, note
+                return ("remembered" if rule.is_sticky else "rule"), rule.name, note
+            if item is not None and (
+                item.status.value == "expired" or (item.meta or {}).get("reason") == "timeout"
+            ):
+                return "timeout", None, note
+            return "person", (accounts.get_user(person, ws=ws).email if person else None), note
+
+        return await self._run(work)
+
 
 def storable(text: str | None) -> str | None:
     """`text` as both backends can store it (see `storable_text`): a tool's or a model's odd bytes

@@ -102,6 +102,7 @@ class Decision:
     note: str | None = None
     args: Mapping[str, Any] | None = None
     auto_resume: bool = True
+    by: str | None = None  # who decided, for an agent that stores nothing (a stored one reads it back)
 
 
 @dataclass

@@ -146,27 +146,49 @@ class ToolRunner(AgentCore):
             ), ref
         if tu is not None and status in ("completed", "failed", "timeout", "cancelled"):
             return ToolResult(tu.output or tu.error or status, status != "completed"), ref
-        if status == "pending" and needs:
-            decision = await self._await_approval(ref, call, args, tu, hint)
-            if not decision.auto_resume:
-                run.stop_after_batch = True
-            if not decision.approved:
-                note = decision.note or (tu and (await self.recorder.get_tool_use(ref)).denial_reason)
-                return ToolResult(f"denied by the user{': ' + note if note else ''}", True), (
-                    ref if tu else None
-                )
-            if tu is not None:
-                args = (await self.recorder.get_tool_use(ref)).input
-            elif decision.args is not None:
-                args = dict(decision.args)
-        elif status == "denied":
-            return ToolResult(
-                f"denied{': ' + tu.denial_reason if tu and tu.denial_reason else ''}", True
-            ), ref
+        if (status == "pending" and needs) or status in ("approved", "denied"):
+            settled = await self._settle(run, ref, call, args, tu, hint, status)
+            if isinstance(settled, ToolResult):  # denied: the denial is the call's result
+                return settled, (ref if tu else None)
+            args = settled
         started = tu is not None and status == "executing"
         return await self._execute(
             run, tool, call, args, tu.id if tu else None, interventions, started=started
         )
+
+    async def _settle(
+        self,
+        run: Run,
+        ref: str,
+        call: ToolCall,
+        args: Mapping[str, Any],
+        tu: StoredToolUse | None,
+        hint: str | None,
+        status: str,
+    ) -> ToolResult | Mapping[str, Any]:
+        """A call's decision: waited for (`pending`), or the one a rule made as the call was recorded
+        (or taken while the process was down). Says who decided (`tool_decided`) whichever it was — a
+        call denied by a rule has no other event — and gives the arguments it runs with, or its denial."""
+        waited = status == "pending"
+        if waited:
+            decision = await self._await_approval(ref, call, args, tu, hint)
+            if not decision.auto_resume:
+                run.stop_after_batch = True
+        else:
+            decision = Decision(status == "approved")
+        how, by, note = ("person", decision.by, decision.note)
+        if tu is not None:
+            how, by, stored_note = await self.recorder.decider(ref)
+            note = decision.note or stored_note
+        self.emit(ev.ToolDecided(ref, call.name, call.id, decision.approved, how, by, note))
+        if waited:
+            self.emit(ev.AgentResumed("tool_approved" if decision.approved else "tool_rejected", (ref,)))
+        if not decision.approved:
+            said = "denied by the user" if waited else "denied"
+            return ToolResult(f"{said}{': ' + note if note else ''}", True)
+        if tu is not None:
+            return (await self.recorder.get_tool_use(ref)).input if waited else tu.input
+        return dict(decision.args) if decision.args is not None else args
 
     async def _await_approval(
         self,
@@ -202,7 +224,6 @@ class ToolRunner(AgentCore):
             self._approvals.pop(ref, None)
             if fallback is not None:
                 fallback.cancel()
-        self.emit(ev.AgentResumed("tool_approved" if decision.approved else "tool_rejected", (ref,)))
         return decision
 
     async def _poll_decision(self, ref: str, fut: asyncio.Future[Decision]) -> None:
