@@ -20,8 +20,9 @@ from cmdc_nb.providers.choice import PROVIDER_DEFAULTS
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "binder" / "requirements.txt"
 # binder/requirements.txt is this command's output (its header says so): regenerate it with
-# `.venv-tools/bin/uv export --frozen --extra notebook --no-hashes --no-editable -o binder/requirements.txt`
-EXPORT = ("export", "--frozen", "--extra", "notebook", "--no-hashes", "--no-editable")
+# `.venv-tools/bin/uv export --frozen --extra notebook --extra gateway --no-hashes --no-editable -o binder/requirements.txt`
+# (the gateway extra: 08_serve_and_share serves an agent over HTTP)
+EXPORT = ("export", "--frozen", "--extra", "notebook", "--extra", "gateway", "--no-hashes", "--no-editable")
 
 
 def uv() -> str:
@@ -57,6 +58,7 @@ def test_binder_requirements_are_uv_lock_pinned() -> None:
         "binder/requirements.txt differs from uv.lock: regenerate it (see EXPORT)"
     )
     assert {"litellm", "jupyterlab", "ipykernel"} <= set(pins(text)), "the notebook extra is exported too"
+    assert {"fastapi", "a2a-sdk"} <= set(pins(text)), "and the gateway extra (notebook 08)"
     # the project itself comes from the repository (repo2docker installs from its root), not from an index
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert "." in lines and "cmdc-nb" not in pins(text)

@@ -49,8 +49,14 @@ class Gateway:
         self.host, self.port = host, port
         self.ws = get_workspace(ws)
         self.runtime = GatewayRuntime(self.config, self.ws)
-        from cmdc_nb.gateway.a2a import mount_a2a
-        from cmdc_nb.gateway.app import create_app
+        try:  # the web stack is the gateway extra's: a notebook that never serves does not install it
+            from cmdc_nb.gateway.a2a import mount_a2a
+            from cmdc_nb.gateway.app import create_app
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the gateway needs its extra ({exc.name or 'fastapi'} is not installed): "
+                "pip install 'cmdc-nb[gateway]'"
+            ) from None
         from cmdc_nb.gateway.webhooks import WebhookDispatcher
 
         self.webhooks = WebhookDispatcher(

@@ -46,7 +46,13 @@ def _conninfo(ws: Workspace) -> str:
 
 def make_app(ws: Workspace) -> Any:
     """A procrastinate App on the workspace's database with the workflow-step task."""
-    import procrastinate
+    try:  # the worker extra's: workflows in a notebook's own loop do not need it
+        import procrastinate
+    except ImportError:
+        raise ConfigurationError(
+            "workflow workers need the worker extra (procrastinate is not installed): "
+            "pip install 'cmdc-nb[worker]'"
+        ) from None
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=_conninfo(ws)))
 

@@ -1,0 +1,73 @@
+"""A plain `pip install cmdc-nb` is the notebook toolkit: the gateway's web stack (`[gateway]`) and the
+workflow workers' queue (`[worker]`) are extras. Without them, in a fresh interpreter that cannot import
+them: the workspace, agents, workflows in the notebook's own loop, gateway keys, webhook signatures and
+guardrails all work, and starting a gateway or a worker says, in one line, which extra to install."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, importlib.abc, json, sys
+
+    class Missing(importlib.abc.MetaPathFinder):  # as if the extras were never installed
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"fastapi", "a2a", "procrastinate"}:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, Missing())
+    import cmdc_nb
+    from cmdc_nb import accounts, workflows as wf
+    from cmdc_nb.errors import ConfigurationError
+    from cmdc_nb.gateway import Gateway, Guardrails, create_gateway_key, sign, verify
+    from cmdc_nb.workflows import workers
+
+    ws = cmdc_nb.connect()
+    me = accounts.create_user("ada@example.com", name="Ada")
+    issued = create_gateway_key(me, name="ci")
+    out = {"key": issued.key.startswith(issued.record.key_prefix)}
+    body, now = b'{"ok": true}', str(int(__import__("time").time()))
+    out["signed"] = verify("s3cret", now, body, sign("s3cret", now, body))
+    try:
+        Guardrails(deny_keywords=["prod"]).check("deploy to prod")
+        out["guarded"] = False
+    except cmdc_nb.errors.GuardrailError:
+        out["guarded"] = True
+    flow = wf.create_workflow(me, {"name": "one", "steps": [wf.step("a", "transform", value="done")]})
+    out["workflow"] = asyncio.run(wf.arun_workflow(flow)).status.value
+    for name, start in [("gateway", lambda: Gateway(port=0, models=["scripted/x"])), ("worker", lambda: workers.make_app(ws))]:
+        try:
+            start()
+            out[name] = "started"
+        except ConfigurationError as exc:
+            out[name] = str(exc)
+    out["loaded"] = sorted(m for m in ("fastapi", "a2a", "procrastinate") if m in sys.modules)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_without_the_extras_the_toolkit_works_and_serving_says_what_to_install(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"CMDC_NB_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "CMDC_NB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["key"] and out["signed"] and out["guarded"] and out["workflow"] == "completed", out
+    assert out["gateway"] == (
+        "the gateway needs its extra (fastapi is not installed): pip install 'cmdc-nb[gateway]'"
+    )
+    assert out["worker"] == (
+        "workflow workers need the worker extra (procrastinate is not installed): pip install 'cmdc-nb[worker]'"
+    )
+    assert out["loaded"] == []
