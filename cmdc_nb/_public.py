@@ -90,6 +90,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "get_api_credential",
         "get_api_credential_by_provider",
         "get_decrypted_key",
+        "get_or_create_user",
         "get_user",
         "get_user_by_email",
         "list_api_credentials",

@@ -28,6 +28,41 @@ def test_create_and_find_a_user_case_insensitively(ws: Workspace) -> None:
         accounts.create_user("ADA.LOVELACE@example.com", ws=ws)
 
 
+def test_get_or_create_user_creates_once_and_then_returns_the_stored_user(ws: Workspace) -> None:
+    created: list[Event] = []
+    ws.bus.subscribe("user:*", lambda e: created.append(e) if e.type == "user_created" else None)
+    first = accounts.get_or_create_user("Grace@Example.com", name="Grace", ws=ws)
+    again = accounts.get_or_create_user("grace@example.com", name="Someone else", ws=ws)
+    assert again.id == first.id
+    assert again.name == "Grace"  # the name is for creating; an existing user is returned as stored
+    assert len(created) == 1
+    with pytest.raises(InvalidInputError) as info:
+        accounts.get_or_create_user("no-at-sign", ws=ws)
+    assert info.value.field == "email"
+
+
+def test_get_or_create_user_racing_threads_get_one_user(ws: Workspace) -> None:
+    ids: list[object] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def worker() -> None:
+        start.wait()
+        try:
+            ids.append(accounts.get_or_create_user("race@example.com", ws=ws).id)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(ids) == 4 and len(set(ids)) == 1
+    assert [u.id for u in accounts.list_users(limit=50, ws=ws).entries] == ids[:1]
+
+
 @pytest.mark.parametrize(
     "email", ["", "no-at-sign", "two@@example.com", "sp ace@example.com", "a@" + "x" * 260]
 )

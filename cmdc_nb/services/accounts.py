@@ -39,6 +39,7 @@ __all__ = [
     "get_api_credential",
     "get_api_credential_by_provider",
     "get_decrypted_key",
+    "get_or_create_user",
     "get_user",
     "get_user_by_email",
     "list_api_credentials",
@@ -115,6 +116,23 @@ def create_user(
 def _find_by_email(db: orm.Session, email: str) -> User | None:
     # lower() on both sides: citext and NOCASE fold ASCII only, and an index is not needed at this size.
     return db.scalar(sa.select(User).where(sa.func.lower(User.email) == email.lower()))
+
+
+@checked
+def get_or_create_user(email: str, *, name: str | None = None, ws: Workspace | None = None) -> User:
+    """The user with this e-mail address, created (with `name`) when there is none: the idiom for a
+    notebook cell that is run again. An existing user is returned as stored — `name` is not applied to
+    it (`update_user_profile` renames)."""
+    try:
+        return get_user_by_email(email, ws=ws)
+    except NotFoundError:
+        pass
+    try:
+        return create_user(email, name=name, ws=ws)
+    except ConflictError:
+        # Another process created it between the look-up and the insert (the unique index catches
+        # that race, as a ConflictError): theirs is the user.
+        return get_user_by_email(email, ws=ws)
 
 
 @checked
