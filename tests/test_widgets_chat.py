@@ -510,3 +510,158 @@ async def test_tables_and_code_in_a_reply_are_ruled_coloured_by_the_theme_and_co
     assert (
         'button.className = "cmdc-copy"' in script and ".cmdc-msg .cmdc-copy { align-self: flex-end;" in CSS
     )
+
+
+def card_texts(chat: ChatWidget) -> list[str]:
+    """Each tool card's own text (head, who decided, edits, arguments), oldest first."""
+    cards: list[Any] = []
+
+    def walk(widget: Any) -> None:
+        for c in getattr(widget, "children", ()):
+            if "cmdc-tool" in getattr(c, "_dom_classes", ()):
+                cards.append(c)
+            else:
+                walk(c)
+
+    walk(chat.messages_box)
+    return [c.children[0].value for c in cards]
+
+
+async def test_a_call_a_rule_denies_shows_denied_by_that_rule_in_the_card_and_the_snapshot(
+    ws: Any, user: Any, session: Any
+) -> None:
+    from cmdc_nb import approvals
+
+    approvals.create_approval_rule(
+        user,
+        name="prod is frozen",
+        tool_names=["deploy"],
+        conditions={"target": "prod"},
+        action="deny",
+        action_note="no deploys this week",
+        ws=ws,
+    )
+    script = Script([Turn(tool_calls=[call("deploy", target="prod")]), "Not deployed."])
+    agent = Agent(model=script.model, tools=[deploy], session=session, ws=ws)
+    chat = ChatWidget(agent)
+    assert await asyncio.wait_for(chat.send("ship"), 60) == "Not deployed."
+    [card] = [c for c in chat.messages_box.children if "cmdc-tool" in getattr(c, "_dom_classes", ())]
+    assert "denied" in card._dom_classes and "error" not in card._dom_classes
+    [text] = card_texts(chat)
+    assert '<span class="cmdc-badge denied">denied</span>' in text and "queued" not in text
+    said = "denied by rule ‘prod is frozen’: no deploys this week"
+    assert said in text
+    assert said in chat._snapshot_html()  # a reader without a kernel sees the same
+    assert "Approve" not in buttons(chat)
+
+
+async def test_a_card_shows_the_arguments_that_ran_with_the_edit_spelled_out() -> None:
+    script = Script([Turn(tool_calls=[call("deploy", target="mastodon")]), "Posted."])
+    agent = Agent(model=script.model, tools=[deploy])
+    chat = ChatWidget(agent)
+    handle = chat.send("post it")
+    await wait_for(lambda: "Approve" in buttons(chat))
+    assert "Always allow" not in buttons(chat)  # nothing stored: there is no rule to remember it in
+    # edited from code, not in the card: the card still shows what ran
+    agent.approve(
+        agent.status()["pending_approvals"][0]["ref"], args={"target": "blog"}, by="ada@example.com"
+    )
+    assert await handle == "Posted."
+    [text] = card_texts(chat)
+    assert "edited: target mastodon → blog" in text
+    assert "approved by ada@example.com" in text
+    assert "&quot;target&quot;: &quot;blog&quot;" in text and "mastodon&quot;" not in text
+    assert "<summary>arguments (edited)</summary>" in text
+
+
+async def test_the_chat_decides_as_the_session_owner_or_as_the_user_it_is_given(
+    ws: Any, user: Any, session: Any
+) -> None:
+    from cmdc_nb import accounts, frames
+
+    script = Script(
+        [
+            Turn(tool_calls=[call("deploy", target="prod")]),
+            "one",
+            Turn(tool_calls=[call("deploy", target="qa")]),
+            "two",
+        ]
+    )
+    agent = Agent(model=script.model, tools=[deploy], session=session, ws=ws)
+    chat = ChatWidget(agent)
+    handle = chat.send("ship")
+    await wait_for(lambda: "Approve" in buttons(chat))
+    buttons(chat)["Approve"].click()
+    assert await asyncio.wait_for(handle, 60) == "one"
+    bob = accounts.create_user("bob@example.com", name="Bob", ws=ws)
+    as_bob = ChatWidget(agent, user=bob)
+    handle = as_bob.send("and qa")
+    await wait_for(lambda: "Deny" in buttons(as_bob))
+    buttons(as_bob)["Deny"].click()
+    assert await asyncio.wait_for(handle, 60) == "two"
+    audit = frames.approvals_frame(session=session, ws=ws)
+    assert list(zip(audit["how"], audit["decided_by"], audit["status"], strict=True)) == [
+        ("person", "ada@example.com", "approved"),
+        ("person", "bob@example.com", "denied"),
+    ]
+    assert "approved by ada@example.com" in card_texts(chat)[0]
+    assert "denied by bob@example.com: denied from the chat" in card_texts(as_bob)[-1]
+
+
+async def test_always_allow_approves_the_same_call_again_without_asking_and_only_that_call(
+    ws: Any, user: Any, session: Any
+) -> None:
+    from cmdc_nb import approvals
+
+    script = Script(
+        [
+            Turn(tool_calls=[call("deploy", target="prod")]),
+            Turn(tool_calls=[call("deploy", target="prod")]),
+            Turn(tool_calls=[call("deploy", target="staging")]),
+            "done",
+        ]
+    )
+    agent = Agent(model=script.model, tools=[deploy], session=session, ws=ws)
+    chat = ChatWidget(agent)
+    asked: list[Any] = []
+    agent.events.subscribe(lambda e: e.type == "approval_required" and asked.append(e.event.args))
+    handle = chat.send("ship it twice, then to staging")
+    await wait_for(lambda: "Always allow" in buttons(chat))
+    always = buttons(chat)["Always allow"]
+    assert "deploy with exactly these arguments in this session" in always.tooltip
+    always.click()
+    await wait_for(lambda: len(asked) == 2)  # the first call asked; the second did not; the third asks
+    assert asked == [{"target": "prod"}, {"target": "staging"}]
+    first, second, third = card_texts(chat)
+    assert "remembered: from now on deploy with exactly these arguments in this session" in first
+    assert "approved by a remembered “Always allow” (rule ‘Always allow deploy’" in second
+    assert "deployed to prod" in second and "waiting for your approval" in third
+    [rule] = approvals.list_approval_rules(user, ws=ws).entries
+    assert (rule.is_sticky, rule.conditions, [str(s) for s in rule.applies_to_sessions]) == (
+        True,
+        {"input": {"target": "prod"}},
+        [str(session.id)],
+    )
+    buttons(chat)["Deny"].click()
+    assert await asyncio.wait_for(handle, 60) == "done"
+    assert [m["content"] for m in agent.messages if m["role"] == "tool"] == [
+        "deployed to prod",
+        "deployed to prod",
+        "denied by the user: denied from the chat",
+    ]
+
+
+async def test_always_allow_is_refused_for_an_agent_that_stores_nothing() -> None:
+    from cmdc_nb.errors import InvalidInputError
+
+    script = Script([Turn(tool_calls=[call("deploy", target="prod")]), "ok"])
+    agent = Agent(model=script.model, tools=[deploy])
+    chat = ChatWidget(agent)
+    handle = chat.send("ship")
+    await wait_for(lambda: "Approve" in buttons(chat))
+    ref = agent.status()["pending_approvals"][0]["ref"]
+    with pytest.raises(InvalidInputError, match="stores to a session") as info:
+        chat.approve(ref, remember=True)
+    assert info.value.field == "remember" and agent.status()["pending_approvals"]  # still waiting
+    chat.approve(ref)
+    assert await handle == "ok"

@@ -18,7 +18,7 @@ from cmdc_nb.widgets._render import escape, pretty_json
 if TYPE_CHECKING:
     from cmdc_nb.widgets.chat import ChatWidget
 
-__all__ = ["ChatEvents", "ToolCard", "explain_failure", "money"]
+__all__ = ["ChatEvents", "ToolCard", "edits_line", "explain_failure", "money", "verdict"]
 
 log = logging.getLogger("cmdc_nb.widgets.chat")
 
@@ -68,9 +68,56 @@ _END_SENTENCES = {
 }
 
 
+def _shown(value: Any) -> str:
+    """An argument's value in one short phrase: text as it is, anything else as JSON."""
+    if value is _ABSENT:
+        return "(none)"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+_ABSENT: Any = object()  # an argument one side of an edit does not have
+
+
+def edits_line(proposed: Mapping[str, Any], ran: Mapping[str, Any]) -> str:
+    """The arguments a person changed before approving, as the card says them.
+
+    >>> edits_line({"channel": "mastodon", "text": "hi"}, {"channel": "blog", "text": "hi"})
+    'edited: channel mastodon → blog'
+    """
+    changed = [k for k in dict.fromkeys([*proposed, *ran]) if proposed.get(k, _ABSENT) != ran.get(k, _ABSENT)]
+    return "edited: " + ", ".join(
+        f"{k} {_shown(proposed.get(k, _ABSENT))} → {_shown(ran.get(k, _ABSENT))}" for k in changed
+    )
+
+
+def verdict(e: ev.ToolDecided) -> str:
+    """Who or what decided a call, in words (from its `tool_decided` event).
+
+    >>> verdict(ev.ToolDecided("r", "write", "c", False, "rule", "never /etc", "off limits"))
+    'denied by rule ‘never /etc’: off limits'
+    """
+    said = "approved" if e.approved else "denied"
+    if e.how == "remembered":  # its note is the rule's own bookkeeping ("remembered from approval …")
+        return f"{said} by a remembered “Always allow” (rule ‘{e.by}’: {e.name} {SCOPE})"
+    if e.how == "rule":
+        said += f" by rule ‘{e.by}’" if e.by else " by a rule"
+    elif e.how == "timeout":
+        said += " on timeout"
+    elif e.by:
+        said += f" by {e.by}"
+    return f"{said}: {e.note}" if e.note else said
+
+
+# what "Always allow" remembers besides the tool (services.approvals.remember_decision_in, docs/approvals.md)
+SCOPE = "with exactly these arguments in this session"
+
+
 class ToolCard:
     """One tool call: a card; while it waits for a person, its arguments are open and the Approve /
-    Deny / Edit controls sit inside it (Edit: a form built from the tool's parameters schema)."""
+    Always allow / Deny / Edit controls sit inside it (Edit: a form built from the tool's parameters
+    schema). Once decided it says who decided (a person, a rule) and, when the arguments were edited,
+    shows the ones that ran with the edit spelled out."""
 
     LABELS: ClassVar[dict[str, str]] = {
         "waiting": "waiting for your approval",
@@ -82,18 +129,25 @@ class ToolCard:
     }
 
     def __init__(self, chat: ChatWidget, call_id: str, name: str, args: Mapping[str, Any]) -> None:
-        self.chat, self.call_id, self.name, self.args = chat, call_id, name, dict(args)
+        self.chat, self.call_id, self.name = chat, call_id, name
+        self.proposed: dict[str, Any] = dict(args)  # what the person was asked about
+        self.args: dict[str, Any] = dict(args)  # what runs (the edited arguments, once approved)
         self.status: str = "queued"
         self.result: str | None = None
         self.duration_ms: int | None = None
         self.ref: str | None = None
-        self.edited = False
+        self.verdict: str | None = None
+        self.remembered = False
         self.html = w.HTML()
         self.controls = w.VBox([])
         self.box = w.VBox([self.html, self.controls])
         self.box.add_class("cmdc-tool")
         self._klass = ""
         self.render()
+
+    @property
+    def edited(self) -> bool:
+        return self.args != self.proposed
 
     def render(self) -> None:
         klass = self.status if self.status in self.LABELS else ""
@@ -105,6 +159,12 @@ class ToolCard:
             self._klass = klass
         label = self.LABELS.get(self.status, self.status)
         took = f" · {self.duration_ms} ms" if self.duration_ms is not None else ""
+        lines = [self.verdict] if self.verdict else []
+        if self.remembered:
+            lines.append(f"remembered: from now on {self.name} {SCOPE} is approved without asking")
+        if self.edited:
+            lines.append(edits_line(self.proposed, self.args))
+        said = "".join(f'<div class="cmdc-meta cmdc-decided">{escape(x)}</div>' for x in lines)
         result = ""
         if self.result is not None:
             opened = " open" if self.status == "error" else ""
@@ -116,30 +176,51 @@ class ToolCard:
         self.html.value = (
             f'<div class="cmdc-tool-head"><span class="cmdc-tool-name">{escape(self.name)}</span>'
             f'<span class="cmdc-badge {klass}">{escape(label)}</span><span class="cmdc-meta">{took}</span></div>'
-            f"<details{args_open}><summary>arguments{' (edited)' if self.edited else ''}</summary>"
+            f"{said}<details{args_open}><summary>arguments{' (edited)' if self.edited else ''}</summary>"
             f"<pre>{escape(pretty_json(self.args))}</pre></details>"
             f"{result}"
         )
 
     def ask(self, ref: str, args: Mapping[str, Any], hint: str | None) -> None:
-        self.ref, self.status, self.args = ref, "waiting", dict(args)
+        self.ref, self.status = ref, "waiting"
+        self.proposed, self.args = dict(args), dict(args)
         chat = self.chat
         tool = chat.agent.tools.get(self.name)
+        stored = chat.agent.recorder.enabled  # a remembered decision is a rule: it needs the services
         decision = Decision(
             args,
             approve=lambda edited: chat._safely("approving", lambda: self._approve(ref, edited)),
             deny=lambda: chat._safely("denying", lambda: chat.deny(ref)),
             schema=getattr(tool, "parameters", None),
+            always=(
+                (lambda edited: chat._safely("approving", lambda: self._approve(ref, edited, remember=True)))
+                if stored
+                else None
+            ),
+            always_tip=f"Approve, and from now on approve {self.name} {SCOPE} without asking",
         )
         note = w.HTML(f'<div class="cmdc-notice">{escape(hint)}</div>' if hint else "")
         self.controls.children = [*decision.widgets, note]
         self.render()
 
-    def _approve(self, ref: str, edited: Mapping[str, Any] | None) -> None:
-        self.chat.approve(ref, args=edited)
+    def _approve(self, ref: str, edited: Mapping[str, Any] | None, *, remember: bool = False) -> None:
+        self.chat.approve(ref, args=edited, remember=remember)
+        self.remembered = remember
         if edited is not None:  # the card shows what runs, not what the model proposed
-            self.args, self.edited = dict(edited), True
-            self.render()
+            self.args = dict(edited)
+        self.render()
+
+    def on_decided(self, e: ev.ToolDecided) -> None:
+        self.ref, self.verdict = e.ref, verdict(e)
+        self.decided()
+        if not e.approved:  # denied: it will neither wait nor run (a rule's denial comes with no other event)
+            self.status = "denied"
+        self.render()
+
+    def on_start(self, args: Mapping[str, Any]) -> None:
+        self.status, self.args = "running", dict(args)  # the arguments that run, edited wherever
+        self.decided()
+        self.render()
 
     def decided(self) -> None:
         self.controls.children = []
@@ -276,12 +357,15 @@ class ChatEvents:
                 card.status = "running" if e.trigger == "tool_approved" else "denied"
                 card.render()
 
+    def _on_decided(self, e: ev.ToolDecided) -> None:
+        card = self._cards.get(e.call_id)
+        if card is not None:
+            card.on_decided(e)
+
     def _on_tool_start(self, e: ev.ToolExecutionStart) -> None:
         card = self._cards.get(e.call_id)
         if card is not None:
-            card.status = "running"
-            card.decided()
-            card.render()
+            card.on_start(e.args)
         self._phase(f"running {e.name}")
 
     def _on_tool_metrics(self, e: ev.ToolExecutionMetrics) -> None:
@@ -318,6 +402,7 @@ class ChatEvents:
         ev.AgentEnd: _on_end,
         ev.StreamError: _on_stream_error,
         ev.ApprovalRequired: _on_approval_required,
+        ev.ToolDecided: _on_decided,
         ev.AgentResumed: _on_resumed,
         ev.ToolExecutionStart: _on_tool_start,
         ev.ToolExecutionMetrics: _on_tool_metrics,

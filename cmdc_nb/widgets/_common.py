@@ -68,6 +68,8 @@ class Decision:
     `schema` (see ArgForm), and Approve becomes "Approve with edits": the edits are checked against the
     schema first, and arguments that fail it are never approved — the form says what is wrong, field by
     field. `approve(edited_args_or_None)` and `deny()` are called on click (None: approved as proposed).
+    With `always`, an "Always allow" button approves the same way and calls `always(edited_or_None)`
+    instead; `always_tip` says what it remembers (its tooltip).
     """
 
     def __init__(
@@ -79,6 +81,8 @@ class Decision:
         edit_label: str = "Edit arguments",
         extra: list[w.Widget] | None = None,
         schema: Mapping[str, Any] | None = None,
+        always: Callable[[Any], None] | None = None,
+        always_tip: str = "",
     ) -> None:
         self.args, self.schema = dict(args), schema
         self.approve_button = w.Button(
@@ -93,26 +97,46 @@ class Decision:
         self.editor = w.VBox([], layout=w.Layout(width="100%"))
         self.message = w.HTML()
 
-        def on_approve(_: Any) -> None:
-            edited = None
-            if self.form is not None and self.editor.children:
-                edited = self.form.collect()
-                if edited is None:
-                    first = next(iter(self.form.problems.items()))
-                    self.message.value = (
-                        f'<div class="cmdc-notice">Not approved: {escape(sentence(*first))}</div>'
-                    )
-                    return
-                if edited == self.args:
-                    edited = None
-            self.message.value = ""
-            approve(edited)
+        def approving(then: Callable[[Any], None]) -> Callable[[Any], None]:
+            def on_click(_: Any) -> None:
+                edited = None
+                if self.form is not None and self.editor.children:
+                    edited = self.form.collect()
+                    if edited is None:
+                        first = next(iter(self.form.problems.items()))
+                        self.message.value = (
+                            f'<div class="cmdc-notice">Not approved: {escape(sentence(*first))}</div>'
+                        )
+                        return
+                    if edited == self.args:
+                        edited = None
+                self.message.value = ""
+                then(edited)
 
-        self.approve_button.on_click(on_approve)
+            return on_click
+
+        self.approve_button.on_click(approving(approve))
         self.deny_button.on_click(lambda _: deny())
         self.edit_button.on_click(lambda _: self.toggle_editor())
+        self.always_button: w.Button | None = None
+        if always is not None:
+            self.always_button = w.Button(
+                description="Always allow",
+                icon="check-circle",
+                tooltip=always_tip,
+                layout=w.Layout(width="auto"),
+            )
+            self.always_button.on_click(approving(always))
         self.widgets: list[w.Widget] = [
-            w.HBox([self.approve_button, self.deny_button, self.edit_button, *(extra or [])]),
+            w.HBox(
+                [
+                    self.approve_button,
+                    *([self.always_button] if self.always_button is not None else []),
+                    self.deny_button,
+                    self.edit_button,
+                    *(extra or []),
+                ]
+            ),
             self.editor,
             self.message,
         ]

@@ -173,6 +173,7 @@ CSS = (
 .cmdc-tool { border: 1px solid var(--jp-border-color2, #d0d7de); border-left: 4px solid var(--jp-layout-color4, #757575); border-radius: 8px; padding: 6px 10px; margin: 6px 0 6px 14px; font-size: 12px; box-sizing: border-box; }
 .cmdc-tool.running { border-left-color: var(--jp-brand-color1, #1976d2); } .cmdc-tool.ok { border-left-color: var(--jp-success-color1, #388e3c); }
 .cmdc-tool.error { border-left-color: var(--jp-error-color1, #d32f2f); }
+.cmdc-tool.denied { border-left-color: var(--jp-warn-color1, #f57c00); border-left-style: dashed; } .cmdc-badge.denied { border-color: var(--jp-warn-color1, #f57c00); }
 .cmdc-tool.waiting { border-color: var(--jp-warn-color1, #f57c00); border-width: 2px 2px 2px 6px; background: var(--jp-layout-color2, #eee); }
 .cmdc-tool .cmdc-tool-name { font-weight: 600; font-family: var(--jp-code-font-family, monospace); }
 .cmdc-tool pre { margin: 4px 0; max-height: 220px; overflow: auto; background: var(--jp-layout-color0, #fff); color: var(--jp-content-font-color1, #1f2328); padding: 6px; border-radius: 6px; }

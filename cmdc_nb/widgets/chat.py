@@ -24,7 +24,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from cmdc_nb.errors import ProviderError
+from cmdc_nb.errors import InvalidInputError, ProviderError
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent, PromptHandle
 from cmdc_nb.providers.choice import missing_key
@@ -43,8 +43,9 @@ LIVE_MARKDOWN_CHARS = 4000  # the block being streamed is shown as plain text pa
 
 
 class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
-    """A chat with `agent` (a kernel Agent). Methods do what the buttons do: send, steer, stop, approve,
-    deny, switch_model, load_earlier, export_markdown, fork."""
+    """A chat with `agent` (a kernel Agent). Methods do what the buttons do: send, steer, stop, approve
+    (Always allow: `approve(ref, remember=True)`), deny, switch_model, load_earlier, export_markdown, fork.
+    Decisions are recorded as `user` — by default the owner of the stored agent's session."""
 
     def __init__(
         self,
@@ -54,14 +55,15 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         page_size: int = 50,
         height: str = "460px",
         title: str | None = None,
+        user: Any = None,
     ) -> None:
         self.agent = agent
+        self.user: Any = user if user is not None else agent.recorder.user_id  # who decides here
         self.page_size = page_size
         self.updates_sent = 0  # streamed-text updates sent to the front end (for tests and benchmarks)
         self._bubble: w.HTML | None = None
-        self._text = ""
+        self._text, self._dirty = "", False
         self._head_html, self._head_len = "", 0  # the finished blocks of the streaming reply, rendered
-        self._dirty = False
         self._flush_handle: asyncio.TimerHandle | None = None
         self._cards: dict[str, ToolCard] = {}
         self._shown_from = 0
@@ -161,11 +163,16 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
             log.exception("chat: %s failed", what)
             self._error(f"{what} failed: {exc}", traceback.format_exc())
 
-    def approve(self, ref: str, *, args: Mapping[str, Any] | None = None) -> None:
-        self.agent.approve(ref, args=args)
+    def approve(self, ref: str, *, args: Mapping[str, Any] | None = None, remember: bool = False) -> None:
+        """Approve a waiting call as the chat's `user` (`args`: edited). `remember` is "Always allow": it
+        also saves a rule approving this tool with exactly these arguments in this session (a stored
+        agent only: the rule lives in the services)."""
+        if remember and not self.agent.recorder.enabled:
+            raise InvalidInputError("needs an agent that stores to a session", field="remember")
+        self.agent.approve(ref, args=args, remember=remember, by=self.user)
 
     def deny(self, ref: str, *, note: str | None = "denied from the chat") -> None:
-        self.agent.reject(ref, note=note, auto_resume=True)
+        self.agent.reject(ref, note=note, auto_resume=True, by=self.user)
 
     def switch_model(self, model: str) -> None:
         """Switch the agent to `model`, as picking it does. A model whose provider has no key is
