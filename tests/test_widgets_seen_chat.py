@@ -5,6 +5,8 @@ edits its arguments in a form, stops a long reply, picks a model with no key and
 request, all by clicking in the page. After each, the newest item must be
 inside the visible part of the log, and in Light and Dark at 760 and 1280 px (High Contrast at 1280) every text must read
 (≥ 4.5:1), nothing may overflow its box, and the page may log no error.
+A second notebook, with an agent that stores to a session, clicks "Always allow" on a waiting call: the
+same call again runs without asking, its card says why, and the database holds the remembered rule.
 Screenshots: ci-artifacts/screenshots/chat-<state>-<light|dark>-<width>.png."""
 
 from __future__ import annotations
@@ -213,4 +215,73 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
     more.click()
     assert newest_in_view(lab) is True and not more.is_visible()
 
+    assert lab.console_errors[errors_before:] == []
+
+
+STORED = '''
+import os, tempfile
+os.environ["CMDC_NB_HOME"] = tempfile.mkdtemp()  # a database of its own, whatever the other notebooks made
+import cmdc_nb
+from cmdc_nb import accounts, approvals, sessions
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.widgets import ChatWidget
+
+ws = cmdc_nb.connect()
+me = accounts.create_user("ada@example.com", name="Ada")
+
+@tool(requires_approval=True)
+def publish(channel: str, text: str) -> str:
+    """Publish a post."""
+    return f"published to {channel}"
+
+script = Script([
+    Turn("Publishing.", tool_calls=[call("publish", channel="blog", text="Release 2.4 is out")]),
+    Turn("And once more.", tool_calls=[call("publish", channel="blog", text="Release 2.4 is out")]),
+    "Published twice.",
+])
+agent = Agent(model=script.model, tools=[publish], name="Announcer",
+              session=sessions.create_session(me, name="Release notes"))
+chat = ChatWidget(agent, height="360px")
+chat.add_class("chat-under-test-box")
+chat
+'''
+
+
+def test_always_allow_is_remembered_on_screen_and_in_the_database(lab: Any) -> None:
+    lab.open("chat_always", [STORED], done=f"{CHAT} .cmdc-log")
+    page = lab.page
+    errors_before = len(lab.console_errors)
+    send(lab, "Announce the release")
+    always = page.locator(f"{CHAT} .cmdc-tool.waiting button:has-text('Always allow')")
+    always.wait_for(timeout=WAIT_MS)
+    assert "with exactly these arguments in this session" in (always.get_attribute("title") or "")
+    # four buttons in a waiting card: all readable, none overflowing, in every look
+    assert_all_right(looks_right_everywhere(lab, "always-allow"))
+
+    always.click()
+    page.wait_for_selector(f"{CHAT} .cmdc-msg:has-text('Published twice')", timeout=WAIT_MS)
+    cards = page.locator(f"{CHAT} .cmdc-tool")
+    assert cards.count() == 2 and page.locator(f"{CHAT} button:has-text('Approve')").count() == 0
+    first, second = cards.nth(0).inner_text(), cards.nth(1).inner_text()
+    assert "approved by ada@example.com" in first
+    assert "remembered: from now on publish with exactly these arguments in this session" in first
+    assert "approved by a remembered “Always allow” (rule ‘Always allow publish’" in second
+    assert page.locator(f"{CHAT} .cmdc-tool.ok .cmdc-badge").all_inner_texts() == ["done", "done"]
+    # … and what the database holds: one sticky rule for exactly that call, and the second call's audit
+    assert (
+        lab.kernel(
+            "print([(r.name, r.is_sticky, r.conditions) for r in approvals.list_approval_rules(me).entries])"
+        )
+        == "[('Always allow publish', True, {'input': {'channel': 'blog', 'text': 'Release 2.4 is out'}})]"
+    )
+    assert (
+        lab.kernel(
+            "from cmdc_nb import frames; print(list(frames.approvals_frame(user=me)[['how', 'decided_by']]"
+            ".itertuples(index=False, name=None)))"
+        )
+        == "[('person', 'ada@example.com'), ('remembered', 'Always allow publish')]"
+    )
+    assert newest_in_view(lab) is True
+    lab.shot(f"chat-always-allowed-{look_name(*LOOKS[-1])}", CHAT)
     assert lab.console_errors[errors_before:] == []
