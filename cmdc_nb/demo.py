@@ -7,6 +7,8 @@ It grows as features land (chat, approvals, workflows, RAG, the cost dashboard).
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -93,6 +95,8 @@ def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
     agents.complete_agent_call(call, response_content="Nothing yet.", tokens_in=12, tokens_out=3, ws=ws)
     sessions.create_message(session, role="assistant", content="Nothing yet.", agent_call=call, ws=ws)
     fork = sessions.fork_session(session, ask, name="Ask differently", ws=ws)
+    if "litellm" not in sys.modules:  # its import is most of the first agent's wait (30-80 s when busy)
+        _say(MODEL_CLIENT_NOTICE)
     kernel_line = _agent_demo(user, ws)
     with ws.read() as db:
         audit = db.scalar(
@@ -118,16 +122,46 @@ def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def tour_notebook() -> Path:
-    """notebooks/00_tour.ipynb of this checkout."""
-    path = Path(__file__).resolve().parent.parent / "notebooks" / "00_tour.ipynb"
-    if not path.is_file():
-        from cmdc_nb.errors import ConfigurationError
+MODEL_CLIENT_NOTICE = "loading the model client (first call only)…"
+_TOUR = "00_tour.ipynb"
+_CHECKOUT = Path(__file__).resolve().parent.parent / "notebooks" / _TOUR
+_PACKAGED = Path(__file__).resolve().parent / "notebooks" / _TOUR  # the wheel's copy (pyproject.toml)
 
-        raise ConfigurationError(
-            f"the tour notebook is not here ({path}); run this from a clone of the repository"
-        )
-    return path
+
+def _say(line: str) -> None:
+    """A progress line on stderr: stdout keeps the result, for scripts."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def tour_notebook() -> Path:
+    """The tour notebook: a checkout's notebooks/00_tour.ipynb (what its author edits), else the copy
+    a pip install carries inside the package."""
+    for path in (_CHECKOUT, _PACKAGED):
+        if path.is_file():
+            return path
+    from cmdc_nb.errors import ConfigurationError
+
+    raise ConfigurationError(
+        f"the tour notebook is missing: neither {_CHECKOUT} (a clone) nor {_PACKAGED} (the package); "
+        "reinstall cmdc-nb"
+    )
+
+
+def _announce(cell: Any, cell_index: int, cells: list[Any], said: set[str]) -> None:
+    """Before each code cell: the section it belongs to (once each), and before the first agent the
+    model client's one-time load, so the long first wait says what it is."""
+    if cell.cell_type != "code":
+        return
+    for before in reversed(cells[:cell_index]):
+        if before.cell_type == "markdown" and before.source.startswith("## "):
+            heading = before.source.splitlines()[0].removeprefix("## ").strip()
+            if heading not in said:
+                said.add(heading)
+                _say(f"  {heading}")
+            break
+    if "Agent(" in cell.source and MODEL_CLIENT_NOTICE not in said:
+        said.add(MODEL_CLIENT_NOTICE)
+        _say(f"  {MODEL_CLIENT_NOTICE}")
 
 
 def run_tour(out: str | Path | None = None, *, timeout: float = 600) -> Path:
@@ -144,14 +178,22 @@ def run_tour(out: str | Path | None = None, *, timeout: float = 600) -> Path:
             "the tour needs the notebook extra: pip install 'cmdc-nb[notebook]'"
         ) from None
     source = tour_notebook()
+    _say(f"the notebook: {source}")
     nb = nbformat.read(source, as_version=4)  # type: ignore[no-untyped-call]
-    NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        store_widget_state=True,
-        resources={"metadata": {"path": str(source.parent)}},
-    ).execute(env={**os.environ, "CMDC_NB_OFFLINE": "1"})  # offline as promised, whatever keys are set
+    said: set[str] = set()
+    # Run where the notebook lives in a checkout (as JupyterLab would); an installed copy runs in a
+    # throw-away folder, so nothing the tour's agents write lands inside site-packages.
+    with tempfile.TemporaryDirectory(prefix="cmdc-nb-tour-") as scratch:
+        where = source.parent if source == _CHECKOUT else Path(scratch)
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            store_widget_state=True,
+            resources={"metadata": {"path": str(where)}},
+            on_cell_execute=lambda cell, cell_index: _announce(cell, cell_index, nb.cells, said),
+        ).execute(env={**os.environ, "CMDC_NB_OFFLINE": "1"})  # offline as promised, whatever keys are set
+    _say("  writing the HTML (widgets included)")
     html, _ = HTMLExporter().from_notebook_node(nb)  # type: ignore[no-untyped-call]
     target = Path(out) if out is not None else Path.cwd() / "cmdc_nb-tour.html"
     target.write_text(html, encoding="utf-8")

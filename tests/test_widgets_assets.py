@@ -1,7 +1,9 @@
-"""The widgets' front end lives in the top-level widgets/ folder and ships inside the wheel."""
+"""The widgets' front end lives in the top-level widgets/ folder and ships inside the wheel, and so does
+the tour notebook, so `cmdc-nb tour` works from a pip install."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -31,10 +33,22 @@ def test_a_checkout_reads_the_front_end_from_the_top_level_folder() -> None:
         _assets.asset("nothing.js")
 
 
-def test_the_wheel_built_from_the_sdist_carries_every_front_end_file(tmp_path: Path) -> None:
-    # `uv build` makes the sdist, then the wheel from the sdist: both must carry the folder
-    subprocess.run([_uv(), "build", "--quiet", "-o", str(tmp_path), str(REPO)], check=True, timeout=600)
-    (wheel,) = tmp_path.glob("*.whl")
+def test_a_checkout_runs_its_own_tour_notebook() -> None:
+    from cmdc_nb.demo import tour_notebook
+
+    assert tour_notebook() == REPO / "notebooks" / "00_tour.ipynb"  # the copy its author edits
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # `uv build` makes the sdist, then the wheel from the sdist: both must carry what the wheel ships
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([_uv(), "build", "--quiet", "-o", str(out), str(REPO)], check=True, timeout=600)
+    (built,) = out.glob("*.whl")
+    return built
+
+
+def test_the_wheel_built_from_the_sdist_carries_every_front_end_file(wheel: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         for name in FRONT_END:
@@ -52,3 +66,40 @@ def test_the_wheel_built_from_the_sdist_carries_every_front_end_file(tmp_path: P
         check=True,
     ).stdout.strip()
     assert found == str(tmp_path / "site" / "cmdc_nb" / "widgets" / "static" / "dag.js")
+
+
+def test_cmdc_nb_tour_runs_the_packaged_notebook_from_an_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+    tour = REPO / "notebooks" / "00_tour.ipynb"
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("cmdc_nb/notebooks/00_tour.ipynb") == tour.read_bytes()
+        zf.extractall(site)
+    assert not (site / "notebooks").exists()  # installed: no clone beside the package
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CMDC_NB_", "XDG_"))}
+    env["PYTHONPATH"] = str(site)  # the wheel's cmdc_nb, not this checkout's (the kernel inherits it)
+    done = subprocess.run(
+        [sys.executable, "-m", "cmdc_nb", "tour"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    packaged = site / "cmdc_nb" / "notebooks" / "00_tour.ipynb"
+    assert f"the notebook: {packaged}" in done.stderr.splitlines()
+    assert "  loading the model client (first call only)…" in done.stderr.splitlines()
+    html = work / "cmdc_nb-tour.html"  # in the current directory, and the command says so
+    assert done.stdout.splitlines()[-1] == f"the tour, executed, is in {html}"
+    assert "A chat with a tool that needs your approval" in html.read_text(encoding="utf-8")
+    # the run left nothing inside the installed package but what the wheel put there
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = {n for n in zf.namelist() if n.startswith("cmdc_nb/")}
+    left = {
+        p.relative_to(site).as_posix()
+        for p in (site / "cmdc_nb").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert left == shipped
