@@ -665,3 +665,25 @@ async def test_always_allow_is_refused_for_an_agent_that_stores_nothing() -> Non
     assert info.value.field == "remember" and agent.status()["pending_approvals"]  # still waiting
     chat.approve(ref)
     assert await handle == "ok"
+
+
+async def test_the_status_line_says_the_model_client_is_loading_on_the_first_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cmdc_nb.kernel import events as ev
+    from cmdc_nb.widgets import chat as chat_module
+
+    agent = Agent(model=Script(["hi"]).model)
+    chat = ChatWidget(agent)
+    loaded = False
+    monkeypatch.setattr(chat_module, "model_client_loaded", lambda: loaded)
+    monkeypatch.setattr("cmdc_nb.widgets._chat_events.model_client_loaded", lambda: loaded)
+    chat._on_request(ev.RequestStart("scripted/x", 1, 1))  # a process's first call: litellm not loaded
+    assert "loading the model client (first call only)" in chat.status_html.value
+    chat._tick()  # while it loads, the line stays (and counts the seconds)
+    assert "loading the model client" in chat.status_html.value
+    loaded = True
+    chat._tick()  # loaded: the wait is the model's now
+    assert "waiting for scripted/x" in chat.status_html.value
+    chat._on_request(ev.RequestStart("scripted/x", 3, 2))  # later calls: no load to speak of
+    assert "waiting for scripted/x" in chat.status_html.value

@@ -21,7 +21,7 @@ from cmdc_nb.errors import (
     RateLimitedError,
 )
 
-__all__ = ["alitellm", "classify", "litellm"]
+__all__ = ["alitellm", "classify", "litellm", "loaded"]
 
 _lock = threading.Lock()
 _module: Any = None
@@ -51,6 +51,12 @@ def litellm() -> Any:
             utils.custom_llm_setup()
             _module = lm
     return _module
+
+
+def loaded() -> bool:
+    """Whether litellm is loaded in this process: until it is, the first model call loads it first
+    (seconds; 30-80 s on a busy machine), which a waiting person should be told."""
+    return _module is not None
 
 
 async def alitellm() -> Any:

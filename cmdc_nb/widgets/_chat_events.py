@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import ipywidgets as w
 
 from cmdc_nb.kernel import events as ev
+from cmdc_nb.providers._litellm import loaded as model_client_loaded
 from cmdc_nb.widgets._common import Decision
 from cmdc_nb.widgets._render import escape, pretty_json
 
@@ -108,6 +109,9 @@ def verdict(e: ev.ToolDecided) -> str:
         said += f" by {e.by}"
     return f"{said}: {e.note}" if e.note else said
 
+
+# the status line while a process's first model call loads litellm (the demo and the tour say it too)
+MODEL_CLIENT_LOADING = "loading the model client (first call only)"
 
 # what "Always allow" remembers besides the tool (services.approvals.remember_decision_in, docs/approvals.md)
 SCOPE = "with exactly these arguments in this session"
@@ -236,6 +240,8 @@ class ChatEvents:
         _flush_handle: Any
         updates_sent: int
 
+    _loading_for: str | None = None  # the model a request waits for while litellm loads
+
     # the conversation: bubbles and notices
     def _on_prompt(self, e: ev.PromptReceived) -> None:
         self._append(self._user_bubble(e.text))
@@ -247,7 +253,11 @@ class ChatEvents:
         self._phase("starting")
 
     def _on_request(self, e: ev.RequestStart) -> None:
-        self._phase(f"waiting for {e.model}")
+        if model_client_loaded():
+            self._phase(f"waiting for {e.model}")
+        else:  # the first call of the process loads litellm first: the long wait, said for what it is
+            self._loading_for = e.model
+            self._phase(MODEL_CLIENT_LOADING)
 
     def _on_retry(self, e: ev.Retry) -> None:
         self._phase(f"{e.kind.replace('_', ' ')}: trying again in {e.delay_s:.0f} s (attempt {e.attempt})")

@@ -27,8 +27,15 @@ import ipywidgets as w
 from cmdc_nb.errors import InvalidInputError, ProviderError
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent, PromptHandle
+from cmdc_nb.providers._litellm import loaded as model_client_loaded
 from cmdc_nb.providers.choice import missing_key
-from cmdc_nb.widgets._chat_events import ChatEvents, ToolCard, explain_failure, money
+from cmdc_nb.widgets._chat_events import (
+    MODEL_CLIENT_LOADING,
+    ChatEvents,
+    ToolCard,
+    explain_failure,
+    money,
+)
 from cmdc_nb.widgets._chat_follow import Follow
 from cmdc_nb.widgets._common import on_loop
 from cmdc_nb.widgets._render import CSS, escape, markdown_html
@@ -365,6 +372,8 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
 
     # -- the status line: what is happening, and for how long -------------------------------------------
     def _phase(self, text: str, *, timed: bool = True) -> None:
+        if text != MODEL_CLIENT_LOADING:
+            self._loading_for = None
         self._phase_text = text
         self._phase_since = time.monotonic() if timed else None
         self._show_phase()
@@ -385,6 +394,9 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
 
     def _tick(self) -> None:
         self._tick_handle = None
+        if self._loading_for is not None and model_client_loaded():  # loaded: now it is the model's time
+            self._phase(f"waiting for {self._loading_for}")
+            return
         if self._phase_since is not None:  # once a second while something is timed, then it stops
             self._show_phase()
             self._schedule_tick()
