@@ -8,7 +8,9 @@
 >>> rag.search(idx, "parse a JSON document", k=5, language="python")                 # doctest: +SKIP
 
 Layers: `chunking`, `sources`, `embedders` (no database) below `indexes` (rows), `ingest` and `search`;
-`tools` (the agents' retrieve tool) and `evaluate` (recall@k) on top. See docs/rag.md.
+`vectors` (your own vectors: `create_context_document`, `create_context_chunk(…, embedding=…)`,
+`search_chunks(index, vector)`), `tools` (the agents' retrieve tool) and `evaluate` (recall@k) on top.
+See docs/rag.md.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from cmdc_nb.rag.ingest import IngestReport, ingest
 from cmdc_nb.rag.search import SearchHit, hits_frame, search, search_frame
 from cmdc_nb.rag.sources import DataFrameSource, FolderSource, Source, SourceDocument, TextsSource
 from cmdc_nb.rag.tools import retrieve_tool
+from cmdc_nb.rag.vectors import create_context_chunk, create_context_document, search_chunks
 
 __all__ = [
     "Chunk",
@@ -59,6 +62,8 @@ __all__ = [
     "TextsSource",
     "archive_index",
     "chunk_text",
+    "create_context_chunk",
+    "create_context_document",
     "create_index",
     "delete_index",
     "get_document",
@@ -75,6 +80,7 @@ __all__ = [
     "register_embedder",
     "retrieve_tool",
     "search",
+    "search_chunks",
     "search_frame",
     "update_index",
 ]

@@ -47,6 +47,7 @@ from cmdc_nb.store.values import utcnow
 
 __all__ = ["IngestReport", "fts_rowid", "ingest"]
 
+EXTERNAL = "external"  # the embedding_model of a vector that came with the document (see rag.vectors)
 _DOCS_PER_WRITE = 64  # documents per transaction (each document is still all-or-nothing)
 _IN_CHUNK = 500  # ids per IN (...) list
 
@@ -133,6 +134,7 @@ def ingest(
     id_column: str | None = None,
     title_column: str | None = None,
     metadata_columns: Sequence[str] = (),
+    embedding_column: str | None = None,
     delete_missing: bool | None = None,
     embedder: Embedder | None = None,
     progress: bool = True,
@@ -143,7 +145,9 @@ def ingest(
 
     `delete_missing` (default: whether the source lists everything, true for all built-in sources)
     removes documents the source no longer has. Shows a progress bar (tqdm; a widget in notebooks);
-    `on_progress(done, total, report)` is called after each written group of documents (and at the end)."""
+    `on_progress(done, total, report)` is called after each written group of documents (and at the end).
+    With `frame=` and `embedding_column=`, each row's vector (computed elsewhere, of the index's
+    `embedding_dimensions`) is stored as the row's one chunk instead of chunking and embedding it."""
     if frame is not None:
         v.dataframe(frame, "frame")
     w = get_workspace(ws)
@@ -163,8 +167,14 @@ def ingest(
             "id_column": id_column,
             "title_column": title_column,
             "metadata_columns": metadata_columns,
+            "embedding_column": embedding_column,
         },
     )
+    if embedding_column is not None and frame is None:
+        raise InvalidInputError(
+            "an embedding column belongs to a DataFrame: give frame=", field="embedding_column"
+        )
+    _check_dimensions(src, current.embedding_dimensions)
     emb = embedder or get_embedder(
         current.embedding_provider, current.embedding_model, current.embedding_dimensions
     )
@@ -181,6 +191,26 @@ def ingest(
     report.duration_s = time.monotonic() - started
     _complete(w, idx.id, report)
     return report
+
+
+def _check_dimensions(src: Source, dims: int) -> None:
+    """Vectors that came with the source (a DataFrame's embedding column) fit the index, checked before
+    anything is written."""
+    for i, doc in enumerate(getattr(src, "items", ())):
+        vec = getattr(doc, "embedding", None)
+        if vec is not None and vec.size != dims:
+            raise InvalidInputError(
+                f"row {i}: the index holds {dims}-dimensional vectors, this one has {vec.size}",
+                field="embedding_column",
+            )
+
+
+def _whole(text: str) -> Chunk:
+    """A document that brought its own vector, as its one chunk (at least one token: the column's rule)."""
+    from cmdc_nb.rag.chunking import default_tokenizer
+
+    lines = text.count("\n") + 1
+    return Chunk(text, 0, 0, len(text), 1, lines, max(1, default_tokenizer().count(text)))
 
 
 def _begin(w: Workspace, iid: uuid.UUID) -> Index:
@@ -284,12 +314,16 @@ def _run(
                 report.unchanged += 1
                 continue
             try:
-                chunks = chunk_text(
-                    item.text,
-                    strategy=strategy,
-                    max_tokens=max_tokens,
-                    overlap_tokens=overlap,
-                    language=item.language,
+                chunks = (
+                    [_whole(item.text)]
+                    if item.embedding is not None
+                    else chunk_text(
+                        item.text,
+                        strategy=strategy,
+                        max_tokens=max_tokens,
+                        overlap_tokens=overlap,
+                        language=item.language,
+                    )
                 )
             except Exception as exc:  # a pathological document must not stop the run
                 report.failed.append((item.uri, f"{type(exc).__name__}: {exc}"[:500]))
@@ -338,9 +372,11 @@ def _flush(
     import numpy as np
 
     hashes = {c.text: hashlib.sha256(c.text.encode("utf-8")).hexdigest() for p in pending for c in p.chunks}
-    vectors = _reusable(w, idx.id, emb.model, sorted(set(hashes.values())))
-    todo = [t for t in dict.fromkeys(hashes) if hashes[t] not in vectors]
-    report.embeddings_reused += sum(1 for p in pending for c in p.chunks) - len(todo)
+    # Documents that brought their own vector need none from the embedder (nor a reused one).
+    need = [c.text for p in pending if p.doc.embedding is None for c in p.chunks]
+    vectors = _reusable(w, idx.id, emb.model, sorted({hashes[t] for t in need})) if need else {}
+    todo = [t for t in dict.fromkeys(need) if hashes[t] not in vectors]
+    report.embeddings_reused += len(need) - len(todo)
     tokens = 0
     for i in range(0, len(todo), emb.batch_size):
         batch = todo[i : i + emb.batch_size]
@@ -392,8 +428,10 @@ def _write(
             else:
                 report.updated += 1
             _fill_document(doc, p, fp, now)
+            own = p.doc.embedding is not None
             for c in p.chunks:
-                row = _chunk_row(idx, doc, p.doc, c, hashes[c.text], vectors[hashes[c.text]], emb.model, now)
+                vec = p.doc.embedding if own else vectors[hashes[c.text]]
+                row = _chunk_row(idx, doc, p.doc, c, hashes[c.text], vec, EXTERNAL if own else emb.model, now)
                 chunk_rows.append(row)
                 if sqlite:
                     fts_rows.append(

@@ -140,7 +140,7 @@ class SearchHit:
 
 
 @dataclass
-class _Filters:
+class SearchFilters:
     languages: tuple[str, ...] = ()
     path: str | None = None
     metadata: Mapping[str, Any] | None = None
@@ -159,9 +159,9 @@ class _Filters:
         return True
 
 
-def _filters(
+def search_filters(
     language: str | Sequence[str] | None, path: str | None, metadata: Mapping[str, Any] | None
-) -> _Filters:
+) -> SearchFilters:
     langs: tuple[str, ...] = ()
     if language is not None:
         langs = (language,) if isinstance(language, str) else tuple(language)
@@ -171,7 +171,7 @@ def _filters(
         raise InvalidInputError("give a glob pattern such as 'src/**/*.py'", field="path")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise InvalidInputError("give a mapping of metadata keys to values", field="metadata")
-    return _Filters(langs, path, dict(metadata) if metadata else None)
+    return SearchFilters(langs, path, dict(metadata) if metadata else None)
 
 
 def _glob_regex(pattern: str) -> str:
@@ -263,7 +263,7 @@ def _matrix(db: Any, ws: Workspace, idx: Index) -> _Matrix | None:
 
 
 def _numpy_vector(
-    db: Any, ws: Workspace, idx: Index, qvec: Any, k: int, f: _Filters
+    db: Any, ws: Workspace, idx: Index, qvec: Any, k: int, f: SearchFilters
 ) -> list[tuple[uuid.UUID, float]]:
     import numpy as np
 
@@ -292,7 +292,7 @@ def _numpy_vector(
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------------
-def _pg_filters(f: _Filters, params: dict[str, Any], prefix: str = "") -> str:
+def _pg_filters(f: SearchFilters, params: dict[str, Any], prefix: str = "") -> str:
     sql = ""
     if f.languages:
         sql += f" AND {prefix}language = ANY(:langs)"
@@ -307,7 +307,7 @@ def _pg_filters(f: _Filters, params: dict[str, Any], prefix: str = "") -> str:
 
 
 def _pg_hnsw(
-    db: Any, idx: Index, qvec: Any, k: int, f: _Filters, *, ef_search: int | None
+    db: Any, idx: Index, qvec: Any, k: int, f: SearchFilters, *, ef_search: int | None
 ) -> list[tuple[uuid.UUID, float]]:
     from cmdc_nb.store.vector import hnsw_search
 
@@ -323,7 +323,7 @@ def _pg_hnsw(
 
 
 def _text(
-    db: Any, ws: Workspace, idx: Index, query: str, k: int, f: _Filters
+    db: Any, ws: Workspace, idx: Index, query: str, k: int, f: SearchFilters
 ) -> list[tuple[uuid.UUID, float]]:
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query or "")))[:64]
     words = [w for w in words if w not in _STOPWORDS] or words
@@ -397,22 +397,51 @@ def search(
         raise InvalidInputError(f"must be an integer from 1 to 1000, got {k!r}", field="k")
     if mode not in ("hybrid", "vector", "text"):
         raise InvalidInputError(f"{mode!r} is not one of: hybrid, vector, text", field="mode")
-    f = _filters(language, path, metadata)
+    f = search_filters(language, path, metadata)
     idx = resolve_index(index, user=user, ws=w)
+    qvec = _embed_query(idx, query, embedder, w) if mode in ("hybrid", "vector") else None
+    return ranked_hits(
+        w, idx, qvec=qvec, query=query, mode=mode, k=k, f=f, exact=exact, ef_search=ef_search, dedupe=dedupe
+    )
+
+
+def ranked_hits(
+    w: Workspace,
+    idx: Index,
+    *,
+    qvec: Any,
+    query: str | None,
+    mode: Mode,
+    k: int,
+    f: SearchFilters,
+    exact: bool | None,
+    ef_search: int | None,
+    dedupe: bool,
+) -> list[SearchHit]:
+    """The k best hits for a query vector (`qvec`) and/or text (`query`): `search` and
+    `vectors.search_chunks` (a vector from elsewhere) share it, so both rank the same way."""
     fetch_k = k * 3 + 10 if (mode == "hybrid" or dedupe) else k
     vec_hits: list[tuple[uuid.UUID, float]] = []
     txt_hits: list[tuple[uuid.UUID, float]] = []
-    qvec = _embed_query(idx, query, embedder, w) if mode in ("hybrid", "vector") else None
     with w.read() as db:
         if qvec is not None:
             if w.backend == "postgresql" and not exact and _has_hnsw(db, idx):
                 vec_hits = _pg_hnsw(db, idx, qvec, fetch_k, f, ef_search=ef_search)
             else:
                 vec_hits = _numpy_vector(db, w, idx, qvec, fetch_k, f)
-        if mode in ("hybrid", "text"):
+        if mode in ("hybrid", "text") and query is not None:
             txt_hits = _text(db, w, idx, query, fetch_k, f)
         ranked = _fuse(vec_hits, txt_hits, mode)
         rows = _load(db, [cid for cid, *_ in ranked])
+    return _hits(ranked, rows, k, dedupe)
+
+
+def _hits(
+    ranked: list[tuple[uuid.UUID, float, float | None, float | None]],
+    rows: Mapping[uuid.UUID, Any],
+    k: int,
+    dedupe: bool,
+) -> list[SearchHit]:
     hits: list[SearchHit] = []
     seen: dict[str, int] = {}
     for cid, score, vs, ts in ranked:

@@ -52,6 +52,9 @@ class SourceDocument:
     size_bytes: int | None = None
     encoding: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # A vector computed elsewhere (a float32 numpy array): the document is then stored as one chunk
+    # with this vector instead of being chunked and embedded.
+    embedding: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,11 @@ class TextsSource:
 
 class DataFrameSource(TextsSource):
     """One document per row of a pandas DataFrame: text from `text_column`, URI from `id_column` (else
-    `row:<index>`), the other listed `metadata_columns` as metadata (filterable in search)."""
+    `row:<index>`), the other listed `metadata_columns` as metadata (filterable in search).
+
+    With `embedding_column`, each row already has its vector (a list or 1-D array of numbers): the row
+    is stored as one chunk with that vector, neither chunked nor embedded again. Its content hash covers
+    the vector too, so a re-ingest rewrites a row whose vector changed."""
 
     def __init__(
         self,
@@ -245,8 +252,9 @@ class DataFrameSource(TextsSource):
         id_column: str | None = None,
         title_column: str | None = None,
         metadata_columns: Sequence[str] = (),
+        embedding_column: str | None = None,
     ) -> None:
-        for col in [text_column, id_column, title_column, *metadata_columns]:
+        for col in [text_column, id_column, title_column, embedding_column, *metadata_columns]:
             if col is not None and col not in frame.columns:
                 raise InvalidInputError(f"the DataFrame has no column {col!r}", field="frame")
         items: list[dict[str, Any]] = []
@@ -263,6 +271,33 @@ class DataFrameSource(TextsSource):
                 }
             )
         super().__init__(items)
+        if embedding_column is not None:
+            vectors = [_row_vector(x, i) for i, x in enumerate(frame[embedding_column])]
+            self.items = [_with_vector(d, vec) for d, vec in zip(self.items, vectors, strict=True)]
+
+
+def _row_vector(value: Any, row: int) -> Any:
+    """A row's vector as float32, or an InvalidInputError naming the column's field and the row."""
+    import numpy as np
+
+    try:
+        vec = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(f"row {row}: not a list of numbers", field="embedding_column") from None
+    too_big = vec.ndim == 1 and bool(np.any(np.abs(vec) > np.finfo(np.float32).max))
+    if vec.ndim != 1 or vec.size == 0 or not np.all(np.isfinite(vec)) or not np.any(vec) or too_big:
+        raise InvalidInputError(
+            f"row {row}: an embedding must be a non-empty 1-D vector of finite float32 numbers, not all zeros",
+            field="embedding_column",
+        )
+    return vec.astype(np.float32)
+
+
+def _with_vector(doc: SourceDocument, vec: Any) -> SourceDocument:
+    from dataclasses import replace
+
+    digest = sha256(doc.text.encode("utf-8") + b"\0" + vec.astype("<f4").tobytes())
+    return replace(doc, content_hash=digest, embedding=vec)
 
 
 def _plain(value: Any) -> Any:
