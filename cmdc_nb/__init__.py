@@ -30,6 +30,7 @@ from cmdc_nb.services import SERVICES
 if TYPE_CHECKING:
     from cmdc_nb import events as events
     from cmdc_nb import gateway as gateway
+    from cmdc_nb import indexes as indexes
     from cmdc_nb import kernel as kernel
     from cmdc_nb import pgserver as pgserver
     from cmdc_nb import plugins as plugins

@@ -61,3 +61,12 @@ def test_every_error_derives_from_the_one_base() -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(cmdc_nb.__version__, str) and cmdc_nb.__version__.count(".") == 2
+
+
+def test_indexes_is_the_seeds_name_for_rags_own_objects() -> None:
+    # `cmdc_nb.indexes` (the seed's Command.Indexes) re-exports: one implementation, never a copy
+    from cmdc_nb import indexes, rag
+
+    assert set(PUBLIC["cmdc_nb.indexes"]) <= set(PUBLIC["cmdc_nb.rag"])
+    assert all(getattr(indexes, name) is getattr(rag, name) for name in PUBLIC["cmdc_nb.indexes"])
+    assert not [n for n, obj in vars(indexes).items() if getattr(obj, "__module__", "") == indexes.__name__]

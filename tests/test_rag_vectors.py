@@ -1,7 +1,7 @@
 """Bring your own vectors, on both backends: chunks stored with vectors computed elsewhere (one by one,
 or a DataFrame's embedding column) and searched by a vector rank exactly as numpy's cosine similarity
 over the same vectors; dimensions are held to the index's; re-running a cell updates rather than
-duplicates."""
+duplicates; `cmdc_nb.indexes` is the same functions under the seed's name."""
 
 from __future__ import annotations
 
@@ -209,3 +209,14 @@ def test_rerunning_updates_and_replaces_instead_of_duplicating(ws: Workspace, us
     with pytest.raises(InvalidInputError) as err:
         rag.create_context_chunk(doc, "late", embedding=m[3], ws=ws)
     assert err.value.field == "index" and rag.list_chunks(idx, ws=ws) == []
+
+
+def test_indexes_is_the_seeds_name_for_the_same_functions() -> None:
+    import cmdc_nb
+    import cmdc_nb.indexes
+    from cmdc_nb import indexes
+
+    assert cmdc_nb.indexes is indexes
+    for name in indexes.__all__:
+        assert getattr(indexes, name) is getattr(rag, name), name
+    assert indexes.search_chunks is rag.search_chunks

@@ -10,7 +10,7 @@
 Layers: `chunking`, `sources`, `embedders` (no database) below `indexes` (rows), `ingest` and `search`;
 `vectors` (your own vectors: `create_context_document`, `create_context_chunk(…, embedding=…)`,
 `search_chunks(index, vector)`), `tools` (the agents' retrieve tool) and `evaluate` (recall@k) on top.
-See docs/rag.md.
+`cmdc_nb.indexes` is the same index functions under the seed's name. See docs/rag.md.
 """
 
 from __future__ import annotations
