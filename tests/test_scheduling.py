@@ -206,24 +206,101 @@ def test_failures_are_retried_and_every_attempt_recorded(ws: Workspace, user: Us
             raise RuntimeError(f"boom {ctx.attempt}")
         return "ok"
 
-    job = custom(ws, user, run_at=dt.datetime.now(UTC), job_config={"handler": "flaky"}, max_retries=3)
-    [final] = tick(ws, dt.datetime.now(UTC))
-    assert (final.status, final.attempt, attempts) == ("success", 3, [1, 2, 3])
-    runs = sorted(scheduling.list_job_runs(job, ws=ws), key=lambda r: r.attempt)
-    assert [(r.attempt, r.status, r.error) for r in runs] == [
-        (1, "failure", "RuntimeError: boom 1"),
-        (2, "failure", "RuntimeError: boom 2"),
-        (3, "success", None),
+    now = dt.datetime.now(UTC)
+    job = custom(ws, user, run_at=now, job_config={"handler": "flaky"}, max_retries=3)
+    outcomes = [tick(ws, now) for _ in range(4)]  # a delay of 0: each retry is due at the next tick
+    assert [[(r.attempt, r.status) for r in runs] for runs in outcomes] == [
+        [(1, "failure")],
+        [(2, "failure")],
+        [(3, "success")],
+        [],
     ]
-    assert scheduling.get_scheduled_job(job, ws=ws).status == "completed"
+    assert attempts == [1, 2, 3]
+    runs = sorted(scheduling.list_job_runs(job, ws=ws), key=lambda r: r.attempt)
+    assert [(r.attempt, r.status, r.error, r.scheduled_for) for r in runs] == [
+        (1, "failure", "RuntimeError: boom 1", now),
+        (2, "failure", "RuntimeError: boom 2", now),
+        (3, "success", None, now),
+    ]
+    j = scheduling.get_scheduled_job(job, ws=ws)
+    assert (j.status, j.run_count, j.success_count, j.failure_count) == ("completed", 1, 1, 0)
+
+
+def test_a_retry_is_a_future_attempt_with_backoff_never_a_sleep(
+    ws: Workspace, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A synchronous `run_due_jobs()` once blocked for minutes sleeping between retries; now each retry
+    is stored as the job's next due time and the call returns after one attempt."""
+
+    def no_sleep(*args: object) -> None:
+        raise AssertionError("the runner slept inside the call")
+
+    monkeypatch.setattr(time, "sleep", no_sleep)
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    t0 = dt.datetime(2026, 11, 24, 9, tzinfo=UTC)
+    job = custom(
+        ws,
+        user,
+        cron="0 9 * * *",
+        job_config={"handler": "nobody-registered-this"},
+        max_retries=2,
+        retry_delay_seconds=100,
+    )
+    set_next(ws, job, t0)
+    [first] = tick(ws, t0)
+    j = scheduling.get_scheduled_job(job, ws=ws)
+    assert (first.attempt, first.status, j.next_run_at, j.status) == (
+        1,
+        "failure",
+        t0 + dt.timedelta(seconds=100),
+        "active",
+    )
+    assert (j.last_run_status, j.run_count, j.currently_running) == ("failure", 0, False)
+    assert tick(ws, t0 + dt.timedelta(seconds=99)) == []  # not due yet
+    [second] = tick(ws, t0 + dt.timedelta(seconds=100))
+    j = scheduling.get_scheduled_job(job, ws=ws)
+    assert (second.attempt, second.scheduled_for) == (2, t0)  # a retry of the 09:00 occurrence
+    assert j.next_run_at == t0 + dt.timedelta(seconds=100 + 200)  # the delay doubles
+    [third] = tick(ws, j.next_run_at)
+    j = scheduling.get_scheduled_job(job, ws=ws)
+    assert third.attempt == 3 and "register_job_handler" in (third.error or "")
+    # The last attempt failed: the occurrence is counted once and the job waits for tomorrow's.
+    assert (j.next_run_at, j.run_count, j.failure_count) == (t0 + dt.timedelta(days=1), 1, 1)
+
+
+def test_a_retry_that_would_come_after_the_next_occurrence_is_left_to_it(ws: Workspace, user: User) -> None:
+    job = custom(
+        ws,
+        user,
+        interval_seconds=60,
+        job_config={"handler": "nobody-registered-this"},
+        retry_delay_seconds=600,
+    )
+    due = job.next_run_at
+    [run] = tick(ws, due)
+    j = scheduling.get_scheduled_job(job, ws=ws)
+    assert run.status == "failure" and j.next_run_at == due + dt.timedelta(seconds=60)
+    assert (j.run_count, j.failure_count, "retry" in j.meta) == (1, 1, False)
+
+
+def test_resuming_a_job_drops_its_pending_retry(ws: Workspace, user: User) -> None:
+    job = custom(ws, user, interval_seconds=3600, job_config={"handler": "nobody-registered-this"})
+    tick(ws, job.next_run_at)
+    assert "retry" in scheduling.get_scheduled_job(job, ws=ws).meta
+    scheduling.pause_job(job, ws=ws)
+    resumed = scheduling.resume_job(job, ws=ws)
+    [run] = tick(ws, resumed.next_run_at)  # the regular occurrence, as a first attempt
+    assert (run.attempt, run.scheduled_for) == (1, resumed.next_run_at)
 
 
 def test_a_one_time_job_that_keeps_failing_is_failed(ws: Workspace, user: User) -> None:
-    job = custom(
-        ws, user, run_at=dt.datetime.now(UTC), job_config={"handler": "nobody-registered-this"}, max_retries=1
-    )
-    [final] = tick(ws, dt.datetime.now(UTC))
+    now = dt.datetime.now(UTC)
+    job = custom(ws, user, run_at=now, job_config={"handler": "nobody-registered-this"}, max_retries=1)
+    [first] = tick(ws, now)
+    assert scheduling.get_scheduled_job(job, ws=ws).status == "active"  # its retry is still to come
+    [final] = tick(ws, now)
     assert final.status == "failure" and "register_job_handler('nobody-registered-this'" in final.error
+    assert first.attempt == 1 and final.attempt == 2
     j = scheduling.get_scheduled_job(job, ws=ws)
     assert (j.status, j.failure_count, len(scheduling.list_job_runs(job, ws=ws))) == ("failed", 1, 2)
 

@@ -19,8 +19,16 @@ catch-up storm.
 
 **Handlers.** `register_job_handler(name)` registers a callable (sync — run in a worker thread — or
 async). Custom jobs name theirs in `job_config["handler"]`; `workflow`, `reindex` and `cleanup` jobs use
-the handler registered under that type (`cleanup` is built in: expired approvals, stale presence,
-expired artifacts and their blobs).
+the handler registered under that type, and all three are built in: `cleanup` here (expired approvals,
+stale presence, expired artifacts and their blobs), `workflow` in `cmdc_nb.workflows.scheduled` (a run
+of `job_config["workflow_id"]` with `job_config["input"]`) and `reindex` in `cmdc_nb.rag.scheduled` (an
+incremental re-ingest of `job_config["index_id"]`). Those two live on higher floors, which the services
+may not import: the runner imports their module the first time such a job runs, which registers them.
+
+**Retries.** A failed attempt is not retried inside the tick that ran it: its next attempt is stored as
+the job's `next_run_at`, `retry_delay_seconds` later and doubling each time (capped at a day), and a
+later tick runs it under the same occurrence (`job_runs.attempt` 2, 3, …). A retry that would come after
+the job's next regular occurrence is dropped in its favour. So `run_due_jobs()` always returns promptly.
 
 **Runners.** In a notebook, `Scheduler().start()` runs as a background task on the kernel's own event
 loop and never blocks it; from a shell, `cmdc-nb scheduler` runs one until interrupted.

@@ -1,12 +1,17 @@
 """Running due jobs: a claim is a compare-and-set of `next_run_at` plus a `job_runs` row unique on
 `(job_id, scheduled_for, attempt)`; handlers run in a worker thread (sync) or on the loop (async), so a
-runner never blocks a notebook's kernel; runs left by a dead runner are closed as abandoned."""
+runner never blocks a notebook's kernel; runs left by a dead runner are closed as abandoned.
+
+A failed attempt is never retried inside the call that ran it: its retry is a future attempt, stored as
+the job's `next_run_at` (with backoff) and `meta["retry"]` (the occurrence and the attempt number), which
+a later tick claims like any due occurrence."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import importlib
 import inspect
 import os
 import socket
@@ -48,6 +53,15 @@ class JobContext:
 Handler = Callable[[JobContext], Any]
 _handlers: dict[str, Handler] = {}
 
+# The built-in job types whose handlers live on a higher floor (the workflow engine, the RAG indexer):
+# importing the module registers the handler. The services cannot import those floors, so the module
+# is named here and imported the first time a job of that type runs, as an entry point would be.
+BUILT_IN_HANDLERS: dict[str, str] = {
+    JobType.WORKFLOW.value: "cmdc_nb.workflows.scheduled",
+    JobType.REINDEX.value: "cmdc_nb.rag.scheduled",
+}
+RETRY_BACKOFF_CAP = dt.timedelta(days=1)  # the longest wait between two attempts at one occurrence
+
 
 @checked
 def register_job_handler(name: str, fn: Handler | None = None) -> Any:
@@ -86,9 +100,36 @@ register_job_handler("cleanup", _cleanup)
 @dataclass
 class _Claim:
     job: ScheduledJob
-    occurrence: dt.datetime
+    occurrence: dt.datetime  # the occurrence this attempt is for (a retry keeps its occurrence)
     run_id: uuid.UUID
     next_run_at: dt.datetime | None
+    attempt: int = 1
+    now: dt.datetime | None = None  # the tick's clock (simulated in tests), from which a retry is timed
+
+
+def _pending_retry(job: ScheduledJob) -> tuple[dt.datetime, int] | None:
+    """The occurrence and attempt number of the retry the job is due for, if its `next_run_at` is one.
+
+    A retry stored for another time (the job was since resumed or rescheduled) is not one: the job's
+    regular occurrence runs instead."""
+    retry = (job.meta or {}).get("retry")
+    if not isinstance(retry, dict) or job.next_run_at is None:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(str(retry["at"]))
+        occurrence = dt.datetime.fromisoformat(str(retry["scheduled_for"]))
+        attempt = int(retry["attempt"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return (occurrence, attempt) if at == job.next_run_at else None
+
+
+def retry_delay(job: ScheduledJob, failed_attempt: int) -> dt.timedelta:
+    """How long after attempt `failed_attempt` fails the next one is due: `retry_delay_seconds`, doubled
+    for each further attempt, capped at `RETRY_BACKOFF_CAP`."""
+    base = max(0, job.retry_delay_seconds)
+    seconds = base * 2 ** min(max(failed_attempt - 1, 0), 32)
+    return min(dt.timedelta(seconds=seconds), RETRY_BACKOFF_CAP)
 
 
 def _claim_due(ws: Workspace, runner_id: str, now: dt.datetime, batch: int) -> list[_Claim]:
@@ -115,8 +156,10 @@ def _claim_due(ws: Workspace, runner_id: str, now: dt.datetime, batch: int) -> l
                 and job.claimed_until > now
             ):
                 continue
-            occurrence = job.next_run_at
-            assert occurrence is not None
+            due = job.next_run_at
+            assert due is not None
+            retry = _pending_retry(job)
+            occurrence, attempt = retry or (due, 1)
             if job.expires_at is not None and occurrence > job.expires_at:
                 job.status, job.next_run_at = JobStatus.COMPLETED, None
                 tx.db.flush()
@@ -125,26 +168,15 @@ def _claim_due(ws: Workspace, runner_id: str, now: dt.datetime, batch: int) -> l
             nxt = next_occurrence(job, after=max(now, occurrence), previous=occurrence)
             if job.expires_at is not None and nxt is not None and nxt > job.expires_at:
                 nxt = None
-            won = tx.db.execute(
-                sa.update(ScheduledJob)
-                .where(
-                    ScheduledJob.id == job.id,
-                    ScheduledJob.status == JobStatus.ACTIVE,
-                    ScheduledJob.next_run_at == occurrence,
-                )
-                .values(
-                    next_run_at=nxt, claimed_by=runner_id, claimed_until=now + LEASE, currently_running=True
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if won.rowcount != 1:  # type: ignore[attr-defined]
+            if not _take(tx, job, due, nxt, runner_id, now):
                 continue  # another runner moved it first
-            skip = job.misfire_policy == "skip" and occurrence < now - MISFIRE_GRACE
+            # A late retry still runs: its occurrence was run once already, and failed.
+            skip = attempt == 1 and job.misfire_policy == "skip" and due < now - MISFIRE_GRACE
             run = JobRun(
                 id=uuid.uuid4(),
                 job_id=job.id,
                 scheduled_for=occurrence,
-                attempt=1,
+                attempt=attempt,
                 status="skipped" if skip else "running",
                 runner_id=runner_id,
                 started_at=utcnow(),  # wall-clock time, even when `now` is simulated
@@ -166,10 +198,36 @@ def _claim_due(ws: Workspace, runner_id: str, now: dt.datetime, batch: int) -> l
                 tx.db.flush()
                 _publish(tx, job, "job_run_skipped", scheduled_for=occurrence.isoformat())
                 continue
-            _publish(tx, job, "job_run_started", scheduled_for=occurrence.isoformat())
-            claims.append(_Claim(job, occurrence, run.id, nxt))
+            _publish(tx, job, "job_run_started", scheduled_for=occurrence.isoformat(), attempt=attempt)
+            claims.append(_Claim(job, occurrence, run.id, nxt, attempt, now))
             tx.db.expunge(job)
     return claims
+
+
+def _take(
+    tx: Tx, job: ScheduledJob, due: dt.datetime, nxt: dt.datetime | None, runner_id: str, now: dt.datetime
+) -> bool:
+    """Compare-and-set the job's `next_run_at` from `due` to `nxt` under this runner's claim."""
+    won = tx.db.execute(
+        sa.update(ScheduledJob)
+        .where(
+            ScheduledJob.id == job.id,
+            ScheduledJob.status == JobStatus.ACTIVE,
+            ScheduledJob.next_run_at == due,
+        )
+        .values(
+            {
+                ScheduledJob.next_run_at: nxt,
+                ScheduledJob.claimed_by: runner_id,
+                ScheduledJob.claimed_until: now + LEASE,
+                ScheduledJob.currently_running: True,
+                # the retry is taken now (or was stale): either way it is not due again
+                ScheduledJob.meta: {k: x for k, x in (job.meta or {}).items() if k != "retry"},
+            }
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(won.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _runner_gone(runner_id: str | None, claimed_until: dt.datetime | None, now: dt.datetime) -> bool:
@@ -222,34 +280,30 @@ def _is_jsonable(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool | list | dict)
 
 
-def _new_attempt(ws: Workspace, claim: _Claim, attempt: int, runner_id: str) -> uuid.UUID:
-    with ws.transaction() as tx:
-        run = JobRun(
-            id=uuid.uuid4(),
-            job_id=claim.job.id,
-            scheduled_for=claim.occurrence,
-            attempt=attempt,
-            status="running",
-            runner_id=runner_id,
-            started_at=utcnow(),
-        )
-        tx.db.add(run)
-        tx.db.flush()
-        return run.id
-
-
 def _finish_job(ws: Workspace, claim: _Claim, *, ok: bool, error: str | None) -> None:
     with ws.transaction() as tx:
         j = fetch(tx.db, ScheduledJob, claim.job.id, "scheduled_job", lock=True)
         now = utcnow()
-        j.run_count += 1
-        j.success_count += 1 if ok else 0
-        j.failure_count += 0 if ok else 1
         j.last_run_at = now
         j.last_run_status = "success" if ok else "failure"
         j.last_run_error = error
         j.currently_running = False
         j.claimed_by = j.claimed_until = None
+        if not ok and _schedule_retry(j, claim):
+            tx.db.flush()
+            _publish(
+                tx,
+                j,
+                "job_retry_scheduled",
+                error=error,
+                scheduled_for=claim.occurrence.isoformat(),
+                attempt=claim.attempt + 1,
+            )
+            return
+        # The occurrence is over (it succeeded, or failed its last attempt): count it once.
+        j.run_count += 1
+        j.success_count += 1 if ok else 0
+        j.failure_count += 0 if ok else 1
         if j.status is JobStatus.ACTIVE:
             if j.schedule_type is ScheduleType.ONCE:
                 j.status = JobStatus.COMPLETED if ok else JobStatus.FAILED
@@ -261,9 +315,32 @@ def _finish_job(ws: Workspace, claim: _Claim, *, ok: bool, error: str | None) ->
         _publish(tx, j, "job_run_succeeded" if ok else "job_run_failed", error=error)
 
 
+def _schedule_retry(j: ScheduledJob, claim: _Claim) -> bool:
+    """Make the failed occurrence's next attempt the job's next due time, if it has one left and it
+    comes before the job's next regular occurrence (which otherwise runs the work afresh)."""
+    if j.status is not JobStatus.ACTIVE or not j.retry_on_failure or claim.attempt > j.max_retries:
+        return False
+    at = (claim.now or utcnow()) + retry_delay(j, claim.attempt)
+    if j.next_run_at is not None and at >= j.next_run_at:
+        return False
+    j.next_run_at = at
+    j.meta = {
+        **(j.meta or {}),
+        "retry": {
+            "at": at.isoformat(),
+            "scheduled_for": claim.occurrence.isoformat(),
+            "attempt": claim.attempt + 1,
+        },
+    }
+    return True
+
+
 def _resolve(job: ScheduledJob) -> Handler:
     key = job.job_config.get("handler") if job.job_type is JobType.CUSTOM else job.job_type.value
     handler = _handlers.get(str(key))
+    if handler is None and str(key) in BUILT_IN_HANDLERS and job.job_type is not JobType.CUSTOM:
+        importlib.import_module(BUILT_IN_HANDLERS[str(key)])  # registers it (see BUILT_IN_HANDLERS)
+        handler = _handlers.get(str(key))
     if handler is None:
         raise ConfigurationError(
             f"no handler registered for {key!r}: call cmdc_nb.scheduling.register_job_handler({key!r}, fn)"
@@ -297,42 +374,37 @@ class Scheduler:
         return get_workspace(self.ws)
 
     async def tick(self, now: dt.datetime | None = None) -> list[JobRun]:
-        """Claim every job due at `now` and run them concurrently; the final attempt of each."""
+        """Claim every job due at `now` (retries included) and run one attempt of each, concurrently;
+        returns those attempts' runs. A failed attempt's retry is scheduled for a later tick."""
         at = v.aware(now, "now") if now is not None else utcnow()
         claims = await asyncio.to_thread(_claim_due, self.workspace, self.runner_id, at, self.batch)
         return list(await asyncio.gather(*(self._execute(c) for c in claims)))
 
     async def _execute(self, claim: _Claim) -> JobRun:
+        """One attempt at the claimed occurrence. A failure is recorded and, if the job retries, its
+        next attempt is scheduled for later (`_schedule_retry`): nothing here waits for it."""
         ws, job = self.workspace, claim.job
-        attempts = 1 + (job.max_retries if job.retry_on_failure else 0)
-        run_id = claim.run_id
-        error: str | None = None
-        run: JobRun | None = None
-        for attempt in range(1, attempts + 1):
-            if attempt > 1:
-                await asyncio.sleep(job.retry_delay_seconds)
-                run_id = await asyncio.to_thread(_new_attempt, ws, claim, attempt, self.runner_id)
-            ctx = JobContext(
-                job.id,
-                job.user_id,
-                job.name,
-                job.job_type,
-                dict(job.job_config),
-                claim.occurrence,
-                attempt,
-                ws,
+        ctx = JobContext(
+            job.id,
+            job.user_id,
+            job.name,
+            job.job_type,
+            dict(job.job_config),
+            claim.occurrence,
+            claim.attempt,
+            ws,
+        )
+        try:
+            output = await _call(_resolve(job), ctx)
+        except Exception as exc:  # a job's failure is recorded, never raised into the runner
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            run = await asyncio.to_thread(
+                _finish_attempt, ws, claim.run_id, ok=False, output=None, error=error
             )
-            try:
-                output = await _call(_resolve(job), ctx)
-            except Exception as exc:  # a job's failure is recorded, never raised into the runner
-                error = f"{type(exc).__name__}: {exc}"[:2000]
-                run = await asyncio.to_thread(_finish_attempt, ws, run_id, ok=False, output=None, error=error)
-                continue
-            run = await asyncio.to_thread(_finish_attempt, ws, run_id, ok=True, output=output, error=None)
-            error = None
-            break
-        await asyncio.to_thread(_finish_job, ws, claim, ok=error is None, error=error)
-        assert run is not None
+            await asyncio.to_thread(_finish_job, ws, claim, ok=False, error=error)
+            return run
+        run = await asyncio.to_thread(_finish_attempt, ws, claim.run_id, ok=True, output=output, error=None)
+        await asyncio.to_thread(_finish_job, ws, claim, ok=True, error=None)
         return run
 
     async def run_forever(self) -> None:
@@ -365,7 +437,9 @@ class Scheduler:
 
 @checked
 def run_due_jobs(*, now: dt.datetime | None = None, ws: Workspace | None = None) -> list[JobRun]:
-    """Run what is due once, from synchronous code. (In a notebook, `await Scheduler().tick()`.)"""
+    """Run what is due once, from synchronous code. (In a notebook, `await Scheduler().tick()`.)
+
+    Returns promptly: a failed attempt's retry is stored as the job's next due time, never waited for."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
