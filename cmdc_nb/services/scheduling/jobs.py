@@ -144,6 +144,26 @@ def _publish(tx: Tx, j: ScheduledJob, type: str, **extra: Any) -> None:
     tx.publish(topics.user(j.user_id), type, {**_job_payload(j), **extra})
 
 
+# What each job type's handler reads from `job_config` (the built-in handlers name their target).
+_CONFIG_KEY = {JobType.CUSTOM: "handler", JobType.WORKFLOW: "workflow_id", JobType.REINDEX: "index_id"}
+_CONFIG_HINT = {
+    JobType.CUSTOM: '{"handler": "<registered name>"}',
+    JobType.WORKFLOW: '{"workflow_id": str(workflow.id), "input": {…}}',
+    JobType.REINDEX: '{"index_id": str(index.id)}',
+}
+
+
+def _check_config(jtype: JobType, config: Mapping[str, Any]) -> None:
+    """Refuse, when the job is created, a config its handler could not run with at every occurrence."""
+    key = _CONFIG_KEY.get(jtype)
+    if key is not None and not (isinstance(config.get(key), str) and config[key]):
+        raise InvalidInputError(
+            f"a {jtype.value} job needs job_config={_CONFIG_HINT[jtype]}", field="job_config"
+        )
+    if jtype is JobType.WORKFLOW and not isinstance(config.get("input", {}), dict):
+        raise InvalidInputError("a workflow job's job_config.input must be an object", field="job_config")
+
+
 @checked
 def create_scheduled_job(
     user: User | uuid.UUID | str,
@@ -166,15 +186,15 @@ def create_scheduled_job(
 ) -> ScheduledJob:
     """Schedule a job: exactly one of `cron` (in `timezone`), `interval_seconds` or `run_at`.
 
-    A custom job names its handler in `job_config["handler"]` (see `register_job_handler`).
+    A custom job names its handler in `job_config["handler"]` (see `register_job_handler`); a `workflow`
+    job starts a run of `job_config["workflow_id"]` with `job_config["input"]`; a `reindex` job
+    re-ingests `job_config["index_id"]` incrementally. A failed attempt is retried up to `max_retries`
+    times, `retry_delay_seconds` later and twice as long each time, by later ticks of the runner.
     """
     jtype = v.choice(JobType, job_type, "job_type")
     schedule = _schedule_fields(cron, interval_seconds, run_at, timezone)
     config = jsonable(dict(job_config or {}))
-    if jtype is JobType.CUSTOM and not isinstance(config.get("handler"), str):
-        raise InvalidInputError(
-            'a custom job needs job_config={"handler": "<registered name>"}', field="job_config"
-        )
+    _check_config(jtype, config)
     if misfire_policy not in ("run_once", "skip"):
         raise InvalidInputError(f"{misfire_policy!r} is not one of: run_once, skip", field="misfire_policy")
     for fname, value in (
@@ -298,7 +318,9 @@ def update_scheduled_job(
         if not isinstance(name, Unset):
             j.name = name
         if not isinstance(job_config, Unset):
-            j.job_config = jsonable(dict(job_config))
+            config = jsonable(dict(job_config))
+            _check_config(j.job_type, config)
+            j.job_config = config
         if not isinstance(max_runs, Unset):
             j.max_runs = max_runs
         if not isinstance(expires_at, Unset):
