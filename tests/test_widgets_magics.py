@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn
 from cmdc_nb.widgets import ApprovalQueue, ChatWidget
@@ -42,7 +43,7 @@ async def test_chat_sends_the_cell_to_the_newest_agent_and_shows_its_chat(ip: An
     first.turns.append(Turn("a again"))
     assert ip.run_cell_magic("chat", "", "and you?") is None  # to a, whose chat is shown above
     assert await again.last_handle == "a again"
-    with pytest.raises(ValueError, match="unknown %cmdc command"):
+    with pytest.raises(InvalidInputError, match="unknown %cmdc command"):
         ip.run_line_magic("cmdc", "dance")
 
 

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.kernel import Agent
 from cmdc_nb.plugins import Planning
 from cmdc_nb.providers import Script, Turn, call
@@ -49,5 +50,5 @@ async def test_reject_from_the_view_and_agents_without_planning() -> None:
     view.reject_button.click()
     with pytest.raises(Exception, match="plan was rejected"):
         await handle
-    with pytest.raises(ValueError, match="no Planning plugin"):
+    with pytest.raises(InvalidInputError, match="no Planning plugin"):
         PlanView(Agent(model=script.model))

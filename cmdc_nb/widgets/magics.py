@@ -17,6 +17,7 @@ from typing import Any
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
+from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.kernel.agent import Agent
 
 __all__ = ["CmdcMagics", "load_ipython_extension"]
@@ -61,14 +62,14 @@ class CmdcMagics(Magics):
         if name:
             value = self.user_ns.get(name)
             if not isinstance(value, Agent):
-                raise ValueError(f"{name!r} is not an agent in this notebook")
+                raise InvalidInputError(f"{name!r} is not an agent in this notebook")
             return value
         agents = self._agents()
         current = self.current
         if current is not None and any(a is current for a in agents):  # `%cmdc use`, still in the notebook
             return current
         if not agents:
-            raise ValueError(
+            raise InvalidInputError(
                 "no agent yet: create one (cmdc_nb.kernel.Agent(...)) or name it: %%chat my_agent"
             )
         return agents[-1]
@@ -162,11 +163,11 @@ class CmdcMagics(Magics):
 
             user = self._user()
             if user is None:
-                raise ValueError(
+                raise InvalidInputError(
                     "no user: approvals belong to a user (an agent that stores to a session has one)"
                 )
             return ApprovalQueue(user, ws=self._ws())
-        raise ValueError(f"unknown %cmdc command {what!r}: status, cost, approvals, use <agent>")
+        raise InvalidInputError(f"unknown %cmdc command {what!r}: status, cost, approvals, use <agent>")
 
     def _status_view(self) -> Any:
         """The live table in a kernel with a front end (one, however often it is asked for: every view

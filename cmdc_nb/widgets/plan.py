@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipywidgets as w
 
+from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent
 from cmdc_nb.plugins.planning import Planning
@@ -25,7 +26,9 @@ class PlanView(Snapshot, w.VBox):  # type: ignore[misc]
         super().__init__([])  # a widget first, so a refused argument below leaves nothing half-made
         found = [p for p in agent.plugins.plugins if isinstance(p, Planning)]
         if not found:
-            raise ValueError("this agent has no Planning plugin: Agent(..., plugins=[Planning()])")
+            raise InvalidInputError(
+                "this agent has no Planning plugin: Agent(..., plugins=[Planning()])", field="agent"
+            )
         self.agent, self.planning = agent, found[0]
         self.heading = w.HTML()
         self.progress = w.IntProgress(min=0, max=1, value=0, layout=w.Layout(width="260px", max_width="100%"))
