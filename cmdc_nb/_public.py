@@ -358,6 +358,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "IngestReport",
         "LiteLLMEmbedder",
         "LocalEmbedder",
+        "Portfolio",
         "SearchHit",
         "Source",
         "SourceDocument",

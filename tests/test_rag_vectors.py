@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from cmdc_nb import rag
+from cmdc_nb import rag, sessions
 from cmdc_nb.errors import InvalidInputError
-from cmdc_nb.store.models import ContextChunk, ContextDocument, Index, User
+from cmdc_nb.providers import Script
+from cmdc_nb.store.models import AgentCall, ContextChunk, ContextDocument, Index, User
 from cmdc_nb.workspace import Workspace
 
 DIMS = 32
@@ -220,3 +221,56 @@ def test_indexes_is_the_seeds_name_for_the_same_functions() -> None:
     for name in indexes.__all__:
         assert getattr(indexes, name) is getattr(rag, name), name
     assert indexes.search_chunks is rag.search_chunks
+
+
+async def test_the_seeds_portfolio_operations(ws: Workspace, user: User) -> None:
+    idx = rag.create_index(user, "My Index", slug="my-index", embedding_dimensions=DIMS, ws=ws)
+    script = Script(["Hello back."])
+    p = rag.Portfolio(user, index="my-index", model=script.model, ws=ws)
+    m = vectors(seed=5, n=3)
+    first = p.store_embedding("my-index", "doc-1", m[0], {"source": "file.ex"}, content="refund policy")
+    p.store_embedding("my-index", "doc-2", m[1].tolist(), {"source": "other.ex"})
+    hits = p.search_vectors("my-index", m[0], 10)
+    assert [h.uri for h in hits] == ["doc-1", "doc-2"] and hits[0].metadata == {"source": "file.ex"}
+    # the same doc_id again replaces its vector, in place
+    again = p.store_embedding("my-index", "doc-1", m[2], {"source": "file.ex"}, content="refund policy")
+    assert again.id != first.id and count_rows(ws, ContextChunk) == 2 and count_rows(ws, ContextDocument) == 2
+    assert p.search_vectors("my-index", m[2], 1)[0].score == pytest.approx(1.0, abs=1e-5)
+    assert rag.get_index(idx, ws=ws).chunk_count == 2
+    found = p.retrieve("refund", {"source": "file.ex"}, k=5, mode="text")
+    assert [h.uri for h in found] == ["doc-1"]
+    assert p.retrieve("refund", {"source": "other.ex"}, k=5, mode="text") == []
+    vec = p.embed("text to embed")
+    assert len(vec) == DIMS and vec == pytest.approx(
+        rag.HashingEmbedder(DIMS).embed(["text to embed"]).vectors[0]
+    )
+    reply = await p.complete(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "Hello"},
+        ]
+    )
+    sent = script.requests[0]
+    assert reply == "Hello back." and sent[0] == {"role": "system", "content": "Be brief."}
+    assert [(x["role"], x["content"]) for x in sent[1:]] == [
+        ("user", "Hi"),
+        ("assistant", "Hi."),
+        ("user", "Hello"),
+    ]
+    # with a session, the completion is recorded like any agent's call
+    recorded = Script(["Noted."])
+    session = sessions.create_session(user, name="portfolio", ws=ws)
+    s = rag.Portfolio(user, model=recorded.model, session=session, ws=ws)
+    assert await s.complete([{"role": "user", "content": "Log this"}]) == "Noted."
+    assert count_rows(ws, AgentCall) == 1
+    with pytest.raises(InvalidInputError) as err:
+        p.store_embedding("my-index", "doc-3", [1.0] * (DIMS + 1))
+    assert err.value.field == "embedding" and count_rows(ws, ContextDocument) == 2
+    with pytest.raises(InvalidInputError) as err:
+        rag.Portfolio(user, ws=ws).embed("x")
+    assert err.value.field == "index"
+    with pytest.raises(InvalidInputError) as err:
+        await rag.Portfolio(user, ws=ws).complete([{"role": "user", "content": "x"}])
+    assert err.value.field == "model"

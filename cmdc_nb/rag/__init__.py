@@ -10,7 +10,8 @@
 Layers: `chunking`, `sources`, `embedders` (no database) below `indexes` (rows), `ingest` and `search`;
 `vectors` (your own vectors: `create_context_document`, `create_context_chunk(…, embedding=…)`,
 `search_chunks(index, vector)`), `tools` (the agents' retrieve tool) and `evaluate` (recall@k) on top.
-`cmdc_nb.indexes` is the same index functions under the seed's name. See docs/rag.md.
+`portfolio` is the seed's Portfolio operations over all that. `cmdc_nb.indexes` is the same index
+functions under the seed's name. See docs/rag.md.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from cmdc_nb.rag.indexes import (
     update_index,
 )
 from cmdc_nb.rag.ingest import IngestReport, ingest
+from cmdc_nb.rag.portfolio import Portfolio
 from cmdc_nb.rag.search import SearchHit, hits_frame, search, search_frame
 from cmdc_nb.rag.sources import DataFrameSource, FolderSource, Source, SourceDocument, TextsSource
 from cmdc_nb.rag.tools import retrieve_tool
@@ -56,6 +58,7 @@ __all__ = [
     "IngestReport",
     "LiteLLMEmbedder",
     "LocalEmbedder",
+    "Portfolio",
     "SearchHit",
     "Source",
     "SourceDocument",

@@ -129,21 +129,46 @@ def create_context_document(
     w = get_workspace(ws)
     with w.transaction() as tx:
         idx = _writable(tx, index)
-        doc = tx.db.scalar(
-            sa.select(ContextDocument).where(ContextDocument.index_id == idx.id, ContextDocument.uri == uri)
+        doc = upsert_document(
+            tx, idx, uri, title=title, source_type=stype, content_hash=digest, language=lang, metadata=meta
         )
-        if doc is None:
-            doc = ContextDocument(id=uuid.uuid4(), index_id=idx.id, uri=uri, chunk_count=0, total_tokens=0)
-            tx.db.add(doc)
-            idx.document_count = idx.document_count + 1
-        elif doc.content_hash != digest:
-            _drop_document_chunks(tx, idx, doc, w.backend == "sqlite")
-        doc.title, doc.source_type, doc.content_hash, doc.language = title, stype, digest, lang
-        doc.meta = {"metadata": meta} if meta else {}
-        doc.chunked_at = utcnow()
-        idx.updated_at = utcnow()  # the search cache's staleness stamp
         tx.db.flush()
         publish_index(tx, idx, "index_progress", documents=1, chunks=0)
+    return doc
+
+
+def upsert_document(
+    tx: Tx,
+    idx: Index,
+    uri: str,
+    *,
+    title: str | None,
+    source_type: DocumentSourceType,
+    content_hash: str,
+    language: str | None,
+    metadata: Mapping[str, Any],
+) -> ContextDocument:
+    """The document at `uri`, created or updated in `tx` (checked arguments); a new `content_hash`
+    drops the old version's chunks, new `metadata` reaches the chunks that stay."""
+    doc = tx.db.scalar(
+        sa.select(ContextDocument).where(ContextDocument.index_id == idx.id, ContextDocument.uri == uri)
+    )
+    if doc is None:
+        doc = ContextDocument(id=uuid.uuid4(), index_id=idx.id, uri=uri, chunk_count=0, total_tokens=0)
+        tx.db.add(doc)
+        idx.document_count = idx.document_count + 1
+    elif doc.content_hash != content_hash:
+        _drop_document_chunks(tx, idx, doc, tx.db.get_bind().dialect.name == "sqlite")
+    elif dict((doc.meta or {}).get("metadata") or {}) != dict(metadata):
+        tx.db.execute(
+            sa.update(ContextChunk)
+            .where(ContextChunk.document_id == doc.id)
+            .values(source_metadata=dict(metadata) or None)
+        )
+    doc.title, doc.source_type, doc.content_hash, doc.language = title, source_type, content_hash, language
+    doc.meta = {"metadata": dict(metadata)} if metadata else {}
+    doc.chunked_at = utcnow()
+    idx.updated_at = utcnow()  # the search cache's staleness stamp
     return doc
 
 
@@ -205,6 +230,46 @@ def create_context_chunk(
             _ensure_hnsw(tx, idx)
         tx.db.flush()
         publish_index(tx, idx, "index_progress", documents=0, chunks=1)
+    return row
+
+
+def store_vector(
+    index: Index,
+    uri: str,
+    embedding: VectorLike,
+    metadata: Mapping[str, Any] | None,
+    *,
+    content: str,
+    ws: Workspace | None,
+) -> ContextChunk:
+    """A document at `uri` holding one chunk with `embedding`, in one transaction (the seed's
+    Portfolio `store_embedding`); storing the same URI again replaces its vector, content and metadata."""
+    uri = v.text(uri, "doc_id", max_len=2000, strip=False)
+    if not isinstance(content, str) or (problem := v.text_problem(content)) is not None:
+        raise InvalidInputError(problem if isinstance(content, str) else "expected text", field="content")
+    meta = v.mapping(metadata, "metadata")
+    vec = as_vector(embedding, index.embedding_dimensions, "embedding")
+    digest = hashlib.sha256(content.encode("utf-8") + b"\0" + vec.astype("<f4").tobytes()).hexdigest()
+    tokens = max(1, default_tokenizer().count(content))
+    w = get_workspace(ws)
+    with w.transaction() as tx:
+        idx = _writable(tx, index.id)
+        doc = upsert_document(
+            tx,
+            idx,
+            uri,
+            title=None,
+            source_type=DocumentSourceType.API,
+            content_hash=digest,
+            language=None,
+            metadata=meta,
+        )
+        tx.db.flush()
+        row = _insert_chunk(tx, idx, doc, content, vec, 0, tokens, None, EXTERNAL_MODEL)
+        if w.backend == "postgresql":
+            _ensure_hnsw(tx, idx)
+        tx.db.flush()
+        publish_index(tx, idx, "index_progress", documents=1, chunks=1)
     return row
 
 
