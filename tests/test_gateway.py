@@ -466,6 +466,8 @@ def test_cmdc_nb_serve_and_key_from_the_command_line(tmp_path: Any) -> None:
         out, err = server.communicate(timeout=CEILING_S)
     assert key not in out + err
     assert "GET /v1/sessions/" in out + err and "=[redacted]" in out + err  # the access log: on, redacted
+    # the model client is loaded before the gateway takes requests, and it says so while it waits
+    assert out.index("loading the model client (once, before serving)…") < out.index("cmdc-nb gateway on")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

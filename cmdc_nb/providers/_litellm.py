@@ -69,6 +69,12 @@ async def alitellm() -> Any:
     return await asyncio.to_thread(_load_warm)
 
 
+def warm() -> None:
+    """Load litellm and make its first (mock) call now, so that a real first call does not pay for it:
+    what a server does before it takes requests."""
+    _load_warm()
+
+
 def _load_warm() -> Any:
     """Import litellm, then make one streamed, tool-carrying mock call on a private loop in this
     thread: litellm imports hundreds of modules lazily on its first call (its HTTP client, the MCP
