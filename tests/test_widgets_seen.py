@@ -199,7 +199,9 @@ def test_the_plan_and_the_approval_queue_read_in_both_themes(lab: Lab) -> None:
     item.locator("button:has-text('Approve with edits')").click()
     lab.page.wait_for_selector(".cmdc-plan :text('2/2 done approved')", timeout=WAIT_MS)
     # the run ends after the tool (its reply "Posted."): what the tool did is in the messages then
-    published = lab.kernel("await handle; print([m['content'] for m in agent.messages if m['role'] == 'tool'])")
+    published = lab.kernel(
+        "await handle; print([m['content'] for m in agent.messages if m['role'] == 'tool'])"
+    )
     assert "published on blog" in published and "mastodon" not in published, published
     assert lab.page.locator(".cmdc-plan .cmdc-step.completed").count() == 2
     look(lab, "plan", ".cmdc-plan")
