@@ -184,7 +184,8 @@ def create_scheduled_job(
     retry_delay_seconds: int = 60,
     ws: Workspace | None = None,
 ) -> ScheduledJob:
-    """Schedule a job: exactly one of `cron` (in `timezone`), `interval_seconds` or `run_at`.
+    """Schedule a `workflow`, `reindex`, `cleanup` or `custom` job: one of `cron` (in `timezone`),
+    `interval_seconds` or `run_at`.
 
     A custom job names its handler in `job_config["handler"]` (see `register_job_handler`); a `workflow`
     job starts a run of `job_config["workflow_id"]` with `job_config["input"]`; a `reindex` job
