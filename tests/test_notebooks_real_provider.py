@@ -13,6 +13,7 @@ artifacts, sandboxes.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def test_a_notebook_uses_the_real_provider_and_leaks_no_key(
         monkeypatch.setenv("LITELLM_LOG", "DEBUG")
         monkeypatch.setenv("CMDC_NB_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the notebooks' own workspaces land here
+        if name == "06_team_mode" and os.environ.get("CMDC_TEST_PG_URL"):
+            # the team notebook runs only on a PostgreSQL server (without one each cell says it skips)
+            monkeypatch.setenv("CMDC_NB_TEAM_URL", os.environ["CMDC_TEST_PG_URL"])
         nbclient.NotebookClient(
             nb,
             timeout=CEILING_S,

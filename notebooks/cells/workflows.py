@@ -152,7 +152,10 @@ print(second.status.value, "->", second.output["post"])
 {CHECK}""",
     f"""# the reviewer's tokens (and cost, with a real model) roll up into the step, the run and the workflow
 review_step = wf.get_workflow_step(second, "review")
-print("tokens in/out:", review_step.tokens_in, review_step.tokens_out, "| run total:", second.total_tokens_in, second.total_tokens_out)
+tokens = (review_step.tokens_in, review_step.tokens_out)
+print("the reviewer's tokens in/out are counted:", all(n > 0 for n in tokens))
+# the prompt carries the run's id, so its token count moves by one or two from run to run
+print("and the run's totals are the reviewer's, its one model step:", (second.total_tokens_in, second.total_tokens_out) == tokens)
 {CHECK}""",
     f"""stats = wf.get_workflow(review)
 print("runs:", stats.run_count, "| succeeded:", stats.success_count, "| failed:", stats.failure_count)
