@@ -139,9 +139,18 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
     )
 
     # the reply's table is ruled and its numbers right-aligned; its code has one Copy button that copies
+    # (the streaming bubble is redrawn once more when the reply ends, so the check waits for the
+    # final drawing instead of reading a cell the redraw may have just detached)
+    page.wait_for_function(
+        """sel => [...document.querySelectorAll(sel)].some(m => {
+            const cells = m.textContent.includes("All green") ? m.querySelectorAll("td") : [];
+            return cells.length > 1 && getComputedStyle(cells[0]).borderTopWidth === "1px"
+                && getComputedStyle(cells[1]).textAlign === "right";
+        })""",
+        arg=f"{CHAT} .cmdc-msg",
+        timeout=WAIT_MS,
+    )
     reply = page.locator(f"{CHAT} .cmdc-msg:has-text('All green')")
-    assert reply.locator("td").first.evaluate("c => getComputedStyle(c).borderTopWidth") == "1px"
-    assert reply.locator("td").nth(1).evaluate("c => getComputedStyle(c).textAlign") == "right"
     copy = reply.locator(".cmdc-code > button.cmdc-copy")
     copy.wait_for(timeout=WAIT_MS)
     assert copy.count() == 1 and copy.inner_text() == "Copy"
