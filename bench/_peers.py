@@ -11,7 +11,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 PEERS: dict[str, list[str]] = {
-    "langgraph": ["langgraph==1.2.22", "langgraph-checkpoint-sqlite==3.1.2", "langchain-core==1.7.2"],
+    "langgraph": [
+        "langgraph==1.2.22",
+        "langgraph-checkpoint-sqlite==3.1.2",
+        "langgraph-checkpoint-postgres==3.2.0",
+        "psycopg[binary]==3.3.9",
+        "langchain-core==1.7.2",
+    ],
     "pydantic-ai": ["pydantic-ai-slim==2.68.0"],
     "llm": ["llm==0.36", "numpy"],
 }
@@ -23,6 +29,10 @@ def python_of(peer: str | None) -> str:
         return sys.executable
     venv = CACHE / peer
     py = venv / "bin" / "python"
+    stamp = venv / "cmdc-bench-pins.txt"  # the pins it was made with: a changed list remakes it
+    pins = "\n".join(PEERS[peer])
+    if py.exists() and (not stamp.exists() or stamp.read_text() != pins):
+        shutil.rmtree(venv)
     if not py.exists():
         uv = shutil.which("uv") or str(HERE.parent / ".venv-tools" / "bin" / "uv")
         if Path(uv).exists():
@@ -31,6 +41,7 @@ def python_of(peer: str | None) -> str:
         else:
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
             subprocess.run([str(py), "-m", "pip", "install", "-q", *PEERS[peer]], check=True)
+        stamp.write_text(pins)
     return str(py)
 
 
