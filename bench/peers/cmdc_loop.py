@@ -1,22 +1,37 @@
-"""cmdc_nb's agent loop: a scripted (zero-latency) model through litellm, one trivial tool per round,
-stored to a session on SQLite (calls, tool uses, messages, costs, events) — or kept in memory.
+"""cmdc_nb's agent loop: a scripted (zero-latency) model, one trivial tool per round, stored to a session
+(calls, tool uses, messages, costs, audit, events) on SQLite or PostgreSQL — or kept in memory.
 
-Run with the project's venv. Prints one JSON line: {"ms_per_round": …}.
+Run with the project's venv. Prints one JSON line: {"ms_per_round": …, "bytes": …}.
+Arguments: rounds, then `sqlite` (a fresh file), `postgres` (a fresh database on the server in
+CMDC_BENCH_PG_URL, dropped at the end) or `memory`. One warm-up run of 10 rounds first (not timed).
+`bytes` is what the timed run added to the database: the SQLite file's growth (after a WAL checkpoint),
+or the growth of the sum of pg_total_relation_size over the tables on PostgreSQL.
 """
 
+from __future__ import annotations
+
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("CMDC_NB_HOME", tempfile.mkdtemp())
+
+import sqlalchemy as sa
 
 import cmdc_nb
 from cmdc_nb import accounts, sessions
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
+
+PG_ENV = "CMDC_BENCH_PG_URL"
 
 
 @tool
@@ -25,7 +40,53 @@ def noop(i: int) -> int:
     return i
 
 
-async def run(rounds: int, store: bool, ws, user) -> float:
+@contextlib.contextmanager
+def workspace(mode: str) -> Iterator[Any]:
+    """A fresh workspace for `mode` (a new SQLite file, or a new database on the PostgreSQL server)."""
+    if mode != "postgres":
+        ws = cmdc_nb.connect(f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+        try:
+            yield ws
+        finally:
+            ws.close()
+        return
+    server = sa.make_url(os.environ[PG_ENV])
+    name = f"cmdc_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        ws = cmdc_nb.connect(server.set(database=name))
+        try:
+            yield ws
+        finally:
+            ws.close()
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def stored_bytes(ws: Any) -> int:
+    """The database's size as the note counts it (see the module docstring)."""
+    if ws.backend == "sqlite":
+        raw = ws.engine.raw_connection()  # the driver's own, outside SQLAlchemy's BEGIN IMMEDIATE
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
+        return Path(ws.engine.url.database).stat().st_size
+    with ws.engine.connect() as conn:
+        return int(
+            conn.exec_driver_sql(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind = 'r' AND n.nspname = 'public'"
+            ).scalar_one()
+        )
+
+
+async def run(rounds: int, store: bool, ws: Any, user: Any) -> float:
     script = Script(
         [
             *(Turn(tool_calls=[call("noop", i=k)], usage=(10, 2)) for k in range(rounds)),
@@ -48,12 +109,16 @@ async def run(rounds: int, store: bool, ws, user) -> float:
     return elapsed / rounds * 1000
 
 
-async def main(rounds: int, store: bool) -> None:
-    ws = cmdc_nb.connect(f"sqlite:///{tempfile.mkdtemp()}/bench.db")
-    user = accounts.create_user("bench@example.com", ws=ws)
-    await run(10, store, ws, user)
-    print(json.dumps({"ms_per_round": await run(rounds, store, ws, user)}))
+async def main(rounds: int, mode: str) -> None:
+    with workspace(mode) as ws:
+        user = accounts.create_user("bench@example.com", ws=ws)
+        store = mode != "memory"
+        await run(10, store, ws, user)
+        before = stored_bytes(ws) if store else 0
+        ms = await run(rounds, store, ws, user)
+        grown = stored_bytes(ws) - before if store else 0
+    print(json.dumps({"ms_per_round": ms, "bytes": grown}))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2] == "sqlite"))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
