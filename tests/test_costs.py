@@ -6,13 +6,16 @@ import datetime as dt
 import threading
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+import cmdc_nb
 from cmdc_nb import agents, budgets, costs, pricing, sessions
 from cmdc_nb.errors import BudgetExceededError, InvalidInputError
 from cmdc_nb.events import Event, topics
-from cmdc_nb.store.models import Session, User
+from cmdc_nb.store.models import ModelPrice, Session, User
 from cmdc_nb.workspace import Workspace
 
 
@@ -167,6 +170,44 @@ def test_completed_agent_calls_record_their_cost(ws: Workspace, user: User, sess
     offline = agents.create_agent_call(session, model="mystery/model", ws=ws)
     assert agents.complete_agent_call(offline, tokens_in=5, tokens_out=5, ws=ws).cost_usd is None
     assert costs.get_daily_summary(user, ws=ws).unpriced_requests == 1
+
+
+def test_remembered_prices_and_budgets_follow_every_change(
+    ws: Workspace, user: User, session: Session, db_url: str, home_dir: Path
+) -> None:
+    """A call's price and "no budget applies" are remembered per workspace (no SELECT per call); a
+    change through any Workspace of this process is seen by the next call, and on a workspace that
+    shares events, so is another process's change announced on the bus."""
+    other = cmdc_nb.connect(db_url, home=home_dir, make_default=False)
+
+    def call(tokens: int = 1000, max_tokens: int | None = None) -> Decimal | None:
+        c = agents.create_agent_call(session, model="openai/gpt-4o-mini", max_tokens=max_tokens, ws=ws)
+        return agents.complete_agent_call(c, tokens_in=tokens, tokens_out=0, ws=ws).cost_usd
+
+    try:
+        assert call() == Decimal("0.00015")  # litellm's price, now remembered
+        pricing.set_model_price(
+            "gpt-4o-mini", input_per_million_usd="1", output_per_million_usd="1", ws=other
+        )
+        assert call() == Decimal("0.001")
+        assert pricing.get_price("openai/gpt-4o-mini", ws=ws).source == "override"
+        budgets.create_budget(name="cap", limit_usd="0.002", period="total", session=session, ws=other)
+        with pytest.raises(BudgetExceededError):
+            call(max_tokens=1000)  # up to $0.001 of output on $0.00115 spent
+        budgets.disable_budget(budgets.list_budgets(session=session, ws=ws).entries[0], ws=other)
+        assert call(max_tokens=1000) == Decimal("0.001")
+        pricing.delete_model_price("gpt-4o-mini", ws=other)
+        assert call() == Decimal("0.00015")
+        if ws.shares_events:  # another process changed the row; the event bridge brings its event
+            with ws.engine.begin() as conn:
+                conn.execute(sa.insert(ModelPrice).values(
+                    id=uuid.uuid4(), model="gpt-4o-mini", input_per_million_usd=Decimal(2),
+                    output_per_million_usd=Decimal(2), inserted_at=dt.datetime.now(dt.UTC),
+                    updated_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+            ws.bus.publish(topics.workspace(), "model_price_set", {"model": "gpt-4o-mini"})
+            assert call() == Decimal("0.002")
+    finally:
+        other.close()
 
 
 # --- budgets ----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from cmdc_nb._plumbing import access
+from cmdc_nb._plumbing import access, lookups
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, fetch
@@ -122,6 +122,16 @@ def _applicable(db: orm.Session, user_id: uuid.UUID | None, session_id: uuid.UUI
     )
 
 
+def applies_in(
+    ws: Workspace, db: orm.Session, user_id: uuid.UUID | None, session_id: uuid.UUID | None
+) -> bool:
+    """Whether any active budget applies to this user's session, remembered per workspace until a
+    budget changes (see `_plumbing.lookups`): with none defined, a call checks nothing."""
+    return lookups.lookup(
+        ws, ("budgets", user_id, session_id), lambda: bool(_applicable(db, user_id, session_id))
+    )
+
+
 def _check_warn_at(warn_at: Sequence[Any]) -> list[int | float]:
     if isinstance(warn_at, str):
         raise InvalidInputError("give a list of percentages", field="warn_at")
@@ -176,7 +186,7 @@ def create_budget(
         "warn_at": _check_warn_at(warn_at),
         "hard_limit": bool(hard_limit),
     }
-    with get_workspace(ws).transaction() as tx:
+    with lookups.changing(), get_workspace(ws).transaction() as tx:
         if session is not None:
             s = fetch(tx.db, Session, session, "session")
             budget = Budget(scope=BudgetScope.SESSION, session_id=s.id, user_id=s.user_id, **fields)
@@ -248,7 +258,7 @@ def update_budget(
         changes["warn_at"] = _check_warn_at(warn_at)
     if not isinstance(hard_limit, Unset):
         changes["hard_limit"] = bool(hard_limit)
-    with get_workspace(ws).transaction() as tx:
+    with lookups.changing(), get_workspace(ws).transaction() as tx:
         b = fetch(tx.db, Budget, budget, "budget", lock=True)
         for key, value in changes.items():
             setattr(b, key, value)
@@ -260,7 +270,7 @@ def update_budget(
 
 
 def _set_status(budget: BudgetRef, status: RuleStatus, ws: Workspace | None) -> Budget:
-    with get_workspace(ws).transaction() as tx:
+    with lookups.changing(), get_workspace(ws).transaction() as tx:
         b = fetch(tx.db, Budget, budget, "budget", lock=True)
         b.status = status
         tx.db.flush()
@@ -280,7 +290,7 @@ def disable_budget(budget: BudgetRef, *, ws: Workspace | None = None) -> Budget:
 
 @checked
 def delete_budget(budget: BudgetRef, *, ws: Workspace | None = None) -> None:
-    with get_workspace(ws).transaction() as tx:
+    with lookups.changing(), get_workspace(ws).transaction() as tx:
         b = fetch(tx.db, Budget, budget, "budget", lock=True)
         payload, topic = _payload(b), _topic(b)
         tx.db.delete(b)
@@ -384,9 +394,12 @@ def guard_call_in(
     messages: Sequence[Any],
     system_prompt: str | None,
     max_tokens: int | None,
+    ws: Workspace | None = None,
 ) -> None:
     """Refuse a call whose worst case would cross a hard budget. Counts tokens only when a hard
-    budget applies. For other services (`agents.create_agent_call`)."""
+    budget applies. For other services (`agents.create_agent_call`); `ws` remembers that none does."""
+    if ws is not None and not applies_in(ws, db, user_id, session_id):
+        return
     if not any(b.hard_limit for b in _applicable(db, user_id, session_id)):
         return
     estimate = estimate_in(
@@ -419,7 +432,7 @@ def announce_in(tx: Tx, record: CostRecord) -> None:
     """After a cost is recorded: publish `budget_warning` for each threshold newly crossed in the
     period the cost was incurred in (each budget row is locked while its warnings are remembered, so
     each fires once)."""
-    if record.cost_usd is None:
+    if record.cost_usd is None or not applies_in(tx.ws, tx.db, record.user_id, record.session_id):
         return
     at = record.incurred_at
     for candidate in _applicable(tx.db, record.user_id, record.session_id):

@@ -33,7 +33,7 @@ from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import topics
 from cmdc_nb.services import budgets
-from cmdc_nb.services.pricing import price_in
+from cmdc_nb.services.pricing import cached_price_in
 from cmdc_nb.store.enums import CostService, CostSourceType
 from cmdc_nb.store.models import CostDailySummary, CostRecord, CostRollup, User
 from cmdc_nb.store.types import Money
@@ -139,7 +139,7 @@ def insert_cost_in(
     """`record_cost` inside an open transaction (validated fields). For other services."""
     price = None
     if cost_usd is None:
-        price = price_in(tx.db, fields["model"], fields["provider"])
+        price = cached_price_in(tx.ws, tx.db, fields["model"], fields["provider"])
         if price is not None:
             cost_usd = price.cost(
                 tokens_in=fields["tokens_in"],

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb._plumbing import lookups
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
@@ -81,12 +82,22 @@ def price_in(db: Any, model: str, provider: str | None = None) -> Price | None:
     return litellm_price(model, provider)
 
 
+def cached_price_in(ws: Workspace, db: Any, model: str, provider: str | None = None) -> Price | None:
+    """`price_in`, remembered per workspace until a price changes (see `_plumbing.lookups`). For
+    other services: a stored agent call prices itself with this, without a SELECT once it is known."""
+    return lookups.lookup(ws, ("price", model, provider), lambda: price_in(db, model, provider))
+
+
 @checked
 def get_price(model: str, *, provider: str | None = None, ws: Workspace | None = None) -> Price | None:
     """The price of `model`: your override, else free for offline models, else litellm's, else None."""
     model = v.text(model, "model", max_len=200)
-    with get_workspace(ws).read() as db:
-        return price_in(db, model, provider)
+    w = get_workspace(ws)
+    hit = lookups.cached(w, ("price", model, provider))
+    if hit is not lookups.MISS:
+        return hit  # type: ignore[no-any-return]
+    with w.read() as db:
+        return cached_price_in(w, db, model, provider)
 
 
 def _price_field(value: Any, field: str, *, required: bool) -> Decimal | None:
@@ -128,7 +139,7 @@ def set_model_price(
         "provider": provider,
         "note": note,
     }
-    with get_workspace(ws).transaction() as tx:
+    with lookups.changing(), get_workspace(ws).transaction() as tx:
         row = tx.db.scalar(sa.select(ModelPrice).where(ModelPrice.model == model).with_for_update())
         if row is None:
             row = ModelPrice(model=model, **values)
@@ -152,7 +163,7 @@ def set_model_price(
 @checked
 def delete_model_price(model: str, *, ws: Workspace | None = None) -> None:
     """Forget your price for `model` (litellm's applies again)."""
-    with get_workspace(ws).transaction() as tx:
+    with lookups.changing(), get_workspace(ws).transaction() as tx:
         row = tx.db.scalar(sa.select(ModelPrice).where(ModelPrice.model == model))
         if row is None:
             raise NotFoundError("model_price", model)

@@ -117,6 +117,7 @@ def create_agent_call(
             messages=list(prompt_messages),
             system_prompt=system_prompt,
             max_tokens=max_tokens,
+            ws=tx.ws,
         )
         call = AgentCall(
             id=uuid.uuid4(),
