@@ -1,7 +1,8 @@
-"""A plain `pip install cmdc-nb` is the notebook toolkit: the gateway's web stack (`[gateway]`) and the
-workflow workers' queue (`[worker]`) are extras. Without them, in a fresh interpreter that cannot import
-them: the workspace, agents, workflows in the notebook's own loop, gateway keys, webhook signatures and
-guardrails all work, and starting a gateway or a worker says, in one line, which extra to install."""
+"""A plain `pip install cmdc-nb` is the notebook toolkit: the gateway's web stack (`[gateway]`), the
+workflow workers' queue (`[worker]`) and the Arrow drivers frames load through (`[fast-frames]`) are
+extras. Without them, in a fresh interpreter that cannot import them: the workspace, agents, workflows in
+the notebook's own loop, gateway keys, webhook signatures, guardrails and typed frames all work, and
+starting a gateway or a worker says, in one line, which extra to install."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ SCRIPT = textwrap.dedent(
 
     class Missing(importlib.abc.MetaPathFinder):  # as if the extras were never installed
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"fastapi", "a2a", "procrastinate"}:
+            if name.split(".")[0] in EXTRAS:
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return None
 
+    EXTRAS = {"fastapi", "a2a", "procrastinate", "adbc_driver_manager", "adbc_driver_sqlite", "adbc_driver_postgresql"}
     sys.meta_path.insert(0, Missing())
     import cmdc_nb
-    from cmdc_nb import accounts, workflows as wf
+    from cmdc_nb import accounts, costs, frames, workflows as wf
     from cmdc_nb.errors import ConfigurationError
     from cmdc_nb.gateway import Gateway, Guardrails, create_gateway_key, sign, verify
     from cmdc_nb.workflows import workers
@@ -47,7 +49,11 @@ SCRIPT = textwrap.dedent(
             out[name] = "started"
         except ConfigurationError as exc:
             out[name] = str(exc)
-    out["loaded"] = sorted(m for m in ("fastapi", "a2a", "procrastinate") if m in sys.modules)
+    costs.record_cost(me, source_type="agent_call", source_id=me.id, provider="p", model="m", cost_usd="0.25")
+    df = frames.costs_frame()  # read row by row: the same typed columns
+    out["frame"] = [str(df[c].dtype) for c in ("incurred_at", "model", "tokens_in", "cost_usd")]
+    out["cost"] = str(df["cost_usd"].sum())
+    out["loaded"] = sorted(m for m in EXTRAS if m in sys.modules)
     print(json.dumps(out))
     """
 )
@@ -70,6 +76,8 @@ def test_without_the_extras_the_toolkit_works_and_serving_says_what_to_install(t
     assert out["worker"] == (
         "workflow workers need the worker extra (procrastinate is not installed): pip install 'cmdc-nb[worker]'"
     )
+    assert out["frame"] == ["datetime64[us, UTC]", "category", "Int64", "decimal128(38, 12)[pyarrow]"]
+    assert out["cost"] == "0.250000000000"
     assert out["loaded"] == []
 
 

@@ -42,8 +42,10 @@ def _ts_select(col: Any, pg: bool) -> Any:
     if pg:
         return sa.cast(sa.func.floor(sa.extract("epoch", col) * 1_000_000), sa.BigInteger)
     # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): whole seconds from strftime, then the fraction.
+    # strftime is given the time without its fraction: it keeps milliseconds, so it would round
+    # 23:59:59.9999 up to the next second (and day).
     raw = sa.type_coerce(col, sa.String)
-    seconds = sa.cast(sa.func.strftime("%s", raw), sa.BigInteger)
+    seconds = sa.cast(sa.func.strftime("%s", sa.func.substr(raw, 1, 19)), sa.BigInteger)
     fraction = sa.cast(sa.func.substr(raw, 21, 6), sa.BigInteger)
     return sa.case((raw.is_(None), None), else_=seconds * 1_000_000 + fraction)
 
@@ -54,26 +56,37 @@ def _id_select(col: Any, pg: bool) -> Any:
 
 def _money_array(values: Sequence[int | None]) -> Any:
     import numpy as np
-    import pyarrow as pa
 
-    pd = _pd()
     n = len(values)
     mask = np.fromiter((x is None for x in values), dtype=bool, count=n)
     picos = np.fromiter((0 if x is None else x for x in values), dtype="<i8", count=n)
+    return _money_from_picos(picos, mask)
+
+
+def _money_from_picos(picos: Any, mask: Any) -> Any:
+    """decimal128(38, 12) from int64 picodollars (numpy) and a missing-value mask."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(picos)
     words = np.empty(2 * n, dtype="<i8")
     words[0::2] = picos
     words[1::2] = np.where(picos < 0, -1, 0)  # two's-complement high word of the 128-bit value
     validity = pa.array(~mask, pa.bool_()).buffers()[1] if mask.any() else None
     arr = pa.Array.from_buffers(pa.decimal128(38, 12), n, [validity, pa.py_buffer(words)])
-    return pd.arrays.ArrowExtensionArray(arr)
+    return _pd().arrays.ArrowExtensionArray(arr)
 
 
 def _ts_array(values: Sequence[Any]) -> Any:
     import numpy as np
 
-    pd = _pd()
     micros = np.fromiter((-(2**63) if x is None else x for x in values), dtype="int64", count=len(values))
-    return pd.DatetimeIndex(micros.view("datetime64[us]")).tz_localize("UTC").array
+    return _ts_from_micros(micros)
+
+
+def _ts_from_micros(micros: Any) -> Any:
+    """datetime64[us, UTC] from int64 microseconds since the epoch (numpy; int64's minimum is NaT)."""
+    return _pd().DatetimeIndex(micros.view("datetime64[us]")).tz_localize("UTC").array
 
 
 def _id_category(values: Sequence[Any]) -> Any:
