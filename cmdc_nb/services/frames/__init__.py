@@ -9,8 +9,9 @@ Column types are documented per function and hold on both backends:
   request was unpriced — never a silent 0.
 - a tool's arguments and an approver's edits (`approvals_frame`) → `object` (dicts, as they were stored)
 
-Rows are read with the ORM bypassed (one query, columns built with numpy), so a million cost records
-load in about a second; `daily_costs` pushes the grouping into the database instead.
+Rows are read with the ORM bypassed (one query): with the `fast-frames` extra as Arrow columns through
+ADBC's drivers, else row by row with columns built by numpy; both give the same dtypes and values.
+`daily_costs` pushes the grouping into the database instead.
 
 pandas and pyarrow are imported when a frame is first asked for, not with `cmdc_nb`.
 
