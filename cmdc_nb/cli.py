@@ -191,11 +191,11 @@ def _serve(args: argparse.Namespace) -> int:
             settings["models"] = tuple(args.model)
         config = GatewayConfig.build(**settings)
     gateway = Gateway(config, ws=ws, host=args.host, port=args.port)
-    if "litellm" not in sys.modules:
+    from cmdc_nb.providers._litellm import loaded, warm
+
+    if not loaded():
         # Loaded now, not on the first request: that request would wait for it in silence (30-80 s busy).
         print("loading the model client (once, before serving)…", flush=True)
-        from cmdc_nb.providers._litellm import warm
-
         warm()
     print(f"cmdc-nb gateway on http://{args.host}:{args.port} (models: {', '.join(config.models)}); "
           "make a key with `cmdc-nb key create --user EMAIL`", flush=True)  # fmt: skip

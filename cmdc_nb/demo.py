@@ -19,6 +19,8 @@ import sqlalchemy as sa
 import cmdc_nb
 from cmdc_nb.errors import NotFoundError
 from cmdc_nb.events import Event
+from cmdc_nb.providers._litellm import loaded as model_client_loaded
+from cmdc_nb.providers._offline import via_litellm
 from cmdc_nb.services import accounts, agents, approvals, sessions
 from cmdc_nb.store.models import ActivityLog
 
@@ -26,7 +28,7 @@ __all__ = ["run_demo", "run_tour", "tour_notebook"]
 
 
 def _agent_demo(user: Any, ws: Any) -> str:
-    """A scripted agent (offline, through litellm) whose tool needs approval, granted by a rule."""
+    """A scripted agent (offline) whose tool needs approval, granted by a rule."""
     from cmdc_nb.kernel import Agent, tool
     from cmdc_nb.providers import Script, Turn, call
 
@@ -95,7 +97,7 @@ def run_demo(home: str | Path | None = None, *, url: str | None = None) -> str:
     agents.complete_agent_call(call, response_content="Nothing yet.", tokens_in=12, tokens_out=3, ws=ws)
     sessions.create_message(session, role="assistant", content="Nothing yet.", agent_call=call, ws=ws)
     fork = sessions.fork_session(session, ask, name="Ask differently", ws=ws)
-    if "litellm" not in sys.modules:  # its import is most of the first agent's wait (30-80 s when busy)
+    if not model_client_loaded("scripted/demo-agent"):  # only through litellm (30-80 s when busy)
         _say(MODEL_CLIENT_NOTICE)
     kernel_line = _agent_demo(user, ws)
     with ws.read() as db:
@@ -159,7 +161,9 @@ def _announce(cell: Any, cell_index: int, cells: list[Any], said: set[str]) -> N
                 said.add(heading)
                 _say(f"  {heading}")
             break
-    if "Agent(" in cell.source and MODEL_CLIENT_NOTICE not in said:
+    # The tour runs offline (CMDC_NB_OFFLINE=1): its models load no model client unless they go
+    # through litellm (CMDC_NB_OFFLINE_VIA_LITELLM), which the notebook's kernel inherits.
+    if "Agent(" in cell.source and MODEL_CLIENT_NOTICE not in said and via_litellm():
         said.add(MODEL_CLIENT_NOTICE)
         _say(f"  {MODEL_CLIENT_NOTICE}")
 

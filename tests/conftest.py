@@ -30,6 +30,10 @@ from cmdc_nb.workspace import Workspace
 # tests/support/ and import one another by their plain names, as they do when run as scripts.
 sys.path.insert(0, str(Path(__file__).with_name("support")))
 
+# The tests' agents are offline: importing the kernel must not start loading litellm in the background
+# in every worker (and every child process, which inherits this). The tests of the preload set it back.
+os.environ.setdefault("CMDC_NB_PRELOAD", "0")
+
 PG_URL = os.environ.get("CMDC_TEST_PG_URL")
 SKIP_PG = os.environ.get("CMDC_TEST_SKIP_PG") == "1"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -676,8 +676,8 @@ async def test_the_status_line_says_the_model_client_is_loading_on_the_first_cal
     agent = Agent(model=Script(["hi"]).model)
     chat = ChatWidget(agent)
     loaded = False
-    monkeypatch.setattr(chat_module, "model_client_loaded", lambda: loaded)
-    monkeypatch.setattr("cmdc_nb.widgets._chat_events.model_client_loaded", lambda: loaded)
+    monkeypatch.setattr(chat_module, "model_client_loaded", lambda *call: loaded)
+    monkeypatch.setattr("cmdc_nb.widgets._chat_events.model_client_loaded", lambda *call: loaded)
     chat._on_request(ev.RequestStart("scripted/x", 1, 1))  # a process's first call: litellm not loaded
     assert "loading the model client (first call only)" in chat.status_html.value
     chat._tick()  # while it loads, the line stays (and counts the seconds)

@@ -73,6 +73,7 @@ from cmdc_nb.kernel.plugins import (
     hook_action_matrix,
 )
 from cmdc_nb.kernel.tools import Tool, ToolContext, ToolError, ToolResult, tool
+from cmdc_nb.providers import _litellm
 
 __all__ = [
     "ABORT_REASONS",
@@ -132,3 +133,7 @@ __all__ = [
     "tool",
     "user_respond",
 ]
+
+# An agent is coming: litellm (seconds to import and warm) starts loading in a daemon thread now, so
+# the notebook's think time hides it; skipped where CMDC_NB_OFFLINE is set (providers._litellm).
+_litellm.preload()

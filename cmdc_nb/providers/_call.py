@@ -5,6 +5,9 @@ once per attempt here: backoff doubles from `RetryPolicy.backoff_s`, a provider'
 it says, and each retry is reported through `on_retry` so the kernel can publish it. When a model's
 attempts are spent on a retryable error, or it fails in a way another model might not (unavailable,
 not found, context overflow), the next fallback model takes over.
+
+The offline models (a script, a cassette's replay) are served in-process by `_offline` unless
+`CMDC_NB_OFFLINE_VIA_LITELLM` is set: same chunks through the same `_consume`, no litellm import.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from decimal import Decimal
 from typing import Any
 
 from cmdc_nb.errors import ProviderError
+from cmdc_nb.providers import _offline, scripted
+from cmdc_nb.providers import cassette as _cassette
 from cmdc_nb.providers._litellm import alitellm, classify
 from cmdc_nb.providers._types import (
     Completion,
@@ -88,6 +93,10 @@ async def stream_completion(
     raise last
 
 
+async def _not_logged(*args: Any, **kwargs: Any) -> None:
+    """Stands in for litellm's end-of-stream success dispatch when nobody listens (see `_attempt`)."""
+
+
 def _litellm_callbacks(lm: Any) -> bool:
     names = (
         "callbacks",
@@ -111,15 +120,17 @@ async def _attempt(
     cassette: Cassette | None,
     pricer: Pricer | None,
 ) -> Completion:
-    lm = await alitellm()
-    # litellm hands every streamed chunk to a logging thread (≈1 ms a chunk) for its callbacks; with
-    # none registered that is work for nobody. Registering a litellm callback turns it back on.
-    lm.disable_streaming_logging = not _litellm_callbacks(lm)
     route, entry = model, None
     replaying = cassette is not None and cassette.replays(model)
     if cassette is not None and replaying:
         n, entry = cassette.take(request.messages, request.tools)
         route = f"replay/{cassette.key}#{n}"
+    direct = _offline.served_directly(route)
+    lm = None if direct else await alitellm()
+    if lm is not None:
+        # litellm hands every streamed chunk to a logging thread (≈1 ms a chunk) for its callbacks;
+        # with none registered that is work for nobody. Registering a litellm callback turns it back on.
+        lm.disable_streaming_logging = not _litellm_callbacks(lm)
     kwargs: dict[str, Any] = {
         **request.extra,
         "model": route,
@@ -147,7 +158,15 @@ async def _attempt(
 
     try:
         async with _deadline(request.timeout_s):
-            done = await _consume(await lm.acompletion(**kwargs), model, sink, started)
+            if lm is None:
+                source = _offline.stream(
+                    _cassette.serve(entry, model)
+                    if entry is not None
+                    else scripted.serve(route, _offline.provider_messages(request.messages))
+                )
+            else:
+                source = _unlogged(await lm.acompletion(**kwargs), lm)
+            done = await _consume(source, model, sink, started)
     except Exception as exc:
         err = classify(exc, model)
         if cassette is not None and not replaying:
@@ -165,6 +184,16 @@ async def _attempt(
     if cassette is not None and not replaying:
         cassette.record(CassetteEntry.of(model, fingerprint(request.messages, request.tools), done, chunks))
     return done
+
+
+def _unlogged(stream: Any, lm: Any) -> Any:
+    """`stream` without litellm's end-of-stream success dispatch when no litellm callback is registered:
+    it builds a logging payload and computes a cost (≈11 % of an offline round through litellm) that
+    only callbacks read — cmdc_nb prices the call itself. A registered callback keeps it."""
+    logging_obj = getattr(stream, "logging_obj", None)
+    if logging_obj is not None and not _litellm_callbacks(lm):
+        logging_obj.dispatch_success_handlers = _not_logged
+    return stream
 
 
 @contextlib.asynccontextmanager

@@ -1,7 +1,8 @@
 """Embeddings through litellm, in batches, with the same single retry layer as chat calls.
 
-Every provider litellm knows (OpenAI, Cohere, Google, Voyage, Ollama, …) and the offline
-`scripted/embed-<dims>` model go through `litellm.embedding`, so usage and prices are handled alike.
+Every provider litellm knows (OpenAI, Cohere, Google, Voyage, Ollama, …) goes through
+`litellm.embedding`; the offline `scripted/embed-<dims>` model is served in-process with the same
+vectors, token counts and errors (through litellm too with `CMDC_NB_OFFLINE_VIA_LITELLM=1`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cmdc_nb.errors import InvalidInputError, ProviderError
+from cmdc_nb.providers import _offline, scripted
 from cmdc_nb.providers._litellm import classify, litellm
 from cmdc_nb.providers._types import RetryPolicy
 
@@ -48,9 +50,13 @@ def embed_texts(
         kwargs["dimensions"] = dimensions
     if timeout_s is not None:
         kwargs["timeout"] = timeout_s
-    lm = litellm()
+    direct = _offline.served_directly(model)
+    lm = None if direct else litellm()
     for attempt in range(1, retry.retries + 2):
         try:
+            if lm is None:
+                vectors, tokens = scripted.embed(model, list(texts))
+                return EmbeddingResult(vectors, tokens, model)
             response = lm.embedding(**kwargs)
         except Exception as exc:
             err = classify(exc, model)

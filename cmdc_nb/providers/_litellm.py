@@ -1,31 +1,41 @@
-"""litellm, imported once and lazily, with cmdc_nb's offline providers registered on it.
+"""litellm, imported once, with cmdc_nb's offline providers registered on it.
 
-`import litellm` takes seconds, so nothing imports it until the first model call. Before importing it we
-tell it to use the cost map it ships (it would otherwise try to download one), silence its banner, and
-register the `scripted` and `replay` providers, so offline models go through exactly the same
-`litellm.acompletion` path as real ones.
+`import litellm` and its first call take seconds (≈2,700 modules), so no module imports it at import
+time. Before importing it we tell it to use the cost map it ships (it would otherwise try to download
+one), silence its banner, and register the `scripted` and `replay` providers (the route offline models
+take with `CMDC_NB_OFFLINE_VIA_LITELLM=1`; by default they are served without litellm, see `_offline`).
+
+Importing `cmdc_nb.kernel` calls `preload()`: litellm is imported and warmed up in a daemon thread, so
+the notebook's think time hides it and the first real call waits only for what is left. A process that
+sets `CMDC_NB_OFFLINE=1` (CI, nbval, the tour) or `CMDC_NB_PRELOAD=0` (the test suite) skips that;
+`CMDC_NB_PRELOAD=1` preloads even offline. The first call waits for
+the preload rather than importing alongside it (two threads importing litellm's circular modules could
+trip the import system's deadlock detection), and a fork waits for it too (a child would inherit the
+import locks it holds).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
-import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cmdc_nb.errors import (
-    ContextOverflowError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitedError,
-)
+from cmdc_nb.errors import ProviderError
+from cmdc_nb.providers import _offline
 
-__all__ = ["alitellm", "classify", "litellm", "loaded"]
+if TYPE_CHECKING:
+    from cmdc_nb.providers.cassette import Cassette
 
-_lock = threading.Lock()
+__all__ = ["alitellm", "classify", "litellm", "loaded", "needs_client", "preload", "warm"]
+
+_lock = threading.Lock()  # the import
+_warm_lock = threading.Lock()  # the import and the warm-up call, whoever makes them
+_ready = threading.Event()  # both done (or the warm-up failed: the first call does what is left)
 _module: Any = None
-_warmed = False
+_preloader: threading.Thread | None = None
+_log = logging.getLogger("cmdc_nb.providers")
 
 
 def litellm() -> Any:
@@ -53,20 +63,70 @@ def litellm() -> Any:
     return _module
 
 
-def loaded() -> bool:
-    """Whether litellm is loaded in this process: until it is, the first model call loads it first
-    (seconds; 30-80 s on a busy machine), which a waiting person should be told."""
-    return _module is not None
+def needs_client(model: str, cassette: Cassette | None = None) -> bool:
+    """Whether a call to `model` (with `cassette`) goes through litellm: real providers do; a script
+    or a replay does only with `CMDC_NB_OFFLINE_VIA_LITELLM` set."""
+    replays = cassette is not None and cassette.replays(model)
+    return not _offline.served_directly("replay/" if replays else model)
+
+
+def loaded(model: str | None = None, cassette: Cassette | None = None) -> bool:
+    """Whether a call can start without loading the model client first: litellm is loaded and warmed
+    in this process, or the call (to `model`, with `cassette`) does not use it. Until then the first
+    call loads it (seconds; 30-80 s on a busy machine), which a waiting person should be told — and
+    an offline model, which never loads it, never says so."""
+    if model is not None and not needs_client(model, cassette):
+        return True
+    return _ready.is_set()
 
 
 async def alitellm() -> Any:
-    """`litellm()` for coroutines: the first import (seconds) runs in a worker thread, so a notebook's
-    event loop — its widgets, other agents, its cells — never stalls behind it."""
-    if _module is not None:
+    """`litellm()` for coroutines, loaded and warmed: the first import (seconds) runs in a worker
+    thread, so a notebook's event loop — its widgets, other agents, its cells — never stalls behind it;
+    a preload under way is waited for, not raced."""
+    if _ready.is_set():
         return _module
     import asyncio
 
     return await asyncio.to_thread(_load_warm)
+
+
+def preload() -> None:
+    """Start loading and warming litellm in a daemon thread, once, unless this process only uses
+    offline models: `$CMDC_NB_PRELOAD` false (the test suite sets it), or unset and `$CMDC_NB_OFFLINE`
+    true. The first real call of such a process loads it, as without a preload."""
+    global _preloader
+    if not _preload_wanted():
+        return
+    with _lock:
+        if _preloader is not None or _ready.is_set():
+            return
+        _preloader = threading.Thread(target=_preload, name="cmdc_nb-model-client", daemon=True)
+    if hasattr(os, "register_at_fork"):  # POSIX
+        os.register_at_fork(before=_before_fork)
+    _preloader.start()
+
+
+def _preload_wanted() -> bool:
+    truthy = {"1", "true", "yes", "on"}
+    said = os.environ.get("CMDC_NB_PRELOAD", "").strip().lower()
+    if said:
+        return said in truthy
+    return os.environ.get("CMDC_NB_OFFLINE", "").strip().lower() not in truthy
+
+
+def _preload() -> None:
+    try:
+        _load_warm()
+    except BaseException as exc:  # the first call imports it again, and says why if it fails
+        _log.debug("preloading litellm failed: %r", exc)
+
+
+def _before_fork() -> None:
+    """A fork while the preload imports would hand the child module locks no thread of it releases."""
+    thread = _preloader
+    if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        thread.join(timeout=120)
 
 
 def warm() -> None:
@@ -80,14 +140,17 @@ def _load_warm() -> Any:
     thread: litellm imports hundreds of modules lazily on its first call (its HTTP client, the MCP
     handler, stream wrappers), which would otherwise happen on the caller's loop and stall every agent and
     widget of the kernel. A failure here only means the first real call does it instead."""
-    lm = litellm()
-    global _warmed
-    with _lock:
-        if _warmed:
-            return lm
-        _warmed = True
+    with _warm_lock:
+        if _ready.is_set():
+            return _module
+        lm = litellm()
+        _warm(lm)
+        _ready.set()
+    return lm
+
+
+def _warm(lm: Any) -> None:
     import asyncio
-    import logging
 
     async def mock() -> None:
         response = await lm.acompletion(
@@ -108,8 +171,7 @@ def _load_warm() -> Any:
 
         catalog.litellm_providers()  # reads litellm's cost map once, here rather than at the first price
     except Exception as exc:  # pragma: no cover - depends on litellm internals
-        logging.getLogger("cmdc_nb.providers").debug("litellm warm-up skipped: %s", exc)
-    return lm
+        _log.debug("litellm warm-up skipped: %s", exc)
 
 
 _BY_STATUS = {
@@ -175,18 +237,10 @@ def classify(exc: BaseException, model: str) -> ProviderError:
         kind = "timeout"
     if kind is None and isinstance(exc, ConnectionError | OSError):
         kind = "connection"
-    kind = kind or "unknown"
     # Only the first line of the provider's text: it never echoes our request (and so no key).
-    message = (str(getattr(exc, "message", None) or exc) or type(exc).__name__).splitlines()[0][:500]
-    message = re.sub(r"^(litellm\.\w+:\s*)+", "", message)
-    cls: type[ProviderError] = {
-        "rate_limit": RateLimitedError,
-        "timeout": ProviderTimeoutError,
-        "context_overflow": ContextOverflowError,
-    }.get(kind, ProviderError)
-    return cls(
-        message,
-        kind=kind,
+    return _offline.typed_error(
+        str(getattr(exc, "message", None) or exc) or type(exc).__name__,
+        kind=kind or "unknown",
         model=model,
         status_code=status if isinstance(status, int) else None,
         retry_after=_retry_after(exc),

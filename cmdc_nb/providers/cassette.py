@@ -1,9 +1,10 @@
 """Record and replay: every model call of a run written to a cassette file, played back offline.
 
 With a real key, `Cassette("chat.json", mode="auto")` records each call (request fingerprint, streamed
-text, thinking, tool calls, errors, usage and exact cost); without one it replays them through litellm
-as the `replay` provider, so the kernel sees the same stream, the same retries, the same usage and the
-same cost as the recorded run, with no network.
+text, thinking, tool calls, errors, usage and exact cost); without one it replays them — in-process
+(`serve`), or through litellm as the `replay` provider with `CMDC_NB_OFFLINE_VIA_LITELLM=1` — so the
+kernel sees the same stream, the same retries, the same usage and the same cost as the recorded run,
+with no network.
 
 >>> from cmdc_nb.providers.cassette import Cassette
 >>> tape = Cassette("notebooks/data/review.json")   # doctest: +SKIP
@@ -27,9 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cmdc_nb.errors import InvalidInputError, ProviderError
+from cmdc_nb.providers import _offline
 from cmdc_nb.providers._types import Completion, TokenUsage
 
-__all__ = ["FORMAT", "Cassette", "CassetteEntry", "fingerprint", "handler"]
+__all__ = ["FORMAT", "Cassette", "CassetteEntry", "fingerprint", "handler", "serve"]
 
 FORMAT = "cmdc_nb.cassette/1"
 Mode = Literal["auto", "record", "replay"]
@@ -195,6 +197,14 @@ class Cassette:
 
 
 def _has_key(model: str) -> bool:
+    """litellm's `validate_environment(model)["keys_in_environment"]`: for the usual providers read
+    from their key variables (set, even empty, counts, as for litellm), so deciding to replay does not
+    load litellm; any other provider is asked of litellm."""
+    from cmdc_nb.providers.choice import KEY_VARIABLES
+
+    variables = KEY_VARIABLES.get(model.split("/", 1)[0]) if "/" in model else None
+    if variables is not None:
+        return any(v in os.environ for v in variables)
     from cmdc_nb.providers._litellm import litellm
 
     try:
@@ -251,6 +261,17 @@ def replay_chunks(entry: CassetteEntry) -> list[dict[str, Any]]:
         usage["cache_creation_input_tokens"] = u.cache_write
     out.append({**base, "is_finished": True, "finish_reason": entry.finish_reason, "usage": usage})
     return out
+
+
+async def serve(entry: CassetteEntry, model: str) -> AsyncIterator[dict[str, Any]]:
+    """A recorded entry streamed in-process, as the `replay` provider streams it through litellm (a
+    recorded failure is raised as the ProviderError litellm's exception would have become)."""
+    if entry.error:
+        raise _offline.error(
+            entry.error["kind"], model, entry.error.get("retry_after"), entry.error.get("message")
+        )
+    for piece in replay_chunks(entry):
+        yield piece
 
 
 def handler() -> Any:

@@ -1,5 +1,7 @@
-"""Scripted models: a play of turns (text, tool calls, thinking, errors, delays, usage) served through
-litellm as the `scripted/<name>` provider, for tests, teaching and offline demos.
+"""Scripted models: a play of turns (text, tool calls, thinking, errors, delays, usage) served as the
+`scripted/<name>` model, for tests, teaching and offline demos — in-process by default (`serve`), or
+through litellm as a custom provider (`handler`) with `CMDC_NB_OFFLINE_VIA_LITELLM=1`; both give the
+same stream, usage and errors.
 
 >>> from cmdc_nb.providers.scripted import Script, Turn, call
 >>> script = Script([
@@ -28,8 +30,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.providers import _offline
 
-__all__ = ["ERROR_KINDS", "Script", "ScriptedCall", "Turn", "call", "get_script", "handler", "register"]
+__all__ = [
+    "ERROR_KINDS",
+    "Script",
+    "ScriptedCall",
+    "Turn",
+    "call",
+    "embed",
+    "get_script",
+    "handler",
+    "register",
+    "serve",
+]
 
 ERROR_KINDS = (
     "rate_limit",
@@ -276,18 +290,37 @@ def raise_error(kind: str, model: str, retry_after: float | None, message: str |
     raise cls(**kw, response=response)
 
 
+def _raise_typed(kind: str, model: str, retry_after: float | None) -> None:
+    raise _offline.error(kind, model, retry_after)
+
+
 async def stream_turn(
-    turn: Turn, model: str, messages: list[dict[str, Any]]
+    turn: Turn,
+    model: str,
+    messages: list[dict[str, Any]],
+    fail: Callable[[str, str, float | None], None] = raise_error,
 ) -> AsyncIterator[dict[str, Any]]:
+    """The turn's chunks, paced by its delays; its error (`fail` raises it) at its place in the stream."""
     if turn.delay:
         await asyncio.sleep(turn.delay)
     for n, piece in enumerate(chunks_of(turn, messages)):
         if turn.error is not None and n == (turn.error_after or 0):
-            raise_error(turn.error, model, turn.retry_after)
+            fail(turn.error, model, turn.retry_after)
         if n and turn.chunk_delay:
             # The loop's timers have millisecond resolution: a shorter sleep would wait ≈1 ms anyway.
             # Below 1 ms a chunk yields to the loop, unslept.
             await asyncio.sleep(turn.chunk_delay if turn.chunk_delay >= 0.001 else 0)
+        yield piece
+
+
+async def serve(model: str, messages: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """The next turn of `model`'s script as litellm's handler streams it, served in-process: a failure
+    is the ProviderError litellm's exception would have become."""
+    try:
+        turn = get_script(model).next_turn(messages)
+    except LookupError as exc:
+        raise _offline.missing_script(model, exc) from None
+    async for piece in stream_turn(turn, model, messages, _raise_typed):
         yield piece
 
 
@@ -380,21 +413,32 @@ def handler() -> Any:
 embedding_failures: dict[str, list[str]] = {}
 
 
-def _embedding_response(model: str, texts: list[Any], response: Any) -> Any:
+def _embedded(
+    model: str, texts: Sequence[Any], fail: Callable[[str, str, float | None], None]
+) -> tuple[list[list[float]], int]:
+    """The vectors and the token count of an offline embedding call (its scripted failure first)."""
     from cmdc_nb.providers.hashing import hash_vectors
 
     name = model.removeprefix("scripted/")
     pending = embedding_failures.get(name) or embedding_failures.get(model)
     if pending:
-        raise_error(pending.pop(0), model, 0.0)
+        fail(pending.pop(0), model, 0.0)
     m = re.search(r"(\d+)$", name)
     dims = int(m.group(1)) if m else 256
     strings = [t if isinstance(t, str) else str(t) for t in texts]
     vectors = hash_vectors(strings, dims)
     tokens = sum(max(1, math.ceil(len(t) / 4)) for t in strings)
-    response.data = [
-        {"object": "embedding", "index": i, "embedding": vectors[i].tolist()} for i in range(len(strings))
-    ]
+    return [vectors[i].tolist() for i in range(len(strings))], tokens
+
+
+def embed(model: str, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+    """An offline embedding call served in-process: the vectors and the tokens litellm would report."""
+    return _embedded(model, texts, _raise_typed)
+
+
+def _embedding_response(model: str, texts: list[Any], response: Any) -> Any:
+    vectors, tokens = _embedded(model, texts, raise_error)
+    response.data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
     response.model = model
     import litellm
 

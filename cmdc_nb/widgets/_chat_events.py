@@ -253,8 +253,8 @@ class ChatEvents:
         self._phase("starting")
 
     def _on_request(self, e: ev.RequestStart) -> None:
-        if model_client_loaded():
-            self._phase(f"waiting for {e.model}")
+        if model_client_loaded(e.model, getattr(self.agent.options, "cassette", None)):
+            self._phase(f"waiting for {e.model}")  # loaded, or an offline model, which never loads it
         else:  # the first call of the process loads litellm first: the long wait, said for what it is
             self._loading_for = e.model
             self._phase(MODEL_CLIENT_LOADING)

@@ -1,0 +1,405 @@
+"""The offline models served without litellm: the same conversation through litellm
+(`CMDC_NB_OFFLINE_VIA_LITELLM=1`) and in-process emits the same events and stores the same rows; a
+scripted round, an offline embedding and a replay never import litellm; litellm is preloaded in a
+daemon thread when the kernel is imported (not where CMDC_NB_OFFLINE is set), without tripping the
+import locks; the model client's status is truthful; litellm's success logging still reaches a
+registered callback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import cmdc_nb
+from cmdc_nb import agents, pricing, sessions
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import (
+    Cassette,
+    ProviderRequest,
+    RetryPolicy,
+    Script,
+    Turn,
+    _litellm,
+    _offline,
+    call,
+    stream_completion,
+)
+from cmdc_nb.providers.scripted import ScriptedCall
+from cmdc_nb.store.models import CostRecord
+from cmdc_nb.workspace import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
+_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
+# what differs between two identical runs: ids, clocks, durations
+_VOLATILE = re.compile(r"(^id$|_id$|_at$|^ts$|_s$|_ms$|duration|latency|elapsed|^day$|^slug$|^name$)")
+
+
+@tool
+def lookup(key: str) -> str:
+    """Look a key up."""
+    return {"pi": "3.14159"}.get(key, "unknown")
+
+
+def _canon(value: Any, ids: dict[str, str]) -> Any:
+    """`value` with its ids numbered in order of appearance and its clocks dropped: two runs that did
+    the same thing compare equal, and a different structure (which id goes where) does not."""
+    if isinstance(value, dict):
+        return {k: _canon(v, ids) for k, v in value.items() if not _VOLATILE.search(str(k))}
+    if isinstance(value, list | tuple):
+        return [_canon(v, ids) for v in value]
+    if (isinstance(value, str | bytes) and _UUID.fullmatch(str(value))) or type(value).__name__ == "UUID":
+        return ids.setdefault(str(value).replace("-", ""), f"<id {len(ids)}>")
+    if hasattr(value, "isoformat"):
+        return "<time>"
+    if hasattr(value, "value") and type(value).__module__.startswith("cmdc_nb"):
+        return value.value  # an enum
+    return value
+
+
+def _rows(objs: Any, ids: dict[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for obj in objs:
+        mapper = sa.inspect(obj).mapper
+        out.append(_canon({c.key: getattr(obj, c.key) for c in mapper.column_attrs}, ids))
+    return out
+
+
+def _stored(ws: Workspace, session: Any) -> dict[str, Any]:
+    ids: dict[str, str] = {}
+    calls = sorted(agents.list_agent_calls(session, ws=ws, limit=100).entries, key=lambda c: c.started_at)
+    uses = [u for c in calls for u in agents.list_tool_uses(c, ws=ws).entries]
+    messages = sessions.list_messages(session, ws=ws, limit=100).entries
+    with ws.read() as db:
+        costs = db.scalars(
+            sa.select(CostRecord).where(CostRecord.session_id == session.id).order_by(CostRecord.incurred_at)
+        ).all()
+        seen = {
+            "calls": _rows(calls, ids),
+            "tool_uses": _rows(uses, ids),
+            "messages": _rows(messages, ids),
+            "costs": _rows(costs, ids),
+        }
+    return seen
+
+
+def _conversation(name: str) -> Script:
+    return Script(
+        [
+            Turn("partial words", error="server_error", error_after=1),
+            Turn("Let me look.", thinking="pi is a key", tool_calls=[call("lookup", key="pi")]),
+            Turn(tool_calls=[ScriptedCall("lookup", raw_arguments='{"key": ')], usage=(40, 3)),
+            Turn("  Pi is  3.14159.\n", finish_reason="end_turn"),
+        ],
+        name=name,
+    )
+
+
+async def _run(ws: Workspace, user: Any, *, via_litellm: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    if via_litellm:
+        monkeypatch.setenv(_offline.VIA_LITELLM, "1")
+    else:
+        monkeypatch.delenv(_offline.VIA_LITELLM, raising=False)
+    script = _conversation("both-ways")  # a new script of the same name: the same model string
+    session = sessions.create_session(user, name="both ways", ws=ws)
+    agent = Agent(
+        model=script.model,
+        tools=[lookup],
+        session=session,
+        ws=ws,
+        retry=RetryPolicy(retries=2, backoff_s=0.001),
+    )
+    events: list[dict[str, Any]] = []
+    agent.events.subscribe(lambda env: events.append({"type": env.type, **env.event.to_dict()}))
+    first = await agent.prompt("What is pi?")
+    second = await agent.prompt("And e?")  # past the script's end: its 'no more turns' sentence
+    ids: dict[str, str] = {}
+    return {
+        "replies": [first, second],
+        "events": _canon(events, ids),
+        "messages": _canon([dict(m) for m in agent.messages], ids),
+        "requests": script.requests,
+        "usage": agent.usage,
+        "cost": agent.cost_usd,
+        "stored": _stored(ws, session),
+    }
+
+
+async def test_a_scripted_conversation_is_the_same_through_litellm_and_in_process(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pricing.set_model_price(
+        "scripted/both-ways", input_per_million_usd="2.5", output_per_million_usd="10", ws=ws
+    )
+    users = [cmdc_nb.accounts.create_user(f"{who}@example.com", ws=ws) for who in ("lit", "direct")]
+    through = await _run(ws, users[0], via_litellm=True, monkeypatch=monkeypatch)
+    direct = await _run(ws, users[1], via_litellm=False, monkeypatch=monkeypatch)
+    assert direct["replies"][0].endswith("  Pi is  3.14159.\n")
+    assert "retry" in [e["type"] for e in direct["events"]]  # the mid-stream failure was retried
+    assert direct["cost"] > Decimal(0) and direct["usage"].input > 0
+    for key in ("replies", "events", "messages", "requests", "usage", "cost"):
+        assert direct[key] == through[key], key
+    for table, rows in through["stored"].items():
+        assert rows, table  # something of each kind was stored, and compared
+        assert direct["stored"][table] == rows, table
+
+
+async def test_a_replayed_cassette_is_the_same_through_litellm_and_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tape = tmp_path / "tape.json"
+    script = _conversation("taped")
+    recorded = Agent(model=script.model, tools=[lookup], cassette=Cassette(tape, mode="record"))
+    await recorded.prompt("What is pi?")
+    seen = []
+    for via in ("1", ""):
+        monkeypatch.setenv(_offline.VIA_LITELLM, via)
+        agent = Agent(
+            model="openai/gpt-4o-mini",
+            tools=[lookup],
+            cassette=Cassette(tape, mode="replay", strict=False),
+            retry=RetryPolicy(retries=2, backoff_s=0.001),
+        )
+        events: list[dict[str, Any]] = []
+        agent.events.subscribe(lambda env, out=events: out.append({"type": env.type, **env.event.to_dict()}))
+        reply = await agent.prompt("What is pi?")
+        seen.append((reply, _canon(events, {}), agent.usage, agent.cost_usd, list(agent.messages)))
+    assert seen[0] == seen[1]
+    assert seen[1][0].endswith("  Pi is  3.14159.\n") and seen[1][2] == recorded.usage
+
+
+async def test_offline_errors_and_embeddings_are_the_same_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmdc_nb.errors import ProviderError
+    from cmdc_nb.providers import embed_texts, scripted
+
+    async def failures() -> list[tuple[str, str, str, int | None, float | None]]:
+        turns = [
+            Turn("a b c", error=k, error_after=n, retry_after=2.5)
+            for k in scripted.ERROR_KINDS
+            for n in (0, 1)
+        ]
+        script = Script(turns, name="failing")
+        out = []
+        for _ in turns:
+            with pytest.raises(ProviderError) as err:
+                await stream_completion(
+                    ProviderRequest(script.model, [{"role": "user", "content": "x"}]),
+                    on_part=lambda p: None,
+                    retry=RetryPolicy(retries=0),
+                )
+            e = err.value
+            out.append((type(e).__name__, e.kind, str(e), e.status_code, e.retry_after))
+        with pytest.raises(ProviderError) as missing:
+            await stream_completion(ProviderRequest("scripted/nobody-wrote-this", []), on_part=lambda p: None)
+        out.append((type(missing.value).__name__, missing.value.kind, str(missing.value), 404, None))
+        return out
+
+    def embedded() -> Any:
+        scripted.embedding_failures["embed-8"] = ["rate_limit"]
+        with pytest.raises(ProviderError) as err:
+            embed_texts("scripted/embed-8", ["a"], retry=RetryPolicy(retries=0))
+        done = embed_texts("scripted/embed-8", ["hello", "wide world"])
+        return str(err.value), err.value.retry_after, done
+
+    monkeypatch.setenv(_offline.VIA_LITELLM, "1")
+    through = (await failures(), embedded())
+    monkeypatch.delenv(_offline.VIA_LITELLM)
+    direct = (await failures(), embedded())
+    assert direct == through
+    assert len(direct[0]) == 2 * len(scripted.ERROR_KINDS) + 1 and direct[1][2].tokens == 5
+
+
+def _python(code: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
+def _env(**changes: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMDC_NB_") and not k.endswith("_API_KEY")}
+    env["CMDC_NB_HOME"] = os.environ["CMDC_NB_HOME"]
+    env.update({k: v for k, v in changes.items() if v is not None})
+    return env
+
+
+def test_a_scripted_round_a_replay_and_an_embedding_never_import_litellm(tmp_path: Path) -> None:
+    code = f"""
+        import sys
+        from cmdc_nb.kernel import Agent, tool
+        from cmdc_nb.providers import Cassette, Script, Turn, call, embed_texts
+        from cmdc_nb.providers._litellm import loaded
+
+        @tool
+        def add(a: int, b: int) -> int:
+            "Add."
+            return a + b
+
+        script = Script([Turn(tool_calls=[call("add", a=2, b=3)]), "5"], name="no-litellm")
+        assert Agent(model=script.model, tools=[add]).run("2 + 3?") == "5"
+        tape = Cassette({str(tmp_path / "t.json")!r}, mode="record")
+        Agent(model=Script(["taped"]).model, cassette=tape).run("q")
+        replay = Agent(model="openai/gpt-4o-mini", cassette=Cassette(tape.path))  # no key: replays
+        assert replay.run("q") == "taped"
+        assert len(embed_texts("scripted/embed-8", ["a text"]).vectors[0]) == 8
+        print(loaded(script.model), loaded("openai/gpt-4o-mini"), "litellm" in sys.modules)
+    """
+    done = _python(code, _env(CMDC_NB_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    # offline models never say they load the client; a real provider would have to
+    assert done.stdout.split() == ["True", "False", "False"]
+
+
+def test_importing_the_kernel_preloads_litellm_in_a_daemon_thread_only_where_it_may_be_needed() -> None:
+    code = """
+        import sys, threading
+        import cmdc_nb.kernel
+        from cmdc_nb.providers import _litellm
+        thread = _litellm._preloader
+        print(thread is not None and thread.daemon and thread.name, "litellm" in sys.modules)
+    """
+    offline = _python(code, _env(CMDC_NB_OFFLINE="1"))
+    assert offline.returncode == 0, offline.stderr[-3000:]
+    assert offline.stdout.split() == ["False", "False"]
+    forced = _python(
+        code.replace('"litellm" in sys.modules', "_litellm._ready.wait(600)"),
+        _env(CMDC_NB_OFFLINE="1", CMDC_NB_PRELOAD="1"),
+    )
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert forced.stdout.split() == ["cmdc_nb-model-client", "True"]
+
+
+def test_the_preload_and_the_main_thread_import_litellm_at_once_without_a_deadlock() -> None:
+    """The main thread imports what the preload imports (litellm, its providers, its HTTP stack) while
+    it runs, then calls a real provider (a loopback OpenAI stand-in): one litellm, the reply, no
+    import error. Run a few times: the preload is at a different point each time."""
+    code = """
+        import sys, threading
+        sys.path.insert(0, "tests/support")
+        from fake_openai import FakeOpenAI
+        import cmdc_nb.kernel
+        from cmdc_nb.providers import _litellm
+        assert _litellm._preloader is not None and _litellm._preloader.is_alive()
+        import litellm, openai, httpx, aiohttp, tiktoken  # the same modules, on the main thread
+        from litellm.llms.custom_llm import CustomLLM
+        from litellm.litellm_core_utils.streaming_handler import CustomStreamWrapper
+        with FakeOpenAI(reply="real reply") as server:
+            import os
+            os.environ.update(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=server.base_url)
+            agent = cmdc_nb.kernel.Agent(model="openai/gpt-4o-mini")
+            reply = agent.run("hi")
+        assert _litellm.loaded() and sys.modules["litellm"] is _litellm.litellm()
+        print(reply, len(server.requests))
+    """
+    for _ in range(2):
+        done = _python(code, _env())
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.split() == ["real", "reply", "1"]
+        assert "deadlock" not in done.stderr
+
+
+def test_the_model_client_status_says_loading_only_for_calls_that_load_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_litellm, "_ready", threading.Event())  # as in a process that has not loaded it
+    monkeypatch.delenv(_offline.VIA_LITELLM, raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    tape = tmp_path / "t.json"
+    tape.write_text(json.dumps({"format": "cmdc_nb.cassette/1", "entries": []}))
+    assert _litellm.loaded("scripted/anything") and _litellm.loaded("openai/gpt-4o", Cassette(tape))
+    assert not _litellm.loaded("openai/gpt-4o") and not _litellm.loaded()
+    monkeypatch.setenv(_offline.VIA_LITELLM, "1")
+    assert not _litellm.loaded("scripted/anything")
+    _litellm._ready.set()
+    assert _litellm.loaded("openai/gpt-4o") and _litellm.loaded()
+
+
+@pytest.mark.parametrize(
+    "provider", ["openai", "anthropic", "gemini", "mistral", "deepseek", "groq", "xai", "openrouter"]
+)
+def test_a_cassette_decides_to_replay_as_litellm_would_without_loading_it(
+    provider: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cmdc_nb.providers.choice import KEY_VARIABLES
+
+    lm = _litellm.litellm()
+    tape = Cassette(tmp_path / "t.json")
+    variables = KEY_VARIABLES[provider]
+    for v in {v for vs in KEY_VARIABLES.values() for v in vs}:
+        monkeypatch.delenv(v, raising=False)
+    for setting in [None, *((v, value) for v in variables for value in ("", "k"))]:
+        for v in variables:
+            monkeypatch.delenv(v, raising=False)
+        if setting is not None:
+            monkeypatch.setenv(*setting)
+        model = f"{provider}/some-model"
+        said = bool(lm.validate_environment(model=model).get("keys_in_environment"))
+        assert tape.replays(model) is (not said), setting
+
+
+async def test_litellm_success_logging_runs_only_for_a_registered_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _litellm.warm()  # its own mock call is not one of ours
+    lm = _litellm.litellm()
+    from litellm.integrations.custom_logger import CustomLogger
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    dispatched: list[str] = []
+    real = Logging.dispatch_success_handlers
+
+    async def counting(self: Any, *args: Any, **kwargs: Any) -> None:
+        dispatched.append(self.model)
+        await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Logging, "dispatch_success_handlers", counting)
+    monkeypatch.setenv(_offline.VIA_LITELLM, "1")  # a scripted model through litellm, like a real provider
+    for attr in (
+        "callbacks",
+        "success_callback",
+        "_async_success_callback",
+        "failure_callback",
+        "_async_failure_callback",
+    ):
+        monkeypatch.setattr(lm, attr, [])
+    script = Script(["one", "two"], name="logged")
+    request = ProviderRequest(script.model, [{"role": "user", "content": "hi"}])
+    await stream_completion(request, on_part=lambda p: None)
+    assert dispatched == []  # nobody listens: litellm's success handler did not run
+
+    class Listener(CustomLogger):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen = threading.Event()
+            self.responses: list[Any] = []
+
+        async def async_log_success_event(
+            self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            self.responses.append(response_obj)
+            self.seen.set()
+
+    listener = Listener()
+    monkeypatch.setattr(lm, "callbacks", [listener])
+    done = await stream_completion(request, on_part=lambda p: None)
+    for _ in range(200):  # litellm dispatches it as a task after the stream ends
+        if listener.seen.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert done.text == "two" and len(dispatched) == 1
+    assert listener.responses and listener.responses[0].choices[0].message.content == "two"
