@@ -213,6 +213,54 @@ async def test_the_seeds_tasks_send_is_idempotent_and_sendsubscribe_streams(
         assert db.scalar(sa.select(sa.func.count()).select_from(A2ATask)) == 4
 
 
+async def test_a_client_written_against_the_seed_posts_to_the_method_paths(
+    peer: tuple[Gateway, str, Workspace],
+) -> None:
+    """The CMDC gateway serves POST /v1/a2a/tasks/send and /v1/a2a/tasks/sendSubscribe as paths: the same
+    JSON-RPC envelope, "method" optional, with the same key check, guardrails and task store."""
+    gw, key, ws = peer
+    params = {"id": "by-path-1", "sessionId": "ctx-p", "message": {"role": "user", "parts": [{"text": "hi"}]}}
+    envelope = {"jsonrpc": "2.0", "id": 1, "params": params}
+    async with httpx.AsyncClient(base_url=gw.url, timeout=CEILING_S) as http:
+        assert (await http.post("/v1/a2a/tasks/send", json=envelope)).status_code == 401
+        http.headers["X-API-Key"] = key
+        sent = (await http.post("/v1/a2a/tasks/send", json=envelope)).json()
+        assert sent["id"] == 1 and sent["result"]["status"]["state"] == "completed"
+        assert sent["result"]["artifacts"][0]["parts"] == [{"type": "text", "text": "heard 1: hi"}]
+        # the same task by the JSON-RPC endpoint: the one stored task, nothing run again
+        again = (await http.post("/v1/a2a", json={**envelope, "method": "tasks/send"})).json()["result"]
+        assert again == sent["result"]
+
+        streamed = {**envelope, "method": "tasks/sendSubscribe", "params": {**params, "id": "by-path-2"}}
+        frames = []
+        async with http.stream("POST", "/v1/a2a/tasks/sendSubscribe", json=streamed) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    frames.append(json.loads(line[5:])["result"])
+                    if frames[-1].get("final"):
+                        break
+        assert frames[-1]["status"]["state"] == "completed" and frames[-1]["id"] == "by-path-2"
+
+        # another method at a method's path, a body that is no request, the guardrails: refused, typed
+        wrong = (await http.post("/v1/a2a/tasks/send", json={**envelope, "method": "tasks/get"})).json()
+        assert wrong["error"]["code"] == -32600 and "/v1/a2a" in wrong["error"]["message"]
+        listed = await http.post("/v1/a2a/tasks/send", json=[envelope])
+        assert listed.status_code < 500 and listed.json()["error"]["code"] == -32600
+        broken = await http.post("/v1/a2a/tasks/send", content=b"{broken")
+        assert broken.status_code < 500 and broken.json()["error"]["code"] == -32700
+        forbidden = {
+            **envelope,
+            "params": {**params, "id": "by-path-3", "message": {"parts": [{"text": "a forbidden word"}]}},
+        }
+        refused = await http.post("/v1/a2a/tasks/send", json=forbidden)
+        assert refused.status_code == 422 and refused.json()["error"]["data"]["rule"] == "keyword 'forbidden'"
+        assert "a forbidden word" not in refused.text
+    with ws.read() as db:
+        ids = set(db.scalars(sa.select(A2ATask.task_id)))
+    assert {"by-path-1", "by-path-2"} <= ids and "by-path-3" not in ids
+
+
 async def test_conversations_survive_a_gateway_restart(ws: Workspace) -> None:
     user = cmdc_nb.accounts.create_user("ada@example.com", ws=ws)
     key = create_gateway_key(user, name="a2a", ws=ws).key

@@ -359,7 +359,9 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
         "/.well-known/agent.json", card, methods=["GET"], tags=["a2a"], summary="A2A agent card (seed path)"
     )
 
-    async def rpc(request: Request) -> Response:
+    async def read(request: Request) -> Any:
+        """The caller authenticated, the body parsed (None when it is not JSON) and guarded: the payload,
+        or the response that refuses it."""
         await authenticate(
             request,
             x_api_key=request.headers.get("x-api-key"),
@@ -373,10 +375,18 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
             refused = await asyncio.to_thread(_guard, gateway.config.guardrails, payload)
             if refused is not None:
                 return refused
+        return payload
+
+    async def rpc(request: Request) -> Response:
+        payload = await read(request)
+        if isinstance(payload, Response):
+            return payload
         method = payload.get("method") if isinstance(payload, dict) else None
         if method in LEGACY_METHODS:
             return await legacy.handle(request.state.user, payload)
         return await dispatcher.handle_requests(request)
+
+    _mount_seed_paths(app, read, legacy)
 
     app.add_api_route(
         RPC_PATH,
@@ -386,3 +396,36 @@ def mount_a2a(app: FastAPI, authenticate: Callable[..., Awaitable[User]], gatewa
         summary="A2A JSON-RPC 2.0 (SendMessage, SendStreamingMessage, GetTask, … and the 0.3 names)",
         include_in_schema=True,
     )
+
+
+def _mount_seed_paths(app: FastAPI, read: Callable[[Request], Awaitable[Any]], legacy: LegacyTasks) -> None:
+    """The 0.1 methods by their own paths, beside the JSON-RPC endpoint."""
+
+    def by_path(method: str) -> Callable[[Request], Awaitable[Response]]:
+        # The CMDC gateway's changelog serves the 0.1 methods as paths (POST /v1/a2a/tasks/send): a
+        # client written against it posts the same JSON-RPC envelope there, with or without "method".
+        async def route(request: Request) -> Response:
+            payload = await read(request)
+            if isinstance(payload, Response):
+                return payload
+            if payload is None:
+                return rpc_error(None, -32700, "the body is not JSON (a JSON-RPC 2.0 request object)")
+            if not isinstance(payload, dict):
+                return rpc_error(None, -32600, "the body must be a JSON-RPC 2.0 request object")
+            named = payload.get("method", method)
+            if named != method:
+                return rpc_error(
+                    payload.get("id"), -32600, f"this path serves {method}; post other methods to {RPC_PATH}"
+                )
+            return await legacy.handle(request.state.user, {**payload, "method": method})
+
+        return route
+
+    for method in sorted(LEGACY_METHODS):
+        app.add_api_route(
+            f"{RPC_PATH}/{method}",
+            by_path(method),
+            methods=["POST"],
+            tags=["a2a"],
+            summary=f"A2A {method} (protocol 0.1) by its path, as the seed's gateway serves it",
+        )

@@ -1,4 +1,6 @@
-"""The seed's A2A methods (protocol 0.1): `tasks/send` and `tasks/sendSubscribe`, on the same endpoint.
+"""The seed's A2A methods (protocol 0.1): `tasks/send` and `tasks/sendSubscribe`, on the same endpoint
+as the SDK's methods (`POST /v1/a2a`) and by their own paths (`POST /v1/a2a/tasks/send`, as the seed's
+gateway serves them).
 
 The client names the task (`params.id`), so `tasks/send` is idempotent on that id: sending a task
 that already ran returns it as stored and runs nothing; one still running is waited for. Tasks are
