@@ -205,6 +205,8 @@ def reader(db: orm.Session, engine: sa.Engine) -> _Reader | None:
             _readers[engine] = found
             if not sa.event.contains(engine, "engine_disposed", _forget):
                 sa.event.listen(engine, "engine_disposed", _forget)
+            # an engine dropped without dispose(), or still open at exit, closes its reader too
+            weakref.finalize(engine, found.close)
     return None if found.broken else found
 
 
