@@ -1,10 +1,11 @@
 """Running workflows: in the notebook's event loop, or on worker processes (PostgreSQL + procrastinate).
 
-A run is driven by a loop that asks `state.advance` what is ready, starts those steps (bounded by
-`max_concurrency`), and waits for one to finish, an approval to be decided, or a short poll interval —
-decisions and cancellations made in other processes are seen at the next poll. Each step runs as its
-own task: claim, render, execute with its timeout and retries, record the outcome. While a step runs,
-a watcher renews its lease and stops it if the run is cancelled or fails fast elsewhere.
+A run is driven by a loop that advances the run and claims what is ready in one transaction
+(`state.claim_ready`), starts those steps (bounded by `max_concurrency`), and waits for a chain of
+steps to end, an approval to be decided, or a short poll interval — decisions and cancellations made
+in other processes are seen at the next poll. Each started step runs on into the dependants its
+completion claimed (`runner`), so the driver looks again only when a chain ends or leaves it
+something to decide.
 
 In a notebook (a running event loop), `run_workflow`, `resume_workflow_run` and `retry_workflow_run`
 return a `RunHandle` at once — `await handle` gives the finished run, and the cell is free meanwhile.
@@ -14,9 +15,7 @@ In a script they block and return the finished `WorkflowRun`. The `a…` variant
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Literal
@@ -24,14 +23,12 @@ from typing import Any, Literal
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
-from cmdc_nb.errors import InvalidInputError, InvalidStateError, WorkflowError
+from cmdc_nb.errors import InvalidInputError, InvalidStateError
 from cmdc_nb.events import topics
 from cmdc_nb.services import approvals
 from cmdc_nb.store.enums import TriggerType, WorkflowRunStatus, WorkflowStepStatus
 from cmdc_nb.store.models import ApprovalItem, WorkflowRun
 from cmdc_nb.workflows import state
-from cmdc_nb.workflows.executors import EXECUTORS, StepContext, call_python, checked_output
-from cmdc_nb.workflows.functions import resolve_function
 from cmdc_nb.workflows.records import (
     RUN_TERMINAL,
     RunRef,
@@ -40,6 +37,7 @@ from cmdc_nb.workflows.records import (
     get_workflow_step,
     start_workflow_run,
 )
+from cmdc_nb.workflows.runner import POLL_SECONDS, Pool, _running, run_step
 
 __all__ = [
     "RunHandle",
@@ -61,12 +59,6 @@ S = WorkflowStepStatus
 R = WorkflowRunStatus
 Executor = Literal["local", "workers"]
 
-POLL_SECONDS = 0.5  # how often a waiting driver and each step's watcher look at the database
-RENEW_SECONDS = 10.0  # how often a running step's lease is extended (leases last state.LEASE_SECONDS)
-_NO_RETRY = frozenset({"TemplateError", "OutputNotJSON", "LeaseLost"})
-
-# Steps running in this process, per run, so a cancel from this process stops them at once.
-_running: dict[uuid.UUID, dict[str, tuple[asyncio.Task[None], state.Claim]]] = {}
 # Drivers alive in this process, per run: a view that decides a gate starts one only if none is.
 _drivers: dict[uuid.UUID, int] = {}
 
@@ -114,160 +106,6 @@ def _launch(ws: Workspace, run_id: uuid.UUID, coro: Coroutine[Any, Any, Workflow
     return RunHandle(run_id, loop.create_task(coro, name=f"workflow-run-{run_id}"), ws)
 
 
-# -- one step -----------------------------------------------------------------------------------------
-async def run_step(ws: Workspace, run_id: uuid.UUID, step_id: str) -> bool:
-    """Claim one ready step and execute it to an outcome. False if it was not ours to run."""
-    c = await asyncio.to_thread(state.claim, ws, run_id, step_id)
-    if c is None:
-        return False
-    key = (run_id, step_id)
-    task = asyncio.current_task()
-    assert task is not None
-    with state.local_lock:
-        state.local_steps.add(key)
-    _running.setdefault(run_id, {})[step_id] = (task, c)
-    try:
-        await _execute(ws, c, task)
-    finally:
-        with state.local_lock:
-            state.local_steps.discard(key)
-        _running.get(run_id, {}).pop(step_id, None)
-        if not _running.get(run_id):
-            _running.pop(run_id, None)
-    return True
-
-
-async def _watch(ws: Workspace, c: state.Claim, task: asyncio.Task[None]) -> None:
-    last_renew = time.monotonic()
-    while True:
-        await asyncio.sleep(POLL_SECONDS)
-        renew = time.monotonic() - last_renew >= RENEW_SECONDS
-        try:
-            why = await asyncio.to_thread(state.heartbeat, ws, c, renew=renew)
-        except Exception:  # a transient database error: try again at the next beat
-            log.warning("heartbeat of step %s failed", c.spec.id, exc_info=True)
-            continue
-        if renew:
-            last_renew = time.monotonic()
-        if why is not None:
-            c.cancel_reason = why
-            task.cancel()
-            return
-
-
-def _step_context(ws: Workspace, c: state.Claim) -> StepContext:
-    def emit(type: str, payload: Mapping[str, Any]) -> None:
-        ws.bus.publish(
-            topics.workflow_run_steps(c.run_id),
-            f"workflow_step_{type}",
-            {"step_id": c.spec.id, **dict(payload)},
-        )
-
-    return StepContext(
-        ws=ws,
-        run_id=c.run_id,
-        step_id=c.spec.id,
-        step_row_id=c.row_id,
-        user_id=c.user_id,
-        attempt=c.attempt,
-        idempotency_key=c.idempotency_key,
-        input=c.input,
-        steps={k: {"output": x} for k, x in c.outputs.items()},
-        workflow_name=c.workflow_name,
-        session_id=c.session_id,
-        resumed=c.resumed,
-        emit=emit,
-    )
-
-
-def _transactional(ws: Workspace, c: state.Claim, ctx: StepContext) -> bool:
-    """Run a transactional python step and record its outcome in one transaction (in this thread)."""
-    fn = resolve_function(str(c.config["function"]))
-    with ws.transaction() as tx:
-        ctx.tx = tx
-        value = call_python(fn, c.config, ctx)
-        return state.complete(ws, c, checked_output(value, c.spec.id))
-
-
-class _Unrecorded(Exception):
-    """The step's work succeeded but recording it failed: not a failure of the step (no retry policy
-    applies); the driver hands the step back, and it runs again under its idempotency key."""
-
-
-async def _attempt(ws: Workspace, c: state.Claim) -> None:
-    ctx = _step_context(ws, c)
-    if c.spec.transactional:
-        if asyncio.iscoroutinefunction(resolve_function(str(c.config["function"]))):
-            raise WorkflowError(
-                f"step {c.spec.id!r}: a transactional step needs a plain (sync) function",
-                step_id=c.spec.id,
-                error_type="TemplateError",
-            )
-        await asyncio.to_thread(_transactional, ws, c, ctx)
-        return
-    executor = EXECUTORS.get(c.spec.type)
-    if executor is None:
-        raise WorkflowError(f"no executor for {c.spec.type.value} steps", step_id=c.spec.id)
-    result = await executor(c.spec, dict(c.config), ctx)
-    output = checked_output(result.output, c.spec.id)
-    try:
-        await asyncio.to_thread(
-            state.complete,
-            ws,
-            c,
-            output,
-            tokens_in=result.tokens_in,
-            tokens_out=result.tokens_out,
-            cost_usd=result.cost_usd,
-            agent_call_id=result.agent_call_id,
-            meta=result.meta or None,
-        )
-    except Exception as exc:  # the step worked; its outcome could not be written
-        raise _Unrecorded(exc) from exc
-
-
-async def _execute(ws: Workspace, c: state.Claim, task: asyncio.Task[None]) -> None:
-    watcher = asyncio.create_task(_watch(ws, c, task))
-    try:
-        while True:
-            try:
-                if c.spec.timeout is not None:
-                    await asyncio.wait_for(_attempt(ws, c), c.spec.timeout)
-                else:
-                    await _attempt(ws, c)
-                return
-            except _Unrecorded:
-                raise
-            except asyncio.CancelledError:
-                if c.cancel_reason is None:
-                    raise  # the loop is shutting down: the step stays `running`; resume recovers it
-                with contextlib.suppress(asyncio.CancelledError):
-                    # uncancel so the outcome can still be written from this task
-                    task.uncancel()
-                await asyncio.to_thread(
-                    state.fail, ws, c, S.CANCELLED, "Cancelled", f"stopped: {c.cancel_reason}"
-                )
-                return
-            except TimeoutError:
-                status, etype, msg = S.TIMEOUT, "Timeout", f"no result within {c.spec.timeout:g} s"
-            except WorkflowError as exc:
-                status, etype, msg = S.FAILED, exc.error_type or "WorkflowError", str(exc)
-            except Exception as exc:
-                status, etype, msg = S.FAILED, type(exc).__name__, str(exc) or type(exc).__name__
-            if etype not in _NO_RETRY and c.attempt < c.max_attempts:
-                delay = c.spec.retry.delay(c.attempt)
-                if await asyncio.to_thread(state.retrying, ws, c, etype, msg, delay):
-                    await asyncio.sleep(delay)
-                    continue
-                return
-            await asyncio.to_thread(state.fail, ws, c, status, etype, msg)
-            return
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watcher
-
-
 # -- driving a run ------------------------------------------------------------------------------------
 async def _drive(
     ws: Workspace,
@@ -300,6 +138,8 @@ async def _drive_loop(
     stop_when_blocked: bool,
     dispatch: Callable[[list[str]], Awaitable[None]] | None,
 ) -> WorkflowRun:
+    """Long because it is the driver: look, start or dispatch, wait, notice crashes — and on the way
+    out, stop or wait for the steps it started, whichever way it ends."""
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     run = await asyncio.to_thread(get_workflow_run, run_id, ws=ws)
@@ -311,51 +151,62 @@ async def _drive_loop(
         ws.bus.subscribe(topics.user_approvals(run.user_id), poke),
         ws.bus.subscribe(topics.workflow_run(run_id), poke),
     ]
-    tasks: dict[str, asyncio.Task[Any]] = {}
+    pool = Pool(ws, max_concurrency, wake.set)
     try:
         while True:
             wake.clear()
-            progress = await asyncio.to_thread(state.advance, ws, run_id)
-            if progress.terminal:
-                break
             if dispatch is not None:
-                if progress.ready:
+                progress = await asyncio.to_thread(state.advance, ws, run_id)
+                if progress.ready and not progress.terminal:
                     await dispatch(list(progress.ready))
             else:
-                for sid in progress.ready:
-                    if sid not in tasks and len(tasks) < max_concurrency:
-                        tasks[sid] = asyncio.create_task(run_step(ws, run_id, sid), name=f"step-{sid}")
-            if not tasks:
+                # Look and claim in one transaction; the steps started run on into their dependants.
+                room = pool.reserve()  # held while claiming: finishing steps claim into the rest
+                try:
+                    progress = await asyncio.to_thread(state.claim_ready, ws, run_id, room)
+                finally:
+                    pool.reserved -= room
+                for c in progress.claims:
+                    pool.start(c)
+            if progress.terminal:
+                break
+            if progress.again:
+                continue
+            if not pool.tasks:
                 if progress.status is R.PAUSED:
                     break
                 if stop_when_blocked and progress.status is R.WAITING_APPROVAL:
                     break
             waiter = asyncio.create_task(wake.wait())
             await asyncio.wait(
-                {*tasks.values(), waiter},
-                timeout=POLL_SECONDS * (1 if dispatch or not tasks else 4),
+                {*pool.tasks, waiter},
+                timeout=POLL_SECONDS * (1 if dispatch or not pool.tasks else 4),
                 return_when=asyncio.FIRST_COMPLETED,
             )
             waiter.cancel()
             crashed = False
-            for sid, t in list(tasks.items()):
-                if t.done():
-                    tasks.pop(sid)
-                    if not t.cancelled() and t.exception() is not None:
-                        log.error("step %s of run %s crashed", sid, run_id, exc_info=t.exception())
-                        crashed = True
+            for t in [t for t in pool.tasks if t.done()]:
+                pool.tasks.discard(t)
+                if not t.cancelled() and t.exception() is not None:
+                    log.error("step %s of run %s crashed", t.get_name(), run_id, exc_info=t.exception())
+                    crashed = True
             if crashed:  # its outcome was never written (a database error?): hand the step back
                 await asyncio.to_thread(state.recover, ws, run_id)
         # Steps still running see the run is over through their watcher and record `cancelled`.
-        if tasks:
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        while pool.tasks:
+            done = list(pool.tasks)
+            await asyncio.gather(*done, return_exceptions=True)
+            pool.tasks.difference_update(done)
     except asyncio.CancelledError:
         # The steps are stopped (left `running`, for resume to hand back) before the driver's
         # cancellation completes: a resume called right after it finds none of them still in this
         # process, where it would take them for live ones and leave them be.
-        for t in tasks.values():
-            t.cancel()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        while pool.tasks:
+            stopping = list(pool.tasks)
+            for t in stopping:
+                t.cancel()
+            await asyncio.gather(*stopping, return_exceptions=True)
+            pool.tasks.difference_update(stopping)
         raise
     finally:
         for sub in subs:

@@ -182,6 +182,15 @@ class WorkflowSpec:
         g = self.graph()
         return {n: frozenset(nx.ancestors(g, n)) for n in g}
 
+    @cached_property
+    def _dependants(self) -> dict[str, tuple[str, ...]]:
+        """Each step's direct dependants, in the order written (the engine's hot path reads it)."""
+        out: dict[str, list[str]] = {}
+        for s in self.steps:
+            for d in s.depends_on:
+                out.setdefault(d, []).append(s.id)
+        return {k: tuple(x) for k, x in out.items()}
+
     def ancestors(self, step_id: str) -> frozenset[str]:
         """The steps `step_id` depends on, directly or through others: all its templates may read."""
         return self._ancestors[step_id]

@@ -3,9 +3,10 @@
 Each ready step becomes one procrastinate job (`cmdc_nb.workflow_step`, queue `cmdc_nb_workflows`)
 with a queueing lock per run and step, so a step is queued at most once at a time. A worker runs the
 job exactly as the in-process engine runs a step — claim under a lease, execute with timeout and
-retries, record the outcome — then advances the run and queues whatever became ready, so a run goes
-on with no notebook attached. Approval gates, cancel, pause and resume behave as in-process: they are
-rows, and workers read them.
+retries, record the outcome — and goes on to the first dependant that outcome claimed for it, queueing
+the others it unblocked; when its chain ends it advances the run and queues whatever became ready, so
+a run goes on with no notebook attached. Approval gates, cancel, pause and resume behave as
+in-process: they are rows, and workers read them.
 
 Start workers with `cmdc-nb --url postgresql+psycopg://… worker` (import the modules that define
 your step functions with `--load`). Procrastinate's tables are created in the workspace's database on
@@ -58,11 +59,20 @@ def make_app(ws: Workspace) -> Any:
 
     @app.task(name=TASK_NAME, queue=QUEUE, pass_context=True)
     async def workflow_step(context: Any, run_id: str, step_id: str) -> None:
-        from cmdc_nb.workflows.engine import run_step
+        from cmdc_nb.workflows.runner import run_step
 
         job_ws: Workspace = context.additional_context.get("ws") or ws
         rid = uuid.UUID(run_id)
-        await run_step(job_ws, rid, step_id)
+
+        async def on_next(nxt: state.Next) -> None:
+            # This job runs on into the first dependant the step claimed; the others are queued.
+            ready = list(nxt.ready)
+            if nxt.advance:
+                ready += (await asyncio.to_thread(state.advance, job_ws, rid)).ready
+            if ready:
+                await defer_steps(context.app, rid, dict.fromkeys(ready))
+
+        await run_step(job_ws, rid, step_id, on_next=on_next)
         progress = await asyncio.to_thread(state.advance, job_ws, rid)
         if progress.ready:
             await defer_steps(context.app, rid, progress.ready)

@@ -22,7 +22,20 @@ from cmdc_nb.store.values import utcnow
 from cmdc_nb.workflows.records import STEP_TERMINAL, publish_step, spec_of
 from cmdc_nb.workflows.spec import StepSpec, WorkflowSpec
 
-__all__ = ["HOST", "LEASE_SECONDS", "OWNER", "Claim", "Progress", "local_lock", "local_steps", "run_spec"]
+__all__ = [
+    "HOST",
+    "LEASE_SECONDS",
+    "OWNER",
+    "Claim",
+    "Progress",
+    "cached_spec",
+    "finished",
+    "finished_lock",
+    "forget",
+    "local_lock",
+    "local_steps",
+    "run_spec",
+]
 
 
 HOST = socket.gethostname()
@@ -38,13 +51,6 @@ R = WorkflowRunStatus
 # here was left by a driver that is gone (an interrupted cell), so it may be recovered at once.
 local_steps: set[tuple[uuid.UUID, str]] = set()
 local_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Progress:
-    status: WorkflowRunStatus
-    ready: tuple[str, ...] = ()
-    terminal: bool = False
 
 
 @dataclass
@@ -64,8 +70,31 @@ class Claim:
     user_id: uuid.UUID
     session_id: uuid.UUID | None
     workflow_name: str
+    workflow_id: uuid.UUID | None = None
     owner: str = OWNER
     cancel_reason: str | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: WorkflowRunStatus
+    ready: tuple[str, ...] = ()
+    terminal: bool = False
+    claims: tuple[Claim, ...] = ()  # ready steps claimed for the caller (`hot.claim_ready`)
+    again: bool = False  # the claims moved the run on (a gate opened, a step failed): look again
+
+
+# A finished step's output and status never change (a retry is a new run), so once read or written
+# they are kept, per run, while it runs: the claims of its later steps build their template context
+# from here instead of reading their ancestors' outputs again (see `hot`).
+finished: dict[uuid.UUID, dict[str, tuple[Any, str]]] = {}
+finished_lock = threading.Lock()
+
+
+def forget(run_id: uuid.UUID) -> None:
+    """Drop what this process keeps of a run (it ended)."""
+    with finished_lock:
+        finished.pop(run_id, None)
 
 
 _specs: dict[uuid.UUID, WorkflowSpec] = {}
@@ -82,6 +111,23 @@ def run_spec(run: WorkflowRun) -> WorkflowSpec:
             if len(_specs) > 512:
                 _specs.clear()
             _specs[run.id] = spec
+    return spec
+
+
+def cached_spec(conn: sa.Connection, run_id: uuid.UUID) -> WorkflowSpec:
+    """The spec a run started with, from `run_spec`'s cache, or its snapshot read once (Core)."""
+    with _specs_lock:
+        spec = _specs.get(run_id)
+    if spec is not None:
+        return spec
+    snapshot = conn.scalar(sa.select(WorkflowRun.workflow_snapshot).where(WorkflowRun.id == run_id))
+    if snapshot is None:
+        raise NotFoundError("workflow_run", run_id)
+    spec = spec_of(snapshot)
+    with _specs_lock:
+        if len(_specs) > 512:
+            _specs.clear()
+        _specs[run_id] = spec
     return spec
 
 

@@ -30,92 +30,108 @@ from cmdc_nb.workflows.state.rows import (
     _step_row,
     _step_rows,
     _step_states,
+    forget,
     run_spec,
 )
 from cmdc_nb.workflows.templates import render
 
-__all__ = ["advance", "create_retry", "set_cancelled", "set_paused"]
+__all__ = ["advance", "advance_in", "create_retry", "set_cancelled", "set_paused"]
 
 
 def advance(ws: Workspace, run_id: uuid.UUID) -> Progress:
     """Apply what happened since the last look, and say which steps may start now."""
     with ws.transaction() as tx:
-        run = _lock_run(tx, run_id, light=True)
-        if run.status in RUN_TERMINAL:
-            return Progress(run.status, (), True)
-        spec = run_spec(run)
-        status = _step_states(tx, run_id)
+        return advance_in(tx, run_id)[1]
 
-        for sid, st in list(status.items()):
-            if st is S.WAITING_APPROVAL:
+
+def advance_in(tx: Tx, run_id: uuid.UUID) -> tuple[WorkflowRun, Progress]:
+    """`advance` inside `tx`; also returns the run row it locked."""
+    run = _lock_run(tx, run_id, light=True)
+    progress = _advance_run(tx, run)
+    if progress.terminal:
+        forget(run_id)
+    return run, progress
+
+
+def _advance_run(tx: Tx, run: WorkflowRun) -> Progress:
+    """Long because it is one decision over the whole run: gates, fail-fast, readiness with joins and
+    branches, and the run's status, each reading what the one before changed."""
+    run_id = run.id
+    if run.status in RUN_TERMINAL:
+        return Progress(run.status, (), True)
+    spec = run_spec(run)
+    status = _step_states(tx, run_id)
+
+    for sid, st in list(status.items()):
+        if st is S.WAITING_APPROVAL:
+            row = _step_row(tx, run_id, sid)
+            if row.approval_id is not None:
+                _apply_decision(tx, run, row)
+                status[sid] = row.status
+
+    failed = [sid for sid, st in status.items() if st in (S.FAILED, S.TIMEOUT)]
+    if failed and spec.failure_policy == "fail_fast":
+        for sid, st in status.items():
+            if st in (S.PENDING, S.WAITING_APPROVAL):
                 row = _step_row(tx, run_id, sid)
-                if row.approval_id is not None:
-                    _apply_decision(tx, run, row)
-                    status[sid] = row.status
-
-        failed = [sid for sid, st in status.items() if st in (S.FAILED, S.TIMEOUT)]
-        if failed and spec.failure_policy == "fail_fast":
-            for sid, st in status.items():
-                if st in (S.PENDING, S.WAITING_APPROVAL):
-                    row = _step_row(tx, run_id, sid)
-                    _cancel_waiting(tx, row, f"the run stopped: step {failed[0]!r} failed")
-                    _finish_step(
-                        tx,
-                        run,
-                        row,
-                        S.CANCELLED,
-                        error_type="RunFailed",
-                        error_message=f"not run: step {failed[0]!r} failed",
-                    )
-            _finalize(tx, run, spec, _step_rows(tx, run_id))
-            return Progress(run.status, (), True)
-
-        ready: list[str] = []
-        for sid in list(status):
-            if status[sid] is not S.PENDING:
-                continue
-            step = spec.step(sid)
-            deps = [spec.step(d) for d in step.depends_on]
-            if any(status[d.id] not in STEP_TERMINAL for d in deps):
-                continue
-            excluded = next((d for d in deps if _branch_excluded(tx, run_id, d, status[d.id], sid)), None)
-            if excluded is not None:
+                _cancel_waiting(tx, row, f"the run stopped: step {failed[0]!r} failed")
                 _finish_step(
                     tx,
                     run,
-                    _step_row(tx, run_id, sid),
-                    S.SKIPPED,
-                    error_type="BranchNotTaken",
-                    error_message=f"branch not taken at {excluded.id!r}",
+                    row,
+                    S.CANCELLED,
+                    error_type="RunFailed",
+                    error_message=f"not run: step {failed[0]!r} failed",
                 )
-                status[sid] = S.SKIPPED
-                continue
-            done = [d for d in deps if status[d.id] is S.COMPLETED]
-            runs = len(done) == len(deps) if step.join == "all" else bool(done or not deps)
-            if runs:
-                ready.append(sid)
-            else:
-                bad = next(d for d in deps if status[d.id] is not S.COMPLETED)
-                _finish_step(
-                    tx,
-                    run,
-                    _step_row(tx, run_id, sid),
-                    S.SKIPPED,
-                    error_type="UpstreamNotCompleted",
-                    error_message=f"upstream step {bad.id!r} is {status[bad.id].value}",
-                )
-                status[sid] = S.SKIPPED
+        _finalize(tx, run, spec, _step_rows(tx, run_id))
+        return Progress(run.status, (), True)
 
-        if all(st in STEP_TERMINAL for st in status.values()):
-            _finalize(tx, run, spec, _step_rows(tx, run_id))
-            return Progress(run.status, (), True)
-        if run.status is R.PAUSED:
-            return Progress(R.PAUSED, (), False)
-        running = any(st is S.RUNNING for st in status.values())
-        waiting = any(st is S.WAITING_APPROVAL for st in status.values())
-        target = R.RUNNING if (running or ready or not waiting) else R.WAITING_APPROVAL
-        _set_run_status(tx, run, target)
-        return Progress(target, tuple(ready), False)
+    ready: list[str] = []
+    for sid in list(status):
+        if status[sid] is not S.PENDING:
+            continue
+        step = spec.step(sid)
+        deps = [spec.step(d) for d in step.depends_on]
+        if any(status[d.id] not in STEP_TERMINAL for d in deps):
+            continue
+        excluded = next((d for d in deps if _branch_excluded(tx, run_id, d, status[d.id], sid)), None)
+        if excluded is not None:
+            _finish_step(
+                tx,
+                run,
+                _step_row(tx, run_id, sid),
+                S.SKIPPED,
+                error_type="BranchNotTaken",
+                error_message=f"branch not taken at {excluded.id!r}",
+            )
+            status[sid] = S.SKIPPED
+            continue
+        done = [d for d in deps if status[d.id] is S.COMPLETED]
+        runs = len(done) == len(deps) if step.join == "all" else bool(done or not deps)
+        if runs:
+            ready.append(sid)
+        else:
+            bad = next(d for d in deps if status[d.id] is not S.COMPLETED)
+            _finish_step(
+                tx,
+                run,
+                _step_row(tx, run_id, sid),
+                S.SKIPPED,
+                error_type="UpstreamNotCompleted",
+                error_message=f"upstream step {bad.id!r} is {status[bad.id].value}",
+            )
+            status[sid] = S.SKIPPED
+
+    if all(st in STEP_TERMINAL for st in status.values()):
+        _finalize(tx, run, spec, _step_rows(tx, run_id))
+        return Progress(run.status, (), True)
+    if run.status is R.PAUSED:
+        return Progress(R.PAUSED, (), False)
+    running = any(st is S.RUNNING for st in status.values())
+    waiting = any(st is S.WAITING_APPROVAL for st in status.values())
+    target = R.RUNNING if (running or ready or not waiting) else R.WAITING_APPROVAL
+    _set_run_status(tx, run, target)
+    return Progress(target, tuple(ready), False)
 
 
 def _set_run_status(tx: Tx, run: WorkflowRun, target: WorkflowRunStatus) -> None:

@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,85 +41,94 @@ from cmdc_nb.workflows.state.rows import (
 from cmdc_nb.workflows.state.runs import _set_run_status
 from cmdc_nb.workflows.templates import render
 
-__all__ = ["claim", "complete", "fail", "heartbeat", "recover", "retrying"]
+__all__ = ["claim", "claim_in", "fail", "heartbeat", "recover", "retrying"]
 
 
 def claim(ws: Workspace, run_id: uuid.UUID, step_id: str, *, owner: str = OWNER) -> Claim | None:
     """Take a ready step for this process; None if someone else has it, it must wait for approval,
     or the run is paused or over."""
     with ws.transaction() as tx:
-        run = _lock_run(tx, run_id, light=True)
-        if run.status in RUN_TERMINAL or run.status is R.PAUSED:
-            return None
-        row = tx.db.scalar(
-            sa.select(WorkflowStep)
-            .where(WorkflowStep.workflow_run_id == run_id, WorkflowStep.step_id == step_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+        return claim_in(tx, _lock_run(tx, run_id, light=True), step_id, owner=owner)
+
+
+def claim_in(tx: Tx, run: WorkflowRun, step_id: str, *, owner: str = OWNER) -> Claim | None:
+    """`claim` inside `tx`, the run row already locked.
+
+    Long because a claim is one decision: the row's state, its rendered config, a gate to open or a
+    lease to take, and the claim handed back, each reading what the one before found."""
+    run_id = run.id
+    if run.status in RUN_TERMINAL or run.status is R.PAUSED:
+        return None
+    row = tx.db.scalar(
+        sa.select(WorkflowStep)
+        .where(WorkflowStep.workflow_run_id == run_id, WorkflowStep.step_id == step_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if row is None or row.status is not S.PENDING:
+        return None
+    spec = run_spec(run)
+    step = spec.step(step_id)
+    # A step's templates may read only the steps it depends on (checked when the spec is saved),
+    # so its context holds just those: the claim costs the same at step 10 and step 1,000.
+    outputs = _outputs_of(tx, run_id, spec.ancestors(step_id))
+    ctx = {
+        "input": dict(run.input or {}),
+        "steps": {k: {"output": out, "status": st} for k, (out, st) in outputs.items()},
+        "run": {"id": str(run.id), "workflow_id": str(run.workflow_id)},
+    }
+    try:
+        config = render(dict(step.config), ctx, step_id=step_id)
+    except WorkflowError as exc:
+        row.started_at = utcnow()
+        _finish_step(
+            tx, run, row, S.FAILED, error_type=exc.error_type or "TemplateError", error_message=str(exc)
         )
-        if row is None or row.status is not S.PENDING:
-            return None
-        spec = run_spec(run)
-        step = spec.step(step_id)
-        # A step's templates may read only the steps it depends on (checked when the spec is saved),
-        # so its context holds just those: the claim costs the same at step 10 and step 1,000.
-        outputs = _outputs_of(tx, run_id, spec.ancestors(step_id))
-        ctx = {
-            "input": dict(run.input or {}),
-            "steps": {k: {"output": out, "status": st} for k, (out, st) in outputs.items()},
-            "run": {"id": str(run.id), "workflow_id": str(run.workflow_id)},
-        }
-        try:
-            config = render(dict(step.config), ctx, step_id=step_id)
-        except WorkflowError as exc:
-            row.started_at = utcnow()
-            _finish_step(
-                tx, run, row, S.FAILED, error_type=exc.error_type or "TemplateError", error_message=str(exc)
-            )
-            return None
-        decision = row.meta.get("decision")
-        if step.type is StepType.APPROVAL or (step.approval_required and decision is None):
-            _open_gate(tx, run, row, step, config, spec)
-            return None
-        if decision is not None and isinstance(decision.get("payload"), Mapping) and step.approval_required:
-            config = {**config, **decision["payload"]}  # the reviewer's edits win
-        now = utcnow()
-        row.status = S.RUNNING
-        row.started_at = row.started_at or now
-        row.input = jsonable(config)
-        key = row.idempotency_key or f"{run.id}:{step_id}"
-        if step.side_effecting:
-            row.idempotency_key = key
-        pid = os.getpid()
-        row.meta = {
-            **row.meta,
-            "lease": {
-                "owner": owner,
-                "host": HOST,
-                "pid": pid,
-                "expires_at": (now + dt.timedelta(seconds=LEASE_SECONDS)).isoformat(),
-            },
-        }
-        run.current_step_id = step_id
-        tx.db.flush()
-        _set_run_status(tx, run, R.RUNNING)
-        publish_step(tx, row, "workflow_step_started", resumed=bool(row.meta.get("interrupted")))
-        return Claim(
-            run_id=run.id,
-            row_id=row.id,
-            spec=step,
-            config=config,
-            attempt=row.attempt_number,
-            max_attempts=row.max_attempts,
-            idempotency_key=key,
-            resumed=bool(row.meta.get("interrupted")),
-            input=ctx["input"],
-            outputs={k: x["output"] for k, x in ctx["steps"].items()},
-            user_id=run.user_id,
-            session_id=run.session_id,
-            workflow_name=spec.name,
-            owner=owner,
-        )
+        return None
+    decision = row.meta.get("decision")
+    if step.type is StepType.APPROVAL or (step.approval_required and decision is None):
+        _open_gate(tx, run, row, step, config, spec)
+        return None
+    if decision is not None and isinstance(decision.get("payload"), Mapping) and step.approval_required:
+        config = {**config, **decision["payload"]}  # the reviewer's edits win
+    now = utcnow()
+    row.status = S.RUNNING
+    row.started_at = row.started_at or now
+    row.input = jsonable(config)
+    key = row.idempotency_key or f"{run.id}:{step_id}"
+    if step.side_effecting:
+        row.idempotency_key = key
+    pid = os.getpid()
+    row.meta = {
+        **row.meta,
+        "lease": {
+            "owner": owner,
+            "host": HOST,
+            "pid": pid,
+            "expires_at": (now + dt.timedelta(seconds=LEASE_SECONDS)).isoformat(),
+        },
+    }
+    run.current_step_id = step_id
+    tx.db.flush()
+    _set_run_status(tx, run, R.RUNNING)
+    publish_step(tx, row, "workflow_step_started", resumed=bool(row.meta.get("interrupted")))
+    return Claim(
+        run_id=run.id,
+        row_id=row.id,
+        spec=step,
+        config=config,
+        attempt=row.attempt_number,
+        max_attempts=row.max_attempts,
+        idempotency_key=key,
+        resumed=bool(row.meta.get("interrupted")),
+        input=ctx["input"],
+        outputs={k: x["output"] for k, x in ctx["steps"].items()},
+        user_id=run.user_id,
+        session_id=run.session_id,
+        workflow_name=spec.name,
+        workflow_id=run.workflow_id,
+        owner=owner,
+    )
 
 
 def _open_gate(
@@ -163,43 +171,6 @@ def _open_gate(
 
 def _owned(row: WorkflowStep, c: Claim) -> bool:
     return row.status is S.RUNNING and (row.meta.get("lease") or {}).get("owner") == c.owner
-
-
-def complete(
-    ws: Workspace,
-    c: Claim,
-    output: Any,
-    *,
-    tokens_in: int = 0,
-    tokens_out: int = 0,
-    cost_usd: Decimal | None = None,
-    agent_call_id: uuid.UUID | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> bool:
-    """Record a successful attempt. False (and nothing written) if this process no longer owns it.
-
-    Inside a transactional step's transaction this joins it, so the step's own writes and its outcome
-    commit together; when the lease was lost, it raises so those writes roll back too."""
-    with ws.transaction() as tx:
-        run = _lock_run(tx, c.run_id, light=True)
-        row = fetch(tx.db, WorkflowStep, c.row_id, "workflow_step", lock=True)
-        if not _owned(row, c):
-            if c.spec.transactional:
-                raise WorkflowError(
-                    f"step {c.spec.id!r} is no longer ours; its writes are rolled back",
-                    step_id=c.spec.id,
-                    error_type="LeaseLost",
-                )
-            return False
-        row.tokens_in, row.tokens_out, row.cost_usd = tokens_in, tokens_out, cost_usd
-        row.agent_call_id = agent_call_id
-        if meta:
-            row.meta = {**row.meta, **jsonable(dict(meta))}
-        run.total_tokens_in += tokens_in
-        run.total_tokens_out += tokens_out
-        run.total_cost_usd += cost_usd or Decimal(0)
-        _finish_step(tx, run, row, S.COMPLETED, output=output)
-        return True
 
 
 def fail(ws: Workspace, c: Claim, status: WorkflowStepStatus, error_type: str, message: str) -> bool:

@@ -1,0 +1,141 @@
+"""The engine's hot path on both backends: a step's outcome recorded and its dependants claimed in one
+transaction, within the driver's concurrency, with the same events and template values as the slow
+path (`advance` + `claim`) gives."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+
+from cmdc_nb import workflows as wf
+from cmdc_nb.store.models import User, WorkflowStep
+from cmdc_nb.workflows.records import step_payload
+from cmdc_nb.workspace import Workspace
+
+LIVENESS = 60.0  # seconds: a bound that only a hung run reaches
+_lock = threading.Lock()
+_inflight = {"now": 0, "most": 0}
+
+
+@wf.step_function("hot.slow")
+async def slow(name: str) -> str:
+    with _lock:
+        _inflight["now"] += 1
+        _inflight["most"] = max(_inflight["most"], _inflight["now"])
+    await asyncio.sleep(0.02)  # long enough for the others to start, if the limit let them
+    with _lock:
+        _inflight["now"] -= 1
+    return name
+
+
+@wf.step_function("hot.shape")
+def shape() -> dict[str, Any]:
+    return {"zeta": [1, 2.5, None], "a": {"bb": True, "c": "x"}, "mid": 3}
+
+
+async def go(ws: Workspace, w: Any, **kw: Any) -> Any:
+    return await asyncio.wait_for(wf.arun_workflow(w, ws=ws, **kw), LIVENESS)
+
+
+async def test_a_fan_out_unblocked_by_one_step_stays_within_max_concurrency(
+    ws: Workspace, user: User
+) -> None:
+    _inflight.update(now=0, most=0)
+    leaves = [f"leaf{i}" for i in range(6)]
+    w = wf.create_workflow(
+        user,
+        {
+            "name": "fan",
+            "steps": [
+                wf.step("root", "transform", value=1),
+                *(wf.step(x, fn="hot.slow", depends_on="root", args={"name": x}) for x in leaves),
+                wf.step("end", "transform", depends_on=leaves, value="{{ steps.leaf5.output }}"),
+            ],
+        },
+        ws=ws,
+    )
+    run = await go(ws, w, max_concurrency=2)
+    assert run.status == "completed" and run.output == {"end": "leaf5"}
+    assert _inflight["most"] == 2  # the root's completion claimed two; the others waited for a slot
+    assert sorted(run.completed_step_ids) == sorted(["root", *leaves, "end"])
+
+
+async def test_a_chain_costs_one_commit_a_step_with_the_slow_paths_events(ws: Workspace, user: User) -> None:
+    n = 12
+    w = wf.create_workflow(
+        user,
+        {
+            "name": "chain",
+            "steps": [
+                wf.step(f"s{i}", "transform", value=i, depends_on=[f"s{i - 1}"] if i else [])
+                for i in range(n)
+            ],
+        },
+        ws=ws,
+    )
+    writes = {"commits": 0}
+
+    def wrote(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip()[:6].upper() in ("UPDATE", "INSERT", "DELETE"):
+            conn.info["wrote"] = True
+
+    def committed(conn: Any) -> None:
+        writes["commits"] += bool(conn.info.pop("wrote", False))
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    sub = ws.bus.subscribe("workflow_run:*:steps", lambda e: events.append((e.type, dict(e.payload))))
+    sa.event.listen(ws.engine, "before_cursor_execute", wrote)
+    sa.event.listen(ws.engine, "commit", committed)
+    try:
+        run = await go(ws, w)
+    finally:
+        sa.event.remove(ws.engine, "before_cursor_execute", wrote)
+        sa.event.remove(ws.engine, "commit", committed)
+        sub.close()
+    assert run.status == "completed" and run.completed_step_ids == [f"s{i}" for i in range(n)]
+    # one transaction that writes per step, plus starting the run, the driver's first look (which
+    # claims s0) and the run's end
+    assert writes["commits"] <= n + 3
+    with ws.read() as db:
+        rows = {
+            r.step_id: r
+            for r in db.scalars(sa.select(WorkflowStep).where(WorkflowStep.workflow_run_id == run.id))
+        }
+    completed = {p["step_id"]: p for t, p in events if t == "workflow_step_completed"}
+    assert completed == {sid: step_payload(r) for sid, r in rows.items()}
+    started = [p["step_id"] for t, p in events if t == "workflow_step_started"]
+    assert started == [f"s{i}" for i in range(n)]
+    for t, p in events:
+        if t == "workflow_step_started":
+            assert p == {
+                **step_payload(rows[p["step_id"]]),
+                "status": "running",
+                "duration_ms": None,
+                "resumed": False,
+            }
+
+
+async def test_a_claim_made_by_the_hot_path_renders_what_the_database_holds(
+    ws: Workspace, user: User
+) -> None:
+    w = wf.create_workflow(
+        user,
+        {
+            "name": "render",
+            "steps": [
+                wf.step("a", fn="hot.shape"),
+                wf.step("b", "transform", depends_on="a", value="a is {{ steps.a.output }}"),
+                wf.step("c", "transform", depends_on="b", value="{{ steps.a.output.zeta }}"),
+            ],
+        },
+        ws=ws,
+    )
+    run = await go(ws, w)
+    assert run.status == "completed"
+    stored = wf.get_workflow_step(run, "a", ws=ws).output
+    # what a claim reading `a` back from the database would render (jsonb reorders keys on PostgreSQL)
+    assert wf.get_workflow_step(run, "b", ws=ws).output == f"a is {stored}"
+    assert wf.get_workflow_step(run, "c", ws=ws).output == [1, 2.5, None]
