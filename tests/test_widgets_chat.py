@@ -687,3 +687,22 @@ async def test_the_status_line_says_the_model_client_is_loading_on_the_first_cal
     assert "waiting for scripted/x" in chat.status_html.value
     chat._on_request(ev.RequestStart("scripted/x", 3, 2))  # later calls: no load to speak of
     assert "waiting for scripted/x" in chat.status_html.value
+
+
+async def test_the_models_status_and_title_tags_show_in_the_chat_not_in_the_reply() -> None:
+    reply = "<title>Release 2.4 rollout</title><status>Reading the changelog</status>" + "word " * 200
+    agent = Agent(model=Script([Turn(reply, chunk_delay=0.005)]).model, stream_tags=True)
+    chat = ChatWidget(agent)
+    seen: set[str] = set()
+    handle = chat.send("roll out 2.4")
+    while not handle.done():
+        seen.add(chat.status_html.value)
+        await asyncio.sleep(0.01)
+    await handle
+    assert any("Reading the changelog" in s for s in seen)  # the status line said it while it wrote
+    assert "Release 2.4 rollout" in chat.title_html.value
+    shown = html_of(chat)
+    assert "word word" in shown and "<status>" not in shown and "Reading the changelog" not in shown
+    named = ChatWidget(Agent(model=Script(["<title>Other</title>ok"]).model, stream_tags=True), title="Mine")
+    await named.send("x")
+    assert "Mine" in named.title_html.value and "Other" not in named.title_html.value  # a given title stays

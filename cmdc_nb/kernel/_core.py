@@ -43,6 +43,7 @@ class AgentCore:
     turns: int
     system_context: dict[str, str]
     last_reply: str | None
+    title: str | None
     alive: bool
     todos: list[dict[str, Any]]
     output_filters: list[Callable[[str], str]]

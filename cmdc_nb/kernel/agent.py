@@ -103,6 +103,7 @@ class Agent(ToolRunner, Requester, Decisions):
         self.turns = 0
         self.system_context: dict[str, str] = {}
         self.last_reply: str | None = None
+        self.title: str | None = None  # the newest <title> the model wrote (stream_tags=True)
         self._last_request: ProviderRequest | None = None
         self.alive = True
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,5 +1,11 @@
 """Compaction: when the context grows too big (or on request), older messages are summarised by the
-model, kept in a file, and replaced by the summary. The before_compact hook runs first."""
+model, kept in a file, and replaced by the summary. The before_compact hook runs first.
+
+Before the old turns go to the summary call, large tool-call arguments in them are cut
+(`truncate_tool_args`, the CMDC kernel's ArgTruncator): a file an agent wrote or a command it ran
+can be megabytes that the summary needs only the gist of, and would otherwise overflow the very
+call meant to shrink the context. The evicted messages are kept in full in the history file.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,52 @@ from cmdc_nb.kernel.plugins import Hook
 from cmdc_nb.kernel.run_state import add_cost
 from cmdc_nb.providers import ProviderRequest, stream_completion
 
-__all__ = ["SUMMARY_PROMPT", "Compaction"]
+__all__ = ["SUMMARY_PROMPT", "Compaction", "truncate_tool_args"]
+
+
+def _cut(value: Any, limit: int) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value, False
+        return f"{value[:limit]}… [{len(value) - limit} more characters cut before summarising]", True
+    if isinstance(value, dict):
+        pairs = {k: _cut(v, limit) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
+    if isinstance(value, list):
+        items = [_cut(v, limit) for v in value]
+        return [v for v, _ in items], any(c for _, c in items)
+    return value, False
+
+
+def truncate_tool_args(messages: list[dict[str, Any]], limit: int = 2000) -> list[dict[str, Any]]:
+    """The messages with every text value longer than `limit` in a tool call's arguments cut to
+    `limit` characters and a note of how much was cut (the arguments stay valid JSON). Messages
+    are copied, never changed in place; a message with nothing to cut is the same object."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        calls = m.get("tool_calls") if m.get("role") == "assistant" else None
+        if not calls:
+            out.append(m)
+            continue
+        new_calls, changed = [], False
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            raw = fn.get("arguments") if isinstance(fn, dict) else None
+            if fn is None or raw is None:
+                new_calls.append(call)
+                continue
+            try:
+                args = json.loads(raw) if isinstance(raw, str) else raw
+            except ValueError:  # not JSON: cut the text itself
+                args = raw
+            cut, did = _cut(args, limit)
+            if did:
+                text = cut if isinstance(cut, str) else json.dumps(cut, ensure_ascii=False)
+                call = {**call, "function": {**fn, "arguments": text}}
+                changed = True
+            new_calls.append(call)
+        out.append({**m, "tool_calls": new_calls} if changed else m)
+    return out
 
 
 class Compaction(AgentCore):
@@ -41,7 +92,12 @@ class Compaction(AgentCore):
         """One model call that writes the summary; stored (with its cost) like any call of the session."""
         messages = [
             {"role": "system", "content": SUMMARY_PROMPT},
-            {"role": "user", "content": json.dumps(old, ensure_ascii=False, default=str)},
+            {
+                "role": "user",
+                "content": json.dumps(
+                    truncate_tool_args(old, self.options.compact_arg_chars), ensure_ascii=False, default=str
+                ),
+            },
         ]
         call_id = await self.recorder.start_call(
             model=self.model, messages=messages, system_prompt=SUMMARY_PROMPT, temperature=None,

@@ -47,10 +47,12 @@ __all__ = [
     "RequestStart",
     "ResponseComplete",
     "Retry",
+    "StatusUpdate",
     "SteeringApplied",
     "SteeringReceived",
     "StreamError",
     "ThinkingDelta",
+    "TitleGenerated",
     "ToolAttached",
     "ToolCallUnknown",
     "ToolCalls",
@@ -170,6 +172,22 @@ class MessageDelta(AgentEvent):
 class ThinkingDelta(AgentEvent):
     type: ClassVar[str] = "thinking_delta"
     delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate(AgentEvent):
+    """A `<status>…</status>` the model wrote while streaming (with `stream_tags=True`)."""
+
+    type: ClassVar[str] = "status_update"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TitleGenerated(AgentEvent):
+    """A `<title>…</title>` the model wrote (with `stream_tags=True`), at most 60 characters."""
+
+    type: ClassVar[str] = "title_generated"
+    title: str
 
 
 @dataclass(frozen=True, slots=True)

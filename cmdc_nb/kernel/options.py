@@ -161,6 +161,10 @@ class AgentOptions:
     compact_at_tokens: int | None = None  # compact before a request once the context is this big
     compact_at_fraction: float | None = None  # … or this fraction of the model's context window
     compact_keep_last: int = 6
+    # a tool call's argument longer than this is cut before old turns go to the summary (ArgTruncator)
+    compact_arg_chars: int = 2000
+    # <status>/<title> tags in a streamed reply become status_update / title_generated events
+    stream_tags: bool = False
     # (run id, step row id) of the workflow step this agent works for: its calls are stored as that
     # step's, so tokens and cost roll into the step, the run and the workflow.
     workflow_step: tuple[Any, Any] | None = None
@@ -250,6 +254,9 @@ def _check_limits(kw: dict[str, Any]) -> None:
         kw.get("compact_at_fraction"), "compact_at_fraction", 0.05, 1.0, allow_none=True
     )
     kw["compact_keep_last"] = _int(kw.get("compact_keep_last", 6), "compact_keep_last", 1)
+    kw["compact_arg_chars"] = _int(kw.get("compact_arg_chars", 2000), "compact_arg_chars", 100)
+    if not isinstance(kw.get("stream_tags", False), bool):
+        raise InvalidInputError("must be True or False", field="stream_tags")
 
 
 def _check_context(kw: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from cmdc_nb.kernel.compaction import Compaction
 from cmdc_nb.kernel.plugins import Hook
 from cmdc_nb.kernel.prompts import build_system_prompt
 from cmdc_nb.kernel.run_state import AgentState, Run, add_cost
+from cmdc_nb.kernel.stream_tags import MAX_TITLE_CHARS, TagExtractor, strip_tags
 from cmdc_nb.providers import Completion, ProviderRequest, StreamPart, stream_completion
 
 __all__ = ["Requester"]
@@ -35,6 +36,7 @@ class _Stream:
         self.first = asyncio.Event()
         self.writes: list[asyncio.Task[None]] = []
         self.held: list[str] = []  # the last partial word, while output filters are on
+        self.tags = TagExtractor() if agent.options.stream_tags else None
 
     async def start_call(self, model: str) -> str | None:
         a = self.agent
@@ -58,20 +60,40 @@ class _Stream:
             a.emit(ev.MessageStart(run.turns, a.model))
             self.writes.append(asyncio.ensure_future(a.recorder.streaming(run.call_id)))
         if part.kind == "text":
-            if a.output_filters:
-                # Hold back the last partial word so a secret split across chunks is still caught.
-                self.held.append(part.text)
-                text = "".join(self.held)
-                cut = max(text.rfind(" "), text.rfind("\n")) + 1
-                if cut > 0:
-                    self.held[:] = [text[cut:]]
-                    a.emit(ev.MessageDelta(a._filtered(text[:cut])))
-                return
-            a.emit(ev.MessageDelta(part.text))
+            text = part.text
+            if self.tags is not None:
+                text, found = self.tags.feed(text)
+                self._tagged(found)
+            if text:
+                self._text(text)
         elif part.kind == "thinking":
             a.emit(ev.ThinkingDelta(part.text))
 
+    def _text(self, text: str) -> None:
+        a = self.agent
+        if a.output_filters:
+            # Hold back the last partial word so a secret split across chunks is still caught.
+            self.held.append(text)
+            text = "".join(self.held)
+            cut = max(text.rfind(" "), text.rfind("\n")) + 1
+            if cut > 0:
+                self.held[:] = [text[cut:]]
+                a.emit(ev.MessageDelta(a._filtered(text[:cut])))
+            return
+        a.emit(ev.MessageDelta(text))
+
+    def _tagged(self, found: list[tuple[str, str]]) -> None:
+        a = self.agent
+        for tag, content in found:
+            if tag == "status":
+                a.emit(ev.StatusUpdate(content))
+            elif content:
+                a.title = content[:MAX_TITLE_CHARS]
+                a.emit(ev.TitleGenerated(a.title))
+
     async def _fail_attempt(self, err: ProviderError) -> None:
+        if self.tags is not None:  # the next attempt streams its reply from the start
+            self.tags = TagExtractor()
         if self.writes:
             await self.writes.pop()
         self.first.clear()
@@ -103,6 +125,12 @@ class _Stream:
         a = self.agent
         for write in self.writes:
             await write
+        if self.tags is not None:
+            rest, found = self.tags.feed("", final=True)
+            self._tagged(found)
+            if rest:
+                self._text(rest)
+            done.text = strip_tags(done.text)[0]
         if self.held and "".join(self.held):
             a.emit(ev.MessageDelta(a._filtered("".join(self.held))))
         if a.output_filters:

@@ -82,8 +82,10 @@ def extract_facts(messages: Sequence[dict[str, Any]]) -> list[str]:
 
 
 class MemoryFlush(Plugin):
-    """Before compaction, facts are extracted from the conversation (your `extract_fn(messages[, ctx])`,
-    sync or async, or the offline heuristic), de-duplicated (sha256 of the normalised text, against the
+    """Before compaction, facts are extracted from the conversation (your `extract_fn`, sync or async,
+    called as the seed's `extract_fn(messages, ctx, opts)` — `ctx.user_data` is there, `opts` is
+    `options` —, or `(messages, opts)`, `(messages, ctx)`, `(messages)` by its parameters; or the
+    offline heuristic), de-duplicated (sha256 of the normalised text, against the
     file too) and appended to `MEMORY.md` as `- fact` lines. A failure is a warning, never a lost run."""
 
     name = "memory_flush"
@@ -108,10 +110,27 @@ class MemoryFlush(Plugin):
     def _key(fact: str) -> str:
         return hashlib.sha256(" ".join(fact.lower().split()).rstrip(".").encode()).hexdigest()
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """What an `extract_fn(messages, ctx, opts)` is given as `opts`."""
+        return {"file": self.file, "max_facts_per_flush": self.max_facts, "dedupe": self.dedupe}
+
+    def _arguments(self, messages: Any, ctx: ToolContext) -> tuple[Any, ...]:
+        """The seed's signatures, told apart by their parameters: (messages, ctx, opts), the seed's
+        older (messages, opts) — a second parameter named opts/options —, (messages, ctx), (messages)."""
+        try:
+            params = list(inspect.signature(self.extract_fn).parameters.values())
+        except (TypeError, ValueError):  # a builtin or a C callable: the one-argument form
+            return (messages,)
+        if any(p.kind is p.VAR_POSITIONAL for p in params) or len(params) >= 3:
+            return (messages, ctx, self.options)
+        if len(params) == 2:
+            return (messages, self.options if params[1].name in ("opts", "options") else ctx)
+        return (messages,)
+
     async def on_before_compact(self, event: HookEvent, ctx: ToolContext) -> None:
         try:
-            n_params = len(inspect.signature(self.extract_fn).parameters)
-            got = self.extract_fn(event.messages, ctx) if n_params >= 2 else self.extract_fn(event.messages)
+            got = self.extract_fn(*self._arguments(event.messages, ctx))
             if inspect.isawaitable(got):
                 got = await got
             facts = [str(f).strip() for f in got or () if str(f).strip()]

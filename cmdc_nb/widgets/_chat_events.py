@@ -259,6 +259,13 @@ class ChatEvents:
             self._loading_for = e.model
             self._phase(MODEL_CLIENT_LOADING)
 
+    def _on_status(self, e: ev.StatusUpdate) -> None:
+        self._phase(e.text)  # what the model says it is doing, timed like any phase
+
+    def _on_title(self, e: ev.TitleGenerated) -> None:
+        if not self._title_given:
+            self.title_html.value = f'<span class="cmdc-title">{escape(e.title)}</span>'
+
     def _on_retry(self, e: ev.Retry) -> None:
         self._phase(f"{e.kind.replace('_', ' ')}: trying again in {e.delay_s:.0f} s (attempt {e.attempt})")
 
@@ -400,6 +407,8 @@ class ChatEvents:
         ev.AgentStart: _on_start,
         ev.RequestStart: _on_request,
         ev.Retry: _on_retry,
+        ev.StatusUpdate: _on_status,
+        ev.TitleGenerated: _on_title,
         ev.SteeringReceived: _on_steer_received,
         ev.MessageStart: _on_message_start,
         ev.MessageDelta: _on_delta,

@@ -82,6 +82,7 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         self._failed_run = False  # the failure of this run is shown already (said once, not thrice)
         self._steers: dict[str, w.HTML] = {}
 
+        self._title_given = title is not None  # else a title the model writes (stream_tags) names it
         self.title_html = w.HTML(
             f'<span class="cmdc-title">{escape(title or agent.options.name or "Chat")}</span>'
         )
