@@ -141,15 +141,24 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
     # the reply's table is ruled and its numbers right-aligned; its code has one Copy button that copies
     # (the streaming bubble is redrawn once more when the reply ends, so the check waits for the
     # final drawing instead of reading a cell the redraw may have just detached)
-    page.wait_for_function(
-        """sel => [...document.querySelectorAll(sel)].some(m => {
-            const cells = m.textContent.includes("All green") ? m.querySelectorAll("td") : [];
-            return cells.length > 1 && getComputedStyle(cells[0]).borderTopWidth === "1px"
-                && getComputedStyle(cells[1]).textAlign === "right";
-        })""",
-        arg=f"{CHAT} .cmdc-msg",
-        timeout=WAIT_MS,
-    )
+    try:
+        page.wait_for_function(
+            """sel => [...document.querySelectorAll(sel)].some(m => {
+                const cells = m.textContent.includes("All green") ? m.querySelectorAll("td") : [];
+                return cells.length > 1 && getComputedStyle(cells[0]).borderTopWidth === "1px"
+                    && getComputedStyle(cells[1]).textAlign === "right";
+            })""",
+            arg=f"{CHAT} .cmdc-msg",
+            timeout=60_000,
+        )
+    except Exception as exc:  # say what was drawn instead
+        drawn = page.evaluate(
+            """sel => [...document.querySelectorAll(sel)].filter(m => m.textContent.includes("All green"))
+                .map(m => [m.isConnected, m.outerHTML.slice(0, 3000),
+                           [...m.querySelectorAll("td")].map(c => getComputedStyle(c).textAlign)])""",
+            f"{CHAT} .cmdc-msg",
+        )
+        raise AssertionError(f"the reply's table was not drawn ruled and aligned: {drawn!r}") from exc
     reply = page.locator(f"{CHAT} .cmdc-msg:has-text('All green')")
     copy = reply.locator(".cmdc-code > button.cmdc-copy")
     copy.wait_for(timeout=WAIT_MS)
