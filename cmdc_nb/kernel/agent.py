@@ -29,6 +29,7 @@ from cmdc_nb.errors import (
     AgentError,
     AgentNotAliveError,
     BudgetExceededError,
+    CmdcError,
     InvalidInputError,
     NotFoundError,
     ProviderError,
@@ -427,6 +428,8 @@ class Agent(ToolRunner, Requester, Decisions):
             run.handle.future.set_result("\n\n".join(t for t in run.texts if t))
 
     async def _end_run(self, run: Run, reason: EndReason) -> None:
+        with contextlib.suppress(CmdcError, asyncio.CancelledError):
+            await self.recorder.flush()  # what the fast path holds is stored before the run ends
         self.state = AgentState.IDLE
         outcome = "aborted" if reason.kind == "aborted" else "finished"
         ended = time.time()

@@ -10,45 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from cmdc_nb._plumbing import lookups
 from cmdc_nb._plumbing.proc import process_origin
+from cmdc_nb.kernel.stored import StoredToolUse, blocks, history_from_rows, storable, stored
 from cmdc_nb.providers import Completion, TokenUsage, ToolCall
-from cmdc_nb.store.values import storable_json, storable_text
+from cmdc_nb.store.values import storable_json, utcnow
 
-__all__ = ["Recorder", "StoredToolUse", "history_from_rows"]
+__all__ = ["Recorder", "StoredToolUse", "history_from_rows"]  # the last two from kernel.stored
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class StoredToolUse:
-    id: str
-    status: str
-    input: Mapping[str, Any]
-    approval_id: str | None
-    requires_approval: bool = False
-    output: str | None = None
-    error: str | None = None
-    denial_reason: str | None = None
+@dataclass
+class _Held:
+    """A completed call the fast path has not written yet (see Recorder.flush)."""
 
-
-def _stored(t: Any) -> StoredToolUse:
-    return StoredToolUse(
-        id=str(t.id),
-        status=str(t.status.value if hasattr(t.status, "value") else t.status),
-        input=storable_json(dict(t.input or {})),
-        approval_id=str(t.approval_id) if t.approval_id else None,
-        requires_approval=bool(t.requires_approval),
-        output=t.output,
-        error=t.error_message or t.error_type,
-        denial_reason=t.denial_reason,
-    )
+    draft: Any
+    done: dict[str, Any]
+    price: Any
+    cell: str | None
+    message: Any
 
 
 class Recorder:
@@ -68,6 +55,12 @@ class Recorder:
         self.session_id: uuid.UUID | None = None
         self.user_id: uuid.UUID | None = None
         self.ws = ws
+        # The fast path (services.agents.rounds): calls sent but not stored yet, a completed call held
+        # until its first tool use is stored with it, tool uses stored by it, and the write in flight.
+        self._drafts: dict[str, Any] = {}
+        self._held: _Held | None = None
+        self._fast_tools: dict[str, tuple[Any, Any]] = {}
+        self._inflight: asyncio.Future[Any] | None = None
         if session is not None:
             from cmdc_nb.services import sessions
 
@@ -133,8 +126,45 @@ class Recorder:
     ) -> str | None:
         if not self.enabled:
             return None
+        await self.flush()
         from cmdc_nb.services import agents
 
+        meta = storable_json(
+            {
+                "turn": turn,
+                **({"purpose": purpose} if purpose else {}),
+                # who asked, and from where: the approval queue says it of each item it shows
+                **({"agent": self.agent_name} if self.agent_name else {}),
+                "origin": process_origin(),
+            }
+        )
+        if await self._fast(model, temperature):
+            # Nothing is written before the request: the call is stored complete with its response
+            # (a crash meanwhile loses only the request, which resuming sends again).
+            from cmdc_nb._plumbing import validate as v
+            from cmdc_nb._plumbing.service import jsonable
+            from cmdc_nb.services.agents import rounds
+
+            draft = rounds.CallDraft(
+                session_id=self.session_id,  # type: ignore[arg-type]
+                user_id=self.user_id,  # type: ignore[arg-type]
+                model=model,
+                provider=model.split("/", 1)[0],
+                prompt_messages=jsonable(storable_json(list(messages))),
+                system_prompt=storable(system_prompt),
+                temperature=temperature,
+                max_tokens=max_tokens,
+                tools_provided=list(tools),
+                meta=meta,
+                workflow_run_id=v.id_of(self.workflow_run_id, "workflow_run")
+                if self.workflow_run_id
+                else None,
+                workflow_step_id=v.id_of(self.workflow_step_id, "workflow_step")
+                if self.workflow_step_id
+                else None,
+            )
+            self._drafts[str(draft.id)] = draft
+            return str(draft.id)
         call = await self._run(
             agents.create_agent_call,
             self.session_id,
@@ -146,19 +176,63 @@ class Recorder:
             tools_provided=list(tools),
             workflow_run=self.workflow_run_id,
             workflow_step=self.workflow_step_id,
-            metadata=storable_json(
-                {
-                    "turn": turn,
-                    **({"purpose": purpose} if purpose else {}),
-                    # who asked, and from where: the approval queue says it of each item it shows
-                    **({"agent": self.agent_name} if self.agent_name else {}),
-                    "origin": process_origin(),
-                }
-            ),
+            metadata=meta,
         )
         return str(call.id)
 
+    async def _fast(self, model: str, temperature: float | None) -> bool:
+        """Whether a call can take the fast path: no budget applies (remembered), no one is acted for
+        (access checks), and nothing the service would refuse."""
+        from cmdc_nb._plumbing.workspace import get_workspace
+
+        ws = get_workspace(self.ws)
+        if ws.acting_user_id is not None or "/" not in model or len(model) > 200:
+            return False
+        if temperature is not None and not 0 <= temperature <= 2:
+            return False
+        applies = lookups.cached(ws, ("budgets", self.user_id, self.session_id))
+        if applies is lookups.MISS:
+            from cmdc_nb.services.agents import rounds
+
+            applies = await self._run(rounds.budgets_apply, self.user_id, self.session_id)
+        return not applies
+
+    async def _materialize(self, call_id: str | None) -> None:
+        """Store a fast call still in flight, so the services can fail, retry or cancel it."""
+        draft = self._drafts.pop(call_id, None) if call_id is not None else None
+        if draft is not None:
+            from cmdc_nb.services.agents import rounds
+
+            await self._run(rounds.store_pending, draft)
+
+    async def flush(self) -> None:
+        """Write what the fast path holds (a completed call waiting for its first tool use), and wait
+        for a write in flight: every other write and read comes after it. The agent flushes as each run
+        ends."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._inflight = asyncio.ensure_future(self._run(self._write_call, held, None))
+        if self._inflight is not None:
+            inflight = self._inflight
+            await asyncio.shield(inflight)
+            if self._inflight is inflight:
+                self._inflight = None
+
+    def _write_call(self, held: _Held, tool: Any, ws: Any = None) -> None:
+        from cmdc_nb._plumbing.workspace import get_workspace
+        from cmdc_nb.services.agents import rounds
+
+        with get_workspace(ws).transaction() as tx:
+            rounds.record_call_in(
+                tx, held.draft, held.done, held.price, cell=held.cell, message=held.message,
+                tool_uses=[tool] if tool is not None else [],
+            )  # fmt: skip
+
     async def streaming(self, call_id: str | None) -> None:
+        draft = self._drafts.get(call_id) if call_id is not None else None
+        if draft is not None:  # remembered, stored with the completion
+            draft.first_token_at = draft.first_token_at or utcnow()
+            return
         if call_id is not None:
             from cmdc_nb.services import agents
 
@@ -171,6 +245,8 @@ class Recorder:
         a completed call whose tool calls are missing from the conversation. Returns the exact cost."""
         if call_id is None:
             return done.cost_usd
+        if call_id in self._drafts:
+            return await self._complete_fast(self._drafts.pop(call_id), done, message)
         from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.services import agents, sessions
 
@@ -195,7 +271,7 @@ class Recorder:
                     self.session_id,  # type: ignore[arg-type]
                     role="assistant",
                     content=storable(done.text) if done.text or not done.tool_calls else "",
-                    content_blocks=storable_json(_blocks(done.tool_calls)),
+                    content_blocks=storable_json(blocks(done.tool_calls)),
                     agent_call=call_id,
                     ws=ws,
                 )
@@ -203,9 +279,57 @@ class Recorder:
 
         return await self._run(work)
 
+    async def _complete_fast(self, draft: Any, done: Completion, message: bool) -> Decimal | None:
+        """The fast path's completion: priced here (remembered price), written at once — or, when the
+        response asks for tools, held until the first tool use is stored with it."""
+        from cmdc_nb._plumbing.service import jsonable
+        from cmdc_nb._plumbing.workspace import get_workspace
+        from cmdc_nb.services import costs
+        from cmdc_nb.services.agents import rounds
+        from cmdc_nb.store.values import to_money
+
+        u = done.usage
+        price = None
+        cost = to_money(done.cost_usd, field="cost_usd") if done.cost_usd is not None else None
+        if cost is None:
+            ws = get_workspace(self.ws)
+            price = lookups.cached(ws, ("price", draft.model, draft.provider))
+            if price is lookups.MISS:
+                price = await self._run(rounds.price_of, draft.model, draft.provider)
+            if price is not None:
+                cost = price.cost(
+                    tokens_in=u.input, tokens_out=u.output, cache_read=u.cache_read, cache_write=u.cache_write
+                )
+        cols = {
+            "response_content": storable(done.text) or None,
+            "response_blocks": jsonable(storable_json([c.to_message() for c in done.tool_calls])),
+            "stop_reason": done.finish_reason,
+            "tokens_in": u.input,
+            "tokens_out": u.output,
+            "cache_tokens_read": u.cache_read,
+            "cache_tokens_write": u.cache_write,
+            "cost_usd": cost,
+        }
+        msg = None
+        if self.record_messages and message:
+            msg = rounds.NewMessage(
+                role="assistant",
+                content=storable(done.text) if done.text or not done.tool_calls else "",
+                content_blocks=storable_json(blocks(done.tool_calls)),
+                agent_call_id=draft.id,
+            )
+        held = _Held(draft, cols, price, costs.current_notebook_cell(), msg)
+        if msg is not None and done.tool_calls:
+            self._held = held  # stored with the first tool use, before that tool runs
+        else:
+            self._inflight = asyncio.ensure_future(self._run(self._write_call, held, None))
+            await self.flush()
+        return cost
+
     async def fail_call(self, call_id: str | None, kind: str, message: str, *, timeout: bool = False) -> None:
         if call_id is None:
             return
+        await self._materialize(call_id)
         from cmdc_nb.services import agents
 
         if timeout:
@@ -214,12 +338,15 @@ class Recorder:
             await self._run(agents.fail_agent_call, call_id, error_type=kind, error_message=message)
 
     async def retry_call(self, call_id: str | None) -> None:
+        await self._materialize(call_id)
         if call_id is not None:
             from cmdc_nb.services import agents
 
             await self._run(agents.retry_agent_call, call_id)
 
     async def cancel_call(self, call_id: str | None, reason: str) -> None:
+        await self.flush()
+        await self._materialize(call_id)
         if call_id is not None:
             from cmdc_nb.services import agents
 
@@ -238,15 +365,16 @@ class Recorder:
     ) -> str | None:
         if not self.enabled or not self.record_messages:
             return None
+        await self.flush()
         from cmdc_nb.services import sessions
 
-        blocks = _blocks(tool_calls)
+        asked = blocks(tool_calls)
         row = await self._run(
             sessions.create_message,
             self.session_id,
             role=role,
-            content=storable(content) if content is not None or not blocks else "",
-            content_blocks=storable_json(blocks),
+            content=storable(content) if content is not None or not asked else "",
+            content_blocks=storable_json(asked),
             agent_call=agent_call_id,
             tool_use=tool_use_id,
             metadata=storable_json(dict(meta or {})),
@@ -279,6 +407,10 @@ class Recorder:
     ) -> StoredToolUse | None:
         if agent_call_id is None:
             return None
+        held = self._held
+        if held is not None and str(held.draft.id) == agent_call_id and not requires:
+            return await self._tool_use_fast(held, call, args, policy, schema)
+        await self.flush()
         from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.services import agents
 
@@ -300,19 +432,73 @@ class Recorder:
                     row = agents.start_tool_execution(row, ws=ws)
                 return row
 
-        return _stored(await self._run(work))
+        return stored(await self._run(work))
+
+    async def _tool_use_fast(
+        self, held: _Held, call: ToolCall, args: Mapping[str, Any], policy: Mapping[str, Any], schema: Any
+    ) -> StoredToolUse:
+        """The held call, its message and this tool use (`executing`), in one transaction."""
+        from cmdc_nb._plumbing.service import jsonable
+        from cmdc_nb.services import agents
+        from cmdc_nb.services.agents import rounds
+        from cmdc_nb.services.agents.tool_uses import _schema_dict
+
+        tool = rounds.NewToolUse(
+            tool_name=call.name,
+            tool_use_id=call.id,
+            input=jsonable(storable_json(dict(args))),
+            meta={"tool_schema": _schema_dict(schema), "policy": agents.normalize_policy(policy)},
+            sequence=1,
+        )
+        self._held = None
+        self._inflight = asyncio.ensure_future(self._run(self._write_call, held, tool))
+        await self.flush()
+        self._fast_tools[str(tool.id)] = (tool, held.draft)
+        return StoredToolUse(id=str(tool.id), status="executing", input=tool.input, approval_id=None)
+
+    async def _tool_end_fast(
+        self, tool_use_id: str, output: str | None, error: tuple[str, str, bool] | None, result: Any
+    ) -> bool:
+        """A fast tool use's end, with its result message when the loop hands it over (`result`: the
+        content and the message's meta). Returns whether the message was stored."""
+        from cmdc_nb._plumbing.workspace import get_workspace
+        from cmdc_nb.services.agents import rounds
+
+        tool, draft = self._fast_tools.pop(tool_use_id)
+        msg = None
+        if result is not None and self.record_messages:
+            content, meta = result
+            msg = rounds.NewMessage(
+                role="tool_result",
+                content=storable(content),
+                meta=storable_json(dict(meta)),
+                tool_use_id=tool.id,
+            )
+
+        def work(ws: Any = None) -> None:
+            with get_workspace(ws).transaction() as tx:
+                rounds.record_tool_end_in(
+                    tx, tool, draft.id, draft.session_id, draft.user_id, draft.started_at,
+                    output=output, error=error, message=msg,
+                )  # fmt: skip
+
+        await self.flush()
+        await self._run(work)
+        return msg is not None
 
     async def tool_uses_of(self, agent_call_id: str) -> dict[str, StoredToolUse]:
         """The stored tool uses of one agent call, by the model's call id (one read, through the service)."""
         from cmdc_nb.services import agents
 
+        await self.flush()
         page = await self._run(agents.list_tool_uses, agent_call_id, limit=1000)
-        return {t.tool_use_id: _stored(t) for t in page.entries if t.tool_use_id}
+        return {t.tool_use_id: stored(t) for t in page.entries if t.tool_use_id}
 
     async def get_tool_use(self, tool_use_id: str) -> StoredToolUse:
         from cmdc_nb.services import agents
 
-        return _stored(await self._run(agents.get_tool_use, tool_use_id))
+        await self.flush()
+        return stored(await self._run(agents.get_tool_use, tool_use_id))
 
     async def tool_started(self, tool_use_id: str | None) -> None:
         if tool_use_id is not None:
@@ -320,23 +506,33 @@ class Recorder:
 
             await self._run(agents.start_tool_execution, tool_use_id)
 
-    async def tool_done(self, tool_use_id: str | None, content: str) -> None:
+    async def tool_done(self, tool_use_id: str | None, content: str, *, result: Any = None) -> bool:
+        """The tool ran. With `result` (content, meta), its result message is stored in the same
+        transaction when the fast path stored the tool use; returns whether it was."""
+        if tool_use_id in self._fast_tools:
+            return await self._tool_end_fast(tool_use_id, storable(content), None, result)
         if tool_use_id is not None:
             from cmdc_nb.services import agents
 
             await self._run(agents.complete_tool_use, tool_use_id, output=storable(content))
+        return False
 
     async def tool_failed(
-        self, tool_use_id: str | None, kind: str, message: str, *, timed_out: bool = False
-    ) -> None:
+        self, tool_use_id: str | None, kind: str, message: str, *, timed_out: bool = False, result: Any = None
+    ) -> bool:
+        if tool_use_id in self._fast_tools:
+            return await self._tool_end_fast(tool_use_id, None, (kind, message, timed_out), result)
         if tool_use_id is not None:
             from cmdc_nb.services import agents
 
             await self._run(
                 agents.fail_tool_use, tool_use_id, error_type=kind, error_message=message, timed_out=timed_out
             )
+        return False
 
     async def tool_cancelled(self, tool_use_id: str | None, reason: str) -> None:
+        self._fast_tools.pop(tool_use_id or "", None)  # stored: the service cancels it from here on
+        await self.flush()
         if tool_use_id is not None:
             from cmdc_nb.services import agents
 
@@ -361,7 +557,7 @@ class Recorder:
             )
         else:
             row = agents.deny_tool_use(tool_use_id, by=by, reason=note, ws=self.ws)
-        return _stored(row)
+        return stored(row)
 
     async def decider(self, tool_use_id: str) -> tuple[str, str | None, str | None]:
         """How a decided tool use was decided, by whom and with what note, as the audit
@@ -388,54 +584,3 @@ class Recorder:
             return "person", (accounts.get_user(person, ws=ws).email if person else None), note
 
         return await self._run(work)
-
-
-def storable(text: str | None) -> str | None:
-    """`text` as both backends can store it (see `storable_text`): a tool's or a model's odd bytes
-    must not fail the turn."""
-    return None if text is None else storable_text(text)
-
-
-def _blocks(tool_calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
-    return [
-        {"type": "tool_call", "id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in tool_calls
-    ]
-
-
-def history_from_rows(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Stored messages as litellm messages, and for each tool call id the agent call that asked for it."""
-    out: list[dict[str, Any]] = []
-    call_of: dict[str, str] = {}
-    for r in rows:
-        role = str(r.role.value if hasattr(r.role, "value") else r.role)
-        if role == "tool_result":
-            out.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": (r.meta or {}).get("tool_call_id", ""),
-                    "content": r.content or "",
-                }
-            )
-            continue
-        msg: dict[str, Any] = {"role": role, "content": r.content}
-        calls = [
-            b for b in (r.content_blocks or []) if isinstance(b, Mapping) and b.get("type") == "tool_call"
-        ]
-        if calls:
-            msg["tool_calls"] = [
-                {
-                    "id": b["id"],
-                    "type": "function",
-                    "function": {
-                        "name": b["name"],
-                        "arguments": json.dumps(b.get("arguments") or {}, sort_keys=True),
-                    },
-                }
-                for b in calls
-            ]
-            if r.agent_call_id is not None:
-                for b in calls:
-                    call_of[str(b["id"])] = str(r.agent_call_id)
-            msg["content"] = r.content or None
-        out.append(msg)
-    return out, call_of

@@ -145,6 +145,8 @@ class Run:
     call_id: str | None = None  # the agent call in flight (for cancellation)
     stop_after_batch: bool = False
     abort: tuple[str, str | None] | None = None
+    batch_size: int = 0  # tool calls in the batch running now
+    results_stored: set[str] = field(default_factory=set)  # tool call ids whose result message is stored
 
 
 def ms(t: float) -> int:

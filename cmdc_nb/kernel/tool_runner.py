@@ -34,6 +34,7 @@ class ToolRunner(AgentCore):
         known: Mapping[str, StoredToolUse | None] | None = None,
     ) -> None:
         self.state = AgentState.EXECUTING_TOOLS
+        run.batch_size = len(calls)
         self.emit(ev.ToolCalls(len(calls), tuple(c.name for c in calls)))
         interventions: list[str] = []
         tasks = []
@@ -70,11 +71,11 @@ class ToolRunner(AgentCore):
             else:
                 results.append((c, *t.result()))
         for c, result, tu in results:
-            await self._add_message(
-                {"role": "tool", "tool_call_id": c.id, "content": result.content},
-                tool_use_id=tu,
-                meta={"name": c.name, "is_error": result.is_error},
-            )
+            msg = {"role": "tool", "tool_call_id": c.id, "content": result.content}
+            if c.id in run.results_stored:  # stored with its tool use's end (see _execute)
+                self.messages.append(msg)
+                continue
+            await self._add_message(msg, tool_use_id=tu, meta={"name": c.name, "is_error": result.is_error})
         stop = None
         for c, _result, _ in results:
             stop = stop or self._guard.observe(c.name, c.arguments)
@@ -264,12 +265,26 @@ class ToolRunner(AgentCore):
             return ToolResult(outcome, True), tu
         result, attempt, timed_out = outcome
         ended = time.time()
+        # With no plugin to change the result after this, and no other call in the batch to keep the
+        # messages in order, the result message is stored with the tool's end: one write, not two.
+        result_msg = None
+        if not self.plugins.plugins and run.batch_size == 1:
+            result_msg = (
+                result.content,
+                {"name": call.name, "is_error": result.is_error, "tool_call_id": call.id},
+            )
         if result.is_error:
-            await self.recorder.tool_failed(
-                tu, "timeout" if timed_out else "error", result.content, timed_out=timed_out
+            stored = await self.recorder.tool_failed(
+                tu,
+                "timeout" if timed_out else "error",
+                result.content,
+                timed_out=timed_out,
+                result=result_msg,
             )
         else:
-            await self.recorder.tool_done(tu, result.content)
+            stored = await self.recorder.tool_done(tu, result.content, result=result_msg)
+        if stored:
+            run.results_stored.add(call.id)
         out = await self._hook(
             Hook.AFTER_TOOL,
             {"name": call.name, "call_id": call.id, "result": result, "args": dict(args)},

@@ -19,6 +19,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import topics
 from cmdc_nb.services import budgets
-from cmdc_nb.services.pricing import cached_price_in
+from cmdc_nb.services.pricing import Price, cached_price_in
 from cmdc_nb.store.enums import CostService, CostSourceType
 from cmdc_nb.store.models import CostDailySummary, CostRecord, CostRollup, User
 from cmdc_nb.store.types import Money
@@ -162,6 +163,33 @@ def insert_cost_in(
     tx.db.add(record)
     tx.db.flush()
     _add_to_summary(tx, record)
+    _announce(tx, record)
+    return record
+
+
+def insert_cost_row_in(
+    tx: Tx, price: Price | None, *, at: dt.datetime, cell: str | None, cost_usd: Decimal | None, **fields: Any
+) -> None:
+    """`insert_cost_in` with SQLAlchemy Core and the price already looked up (the caller's cost is
+    what `price` gives): the stored agent round's fast path, which needs no row object back."""
+    values = {
+        "id": uuid.uuid4(),
+        "incurred_at": at,
+        "day": at.date(),
+        "notebook_cell": cell,
+        "cost_usd": cost_usd,
+        "price_per_million_in_usd": price.input_per_million_usd if price else None,
+        "price_per_million_out_usd": price.output_per_million_usd if price else None,
+        "metadata": {"price_source": price.source} if price is not None else {},
+        **fields,
+    }
+    tx.db.connection().execute(sa.insert(CostRecord), values)
+    record = SimpleNamespace(**values)
+    _add_to_summary(tx, record)
+    _announce(tx, record)
+
+
+def _announce(tx: Tx, record: Any) -> None:
     tx.publish(
         topics.user_costs(record.user_id),
         "cost_recorded",
@@ -178,14 +206,13 @@ def insert_cost_in(
         },
     )
     budgets.announce_in(tx, record)
-    return record
 
 
 def _insert(db: orm.Session) -> Any:
     return (postgresql if db.get_bind().dialect.name == "postgresql" else sqlite).insert
 
 
-def _add_to_summary(tx: Tx, r: CostRecord) -> None:
+def _add_to_summary(tx: Tx, r: Any) -> None:
     t = CostDailySummary.__table__
     cost = r.cost_usd or Decimal(0)
     now = utcnow()
@@ -220,16 +247,35 @@ def _add_to_summary(tx: Tx, r: CostRecord) -> None:
     _add_to_rollup(tx, r)
     if r.cost_usd is None:
         return
+    keys = (summary_id, r.provider, r.model, r.session_id)
+    if not cost and keys in _HOLDS_KEYS:
+        return  # adding $0 to amounts the row already holds changes nothing: no read, no write
     # The upsert holds the row lock until commit, so this read-add-write of the maps is safe.
     row = fetch(tx.db, CostDailySummary, summary_id, "cost_daily_summary", lock=True)
+    held = (
+        r.provider in row.cost_by_provider
+        and r.model in row.cost_by_model
+        and (r.session_id is None or str(r.session_id) in row.cost_by_session)
+    )
     row.cost_by_provider = _plus(row.cost_by_provider, r.provider, cost)
     row.cost_by_model = _plus(row.cost_by_model, r.model, cost)
     if r.session_id is not None:
         row.cost_by_session = _plus(row.cost_by_session, str(r.session_id), cost)
     tx.db.flush()
+    if held:  # seen in the row before this transaction touched it: committed, not just ours
+        if len(_HOLDS_KEYS) > 10_000:
+            _HOLDS_KEYS.clear()
+        _HOLDS_KEYS.add(keys)
 
 
-def _add_to_rollup(tx: Tx, r: CostRecord) -> None:
+# (summary row, provider, model, session) whose amounts a summary row is known to hold: a free call
+# (an offline model) then skips the read-add-write of the maps. A row's keys only go when the row does
+# (regenerate_daily_summary rebuilds them from every priced record, the $0 ones too), and a new row has
+# a new id.
+_HOLDS_KEYS: set[tuple[Any, ...]] = set()
+
+
+def _add_to_rollup(tx: Tx, r: Any) -> None:
     t = CostRollup.__table__
     stmt = _insert(tx.db)(t).values(
         user_id=r.user_id,

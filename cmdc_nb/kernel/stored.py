@@ -1,0 +1,90 @@
+"""What the kernel keeps of stored rows: a tool use as the loop sees it, stored messages turned back
+into the conversation, and text made storable. No database here (see `persist`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cmdc_nb.providers import ToolCall
+from cmdc_nb.store.values import storable_json, storable_text
+
+__all__ = ["StoredToolUse", "blocks", "history_from_rows", "storable", "stored"]
+
+
+@dataclass(frozen=True)
+class StoredToolUse:
+    id: str
+    status: str
+    input: Mapping[str, Any]
+    approval_id: str | None
+    requires_approval: bool = False
+    output: str | None = None
+    error: str | None = None
+    denial_reason: str | None = None
+
+
+def stored(t: Any) -> StoredToolUse:
+    return StoredToolUse(
+        id=str(t.id),
+        status=str(t.status.value if hasattr(t.status, "value") else t.status),
+        input=storable_json(dict(t.input or {})),
+        approval_id=str(t.approval_id) if t.approval_id else None,
+        requires_approval=bool(t.requires_approval),
+        output=t.output,
+        error=t.error_message or t.error_type,
+        denial_reason=t.denial_reason,
+    )
+
+
+def storable(text: str | None) -> str | None:
+    """`text` as both backends can store it (see `storable_text`): a tool's or a model's odd bytes
+    must not fail the turn."""
+    return None if text is None else storable_text(text)
+
+
+def blocks(tool_calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    return [
+        {"type": "tool_call", "id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in tool_calls
+    ]
+
+
+def history_from_rows(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Stored messages as litellm messages, and for each tool call id the agent call that asked for it."""
+    out: list[dict[str, Any]] = []
+    call_of: dict[str, str] = {}
+    for r in rows:
+        role = str(r.role.value if hasattr(r.role, "value") else r.role)
+        if role == "tool_result":
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": (r.meta or {}).get("tool_call_id", ""),
+                    "content": r.content or "",
+                }
+            )
+            continue
+        msg: dict[str, Any] = {"role": role, "content": r.content}
+        calls = [
+            b for b in (r.content_blocks or []) if isinstance(b, Mapping) and b.get("type") == "tool_call"
+        ]
+        if calls:
+            msg["tool_calls"] = [
+                {
+                    "id": b["id"],
+                    "type": "function",
+                    "function": {
+                        "name": b["name"],
+                        "arguments": json.dumps(b.get("arguments") or {}, sort_keys=True),
+                    },
+                }
+                for b in calls
+            ]
+            if r.agent_call_id is not None:
+                for b in calls:
+                    call_of[str(b["id"])] = str(r.agent_call_id)
+            msg["content"] = r.content or None
+        out.append(msg)
+    return out, call_of

@@ -1,0 +1,399 @@
+"""A stored agent round in as few durable writes as resuming allows: the kernel's hot path.
+
+The services of this package stay the public API and the slow path (approvals, budgets that apply,
+errors, retries, a workspace acting for someone). When none of that is in play, `kernel.persist`
+writes a round through this module instead, with SQLAlchemy Core, ids made in advance and nothing read
+back that the loop already knows:
+
+1. `record_call_in` — once the model's response is complete, and before any of its tools runs: the
+   agent call (inserted complete: it had no row while in flight), its cost record with the daily
+   summary and roll-up, the session's counters, the assistant message, each tool use that starts
+   executing at once, and their audit entries — one transaction;
+2. `record_tool_end_in` — once a tool has run: the tool use completed (or failed) and, when the loop
+   hands it over, its result message with its audit entry — one transaction.
+
+Every event the services publish for these changes is published here too, with the same topics and
+payloads, in the same order (`agent_call_created`, `agent_call_streaming`, `cost_recorded`,
+`agent_call_completed`, `message_created`, `tool_use_created`, `tool_use_started`; then
+`tool_use_completed` / `tool_use_failed`, `message_created`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
+from cmdc_nb.errors import InvalidStateError, NotFoundError
+from cmdc_nb.events import topics
+from cmdc_nb.services import budgets, costs
+from cmdc_nb.services.pricing import Price, cached_price_in
+from cmdc_nb.services.sessions.records import _WRITABLE
+from cmdc_nb.store.enums import (
+    ActivityAction,
+    AgentCallStatus,
+    CostService,
+    CostSourceType,
+    MessageRole,
+    ToolUseStatus,
+)
+from cmdc_nb.store.models import ActivityLog, AgentCall, Message, Session, ToolUse
+from cmdc_nb.store.values import utcnow
+
+__all__ = [
+    "CallDraft",
+    "NewMessage",
+    "NewToolUse",
+    "insert_pending_in",
+    "record_call_in",
+    "record_tool_end_in",
+]
+
+
+@dataclass
+class CallDraft:
+    """An agent call the loop has sent but not stored yet: what `create_agent_call` would store."""
+
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    model: str
+    provider: str
+    prompt_messages: list[Any]
+    system_prompt: str | None
+    temperature: float | None
+    max_tokens: int | None
+    tools_provided: list[str]
+    meta: dict[str, Any]
+    workflow_run_id: uuid.UUID | None = None
+    workflow_step_id: uuid.UUID | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    started_at: dt.datetime = field(default_factory=utcnow)
+    first_token_at: dt.datetime | None = None
+
+
+@dataclass
+class NewMessage:
+    role: str
+    content: str | None
+    content_blocks: list[Any] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    agent_call_id: uuid.UUID | None = None
+    tool_use_id: uuid.UUID | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass
+class NewToolUse:
+    """A tool use that needs no approval, stored `executing`: it runs right after the commit."""
+
+    tool_name: str
+    tool_use_id: str | None
+    input: dict[str, Any]
+    meta: dict[str, Any]
+    sequence: int
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+def _call_payload(d: CallDraft, status: str, done: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    done = done or {}
+    cost = done.get("cost_usd")
+    return {
+        "agent_call_id": str(d.id),
+        "session_id": str(d.session_id),
+        "provider": d.provider,
+        "model": d.model,
+        "status": status,
+        "tokens_in": done.get("tokens_in"),
+        "tokens_out": done.get("tokens_out"),
+        "cost_usd": str(cost) if cost is not None else None,
+        "duration_ms": done.get("duration_ms"),
+    }
+
+
+def _tool_payload(t: NewToolUse, call_id: uuid.UUID, session_id: uuid.UUID, status: str) -> dict[str, Any]:
+    return {
+        "tool_use_id": str(t.id),
+        "agent_call_id": str(call_id),
+        "session_id": str(session_id),
+        "tool_name": t.tool_name,
+        "sequence": t.sequence,
+        "status": status,
+        "requires_approval": False,
+        "approval_id": None,
+    }
+
+
+def _audit(
+    action: ActivityAction, kind: str, rid: uuid.UUID, uid: uuid.UUID, sid: uuid.UUID, details: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "resource_type": kind,
+        "resource_id": rid,
+        "user_id": uid,
+        "details": details,
+        "session_id": sid,
+    }
+
+
+def _lock_session(tx: Tx, sid: uuid.UUID, **deltas: Any) -> int:
+    """Add to the session's counters (which locks its row, so writers to one session take turns) and
+    give the next message sequence number; refuse a session that takes no messages."""
+    values = {name: getattr(Session, name) + d for name, d in deltas.items() if d}
+    stmt = sa.update(Session).where(Session.id == sid).values(**values) if values else None
+    if stmt is None:  # nothing to add: still take the row's lock
+        stmt = sa.update(Session).where(Session.id == sid).values(message_count=Session.message_count)
+    status = tx.db.execute(stmt.returning(Session.status)).scalar_one_or_none()
+    if status is None:
+        raise NotFoundError("session", sid)
+    if status not in _WRITABLE:
+        raise InvalidStateError(
+            "session", status.value, "new message", allowed=sorted(s.value for s in _WRITABLE)
+        )
+    last = tx.db.scalar(sa.select(sa.func.max(Message.sequence)).where(Message.session_id == sid))
+    return int(last or 0) + 1
+
+
+def _message_row(m: NewMessage, sid: uuid.UUID, sequence: int) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "session_id": sid,
+        "role": MessageRole(m.role),
+        "content": m.content,
+        "content_blocks": m.content_blocks,
+        "sequence": sequence,
+        "agent_call_id": m.agent_call_id,
+        "tool_use_id": m.tool_use_id,
+        "attachments": [],
+        "visible_in_branches": [],
+        "metadata": m.meta,
+    }
+
+
+def _publish_message(tx: Tx, m: NewMessage, sid: uuid.UUID, sequence: int) -> None:
+    tx.publish(
+        topics.session_messages(sid),
+        "message_created",
+        {
+            "message_id": str(m.id),
+            "session_id": str(sid),
+            "sequence": sequence,
+            "role": m.role,
+            "content": m.content,
+        },
+    )
+
+
+def _call_row(d: CallDraft, status: AgentCallStatus, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "session_id": d.session_id,
+        "user_id": d.user_id,
+        "provider": d.provider,
+        "model": d.model,
+        "status": status,
+        "prompt_messages": d.prompt_messages,
+        "system_prompt": d.system_prompt,
+        "response_blocks": [],
+        "cache_tokens_read": 0,
+        "cache_tokens_write": 0,
+        "started_at": d.started_at,
+        "first_token_at": d.first_token_at,
+        "temperature": d.temperature,
+        "max_tokens": d.max_tokens,
+        "tools_provided": d.tools_provided,
+        "retry_count": 0,
+        "workflow_run_id": d.workflow_run_id,
+        "workflow_step_id": d.workflow_step_id,
+        "metadata": d.meta,
+        "inserted_at": d.started_at,
+        "updated_at": now,
+    }
+
+
+def insert_pending_in(tx: Tx, d: CallDraft) -> None:
+    """Store a call still in flight as `create_agent_call` (and `start_streaming`, once its first token
+    came) would have: before a failure, a retry or a cancellation moves it through the services."""
+    status = AgentCallStatus.STREAMING if d.first_token_at is not None else AgentCallStatus.PENDING
+    tx.db.connection().execute(sa.insert(AgentCall), _call_row(d, status, utcnow()))
+    tx.db.connection().execute(
+        sa.insert(ActivityLog),
+        _audit(ActivityAction.AGENT_CALL_START, "agent_call", d.id, d.user_id, d.session_id,
+               {"provider": d.provider, "model": d.model}),
+    )  # fmt: skip
+    calls = topics.session_agent_calls(d.session_id)
+    tx.publish(calls, "agent_call_created", _call_payload(d, "pending"))
+    if status is AgentCallStatus.STREAMING:
+        tx.publish(calls, "agent_call_streaming", _call_payload(d, "streaming"))
+
+
+def record_call_in(
+    tx: Tx,
+    d: CallDraft,
+    done: Mapping[str, Any],
+    price: Price | None,
+    *,
+    cell: str | None,
+    message: NewMessage | None = None,
+    tool_uses: Sequence[NewToolUse] = (),
+) -> int | None:
+    """Store a completed call and what came with it (see the module docstring); `done` holds the
+    response's columns (response_content, response_blocks, stop_reason, tokens_in, tokens_out,
+    cache_tokens_read, cache_tokens_write, cost_usd). Returns the message's sequence number.
+
+    Long because it is the round's one transaction, written out in the order the events go."""
+    now = utcnow()
+    sid, uid = d.session_id, d.user_id
+    duration = max(0, int((now - d.started_at).total_seconds() * 1000))
+    done = {**done, "duration_ms": duration}
+    cost: Decimal | None = done["cost_usd"]
+    tin, tout = done["tokens_in"], done["tokens_out"]
+    conn = tx.db.connection()
+    conn.execute(
+        sa.insert(AgentCall),
+        {
+            **_call_row(d, AgentCallStatus.COMPLETED, now),
+            **{k: done[k] for k in ("response_content", "response_blocks", "stop_reason", "tokens_in",
+                                    "tokens_out", "cache_tokens_read", "cache_tokens_write", "cost_usd")},
+            "first_token_at": d.first_token_at or now,
+            "completed_at": now,
+            "duration_ms": duration,
+        },
+    )  # fmt: skip
+    calls = topics.session_agent_calls(sid)
+    tx.publish(calls, "agent_call_created", _call_payload(d, "pending"))
+    tx.publish(calls, "agent_call_streaming", _call_payload(d, "streaming"))
+    costs.insert_cost_row_in(
+        tx,
+        price,
+        at=now,
+        cell=cell,
+        cost_usd=cost,
+        user_id=uid,
+        source_type=CostSourceType.AGENT_CALL,
+        source_id=d.id,
+        provider=d.provider,
+        model=d.model,
+        service=CostService.CHAT,
+        tokens_in=tin or 0,
+        tokens_out=tout or 0,
+        cache_tokens_read=done["cache_tokens_read"],
+        cache_tokens_write=done["cache_tokens_write"],
+        session_id=sid,
+        workflow_run_id=d.workflow_run_id,
+    )
+    # The session's row after the summary's, as `complete_agent_call` takes them: never a lock cycle.
+    seq = _lock_session(
+        tx,
+        sid,
+        total_tokens_in=tin or 0,
+        total_tokens_out=tout or 0,
+        total_cost_usd=cost or Decimal(0),
+        total_duration_ms=duration,
+        message_count=1 if message is not None else 0,
+    )
+    audit = [
+        _audit(ActivityAction.AGENT_CALL_START, "agent_call", d.id, uid, sid, {"provider": d.provider, "model": d.model}),
+        _audit(ActivityAction.AGENT_CALL_COMPLETE, "agent_call", d.id, uid, sid,
+               {"tokens_in": tin, "tokens_out": tout, "cost_usd": str(cost) if cost is not None else None}),
+    ]  # fmt: skip
+    tx.publish(calls, "agent_call_completed", _call_payload(d, "completed", done))
+    if message is not None:
+        conn.execute(sa.insert(Message), _message_row(message, sid, seq))
+        audit.append(_audit(ActivityAction.MESSAGE_CREATE, "message", message.id, uid, sid,
+                            {"role": message.role, "sequence": seq}))  # fmt: skip
+        _publish_message(tx, message, sid, seq)
+    if tool_uses:
+        conn.execute(
+            sa.insert(ToolUse),
+            [
+                {"id": t.id, "agent_call_id": d.id, "session_id": sid, "tool_name": t.tool_name,
+                 "tool_use_id": t.tool_use_id, "input": t.input, "status": ToolUseStatus.EXECUTING,
+                 "requires_approval": False, "output_truncated": False, "file_changes": [],
+                 "started_at": now, "sequence": t.sequence, "metadata": t.meta}
+                for t in tool_uses
+            ],
+        )  # fmt: skip
+        for t in tool_uses:
+            audit.append(_audit(ActivityAction.TOOL_EXECUTE, "tool_use", t.id, uid, sid,
+                                {"tool_name": t.tool_name, "input": t.input}))  # fmt: skip
+            tx.publish(calls, "tool_use_created", _tool_payload(t, d.id, sid, "pending"))
+            tx.publish(calls, "tool_use_started", _tool_payload(t, d.id, sid, "executing"))
+    conn.execute(sa.insert(ActivityLog), audit)
+    return seq if message is not None else None
+
+
+def record_tool_end_in(
+    tx: Tx,
+    tool: NewToolUse,
+    call_id: uuid.UUID,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    started_at: dt.datetime,
+    *,
+    output: str | None,
+    error: tuple[str, str, bool] | None,
+    message: NewMessage | None,
+) -> int | None:
+    """A fast tool use's end: completed with `output`, or failed with `error` (type, message, timed
+    out); with its result message when given. Returns the message's sequence number."""
+    now = utcnow()
+    target = ToolUseStatus.COMPLETED
+    values: dict[str, Any] = {"output": output, "output_truncated": False, "file_changes": []}
+    if error is not None:
+        target = ToolUseStatus.TIMEOUT if error[2] else ToolUseStatus.FAILED
+        values = {"error_type": error[0], "error_message": error[1]}
+    seq = _lock_session(tx, session_id, message_count=1) if message is not None else None
+    result: Any = tx.db.execute(
+        sa.update(ToolUse)
+        .where(ToolUse.id == tool.id, ToolUse.status == ToolUseStatus.EXECUTING)
+        .values(
+            status=target,
+            completed_at=now,
+            duration_ms=max(0, int((now - started_at).total_seconds() * 1000)),
+            **values,
+        )
+    )
+    changed = result.rowcount
+    if changed != 1:  # cancelled meanwhile (or gone): the service says which, as it would
+        raise InvalidStateError("tool_use", "not executing", target.value, allowed=["executing"])
+    calls = topics.session_agent_calls(session_id)
+    event = "tool_use_completed" if error is None else "tool_use_failed"
+    tx.publish(calls, event, _tool_payload(tool, call_id, session_id, target.value))
+    if message is None or seq is None:
+        return None
+    conn = tx.db.connection()
+    conn.execute(sa.insert(Message), _message_row(message, session_id, seq))
+    conn.execute(
+        sa.insert(ActivityLog),
+        _audit(ActivityAction.MESSAGE_CREATE, "message", message.id, user_id, session_id,
+               {"role": message.role, "sequence": seq}),
+    )  # fmt: skip
+    _publish_message(tx, message, session_id, seq)
+    return seq
+
+
+def budgets_apply(user_id: uuid.UUID, session_id: uuid.UUID, *, ws: Workspace | None = None) -> bool:
+    """Whether a budget applies to the session (remembered; see `budgets.applies_in`)."""
+    w = get_workspace(ws)
+    with w.read() as db:
+        return budgets.applies_in(w, db, user_id, session_id)
+
+
+def price_of(model: str, provider: str, *, ws: Workspace | None = None) -> Price | None:
+    """The model's price (remembered; see `pricing.cached_price_in`)."""
+    w = get_workspace(ws)
+    with w.read() as db:
+        return cached_price_in(w, db, model, provider)
+
+
+def store_pending(d: CallDraft, *, ws: Workspace | None = None) -> None:
+    """`insert_pending_in` in a transaction of its own."""
+    with get_workspace(ws).transaction() as tx:
+        insert_pending_in(tx, d)
