@@ -1,10 +1,17 @@
-"""1M cost records → a daily-by-model frame, side by side with pandas itself.
+"""1M cost records → a typed frame and a daily-by-model frame, side by side with pandas itself.
 
 Run: `.venv/bin/python bench/bench_frames.py [rows] [--pg URL]` (default 1,000,000). Writes the medians of
-5 runs, and their ratios to pandas' own groupby, into bench/RESULTS.md (the section between the
-`frames` markers), for SQLite and, given a URL, PostgreSQL.
+5 runs, and their ratios, into bench/RESULTS.md (the section between the `frames` markers; set
+`CMDC_BENCH_RESULTS` to write elsewhere), for SQLite and, given a URL, PostgreSQL.
 
-What is compared, on the same workspace:
+Loading (the issue's goal: a typed frame ≤ 1× `pd.read_sql` of the same columns), run in turns, the
+order rotating each round, medians of 5:
+- peer: `pd.read_sql` of the 14 stored columns `costs_frame` types (untyped: object ids, float or
+  Decimal money, strings);
+- cmdc_nb `costs_frame()` through Arrow (the `fast-frames` extra), and row by row (as without it);
+- the first frame on a workspace just opened, which pays for opening the Arrow driver's connection.
+
+Cutting, on the same workspace:
 - pandas groupby: `df.groupby(["day", "model"])["cost_usd"].sum()` on a frame already in memory (the
   floor: what pandas itself needs for the cut), with float dollars and with exact decimals;
 - peer (plain pandas): `pd.read_sql` of the table, then that groupby — what one does without cmdc_nb;
@@ -15,6 +22,7 @@ What is compared, on the same workspace:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import sqlite3
@@ -33,6 +41,11 @@ import sqlalchemy as sa
 
 import cmdc_nb
 from cmdc_nb import accounts, costs, frames
+
+try:
+    from cmdc_nb.services.frames.adbc import forced_fallback
+except ImportError:  # a checkout from before the Arrow path: only the row-by-row frame is measured
+    forced_fallback = None  # type: ignore[assignment]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section
@@ -104,6 +117,64 @@ def median_seconds(fn: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
+SAME_COLUMNS = (
+    "incurred_at, day, user_id, session_id, provider, model, service, source_type, notebook_cell, "
+    "tokens_in, tokens_out, cache_tokens_read, cache_tokens_write, cost_usd"
+)
+
+
+def in_turns(variants: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Each variant once per round, the order rotating, RUNS rounds; medians."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for i in range(RUNS):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            t = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def row_by_row() -> Any:
+    return forced_fallback() if forced_fallback is not None else contextlib.nullcontext()
+
+
+def first_frame(url: str, home: Path, fallback: bool) -> float:
+    """Seconds for the first costs_frame on a workspace just opened (its connections not yet made)."""
+    ws = cmdc_nb.connect(url, home=home, make_default=False)
+    try:
+        with row_by_row() if fallback else contextlib.nullcontext():
+            t = time.perf_counter()
+            frames.costs_frame(ws=ws)
+            return time.perf_counter() - t
+    finally:
+        ws.close()
+
+
+def measure_load(ws: cmdc_nb.Workspace, url: str, home: Path) -> dict[str, float]:
+    def typed_rows() -> object:
+        with row_by_row():
+            return frames.costs_frame(ws=ws)
+
+    variants: dict[str, Callable[[], object]] = {
+        "peer: pd.read_sql of the same 14 columns": lambda: pd.read_sql(
+            f"SELECT {SAME_COLUMNS} FROM cost_records", ws.engine
+        ),
+        "cmdc_nb costs_frame() row by row (without the extra)": typed_rows,
+    }
+    if forced_fallback is not None:
+        variants["cmdc_nb costs_frame() through Arrow (fast-frames)"] = lambda: frames.costs_frame(ws=ws)
+    results = in_turns(variants)
+    firsts = {"arrow": [], "rows": []}  # type: dict[str, list[float]]
+    for _ in range(3 if forced_fallback is not None else 0):
+        firsts["arrow"].append(first_frame(url, home, fallback=False))
+        firsts["rows"].append(first_frame(url, home, fallback=True))
+    if firsts["arrow"]:
+        results["first costs_frame() on a new workspace, through Arrow"] = statistics.median(firsts["arrow"])
+        results["first costs_frame() on a new workspace, row by row"] = statistics.median(firsts["rows"])
+    return results
+
+
 def measure(ws: cmdc_nb.Workspace, rows: int) -> tuple[dict[str, float], bool]:
     loaded = frames.costs_frame(ws=ws)
     assert len(loaded) == rows
@@ -156,6 +227,7 @@ def main(rows: int, pg: str | None) -> str:
         targets = [("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}")] + ([("PostgreSQL", pg)] if pg else [])
         for label, url in targets:
             ws = populate(url, Path(tmp), rows)
+            load = measure_load(ws, url, Path(tmp))
             results, check = measure(ws, rows)
             if label == "PostgreSQL":  # leave the shared server as we found it
                 with ws.transaction() as tx:
@@ -165,16 +237,23 @@ def main(rows: int, pg: str | None) -> str:
             ws.close()
             checks.append(f"{label}: {check}")
             floor = results["pandas groupby, exact decimal (in memory)"]
+            peer = load["peer: pd.read_sql of the same 14 columns"]
             tables += [
                 "",
-                f"**{label}**",
+                f"**{label}: loading {rows:,} records into a typed frame** (in turns, median of {RUNS})",
+                "",
+                "| what | median (s) | × pd.read_sql of the same columns |",
+                "|---|---:|---:|",
+                *(f"| {name} | {sec:.3f} | {sec / peer:.2f} |" for name, sec in load.items()),
+                "",
+                f"**{label}: cutting**",
                 "",
                 "| what | median (s) | × pandas exact groupby |",
                 "|---|---:|---:|",
                 *(f"| {name} | {sec:.3f} | {sec / floor:.2f} |" for name, sec in results.items()),
             ]
     lines = [
-        f"### Frames: {rows:,} cost records → daily cost by model (median of {RUNS})",
+        f"### Frames: {rows:,} cost records → a typed frame, and daily cost by model (median of {RUNS})",
         *tables,
         "",
         f"The rollups, the grouped records and pandas agree exactly (costs, requests, tokens): {', '.join(checks)}. "
