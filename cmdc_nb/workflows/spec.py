@@ -179,8 +179,13 @@ class WorkflowSpec:
 
     @cached_property
     def _ancestors(self) -> dict[str, frozenset[str]]:
-        g = self.graph()
-        return {n: frozenset(nx.ancestors(g, n)) for n in g}
+        # In topological order, each step's ancestors are its dependencies' plus themselves: set
+        # unions, where a graph search per step cost a run of 1,000 steps ≈0.2 s to start.
+        out: dict[str, frozenset[str]] = {}
+        for sid in self.order():
+            deps = self.step(sid).depends_on
+            out[sid] = frozenset().union(*(out[d] for d in deps), deps)
+        return out
 
     @cached_property
     def _dependants(self) -> dict[str, tuple[str, ...]]:
