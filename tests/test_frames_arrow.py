@@ -288,3 +288,16 @@ def test_a_driver_that_cannot_connect_is_logged_once_without_the_password_and_fr
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "cannot connect" in warnings[0].getMessage(), caplog.text
     assert secret not in caplog.text or ws.backend == "sqlite"  # SQLite's target has no password
+
+
+def test_a_frame_read_while_the_driver_connection_is_busy_is_read_row_by_row(
+    ws: Workspace, user: User, arrow_reads: list[bool]
+) -> None:
+    costs.record_cost(user, source_type="agent_call", source_id=uuid.uuid4(), provider="p", model="m", ws=ws)
+    assert len(frames.costs_frame(ws=ws)) == 1
+    busy = adbc._readers[ws.engine]
+    with busy._lock:  # as while another thread's frame is being read on it
+        assert frames.costs_frame(ws=ws)["model"].tolist() == ["m"]
+    assert arrow_reads == [True, False]
+    ws.close()
+    assert ws.engine not in adbc._readers  # closing the workspace closed its driver connection
