@@ -356,6 +356,31 @@ async def test_the_output_follows_the_widget_until_a_front_end_draws_it(shell: I
         )
 
 
+async def test_a_click_in_a_live_view_stops_updates_even_when_its_probe_never_reported() -> None:
+    """anywidget drops a model that takes over 2 s to start, so on a busy page the view probe may never
+    say "shown"; an output update would then rebuild the live view under the person using it. A click
+    that reaches the kernel proves a live view is there."""
+    chat = ChatWidget(Agent(model=Script(["first", "second"]).model))
+    with capture_output() as shown:
+        display(chat)
+        display_id = shown.outputs[0].transient["display_id"]
+
+        def ours() -> list[Any]:
+            return [o for o in shown.outputs if o.transient.get("display_id") == display_id]
+
+        chat.input.value = "hello"
+        chat.send_button.click()  # what a click in JupyterLab runs (no probe message came)
+        await until(lambda: not chat.agent.busy and "first" in chat._snapshot_page())
+        await asyncio.sleep(SNAPSHOT_S * 3)
+        assert len(ours()) == 1  # the live view was left alone
+        probe = chat._view_probe()
+        probe._handle_custom_msg({"view": "shown", "id": "lab"}, [])
+        probe._handle_custom_msg({"view": "gone", "id": "lab"}, [])  # the probes report again: caught up
+        await until(lambda: len(ours()) == 2)
+        assert "first" in ours()[-1].data["text/html"]
+        chat.close()
+
+
 NOTEBOOK = [
     """import asyncio, datetime as dt, os, tempfile, uuid
 os.environ["CMDC_NB_HOME"] = tempfile.mkdtemp()

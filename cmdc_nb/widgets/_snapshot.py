@@ -41,6 +41,7 @@ __all__ = ["SNAPSHOT_S", "Snapshot", "ViewProbe", "static_html"]
 
 log = logging.getLogger("cmdc_nb.widgets")
 
+_USED = "used"  # a view known from a person's click, not from its probe (see _snapshot_used)
 SNAPSHOT_S = 0.3  # a snapshot is republished at most about three times a second
 
 SNAPSHOT_CSS = """<style>
@@ -221,6 +222,12 @@ class Snapshot:
             probe.on_msg(self._snapshot_view)
         return probe
 
+    def _snapshot_used(self) -> None:
+        """A person used a live view (a click reached the kernel): one is on screen, even if its probe
+        never said so — anywidget gives a model 2 s to start and drops it after, which a busy page can
+        miss, and an output update would then rebuild the view under the person's hands."""
+        self._snapshot_views.add(_USED)
+
     def _snapshot_view(self, _probe: Any, content: Any, _buffers: Any = None) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("id"), str):
             return
@@ -229,6 +236,7 @@ class Snapshot:
             views.add(content["id"])
         elif content.get("view") == "gone":
             views.discard(content["id"])
+            views.discard(_USED)  # the probes report: they say which views are left
             shown = self._snapshot_shown
             if not views and shown is not None and shown.dirty:
                 shown.refresher()  # nobody watches live any more: catch the saved picture up

@@ -165,6 +165,7 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
     def _safely(self, what: str, action: Callable[[], Any]) -> None:
         """Run a button's `action`; a failure is logged and shown in the chat, never swallowed (a
         widget callback's exception otherwise lands nowhere a user looks)."""
+        self._snapshot_used()  # a click: a live view is on screen, whatever its probe said
         try:
             action()
         except Exception as exc:
