@@ -124,8 +124,7 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         footer.add_class("cmdc-chat-footer")
         parts = [w.HTML(CSS), header, self.earlier, self.scroller, self.follow, self.input, footer]
         super().__init__([*parts, self._view_probe()])
-        self.add_class("cmdc-chat")
-        self.add_class("cmdc-chatwidget")
+        self.add_class("cmdc-chat").add_class("cmdc-chatwidget")
         self._render_history()
         self._refresh_stats()
         self._set_busy(agent.busy)
