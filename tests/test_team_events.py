@@ -188,3 +188,34 @@ async def test_presence_and_activity_from_another_kernel_show_up_live(
     assert "● Grace" in feed.badges.value
     assert feed.entries[0].action == "message.create" and "Grace" in feed.table.value
     feed.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_password_with_spaces_connects_the_listener_and_never_reaches_a_log(
+    db_url: str, home_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The listener connects with the engine's own arguments: libpq, handed a URL it cannot parse (a
+    password with a space), quoted it — password included — in the error the bridge logged on every
+    reconnect. (The test server trusts loopback, so any password connects.)"""
+    from urllib.parse import quote
+
+    from cmdc_nb._plumbing.event_bridge import EventBridge
+    from cmdc_nb.events._bus import EventBus
+
+    secret = "p@ss w:rd/#1"
+    url = sa.make_url(db_url).set(password=secret)
+    engine = sa.create_engine(url)
+    with caplog.at_level("DEBUG", logger="cmdc_nb"):
+        bridge = EventBridge(engine, EventBus())
+        try:
+            assert bridge.wait_connected() and bridge.reconnects == 0
+            said = bridge._said(
+                RuntimeError(f"could not connect: 'password={secret}' {quote(secret, safe='')}\nmore")
+            )
+        finally:
+            bridge.close()
+            engine.dispose()
+    assert said == "could not connect: 'password=***' ***"
+    assert not [
+        r for r in caplog.records if secret in r.getMessage() or quote(secret, safe="") in r.getMessage()
+    ]

@@ -74,6 +74,17 @@ class EventBridge:
             self._thread.join(timeout)
 
     # -- the listener thread -------------------------------------------------------------------------
+    def _said(self, exc: BaseException) -> str:
+        """The first line of a failure, without the password in any spelling a driver may quote."""
+        from urllib.parse import quote, quote_plus
+
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        secret = self.engine.url.password
+        if secret:
+            for spelling in {str(secret), quote(str(secret), safe=""), quote_plus(str(secret))}:
+                text = text.replace(spelling, "***")
+        return text
+
     def _catch_up(self) -> None:
         while True:
             # Our own events were published at commit: the database leaves them out. Skipping ids is
@@ -103,10 +114,10 @@ class EventBridge:
                 if self._listen:
                     import psycopg
 
-                    conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
-                        hide_password=False
-                    )
-                    listener = psycopg.connect(conninfo, autocommit=True)
+                    # the engine's own connection arguments, never a URL string: libpq quotes a URL
+                    # it cannot parse (a password with a space) in its error, password and all
+                    _args, params = self.engine.dialect.create_connect_args(self.engine.url)
+                    listener = psycopg.connect(**params, autocommit=True)
                     listener.execute(f"LISTEN {event_log.CHANNEL}")
                 self._connected.set()
                 self._catch_up()  # what was committed while we were away
@@ -133,9 +144,7 @@ class EventBridge:
                 if self._stop.is_set():
                     break
                 self.reconnects += 1
-                log.warning(
-                    "event bridge: %s; reconnecting in %.1f s", str(exc).splitlines()[0][:200], backoff
-                )
+                log.warning("event bridge: %s; reconnecting in %.1f s", self._said(exc), backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
