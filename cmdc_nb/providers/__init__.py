@@ -1,9 +1,10 @@
 """Model providers: litellm for every real provider, and the offline models that stand in for them.
 
 `stream_completion` makes one streamed call with the only retry layer and the fallback models;
-`scripted` plays scripted turns and `cassette` records and replays real calls — both reached through
-litellm like any provider, so the kernel cannot tell them apart. litellm itself is imported on the
-first call, not here.
+`scripted` plays scripted turns and `cassette` records and replays real calls — both served in-process
+exactly as litellm would serve them (`CMDC_NB_OFFLINE_VIA_LITELLM=1`: through litellm), so the kernel
+cannot tell them apart and a process that only uses them never imports litellm. Nothing here imports
+litellm; `cmdc_nb.kernel` starts loading it in the background for the first real call.
 """
 
 from __future__ import annotations
