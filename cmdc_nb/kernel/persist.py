@@ -91,16 +91,21 @@ class Recorder:
     def price(self, model: str, usage: TokenUsage) -> Decimal | None:
         """The exact cost of a call: the workspace's price table when the agent stores, else the
         offline/litellm prices (an agent with no session does not open a database just to price)."""
-        from cmdc_nb.services import pricing
+        from cmdc_nb.providers.catalog import Price
 
+        price: Price | None
         if self.enabled:
+            from cmdc_nb.services import pricing
+
             price = pricing.get_price(model, ws=self.ws)
-        else:
+        else:  # the model catalogue only: a session-less agent's first call loads no ORM
+            from cmdc_nb.providers import catalog
+
             provider = model.split("/", 1)[0]
             price = (
-                pricing.Price(model, Decimal(0), Decimal(0), source="free")
-                if provider in pricing.FREE_PROVIDERS
-                else pricing.litellm_price(model)
+                catalog.Price(model, Decimal(0), Decimal(0), source="free")
+                if provider in catalog.FREE_PROVIDERS
+                else catalog.litellm_price(model)
             )
         if price is None:
             return None
