@@ -265,6 +265,23 @@ def test_a_scripted_round_a_replay_and_an_embedding_never_import_litellm(tmp_pat
     assert done.stdout.split() == ["True", "False", "False"]
 
 
+def test_an_agent_without_a_session_prices_its_calls_without_loading_the_store() -> None:
+    """A notebook's first scripted agent (no session) prices from the model catalogue: neither
+    litellm nor SQLAlchemy and the ORM are loaded for it."""
+    code = """
+        import sys
+        from cmdc_nb.kernel import Agent
+        from cmdc_nb.providers import Script, Turn
+
+        agent = Agent(model=Script([Turn("hi", usage=(10, 2))]).model)
+        assert agent.run("q") == "hi" and agent.cost_usd == 0
+        print(*(name in sys.modules for name in ("litellm", "sqlalchemy", "cmdc_nb.store.models")))
+    """
+    done = _python(code, _env(CMDC_NB_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "False"]
+
+
 def test_importing_the_kernel_preloads_litellm_in_a_daemon_thread_only_where_it_may_be_needed() -> None:
     code = """
         import sys, threading
