@@ -279,7 +279,7 @@ def _take(
         max_attempts=row.max_attempts,
         idempotency_key=key,
         resumed=resumed,
-        input=run.input,
+        input=dict(run.input),  # its own, as a claim read from the database gives
         outputs={k: out for k, (out, _st) in outputs.items()},
         user_id=run.user_id,
         session_id=run.session_id,
