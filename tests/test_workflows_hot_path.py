@@ -79,7 +79,8 @@ async def test_a_chain_costs_one_commit_a_step_with_the_slow_paths_events(ws: Wo
     writes = {"commits": 0}
 
     def wrote(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip()[:6].upper() in ("UPDATE", "INSERT", "DELETE"):
+        words = statement.split(None, 3)[:3]
+        if words[:2] == ["UPDATE", "workflow_steps"] or words == ["INSERT", "INTO", "workflow_steps"]:
             conn.info["wrote"] = True
 
     def committed(conn: Any) -> None:
@@ -96,9 +97,9 @@ async def test_a_chain_costs_one_commit_a_step_with_the_slow_paths_events(ws: Wo
         sa.event.remove(ws.engine, "commit", committed)
         sub.close()
     assert run.status == "completed" and run.completed_step_ids == [f"s{i}" for i in range(n)]
-    # one transaction that writes per step, plus starting the run, the driver's first look (which
-    # claims s0) and the run's end
-    assert writes["commits"] <= n + 3
+    # one transaction that writes steps per step, plus starting the run (its step rows) and the
+    # driver's first look, which claims s0 (a driver's later looks may write the run, not its steps)
+    assert n <= writes["commits"] <= n + 2
     with ws.read() as db:
         rows = {
             r.step_id: r

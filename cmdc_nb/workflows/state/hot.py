@@ -103,33 +103,17 @@ _READY = (
     .order_by(STEPS.c.sequence)
     .with_for_update(skip_locked=True)
 )
-_ADVANCE_RUN: dict[str, sa.Update] = {}
-
-
-def _advance_run_stmt(backend: str) -> sa.Update:
-    """The run's update when a step completed: its id appended to `completed_step_ids` by the
-    database (no read of the list), totals added to, `current_step_id` moved if a step was claimed."""
-    stmt = _ADVANCE_RUN.get(backend)
-    if stmt is None:
-        col = RUNS.c.completed_step_ids
-        sid = _B("b_sid", type_=sa.Text)
-        appended = (
-            sa.func.array_append(col, sa.cast(sid, sa.Text))
-            if backend == "postgresql"
-            else sa.func.json_insert(col, "$[#]", sid)
-        )
-        stmt = _ADVANCE_RUN[backend] = (
-            sa.update(RUNS)
-            .where(RUNS.c.id == _B("b_run"))
-            .values(
-                completed_step_ids=appended,
-                total_tokens_in=RUNS.c.total_tokens_in + _B("b_tin", type_=sa.BigInteger),
-                total_tokens_out=RUNS.c.total_tokens_out + _B("b_tout", type_=sa.BigInteger),
-                total_cost_usd=RUNS.c.total_cost_usd + _B("b_cost", type_=RUNS.c.total_cost_usd.type),
-                current_step_id=sa.func.coalesce(_B("b_cur", type_=sa.String), RUNS.c.current_step_id),
-            )
-        )
-    return stmt
+# Only a step that used tokens or cost changes the run's row: `completed_step_ids` is caught up by the
+# next transition that locks the run (`rows._catch_up_completed`), not rewritten at every step.
+_ADD_TOTALS = (
+    sa.update(RUNS)
+    .where(RUNS.c.id == _B("b_run"))
+    .values(
+        total_tokens_in=RUNS.c.total_tokens_in + _B("b_tin", type_=sa.BigInteger),
+        total_tokens_out=RUNS.c.total_tokens_out + _B("b_tout", type_=sa.BigInteger),
+        total_cost_usd=RUNS.c.total_cost_usd + _B("b_cost", type_=RUNS.c.total_cost_usd.type),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -318,7 +302,7 @@ def complete(
     commit together; when the lease was lost, it raises so those writes roll back too.
 
     Long because it is the one transaction of a step: lock, check ownership, record, find and take
-    the dependants, update the run — split up, each part would need the rows the others read."""
+    the dependants, add to the run's totals — split up, each part would need the rows the others read."""
     sid = c.spec.id
     with ws.transaction() as tx:
         conn = tx.db.connection()
@@ -399,17 +383,16 @@ def complete(
                 else:
                     claims.append(got)
 
-        conn.execute(
-            _advance_run_stmt(ws.backend),
-            {
-                "b_run": c.run_id,
-                "b_sid": sid,
-                "b_tin": tokens_in,
-                "b_tout": tokens_out,
-                "b_cost": cost_usd or Decimal(0),
-                "b_cur": claims[-1].spec.id if claims else None,
-            },
-        )
+        if tokens_in or tokens_out or cost_usd:
+            conn.execute(
+                _ADD_TOTALS,
+                {
+                    "b_run": c.run_id,
+                    "b_tin": tokens_in,
+                    "b_tout": tokens_out,
+                    "b_cost": cost_usd or Decimal(0),
+                },
+            )
         # A run whose last step this was is finished by `advance`: nothing was taken, nothing is left.
         if not claims and not ready and not after:
             needs_advance = True

@@ -136,7 +136,9 @@ def _lock_run(tx: Tx, run_id: uuid.UUID, *, light: bool = False) -> WorkflowRun:
     transitions need it only once per process (`run_spec` caches it), and for a big DAG it is the
     largest column of the row — decoding it on every claim cost more than the claim."""
     if not light:
-        return fetch(tx.db, WorkflowRun, run_id, "workflow_run", lock=True)
+        full = fetch(tx.db, WorkflowRun, run_id, "workflow_run", lock=True)
+        _catch_up_completed(tx, full)
+        return full
     run = tx.db.scalar(
         sa.select(WorkflowRun)
         .where(WorkflowRun.id == run_id)
@@ -146,7 +148,27 @@ def _lock_run(tx: Tx, run_id: uuid.UUID, *, light: bool = False) -> WorkflowRun:
     )
     if run is None:
         raise NotFoundError("workflow_run", run_id)
+    _catch_up_completed(tx, run)
     return run
+
+
+def _catch_up_completed(tx: Tx, run: WorkflowRun) -> None:
+    """Append to `completed_step_ids` the steps the hot path completed since it was last written.
+
+    The hot path leaves the run row alone: on SQLite a row whose size changes is rewritten whole, and
+    the run's row holds its spec, so appending there at every step cost a run time quadratic in its
+    size. Every other transition locks the run through here, so the list is whole whenever a driver
+    looks, an event about the run is published, and when the run ends; in completion order."""
+    done = tx.db.scalars(
+        sa.select(WorkflowStep.step_id)
+        .where(WorkflowStep.workflow_run_id == run.id, WorkflowStep.status == S.COMPLETED)
+        .order_by(WorkflowStep.completed_at, WorkflowStep.sequence)
+    ).all()
+    if len(done) != len(run.completed_step_ids):
+        listed = set(run.completed_step_ids)
+        missing = [sid for sid in done if sid not in listed]
+        if missing:
+            run.completed_step_ids = [*run.completed_step_ids, *missing]
 
 
 def _step_rows(tx: Tx, run_id: uuid.UUID) -> list[WorkflowStep]:
