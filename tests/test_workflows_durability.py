@@ -388,3 +388,26 @@ def test_workers_need_postgresql(ws: Workspace, user: User) -> None:
     w = wf.create_workflow(user, {"name": "x", "steps": [wf.step("a", "transform", value=1)]}, ws=ws)
     with pytest.raises(ConfigurationError, match="worker processes need a PostgreSQL workspace"):
         wf.run_workflow(w, executor="workers", ws=ws)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_workers_reach_a_database_whose_password_libpq_would_not_parse_in_a_url(
+    db_url: str, home_dir: Path
+) -> None:
+    """The workers' connection string is libpq's own quoting of the engine's arguments: a password with
+    a space, '@', '/' or '#' connects (the test server trusts loopback, so any password does) and is
+    never spelled out in a URL libpq refuses — and quotes, password and all, in its error."""
+    import psycopg
+
+    import cmdc_nb
+    from cmdc_nb.workflows import workers
+
+    secret = "p@ss w:rd/#1"
+    ws = cmdc_nb.connect(sa.make_url(db_url).set(password=secret), home=home_dir, make_default=False)
+    try:
+        conninfo = workers._conninfo(ws)
+        with psycopg.connect(conninfo) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert psycopg.conninfo.conninfo_to_dict(conninfo)["password"] == secret
+    finally:
+        ws.close()

@@ -42,7 +42,14 @@ def _conninfo(ws: Workspace) -> str:
             "worker processes need a PostgreSQL workspace; on SQLite, runs execute in this process "
             "(executor='local')"
         )
-    return ws.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    # libpq's own quoting of the engine's connection arguments: a URL string with a password libpq
+    # cannot parse (a space) fails, and libpq quotes it — password and all — in the error
+    from psycopg import pq
+    from psycopg.conninfo import make_conninfo
+
+    _args, params = ws.engine.dialect.create_connect_args(ws.engine.url)
+    keywords = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+    return make_conninfo("", **{k: v for k, v in params.items() if k in keywords and v is not None})
 
 
 def make_app(ws: Workspace) -> Any:
