@@ -135,6 +135,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "TOOL_USE_TRANSITIONS",
         "approval_required",
         "approve_tool_use",
+        "call_request",
         "cancel_agent_call",
         "cancel_tool_use",
         "complete_agent_call",

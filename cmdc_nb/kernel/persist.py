@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from cmdc_nb._plumbing import lookups
 from cmdc_nb._plumbing.proc import process_origin
-from cmdc_nb.kernel.stored import StoredToolUse, blocks, history_from_rows, storable, stored
+from cmdc_nb.kernel.stored import StoredToolUse, blocks, history_from_rows, prompt_delta, storable, stored
 from cmdc_nb.providers import Completion, TokenUsage, ToolCall
 from cmdc_nb.store.values import storable_json, utcnow
 
@@ -61,6 +61,9 @@ class Recorder:
         self._held: _Held | None = None
         self._fast_tools: dict[str, tuple[Any, Any]] = {}
         self._inflight: asyncio.Future[Any] | None = None
+        # The newest stored call's id and whole prompt: the next prompt is stored as a reference to it
+        # plus what follows (kernel.stored.prompt_delta).
+        self._prompt_base: tuple[str, list[Any]] | None = None
         if session is not None:
             from cmdc_nb.services import sessions
 
@@ -147,15 +150,17 @@ class Recorder:
             # Nothing is written before the request: the call is stored complete with its response
             # (a crash meanwhile loses only the request, which resuming sends again).
             from cmdc_nb._plumbing import validate as v
-            from cmdc_nb._plumbing.service import jsonable
             from cmdc_nb.services.agents import rounds
 
+            whole, tail, ref = prompt_delta(self._prompt_base, messages)
             draft = rounds.CallDraft(
                 session_id=self.session_id,  # type: ignore[arg-type]
                 user_id=self.user_id,  # type: ignore[arg-type]
                 model=model,
                 provider=model.split("/", 1)[0],
-                prompt_messages=jsonable(storable_json(list(messages))),
+                prompt_messages=tail,
+                prompt_ref=ref,
+                prompt_whole=whole,
                 system_prompt=storable(system_prompt),
                 temperature=temperature,
                 max_tokens=max_tokens,
@@ -170,11 +175,12 @@ class Recorder:
             )
             self._drafts[str(draft.id)] = draft
             return str(draft.id)
+        whole = prompt_delta(None, messages)[0]  # the services' path stores the whole prompt
         call = await self._run(
             agents.create_agent_call,
             self.session_id,
             model=model,
-            prompt_messages=storable_json(list(messages)),
+            prompt_messages=whole,
             system_prompt=storable(system_prompt),
             temperature=temperature,
             max_tokens=max_tokens,
@@ -183,6 +189,7 @@ class Recorder:
             workflow_step=self.workflow_step_id,
             metadata=meta,
         )
+        self._prompt_base = (str(call.id), whole)
         return str(call.id)
 
     async def _fast(self, model: str, temperature: float | None) -> bool:
@@ -209,6 +216,7 @@ class Recorder:
             from cmdc_nb.services.agents import rounds
 
             await self._run(rounds.store_pending, draft)
+            self._prompt_base = (str(draft.id), draft.prompt_whole)
 
     async def flush(self) -> None:
         """Write what the fast path holds (a completed call waiting for its first tool use), and wait
@@ -232,6 +240,7 @@ class Recorder:
                 tx, held.draft, held.done, held.price, cell=held.cell, message=held.message,
                 tool_uses=[tool] if tool is not None else [],
             )  # fmt: skip
+        self._prompt_base = (str(held.draft.id), held.draft.prompt_whole)  # committed: a base now
 
     async def streaming(self, call_id: str | None) -> None:
         draft = self._drafts.get(call_id) if call_id is not None else None

@@ -11,7 +11,7 @@ from typing import Any
 from cmdc_nb.providers import ToolCall
 from cmdc_nb.store.values import storable_json, storable_text
 
-__all__ = ["StoredToolUse", "blocks", "history_from_rows", "storable", "stored"]
+__all__ = ["StoredToolUse", "blocks", "history_from_rows", "prompt_delta", "storable", "stored"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,28 @@ def history_from_rows(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[s
             msg["content"] = r.content or None
         out.append(msg)
     return out, call_of
+
+
+def prompt_delta(
+    base: tuple[str, list[Any]] | None, messages: Sequence[Mapping[str, Any]]
+) -> tuple[list[Any], list[Any], dict[str, Any] | None]:
+    """A prompt as a call stores it (see `services.agents.prompts`): its stored form whole, the part to
+    store (what follows the longest prefix it shares with `base`, the newest stored call's id and
+    whole prompt) and the reference to that call (None: stored whole). Only the new messages are
+    converted; the prefix is compared with what was stored, so a message changed in place since is
+    stored again."""
+    from cmdc_nb._plumbing.service import jsonable
+
+    keep = 0
+    if base is not None:
+        prev = base[1]
+        n = min(len(prev), len(messages))
+        if list(messages[:n]) == prev[:n]:  # the usual case, compared in C
+            keep = n
+        else:
+            while keep < n and messages[keep] == prev[keep]:
+                keep += 1
+    tail = jsonable(storable_json(list(messages[keep:])))
+    if base is None or keep == 0:
+        return tail, tail, None
+    return base[1][:keep] + tail, tail, {"base": base[0], "keep": keep}

@@ -34,6 +34,7 @@ from cmdc_nb.services.agents.calls import (
     start_streaming,
     timeout_agent_call,
 )
+from cmdc_nb.services.agents.prompts import call_request
 from cmdc_nb.services.agents.tool_uses import (
     APPROVAL_CLASSES,
     approval_required,
@@ -57,6 +58,7 @@ __all__ = [
     "TOOL_USE_TRANSITIONS",
     "approval_required",
     "approve_tool_use",
+    "call_request",
     "cancel_agent_call",
     "cancel_tool_use",
     "complete_agent_call",

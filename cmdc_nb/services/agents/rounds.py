@@ -72,6 +72,9 @@ class CallDraft:
     meta: dict[str, Any]
     workflow_run_id: uuid.UUID | None = None
     workflow_step_id: uuid.UUID | None = None
+    # {"base": call id, "keep": n}: prompt_messages follow the first n of that call's (see prompts.py)
+    prompt_ref: dict[str, Any] | None = None
+    prompt_whole: list[Any] = field(default_factory=list, repr=False)  # the whole prompt, not stored
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     started_at: dt.datetime = field(default_factory=utcnow)
     first_token_at: dt.datetime | None = None
@@ -199,6 +202,7 @@ def _call_row(d: CallDraft, status: AgentCallStatus, now: dt.datetime) -> dict[s
         "model": d.model,
         "status": status,
         "prompt_messages": d.prompt_messages,
+        "prompt_ref": d.prompt_ref,
         "system_prompt": d.system_prompt,
         "response_blocks": [],
         "cache_tokens_read": 0,

@@ -22,6 +22,7 @@ from cmdc_nb.errors import CmdcError, InvalidInputError
 from cmdc_nb.services.sessions.records import EXPORT_FORMAT, _insert_session, _publish_session
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, MessageRole, SessionStatus, ToolUseStatus
 from cmdc_nb.store.models import AgentCall, Message, Session, ToolUse, User
+from cmdc_nb.store.prompt_refs import full_prompt
 from cmdc_nb.store.types import Money, TextList, UUIDList
 from cmdc_nb.store.values import to_money, utcnow
 
@@ -65,9 +66,12 @@ def export_session(
             "exported_at": utcnow().isoformat(),
             "session": {**_row_dict(s, _SESSION_EXPORT_SKIP), "original_id": str(s.id), "slug": s.slug},
             "messages": [_row_dict(m, {"session_id"}) for m in messages],
-            "agent_calls": [
-                _row_dict(c, {"session_id", "user_id", "workflow_run_id", "workflow_step_id"}) for c in calls
-            ],
+            "agent_calls": _whole_prompts(
+                [
+                    _row_dict(c, {"session_id", "user_id", "workflow_run_id", "workflow_step_id"})
+                    for c in calls
+                ]
+            ),
             "tool_uses": [_row_dict(t, {"session_id", "approval_id", "approved_by_id"}) for t in tools],
         }
     if path is not None:
@@ -76,6 +80,17 @@ def export_session(
         except OSError as exc:
             raise InvalidInputError(f"cannot write the export there: {exc.strerror}", field="path") from None
     return doc
+
+
+def _whole_prompts(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Exported calls hold their whole prompt (no reference to another call's, see
+    services.agents.prompts): an export stands alone, whatever reads it."""
+    rows = {str(c["id"]): (c["prompt_messages"], c.get("prompt_ref")) for c in calls}
+    out = []
+    for c in calls:
+        ref = c.pop("prompt_ref", None)
+        out.append({**c, "prompt_messages": full_prompt(str(c["id"]), rows)} if ref else c)
+    return out
 
 
 def _restore(model: Any, raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,11 @@ class AgentCall(TimestampMixin, Base):
         default=AgentCallStatus.PENDING,
         server_default="pending",
     )
+    # With `prompt_ref` set, `prompt_messages` holds only the messages after the first `keep` of the
+    # request of call `base` (same session): a stored round no longer copies the whole conversation.
+    # `services.agents.call_request` rebuilds the request; rows without it hold the full copy.
     prompt_messages: Mapped[list[Any]] = mapped_column(JSONDoc, nullable=False, default=list)
+    prompt_ref: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     system_prompt: Mapped[str | None] = mapped_column(sa.Text)
     response_content: Mapped[str | None] = mapped_column(sa.Text)
     response_blocks: Mapped[list[Any]] = mapped_column(JSONDoc, nullable=False, default=list)

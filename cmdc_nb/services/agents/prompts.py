@@ -1,0 +1,64 @@
+"""A stored call's request rebuilt: its prompt is stored as a reference to an earlier call's.
+
+A call whose `prompt_ref` is `{"base": <call id>, "keep": k}` sent the first `k` messages of call
+`base`'s prompt (same session, stored before it) followed by its own `prompt_messages`; a call without
+one holds its whole prompt, as every call did before migration 0010. Storing only what is new keeps a
+session's bytes linear in its rounds instead of quadratic (`kernel.persist` decides what is new).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from cmdc_nb._plumbing.checked import checked
+from cmdc_nb._plumbing.service import fetch
+from cmdc_nb._plumbing.workspace import Workspace, get_workspace
+from cmdc_nb.store.models import AgentCall
+from cmdc_nb.store.prompt_refs import full_prompt
+
+__all__ = ["call_request"]
+
+
+def _session_prompts(db: Any, session_id: uuid.UUID) -> dict[str, tuple[list[Any], Mapping[str, Any] | None]]:
+    rows = db.execute(
+        sa.select(AgentCall.id, AgentCall.prompt_messages, AgentCall.prompt_ref).where(
+            AgentCall.session_id == session_id
+        )
+    )
+    return {str(r.id): (list(r.prompt_messages or []), r.prompt_ref) for r in rows}
+
+
+@checked
+def call_request(call: AgentCall | uuid.UUID | str, *, ws: Workspace | None = None) -> dict[str, Any]:
+    """The request a stored agent call sent, rebuilt: `model`, `provider`, `messages` (as the agent
+    built them, like `agent.last_request.messages`: the system prompt first when there was one; litellm
+    then drops keys whose value is None), `system_prompt`, `tools` (their names), `temperature`,
+    `max_tokens`. Calls stored before migration 0010 read from their whole copy.
+
+    >>> req = call_request(call)                      # doctest: +SKIP
+    >>> req["messages"][-1]["role"]                   # doctest: +SKIP
+    'user'
+    """
+    with get_workspace(ws).read() as db:
+        row = fetch(db, AgentCall, call, "agent_call")
+        if row.prompt_ref:
+            messages = full_prompt(str(row.id), _session_prompts(db, row.session_id))
+        else:
+            messages = list(row.prompt_messages or [])
+        system = row.system_prompt
+        first = messages[0] if messages and isinstance(messages[0], Mapping) else None
+        if system and (first is None or first.get("role") != "system"):
+            messages = [{"role": "system", "content": system}, *messages]
+        return {
+            "model": row.model,
+            "provider": row.provider,
+            "messages": messages,
+            "system_prompt": system,
+            "tools": list(row.tools_provided or []),
+            "temperature": row.temperature,
+            "max_tokens": row.max_tokens,
+        }
