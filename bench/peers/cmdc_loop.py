@@ -4,7 +4,7 @@
 Run with the project's venv. Prints one JSON line: {"ms_per_round": …, "bytes": …}.
 Arguments: rounds, then `sqlite` (a fresh file), `postgres` (a fresh database on the server in
 CMDC_BENCH_PG_URL, dropped at the end) or `memory`. One warm-up run of 10 rounds first (not timed).
-`bytes` is what the timed run added to the database: the SQLite file's growth (after a WAL checkpoint),
+litellm is not preloaded (see below). `bytes` is what the timed run added to the database: the SQLite file's growth (after a WAL checkpoint),
 or the growth of the sum of pg_total_relation_size over the tables on PostgreSQL.
 """
 
@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("CMDC_NB_HOME", tempfile.mkdtemp())
+# The loop's steady state, as the peers are measured: importing the kernel otherwise starts loading
+# litellm in a background thread (for a first real call), which holds the GIL through the timed rounds
+# (7.9 against 28–36 ms a stored round here). Its one-off cost is the start-up scenario's to measure.
+os.environ.setdefault("CMDC_NB_PRELOAD", "0")
 
 import sqlalchemy as sa
 
