@@ -140,3 +140,27 @@ async def test_a_claim_made_by_the_hot_path_renders_what_the_database_holds(
     # what a claim reading `a` back from the database would render (jsonb reorders keys on PostgreSQL)
     assert wf.get_workflow_step(run, "b", ws=ws).output == f"a is {stored}"
     assert wf.get_workflow_step(run, "c", ws=ws).output == [1, 2.5, None]
+
+
+async def test_a_watcher_that_finds_its_step_recorded_does_not_stop_the_task(monkeypatch: Any) -> None:
+    """The task that recorded a step runs the dependant it claimed next; the step's watcher, whose
+    heartbeat then finds the step no longer running, must not cancel that task (it did: notebook 02's
+    retried run lost its review step about one time in ten). Before the write it still stops it."""
+    from types import SimpleNamespace
+
+    from cmdc_nb.workflows import runner
+
+    monkeypatch.setattr(runner, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(runner.state, "heartbeat", lambda ws, c, renew: "the step was taken over")
+
+    async def watched(recording: bool) -> bool:
+        claim = SimpleNamespace(spec=SimpleNamespace(id="lint"), cancel_reason=None, recording=recording)
+        work = asyncio.create_task(asyncio.sleep(5))
+        await runner._watch(None, claim, work)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        stopped = work.cancelled() or work.cancelling() > 0
+        work.cancel()
+        return stopped
+
+    assert await watched(recording=True) is False
+    assert await watched(recording=False) is True

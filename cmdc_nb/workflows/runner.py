@@ -118,6 +118,8 @@ async def _watch(ws: Workspace, c: state.Claim, task: asyncio.Task[None]) -> Non
         if renew:
             last_renew = time.monotonic()
         if why is not None:
+            if c.recording:  # the step's own outcome is being written (see Claim.recording)
+                return
             c.cancel_reason = why
             task.cancel()
             return
@@ -155,6 +157,7 @@ def _transactional(ws: Workspace, c: state.Claim, ctx: StepContext, claim: int) 
         ctx.tx = tx
         value = call_python(fn, c.config, ctx)
         output = checked_output(value, c.spec.id)
+        c.recording = True
         nxt = state.complete(ws, c, output, claim=claim)
     if nxt:
         state.remember(c.run_id, c.spec.id, output, backend=ws.backend)
@@ -223,6 +226,7 @@ async def _attempt(ws: Workspace, c: state.Claim, pool: Pool | None) -> state.Ne
     output = checked_output(result.output, c.spec.id)
 
     def write(n: int) -> state.Next:
+        c.recording = True
         nxt = state.complete(
             ws,
             c,

@@ -73,6 +73,10 @@ class Claim:
     workflow_id: uuid.UUID | None = None
     owner: str = OWNER
     cancel_reason: str | None = field(default=None)
+    # Set (from the writing thread) just before the outcome is written: a heartbeat that then finds
+    # the step no longer running is seeing that write, not a reason to stop the task — which may by
+    # then be running the dependant the write claimed.
+    recording: bool = field(default=False)
 
 
 @dataclass(frozen=True)
