@@ -17,20 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import cProfile
 import io
 import os
 import pstats
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 import cmdc_loop
+from _profiling import ThreadProfiles
 
 from cmdc_nb import accounts
 
@@ -68,33 +68,6 @@ class Counter:
     def reset(self) -> None:
         self.writes = self.reads = 0
         self.statements.clear()
-
-
-class ThreadProfiles:
-    """cProfile in the main thread and in every thread started while enabled, merged."""
-
-    def __init__(self) -> None:
-        self.profiles: list[cProfile.Profile] = []
-
-    def _start(self, *_args: Any) -> None:
-        sys.setprofile(None)
-        p = cProfile.Profile()
-        self.profiles.append(p)
-        p.enable()
-
-    def enable(self) -> None:
-        threading.setprofile(self._start)
-        self._start()
-
-    def disable(self) -> None:
-        threading.setprofile(None)  # type: ignore[arg-type]
-        self.profiles[0].disable()
-
-    def stats(self, out: io.StringIO) -> pstats.Stats:
-        stats = pstats.Stats(self.profiles[0], stream=out)
-        for p in self.profiles[1:]:
-            stats.add(p)
-        return stats
 
 
 PACKAGES = (

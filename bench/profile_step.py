@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import cProfile
 import io
-import pstats
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _profiling import ThreadProfiles
 from bench_workflows import spec
 
 import cmdc_nb
@@ -51,35 +49,6 @@ class Counter:
     def reset(self) -> None:
         self.commits = 0
         self.statements.clear()
-
-
-class ThreadProfiles:
-    """cProfile in the main thread and in every thread started while enabled (the engine's database
-    work runs in worker threads), merged into one `pstats.Stats`."""
-
-    def __init__(self) -> None:
-        self.profiles: list[cProfile.Profile] = []
-
-    def _start_in_thread(self, *_args: Any) -> None:
-        sys.setprofile(None)
-        p = cProfile.Profile()
-        self.profiles.append(p)
-        p.enable()
-
-    def enable(self) -> None:
-        threading.setprofile(self._start_in_thread)
-        self._start_in_thread()
-
-    def disable(self) -> None:
-        threading.setprofile(None)  # type: ignore[arg-type]
-        self.profiles[0].disable()
-
-    def stats(self, out: io.StringIO) -> pstats.Stats:
-        stats = pstats.Stats(self.profiles[0], stream=out)
-        for p in self.profiles[1:]:
-            p.disable() if threading.current_thread() is threading.main_thread() else None
-            stats.add(p)
-        return stats
 
 
 def main() -> None:
