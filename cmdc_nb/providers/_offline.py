@@ -29,6 +29,7 @@ from cmdc_nb.errors import (
 )
 
 __all__ = [
+    "ERROR_STATUS",
     "VIA_LITELLM",
     "error",
     "finish_reason",
@@ -113,7 +114,7 @@ def finish_reason(raw: str) -> str:
 
 # -- errors: what `classify` makes of the litellm exception `scripted.raise_error` would raise -------------
 
-_STATUS = {
+ERROR_STATUS = {
     "rate_limit": 429,
     "unavailable": 503,
     "timeout": 408,
@@ -121,7 +122,7 @@ _STATUS = {
     "bad_request": 400,
     "context_overflow": 400,
 }
-_RAISED = frozenset({*_STATUS, "server_error"})  # a kind with no litellm exception of its own is a 500
+_RAISED = frozenset({*ERROR_STATUS, "server_error"})  # a kind with no litellm exception of its own is a 500
 
 
 def typed_error(
@@ -143,7 +144,9 @@ def error(kind: str, model: str, retry_after: float | None, message: str | None 
     known = kind if kind in _RAISED else "server_error"
     after = float(str(retry_after)) if retry_after is not None and known != "timeout" else None
     text = message or f"scripted {kind.replace('_', ' ')}"
-    return typed_error(text, kind=known, model=model, status_code=_STATUS.get(known, 500), retry_after=after)
+    return typed_error(
+        text, kind=known, model=model, status_code=ERROR_STATUS.get(known, 500), retry_after=after
+    )
 
 
 def missing_script(model: str, exc: LookupError) -> ProviderError:

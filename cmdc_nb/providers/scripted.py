@@ -263,14 +263,7 @@ def raise_error(kind: str, model: str, retry_after: float | None, message: str |
 
     litellm: Any = load()
 
-    status = {
-        "rate_limit": 429,
-        "unavailable": 503,
-        "timeout": 408,
-        "authentication": 401,
-        "bad_request": 400,
-        "context_overflow": 400,
-    }.get(kind, 500)
+    status = _offline.ERROR_STATUS.get(kind, 500)  # the one table both routes answer with
     headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
     response = httpx.Response(
         status, headers=headers, request=httpx.Request("POST", "http://scripted.invalid")
