@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from ipywidgets import Button
 
 from cmdc_nb import workflows as wf
 from cmdc_nb.store.models import User
@@ -293,4 +294,92 @@ async def test_a_workflow_with_an_integer_input_starts_from_the_prefilled_box(
     assert view.run is not None and view.run.input == {"pr": 0}
     run = await asyncio.wait_for(view.handle, LIVENESS)
     assert run.status == "completed"
+    view.close()
+
+
+def hand_spec() -> dict[str, Any]:
+    return {
+        "name": "Sign-off",
+        "steps": [
+            wf.step("draft", "transform", value="v1"),
+            {
+                "id": "sign",
+                "type": "external",
+                "depends_on": ["draft"],
+                "config": {
+                    "instructions": "Sign draft {{ steps.draft.output }}",
+                    "output_schema": {
+                        "type": "object",
+                        "properties": {"signed_by": {"type": "string", "default": "me"}},
+                        "required": ["signed_by"],
+                    },
+                },
+            },
+            wf.step("file", "transform", depends_on="sign", value="{{ steps.sign.output.signed_by }}"),
+        ],
+    }
+
+
+def hand_buttons(view: DagView) -> list[str]:
+    return [
+        b.description
+        for b in (b for c in view.details.children for b in getattr(c, "children", ()))
+        if isinstance(b, Button)
+    ]
+
+
+async def test_an_external_step_is_taken_up_and_completed_from_the_view_and_the_run_goes_on(
+    ws: Workspace, user: User
+) -> None:
+    w = wf.create_workflow(user, hand_spec(), ws=ws)
+    run = await wf.arun_workflow(w, stop_when_blocked=True, ws=ws)
+    assert run.status == "waiting_input" and not driven_here(run)
+    view = DagView(run, ws=ws, user=user)
+    assert statuses(view)["sign"] == "waiting_input"
+    assert "waiting for input at sign" in view.heading.value
+    view.select("sign")
+    panel = view._hand[1] if view._hand else None
+    assert panel is not None and "Sign draft v1" in panel.instructions.value  # rendered for the person
+    assert hand_buttons(view) == ["Take it up", "Mark done", "Mark failed"]
+    assert (
+        panel.output_box.value.replace(" ", "").replace("\n", "") == '{"signed_by":"me"}'
+    )  # from the schema
+
+    panel.take_button.click()
+    assert wf.get_workflow_step(run, "sign", ws=ws).status == "running"
+    assert hand_buttons(view) == ["Mark done", "Mark failed"]
+
+    panel.output_box.value = '{"signed_by": 42}'  # wrong type: refused, said next to what was typed
+    panel.done_button.click()
+    assert "signed_by: 42 is not of type &#x27;string&#x27;" in panel.message.value
+    assert panel.output_box.value == '{"signed_by": 42}'
+    assert wf.get_workflow_step(run, "sign", ws=ws).status == "running"
+    panel.output_box.value = "{not json"
+    panel.done_button.click()
+    assert "not valid JSON" in panel.message.value
+
+    panel.output_box.value = '{"signed_by": "Ada"}'
+    panel.done_button.click()
+    finished = await asyncio.wait_for(view.handle, LIVENESS)  # the view drove the run on
+    assert finished.status == "completed" and finished.output == {"file": "Ada"}
+    await until(lambda: set(statuses(view).values()) == {"completed"})
+    stored = wf.get_workflow_step(run, "sign", ws=ws)
+    assert stored.output == {"signed_by": "Ada"} and stored.meta["completed_by"] == str(user.id)
+    view.close()
+
+
+async def test_an_external_step_marked_failed_in_the_view_fails_the_run(ws: Workspace, user: User) -> None:
+    w = wf.create_workflow(user, hand_spec(), ws=ws)
+    run = await wf.arun_workflow(w, stop_when_blocked=True, ws=ws)
+    view = DagView(run, ws=ws)
+    view.select("sign")
+    assert view._hand is not None
+    panel = view._hand[1]
+    panel.reason.value = "the draft is wrong"
+    panel.fail_button.click()
+    await until(lambda: "failed" in view.heading.value)
+    assert wf.get_workflow_run(run, ws=ws).status == "failed"
+    assert wf.get_workflow_step(run, "sign", ws=ws).error_message == "the draft is wrong"
+    await until(lambda: statuses(view)["file"] == "cancelled")  # fail-fast: not run
+    assert statuses(view)["sign"] == "failed" and "the draft is wrong" in view.heading.value
     view.close()

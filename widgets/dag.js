@@ -27,7 +27,8 @@ const CSS = `
 .cmdc-dag .cmdc-dag-node:focus-visible rect.cmdc-dag-box { stroke: var(--jp-brand-color1, #0969da); stroke-width: 3; }
 .cmdc-dag-node { --cmdc-dag-status: var(--jp-border-color1, #8c959f); }
 .cmdc-dag-node[data-status="running"] { --cmdc-dag-status: var(--jp-brand-color1, #0969da); }
-.cmdc-dag-node[data-status="waiting_approval"] { --cmdc-dag-status: var(--jp-warn-color1, #bf8700); }
+.cmdc-dag-node[data-status="waiting_approval"], .cmdc-dag-node[data-status="waiting_input"] {
+  --cmdc-dag-status: var(--jp-warn-color1, #bf8700); }
 .cmdc-dag-node[data-status="completed"] { --cmdc-dag-status: var(--jp-success-color1, #1a7f37); }
 .cmdc-dag-node[data-status="failed"], .cmdc-dag-node[data-status="timeout"] {
   --cmdc-dag-status: var(--jp-error-color1, #cf222e); }
@@ -37,7 +38,7 @@ const CSS = `
 `;
 // A mark beside the status word, so the state reads at a glance without relying on colour.
 const MARK = {
-  completed: "✓", failed: "✕", timeout: "✕", running: "▶", waiting_approval: "‖", paused: "‖",
+  completed: "✓", failed: "✕", timeout: "✕", running: "▶", waiting_approval: "‖", waiting_input: "…", paused: "‖",
   cancelled: "–", skipped: "↷", pending: "○", planned: "○",
 };
 

@@ -116,6 +116,7 @@ class WorkflowRunStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     WAITING_APPROVAL = "waiting_approval"
+    WAITING_INPUT = "waiting_input"  # only hand-driven (external) steps are left to do
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -126,6 +127,7 @@ class WorkflowStepStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     WAITING_APPROVAL = "waiting_approval"
+    WAITING_INPUT = "waiting_input"  # an external step whose dependencies are done: someone's turn
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -143,6 +145,7 @@ class StepType(StrEnum):
     TRANSFORM = "transform"
     CONDITION = "condition"
     PARALLEL = "parallel"
+    EXTERNAL = "external"  # performed by a person or an outside system: start_step / complete_step
 
 
 class TriggerType(StrEnum):

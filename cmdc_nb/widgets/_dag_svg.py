@@ -21,13 +21,14 @@ __all__ = ["DAG_SVG_CSS", "DagSnapshot", "dag_svg"]
 # A mark beside the status word, so a state reads without relying on colour (as the live canvas does).
 MARK = {
     "completed": "✓", "failed": "✕", "timeout": "✕", "running": "▶", "waiting_approval": "‖", "paused": "‖",
-    "cancelled": "–", "skipped": "↷", "pending": "○", "planned": "○",
+    "waiting_input": "…", "cancelled": "–", "skipped": "↷", "pending": "○", "planned": "○",
 }  # fmt: skip
 # Shades that keep 3:1 against white and against JupyterLab Dark's surface (non-text contrast).
 _STATUS_COLOUR = {
     "completed": "#59a14f",
     "running": "#4e79a7",
     "waiting_approval": "#d97706",
+    "waiting_input": "#d97706",
     "paused": "#d97706",
     "failed": "#e15759",
     "timeout": "#e15759",
@@ -37,6 +38,7 @@ _STATUS_VAR = {
     "completed": "--jp-success-color1",
     "running": "--jp-brand-color1",
     "waiting_approval": "--jp-warn-color1",
+    "waiting_input": "--jp-warn-color1",
     "paused": "--jp-warn-color1",
     "failed": "--jp-error-color1",
     "timeout": "--jp-error-color1",

@@ -17,7 +17,6 @@ from typing import Any
 
 import anywidget
 import ipywidgets as w
-import networkx as nx
 import traitlets
 
 from cmdc_nb import workflows as wf
@@ -27,24 +26,16 @@ from cmdc_nb.services import approvals
 from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun
 from cmdc_nb.widgets._assets import asset, asset_text
 from cmdc_nb.widgets._common import Decision, Refresher
+from cmdc_nb.widgets._dag_hand import HandPanel
+from cmdc_nb.widgets._dag_layout import NODE_H, NODE_W, duration, example_value, layout
 from cmdc_nb.widgets._dag_svg import DagSnapshot
 from cmdc_nb.widgets._render import CSS, escape, pretty_json
 from cmdc_nb.workflows.engine import driven_here
 
-__all__ = ["DagView", "example_value", "layout"]
+__all__ = ["NODE_W", "DagView", "example_value", "layout"]
 
-NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 46, 48, 18, 12
-_ACTIVE = ("pending", "running", "waiting_approval", "paused")
+_ACTIVE = ("pending", "running", "waiting_approval", "waiting_input", "paused")
 _RETRYABLE = ("failed", "cancelled", "timeout")
-# What an input field starts as when its schema gives no default or example: a value of its type.
-_EMPTY: dict[str, Any] = {
-    "integer": 0,
-    "number": 0,
-    "boolean": False,
-    "array": [],
-    "object": {},
-    "null": None,
-}
 # The view's own stylesheet (widgets/dag.css): boxed in its output area, readable in every theme.
 _DAG_CSS = f"<style>{asset_text('dag.css')}</style>"
 log = logging.getLogger("cmdc_nb.widgets")
@@ -56,55 +47,10 @@ class _DagCanvas(anywidget.AnyWidget):
     selected = traitlets.Unicode("").tag(sync=True)
 
 
-def layout(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Positions for a left-to-right layered drawing: one column per topological generation, nodes in
-    the order they were written, each column centred. `steps` need `id` and `depends_on`."""
-    g: nx.DiGraph = nx.DiGraph()
-    order = {s["id"]: i for i, s in enumerate(steps)}
-    for s in steps:
-        g.add_node(s["id"])
-        for d in s.get("depends_on", []):
-            g.add_edge(d, s["id"])
-    columns = [sorted(gen, key=order.__getitem__) for gen in nx.topological_generations(g)]
-    tallest = max((len(c) for c in columns), default=1)
-    height = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y
-    pos: dict[str, tuple[int, int]] = {}
-    for ci, col in enumerate(columns):
-        top = (height - (len(col) * NODE_H + (len(col) - 1) * GAP_Y)) // 2
-        for ri, sid in enumerate(col):
-            pos[sid] = (PAD + ci * (NODE_W + GAP_X), top + ri * (NODE_H + GAP_Y))
-    width = PAD * 2 + len(columns) * NODE_W + max(len(columns) - 1, 0) * GAP_X
-    return {"positions": pos, "edges": [list(e) for e in g.edges], "width": width, "height": height}
-
-
-def example_value(prop: Any) -> Any:
-    """What a Start-run box shows for one input field: its default, else its first example, enum value
-    or const, else an empty value of its type (0 for an integer, not "")."""
-    if not isinstance(prop, dict):
-        return ""
-    for key in ("default", "const"):
-        if key in prop:
-            return prop[key]
-    for key in ("examples", "enum"):
-        if isinstance(prop.get(key), list) and prop[key]:
-            return prop[key][0]
-    kind = prop.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" and isinstance(prop.get("properties"), dict):
-        return {k: example_value(p) for k, p in prop["properties"].items()}
-    return _EMPTY.get(kind, "") if isinstance(kind, str) else ""
-
-
-def _duration(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
-
-
 class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
     """A workflow (before a run: Start) or a run (live). Methods do what the buttons do: `start(input)`,
-    `select(step_id)`, `approve(payload=None, note=None)`, `deny(note=None)`, `cancel()`, `pause()`,
+    `select(step_id)`, `approve(payload=None, note=None)`, `deny(note=None)`, `take_up()`,
+    `complete(output)`, `fail(error)` (external steps), `cancel()`, `pause()`,
     `resume()`, `retry()`; `refresh()` re-reads the run (done by itself on every event of the run).
 
     A decision made here moves the run on: if no driver in this kernel is driving it (it was started
@@ -179,6 +125,7 @@ class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
         self._gates: dict[str, ApprovalItem] = {}  # steps waiting at a gate, with their approval item
         self._deciding: set[str] = set()  # gates whose decision is on its way: their buttons are gone
         self._decision: tuple[Any, Decision] | None = None  # kept across refreshes: an open editor stays
+        self._hand: tuple[Any, HandPanel] | None = None  # an external step's panel: typed output stays
         self._tasks: set[asyncio.Future[Any]] = set()
         self._closed = False
         # Bus callbacks come from whichever thread committed; redraw once per burst, on the kernel's loop.
@@ -251,7 +198,7 @@ class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
             status = row.status.value if row is not None else "planned"
             note = ""
             if row is not None and row.duration_ms is not None and status == "completed":
-                note = _duration(row.duration_ms)
+                note = duration(row.duration_ms)
             elif row is not None and row.attempt_number > 1:
                 note = f"try {row.attempt_number}/{row.max_attempts}"
             nodes.append(
@@ -292,9 +239,12 @@ class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
         if r.status.value == "waiting_approval":
             pending = [sid for sid, item in self._gates.items() if item.status.value == "pending"]
             state = f"waiting for approval at {', '.join(pending)}" if pending else "approved, not resumed"
+        elif r.status.value == "waiting_input":
+            turns = [sid for sid, s in rows.items() if s.status.value in ("waiting_input", "running")]
+            state = f"waiting for input at {', '.join(turns)}"
         bits = [state, f"{done}/{len(rows)} steps"]
         if r.duration_ms is not None:
-            bits.append(_duration(r.duration_ms))
+            bits.append(duration(r.duration_ms))
         if r.total_cost_usd:
             bits.append(f"${r.total_cost_usd:.4f}")
         if r.retry_of_run_id is not None:
@@ -313,7 +263,7 @@ class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
                 buttons.append(self.pause_button)
                 # Resume applies when nothing here drives the run and it has somewhere to go: not while
                 # it only waits at an undecided gate (deciding it drives the run).
-                stalled = status != "waiting_approval" or any(
+                stalled = status not in ("waiting_approval", "waiting_input") or any(
                     item.status.value != "pending" for item in self._gates.values()
                 )
                 if stalled and not self._deciding and not self._driving():
@@ -359,7 +309,7 @@ class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
             f"status <b>{escape(row.status.value.replace('_', ' '))}</b> · attempt {row.attempt_number}/{row.max_attempts}"
         )
         if row.duration_ms is not None:
-            facts.append(f"duration {_duration(row.duration_ms)}")
+            facts.append(f"duration {duration(row.duration_ms)}")
         if row.tokens_in or row.tokens_out:
             facts.append(f"tokens {row.tokens_in or 0} in / {row.tokens_out or 0} out")
         if row.cost_usd is not None:
@@ -389,7 +339,21 @@ class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
                 )
             else:
                 children.extend(self._decision_for(sid, item).widgets)
+        elif row.step_type.value == "external" and row.status.value in ("waiting_input", "running"):
+            children.extend(self._hand_for(sid, row).widgets(taken=row.status.value == "running"))
         self.details.children = children
+
+    def _hand_for(self, sid: str, row: Any) -> HandPanel:
+        key = (sid, row.id)
+        if self._hand is None or self._hand[0] != key:
+            panel = HandPanel(
+                row.input or {},
+                take_up=lambda: self._clicked(lambda: self.take_up(sid)),
+                complete=lambda value: self._clicked(lambda: self.complete(value, step_id=sid)),
+                fail=lambda why: self._clicked(lambda: self.fail(why, step_id=sid)),
+            )
+            self._hand = (key, panel)
+        return self._hand[1]
 
     def _decision_for(self, sid: str, item: ApprovalItem) -> Decision:
         key = (sid, item.id)
@@ -402,6 +366,43 @@ class DagView(DagSnapshot, w.VBox):  # type: ignore[misc]
             )
             self._decision = (key, decision)
         return self._decision[1]
+
+    # -- external steps ------------------------------------------------------------------------------
+    def _by_hand(self, step_id: str | None) -> str:
+        sid = step_id or self.canvas.selected
+        row = self.steps.get(sid) if sid else None
+        if self.run is None or row is None or row.step_type.value != "external":
+            raise ValueError("select an external step first")
+        return sid
+
+    def take_up(self, step_id: str | None = None) -> None:
+        """Say that you are doing the selected external step (`workflows.start_step`)."""
+        sid = self._by_hand(step_id)
+        wf.start_step(self.run.id, sid, self.user, ws=self.ws)  # type: ignore[union-attr]
+        self._say(f"Step {sid} is yours; mark it done when it is.")
+        self.refresh()
+
+    def complete(self, output: Any = None, *, step_id: str | None = None) -> None:
+        """Record the selected external step's output (`workflows.complete_step`) and move the run on:
+        the view drives it, unless something in this kernel already does, until it next waits."""
+        sid = self._by_hand(step_id)
+        try:
+            wf.complete_step(self.run.id, sid, self.user, output=output, ws=self.ws)  # type: ignore[union-attr]
+        except CmdcError as exc:
+            if self._hand is not None:
+                self._hand[1].say(str(exc))  # next to what was typed, which stays for correcting
+            raise
+        self._drive_on()
+        self._say(f"Step {sid} done; the run goes on.")
+        self.refresh()
+
+    def fail(self, error: str = "failed in the DAG view", *, step_id: str | None = None) -> None:
+        """Record that the selected external step could not be done; the run's failure policy applies."""
+        sid = self._by_hand(step_id)
+        wf.fail_step(self.run.id, sid, self.user, error=error, ws=self.ws)  # type: ignore[union-attr]
+        self._drive_on()
+        self._say(f"Step {sid} marked failed.")
+        self.refresh()
 
     def _say(self, text: str) -> None:
         self.message.value = f'<div class="cmdc-notice">{escape(text)}</div>' if text else ""

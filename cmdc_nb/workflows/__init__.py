@@ -14,7 +14,7 @@
 
 Layers: `spec` (parse and validate) and `templates` below `records` (stored rows), `state` (each
 transition, one transaction), `executors` (what each step type does), `engine` (driving a run in this
-event loop) and `workers` (driving it on procrastinate worker processes). See docs/workflows.md.
+event loop), `external` (steps a person or an outside system performs) and `workers` (driving it on procrastinate worker processes). See docs/workflows.md.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from cmdc_nb.workflows.engine import (
     run_workflow,
 )
 from cmdc_nb.workflows.executors import StepContext, StepResult, register_executor
+from cmdc_nb.workflows.external import complete_step, fail_step, start_step
 from cmdc_nb.workflows.frames import runs_frame, steps_frame
 from cmdc_nb.workflows.functions import register_step_function, step_function
 from cmdc_nb.workflows.records import (
@@ -70,9 +71,11 @@ __all__ = [
     "archive_workflow",
     "arun_workflow",
     "cancel_workflow_run",
+    "complete_step",
     "create_workflow",
     "deny_workflow_step",
     "execute_workflow_run",
+    "fail_step",
     "get_workflow",
     "get_workflow_by_slug",
     "get_workflow_run",
@@ -90,6 +93,7 @@ __all__ = [
     "retry_workflow_run",
     "run_workflow",
     "runs_frame",
+    "start_step",
     "start_workflow_run",
     "step",
     "step_function",

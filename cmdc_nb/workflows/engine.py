@@ -175,7 +175,7 @@ async def _drive_loop(
             if not pool.tasks:
                 if progress.status is R.PAUSED:
                     break
-                if stop_when_blocked and progress.status is R.WAITING_APPROVAL:
+                if stop_when_blocked and progress.status in (R.WAITING_APPROVAL, R.WAITING_INPUT):
                     break
             waiter = asyncio.create_task(wake.wait())
             await asyncio.wait(
@@ -228,7 +228,7 @@ async def execute_workflow_run(
     ws: Workspace | None = None,
 ) -> WorkflowRun:
     """Drive a started run until it is over — or paused, or (with `stop_when_blocked`) only waiting
-    for approvals. `executor="workers"` sends each step to a worker process (PostgreSQL only)."""
+    for approvals or for people's `external` steps. `executor="workers"` sends each step to a worker process (PostgreSQL only)."""
     w = get_workspace(ws)
     rid = v.id_of(run, "workflow_run")
     _check_concurrency(max_concurrency)

@@ -57,6 +57,7 @@ _REQUIRED: dict[StepType, tuple[str, ...]] = {
     StepType.APPROVAL: (),
     StepType.TRANSFORM: ("value",),
     StepType.CONDITION: ("if",),
+    StepType.EXTERNAL: (),  # `instructions`, `output_schema`: optional (see `external`)
 }
 # Types whose execution changes the world outside the run: their idempotency key is recorded with their
 # outcome. One cut off by a crash runs again under that key; only a completed one never runs again.
@@ -377,6 +378,17 @@ def _schema_problems(schema: Any, where: str) -> list[str]:
     return []
 
 
+def _external_problems(config: Mapping[str, Any], where: str) -> list[str]:
+    """An external step's `output_schema` must be a JSON Schema (checked again at `complete_step`),
+    and its `instructions` text: a person reads them."""
+    problems: list[str] = []
+    if "output_schema" in config:
+        problems.extend(_schema_problems(config["output_schema"], f"{where}: config.output_schema"))
+    if "instructions" in config and not isinstance(config["instructions"], str):
+        problems.append(f"{where}: config.instructions must be text")
+    return problems
+
+
 def _number(value: Any, minimum: float, where: str, problems: list[str], *, integer: bool = False) -> Any:
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
@@ -454,6 +466,8 @@ def _parse_step(raw: Any, i: int, problems: list[str]) -> StepSpec | None:
                 problems.extend(exc.problems)
         elif not isinstance(fn, str):
             problems.append(f"{where}: config.function must be a function or its name")
+    if stype is StepType.EXTERNAL:
+        problems.extend(_external_problems(config, where))
     deps = raw.get("depends_on") or []
     if isinstance(deps, str):
         deps = [deps]

@@ -279,7 +279,9 @@ def _plain(spec: WorkflowSpec, step: StepSpec) -> bool:
 
 
 def _gate(step: StepSpec) -> bool:
-    return step.type is StepType.APPROVAL or step.approval_required
+    """A step no process runs when it becomes ready: an approval gate opens, an external step waits
+    for someone (`claim_in` does either)."""
+    return step.type in (StepType.APPROVAL, StepType.EXTERNAL) or step.approval_required
 
 
 # -- recording an outcome ------------------------------------------------------------------------------
@@ -416,7 +418,10 @@ def claim_ready(ws: Workspace, run_id: uuid.UUID, limit: int, *, owner: str = OW
         for row in list(rows):
             step = spec.step(row.step_id)
             room = len(claims) < limit
-            opens = _gate(step) and (row.meta or {}).get("decision") is None  # takes no slot
+            # a gate to open, or an external step to hand to someone: takes no slot
+            opens = _gate(step) and (
+                step.type is StepType.EXTERNAL or (row.meta or {}).get("decision") is None
+            )
             got = None
             if room and not _gate(step):
                 got = _take(tx, info, row, step, owner, {})

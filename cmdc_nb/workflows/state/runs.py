@@ -14,7 +14,14 @@ from cmdc_nb._plumbing.service import fetch, jsonable
 from cmdc_nb._plumbing.workspace import Tx, Workspace
 from cmdc_nb.errors import InvalidStateError, WorkflowError
 from cmdc_nb.services import approvals
-from cmdc_nb.store.enums import ActivityAction, ApprovalStatus, StepType, TriggerType, WorkflowRunStatus
+from cmdc_nb.store.enums import (
+    ActivityAction,
+    ApprovalStatus,
+    StepType,
+    TriggerType,
+    WorkflowRunStatus,
+    WorkflowStepStatus,
+)
 from cmdc_nb.store.models import ApprovalItem, Workflow, WorkflowRun, WorkflowStep
 from cmdc_nb.store.values import utcnow
 from cmdc_nb.workflows.records import RUN_TERMINAL, STEP_TERMINAL, insert_run, publish_run, publish_step
@@ -68,11 +75,13 @@ def _advance_run(tx: Tx, run: WorkflowRun) -> Progress:
             if row.approval_id is not None:
                 _apply_decision(tx, run, row)
                 status[sid] = row.status
+        elif _by_hand(spec, sid, st) and (limit := spec.step(sid).timeout) is not None:
+            status[sid] = _expire_input(tx, run, _step_row(tx, run_id, sid), limit)
 
     failed = [sid for sid, st in status.items() if st in (S.FAILED, S.TIMEOUT)]
     if failed and spec.failure_policy == "fail_fast":
         for sid, st in status.items():
-            if st in (S.PENDING, S.WAITING_APPROVAL):
+            if st in (S.PENDING, S.WAITING_APPROVAL, S.WAITING_INPUT) or _by_hand(spec, sid, st):
                 row = _step_row(tx, run_id, sid)
                 _cancel_waiting(tx, row, f"the run stopped: step {failed[0]!r} failed")
                 _finish_step(
@@ -127,11 +136,30 @@ def _advance_run(tx: Tx, run: WorkflowRun) -> Progress:
         return Progress(run.status, (), True)
     if run.status is R.PAUSED:
         return Progress(R.PAUSED, (), False)
-    running = any(st is S.RUNNING for st in status.values())
-    waiting = any(st is S.WAITING_APPROVAL for st in status.values())
-    target = R.RUNNING if (running or ready or not waiting) else R.WAITING_APPROVAL
+    running = any(st is S.RUNNING and not _by_hand(spec, sid, st) for sid, st in status.items())
+    gates = any(st is S.WAITING_APPROVAL for st in status.values())
+    by_hand = any(_by_hand(spec, sid, st) for sid, st in status.items())
+    target = R.RUNNING
+    if not (running or ready) and (gates or by_hand):
+        target = R.WAITING_APPROVAL if gates else R.WAITING_INPUT
     _set_run_status(tx, run, target)
     return Progress(target, tuple(ready), False)
+
+
+def _by_hand(spec: WorkflowSpec, sid: str, st: WorkflowStepStatus) -> bool:
+    """An external step that is someone's turn (waiting, or started by them): no process runs it."""
+    return st in (S.WAITING_INPUT, S.RUNNING) and spec.step(sid).type is StepType.EXTERNAL
+
+
+def _expire_input(tx: Tx, run: WorkflowRun, row: WorkflowStep, timeout: float) -> WorkflowStepStatus:
+    """End an external step not completed within its `timeout` (from when it became someone's turn)."""
+    since = row.started_at
+    if since is None or (utcnow() - since).total_seconds() < timeout:
+        return row.status
+    _finish_step(
+        tx, run, row, S.TIMEOUT, error_type="Timeout", error_message=f"no input within {timeout:g} s"
+    )
+    return row.status
 
 
 def _set_run_status(tx: Tx, run: WorkflowRun, target: WorkflowRunStatus) -> None:
@@ -282,7 +310,9 @@ def set_cancelled(ws: Workspace, run_id: uuid.UUID, reason: str | None) -> Workf
             raise InvalidStateError("workflow_run", run.status.value, R.CANCELLED.value, allowed=[])
         why = reason or "cancelled"
         for row in _step_rows(tx, run_id):
-            if row.status in (S.PENDING, S.WAITING_APPROVAL):
+            if row.status in (S.PENDING, S.WAITING_APPROVAL, S.WAITING_INPUT) or (
+                row.status is S.RUNNING and row.step_type is StepType.EXTERNAL
+            ):
                 _cancel_waiting(tx, row, f"the run was cancelled: {why}")
                 _finish_step(tx, run, row, S.CANCELLED, error_type="Cancelled", error_message=why)
         run.error_type = "Cancelled"

@@ -41,7 +41,7 @@ from cmdc_nb.workflows.state.rows import (
 from cmdc_nb.workflows.state.runs import _set_run_status
 from cmdc_nb.workflows.templates import render
 
-__all__ = ["claim", "claim_in", "fail", "heartbeat", "recover", "retrying"]
+__all__ = ["await_input", "claim", "claim_in", "fail", "heartbeat", "recover", "retrying"]
 
 
 def claim(ws: Workspace, run_id: uuid.UUID, step_id: str, *, owner: str = OWNER) -> Claim | None:
@@ -91,6 +91,9 @@ def claim_in(tx: Tx, run: WorkflowRun, step_id: str, *, owner: str = OWNER) -> C
         return None
     if decision is not None and isinstance(decision.get("payload"), Mapping) and step.approval_required:
         config = {**config, **decision["payload"]}  # the reviewer's edits win
+    if step.type is StepType.EXTERNAL:
+        await_input(tx, run, row, config)
+        return None
     now = utcnow()
     row.status = S.RUNNING
     row.started_at = row.started_at or now
@@ -167,6 +170,21 @@ def _open_gate(
     tx.db.flush()
     publish_step(tx, row, "workflow_step_waiting_approval")
     approvals.auto_decide_in(tx, item)
+
+
+def await_input(tx: Tx, run: WorkflowRun, row: WorkflowStep, config: Mapping[str, Any]) -> None:
+    """Park an external step whose dependencies are done: no lease, no task — it is someone's turn
+    until `start_step` / `complete_step` / `fail_step` (`state.external`), a timeout or a cancel."""
+    now = utcnow()
+    row.status = S.WAITING_INPUT
+    row.started_at = row.started_at or now
+    row.input = jsonable(dict(config))
+    row.meta = {**row.meta, "waiting_since": now.isoformat()}
+    tx.db.flush()
+    instructions = config.get("instructions")
+    publish_step(
+        tx, row, "workflow_step_waiting_input", instructions=str(instructions) if instructions else None
+    )
 
 
 def _owned(row: WorkflowStep, c: Claim) -> bool:
@@ -247,8 +265,8 @@ def recover(ws: Workspace, run_id: uuid.UUID, *, force: bool = False) -> list[st
         spec = run_spec(run)
         back: list[str] = []
         for row in _step_rows(tx, run_id):
-            if row.status is not S.RUNNING:
-                continue
+            if row.status is not S.RUNNING or row.step_type is StepType.EXTERNAL:
+                continue  # an external step is run by a person, not a process: nothing died
             with local_lock:
                 here = (run_id, row.step_id) in local_steps
             lease = row.meta.get("lease")
