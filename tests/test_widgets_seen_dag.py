@@ -1,8 +1,9 @@
 """The DAG view as a user sees it, in real JupyterLab and headless Chromium (tests/support/seeing.py).
 
 One notebook shows three runs of a release pipeline: one started with `stop_when_blocked=True` (as the
-tour starts it), one whose driver waits in another cell, and one that failed. A user approves both
-gates and retries the failed run by clicking in the page; each run must move on, the view must say so,
+tour starts it), one whose driver waits in another cell, and one that failed; and a sign-off run waiting
+for a person's step. A user approves both gates, retries the failed run and completes the person's step
+(after a refused output) by clicking and typing in the page; each run must move on, the view must say so,
 and the database must agree. In Light and Dark at 760 and 1280 px (High Contrast at 1280) every text must read (≥ 4.5:1), no
 view may overflow its output area, node labels must stay ≥ 11 px, and the page may log no error.
 Screenshots: ci-artifacts/screenshots/dag-<state>-<light|dark>-<width>.png."""
@@ -77,12 +78,32 @@ view_failed = DagView(failed)
 view_failed.add_class("dag-failed")
 view_failed
 """
+HAND = """
+signoff = wf.create_workflow(me, {"name": "Sign-off", "steps": [
+    wf.step("draft", "transform", name="Draft", value="release note 2.0"),
+    {"id": "sign", "name": "Legal sign-off", "type": "external", "depends_on": ["draft"], "config": {
+        "instructions": "Read the {{ steps.draft.output }} and sign it",
+        "output_schema": {"type": "object", "required": ["signed_by"],
+                          "properties": {"signed_by": {"type": "string", "default": "Ada"}}}}},
+    wf.step("file", "transform", name="File it", depends_on="sign", value="{{ steps.sign.output.signed_by }}"),
+]})
+hand = await wf.arun_workflow(signoff, stop_when_blocked=True)  # waits for a person at "sign"
+view_hand = DagView(hand, user=me)
+view_hand.add_class("dag-hand")
+view_hand.select("sign")
+view_hand
+"""
 NEW = """
 view_new = DagView(release)  # the workflow itself: a user starts a run from the view
 view_new.add_class("dag-new")
 view_new
 """
-VIEWS = {".dag-blocked": 7, ".dag-driven": 7, ".dag-failed": 3}  # each view, and its number of nodes
+VIEWS = {
+    ".dag-blocked": 7,
+    ".dag-driven": 7,
+    ".dag-failed": 3,
+    ".dag-hand": 3,
+}  # each view, and its number of nodes
 
 # The size a node's label is drawn at on screen: its font size times the SVG's scale.
 _LABEL_PX_JS = """
@@ -110,13 +131,14 @@ new MutationObserver(() => {
 @pytest.fixture(scope="module")
 def dags(lab: Any) -> Any:
     lab.page.add_init_script(_ACCEPT_KERNEL_JS)
-    lab.open("dag_seen", [NOTEBOOK, BLOCKED, DRIVEN, FAILED, NEW], done=".jp-Notebook")
+    lab.open("dag_seen", [NOTEBOOK, BLOCKED, DRIVEN, FAILED, HAND, NEW], done=".jp-Notebook")
     # cells outside the window are not drawn by JupyterLab until scrolled to: wait for them in the DOM
     lab.page.wait_for_selector(
         node("dag-blocked", "ship", "waiting_approval"), state="attached", timeout=WAIT_MS
     )
     lab.page.wait_for_selector(node("dag-failed", "tests", "failed"), state="attached", timeout=WAIT_MS)
     lab.page.wait_for_selector(".dag-driven button:has-text('Approve')", state="attached", timeout=WAIT_MS)
+    lab.page.wait_for_selector(node("dag-hand", "sign", "waiting_input"), state="attached", timeout=WAIT_MS)
     lab.page.wait_for_selector(".dag-new button:has-text('Start run')", state="attached", timeout=WAIT_MS)
     return lab
 
@@ -143,6 +165,33 @@ def test_the_views_read_well_while_runs_wait_and_fail(dags: Any) -> None:
     assert dags.page.locator(".dag-blocked button:has-text('Approve')").count() == 1
     assert dags.page.locator(".dag-failed button:has-text('Retry from failed step')").count() == 1
     look(dags, "waiting")
+
+
+def test_a_person_completes_their_step_in_the_view_and_the_run_goes_on(dags: Any) -> None:
+    page = dags.page
+    hand = page.locator(".dag-hand")
+    hand.scroll_into_view_if_needed()
+    assert "waiting for input at sign" in page.locator(".dag-hand .cmdc-stats").inner_text()
+    assert "Read the release note 2.0 and sign it" in hand.inner_text()  # rendered for the person
+    box = page.locator(".dag-hand .cmdc-dag-output textarea")
+    assert '"Ada"' in box.input_value()  # started from the step's output schema
+    page.click(".dag-hand button:has-text('Take it up')")
+    page.wait_for_selector(node("dag-hand", "sign", "running"), timeout=WAIT_MS)
+    page.wait_for_selector(".dag-hand button:has-text('Take it up')", state="detached", timeout=WAIT_MS)
+    box.fill('{"signed_by": 7}')  # the wrong type: refused, said next to what was typed
+    page.click(".dag-hand button:has-text('Mark done')")
+    page.wait_for_selector(".dag-hand :text(\"is not of type 'string'\")", timeout=WAIT_MS)
+    assert box.input_value() == '{"signed_by": 7}'
+    assert dags.kernel("print(wf.get_workflow_step(hand, 'sign').status.value)") == "running"
+    box.fill('{"signed_by": "Grace"}')
+    page.click(".dag-hand button:has-text('Mark done')")
+    page.wait_for_selector(node("dag-hand", "file", "completed"), timeout=WAIT_MS)
+    assert "completed · 3/3 steps" in page.locator(".dag-hand .cmdc-stats").inner_text()
+    stored = dags.kernel(
+        "s = wf.get_workflow_step(hand, 'sign'); r = wf.get_workflow_run(hand);"
+        " print(s.output['signed_by'], s.meta['completed_by'] == str(me.id), r.status.value, r.output)"
+    )
+    assert stored == "Grace True completed {'file': 'Grace'}"
 
 
 def test_a_gate_approved_in_the_view_moves_a_stop_when_blocked_run_on(dags: Any) -> None:
