@@ -20,14 +20,15 @@ succeeded.
 1. how a spec is written, and how validation reports *every* problem of a broken one at once;
 2. how independent steps run in parallel — seen on a timeline of the run;
 3. what a failure does to a run, and how a retry carries over what had succeeded;
-4. how an approval gate holds a run until someone decides, and where a model step's tokens go.
+4. how an approval gate holds a run until someone decides, and where a model step's tokens go;
+5. how a step a person does (an `external` step) waits for them, and how their answer moves the run on.
 
 **Prerequisites**: cmdc_nb with its `notebook` extra (`bash scripts/lab.sh` sets it all up); no API key
 — the reviewer is a scripted model and everything runs offline, in a throw-away workspace.
 [00_tour](00_tour.ipynb) is a gentler start; [01 · Chat and approvals](01_chat_and_approvals.ipynb)
 shows the approval queue this gate joins.
 
-**Time to run**: about 15 seconds.
+**Time to run**: about 20 seconds.
 
 Next: [03 · A RAG index](03_rag_index.ipynb). Reference: [docs/workflows.md](../docs/workflows.md)
 (step types, templates, failure policies, retries, durability, workers).""",
@@ -161,6 +162,34 @@ print("and the run's totals are the reviewer's, its one model step:", (second.to
 print("runs:", stats.run_count, "| succeeded:", stats.success_count, "| failed:", stats.failure_count)
 wf.runs_frame(review)[["status", "trigger_type", "failed_step_id"]]
 {CHECK}""",
+    """md:## A step a person does
+
+Some steps are nobody's code: a sign-off, a manual check, a reply from an outside system. An `external`
+step waits for it. When its dependencies are done it becomes `waiting_input`, its `instructions`
+rendered for the person, and the run waits with it. `complete_step` records what they did (checked
+against the step's `output_schema`) and moves the run on in the same transaction. It works from this
+notebook, another process, or a webhook; in `DagView`, select the step and use its box and buttons.""",
+    f"""signoff = wf.create_workflow(me, {{"name": "Sign-off", "steps": [
+    wf.step("draft", "transform", value="release note for {{{{ input.version }}}}"),
+    {{"id": "legal", "type": "external", "depends_on": ["draft"], "config": {{
+        "instructions": "Read the {{{{ steps.draft.output }}}} and sign it",
+        "output_schema": {{"type": "object", "required": ["signed_by"],
+                          "properties": {{"signed_by": {{"type": "string"}}}}}}}}}},
+    wf.step("file", "transform", depends_on="legal", value="filed, signed by {{{{ steps.legal.output.signed_by }}}}"),
+]}})
+waiting = await wf.arun_workflow(signoff, input={{"version": "2.1"}}, stop_when_blocked=True)
+legal = wf.get_workflow_step(waiting, "legal")
+print(waiting.status.value, "|", legal.status.value, "|", legal.input["instructions"])
+{CHECK}""",
+    f"""from cmdc_nb.errors import InvalidInputError
+try:
+    wf.complete_step(waiting, "legal", output={{"signature": "x"}})  # not what the schema asks for
+except InvalidInputError as exc:
+    print("refused:", exc)
+wf.complete_step(waiting, "legal", me, output={{"signed_by": "Ada"}})
+done = await wf.resume_workflow_run(waiting)
+print(done.status.value, "->", done.output["file"])
+{CHECK}""",
     """md:## Recap
 
 - A workflow is a spec of steps and their dependencies; `parse_spec` (run by `create_workflow`) refuses a
@@ -172,6 +201,8 @@ wf.runs_frame(review)[["status", "trigger_type", "failed_step_id"]]
   over what had completed.
 - An `approval` step holds the run (`waiting_approval`) until someone decides, here or from anywhere
   else; `execute_workflow_run` then takes it on.
+- An `external` step is a person's (or another system's) work: the run waits (`waiting_input`) until
+  `complete_step(run, step_id, output=…)`, which checks the output and moves the run on.
 - A model step's tokens and cost roll up into the step, the run and the workflow; `runs_frame` lists
   the runs.
 
