@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import subprocess
 import sys
 import time
@@ -432,3 +433,41 @@ def test_downgrading_below_0011_refuses_while_external_steps_exist_and_keeps_eve
         assert count(c) == (before[0] - 1, before[1] - 1)  # only the run deleted above is gone
         command.upgrade(cfg, "0011")
         assert count(c) == (before[0] - 1, before[1] - 1)
+
+
+async def test_two_answers_at_once_one_wins_whole_and_the_other_is_refused(ws: Workspace, user: User) -> None:
+    """Two people (or a retrying webhook) answer the same step at the same moment: the run row's lock
+    orders them, so exactly one output is stored, the run advances once, and the other is told."""
+    w = review_flow(ws, user)
+    for _ in range(5):
+        run = await asyncio.wait_for(
+            wf.arun_workflow(w, user, input={"pr": "#r"}, stop_when_blocked=True, ws=ws), LIVENESS
+        )
+        barrier = threading.Barrier(3)
+
+        def answer(verdict: str) -> str:
+            barrier.wait()
+            try:
+                wf.complete_step(run.id, "review", output={"verdict": verdict}, ws=ws)
+            except InvalidStateError:
+                return "refused"
+            return verdict
+
+        def cancel() -> str:
+            barrier.wait()
+            try:
+                wf.cancel_workflow_run(run.id, reason="race", ws=ws)
+            except InvalidStateError:
+                return "refused"
+            return "cancelled"
+
+        results = await asyncio.gather(
+            asyncio.to_thread(answer, "ship"), asyncio.to_thread(answer, "fix"), asyncio.to_thread(cancel)
+        )
+        stored = wf.get_workflow_step(run, "review", ws=ws)
+        winners = [r for r in results[:2] if r != "refused"]
+        if stored.status == "completed":
+            assert winners == [stored.output["verdict"]]  # one answer, the one stored
+            assert wf.get_workflow_run(run, ws=ws).completed_step_ids.count("review") == 1
+        else:  # the cancel came first: no answer was taken
+            assert stored.status == "cancelled" and winners == [] and results[2] == "cancelled"
