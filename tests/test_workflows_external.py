@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -445,7 +445,7 @@ async def test_two_answers_at_once_one_wins_whole_and_the_other_is_refused(ws: W
         )
         barrier = threading.Barrier(3)
 
-        def answer(verdict: str) -> str:
+        def answer(verdict: str, run: Any = run, barrier: threading.Barrier = barrier) -> str:
             barrier.wait()
             try:
                 wf.complete_step(run.id, "review", output={"verdict": verdict}, ws=ws)
@@ -453,7 +453,7 @@ async def test_two_answers_at_once_one_wins_whole_and_the_other_is_refused(ws: W
                 return "refused"
             return verdict
 
-        def cancel() -> str:
+        def cancel(run: Any = run, barrier: threading.Barrier = barrier) -> str:
             barrier.wait()
             try:
                 wf.cancel_workflow_run(run.id, reason="race", ws=ws)
