@@ -7,6 +7,7 @@ leaves a consistent run that `resume_workflow_run` can finish.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -44,6 +45,8 @@ __all__ = [
     "get_workflow_run",
     "get_workflow_step",
     "insert_run",
+    "keep_spec",
+    "known_spec",
     "list_workflow_runs",
     "list_workflow_steps",
     "list_workflow_versions",
@@ -157,6 +160,26 @@ def _apply_spec(w: Workflow, spec: WorkflowSpec) -> None:
         if spec.output is not None
         else {k: x for k, x in w.meta.items() if k != "output"}
     )
+
+
+# The spec each run started with, parsed once per process (a run's snapshot never changes): the
+# engine reads it at every transition, and parsing a 1,000-step spec costs ≈60 ms.
+_run_specs: dict[uuid.UUID, WorkflowSpec] = {}
+_run_specs_lock = threading.Lock()
+
+
+def known_spec(run_id: uuid.UUID) -> WorkflowSpec | None:
+    """The parsed spec of run `run_id` if this process has it (`keep_spec`)."""
+    with _run_specs_lock:
+        return _run_specs.get(run_id)
+
+
+def keep_spec(run_id: uuid.UUID, spec: WorkflowSpec) -> None:
+    """Keep the parsed spec run `run_id` started with (what parsing its snapshot gives)."""
+    with _run_specs_lock:
+        if len(_run_specs) > 512:
+            _run_specs.clear()
+        _run_specs[run_id] = spec
 
 
 def spec_of(w: Workflow | Mapping[str, Any]) -> WorkflowSpec:
@@ -427,6 +450,9 @@ def insert_run(
     )
     tx.db.add(run)
     tx.db.flush()
+    # The snapshot is `spec.as_dict()`: parsing it back gives `spec`, so the engine need not (a run
+    # rolled back leaves an entry no run id will ever ask for).
+    keep_spec(run.id, spec)
     for seq, sid in enumerate(spec.order()):
         s = spec.step(sid)
         tx.db.add(

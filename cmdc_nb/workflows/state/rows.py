@@ -19,7 +19,7 @@ from cmdc_nb.errors import NotFoundError
 from cmdc_nb.store.enums import StepType, WorkflowRunStatus, WorkflowStepStatus
 from cmdc_nb.store.models import WorkflowRun, WorkflowStep
 from cmdc_nb.store.values import utcnow
-from cmdc_nb.workflows.records import STEP_TERMINAL, publish_step, spec_of
+from cmdc_nb.workflows.records import STEP_TERMINAL, keep_spec, known_spec, publish_step, spec_of
 from cmdc_nb.workflows.spec import StepSpec, WorkflowSpec
 
 __all__ = [
@@ -101,37 +101,25 @@ def forget(run_id: uuid.UUID) -> None:
         finished.pop(run_id, None)
 
 
-_specs: dict[uuid.UUID, WorkflowSpec] = {}
-_specs_lock = threading.Lock()
-
-
 def run_spec(run: WorkflowRun) -> WorkflowSpec:
     """The spec a run started with (its snapshot), parsed once per process."""
-    with _specs_lock:
-        spec = _specs.get(run.id)
+    spec = known_spec(run.id)
     if spec is None:
         spec = spec_of(run.workflow_snapshot)
-        with _specs_lock:
-            if len(_specs) > 512:
-                _specs.clear()
-            _specs[run.id] = spec
+        keep_spec(run.id, spec)
     return spec
 
 
 def cached_spec(conn: sa.Connection, run_id: uuid.UUID) -> WorkflowSpec:
     """The spec a run started with, from `run_spec`'s cache, or its snapshot read once (Core)."""
-    with _specs_lock:
-        spec = _specs.get(run_id)
+    spec = known_spec(run_id)
     if spec is not None:
         return spec
     snapshot = conn.scalar(sa.select(WorkflowRun.workflow_snapshot).where(WorkflowRun.id == run_id))
     if snapshot is None:
         raise NotFoundError("workflow_run", run_id)
     spec = spec_of(snapshot)
-    with _specs_lock:
-        if len(_specs) > 512:
-            _specs.clear()
-        _specs[run_id] = spec
+    keep_spec(run_id, spec)
     return spec
 
 
