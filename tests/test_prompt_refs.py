@@ -4,6 +4,7 @@ for plain turns, tool rounds, compaction, forks, sub-agents and a retried call."
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -147,6 +148,8 @@ async def test_an_export_holds_whole_prompts_and_imports_rebuild_them(
     await agent.prompt("more")
     doc = sessions.export_session(session, ws=ws)
     assert all("prompt_ref" not in c for c in doc["agent_calls"])
+    # each exported call carries its own system prompt, though the store keeps it once
+    assert all(c["system_prompt"] and c["system_prompt"].startswith("You are") for c in doc["agent_calls"])
     copy = sessions.import_session(user, doc, ws=ws)
     assert _rebuilt(ws, copy) == script.requests
 
@@ -168,9 +171,36 @@ async def test_downgrading_0010_gives_every_call_its_whole_prompt_back(
         cfg = migrate._config()
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0009")
-        t = sa.table("agent_calls", sa.column("id", sa.Uuid()), sa.column("prompt_messages", sa.JSON()))
+        t = sa.table(
+            "agent_calls",
+            sa.column("id", sa.Uuid()),
+            sa.column("prompt_messages", sa.JSON()),
+            sa.column("system_prompt", sa.Text()),
+        )
         got = {r.id: r.prompt_messages for r in conn.execute(sa.select(t))}
+        systems = {r.id: r.system_prompt for r in conn.execute(sa.select(t))}
         assert "prompt_ref" not in {c["name"] for c in sa.inspect(conn).get_columns("agent_calls")}
     stored = [got[i] if isinstance(got[i], list) else json.loads(got[i]) for i in ids]
     assert [provider_messages(m) for m in stored] == [r[1:] for r in script.requests]  # system apart
     assert all(w[1:] == s for w, s in zip(wanted, stored, strict=True))  # the system prompt apart
+    assert [systems[i] for i in ids] == [w[0]["content"] for w in wanted]  # and each its system prompt
+
+
+async def test_an_agents_system_prompt_is_stored_once_and_every_call_still_rebuilds_it(
+    ws: Workspace, session: Session
+) -> None:
+    script = Script([Turn(tool_calls=[call("add", a=k, b=1)]) for k in range(3)] + ["done", "again"])
+    agent = Agent(model=script.model, tools=[add], session=session, ws=ws, system_prompt="Be brief.")
+    await agent.prompt("count")
+    agent.options = dataclasses.replace(
+        agent.options, system_prompt="Be very brief."
+    )  # changed: stored again
+    await agent.prompt("more")
+    calls = _calls(ws, session)
+    sent = [r[0]["content"] for r in script.requests]  # what the provider was sent as system
+    assert [agents.call_request(c, ws=ws)["system_prompt"] for c in calls] == sent
+    stored = [c.system_prompt for c in calls]
+    assert stored[0] is not None and stored.count(None) == len(calls) - 2  # the first and the changed one
+    changed = sent.index(next(x for x in sent if "very brief" in x))
+    assert stored[changed] == sent[changed] and "Be very brief." in stored[changed]
+    assert all(c.prompt_ref.get("system") == "base" for c, s in zip(calls, stored, strict=True) if s is None)

@@ -22,6 +22,7 @@ __all__ = [
     "finite",
     "flag",
     "id_of",
+    "id_or_none",
     "items",
     "mapping",
     "number_problem",
@@ -165,6 +166,11 @@ def uuid_of(value: Any, field: str) -> uuid.UUID:
 def id_of(obj: Any, field: str) -> uuid.UUID:
     """The id of a model instance, or an id given directly (UUID or its string)."""
     return uuid_of(getattr(obj, "id", obj), field)
+
+
+def id_or_none(obj: Any, field: str) -> uuid.UUID | None:
+    """`id_of` for an optional reference: None stays None."""
+    return None if obj is None else id_of(obj, field)
 
 
 def aware(value: Any, field: str) -> dt.datetime:

@@ -63,7 +63,7 @@ class Recorder:
         self._inflight: asyncio.Future[Any] | None = None
         # The newest stored call's id and whole prompt: the next prompt is stored as a reference to it
         # plus what follows (kernel.stored.prompt_delta).
-        self._prompt_base: tuple[str, list[Any]] | None = None
+        self._prompt_base: tuple[str, list[Any], str | None] | None = None
         if session is not None:
             from cmdc_nb.services import sessions
 
@@ -152,7 +152,7 @@ class Recorder:
             from cmdc_nb._plumbing import validate as v
             from cmdc_nb.services.agents import rounds
 
-            whole, tail, ref = prompt_delta(self._prompt_base, messages)
+            whole, tail, ref, system = prompt_delta(self._prompt_base, messages, storable(system_prompt))
             draft = rounds.CallDraft(
                 session_id=self.session_id,  # type: ignore[arg-type]
                 user_id=self.user_id,  # type: ignore[arg-type]
@@ -161,17 +161,14 @@ class Recorder:
                 prompt_messages=tail,
                 prompt_ref=ref,
                 prompt_whole=whole,
-                system_prompt=storable(system_prompt),
+                system_prompt=system,
+                system_whole=storable(system_prompt),
                 temperature=temperature,
                 max_tokens=max_tokens,
                 tools_provided=list(tools),
                 meta=meta,
-                workflow_run_id=v.id_of(self.workflow_run_id, "workflow_run")
-                if self.workflow_run_id
-                else None,
-                workflow_step_id=v.id_of(self.workflow_step_id, "workflow_step")
-                if self.workflow_step_id
-                else None,
+                workflow_run_id=v.id_or_none(self.workflow_run_id, "workflow_run"),
+                workflow_step_id=v.id_or_none(self.workflow_step_id, "workflow_step"),
             )
             self._drafts[str(draft.id)] = draft
             return str(draft.id)
@@ -189,7 +186,7 @@ class Recorder:
             workflow_step=self.workflow_step_id,
             metadata=meta,
         )
-        self._prompt_base = (str(call.id), whole)
+        self._prompt_base = (str(call.id), whole, storable(system_prompt))
         return str(call.id)
 
     async def _fast(self, model: str, temperature: float | None) -> bool:
@@ -216,7 +213,7 @@ class Recorder:
             from cmdc_nb.services.agents import rounds
 
             await self._run(rounds.store_pending, draft)
-            self._prompt_base = (str(draft.id), draft.prompt_whole)
+            self._prompt_base = draft.as_base()
 
     async def flush(self) -> None:
         """Write what the fast path holds (a completed call waiting for its first tool use), and wait
@@ -240,7 +237,7 @@ class Recorder:
                 tx, held.draft, held.done, held.price, cell=held.cell, message=held.message,
                 tool_uses=[tool] if tool is not None else [],
             )  # fmt: skip
-        self._prompt_base = (str(held.draft.id), held.draft.prompt_whole)  # committed: a base now
+        self._prompt_base = held.draft.as_base()  # committed: a base now
 
     async def streaming(self, call_id: str | None) -> None:
         draft = self._drafts.get(call_id) if call_id is not None else None
@@ -437,7 +434,7 @@ class Recorder:
                     tool_name=call.name,
                     input=storable_json(dict(args)),
                     tool_use_id=call.id,
-                    tool_schema=schema,
+                    tool_schema=schema if requires else None,  # only a decision's form reads it
                     policy=policy,
                     requires_approval=requires,
                     ws=ws,
@@ -455,13 +452,12 @@ class Recorder:
         from cmdc_nb._plumbing.service import jsonable
         from cmdc_nb.services import agents
         from cmdc_nb.services.agents import rounds
-        from cmdc_nb.services.agents.tool_uses import _schema_dict
 
         tool = rounds.NewToolUse(
             tool_name=call.name,
             tool_use_id=call.id,
             input=jsonable(storable_json(dict(args))),
-            meta={"tool_schema": _schema_dict(schema), "policy": agents.normalize_policy(policy)},
+            meta={"policy": agents.normalize_policy(policy)},  # runs at once: no form needs its schema
             sequence=1,
         )
         self._held = None

@@ -91,13 +91,17 @@ def history_from_rows(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[s
 
 
 def prompt_delta(
-    base: tuple[str, list[Any]] | None, messages: Sequence[Mapping[str, Any]]
-) -> tuple[list[Any], list[Any], dict[str, Any] | None]:
+    base: tuple[str, list[Any], str | None] | None,
+    messages: Sequence[Mapping[str, Any]],
+    system: str | None = None,
+) -> tuple[list[Any], list[Any], dict[str, Any] | None, str | None]:
     """A prompt as a call stores it (see `services.agents.prompts`): its stored form whole, the part to
-    store (what follows the longest prefix it shares with `base`, the newest stored call's id and
-    whole prompt) and the reference to that call (None: stored whole). Only the new messages are
-    converted; the prefix is compared with what was stored, so a message changed in place since is
-    stored again."""
+    store (what follows the longest prefix it shares with `base`, the newest stored call's id, whole
+    prompt and system prompt), the reference to that call (None: stored whole), and the system prompt
+    to store — None when it is the base's (`"system": "base"` in the reference says so: an agent's
+    system prompt, often the largest text of a call, is stored once, not with every round). Only the
+    new messages are converted; the prefix is compared with what was stored, so a message changed in
+    place since is stored again."""
     from cmdc_nb._plumbing.service import jsonable
 
     keep = 0
@@ -111,5 +115,9 @@ def prompt_delta(
                 keep += 1
     tail = jsonable(storable_json(list(messages[keep:])))
     if base is None or keep == 0:
-        return tail, tail, None
-    return base[1][:keep] + tail, tail, {"base": base[0], "keep": keep}
+        return tail, tail, None, system
+    ref: dict[str, Any] = {"base": base[0], "keep": keep}
+    if system is not None and system == base[2]:
+        ref["system"] = "base"
+        return base[1][:keep] + tail, tail, ref, None
+    return base[1][:keep] + tail, tail, ref, system

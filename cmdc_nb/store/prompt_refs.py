@@ -11,10 +11,12 @@ from typing import Any
 
 from cmdc_nb.errors import NotFoundError
 
-__all__ = ["Prompts", "full_prompt"]
+__all__ = ["Prompts", "Systems", "full_prompt", "full_system"]
 
 # id -> (prompt_messages, prompt_ref) of a session's calls
 Prompts = Mapping[str, tuple[list[Any], Mapping[str, Any] | None]]
+# id -> (system_prompt, prompt_ref) of a session's calls
+Systems = Mapping[str, tuple[str | None, Mapping[str, Any] | None]]
 
 
 def full_prompt(call_id: str, rows: Prompts) -> list[Any]:
@@ -41,3 +43,18 @@ def full_prompt(call_id: str, rows: Prompts) -> list[Any]:
         messages, keep = chain[i]
         out = out[: keep or 0] + list(messages)
     return out
+
+
+def full_system(call_id: str, rows: Systems) -> str | None:
+    """The system prompt call `call_id` sent: its own, or (`"system": "base"` in its reference) its
+    base's, followed back to the call that stored it."""
+    seen: set[str] = set()
+    cur = call_id
+    while True:
+        if cur in seen or cur not in rows:
+            raise NotFoundError("agent_call", cur)
+        seen.add(cur)
+        system, ref = rows[cur]
+        if not (ref and ref.get("system") == "base" and ref.get("base")):
+            return system
+        cur = str(ref["base"])

@@ -246,8 +246,10 @@ def complete_agent_call(
             tx,
             row,
             ActivityAction.AGENT_CALL_COMPLETE,
-            {"tokens_in": tin, "tokens_out": tout, "cost_usd": str(cost) if cost is not None else None},
-        )
+            # provider and model too: the kernel's fast path audits a call with this entry alone
+            {"provider": row.provider, "model": row.model, "tokens_in": tin, "tokens_out": tout,
+             "cost_usd": str(cost) if cost is not None else None},
+        )  # fmt: skip
         tx.publish(topics.session_agent_calls(row.session_id), "agent_call_completed", _call_payload(row))
     return row
 

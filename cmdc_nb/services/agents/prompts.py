@@ -2,7 +2,8 @@
 
 A call whose `prompt_ref` is `{"base": <call id>, "keep": k}` sent the first `k` messages of call
 `base`'s prompt (same session, stored before it) followed by its own `prompt_messages`; a call without
-one holds its whole prompt, as every call did before migration 0010. Storing only what is new keeps a
+one holds its whole prompt, as every call did before migration 0010. With `"system": "base"` too, its
+system prompt is its base's (stored once per agent, not with every round), and `system_prompt` is NULL. Storing only what is new keeps a
 session's bytes linear in its rounds instead of quadratic (`kernel.persist` decides what is new).
 """
 
@@ -18,18 +19,19 @@ from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.store.models import AgentCall
-from cmdc_nb.store.prompt_refs import full_prompt
+from cmdc_nb.store.prompt_refs import Prompts, Systems, full_prompt, full_system
 
 __all__ = ["call_request"]
 
 
-def _session_prompts(db: Any, session_id: uuid.UUID) -> dict[str, tuple[list[Any], Mapping[str, Any] | None]]:
+def _session_prompts(db: Any, session_id: uuid.UUID) -> tuple[Prompts, Systems]:
     rows = db.execute(
-        sa.select(AgentCall.id, AgentCall.prompt_messages, AgentCall.prompt_ref).where(
-            AgentCall.session_id == session_id
-        )
-    )
-    return {str(r.id): (list(r.prompt_messages or []), r.prompt_ref) for r in rows}
+        sa.select(
+            AgentCall.id, AgentCall.prompt_messages, AgentCall.system_prompt, AgentCall.prompt_ref
+        ).where(AgentCall.session_id == session_id)
+    ).all()
+    prompts = {str(r.id): (list(r.prompt_messages or []), r.prompt_ref) for r in rows}
+    return prompts, {str(r.id): (r.system_prompt, r.prompt_ref) for r in rows}
 
 
 @checked
@@ -45,11 +47,13 @@ def call_request(call: AgentCall | uuid.UUID | str, *, ws: Workspace | None = No
     """
     with get_workspace(ws).read() as db:
         row = fetch(db, AgentCall, call, "agent_call")
+        system = row.system_prompt
         if row.prompt_ref:
-            messages = full_prompt(str(row.id), _session_prompts(db, row.session_id))
+            prompts, systems = _session_prompts(db, row.session_id)
+            messages = full_prompt(str(row.id), prompts)
+            system = full_system(str(row.id), systems)
         else:
             messages = list(row.prompt_messages or [])
-        system = row.system_prompt
         first = messages[0] if messages and isinstance(messages[0], Mapping) else None
         if system and (first is None or first.get("role") != "system"):
             messages = [{"role": "system", "content": system}, *messages]

@@ -8,7 +8,11 @@ back that the loop already knows:
 1. `record_call_in` — once the model's response is complete, and before any of its tools runs: the
    agent call (inserted complete: it had no row while in flight), its cost record with the daily
    summary and roll-up, the session's counters, the assistant message, each tool use that starts
-   executing at once, and their audit entries — one transaction;
+   executing at once, and their audit entries (one for the call, `agent.call.complete`, naming its
+   provider and model: a call stored complete in one go has no separate start to audit) — one
+   transaction. The agent's system prompt is stored on the first call that sends it; later calls
+   refer to it (`prompt_ref`, see `prompts`), and a tool use that runs at once keeps its policy but
+   not its tool's schema (only a decision's form reads that) — what a round stores stays small;
 2. `record_tool_end_in` — once a tool has run: the tool use completed (or failed) and, when the loop
    hands it over, its result message with its audit entry — one transaction.
 
@@ -75,9 +79,14 @@ class CallDraft:
     # {"base": call id, "keep": n}: prompt_messages follow the first n of that call's (see prompts.py)
     prompt_ref: dict[str, Any] | None = None
     prompt_whole: list[Any] = field(default_factory=list, repr=False)  # the whole prompt, not stored
+    system_whole: str | None = field(default=None, repr=False)  # the system prompt, stored or not
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     started_at: dt.datetime = field(default_factory=utcnow)
     first_token_at: dt.datetime | None = None
+
+    def as_base(self) -> tuple[str, list[Any], str | None]:
+        """What the next call's prompt is stored relative to (`kernel.stored.prompt_delta`)."""
+        return str(self.id), self.prompt_whole, self.system_whole
 
 
 @dataclass
@@ -143,6 +152,12 @@ def _audit(
         "details": details,
         "session_id": sid,
     }
+
+
+def _audited(m: NewMessage) -> bool:
+    """Whether a message gets an audit entry of its own: not one an agent call or a tool use wrote
+    (their entries stand for it, as `sessions.create_message` decides too)."""
+    return m.agent_call_id is None and m.tool_use_id is None
 
 
 def _lock_session(tx: Tx, sid: uuid.UUID, **deltas: Any) -> int:
@@ -302,16 +317,19 @@ def record_call_in(
         total_duration_ms=duration,
         message_count=1 if message is not None else 0,
     )
+    # One audit entry for the call: its start was never committed on its own (the row has started_at,
+    # and the entry names provider and model), so an entry for it would only repeat this one.
     audit = [
-        _audit(ActivityAction.AGENT_CALL_START, "agent_call", d.id, uid, sid, {"provider": d.provider, "model": d.model}),
         _audit(ActivityAction.AGENT_CALL_COMPLETE, "agent_call", d.id, uid, sid,
-               {"tokens_in": tin, "tokens_out": tout, "cost_usd": str(cost) if cost is not None else None}),
+               {"provider": d.provider, "model": d.model, "tokens_in": tin, "tokens_out": tout,
+                "cost_usd": str(cost) if cost is not None else None}),
     ]  # fmt: skip
     tx.publish(calls, "agent_call_completed", _call_payload(d, "completed", done))
     if message is not None:
         conn.execute(sa.insert(Message), _message_row(message, sid, seq))
-        audit.append(_audit(ActivityAction.MESSAGE_CREATE, "message", message.id, uid, sid,
-                            {"role": message.role, "sequence": seq}))  # fmt: skip
+        if _audited(message):
+            audit.append(_audit(ActivityAction.MESSAGE_CREATE, "message", message.id, uid, sid,
+                                {"role": message.role, "sequence": seq}))  # fmt: skip
         _publish_message(tx, message, sid, seq)
     if tool_uses:
         conn.execute(
@@ -374,11 +392,12 @@ def record_tool_end_in(
         return None
     conn = tx.db.connection()
     conn.execute(sa.insert(Message), _message_row(message, session_id, seq))
-    conn.execute(
-        sa.insert(ActivityLog),
-        _audit(ActivityAction.MESSAGE_CREATE, "message", message.id, user_id, session_id,
-               {"role": message.role, "sequence": seq}),
-    )  # fmt: skip
+    if _audited(message):
+        conn.execute(
+            sa.insert(ActivityLog),
+            _audit(ActivityAction.MESSAGE_CREATE, "message", message.id, user_id, session_id,
+                   {"role": message.role, "sequence": seq}),
+        )  # fmt: skip
     _publish_message(tx, message, session_id, seq)
     return seq
 

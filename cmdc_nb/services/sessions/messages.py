@@ -109,15 +109,18 @@ def create_message(
                 meta=metadata,
             ),
         )
-        log_activity(
-            tx,
-            ActivityAction.MESSAGE_CREATE,
-            resource_type="message",
-            resource_id=message.id,
-            user_id=uid,
-            session_id=sid,
-            details={"role": role_.value, "sequence": message.sequence},
-        )
+        if call_id is None and tool_id is None:
+            # A message an agent call or a tool use wrote is audited by their entries
+            # (agent.call.complete, tool.execute), which name it through the message's own links.
+            log_activity(
+                tx,
+                ActivityAction.MESSAGE_CREATE,
+                resource_type="message",
+                resource_id=message.id,
+                user_id=uid,
+                session_id=sid,
+                details={"role": role_.value, "sequence": message.sequence},
+            )
         tx.publish(topics.session_messages(sid), "message_created", _message_payload(message))
     return message
 

@@ -22,7 +22,7 @@ from cmdc_nb.errors import CmdcError, InvalidInputError
 from cmdc_nb.services.sessions.records import EXPORT_FORMAT, _insert_session, _publish_session
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, MessageRole, SessionStatus, ToolUseStatus
 from cmdc_nb.store.models import AgentCall, Message, Session, ToolUse, User
-from cmdc_nb.store.prompt_refs import full_prompt
+from cmdc_nb.store.prompt_refs import full_prompt, full_system
 from cmdc_nb.store.types import Money, TextList, UUIDList
 from cmdc_nb.store.values import to_money, utcnow
 
@@ -86,10 +86,15 @@ def _whole_prompts(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Exported calls hold their whole prompt (no reference to another call's, see
     services.agents.prompts): an export stands alone, whatever reads it."""
     rows = {str(c["id"]): (c["prompt_messages"], c.get("prompt_ref")) for c in calls}
+    systems = {str(c["id"]): (c.get("system_prompt"), c.get("prompt_ref")) for c in calls}
     out = []
     for c in calls:
         ref = c.pop("prompt_ref", None)
-        out.append({**c, "prompt_messages": full_prompt(str(c["id"]), rows)} if ref else c)
+        whole = {
+            "prompt_messages": full_prompt(str(c["id"]), rows),
+            "system_prompt": full_system(str(c["id"]), systems),
+        }
+        out.append({**c, **whole} if ref else c)
     return out
 
 

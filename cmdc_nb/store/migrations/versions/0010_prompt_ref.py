@@ -29,8 +29,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Every call gets its whole prompt back before the reference goes: nothing becomes unreadable.
-    from cmdc_nb.store.prompt_refs import full_prompt
+    # Every call gets its whole prompt (and system prompt, which later calls may share through the
+    # reference: `"system": "base"`) back before the reference goes: nothing becomes unreadable.
+    from cmdc_nb.store.prompt_refs import full_prompt, full_system
 
     conn = op.get_bind()
     t = sa.table(
@@ -38,16 +39,20 @@ def downgrade() -> None:
         sa.column("id", sa.Uuid()),
         sa.column("session_id", sa.Uuid()),
         sa.column("prompt_messages", _JSON),
+        sa.column("system_prompt", sa.Text()),
         sa.column("prompt_ref", _JSON),
     )
     referred = {r.session_id for r in conn.execute(sa.select(t.c.session_id, t.c.prompt_ref)) if r.prompt_ref}
     for sid in referred:
-        rows = {
-            str(r.id): (list(r.prompt_messages or []), r.prompt_ref)
-            for r in conn.execute(sa.select(t).where(t.c.session_id == sid))
-        }
+        calls = conn.execute(sa.select(t).where(t.c.session_id == sid)).all()
+        rows = {str(r.id): (list(r.prompt_messages or []), r.prompt_ref) for r in calls}
+        systems = {str(r.id): (r.system_prompt, r.prompt_ref) for r in calls}
         for cid, (_tail, ref) in rows.items():
             if ref:
-                whole = full_prompt(cid, rows)
-                conn.execute(sa.update(t).where(t.c.id == uuid.UUID(cid)).values(prompt_messages=whole))
+                whole, system = full_prompt(cid, rows), full_system(cid, systems)
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.id == uuid.UUID(cid))
+                    .values(prompt_messages=whole, system_prompt=system)
+                )
     op.drop_column("agent_calls", "prompt_ref")

@@ -1,0 +1,82 @@
+"""What a stored round keeps, on both backends and both write paths (the kernel's two-transaction fast
+path, and the services' slow path a budget sends it through): one audit entry for each action — the
+person's message, the call with its cost, the tool run — not one per row those actions wrote; the
+system prompt once per agent; a tool's schema only where a decision's form needs it."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cmdc_nb import activity, agents, budgets
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.store.models import Session, User
+from cmdc_nb.workspace import Workspace
+
+
+@tool
+def double(n: int) -> int:
+    """Double n."""
+    return 2 * n
+
+
+@tool(approval_class="medium", side_effects=("filesystem",))
+def save(path: str) -> str:
+    """Save to path."""
+    return f"saved {path}"
+
+
+def _actions(ws: Workspace, session: Any) -> list[str]:
+    rows = activity.search_activity(session=session, limit=1000, ws=ws)
+    return sorted(e.action for e in rows)
+
+
+@pytest.mark.parametrize("path", ["fast", "slow"])
+async def test_a_round_is_audited_once_per_action_on_either_path(
+    ws: Workspace, user: User, session: Session, path: str
+) -> None:
+    if path == "slow":  # a budget that applies sends every write through the services
+        budgets.create_budget(name="cap", limit_usd=Decimal("100"), user=user, ws=ws)
+    script = Script([Turn(tool_calls=[call("double", n=k)]) for k in range(3)] + ["done"])
+    agent = Agent(model=script.model, tools=[double], session=session, ws=ws, system_prompt="Be brief.")
+    await agent.prompt("double three numbers")
+
+    actions = _actions(ws, session)
+    assert actions.count("message.create") == 1  # the person's prompt; the agent's messages are its calls'
+    assert actions.count("agent.call.complete") == 4 and actions.count("tool.execute") == 3
+    calls = agents.list_agent_calls(session, ws=ws).entries
+    assert len(calls) == 4
+    entries = activity.search_activity(action="agent.call.complete", session=session, limit=10, ws=ws)
+    assert {e.details["model"] for e in entries} == {script.model}  # it names the call's model
+    if path == "fast":
+        assert actions.count("agent.call.start") == 0  # never committed apart from its completion
+        stored = sorted((c.system_prompt is not None) for c in calls)
+        assert stored == [False, False, False, True]  # the system prompt is stored once
+    else:
+        assert actions.count("agent.call.start") == 4  # committed apart: audited apart
+    for c in calls:  # and every call still says what it sent
+        assert "Be brief." in agents.call_request(c, ws=ws)["system_prompt"]
+    uses = [u for c in calls for u in agents.list_tool_uses(c, ws=ws).entries]
+    assert len(uses) == 3 and all("tool_schema" not in u.meta for u in uses)  # ran at once: no form
+    assert all(u.meta["policy"]["approval_class"] == "none" for u in uses)
+
+
+async def test_a_tool_use_waiting_for_a_decision_keeps_its_schema_for_the_form(
+    ws: Workspace, session: Session
+) -> None:
+    script = Script([Turn(tool_calls=[call("save", path="a.txt")]), "saved"])
+    agent = Agent(model=script.model, tools=[save], session=session, ws=ws)
+    handle = agent.prompt("save it")
+    while not agent.status()["pending_approvals"]:  # the call waits for a decision
+        await asyncio.sleep(0.005)
+    calls = agents.list_agent_calls(session, ws=ws).entries
+    [use] = [u for c in calls for u in agents.list_tool_uses(c, ws=ws).entries]
+    assert use.status == "pending"
+    assert use.meta["tool_schema"]["parameters"]["properties"]["path"]["type"] == "string"
+    [pending] = agent.status()["pending_approvals"]
+    agent.approve(pending["ref"])
+    assert await handle == "saved"
