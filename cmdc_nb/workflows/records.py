@@ -453,23 +453,27 @@ def insert_run(
     # The snapshot is `spec.as_dict()`: parsing it back gives `spec`, so the engine need not (a run
     # rolled back leaves an entry no run id will ever ask for).
     keep_spec(run.id, spec)
-    for seq, sid in enumerate(spec.order()):
-        s = spec.step(sid)
-        tx.db.add(
-            WorkflowStep(
-                id=uuid.uuid4(),
-                workflow_run_id=run.id,
-                step_id=s.id,
-                step_name=s.name or s.id,
-                step_type=s.type,
-                step_config=jsonable(dict(s.config)),
-                status=WorkflowStepStatus.PENDING,
-                sequence=seq,
-                depends_on=list(s.depends_on),
-                max_attempts=s.retry.attempts,
-                meta={},
-            )
-        )
+    # One bulk INSERT of plain rows: building a mapped object per step cost half of starting a run.
+    steps = [spec.step(sid) for sid in spec.order()]
+    tx.db.execute(
+        sa.insert(WorkflowStep),
+        [
+            {
+                "id": uuid.uuid4(),
+                "workflow_run_id": run.id,
+                "step_id": s.id,
+                "step_name": s.name or s.id,
+                "step_type": s.type,
+                "step_config": jsonable(dict(s.config)),
+                "status": WorkflowStepStatus.PENDING,
+                "sequence": seq,
+                "depends_on": list(s.depends_on),
+                "max_attempts": s.retry.attempts,
+                "meta": {},
+            }
+            for seq, s in enumerate(steps)
+        ],
+    )
     tx.db.execute(sa.update(Workflow).where(Workflow.id == w.id).values(run_count=Workflow.run_count + 1))
     tx.db.flush()
     log_activity(
