@@ -86,6 +86,22 @@ _ROWS = (
     .where(STEPS.c.workflow_run_id == _B("b_run"), STEPS.c.step_id.in_(_B("b_ids", expanding=True)))
     .with_for_update()
 )
+# On SQLite the transaction holds the database's one write lock from its start (BEGIN IMMEDIATE), so
+# `complete` reads the run's head and the step rows in one statement; PostgreSQL locks the run row
+# first and then the steps, the order every transition keeps.
+_HEAD_ROWS = (
+    sa.select(RUNS.c.status.label("run_status"), RUNS.c.failed_step_id, RUNS.c.workflow_id, *_ROW)
+    .select_from(
+        RUNS.outerjoin(
+            STEPS,
+            sa.and_(
+                STEPS.c.workflow_run_id == RUNS.c.id,
+                STEPS.c.step_id.in_(_B("b_ids", expanding=True)),
+            ),
+        )
+    )
+    .where(RUNS.c.id == _B("b_run"))
+)
 _OUTPUTS = sa.select(STEPS.c.step_id, STEPS.c.output, STEPS.c.status).where(
     STEPS.c.workflow_run_id == _B("b_run"),
     STEPS.c.step_id.in_(_B("b_ids", expanding=True)),
@@ -308,13 +324,25 @@ def complete(
     sid = c.spec.id
     with ws.transaction() as tx:
         conn = tx.db.connection()
-        head = conn.execute(_LOCK_RUN, {"b_run": c.run_id}).one_or_none()
-        if head is None:
-            raise NotFoundError("workflow_run", c.run_id)
-        spec = cached_spec(conn, c.run_id)
-        after = spec._dependants.get(sid, ())
-        wanted = {sid, *after, *(d for a in after for d in spec.step(a).depends_on)}
-        rows = {r.step_id: r for r in conn.execute(_ROWS, {"b_run": c.run_id, "b_ids": sorted(wanted)})}
+        if ws.backend == "sqlite":
+            spec = cached_spec(conn, c.run_id)
+            after = spec._dependants.get(sid, ())
+            wanted = {sid, *after, *(d for a in after for d in spec.step(a).depends_on)}
+            joined = conn.execute(_HEAD_ROWS, {"b_run": c.run_id, "b_ids": sorted(wanted)}).all()
+            if not joined:
+                raise NotFoundError("workflow_run", c.run_id)
+            head = (joined[0].run_status, joined[0].failed_step_id, joined[0].workflow_id)
+            rows = {r.step_id: r for r in joined if r.id is not None}
+        else:
+            locked = conn.execute(_LOCK_RUN, {"b_run": c.run_id}).one_or_none()
+            if locked is None:
+                raise NotFoundError("workflow_run", c.run_id)
+            head = tuple(locked)
+            spec = cached_spec(conn, c.run_id)
+            after = spec._dependants.get(sid, ())
+            wanted = {sid, *after, *(d for a in after for d in spec.step(a).depends_on)}
+            rows = {r.step_id: r for r in conn.execute(_ROWS, {"b_run": c.run_id, "b_ids": sorted(wanted)})}
+        run_status, failed_step_id, workflow_id = head
         me = rows.get(sid)
         lease = (me.meta or {}).get("lease") if me is not None else None
         if me is None or me.status is not S.RUNNING or (lease or {}).get("owner") != c.owner:
@@ -360,8 +388,8 @@ def complete(
         )
 
         status = {k: r.status for k, r in rows.items()} | {sid: S.COMPLETED}
-        takes = head.status is R.RUNNING and not (head.failed_step_id and spec.failure_policy == "fail_fast")
-        run = _Run(c.run_id, head.workflow_id, c.user_id, c.session_id, c.input, spec)
+        takes = run_status is R.RUNNING and not (failed_step_id and spec.failure_policy == "fail_fast")
+        run = _Run(c.run_id, workflow_id, c.user_id, c.session_id, c.input, spec)
         known = {sid: (_as_stored(output, ws.backend), S.COMPLETED.value)}
         claims: list[Claim] = []
         ready: list[str] = []
