@@ -123,6 +123,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "list_active_sessions",
         "list_messages",
         "list_sessions",
+        "rate_message",
         "search_messages",
         "share_session",
         "slugify",
@@ -457,6 +458,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "cmdc_nb.frames": (
         "APPROVAL_COLUMNS",
         "COST_COLUMNS",
+        "FEEDBACK_COLUMNS",
         "activity_frame",
         "approvals_frame",
         "by_day",
@@ -466,6 +468,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "calls_frame",
         "costs_frame",
         "daily_costs",
+        "feedback_frame",
         "messages_frame",
         "sessions_frame",
         "tool_uses_frame",

@@ -253,6 +253,7 @@ def baseline(world: World) -> dict[str, Any]:
         "preferences": {},
         "provider": "openai",
         "query": "hello",
+        "rating": "like",
         "raw": SPEC,
         "resource_id": world.session.id,
         "resource_type": "session",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from typing import Any
 
@@ -404,7 +405,10 @@ async def test_an_offline_script_that_has_said_everything_says_so_as_a_reply(ws:
     # the next message is answered, not failed: a reply bubble, no error, no tokens, nothing to pay
     assert await chat.send("second") == ended
     shown = html_of(chat)
-    assert f'<div class="cmdc-msg cmdc-assistant"><p>{ended}</p>' in shown
+    assert (
+        f'<div class="cmdc-msg cmdc-assistant" data-md="{html.escape(ended)}"><p>{html.escape(ended, quote=False)}</p>'
+        in shown
+    )
     assert "cmdc-error" not in shown and "Exception" not in shown
     assert "scripted/one-turn · 0/0 tokens · $0" in shown
     assert "ready" in chat.status_html.value

@@ -41,29 +41,37 @@ function render({ model, el }) {
     area.remove();
     if (!copied) throw new Error("copy refused");
   };
+  const copyButton = (title, text, extra) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "cmdc-copy" + (extra ? " " + extra : "");
+    button.textContent = "Copy";
+    button.title = title;
+    button.addEventListener("click", async () => {
+      try {
+        await copyText(text());
+        button.textContent = "Copied";
+      } catch (error) {
+        button.textContent = "Select and press Ctrl+C";
+      }
+      button.classList.add("cmdc-copied");
+      setTimeout(() => { button.textContent = "Copy"; button.classList.remove("cmdc-copied"); }, 1500);
+    });
+    return button;
+  };
   const addCopyButtons = () => {
+    // a whole message copies as it was written (its Markdown, kept in data-md), not as it is drawn
+    for (const msg of log.querySelectorAll(".cmdc-msg[data-md]")) {
+      if (msg.querySelector(":scope > .cmdc-copy-msg")) continue;
+      msg.appendChild(copyButton("Copy this message", () => msg.dataset.md, "cmdc-copy-msg"));
+    }
     for (const pre of log.querySelectorAll(".cmdc-msg pre")) {
       if (pre.parentElement.classList.contains("cmdc-code")) continue;
       const box = document.createElement("div");
       box.className = "cmdc-code";
       pre.before(box);
       box.appendChild(pre);
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "cmdc-copy";
-      button.textContent = "Copy";
-      button.title = "Copy this code";
-      button.addEventListener("click", async () => {
-        try {
-          await copyText(pre.textContent);
-          button.textContent = "Copied";
-        } catch (error) {
-          button.textContent = "Select and press Ctrl+C";
-        }
-        button.classList.add("cmdc-copied");
-        setTimeout(() => { button.textContent = "Copy"; button.classList.remove("cmdc-copied"); }, 1500);
-      });
-      box.appendChild(button);
+      box.appendChild(copyButton("Copy this code", () => pre.textContent));
     }
   };
   const attach = () => {

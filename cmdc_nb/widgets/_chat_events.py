@@ -112,6 +112,12 @@ def verdict(e: ev.ToolDecided) -> str:
 
 # the status line while a process's first model call loads litellm (the demo and the tour say it too)
 MODEL_CLIENT_LOADING = "loading the model client (first call only)"
+# Where the reply will be, until its first words: three dots that pulse (CSS), said in words for
+# screen readers and for the static snapshot.
+THINKING = (
+    '<div class="cmdc-msg cmdc-assistant cmdc-thinking" role="status" aria-label="thinking">'
+    '<span class="cmdc-thinking-dots"><span>●</span><span>●</span><span>●</span></span> thinking</div>'
+)
 
 # what "Always allow" remembers besides the tool (services.approvals.remember_decision_in, docs/approvals.md)
 SCOPE = "with exactly these arguments in this session"
@@ -238,6 +244,7 @@ class ChatEvents:
         def __getattr__(self, name: str) -> Any: ...
 
         _flush_handle: Any
+        _bubble: Any
         updates_sent: int
 
     _loading_for: str | None = None  # the model a request waits for while litellm loads
@@ -253,6 +260,10 @@ class ChatEvents:
         self._phase("starting")
 
     def _on_request(self, e: ev.RequestStart) -> None:
+        if self._bubble is None:  # a placeholder where the reply will be, until its first words
+            self._bubble, self._text, self._dirty = w.HTMLMath(THINKING), "", False
+            self._head_html, self._head_len = "", 0
+            self._append(self._bubble)
         if model_client_loaded(e.model, getattr(self.agent.options, "cassette", None)):
             self._phase(f"waiting for {e.model}")  # loaded, or an offline model, which never loads it
         else:  # the first call of the process loads litellm first: the long wait, said for what it is
@@ -271,9 +282,12 @@ class ChatEvents:
 
     def _on_message_start(self, e: ev.MessageStart) -> None:
         self._phase("writing")
-        self._bubble, self._text, self._dirty = w.HTML(self._bubble_html("assistant", "▍")), "", False
+        placeholder = self._bubble
+        self._bubble, self._text, self._dirty = placeholder or w.HTMLMath(), "", False
+        self._bubble.value = self._bubble_html("assistant", "▍")
         self._head_html, self._head_len = "", 0
-        self._append(self._bubble)
+        if placeholder is None:
+            self._append(self._bubble)
 
     def _on_delta(self, e: ev.MessageDelta) -> None:
         self._text += e.delta
@@ -289,6 +303,8 @@ class ChatEvents:
             if e.text:
                 self._bubble.value = self._bubble_html("assistant", e.text, meta)
                 self.updates_sent += 1
+                for bar in self._reply_bar(e.text):
+                    self._append(bar)
             else:
                 self._bubble.value = f'<div class="cmdc-meta">{escape(meta)}</div>'
         for c in e.tool_calls:

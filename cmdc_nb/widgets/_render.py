@@ -30,12 +30,34 @@ _ALLOWED_STYLES = {"text-align"}
 @lru_cache(maxsize=1)
 def _md() -> Any:
     from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+    from mdit_py_plugins.texmath import texmath_plugin
 
-    return (
+    md = (
         MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
         .enable("table")
         .enable("strikethrough")
     )
+    # LaTeX kept whole, in the delimiters MathJax reads (the chat's replies are typeset by JupyterLab's
+    # MathJax, as Markdown cells are): $…$ and $$…$$ — not "$5 and $10", a price — and \(…\), \[…\].
+    dollarmath_plugin(md, allow_labels=False, allow_space=False, allow_digits=False, double_inline=True)
+    texmath_plugin(md, delimiters="brackets")
+    for name in ("math_inline", "math_inline_double"):
+        md.add_render_rule(name, _math_inline)
+    for name in ("math_block", "math_block_eqno", "math_block_label"):
+        md.add_render_rule(name, _math_block)
+    return md
+
+
+def _math_inline(_self: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
+    tex = html.escape(tokens[idx].content)
+    if tokens[idx].type == "math_inline_double":  # $$…$$ inside a line: displayed
+        return f'<span class="cmdc-math">\\[{tex}\\]</span>'
+    return f'<span class="cmdc-math">\\({tex}\\)</span>'
+
+
+def _math_block(_self: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
+    return f'<div class="cmdc-math">\\[{html.escape(tokens[idx].content)}\\]</div>\n'
 
 
 def _highlight(code: str, lang: str, attrs: str) -> str:
@@ -158,6 +180,20 @@ CSS = (
   font-family: var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #1f2328);
   background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color1, #bdbdbd); }
 .cmdc-msg .cmdc-copy:hover { background: var(--jp-layout-color2, #eee); }
+/* a whole message's Copy: in its top right corner, shown when the pointer or the keyboard is on it */
+.cmdc-msg[data-md] { position: relative; }
+.cmdc-msg .cmdc-copy.cmdc-copy-msg { position: absolute; top: 4px; right: 4px; margin: 0; opacity: 0; }
+.cmdc-msg:hover .cmdc-copy-msg, .cmdc-msg .cmdc-copy-msg:focus, .cmdc-msg .cmdc-copy-msg.cmdc-copied { opacity: 1; }
+/* the reply's placeholder while the model has not answered: three pulsing dots */
+.cmdc-thinking { color: var(--jp-ui-font-color1, #1f2328); font-style: italic; }
+.cmdc-thinking-dots span { animation: cmdc-pulse 1.2s infinite ease-in-out; font-style: normal; margin-right: 2px; }
+.cmdc-thinking-dots span:nth-child(2) { animation-delay: .2s; } .cmdc-thinking-dots span:nth-child(3) { animation-delay: .4s; }
+@keyframes cmdc-pulse { 0%, 80%, 100% { opacity: .25; } 40% { opacity: 1; } }
+@media (prefers-reduced-motion: reduce) { .cmdc-thinking-dots span { animation: none; opacity: .7; } }
+.cmdc-math { overflow-x: auto; max-width: 100%; }
+div.cmdc-math { display: block; margin: 6px 0; }
+.cmdc-reply-bar { margin: -2px 0 4px 0; align-items: center; }
+.cmdc-reply-bar .jupyter-button { height: 24px; line-height: 22px; padding: 0 8px; }
 /* Markdown tables: ruled cells, a shaded header, sideways scrolling when wider than the bubble */
 .cmdc-msg table { border-collapse: collapse; margin: 6px 0; display: block; max-width: 100%; overflow-x: auto; }
 .cmdc-msg th, .cmdc-msg td { border: 1px solid var(--jp-border-color2, #d0d7de); padding: 4px 8px; text-align: left; vertical-align: top; }

@@ -37,6 +37,7 @@ from cmdc_nb.widgets._chat_events import (
     money,
 )
 from cmdc_nb.widgets._chat_follow import Follow
+from cmdc_nb.widgets._chat_reply import ReplyBar
 from cmdc_nb.widgets._common import on_loop
 from cmdc_nb.widgets._render import CSS, escape, markdown_html
 from cmdc_nb.widgets._snapshot import Snapshot, static_html
@@ -51,8 +52,12 @@ LIVE_MARKDOWN_CHARS = 4000  # the block being streamed is shown as plain text pa
 
 class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
     """A chat with `agent` (a kernel Agent). Methods do what the buttons do: send, steer, stop, approve
-    (Always allow: `approve(ref, remember=True)`), deny, switch_model, load_earlier, export_markdown, fork.
+    (Always allow: `approve(ref, remember=True)`), deny, switch_model, load_earlier, export_markdown, fork,
+    rate (Like / Dislike under a reply).
     Decisions are recorded as `user` — by default the owner of the stored agent's session."""
+
+    _steers: dict[str, w.HTML]  # steers shown, by their text, until applied
+    _bars: dict[str, ReplyBar]  # each reply's Like / Dislike, by its text
 
     def __init__(
         self,
@@ -80,7 +85,7 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         self._phase_since: float | None = None  # … and since when, while it is timed
         self._tick_handle: asyncio.TimerHandle | None = None
         self._failed_run = False  # the failure of this run is shown already (said once, not thrice)
-        self._steers: dict[str, w.HTML] = {}
+        self._steers, self._bars = {}, {}
 
         self._title_given = title is not None  # else a title the model writes (stream_tags) names it
         self.title_html = w.HTML(
@@ -272,6 +277,24 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         button.on_click(lambda _: self.fork_at(text))
         return w.HBox([bubble, button], layout=w.Layout(align_items="center", justify_content="flex-end"))
 
+    def _reply_bar(self, text: str) -> list[w.Widget]:
+        """Like / Dislike under a reply of a stored agent (nothing to rate otherwise)."""
+        if not self.agent.recorder.enabled:
+            return []
+        bar = self._bars[text] = self._bars.get(text) or ReplyBar(self, text)
+        return [bar.box]
+
+    def rate(self, reply: int | str = -1, rating: str | None = "like", *, note: str | None = None) -> Any:
+        """Rate a reply as the chat's `user`, as its buttons do: `reply` is its text or its index among
+        the conversation's replies (-1: the newest); `rating` "like", "dislike" or None (take it back).
+        Returns the stored message (see `sessions.rate_message`, `frames.feedback_frame`)."""
+        replies = [
+            str(m["content"]) for m in self.agent.messages if m["role"] == "assistant" and m.get("content")
+        ]
+        text = reply if isinstance(reply, str) else replies[reply]
+        bar = self._bars.get(text) or ReplyBar(self, text)
+        return bar.rate(rating, note)
+
     def export_markdown(self) -> str:
         """The transcript as Markdown."""
         out = [f"# {self.agent.options.name or 'Chat'} ({self.agent.model})", ""]
@@ -320,7 +343,8 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         if role == "assistant":
             parts: list[w.Widget] = []
             if m.get("content"):
-                parts.append(w.HTML(self._bubble_html("assistant", str(m["content"]))))
+                parts.append(w.HTMLMath(self._bubble_html("assistant", str(m["content"]))))
+                parts.extend(self._reply_bar(str(m["content"])))
             for c in m.get("tool_calls") or ():
                 try:
                     args = json.loads(c["function"]["arguments"] or "{}")
@@ -344,7 +368,9 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         if role == "steer":
             role, body = "user cmdc-steer", f"<p>↪ {escape(text)}</p>".replace("\n", "<br>")
         meta_html = f'<div class="cmdc-meta">{escape(meta)}</div>' if meta else ""
-        return f'<div class="cmdc-msg cmdc-{role}">{body}{meta_html}</div>'
+        # the text as written, for the bubble's Copy button (added by the chat's script)
+        source = f' data-md="{escape(text)}"' if text.strip() and role != "steer" else ""
+        return f'<div class="cmdc-msg cmdc-{role}"{source}>{body}{meta_html}</div>'
 
     def _append(self, widget: w.Widget) -> None:
         self.messages_box.children = [*self.messages_box.children, widget]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from cmdc_nb.services.frames.approvals import APPROVAL_COLUMNS, approvals_frame
 from cmdc_nb.services.frames.cuts import by_day, by_model, by_session, by_week, daily_costs, top_n, unit_costs
+from cmdc_nb.services.frames.feedback import FEEDBACK_COLUMNS, feedback_frame
 from cmdc_nb.services.frames.records import (
     COST_COLUMNS,
     activity_frame,
@@ -36,6 +37,7 @@ from cmdc_nb.services.frames.records import (
 __all__ = [
     "APPROVAL_COLUMNS",
     "COST_COLUMNS",
+    "FEEDBACK_COLUMNS",
     "activity_frame",
     "approvals_frame",
     "by_day",
@@ -45,6 +47,7 @@ __all__ = [
     "calls_frame",
     "costs_frame",
     "daily_costs",
+    "feedback_frame",
     "messages_frame",
     "sessions_frame",
     "tool_uses_frame",

@@ -16,6 +16,7 @@ changed and written back.
 
 from __future__ import annotations
 
+from cmdc_nb.services.sessions.feedback import rate_message
 from cmdc_nb.services.sessions.forks import fork_session, forks, lineage
 from cmdc_nb.services.sessions.messages import (
     count_messages,
@@ -62,6 +63,7 @@ __all__ = [
     "list_active_sessions",
     "list_messages",
     "list_sessions",
+    "rate_message",
     "search_messages",
     "share_session",
     "slugify",

@@ -1,0 +1,73 @@
+"""Under each reply of a stored chat: Like / Dislike, and a note saying what was wrong or good.
+
+A rating is the chat's `user`'s (`sessions.rate_message`): stored with the reply's message, listed by
+`frames.feedback_frame`. Clicking the pressed button again takes the rating back. The reply's Copy
+button is not here: the clipboard is the browser's, so the chat's script adds it (`chat_follow.js`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+
+from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.widgets._render import escape
+
+__all__ = ["ReplyBar", "stored_reply"]
+
+
+def stored_reply(chat: Any, text: str) -> Any:
+    """The stored message of the newest reply with this text in the chat's session."""
+    rec = chat.agent.recorder
+    if not rec.enabled:
+        raise InvalidInputError("rating a reply needs an agent that stores to a session", field="reply")
+    for row in reversed(rec.history()):
+        if str(getattr(row.role, "value", row.role)) == "assistant" and row.content == text:
+            return row
+    raise InvalidInputError("that reply is not stored (yet): rate it again in a moment", field="reply")
+
+
+class ReplyBar:
+    def __init__(self, chat: Any, text: str) -> None:
+        self.chat, self.text = chat, text
+        self.rating: str | None = None
+        small = w.Layout(width="auto", min_width="34px")
+        self.like = w.Button(description="", icon="thumbs-o-up", tooltip="a good reply", layout=small)
+        self.dislike = w.Button(description="", icon="thumbs-o-down", tooltip="a poor reply", layout=small)
+        self.note = w.Text(placeholder="what was wrong, or good? (optional)", layout=w.Layout(width="260px"))
+        self.save = w.Button(description="Save note", layout=w.Layout(width="auto"))
+        self.said = w.HTML()
+        self.note_row = w.HBox([self.note, self.save], layout=w.Layout(display="none"))
+        self.like.add_class("cmdc-like")
+        self.dislike.add_class("cmdc-dislike")
+        self.like.on_click(lambda _: chat._safely("rating the reply", lambda: self.toggle("like")))
+        self.dislike.on_click(lambda _: chat._safely("rating the reply", lambda: self.toggle("dislike")))
+        self.save.on_click(lambda _: chat._safely("saving the note", self.save_note))
+        self.box = w.HBox([self.like, self.dislike, self.note_row, self.said])
+        self.box.add_class("cmdc-reply-bar")
+
+    def toggle(self, rating: str) -> None:
+        """What a click does: rate, or take the rating back when that button is pressed already."""
+        self.rate(None if self.rating == rating else rating)
+
+    def save_note(self) -> None:
+        self.rate(self.rating or "dislike", self.note.value.strip() or None)
+
+    def rate(self, rating: str | None, note: str | None = None) -> Any:
+        """Store the rating (and note) as the chat's user; the buttons show it. Returns the message."""
+        from cmdc_nb.services import sessions
+
+        row = stored_reply(self.chat, self.text)
+        out = sessions.rate_message(row, rating, self.chat.user, note=note, ws=self.chat.agent.recorder.ws)
+        self.rating = rating
+        self.like.button_style = "success" if rating == "like" else ""
+        self.dislike.button_style = "danger" if rating == "dislike" else ""
+        self.note_row.layout.display = None if rating else "none"
+        if rating is None:
+            self.note.value = ""
+        words = {"like": "liked", "dislike": "disliked"}.get(rating or "", "")
+        kept = " · note saved" if note else ""
+        self.said.value = f'<span class="cmdc-stats">{escape(words + kept)}</span>' if words else ""
+        self.chat._snapshot_changed()
+        return out

@@ -1,0 +1,93 @@
+"""Under each reply of a stored chat, Like / Dislike with a note, stored as the chat's user and listed by
+`frames.feedback_frame`; every message carries its Markdown for its Copy button; LaTeX in a reply is
+kept whole for MathJax; and a placeholder stands where the reply will be until its first words.
+(What a user sees of these in JupyterLab: tests/test_widgets_seen_chat.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+import pytest
+
+from cmdc_nb import frames
+from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.kernel import Agent
+from cmdc_nb.providers import Script, Turn
+from cmdc_nb.widgets import ChatWidget
+from cmdc_nb.widgets._chat_reply import ReplyBar
+
+
+def bars(chat: ChatWidget) -> list[ReplyBar]:
+    return list(chat._bars.values())
+
+
+async def test_like_dislike_and_a_note_from_the_buttons_are_stored_as_the_chats_user(
+    ws: Any, user: Any, session: Any
+) -> None:
+    script = Script(["Use a set.", "Sorted lists bisect in O(log n)."])
+    chat = ChatWidget(Agent(model=script.model, session=session, ws=ws))
+    await chat.send("how do I dedupe?")
+    await chat.send("and search?")
+    first, second = bars(chat)
+    assert (first.text, second.text) == ("Use a set.", "Sorted lists bisect in O(log n).")
+    first.like.click()
+    assert first.like.button_style == "success" and "liked" in first.said.value
+    second.dislike.click()
+    assert second.note_row.layout.display is None  # the note box opens with a rating
+    second.note.value = "bisect needs a sorted list: say so"
+    second.save.click()
+    df = frames.feedback_frame(session=session, ws=ws)
+    got = {r.reply: (r.rating, None if pd.isna(r.note) else r.note, r.rated_by) for r in df.itertuples()}
+    assert got == {
+        "Use a set.": ("like", None, str(user.id)),
+        "Sorted lists bisect in O(log n).": ("dislike", "bisect needs a sorted list: say so", str(user.id)),
+    }
+    first.like.click()  # pressed again: taken back
+    assert first.like.button_style == "" and first.said.value == ""
+    assert list(frames.feedback_frame(session=session, ws=ws)["rating"]) == ["dislike"]
+    # the method does what the buttons do
+    chat.rate(0, "dislike", note="too short")
+    assert first.dislike.button_style == "danger"
+    assert "too short" in set(frames.feedback_frame(session=session, ws=ws)["note"])
+
+
+async def test_a_chat_that_stores_nothing_offers_no_rating_and_says_why_when_asked() -> None:
+    script = Script(["ok"])
+    chat = ChatWidget(Agent(model=script.model))
+    await chat.send("hi")
+    assert bars(chat) == []
+    with pytest.raises(InvalidInputError, match="needs an agent that stores to a session"):
+        chat.rate(-1, "like")
+
+
+async def test_every_message_carries_its_markdown_for_copy_and_math_is_kept_for_mathjax() -> None:
+    reply = "Euler: $e^{i\\pi} + 1 = 0$, for $5 and $10.\n\n$$\n\\int_0^1 x\\,dx = \\tfrac12\n$$"
+    script = Script([reply])
+    chat = ChatWidget(Agent(model=script.model))
+    await chat.send("a <b>bold</b> question")
+    user_bubble, reply_box = chat.messages_box.children[0], chat.messages_box.children[-1]
+    assert f'data-md="{html.escape("a <b>bold</b> question")}"' in user_bubble.value
+    assert isinstance(reply_box, w.HTMLMath)  # typeset by JupyterLab's MathJax
+    assert f'data-md="{html.escape(reply)}"' in reply_box.value
+    assert '<span class="cmdc-math">\\(e^{i\\pi} + 1 = 0\\)</span>' in reply_box.value
+    assert "for $5 and $10." in reply_box.value  # prices are not math
+    assert '<div class="cmdc-math">\\[\n\\int_0^1 x\\,dx = \\tfrac12\n\\]</div>' in reply_box.value
+
+
+async def test_a_placeholder_stands_where_the_reply_will_be_until_its_first_words() -> None:
+    script = Script([Turn("Here it is.", delay=0.5)])
+    chat = ChatWidget(Agent(model=script.model))
+    handle = chat.send("take your time")
+    for _ in range(500):
+        await asyncio.sleep(0.005)
+        if "cmdc-thinking" in getattr(chat.messages_box.children[-1], "value", ""):
+            break
+    placeholder = chat.messages_box.children[-1]
+    assert "cmdc-thinking" in placeholder.value and "thinking" in placeholder.value
+    assert await handle == "Here it is."
+    assert chat.messages_box.children[-1] is placeholder  # the reply took its place
+    assert "Here it is." in placeholder.value and "cmdc-thinking" not in placeholder.value
