@@ -330,6 +330,66 @@ def test_the_preload_and_the_main_thread_import_litellm_at_once_without_a_deadlo
         assert "deadlock" not in done.stderr
 
 
+def test_after_the_preload_the_first_real_call_with_a_tool_loads_no_module() -> None:
+    """The warm-up takes the way a real call takes (litellm's OpenAI route, the openai client and its
+    resources, the stream wrapper, the tokenizer tables, litellm's handling of tools), answered in
+    memory: once the preload is done, the first real call loads nothing that a scripted round with the
+    same tool (the kernel's own first tool call, its sandbox) has not."""
+    code = """
+        import os, sys
+        sys.path.insert(0, "tests/support")
+        from fake_openai import FakeOpenAI
+        from cmdc_nb.kernel import Agent, tool
+        from cmdc_nb.providers import Script, Turn, _litellm, call
+
+        @tool
+        def lookup(key: str) -> str:
+            \"\"\"Look a key up.\"\"\"
+            return "3.14159"
+
+        _litellm._preloader.join()
+        offline = Script([Turn("", tool_calls=[call("lookup", key="pi")]), Turn("ok")]).model
+        assert Agent(model=offline, tools=[lookup]).run("look pi up") == "ok"
+        with FakeOpenAI(reply="pi is 3.14159") as server:
+            os.environ.update(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=server.base_url)
+            agent = Agent(model="openai/gpt-4o-mini", tools=[lookup])
+            before = set(sys.modules)
+            reply = agent.run("look pi up")
+        print(len(server.requests), sorted(set(sys.modules) - before), reply)
+    """
+    done = _python(code, _env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["2", "[]", "pi", "is", "3.14159"]
+
+
+def test_a_call_waiting_for_the_preload_takes_over_at_the_next_warm_up_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call that arrives while the preload warms litellm up waits for the step under way only, then
+    does its own first-call work (one thread at a time); a server's `warm()` takes every step."""
+    module = object()
+    monkeypatch.setattr(_litellm, "_module", module)  # imported: `litellm()` returns it
+    monkeypatch.setattr(_litellm, "_ready", threading.Event())
+    monkeypatch.setattr(_litellm, "_wanted", threading.Event())
+    taken: list[str] = []
+
+    def steps(lm: Any) -> list[tuple[str, Any]]:
+        assert lm is module
+        return [
+            ("first", lambda: (taken.append("first"), _litellm._wanted.set())),  # a call comes meanwhile
+            ("second", lambda: taken.append("second")),
+        ]
+
+    monkeypatch.setattr(_litellm, "_warm_steps", steps)
+    assert _litellm._load_warm() is module
+    assert taken == ["first"] and _litellm.loaded()
+    assert _litellm.for_call() is module and taken == ["first"]  # loaded: nothing more to wait for
+    monkeypatch.setattr(_litellm, "_ready", threading.Event())
+    taken.clear()
+    _litellm.warm()
+    assert taken == ["first", "second"] and _litellm.loaded()
+
+
 def test_the_model_client_status_says_loading_only_for_calls_that_load_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,15 +11,18 @@ sets `CMDC_NB_OFFLINE=1` (CI, nbval, the tour) or `CMDC_NB_PRELOAD=0` (the test 
 `CMDC_NB_PRELOAD=1` preloads even offline. The first call waits for
 the preload rather than importing alongside it (two threads importing litellm's circular modules could
 trip the import system's deadlock detection), and a fork waits for it too (a child would inherit the
-import locks it holds).
+import locks it holds). The wait is short: the warm-up goes in steps and gives way to a waiting call at
+the next one, so a call made at once waits for the import and then does only its own first-call work.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cmdc_nb.errors import ProviderError
@@ -28,11 +31,12 @@ from cmdc_nb.providers import _offline
 if TYPE_CHECKING:
     from cmdc_nb.providers.cassette import Cassette
 
-__all__ = ["alitellm", "classify", "litellm", "loaded", "needs_client", "preload", "warm"]
+__all__ = ["alitellm", "classify", "for_call", "litellm", "loaded", "needs_client", "preload", "warm"]
 
 _lock = threading.Lock()  # the import
 _warm_lock = threading.Lock()  # the import and the warm-up call, whoever makes them
-_ready = threading.Event()  # both done (or the warm-up failed: the first call does what is left)
+_ready = threading.Event()  # both done, or the warm-up failed or gave way (the first call does the rest)
+_wanted = threading.Event()  # a call waits for litellm: the preload stops warming at its next step
 _module: Any = None
 _preloader: threading.Thread | None = None
 _log = logging.getLogger("cmdc_nb.providers")
@@ -88,7 +92,7 @@ async def alitellm() -> Any:
         return _module
     import asyncio
 
-    return await asyncio.to_thread(_load_warm)
+    return await asyncio.to_thread(for_call)
 
 
 def preload() -> None:
@@ -130,48 +134,109 @@ def _before_fork() -> None:
 
 
 def warm() -> None:
-    """Load litellm and make its first (mock) call now, so that a real first call does not pay for it:
-    what a server does before it takes requests."""
-    _load_warm()
+    """Load litellm and make its first calls (answered in memory) now, so that a real first call does
+    not pay for them: what a server does before it takes requests."""
+    _load_warm(whole=True)
 
 
-def _load_warm() -> Any:
-    """Import litellm, then make one streamed, tool-carrying mock call on a private loop in this
-    thread: litellm imports hundreds of modules lazily on its first call (its HTTP client, the MCP
-    handler, stream wrappers), which would otherwise happen on the caller's loop and stall every agent and
-    widget of the kernel. A failure here only means the first real call does it instead."""
+def _load_warm(*, whole: bool = False) -> Any:
+    """Import litellm, then warm it step by step (`_warm_steps`) in this thread: litellm imports hundreds
+    of modules lazily on its first call, which would otherwise happen on the caller's loop and stall
+    every agent and widget of the kernel. Between steps the preload gives way to a call that is waiting
+    (`_wanted`): that call then does only the work it needs itself, instead of waiting for warm-up steps
+    it may not need; `whole` (a server's `warm()`) takes every step. One thread at a time: a caller
+    never imports alongside the preload. A failed step only means the first real call does it."""
     with _warm_lock:
         if _ready.is_set():
             return _module
         lm = litellm()
-        _warm(lm)
+        for name, step in _warm_steps(lm):
+            if _wanted.is_set() and not whole:
+                _log.debug("litellm warm-up handed over to a waiting call before %s", name)
+                break
+            try:
+                step()
+            except Exception as exc:  # pragma: no cover - depends on litellm internals
+                _log.debug("litellm warm-up step %s skipped: %r", name, exc)
         _ready.set()
     return lm
 
 
-def _warm(lm: Any) -> None:
+def for_call() -> Any:
+    """litellm for a call about to be made (blocking): the preload, if under way, stops warming at its
+    next step and the call does its own first-call work, rather than racing the preload's imports."""
+    if _ready.is_set():
+        return _module
+    _wanted.set()
+    return _load_warm()
+
+
+def _warm_steps(lm: Any) -> list[tuple[str, Callable[[], object]]]:
+    """The work a first real call does after `import litellm`, most needed first. The streamed calls
+    go the whole real way (litellm's OpenAI route, the openai SDK's client and resources, the stream
+    wrapper, litellm's cost and tokenizer tables) with an in-memory HTTP transport that answers them:
+    nothing leaves the process. The tool-carrying call loads litellm's MCP handler, which litellm
+    imports for any call that has tools."""
     import asyncio
 
-    async def mock() -> None:
+    from cmdc_nb.providers import catalog
+
+    return [
+        ("a streamed call", lambda: asyncio.run(_answered_call(lm, tools=False))),
+        ("a streamed call with a tool", lambda: asyncio.run(_answered_call(lm, tools=True))),
+        ("the provider catalog", catalog.litellm_providers),  # litellm's cost map, read once here
+    ]
+
+
+_WARM_CHUNKS = (
+    {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"}, "finish_reason": None}]},
+    {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}},
+)
+
+
+async def _answered_call(lm: Any, *, tools: bool) -> None:
+    """One streamed `acompletion` to `openai/gpt-4o-mini` through an OpenAI client whose transport
+    answers in memory (server-sent events, as the API does), read to the end."""
+    import httpx
+    import openai
+
+    head = {"id": "warm-up", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini"}
+    body = "".join(f"data: {json.dumps({**head, **c})}\n\n" for c in _WARM_CHUNKS) + "data: [DONE]\n\n"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        client = openai.AsyncOpenAI(
+            api_key="not-a-key", base_url="http://warm-up.invalid/v1", http_client=http, max_retries=0
+        )
+        tool = {"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}
         response = await lm.acompletion(
             model="openai/gpt-4o-mini",
             messages=[{"role": "user", "content": "warm up"}],
-            tools=[{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}],
+            **({"tools": [tool]} if tools else {}),
             stream=True,
             stream_options={"include_usage": True},
-            mock_response="ok",
-            api_key="not-a-key",  # mocked: nothing is sent
+            client=client,
+            num_retries=0,
+            max_retries=0,
         )
-        async for _ in response:
+        async for _ in _unlogged(response, lm):
             pass
 
-    try:
-        asyncio.run(mock())
-        from cmdc_nb.providers import catalog
 
-        catalog.litellm_providers()  # reads litellm's cost map once, here rather than at the first price
-    except Exception as exc:  # pragma: no cover - depends on litellm internals
-        _log.debug("litellm warm-up skipped: %s", exc)
+def _unlogged(stream: Any, lm: Any) -> Any:
+    """The warm-up's stream without litellm's success dispatch: a callback registered by then would
+    otherwise log a call nobody made."""
+    logging_obj = getattr(stream, "logging_obj", None)
+    if logging_obj is not None:
+
+        async def nothing(*args: Any, **kwargs: Any) -> None:
+            pass
+
+        logging_obj.dispatch_success_handlers = nothing
+    return stream
 
 
 _BY_STATUS = {
