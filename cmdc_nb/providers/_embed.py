@@ -14,7 +14,7 @@ from typing import Any
 
 from cmdc_nb.errors import InvalidInputError, ProviderError
 from cmdc_nb.providers import _offline, scripted
-from cmdc_nb.providers._litellm import classify, litellm
+from cmdc_nb.providers._litellm import classify, for_call
 from cmdc_nb.providers._types import RetryPolicy
 
 __all__ = ["EmbeddingResult", "embed_texts"]
@@ -51,7 +51,7 @@ def embed_texts(
     if timeout_s is not None:
         kwargs["timeout"] = timeout_s
     direct = _offline.served_directly(model)
-    lm = None if direct else litellm()
+    lm = None if direct else for_call()
     for attempt in range(1, retry.retries + 2):
         try:
             if lm is None:
