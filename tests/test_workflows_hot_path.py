@@ -164,3 +164,58 @@ async def test_a_watcher_that_finds_its_step_recorded_does_not_stop_the_task(mon
 
     assert await watched(recording=True) is False
     assert await watched(recording=False) is True
+
+
+_held = threading.Event()
+
+
+@wf.step_function("hot.hold")
+async def hold() -> str:
+    _held.set()
+    await asyncio.sleep(LIVENESS)  # until its watcher stops it
+    return "never"
+
+
+async def test_a_step_running_past_a_poll_is_watched_renewed_and_stopped(
+    ws: Workspace, user: User, monkeypatch: Any
+) -> None:
+    """A step's watcher starts only when its first beat is due (most steps end before): one that runs
+    on has its lease renewed, and is stopped when its run is cancelled where no task of this process
+    hears of it (as from another process), its outcome recorded as cancelled."""
+    from cmdc_nb.workflows import runner, state
+
+    monkeypatch.setattr(runner, "POLL_SECONDS", 0.02)
+    monkeypatch.setattr(runner, "RENEW_SECONDS", 0.05)
+    _held.clear()
+    w = wf.create_workflow(
+        user,
+        {
+            "name": "held",
+            "steps": [
+                wf.step("hold", fn="hot.hold"),
+                wf.step("after", "transform", depends_on="hold", value=1),
+            ],
+        },
+        ws=ws,
+    )
+    driver = asyncio.create_task(go(ws, w))
+    await asyncio.wait_for(asyncio.to_thread(_held.wait), LIVENESS)
+
+    def lease() -> tuple[Any, str]:
+        with ws.read() as db:
+            row = db.scalars(
+                sa.select(WorkflowStep).where(
+                    WorkflowStep.step_id == "hold", WorkflowStep.status == "running"
+                )
+            ).one()
+            return row.workflow_run_id, row.meta["lease"]["expires_at"]
+
+    run_id, first = lease()
+    async with asyncio.timeout(LIVENESS):
+        while lease()[1] == first:
+            await asyncio.sleep(0.02)
+    state.set_cancelled(ws, run_id, "elsewhere")  # no task here is told: only the watcher can see it
+    run = await asyncio.wait_for(driver, LIVENESS)
+    assert run.status == "cancelled"
+    assert wf.get_workflow_step(run, "hold", ws=ws).status == "cancelled"
+    assert wf.get_workflow_step(run, "after", ws=ws).status == "cancelled"

@@ -105,10 +105,16 @@ async def run_chain(
             await on_next(nxt)
 
 
-async def _watch(ws: Workspace, c: state.Claim, task: asyncio.Task[None]) -> None:
-    last_renew = time.monotonic()
+async def _watch(
+    ws: Workspace, c: state.Claim, task: asyncio.Task[None], *, since: float | None = None
+) -> None:
+    """Beat every POLL_SECONDS; started late (`since`: when the step started), it beats at once."""
+    last_renew = time.monotonic() if since is None else since
+    first = since is not None
     while True:
-        await asyncio.sleep(POLL_SECONDS)
+        if not first:
+            await asyncio.sleep(POLL_SECONDS)
+        first = False
         renew = time.monotonic() - last_renew >= RENEW_SECONDS
         try:
             why = await asyncio.to_thread(state.heartbeat, ws, c, renew=renew)
@@ -257,7 +263,15 @@ async def _execute(
 
     Long because the outcome of an attempt is one decision: completed, cancelled (by whom), timed
     out, failed, retried later, or not recorded — each written differently."""
-    watcher = asyncio.create_task(_watch(ws, c, task))
+    # Most steps end within a poll: a timer, not a task, waits for the first beat (a task created and
+    # cancelled per step cost more than the timer), and the watcher task starts only then.
+    watchers: list[asyncio.Task[None]] = []
+    since = time.monotonic()
+
+    def watch() -> None:
+        watchers.append(asyncio.create_task(_watch(ws, c, task, since=since)))
+
+    timer = asyncio.get_running_loop().call_later(POLL_SECONDS, watch)
     try:
         while True:
             try:
@@ -289,6 +303,8 @@ async def _execute(
             await asyncio.to_thread(state.fail, ws, c, status, etype, msg)
             return None
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watcher
+        timer.cancel()
+        for watcher in watchers:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
