@@ -406,7 +406,7 @@ async def test_an_offline_script_that_has_said_everything_says_so_as_a_reply(ws:
     assert await chat.send("second") == ended
     shown = html_of(chat)
     assert (
-        f'<div class="cmdc-msg cmdc-assistant" data-md="{html.escape(ended)}"><p>{html.escape(ended, quote=False)}</p>'
+        f'<div class="cmdc-msg cmdc-assistant tex2jax_ignore mathjax_ignore" data-md="{html.escape(ended)}"><p>{html.escape(ended, quote=False)}</p>'
         in shown
     )
     assert "cmdc-error" not in shown and "Exception" not in shown

@@ -73,9 +73,16 @@ async def test_every_message_carries_its_markdown_for_copy_and_math_is_kept_for_
     assert f'data-md="{html.escape("a <b>bold</b> question")}"' in user_bubble.value
     assert isinstance(reply_box, w.HTMLMath)  # typeset by JupyterLab's MathJax
     assert f'data-md="{html.escape(reply)}"' in reply_box.value
-    assert '<span class="cmdc-math">\\(e^{i\\pi} + 1 = 0\\)</span>' in reply_box.value
-    assert "for $5 and $10." in reply_box.value  # prices are not math
-    assert '<div class="cmdc-math">\\[\n\\int_0^1 x\\,dx = \\tfrac12\n\\]</div>' in reply_box.value
+    assert (
+        '<span class="cmdc-math tex2jax_process mathjax_process">\\(e^{i\\pi} + 1 = 0\\)</span>'
+        in reply_box.value
+    )
+    assert "for $5 and $10." in reply_box.value  # prices are not math …
+    assert "tex2jax_ignore mathjax_ignore" in reply_box.value  # … and MathJax typesets only the math spans
+    assert (
+        '<div class="cmdc-math tex2jax_process mathjax_process">\\[\n\\int_0^1 x\\,dx = \\tfrac12\n\\]</div>'
+        in reply_box.value
+    )
 
 
 async def test_a_placeholder_stands_where_the_reply_will_be_until_its_first_words() -> None:

@@ -102,7 +102,15 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
     # a long history opens at its newest message, with the way to older ones readable in full
     page.locator(f"{CHAT} .cmdc-chat-footer").scroll_into_view_if_needed()
     assert newest_in_view(lab) is True
-    assert page.locator(f"{CHAT} .cmdc-log").inner_text().rstrip().endswith("logs it.")
+    # (each message ends with its Copy button, shown on hover)
+    assert (
+        page.locator(f"{CHAT} .cmdc-log")
+        .inner_text()
+        .rstrip()
+        .removesuffix("Copy")
+        .rstrip()
+        .endswith("logs it.")
+    )
     earlier = page.locator(f"{CHAT} button:has-text('Show earlier messages (50)')")
     assert earlier.evaluate("b => b.scrollWidth <= b.clientWidth") is True
 
@@ -166,7 +174,8 @@ def test_the_chat_follows_the_conversation_and_reads_in_both_themes(lab: Any) ->
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     copy.click()
     page.wait_for_function(
-        f"() => document.querySelector('{CHAT} .cmdc-copy').textContent === 'Copied'", timeout=WAIT_MS
+        f"() => document.querySelector('{CHAT} .cmdc-code > .cmdc-copy').textContent === 'Copied'",
+        timeout=WAIT_MS,
     )
     assert page.evaluate("() => navigator.clipboard.readText()").strip() == "print(release.version)"
     assert newest_in_view(lab) is True

@@ -35,16 +35,20 @@ class ReplyBar:
         small = w.Layout(width="auto", min_width="34px")
         self.like = w.Button(description="", icon="thumbs-o-up", tooltip="a good reply", layout=small)
         self.dislike = w.Button(description="", icon="thumbs-o-down", tooltip="a poor reply", layout=small)
-        self.note = w.Text(placeholder="what was wrong, or good? (optional)", layout=w.Layout(width="260px"))
+        self.note = w.Text(
+            placeholder="what was wrong, or good? (optional)",
+            layout=w.Layout(width="240px", max_width="100%"),
+        )
         self.save = w.Button(description="Save note", layout=w.Layout(width="auto"))
         self.said = w.HTML()
-        self.note_row = w.HBox([self.note, self.save], layout=w.Layout(display="none"))
+        wrap = w.Layout(flex_flow="row wrap", max_width="100%")  # a narrow window: the note goes below
+        self.note_row = w.HBox([self.note, self.save], layout=w.Layout(display="none", flex_flow="row wrap"))
         self.like.add_class("cmdc-like")
         self.dislike.add_class("cmdc-dislike")
         self.like.on_click(lambda _: chat._safely("rating the reply", lambda: self.toggle("like")))
         self.dislike.on_click(lambda _: chat._safely("rating the reply", lambda: self.toggle("dislike")))
         self.save.on_click(lambda _: chat._safely("saving the note", self.save_note))
-        self.box = w.HBox([self.like, self.dislike, self.note_row, self.said])
+        self.box = w.HBox([self.like, self.dislike, self.note_row, self.said], layout=wrap)
         self.box.add_class("cmdc-reply-bar")
 
     def toggle(self, rating: str) -> None:

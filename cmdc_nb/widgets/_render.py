@@ -40,6 +40,8 @@ def _md() -> Any:
     )
     # LaTeX kept whole, in the delimiters MathJax reads (the chat's replies are typeset by JupyterLab's
     # MathJax, as Markdown cells are): $…$ and $$…$$ — not "$5 and $10", a price — and \(…\), \[…\].
+    # Only these are typeset: a reply's bubble is `tex2jax_ignore`, its math `tex2jax_process mathjax_process` (the
+    # classes JupyterLab's MathJax honours), so a "$" in ordinary text never starts a formula there.
     dollarmath_plugin(md, allow_labels=False, allow_space=False, allow_digits=False, double_inline=True)
     texmath_plugin(md, delimiters="brackets")
     for name in ("math_inline", "math_inline_double"):
@@ -52,12 +54,12 @@ def _md() -> Any:
 def _math_inline(_self: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
     tex = html.escape(tokens[idx].content)
     if tokens[idx].type == "math_inline_double":  # $$…$$ inside a line: displayed
-        return f'<span class="cmdc-math">\\[{tex}\\]</span>'
-    return f'<span class="cmdc-math">\\({tex}\\)</span>'
+        return f'<span class="cmdc-math tex2jax_process mathjax_process">\\[{tex}\\]</span>'
+    return f'<span class="cmdc-math tex2jax_process mathjax_process">\\({tex}\\)</span>'
 
 
 def _math_block(_self: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
-    return f'<div class="cmdc-math">\\[{html.escape(tokens[idx].content)}\\]</div>\n'
+    return f'<div class="cmdc-math tex2jax_process mathjax_process">\\[{html.escape(tokens[idx].content)}\\]</div>\n'
 
 
 def _highlight(code: str, lang: str, attrs: str) -> str:
@@ -170,7 +172,9 @@ CSS = (
 .cmdc-follow-more[hidden] { display: none; }
 .cmdc-msg { margin: 6px 0; padding: 8px 12px; border-radius: 10px; max-width: 92%; line-height: 1.45; overflow-wrap: anywhere; box-sizing: border-box; }
 .cmdc-msg p { margin: 4px 0; }
-.cmdc-msg pre { background: var(--jp-cell-editor-background, #f7f7f7); color: var(--jp-content-font-color1, #1f2328);
+/* code on the page's own background, not the cell editor's grey: the editor's number green (#080) on
+   that grey is 4.26:1, short of 4.5; on white it is 4.64:1 (the colours are JupyterLab's, by theme) */
+.cmdc-msg pre { background: var(--jp-layout-color0, #fff); color: var(--jp-content-font-color1, #1f2328);
   border: 1px solid var(--jp-border-color2, #d0d7de); padding: 8px; border-radius: 6px; overflow-x: auto; }
 /* a code block carries a Copy button under it, on its right (added in the browser by chat_follow.js;
    always shown, as jupyter-ai's code toolbar is, so it covers no code and needs no hover) */

@@ -370,7 +370,9 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         meta_html = f'<div class="cmdc-meta">{escape(meta)}</div>' if meta else ""
         # the text as written, for the bubble's Copy button (added by the chat's script)
         source = f' data-md="{escape(text)}"' if text.strip() and role != "steer" else ""
-        return f'<div class="cmdc-msg cmdc-{role}"{source}>{body}{meta_html}</div>'
+        return (
+            f'<div class="cmdc-msg cmdc-{role} tex2jax_ignore mathjax_ignore"{source}>{body}{meta_html}</div>'
+        )
 
     def _append(self, widget: w.Widget) -> None:
         self.messages_box.children = [*self.messages_box.children, widget]
@@ -443,7 +445,7 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
     def _flush(self) -> None:
         self._flush_handle = None
         if self._bubble is not None and self._dirty:
-            self._bubble.value = f'<div class="cmdc-msg cmdc-assistant">{self._live_html()}</div>'
+            self._bubble.value = f'<div class="cmdc-msg cmdc-assistant tex2jax_ignore mathjax_ignore">{self._live_html()}</div>'
             self.updates_sent += 1
             self._dirty = False
 
