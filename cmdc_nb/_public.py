@@ -107,6 +107,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "EXPORT_FORMAT",
         "SESSION_TRANSITIONS",
         "archive_session",
+        "branches",
         "count_messages",
         "create_message",
         "create_session",

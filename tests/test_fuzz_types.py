@@ -258,6 +258,7 @@ def baseline(world: World) -> dict[str, Any]:
         "resource_id": world.session.id,
         "resource_type": "session",
         "role": "user",
+        "sequence": 1,
         "slug": "fuzz",
         "sessions.import_session.source": sessions.export_session(world.session, ws=None),
         "source": SPEC,

@@ -1,4 +1,5 @@
-"""Under each reply of a stored chat: Like / Dislike, and a note saying what was wrong or good.
+"""Under each reply of a stored chat: Like / Dislike, a note saying what was wrong or good, and Re-run
+(the prompt answered again in a new branch: `_chat_branches`).
 
 A rating is the chat's `user`'s (`sessions.rate_message`): stored with the reply's message, listed by
 `frames.feedback_frame`. Clicking the pressed button again takes the rating back. The reply's Copy
@@ -43,12 +44,17 @@ class ReplyBar:
         self.said = w.HTML()
         wrap = w.Layout(flex_flow="row wrap", max_width="100%")  # a narrow window: the note goes below
         self.note_row = w.HBox([self.note, self.save], layout=w.Layout(display="none", flex_flow="row wrap"))
+        self.again = w.Button(
+            description="", icon="refresh", tooltip="answer again, in a new branch", layout=small
+        )
+        self.again.add_class("cmdc-rerun")
+        self.again.on_click(lambda _: chat._safely("running the prompt again", lambda: chat.rerun(text)))
         self.like.add_class("cmdc-like")
         self.dislike.add_class("cmdc-dislike")
         self.like.on_click(lambda _: chat._safely("rating the reply", lambda: self.toggle("like")))
         self.dislike.on_click(lambda _: chat._safely("rating the reply", lambda: self.toggle("dislike")))
         self.save.on_click(lambda _: chat._safely("saving the note", self.save_note))
-        self.box = w.HBox([self.like, self.dislike, self.note_row, self.said], layout=wrap)
+        self.box = w.HBox([self.like, self.dislike, self.again, self.note_row, self.said], layout=wrap)
         self.box.add_class("cmdc-reply-bar")
 
     def toggle(self, rating: str) -> None:

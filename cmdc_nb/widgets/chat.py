@@ -29,6 +29,7 @@ from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent, PromptHandle
 from cmdc_nb.providers._litellm import loaded as model_client_loaded
 from cmdc_nb.providers.choice import missing_key
+from cmdc_nb.widgets._chat_branches import ChatBranches
 from cmdc_nb.widgets._chat_events import (
     MODEL_CLIENT_LOADING,
     ChatEvents,
@@ -50,10 +51,10 @@ FLUSH_S = 0.04  # ≈ 25 updates a second at most
 LIVE_MARKDOWN_CHARS = 4000  # the block being streamed is shown as plain text past this
 
 
-class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
+class ChatWidget(ChatEvents, ChatBranches, Snapshot, w.VBox):  # type: ignore[misc]
     """A chat with `agent` (a kernel Agent). Methods do what the buttons do: send, steer, stop, approve
     (Always allow: `approve(ref, remember=True)`), deny, switch_model, load_earlier, export_markdown, fork,
-    rate (Like / Dislike under a reply).
+    rate (Like / Dislike under a reply), rerun, edit, undo, switch_branch (each a fork: nothing is lost).
     Decisions are recorded as `user` — by default the owner of the stored agent's session."""
 
     _steers: dict[str, w.HTML]  # steers shown, by their text, until applied
@@ -109,24 +110,10 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
             placeholder="Ask the agent… (Send), or redirect it while it works (Steer)",
             layout=w.Layout(width="auto", height="64px"),
         )
-        self.send_button = w.Button(
-            description="Send", button_style="primary", icon="paper-plane", layout=w.Layout(width="90px")
-        )
-        self.steer_button = w.Button(description="Steer", icon="compass", layout=w.Layout(width="90px"))
-        self.stop_button = w.Button(description="Stop", icon="stop", layout=w.Layout(width="80px"))
-        self.stop_button.add_class("cmdc-stop")
-        self.export_button = w.Button(description="Export", icon="download", layout=w.Layout(width="90px"))
-        self.send_button.on_click(lambda _: self._safely("sending", self._send_from_box))
-        self.steer_button.on_click(lambda _: self._safely("steering", self._steer_from_box))
-        self.stop_button.on_click(lambda _: self._safely("stopping", self.stop))
-        self.export_button.on_click(lambda _: self._safely("exporting", self._export_to_file))
         self.people = w.HTML()
         header = w.HBox([self.title_html, self.model_picker, self.stats, self.people])
         header.add_class("cmdc-chat-header")
-        footer = w.HBox(
-            [self.send_button, self.steer_button, self.stop_button, self.export_button, self.status_html]
-        )
-        footer.add_class("cmdc-chat-footer")
+        footer = self._footer(agent)
         parts = [w.HTML(CSS), header, self.earlier, self.scroller, self.follow, self.input, footer]
         super().__init__([*parts, self._view_probe()])
         self.add_class("cmdc-chat").add_class("cmdc-chatwidget")
@@ -139,6 +126,33 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         self._heartbeat: asyncio.TimerHandle | None = None
         if agent.recorder.enabled:
             self._join_presence()
+
+    def _footer(self, agent: Agent) -> w.HBox:
+        """Send, Steer, Stop, Undo (a stored agent's), Export and the status line."""
+        self.send_button = w.Button(
+            description="Send", button_style="primary", icon="paper-plane", layout=w.Layout(width="90px")
+        )
+        self.steer_button = w.Button(description="Steer", icon="compass", layout=w.Layout(width="90px"))
+        self.stop_button = w.Button(description="Stop", icon="stop", layout=w.Layout(width="80px"))
+        self.stop_button.add_class("cmdc-stop")
+        self.export_button = w.Button(description="Export", icon="download", layout=w.Layout(width="90px"))
+        self.send_button.on_click(lambda _: self._safely("sending", self._send_from_box))
+        self.steer_button.on_click(lambda _: self._safely("steering", self._steer_from_box))
+        self.stop_button.on_click(lambda _: self._safely("stopping", self.stop))
+        self.export_button.on_click(lambda _: self._safely("exporting", self._export_to_file))
+        undo = [self._undo_button()] if agent.recorder.enabled else []  # a branch: nothing is deleted
+        footer = w.HBox(
+            [
+                self.send_button,
+                self.steer_button,
+                self.stop_button,
+                *undo,
+                self.export_button,
+                self.status_html,
+            ]
+        )
+        footer.add_class("cmdc-chat-footer")
+        return footer
 
     def __repr__(self) -> str:  # cheap: never serialise the widget tree
         return f"<ChatWidget agent={self.agent.id[:8]} messages={len(self.agent.messages)}>"
@@ -264,19 +278,6 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
                 return forked
         raise ValueError("that message is not stored (yet): forks need an agent that stores to a session")
 
-    def _user_bubble(self, text: str) -> w.Widget:
-        bubble = w.HTML(self._bubble_html("user", text))
-        if not self.agent.recorder.enabled:
-            return bubble
-        button = w.Button(
-            description="fork",
-            icon="code-branch",
-            tooltip="a new session from this message",
-            layout=w.Layout(width="70px"),
-        )
-        button.on_click(lambda _: self.fork_at(text))
-        return w.HBox([bubble, button], layout=w.Layout(align_items="center", justify_content="flex-end"))
-
     def _reply_bar(self, text: str) -> list[w.Widget]:
         """Like / Dislike under a reply of a stored agent (nothing to rate otherwise)."""
         if not self.agent.recorder.enabled:
@@ -335,6 +336,7 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         self.earlier.layout.display = None if self._shown_from > 0 else "none"
         if self._shown_from > 0:
             self.earlier.description = f"Show earlier messages ({self._shown_from})"
+        self._add_switchers()
 
     def _message_widget(self, m: Mapping[str, Any]) -> w.Widget | None:
         role = m.get("role")
@@ -581,8 +583,7 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
         self.people.value = " ".join(f'<span class="cmdc-badge ok">● {escape(n)}</span>' for n in names)
         return names
 
-    def close(self) -> None:
-        self._sub.close()
+    def _leave_presence(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if self._presence_sub is not None:
@@ -592,4 +593,8 @@ class ChatWidget(ChatEvents, Snapshot, w.VBox):  # type: ignore[misc]
 
             presence.leave_resource(self._presence, ws=self.agent.recorder.ws)
             self._presence = None
+
+    def close(self) -> None:
+        self._sub.close()
+        self._leave_presence()
         super().close()

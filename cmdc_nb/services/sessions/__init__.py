@@ -17,7 +17,7 @@ changed and written back.
 from __future__ import annotations
 
 from cmdc_nb.services.sessions.feedback import rate_message
-from cmdc_nb.services.sessions.forks import fork_session, forks, lineage
+from cmdc_nb.services.sessions.forks import branches, fork_session, forks, lineage
 from cmdc_nb.services.sessions.messages import (
     count_messages,
     create_message,
@@ -47,6 +47,7 @@ __all__ = [
     "EXPORT_FORMAT",
     "SESSION_TRANSITIONS",
     "archive_session",
+    "branches",
     "count_messages",
     "create_message",
     "create_session",

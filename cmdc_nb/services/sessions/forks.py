@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.audit import log_activity
 from cmdc_nb._plumbing.checked import checked
@@ -17,7 +19,7 @@ from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import Message, Session
 from cmdc_nb.store.pagination import Page, paginate
 
-__all__ = ["fork_session", "forks", "lineage"]
+__all__ = ["branches", "fork_session", "forks", "lineage"]
 
 
 _COPIED_MESSAGE_FIELDS = (
@@ -48,25 +50,27 @@ _COPIED_CONFIG = (
 @checked
 def fork_session(
     session: Session | uuid.UUID | str,
-    message: Message | uuid.UUID | str,
+    message: Message | uuid.UUID | str | None,
     *,
     name: str | None = None,
     slug: str | None = None,
     ws: Workspace | None = None,
 ) -> Session:
-    """A new session whose history is a copy of `session`'s messages up to and including `message`.
+    """A new session whose history is a copy of `session`'s messages up to and including `message`
+    (None: before the first message — a fork with no history, the way to edit the first prompt).
 
     The fork keeps the parent's settings, records where it branched (`parent_session_id`,
-    `forked_at_message_id`) and from then on is independent: later messages in either session never
-    appear in the other. Copied messages keep their sequence numbers and remember their original in
+    `forked_at_message_id`, and `meta["forked_at_sequence"]`: 0 before the first message) and from
+    then on is independent: later messages in either session never appear in the other. Copied messages keep their sequence numbers and remember their original in
     `meta["forked_from"]`.
     """
-    mid = v.id_of(message, "message")
+    mid = v.id_of(message, "message") if message is not None else None
     with get_workspace(ws).transaction() as tx:
         parent = fetch(tx.db, Session, session, "session", lock=True)
-        at = fetch(tx.db, Message, mid, "message")
-        if at.session_id != parent.id:
+        at = fetch(tx.db, Message, mid, "message") if mid is not None else None
+        if at is not None and at.session_id != parent.id:
             raise InvalidInputError("that message belongs to another session", field="message")
+        upto = at.sequence if at is not None else 0
         fork_name = v.text(name, "name", max_len=200) if name is not None else f"{parent.name} (fork)"[:200]
         child = _insert_session(
             tx,
@@ -74,13 +78,13 @@ def fork_session(
             name=fork_name,
             slug=slug,
             parent_session_id=parent.id,
-            forked_at_message_id=at.id,
+            forked_at_message_id=at.id if at is not None else None,
             **{k: getattr(parent, k) for k in _COPIED_CONFIG},
-            meta={"forked_from_session": str(parent.id)},
+            meta={"forked_from_session": str(parent.id), "forked_at_sequence": upto},
         )
         source = tx.db.scalars(
             sa.select(Message)
-            .where(Message.session_id == parent.id, Message.sequence <= at.sequence)
+            .where(Message.session_id == parent.id, Message.sequence <= upto)
             .order_by(Message.sequence)
         )
         rows = [
@@ -105,8 +109,8 @@ def fork_session(
             session_id=child.id,
             details={
                 "parent_session_id": str(parent.id),
-                "forked_at_message_id": str(at.id),
-                "forked_at_sequence": at.sequence,
+                "forked_at_message_id": str(at.id) if at is not None else None,
+                "forked_at_sequence": upto,
                 "copied_messages": len(rows),
             },
         )
@@ -150,3 +154,50 @@ def forks(
             after=after,
             descending=False,
         )
+
+
+def _fork_point(child: Session, db: Any) -> int | None:
+    """The sequence number a fork branched after (0: before the first message); None for a root."""
+    if child.parent_session_id is None:
+        return None
+    known = (child.meta or {}).get("forked_at_sequence")
+    if isinstance(known, int):
+        return known
+    if child.forked_at_message_id is None:
+        return 0
+    at = db.get(Message, child.forked_at_message_id)  # a fork made before the point was kept
+    return at.sequence if at is not None else None
+
+
+@checked
+def branches(
+    session: Session | uuid.UUID | str, sequence: int, *, ws: Workspace | None = None
+) -> list[Session]:
+    """The alternatives for the message at `sequence` of `session`: the sessions that share its history
+    before that message and go their own way from it — forks made at the message just before it, their
+    parent and their siblings, around `session` (itself included) — oldest first, those the acting user
+    may read. A chat's "‹ 2/3 ›" pages through them (a reply run again, a prompt edited and sent again).
+
+    >>> [s.name for s in branches(chat_session, 4)]   # doctest: +SKIP
+    ['Release notes', 'Release notes (fork)']
+    """
+    point = v.count(sequence, "sequence", minimum=1) - 1
+    with get_workspace(ws).read() as db:
+        start = fetch(db, Session, session, "session")
+        found = {start.id: start}
+        todo = [start]
+        while todo:
+            cur = todo.pop()
+            near: list[Session] = []
+            if _fork_point(cur, db) == point and cur.parent_session_id is not None:
+                parent = db.get(Session, cur.parent_session_id)  # up, when `cur` branched exactly there
+                near += [parent] if parent is not None else []
+            children = db.scalars(sa.select(Session).where(Session.parent_session_id == cur.id))
+            near += [c for c in children if _fork_point(c, db) == point]  # down, those that did
+            for other in near:
+                if other.id not in found:
+                    found[other.id] = other
+                    todo.append(other)
+        uid = access.acting_user_id(db)
+        readable = [s for s in found.values() if uid is None or access.session_allows(s, uid, "read")]
+        return sorted(readable, key=lambda x: (x.inserted_at, str(x.id)))
