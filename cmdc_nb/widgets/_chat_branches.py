@@ -205,11 +205,11 @@ class ChatBranches:
             row = rows[seq - 1]
             marker = f'data-md="{html.escape(row.content or "")}"'
             at = next((i for i in range(len(children) - 1, -1, -1) if marker in _html_of(children[i])), None)
-            if at is not None:
-                children.insert(at + 1, self._switcher(alts))
+            if at is not None:  # under its message, on its side (a prompt's on the right)
+                children.insert(at + 1, self._switcher(alts, right=_role(row) == "user"))
         self.messages_box.children = children
 
-    def _switcher(self, alts: list[Any]) -> w.Widget:
+    def _switcher(self, alts: list[Any], *, right: bool) -> w.Widget:
         here = next(i for i, s in enumerate(alts) if s.id == self.agent.recorder.session_id)
         back = w.Button(description="‹", tooltip="the previous version", layout=_SMALL, disabled=here == 0)
         ahead = w.Button(
@@ -218,7 +218,8 @@ class ChatBranches:
         back.on_click(lambda _: self._safely("switching branch", lambda: self.switch_branch(alts[here - 1])))
         ahead.on_click(lambda _: self._safely("switching branch", lambda: self.switch_branch(alts[here + 1])))
         label = w.HTML(f'<span class="cmdc-stats">{here + 1}/{len(alts)} · {escape(alts[here].name)}</span>')
-        box = w.HBox([back, label, ahead], layout=w.Layout(align_items="center"))
+        side = "flex-end" if right else "flex-start"
+        box = w.HBox([back, label, ahead], layout=w.Layout(align_items="center", justify_content=side))
         box.add_class("cmdc-branches")
         return box
 

@@ -184,9 +184,10 @@ CSS = (
   font-family: var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #1f2328);
   background: var(--jp-layout-color1, #fff); border: 1px solid var(--jp-border-color1, #bdbdbd); }
 .cmdc-msg .cmdc-copy:hover { background: var(--jp-layout-color2, #eee); }
-/* a whole message's Copy: in its top right corner, shown when the pointer or the keyboard is on it */
+/* a whole message's Copy: a tab on its top border (over no text), shown when the pointer or the
+   keyboard is on the message */
 .cmdc-msg[data-md] { position: relative; }
-.cmdc-msg .cmdc-copy.cmdc-copy-msg { position: absolute; top: 4px; right: 4px; margin: 0; opacity: 0; }
+.cmdc-msg .cmdc-copy.cmdc-copy-msg { position: absolute; top: -10px; right: 10px; margin: 0; opacity: 0; line-height: 16px; }
 .cmdc-msg:hover .cmdc-copy-msg, .cmdc-msg .cmdc-copy-msg:focus, .cmdc-msg .cmdc-copy-msg.cmdc-copied { opacity: 1; }
 /* the reply's placeholder while the model has not answered: three pulsing dots */
 .cmdc-thinking { color: var(--jp-ui-font-color1, #1f2328); font-style: italic; }
