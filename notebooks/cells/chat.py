@@ -24,7 +24,8 @@ that writes files, approves and refuses its calls by rule and by hand, and ends 
    that a call with other arguments, or in another chat, still asks;
 4. how to edit a call's arguments before approving it (they are checked against the tool's JSON schema);
 5. how to read the audit: every decided item, by whom (a person or a rule), how, with the edits and notes;
-6. steering a running turn, stopping it, and switching models mid-conversation.
+6. steering a running turn, stopping it, and switching models mid-conversation;
+7. editing a prompt and sending it again as a branch, with every version kept.
 
 **Prerequisites**: [00 — Tour](00_tour.ipynb); Python's `async` / `await` (a cell can `await`).
 **Time to run**: about 15 seconds, offline: the models are *scripted* (they go through litellm like a
@@ -262,6 +263,25 @@ print(approvals.count_pending_approvals(me), "waiting")
 queue
 """
     + CHECK,
+    """md:## 8. Branches: edit a prompt, send it again, keep both
+
+Nothing in a stored chat is overwritten. **edit** on a prompt (or `chat.edit(text)`) forks the session
+just before it and sends the new text there; **Re-run** on a reply answers its prompt again in a fork;
+**Undo** follows a fork without the last prompt. The chat shows the fork, and **‹ 1/2 ›** under the
+message pages between the versions.""",
+    f"""ideas = Script(["Call it *Lumen*.", "Call it *Tally*: short, and it counts."], name="namer")
+namer = Agent(model=ideas.model, session=sessions.create_session(me, name="Naming"))
+branchy = ChatWidget(namer, height="260px")
+print(await branchy.send("Name our app for notes"))
+print(await branchy.edit("Name our app for counting things"))
+{CHECK}""",
+    f"""# two versions of the first prompt, each its own session: nothing was lost
+versions = sessions.branches(branchy.agent.recorder.session_id, 1)
+pd.DataFrame([{{"version": i + 1, "session": s.name,
+               "conversation": " / ".join(m.content for m in sessions.list_messages(s).entries)}}
+              for i, s in enumerate(versions)])
+{CHECK}""",
+    """branchy  # the chat shows the newest version; ‹ pages back to the first""",
     """md:## Recap
 
 - A tool with an approval class waits for a decision; `kernel.approve(agent, ref, by=…, note=…)` and
@@ -274,6 +294,8 @@ queue
   argument named, and the call keeps waiting.
 - `frames.approvals_frame` is the audit: one row per decision, how, by whom, the call, the edits, the note.
 - `steer` adds a message to a running turn, `abort` stops it, `switch_model` changes the next request's model.
+- Edit, Re-run and Undo are forks of the session: every version stays stored, `sessions.branches` lists
+  them, and ‹ › in the chat pages between them.
 
 More in [docs/approvals.md](../docs/approvals.md).
 
