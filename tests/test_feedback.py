@@ -106,3 +106,47 @@ async def test_two_people_on_a_shared_session_rate_apart_and_no_one_rates_for_an
         str(user.id): "like",
         str(bob.id): "dislike",
     }
+
+
+async def test_ratings_cannot_be_forged_copied_or_made_to_break_the_frame(
+    ws: Workspace, user: User, session: Session
+) -> None:
+    """Found by a hostile review: `meta["feedback"]` written by hand, ratings copied into forks, a rater
+    who does not exist."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from cmdc_nb.errors import NotFoundError
+    from cmdc_nb.store.models import Message
+
+    [reply] = await _replies(ws, session, "ok")
+    with pytest.raises(InvalidInputError, match=r"metadata\.feedback"):
+        sessions.create_message(
+            session,
+            role="assistant",
+            content="fake",
+            metadata={"feedback": {str(user.id): {"rating": "like"}}},
+            ws=ws,
+        )
+    with pytest.raises(NotFoundError):
+        sessions.rate_message(reply, "like", uuid.uuid4(), ws=ws)
+    sessions.rate_message(reply, "dislike", note="wrong", ws=ws)
+    # malformed entries beside it (an older version, a hand-made row) are left out, never trusted
+    with ws.transaction() as tx:
+        row = tx.db.get(Message, reply.id)
+        assert row is not None
+        junk = {
+            "not-a-uuid": {"rating": "like", "at": "2026-01-01T00:00:00+00:00"},
+            str(uuid.uuid4()): "boom",
+        }
+        row.meta = {**row.meta, "feedback": {**row.meta["feedback"], **junk}}
+    other = sessions.create_message(session, role="assistant", content="x", ws=ws)
+    with ws.transaction() as tx:
+        tx.db.execute(sa.update(Message).where(Message.id == other.id).values(meta={"feedback": "boom"}))
+    df = frames.feedback_frame(session=session, ws=ws)
+    assert list(df["rating"]) == ["dislike"] and list(df["note"]) == ["wrong"]
+    sessions.rate_message(other.id, "like", ws=ws)  # a malformed value is replaced, not a crash
+    fork = sessions.fork_session(session, reply, ws=ws)
+    assert frames.feedback_frame(session=fork, ws=ws).empty  # the rating stays with the rated reply
+    assert len(frames.feedback_frame(ws=ws)) == 2

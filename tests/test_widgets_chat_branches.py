@@ -123,3 +123,23 @@ def _html(widget: Any) -> str:
     if hasattr(widget, "children"):
         return "".join(_html(c) for c in widget.children)
     return str(getattr(widget, "value", ""))
+
+
+async def test_wrong_arguments_are_typed_errors_not_tracebacks(ws: Any, session: Any) -> None:
+    chat = ChatWidget(Agent(model=Script(["a", "b"]).model, session=session, ws=ws))
+    await chat.send("one")
+    for call in (
+        lambda: chat.rate(99),
+        lambda: chat.rate(None),  # type: ignore[arg-type]
+        lambda: chat.rate(0.5),  # type: ignore[arg-type]
+        lambda: chat.rate([0]),  # type: ignore[arg-type]
+        lambda: chat.rate(True),  # a bool is not an index
+        lambda: chat.rerun(None),  # type: ignore[arg-type]
+        lambda: chat.rerun(1.0),  # type: ignore[arg-type]
+        lambda: chat.edit("x", prompt=None),  # type: ignore[arg-type]
+        lambda: chat.edit("bad\x00text"),
+        lambda: chat.switch_branch(None),
+    ):
+        with pytest.raises(InvalidInputError):
+            call()
+    assert shown(chat) == [("user", "one"), ("assistant", "a")]  # nothing moved

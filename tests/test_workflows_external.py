@@ -471,3 +471,53 @@ async def test_two_answers_at_once_one_wins_whole_and_the_other_is_refused(ws: W
             assert wf.get_workflow_run(run, ws=ws).completed_step_ids.count("review") == 1
         else:  # the cancel came first: no answer was taken
             assert stored.status == "cancelled" and winners == [] and results[2] == "cancelled"
+
+
+async def test_what_an_attacker_sends_is_refused_before_it_costs_anything(ws: Workspace, user: User) -> None:
+    """Found by a hostile review: a schema that makes the server fetch a URL, outputs that recurse or
+    whose keys collide, a schema that cannot be checked, an approved step that stayed stuck."""
+    # a $ref outside the schema would have jsonschema fetch it (offline or not, with no timeout)
+    for where in ("input_schema", "output_schema"):
+        spec: dict[str, Any] = {"name": "r", "steps": [{"id": "x", "type": "external"}]}
+        if where == "input_schema":
+            spec["input_schema"] = {"$ref": "http://127.0.0.1:9/secret"}
+        else:
+            spec["steps"][0]["config"] = {"output_schema": {"$ref": "http://127.0.0.1:9/secret"}}
+        with pytest.raises(WorkflowSpecError, match="may only refer within itself"):
+            wf.create_workflow(user, spec, ws=ws)
+
+    w = wf.create_workflow(
+        user,
+        {
+            "name": "b",
+            "steps": [{"id": "x", "type": "external", "config": {"output_schema": {"$ref": "#/nope"}}}],
+        },
+        ws=ws,
+    )
+    run = await asyncio.wait_for(wf.arun_workflow(w, user, stop_when_blocked=True, ws=ws), LIVENESS)
+    with pytest.raises(InvalidInputError, match="output_schema cannot check it"):
+        wf.complete_step(run, "x", output={}, ws=ws)
+
+    plain = wf.create_workflow(user, {"name": "p", "steps": [{"id": "x", "type": "external"}]}, ws=ws)
+    run = await asyncio.wait_for(wf.arun_workflow(plain, user, stop_when_blocked=True, ws=ws), LIVENESS)
+    deep: Any = "leaf"
+    for _ in range(3000):
+        deep = [deep]
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    for output, words in [
+        (deep, "nests deeper than 64"),
+        (cycle, "contains itself"),
+        ({1: "x", "1": "y"}, "keys must be text"),
+    ]:
+        with pytest.raises(InvalidInputError, match=words):
+            wf.complete_step(run, "x", output=output, ws=ws)
+    assert wf.get_workflow_step(run, "x", ws=ws).status == "waiting_input"
+
+    gated = wf.create_workflow(
+        user, {"name": "g", "steps": [{"id": "x", "type": "external", "approval_required": True}]}, ws=ws
+    )
+    run = await asyncio.wait_for(wf.arun_workflow(gated, user, stop_when_blocked=True, ws=ws), LIVENESS)
+    wf.approve_workflow_step(run, "x", user, ws=ws)
+    done = wf.complete_step(run, "x", output="ok", ws=ws)  # no resume needed after the approval
+    assert done.status == "completed" and wf.get_workflow_run(run, ws=ws).status == "completed"

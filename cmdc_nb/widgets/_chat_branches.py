@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from cmdc_nb._plumbing import validate as v
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.widgets._render import escape
 
 if TYPE_CHECKING:
     from cmdc_nb.kernel.agent import Agent, PromptHandle
 
-__all__ = ["ChatBranches"]
+__all__ = ["ChatBranches", "which"]
 
 _SMALL = w.Layout(width="auto", min_width="34px")
 
@@ -60,6 +61,7 @@ class ChatBranches:
         prompt's text, or its index among the conversation's prompts (-1: the newest)."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("the edited prompt must be text", field="text")
+        v.text(text, "text", max_len=1_000_000)  # NUL or a lone surrogate: refused, as a message is
         rows = self._history()
         row = self._prompt_row(rows, prompt)
         self._follow_fork(_before(rows, row))
@@ -77,6 +79,9 @@ class ChatBranches:
 
     def switch_branch(self, session: Any) -> None:
         """Show (and continue) another branch of this conversation: the chat is rebuilt from `session`."""
+        if session is None:
+            raise InvalidInputError("name the session to switch to", field="session")
+        self._history()  # refuses without a session, or while the agent works
         self._use(self._agent_for(session))
 
     def _then_switchers(self, handle: PromptHandle) -> PromptHandle:
@@ -94,6 +99,7 @@ class ChatBranches:
         return list(rec.history())
 
     def _reply_row(self, rows: list[Any], reply: int | str) -> Any:
+        which(reply, "reply")
         replies = [r for r in rows if _role(r) == "assistant" and r.content]
         if isinstance(reply, str):
             found = [r for r in replies if r.content == reply]
@@ -105,6 +111,7 @@ class ChatBranches:
         return replies[reply]
 
     def _prompt_row(self, rows: list[Any], prompt: int | str) -> Any:
+        which(prompt, "prompt")
         prompts = [r for r in rows if _role(r) == "user"]
         if isinstance(prompt, str):
             found = [r for r in prompts if r.content == prompt]
@@ -222,6 +229,12 @@ class ChatBranches:
         box = w.HBox([back, label, ahead], layout=w.Layout(align_items="center", justify_content=side))
         box.add_class("cmdc-branches")
         return box
+
+
+def which(value: Any, field: str) -> None:
+    """A message named by its text or its index (not a bool, a float or a list)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise InvalidInputError(f"expected an index or the text, got {type(value).__name__}", field=field)
 
 
 def _role(row: Any) -> str:

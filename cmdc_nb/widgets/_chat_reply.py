@@ -8,14 +8,14 @@ button is not here: the clipboard is the browser's, so the chat's script adds it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.widgets._render import escape
 
-__all__ = ["ReplyBar", "stored_reply"]
+__all__ = ["ChatReplies", "ReplyBar", "stored_reply"]
 
 
 def stored_reply(chat: Any, text: str) -> Any:
@@ -81,3 +81,34 @@ class ReplyBar:
         self.said.value = f'<span class="cmdc-stats">{escape(words + kept)}</span>' if words else ""
         self.chat._snapshot_changed()
         return out
+
+
+class ChatReplies:
+    """The ChatWidget's replies' bars and `rate` (a mixin: the methods assume a `ChatWidget`)."""
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    def _reply_bar(self, text: str) -> list[w.Widget]:
+        """Like / Dislike / Re-run under a reply of a stored agent (nothing to rate otherwise)."""
+        if not self.agent.recorder.enabled:
+            return []
+        bar = self._bars[text] = self._bars.get(text) or ReplyBar(self, text)
+        return [bar.box]
+
+    def rate(self, reply: int | str = -1, rating: str | None = "like", *, note: str | None = None) -> Any:
+        """Rate a reply as the chat's `user`, as its buttons do: `reply` is its text or its index among
+        the conversation's replies (-1: the newest); `rating` "like", "dislike" or None (take it back).
+        Returns the stored message (see `sessions.rate_message`, `frames.feedback_frame`)."""
+        from cmdc_nb.widgets._chat_branches import which
+
+        which(reply, "reply")
+        replies = [
+            str(m["content"]) for m in self.agent.messages if m["role"] == "assistant" and m.get("content")
+        ]
+        if isinstance(reply, int) and not -len(replies) <= reply < len(replies):
+            raise InvalidInputError(f"there is no reply {reply}", field="reply")
+        text = reply if isinstance(reply, str) else replies[reply]
+        bar = self._bars.get(text) or ReplyBar(self, text)
+        return bar.rate(rating, note)

@@ -38,7 +38,7 @@ from cmdc_nb.widgets._chat_events import (
     money,
 )
 from cmdc_nb.widgets._chat_follow import Follow
-from cmdc_nb.widgets._chat_reply import ReplyBar
+from cmdc_nb.widgets._chat_reply import ChatReplies, ReplyBar
 from cmdc_nb.widgets._common import on_loop
 from cmdc_nb.widgets._render import CSS, escape, markdown_html
 from cmdc_nb.widgets._snapshot import Snapshot, static_html
@@ -51,7 +51,7 @@ FLUSH_S = 0.04  # ≈ 25 updates a second at most
 LIVE_MARKDOWN_CHARS = 4000  # the block being streamed is shown as plain text past this
 
 
-class ChatWidget(ChatEvents, ChatBranches, Snapshot, w.VBox):  # type: ignore[misc]
+class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # type: ignore[misc]
     """A chat with `agent` (a kernel Agent). Methods do what the buttons do: send, steer, stop, approve
     (Always allow: `approve(ref, remember=True)`), deny, switch_model, load_earlier, export_markdown, fork,
     rate (Like / Dislike under a reply), rerun, edit, undo, switch_branch (each a fork: nothing is lost).
@@ -277,24 +277,6 @@ class ChatWidget(ChatEvents, ChatBranches, Snapshot, w.VBox):  # type: ignore[mi
                 )
                 return forked
         raise ValueError("that message is not stored (yet): forks need an agent that stores to a session")
-
-    def _reply_bar(self, text: str) -> list[w.Widget]:
-        """Like / Dislike under a reply of a stored agent (nothing to rate otherwise)."""
-        if not self.agent.recorder.enabled:
-            return []
-        bar = self._bars[text] = self._bars.get(text) or ReplyBar(self, text)
-        return [bar.box]
-
-    def rate(self, reply: int | str = -1, rating: str | None = "like", *, note: str | None = None) -> Any:
-        """Rate a reply as the chat's `user`, as its buttons do: `reply` is its text or its index among
-        the conversation's replies (-1: the newest); `rating` "like", "dislike" or None (take it back).
-        Returns the stored message (see `sessions.rate_message`, `frames.feedback_frame`)."""
-        replies = [
-            str(m["content"]) for m in self.agent.messages if m["role"] == "assistant" and m.get("content")
-        ]
-        text = reply if isinstance(reply, str) else replies[reply]
-        bar = self._bars.get(text) or ReplyBar(self, text)
-        return bar.rate(rating, note)
 
     def export_markdown(self) -> str:
         """The transcript as Markdown."""

@@ -29,7 +29,7 @@ from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.store.enums import WorkflowStepStatus
 from cmdc_nb.store.models import WorkflowStep
-from cmdc_nb.workflows.records import RunRef
+from cmdc_nb.workflows.records import RunRef, get_workflow_step
 from cmdc_nb.workflows.state import external as state
 
 __all__ = ["complete_step", "fail_step", "start_step"]
@@ -64,8 +64,14 @@ def _check_output(output: Any, config: Mapping[str, Any]) -> None:
         return
     import jsonschema
 
-    checker = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(checker.iter_errors(output), key=lambda e: list(e.absolute_path))
+    try:
+        checker = jsonschema.validators.validator_for(schema)(schema)
+        errors = sorted(checker.iter_errors(output), key=lambda e: list(e.absolute_path))
+    except Exception as exc:  # a $ref to nowhere, a pattern that is no regex: the schema's fault
+        raise InvalidInputError(
+            f"the step's output_schema cannot check it ({type(exc).__name__}): fix the workflow's spec",
+            field="output",
+        ) from None
     if errors:
         parts = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:10]]
         raise InvalidInputError(
@@ -76,6 +82,7 @@ def _check_output(output: Any, config: Mapping[str, Any]) -> None:
 def _json_output(output: Any) -> Any:
     """The output as stored: JSON values only (UUIDs, dates and Decimals become text). NaN and NUL
     characters are refused here, as PostgreSQL's jsonb would refuse them later."""
+    _shape(output)
     value = jsonable(output)
     try:
         json.dumps(value, allow_nan=False)
@@ -96,6 +103,31 @@ def _json_output(output: Any) -> Any:
         elif isinstance(x, str) and (problem := v.text_problem(x)) is not None:
             raise InvalidInputError(f"text inside it {problem}", field="output")
     return value
+
+
+MAX_DEPTH = 64  # nesting an output may have (JSON documents of people and webhooks are shallow)
+
+
+def _shape(output: Any) -> None:
+    """Refuse before converting: nesting past MAX_DEPTH or a cycle (Python would recurse until it
+    failed), and mapping keys that are not text (1 and "1" would silently become one key)."""
+    stack: list[tuple[Any, int]] = [(output, 0)]
+    seen: set[int] = set()
+    while stack:
+        x, depth = stack.pop()
+        if not isinstance(x, dict | list | tuple):
+            continue
+        if depth >= MAX_DEPTH:
+            raise InvalidInputError(f"nests deeper than {MAX_DEPTH} levels", field="output")
+        if id(x) in seen:
+            raise InvalidInputError("contains itself (a cycle), which JSON cannot hold", field="output")
+        seen.add(id(x))
+        if isinstance(x, dict):
+            if any(not isinstance(k, str) for k in x):
+                raise InvalidInputError("mapping keys must be text", field="output")
+            stack.extend((v, depth + 1) for v in x.values())
+        else:
+            stack.extend((v, depth + 1) for v in x)
 
 
 @checked
@@ -127,7 +159,16 @@ def complete_step(
     w = get_workspace(ws)
     rid, sid = _target(run, step_id)
     value = _json_output(output)
-    return state.finish(w, rid, sid, S.COMPLETED, output=value, by=_by(w, user), check=_check_output)
+    # Checked before the write transaction when the step's config is rendered already (it is, once the
+    # step is someone's turn): a slow schema then holds no lock. A step parked by this very call is
+    # checked inside it.
+    row = get_workflow_step(rid, sid, ws=w)
+    config = row.input if isinstance(row.input, Mapping) else None
+    ready = row.status in (S.WAITING_INPUT, S.RUNNING) and config is not None
+    if config is not None and ready:
+        _check_output(value, config)
+    check = None if ready else _check_output
+    return state.finish(w, rid, sid, S.COMPLETED, output=value, by=_by(w, user), check=check)
 
 
 @checked

@@ -366,11 +366,31 @@ def parse_spec(raw: Mapping[str, Any]) -> WorkflowSpec:
     )
 
 
+def _remote_refs(schema: Any) -> list[str]:
+    """`$ref`s that point outside the schema: jsonschema would fetch them (a URL the server then
+    requests, offline or not, with no timeout), so a spec may only refer within itself ("#/…")."""
+    found: list[str] = []
+    stack = [schema]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Mapping):
+            ref = x.get("$ref")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                found.append(ref)
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return found
+
+
 def _schema_problems(schema: Any, where: str) -> list[str]:
     import jsonschema
 
     if not isinstance(schema, Mapping):
         return [f"{where} must be a JSON Schema mapping"]
+    remote = _remote_refs(schema)
+    if remote:
+        return [f'{where} may only refer within itself ($ref "#/…"), not to {remote[0][:80]!r}']
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:

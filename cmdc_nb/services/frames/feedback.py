@@ -16,6 +16,7 @@ from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.services.frames.columns import _id_category, _scope
 from cmdc_nb.store.enums import MessageRole
+from cmdc_nb.store.feedback import valid_feedback
 from cmdc_nb.store.models import AgentCall, Message
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def feedback_frame(
         rows = db.execute(_scope(db, stmt, Message, user=user, session=session, tags=None)).all()
     out: list[tuple[Any, ...]] = []
     for r in rows:
-        for by, f in ((r.meta or {}).get("feedback") or {}).items():
+        for by, f in valid_feedback((r.meta or {}).get("feedback")).items():
             at = dt.datetime.fromisoformat(f["at"])
             if (rating and f["rating"] != rating) or (lo and at < lo) or (hi and at >= hi):
                 continue

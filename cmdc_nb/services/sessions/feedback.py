@@ -15,12 +15,12 @@ from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import topics
 from cmdc_nb.store.enums import MessageRole
-from cmdc_nb.store.models import Message, Session
+from cmdc_nb.store.feedback import RATINGS, valid_feedback
+from cmdc_nb.store.models import Message, Session, User
 from cmdc_nb.store.values import utcnow
 
-__all__ = ["RATINGS", "rate_message"]
+__all__ = ["RATINGS", "rate_message", "valid_feedback"]
 
-RATINGS = ("like", "dislike")
 NOTE_MAX = 2000
 
 
@@ -55,12 +55,12 @@ def rate_message(
                 field="message",
             )
         if named is not None:
-            by = v.id_of(named, "user")
+            by = fetch(tx.db, User, v.id_of(named, "user"), "user").id  # a rater who exists
         else:
             owner = tx.db.get(Session, row.session_id)
             assert owner is not None  # a message's session exists (foreign key)
             by = owner.user_id
-        feedback = dict((row.meta or {}).get("feedback") or {})
+        feedback = valid_feedback((row.meta or {}).get("feedback"))
         if rating is None:
             feedback.pop(str(by), None)
         else:

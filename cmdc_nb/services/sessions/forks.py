@@ -92,7 +92,8 @@ def fork_session(
                 "id": uuid.uuid4(),
                 "session_id": child.id,
                 **{k: getattr(m, k) for k in _COPIED_MESSAGE_FIELDS},
-                "meta": {**m.meta, "forked_from": str(m.id)},
+                # ratings stay with the reply that was rated: a fork's copy starts unrated
+                "meta": {**{k: x for k, x in m.meta.items() if k != "feedback"}, "forked_from": str(m.id)},
             }
             for m in source
         ]

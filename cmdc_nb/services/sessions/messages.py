@@ -74,6 +74,8 @@ def create_message(
     content_blocks = v.items(content_blocks, "content_blocks")
     attachments = v.items(attachments, "attachments")
     metadata = v.mapping(metadata, "metadata")
+    if "feedback" in metadata:  # people's ratings are written by `rate_message` alone
+        raise InvalidInputError("is kept by rate_message: leave it out", field="metadata.feedback")
     if content is None and not content_blocks:
         raise InvalidInputError("a message needs content or content_blocks", field="content")
     if content is not None:

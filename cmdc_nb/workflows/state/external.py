@@ -43,7 +43,7 @@ def _turn(tx: Tx, run: WorkflowRun, step_id: str, doing: str) -> WorkflowStep:
             field="step_id",
         )
     row = _step_row(tx, run.id, step_id)
-    if row.status is S.PENDING:
+    if row.status in (S.PENDING, S.WAITING_APPROVAL):  # not looked at since it became ready, or approved
         _, progress = advance_in(tx, run.id)
         if step_id in progress.ready:
             claim_in(tx, run, step_id)
