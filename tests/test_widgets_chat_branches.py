@@ -143,3 +143,13 @@ async def test_wrong_arguments_are_typed_errors_not_tracebacks(ws: Any, session:
         with pytest.raises(InvalidInputError):
             call()
     assert shown(chat) == [("user", "one"), ("assistant", "a")]  # nothing moved
+
+
+async def test_a_fork_checks_its_slug_as_a_new_session_does(ws: Any, session: Any) -> None:
+    chat = ChatWidget(Agent(model=Script(["a"]).model, session=session, ws=ws))
+    await chat.send("one")
+    first = sessions.list_messages(session, ws=ws).entries[0]
+    for bad in ("Bad Slug!", "x" * 5000, ["a"]):
+        with pytest.raises(InvalidInputError, match="slug"):
+            sessions.fork_session(session, first, slug=bad, ws=ws)  # type: ignore[arg-type]
+    assert sessions.fork_session(session, first, slug="good-one", ws=ws).slug == "good-one"

@@ -98,3 +98,26 @@ async def test_a_placeholder_stands_where_the_reply_will_be_until_its_first_word
     assert await handle == "Here it is."
     assert chat.messages_box.children[-1] is placeholder  # the reply took its place
     assert "Here it is." in placeholder.value and "cmdc-thinking" not in placeholder.value
+
+
+async def test_a_collaborator_opens_a_shared_chat_and_rates_as_themselves(
+    ws: Any, user: Any, session: Any
+) -> None:
+    """Team mode: the chat of a session shared with Bob opens for Bob (it joined presence as the owner and
+    was refused), shows him as present, and his rating is his."""
+    from cmdc_nb import accounts, sessions
+
+    script = Script(["Shared answer."])
+    await ChatWidget(Agent(model=script.model, session=session, ws=ws)).send("question")
+    bob = accounts.create_user("bob@example.com", name="Bob", ws=ws)
+    sessions.share_session(session, with_users=[bob], ws=ws)
+    ws.act_as(bob)
+    try:
+        chat = ChatWidget(Agent.from_session(session.id, model=script.model, ws=ws))
+        assert chat.user == bob.id and "Bob" in chat.refresh_presence()
+        chat.rate(-1, "like")
+        df = frames.feedback_frame(session=session, ws=ws)
+        assert list(df["rated_by"]) == [str(bob.id)]
+        chat.close()
+    finally:
+        ws.act_as(None)

@@ -71,7 +71,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
         user: Any = None,
     ) -> None:
         self.agent = agent
-        self.user: Any = user if user is not None else agent.recorder.user_id  # who decides here
+        self.user: Any = user if user is not None else _person(agent.recorder)  # who decides here
         self.page_size = page_size
         self.updates_sent = 0  # streamed-text updates sent to the front end (for tests and benchmarks)
         self._bubble: w.HTML | None = None
@@ -518,7 +518,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
         rec = self.agent.recorder
         assert rec.user_id is not None and rec.session_id is not None
         self._presence = presence.join_resource(
-            rec.user_id,
+            _person(rec),  # the one at this keyboard: in team mode, not necessarily the session's owner
             "session",
             rec.session_id,
             client_id=f"chat-{uuid.uuid4().hex[:12]}",
@@ -580,3 +580,13 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
         self._sub.close()
         self._leave_presence()
         super().close()
+
+
+def _person(rec: Any) -> Any:
+    """Who uses the chat: the workspace's acting user (team mode), else the stored session's owner."""
+    from cmdc_nb._plumbing import access
+    from cmdc_nb._plumbing.workspace import get_workspace
+
+    if not rec.enabled:
+        return rec.user_id
+    return access.current(get_workspace(rec.ws).acting_user_id) or rec.user_id

@@ -14,7 +14,7 @@ from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch, increment
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
-from cmdc_nb.services.sessions.records import _insert_session, _publish_session
+from cmdc_nb.services.sessions.records import _insert_session, _publish_session, checked_slug
 from cmdc_nb.store.enums import ActivityAction
 from cmdc_nb.store.models import Message, Session
 from cmdc_nb.store.pagination import Page, paginate
@@ -65,6 +65,7 @@ def fork_session(
     `meta["forked_from"]`.
     """
     mid = v.id_of(message, "message") if message is not None else None
+    slug = checked_slug(slug)  # as `create_session` checks it
     with get_workspace(ws).transaction() as tx:
         parent = fetch(tx.db, Session, session, "session", lock=True)
         at = fetch(tx.db, Message, mid, "message") if mid is not None else None

@@ -127,10 +127,7 @@ def create_session(
     """Create a session. Without `slug`, one is made from the name (and numbered if already taken)."""
     uid = v.id_of(user, "user")
     name = v.text(name, "name", max_len=200)
-    if slug is not None:
-        slug = v.text(slug, "slug", max_len=100)
-        if not _SLUG.match(slug):
-            raise InvalidInputError("use lower-case letters, digits and single dashes", field="slug")
+    slug = checked_slug(slug)
     fields = {
         "purpose": purpose,
         "system_prompt": system_prompt,
@@ -156,6 +153,16 @@ def create_session(
         )
         _publish_session(tx, session, "session_created")
     return session
+
+
+def checked_slug(slug: Any) -> str | None:
+    """A slug given for a new session (or a fork): lower-case letters, digits and single dashes."""
+    if slug is None:
+        return None
+    slug = v.text(slug, "slug", max_len=100)
+    if not _SLUG.match(slug):
+        raise InvalidInputError("use lower-case letters, digits and single dashes", field="slug")
+    return str(slug)
 
 
 def _insert_session(tx: Tx, uid: uuid.UUID, *, name: str, slug: str | None, **fields: Any) -> Session:
