@@ -153,3 +153,25 @@ async def test_a_fork_checks_its_slug_as_a_new_session_does(ws: Any, session: An
         with pytest.raises(InvalidInputError, match="slug"):
             sessions.fork_session(session, first, slug=bad, ws=ws)  # type: ignore[arg-type]
     assert sessions.fork_session(session, first, slug="good-one", ws=ws).slug == "good-one"
+
+
+async def test_a_collaborator_branches_a_shared_chat_into_forks_of_their_own(
+    ws: Any, user: Any, session: Any
+) -> None:
+    from cmdc_nb import accounts
+
+    script = Script(["first", "again"])
+    await ChatWidget(Agent(model=script.model, session=session, ws=ws)).send("q")
+    bob = accounts.create_user("bob@example.com", name="Bob", ws=ws)
+    sessions.share_session(session, with_users=[bob], ws=ws)
+    ws.act_as(bob)
+    try:
+        chat = ChatWidget(Agent.from_session(session.id, model=script.model, ws=ws))
+        assert await chat.rerun() == "again"
+        fork = sessions.get_session(chat.agent.recorder.session_id, ws=ws)
+        assert fork.user_id == bob.id  # the fork is its maker's: Bob can read and continue it
+        assert [s.id for s in sessions.branches(fork, 2, ws=ws)] == [session.id, fork.id]
+        chat.close()
+    finally:
+        ws.act_as(None)
+    assert stored(ws, session)[-1] == ("assistant", "first")  # Ada's session is as it was

@@ -521,3 +521,22 @@ async def test_what_an_attacker_sends_is_refused_before_it_costs_anything(ws: Wo
     wf.approve_workflow_step(run, "x", user, ws=ws)
     done = wf.complete_step(run, "x", output="ok", ws=ws)  # no resume needed after the approval
     assert done.status == "completed" and wf.get_workflow_run(run, ws=ws).status == "completed"
+
+
+async def test_a_template_that_blows_the_sandboxs_limits_fails_its_step_not_the_run_forever(
+    ws: Workspace, user: User
+) -> None:
+    """Found by a hostile review, for every step type: the sandbox's range limit, a gigabyte string, a
+    division by zero left the run pending with a database's complaint; now the step fails, saying why."""
+    for template, words in [
+        ("{% for x in range(200000) %}{% endfor %}", "Range too big"),
+        ("{{ 'a' * 10**9 }}", "would build more than 1,000,000 items"),
+        ("{{ 1/0 }}", "ZeroDivisionError"),
+    ]:
+        w = wf.create_workflow(
+            user, {"name": "t", "steps": [wf.step("s", "transform", value=template)]}, ws=ws
+        )
+        run = await asyncio.wait_for(wf.arun_workflow(w, user, ws=ws), LIVENESS)
+        step = wf.get_workflow_step(run, "s", ws=ws)
+        assert run.status == "failed" and step.status == "failed" and step.error_type == "TemplateError"
+        assert words in (step.error_message or "")

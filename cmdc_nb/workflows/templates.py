@@ -25,9 +25,29 @@ __all__ = ["render", "step_references", "truthy"]
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
+MAX_BUILT = 1_000_000  # items or characters one `*` may build; digits one `**` may reach
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with `*` and `**` bounded: `'a' * 10**9` or `2 ** 10**9` would
+    otherwise take the process's memory or time before any limit of the run's applied."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_BUILT:
+                    raise jinja2.exceptions.SecurityError(f"'*' would build more than {MAX_BUILT:,} items")
+        big = isinstance(left, int) and isinstance(right, int) and abs(left) > 1
+        if operator == "**" and big and right * abs(left).bit_length() > MAX_BUILT:
+            raise jinja2.exceptions.SecurityError("'**' would build a number too large")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=1)
 def _env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False)
     env.filters["tojson"] = _tojson
     return env
 
@@ -65,6 +85,14 @@ def render(value: Any, context: Mapping[str, Any], *, step_id: str, field: str =
         except jinja2.TemplateError as exc:
             raise WorkflowError(
                 f"step {step_id!r}: {field}: template error: {exc}",
+                step_id=step_id,
+                error_type="TemplateError",
+            ) from None
+        except (ArithmeticError, TypeError, ValueError, LookupError, MemoryError, RecursionError) as exc:
+            # what an expression itself raises (1/0, the sandbox's range limit, a huge number): the
+            # step fails with it, rather than the run being left pending with a database's complaint
+            raise WorkflowError(
+                f"step {step_id!r}: {field}: {type(exc).__name__}: {str(exc)[:300]}",
                 step_id=step_id,
                 error_type="TemplateError",
             ) from None

@@ -59,7 +59,8 @@ def fork_session(
     """A new session whose history is a copy of `session`'s messages up to and including `message`
     (None: before the first message — a fork with no history, the way to edit the first prompt).
 
-    The fork keeps the parent's settings, records where it branched (`parent_session_id`,
+    The fork belongs to whoever makes it (the acting user in team mode, else the parent's owner), keeps
+    the parent's settings, records where it branched (`parent_session_id`,
     `forked_at_message_id`, and `meta["forked_at_sequence"]`: 0 before the first message) and from
     then on is independent: later messages in either session never appear in the other. Copied messages keep their sequence numbers and remember their original in
     `meta["forked_from"]`.
@@ -73,9 +74,11 @@ def fork_session(
             raise InvalidInputError("that message belongs to another session", field="message")
         upto = at.sequence if at is not None else 0
         fork_name = v.text(name, "name", max_len=200) if name is not None else f"{parent.name} (fork)"[:200]
+        # the fork is its maker's: in team mode, a collaborator forking a shared session owns the fork
+        owner = access.acting_user_id(tx.db) or parent.user_id
         child = _insert_session(
             tx,
-            parent.user_id,
+            owner,
             name=fork_name,
             slug=slug,
             parent_session_id=parent.id,
