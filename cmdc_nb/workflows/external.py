@@ -92,16 +92,6 @@ def _json_output(output: Any) -> Any:
             " or a value inside it",
             field="output",
         ) from None
-    stack: list[Any] = [value]
-    while stack:  # every text inside, keys too: NUL and lone surrogates cannot be stored
-        x = stack.pop()
-        if isinstance(x, dict):
-            stack.extend(x.keys())
-            stack.extend(x.values())
-        elif isinstance(x, list):
-            stack.extend(x)
-        elif isinstance(x, str) and (problem := v.text_problem(x)) is not None:
-            raise InvalidInputError(f"text inside it {problem}", field="output")
     return value
 
 
@@ -109,12 +99,17 @@ MAX_DEPTH = 64  # nesting an output may have (JSON documents of people and webho
 
 
 def _shape(output: Any) -> None:
-    """Refuse before converting: nesting past MAX_DEPTH or a cycle (Python would recurse until it
-    failed), and mapping keys that are not text (1 and "1" would silently become one key)."""
+    """Refuse before converting, in one walk: nesting past MAX_DEPTH or a cycle (Python would recurse
+    until it failed), mapping keys that are not text (1 and "1" would silently become one key), and
+    text that cannot be stored (NUL, lone surrogates), keys included."""
     stack: list[tuple[Any, int]] = [(output, 0)]
     seen: set[int] = set()
     while stack:
         x, depth = stack.pop()
+        if isinstance(x, str):
+            if (problem := v.text_problem(x)) is not None:
+                raise InvalidInputError(f"text inside it {problem}", field="output")
+            continue
         if not isinstance(x, dict | list | tuple):
             continue
         if depth >= MAX_DEPTH:
@@ -125,9 +120,10 @@ def _shape(output: Any) -> None:
         if isinstance(x, dict):
             if any(not isinstance(k, str) for k in x):
                 raise InvalidInputError("mapping keys must be text", field="output")
-            stack.extend((v, depth + 1) for v in x.values())
+            stack.extend((k, depth + 1) for k in x)
+            stack.extend((val, depth + 1) for val in x.values())
         else:
-            stack.extend((v, depth + 1) for v in x)
+            stack.extend((val, depth + 1) for val in x)
 
 
 @checked

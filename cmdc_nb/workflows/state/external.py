@@ -123,10 +123,10 @@ def finish(
         if not progress.terminal and run.status is not R.PAUSED:
             # external steps this one unblocked are someone's turn at once, driver or not
             spec = run_spec(run)
-            for sid in progress.ready:
-                if spec.step(sid).type is StepType.EXTERNAL:
-                    claim_in(tx, run, sid)
-            if any(spec.step(sid).type is StepType.EXTERNAL for sid in progress.ready):
-                advance_in(tx, run_id)
+            hand = [sid for sid in progress.ready if spec.step(sid).type is StepType.EXTERNAL]
+            for sid in hand:
+                claim_in(tx, run, sid)
+            if hand:
+                advance_in(tx, run_id)  # the run's status follows the steps just parked
         _announce(tx, run, row)
         return row
