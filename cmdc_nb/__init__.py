@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from cmdc_nb.services import agents as agents
     from cmdc_nb.services import approvals as approvals
     from cmdc_nb.services import artifacts as artifacts
+    from cmdc_nb.services import attachments as attachments
     from cmdc_nb.services import budgets as budgets
     from cmdc_nb.services import costs as costs
     from cmdc_nb.services import frames as frames

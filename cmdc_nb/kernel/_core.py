@@ -19,6 +19,7 @@ from cmdc_nb.kernel.plugins import Hook, HookOutcome, PluginPipeline
 from cmdc_nb.kernel.run_state import AgentState, EndReason, Pending, Run, RunningTool, Stop
 from cmdc_nb.kernel.tools import Tool, ToolContext
 from cmdc_nb.providers import TokenUsage, ToolCall
+from cmdc_nb.providers.attachments import Attachment
 
 __all__ = ["AgentCore"]
 
@@ -216,15 +217,20 @@ class AgentCore:
         tool_calls: Sequence[ToolCall] = (),
         tool_use_id: str | None = None,
         meta: Mapping[str, Any] | None = None,
+        files: Sequence[Attachment] = (),
     ) -> None:
         self.messages.append(msg)
         role = {"tool": "tool_result"}.get(msg["role"], msg["role"])
         extra = dict(meta or {})
         if msg["role"] == "tool":
             extra["tool_call_id"] = msg["tool_call_id"]
+        content = msg.get("content")
+        if type(content) is list:  # the text; the files are stored apart, as artifacts
+            content = next((p.get("text", "") for p in content if p.get("type") == "text"), "")
         await self.recorder.message(
             role,
-            msg.get("content"),
+            content,
+            files=files,
             tool_calls=tool_calls,
             agent_call_id=agent_call_id,
             tool_use_id=tool_use_id,

@@ -58,6 +58,7 @@ from cmdc_nb.kernel.run_state import (
 from cmdc_nb.kernel.tool_runner import ToolRunner
 from cmdc_nb.kernel.tools import Tool, as_tool
 from cmdc_nb.providers import ProviderRequest, TokenUsage, ToolCall
+from cmdc_nb.providers.attachments import Attachment, attachments, message_content, refusal
 
 log = logging.getLogger("cmdc_nb.kernel")
 __all__ = [
@@ -128,16 +129,25 @@ class Agent(ToolRunner, Requester, Decisions):
         return f"<Agent {self.id[:8]} model={self.model!r} state={self.state.value} turns={self.turns}>"
 
     # -- public surface (the facade calls these) ------------------------------------------------------
-    def prompt(self, text: str) -> PromptHandle:
-        """Start a run with `text`, or queue it when the agent is busy. Returns at once."""
+    def prompt(self, text: str, *, files: Any = None) -> PromptHandle:
+        """Start a run with `text`, or queue it when the agent is busy. Returns at once.
+
+        `files`: a list of paths, bytes or `attach(...)` results — images, PDFs and text files sent with
+        the prompt in litellm's multimodal format and stored as artifacts of the session. A model that
+        cannot take them (by litellm's model map, or a scripted model's `accepts`) is refused here with
+        a sentence, before anything is sent or stored."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("a prompt needs some text", field="text")
+        attached = attachments(files)
+        said = refusal(self.model, attached) if attached else None
+        if said:
+            raise InvalidInputError(said, field="files")
         loop = self._bind()
         future: asyncio.Future[str] = loop.create_future()
         queued = self.busy
-        handle = PromptHandle(text, queued, future)
+        handle = PromptHandle(text, queued, future, attached)
         self._prompts.append((text, handle, False))
-        self.emit(ev.PromptReceived(text, queued))
+        self.emit(ev.PromptReceived(text, queued, tuple(a.meta() for a in attached)))
         self._ensure_driver(loop)
         return handle
 
@@ -395,7 +405,7 @@ class Agent(ToolRunner, Requester, Decisions):
             if resuming:
                 await self._resume_dangling(run)
             else:
-                await self._accept_prompt(run, text)
+                await self._accept_prompt(run, text, handle.files)
             reason = await self._turns(run)
         except Stop as stop:
             reason = stop.reason
@@ -463,11 +473,11 @@ class Agent(ToolRunner, Requester, Decisions):
         self._finish_handle(run)
         self._end_monitors(reason)
 
-    async def _accept_prompt(self, run: Run, text: str) -> None:
-        out = await self._hook(Hook.BEFORE_PROMPT, {"text": text})
+    async def _accept_prompt(self, run: Run, text: str, files: tuple[Attachment, ...] = ()) -> None:
+        out = await self._hook(Hook.BEFORE_PROMPT, {"text": text, "files": [f.meta() for f in files]})
         if out.aborted:
             raise self._plugin_abort(run, *out.aborted)
-        await self._add_message({"role": "user", "content": text})
+        await self._add_message({"role": "user", "content": message_content(text, files)}, files=files)
         if out.intervention:
             self.emit(ev.Intervention(out.intervention, Hook.BEFORE_PROMPT.value))
             await self._add_message(
@@ -534,7 +544,7 @@ class Agent(ToolRunner, Requester, Decisions):
         opts = AgentOptions.build(session=session, **options)
         agent = cls(opts)
         rows = agent.recorder.history()
-        agent.messages, agent._resume_calls = history_from_rows(rows)
+        agent.messages, agent._resume_calls = history_from_rows(rows, agent.recorder.files_of)
         agent.messages = [*[dict(m) for m in opts.messages], *agent.messages]
         return agent
 

@@ -125,6 +125,7 @@ class PromptReceived(AgentEvent):
     type: ClassVar[str] = "prompt_received"
     text: str
     queued: bool
+    files: tuple[Mapping[str, Any], ...] = ()  # each attached file's name, type, size and SHA-256
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from cmdc_nb._plumbing import lookups
 from cmdc_nb._plumbing.proc import process_origin
+from cmdc_nb.kernel.persist_messages import MessageRecorder
 from cmdc_nb.kernel.stored import StoredToolUse, blocks, history_from_rows, prompt_delta, storable, stored
 from cmdc_nb.providers import Completion, TokenUsage, ToolCall
 from cmdc_nb.store.values import storable_json, utcnow
@@ -38,7 +39,7 @@ class _Held:
     message: Any
 
 
-class Recorder:
+class Recorder(MessageRecorder):
     def __init__(
         self,
         session: Any,
@@ -362,49 +363,6 @@ class Recorder:
             from cmdc_nb.services import agents
 
             await self._run(agents.cancel_agent_call, call_id, reason=reason)
-
-    # -- messages ------------------------------------------------------------------------------------
-    async def message(
-        self,
-        role: str,
-        content: str | None,
-        *,
-        tool_calls: Sequence[ToolCall] = (),
-        agent_call_id: str | None = None,
-        tool_use_id: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> str | None:
-        if not self.enabled or not self.record_messages:
-            return None
-        await self.flush()
-        from cmdc_nb.services import sessions
-
-        asked = blocks(tool_calls)
-        row = await self._run(
-            sessions.create_message,
-            self.session_id,
-            role=role,
-            content=storable(content) if content is not None or not asked else "",
-            content_blocks=storable_json(asked),
-            agent_call=agent_call_id,
-            tool_use=tool_use_id,
-            metadata=storable_json(dict(meta or {})),
-        )
-        return str(row.id)
-
-    def history(self) -> list[Any]:
-        """Every stored message of the session, oldest first (sync: called once, when resuming)."""
-        from cmdc_nb.services import sessions
-
-        assert self.session_id is not None
-        rows: list[Any] = []
-        after = None
-        while True:
-            page = sessions.list_messages(self.session_id, limit=500, after=after, ws=self.ws)
-            rows.extend(page.entries)
-            if not page.has_next or not page.next_cursor:
-                return rows
-            after = page.next_cursor
 
     # -- tool uses -----------------------------------------------------------------------------------
     async def tool_use(

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from cmdc_nb.providers import TokenUsage
+from cmdc_nb.providers.attachments import Attachment
 
 __all__ = [
     "ABORT_REASONS",
@@ -68,10 +69,13 @@ class EndReason:
 class PromptHandle:
     """What `prompt()` returns: `await handle` gives the reply (all assistant text of the run)."""
 
-    def __init__(self, text: str, queued: bool, future: asyncio.Future[str]) -> None:
+    def __init__(
+        self, text: str, queued: bool, future: asyncio.Future[str], files: tuple[Attachment, ...] = ()
+    ) -> None:
         self.text = text
         self.queued = queued
         self.future = future
+        self.files = files  # attached to the prompt
 
     def __await__(self) -> Any:
         return self.future.__await__()

@@ -4,11 +4,12 @@ into the conversation, and text made storable. No database here (see `persist`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cmdc_nb.providers import ToolCall
+from cmdc_nb.providers.attachments import Attachment, message_content, stored_message
 from cmdc_nb.store.values import storable_json, storable_text
 
 __all__ = ["StoredToolUse", "blocks", "history_from_rows", "prompt_delta", "storable", "stored"]
@@ -51,12 +52,23 @@ def blocks(tool_calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
     ]
 
 
-def history_from_rows(rows: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Stored messages as litellm messages, and for each tool call id the agent call that asked for it."""
+def history_from_rows(
+    rows: Sequence[Any], files_of: Callable[[Any], Sequence[Attachment]] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Stored messages as litellm messages, and for each tool call id the agent call that asked for it.
+    A message with stored files gets them back as content parts (`files_of` reads them)."""
     out: list[dict[str, Any]] = []
     call_of: dict[str, str] = {}
     for r in rows:
         role = str(r.role.value if hasattr(r.role, "value") else r.role)
+        listed = getattr(r, "attachments", None)
+        if (
+            files_of is not None
+            and listed
+            and any(isinstance(x, Mapping) and "artifact_id" in x for x in listed)
+        ):
+            out.append({"role": role, "content": message_content(r.content or "", files_of(r))})
+            continue
         if role == "tool_result":
             out.append(
                 {
@@ -110,10 +122,10 @@ def prompt_delta(
         n = min(len(prev), len(messages))
         if list(messages[:n]) == prev[:n]:  # the usual case, compared in C
             keep = n
-        else:
-            while keep < n and messages[keep] == prev[keep]:
+        else:  # a message with files is stored with references to them: compare it in that form
+            while keep < n and (messages[keep] == prev[keep] or stored_message(messages[keep]) == prev[keep]):
                 keep += 1
-    tail = jsonable(storable_json(list(messages[keep:])))
+    tail = jsonable(storable_json([stored_message(m) for m in messages[keep:]]))
     if base is None or keep == 0:
         return tail, tail, None, system
     ref: dict[str, Any] = {"base": base[0], "keep": keep}

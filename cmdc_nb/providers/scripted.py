@@ -31,6 +31,7 @@ from typing import Any
 
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.providers import _offline
+from cmdc_nb.providers.attachments import without_data
 
 __all__ = [
     "ERROR_KINDS",
@@ -105,7 +106,8 @@ Responder = Callable[[list[dict[str, Any]]], TurnLike]
 class Script:
     """A named sequence of turns (or a `respond(messages)` function) served as `scripted/<name>`.
 
-    `repeat_last=True` serves the last turn again once the others are used up; otherwise a request past
+    `accepts=["image", "pdf"]` makes it a model that takes images and PDFs attached to a prompt (the
+    default takes text only, and the chat says so when a file is attached). `repeat_last=True` serves the last turn again once the others are used up; otherwise a request past
     the end is answered, as an ordinary reply at no tokens, with one sentence saying the script has no
     more turns and what to do (see `ended`).
     """
@@ -118,6 +120,7 @@ class Script:
         *,
         name: str | None = None,
         repeat_last: bool = False,
+        accepts: Sequence[str] = (),
     ) -> None:
         self.name = name or f"script-{next(self._names)}"
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}", self.name):
@@ -125,6 +128,9 @@ class Script:
         self._respond: Responder | None = turns if callable(turns) else None
         self.turns: list[Turn] = [] if callable(turns) else [_as_turn(t) for t in turns]
         self.repeat_last = repeat_last
+        if not isinstance(accepts, list | tuple | set | frozenset) or not set(accepts) <= {"image", "pdf"}:
+            raise InvalidInputError("a list of 'image' and 'pdf', such as accepts=['image']", field="accepts")
+        self.accepts = frozenset(accepts)  # the files it takes besides text (a model that sees images)
         self.requests: list[list[dict[str, Any]]] = []  # every request's messages, for assertions
         self._cursor = 0
         self._lock = threading.Lock()
@@ -246,7 +252,7 @@ def chunks_of(turn: Turn, messages: list[dict[str, Any]]) -> Iterator[dict[str, 
             }
         )
     prompt, completion = turn.usage or (
-        approx_tokens(messages),
+        approx_tokens(without_data(messages)),
         approx_tokens(turn.text + turn.thinking)
         + sum(approx_tokens(dict(c.arguments)) for c in turn.tool_calls),
     )

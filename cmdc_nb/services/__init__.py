@@ -17,6 +17,7 @@ SERVICES = (
     "agents",
     "approvals",
     "artifacts",
+    "attachments",
     "budgets",
     "costs",
     "frames",

@@ -218,12 +218,22 @@ def create_artifact(
     }
     stored = _store(workspace, _as_bytes(content))
     with workspace.transaction() as tx:
-        aid = uuid.uuid4()
-        a = Artifact(id=aid, lineage_id=aid, version=1, is_latest=True, **fields, **stored)
-        tx.db.add(a)
-        tx.db.flush()
-        _log(tx, a, ActivityAction.ARTIFACT_CREATE, {"name": a.name, "checksum": a.checksum})
-        _publish(tx, a, "artifact_created")
+        return _insert(tx, uuid.uuid4(), fields, stored)
+
+
+def insert_artifact_in(tx: Tx, aid: uuid.UUID, fields: Mapping[str, Any], content: bytes) -> Artifact:
+    """Version 1 of a new artifact, in `tx` (a sibling service's transaction), with its audit entry and
+    event. `fields` are checked by the caller; a large content's file is written before the commit
+    (GC_GRACE keeps it from a concurrent clean-up)."""
+    return _insert(tx, aid, fields, _store(tx.ws, content))
+
+
+def _insert(tx: Tx, aid: uuid.UUID, fields: Mapping[str, Any], stored: Mapping[str, Any]) -> Artifact:
+    a = Artifact(id=aid, lineage_id=aid, version=1, is_latest=True, **fields, **stored)
+    tx.db.add(a)
+    tx.db.flush()
+    _log(tx, a, ActivityAction.ARTIFACT_CREATE, {"name": a.name, "checksum": a.checksum})
+    _publish(tx, a, "artifact_created")
     return a
 
 

@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
+from cmdc_nb.providers.attachments import expand_content
+from cmdc_nb.services import attachments
 from cmdc_nb.store.models import AgentCall
 from cmdc_nb.store.prompt_refs import Prompts, Systems, full_prompt, full_system
 
@@ -34,12 +36,28 @@ def _session_prompts(db: Any, session_id: uuid.UUID) -> tuple[Prompts, Systems]:
     return prompts, {str(r.id): (r.system_prompt, r.prompt_ref) for r in rows}
 
 
+def _with_files(messages: list[Any], session_id: uuid.UUID, ws: Workspace | None) -> list[Any]:
+    """Each file a stored prompt names by reference, back as the bytes the request carried."""
+    cache: dict[str, bytes] = {}
+
+    def load(sha256: str) -> bytes:
+        if sha256 not in cache:
+            cache[sha256] = attachments.read_attached(session_id, sha256, ws=ws)
+        return cache[sha256]
+
+    return [
+        {**m, "content": expand_content(m["content"], load)} if isinstance(m, Mapping) else m
+        for m in messages
+    ]
+
+
 @checked
 def call_request(call: AgentCall | uuid.UUID | str, *, ws: Workspace | None = None) -> dict[str, Any]:
     """The request a stored agent call sent, rebuilt: `model`, `provider`, `messages` (as the agent
     built them, like `agent.last_request.messages`: the system prompt first when there was one; litellm
     then drops keys whose value is None), `system_prompt`, `tools` (their names), `temperature`,
-    `max_tokens`. Calls stored before migration 0010 read from their whole copy.
+    `max_tokens`. Files attached to a prompt are stored once, as artifacts, and put back here as the
+    data URLs the request carried. Calls stored before migration 0010 read from their whole copy.
 
     >>> req = call_request(call)                      # doctest: +SKIP
     >>> req["messages"][-1]["role"]                   # doctest: +SKIP
@@ -54,6 +72,8 @@ def call_request(call: AgentCall | uuid.UUID | str, *, ws: Workspace | None = No
             system = full_system(str(row.id), systems)
         else:
             messages = list(row.prompt_messages or [])
+        if any(type(m.get("content")) is list for m in messages if isinstance(m, Mapping)):
+            messages = _with_files(messages, row.session_id, ws)
         first = messages[0] if messages and isinstance(messages[0], Mapping) else None
         if system and (first is None or first.get("role") != "system"):
             messages = [{"role": "system", "content": system}, *messages]

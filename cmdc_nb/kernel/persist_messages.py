@@ -1,0 +1,95 @@
+"""The recorder's messages: a conversation's messages stored as the agent adds them (a user's files
+with theirs, as artifacts of the session), and read back to rebuild a conversation. See `persist`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cmdc_nb.kernel.stored import blocks, storable
+from cmdc_nb.providers import ToolCall
+from cmdc_nb.providers.attachments import Attachment
+from cmdc_nb.store.values import storable_json
+
+__all__ = ["MessageRecorder"]
+
+T = TypeVar("T")
+
+
+class MessageRecorder:
+    """The message half of `persist.Recorder` (which supplies what is declared here)."""
+
+    record_messages: bool
+    session_id: Any
+    ws: Any
+
+    if TYPE_CHECKING:  # supplied by Recorder
+
+        @property
+        def enabled(self) -> bool: ...
+
+        async def flush(self) -> None: ...
+
+        async def _run(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> T: ...
+
+    # -- messages ------------------------------------------------------------------------------------
+    async def message(
+        self,
+        role: str,
+        content: str | None,
+        *,
+        tool_calls: Sequence[ToolCall] = (),
+        agent_call_id: str | None = None,
+        tool_use_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        files: Sequence[Attachment] = (),
+    ) -> str | None:
+        if not self.enabled or not self.record_messages:
+            return None
+        await self.flush()
+        from cmdc_nb.services import sessions
+
+        if files:
+            from cmdc_nb.services import attachments
+
+            with_files = await self._run(
+                attachments.create_message_with_files,
+                self.session_id,
+                role=role,
+                content=storable(content) or "",
+                files=list(files),
+                metadata=storable_json(dict(meta or {})),
+            )
+            return str(with_files.id)
+        asked = blocks(tool_calls)
+        row = await self._run(
+            sessions.create_message,
+            self.session_id,
+            role=role,
+            content=storable(content) if content is not None or not asked else "",
+            content_blocks=storable_json(asked),
+            agent_call=agent_call_id,
+            tool_use=tool_use_id,
+            metadata=storable_json(dict(meta or {})),
+        )
+        return str(row.id)
+
+    def files_of(self, row: Any) -> list[Attachment]:
+        """The files of a stored message, read back (sync: called when rebuilding a conversation)."""
+        from cmdc_nb.services import attachments
+
+        return attachments.message_files(row.id, ws=self.ws)
+
+    def history(self) -> list[Any]:
+        """Every stored message of the session, oldest first (sync: called once, when resuming)."""
+        from cmdc_nb.services import sessions
+
+        assert self.session_id is not None
+        rows: list[Any] = []
+        after = None
+        while True:
+            page = sessions.list_messages(self.session_id, limit=500, after=after, ws=self.ws)
+            rows.extend(page.entries)
+            if not page.has_next or not page.next_cursor:
+                return rows
+            after = page.next_cursor
