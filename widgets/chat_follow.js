@@ -74,6 +74,34 @@ function render({ model, el }) {
       box.appendChild(copyButton("Copy this code", () => pre.textContent));
     }
   };
+  // Files dropped on the chat go to Python as the message's buffers; the chat attaches them.
+  const takeDrops = (chat) => {
+    const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+    chat.addEventListener("dragover", (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = "copy";
+      chat.classList.add("cmdc-drop");
+    });
+    chat.addEventListener("dragleave", (e) => {
+      if (!chat.contains(e.relatedTarget)) chat.classList.remove("cmdc-drop");
+    });
+    chat.addEventListener("drop", async (e) => {
+      if (!hasFiles(e) || !e.dataTransfer.files.length) return;
+      e.preventDefault();
+      e.stopPropagation(); // JupyterLab would open the file in a tab
+      chat.classList.remove("cmdc-drop");
+      const files = Array.from(e.dataTransfer.files).slice(0, 16);
+      const limit = model.get("max_bytes");
+      const ok = files.filter((f) => f.size <= limit);
+      const buffers = await Promise.all(ok.map((f) => f.arrayBuffer()));
+      model.send(
+        { kind: "files", names: ok.map((f) => f.name), too_big: files.filter((f) => f.size > limit).map((f) => f.name) },
+        undefined,
+        buffers,
+      );
+    });
+  };
   const attach = () => {
     const chat = el.closest(".cmdc-chatwidget");
     log = chat && chat.querySelector(".cmdc-scroll");
@@ -86,6 +114,7 @@ function render({ model, el }) {
     sizes.observe(log);
     sizes.observe(log.firstElementChild);
     watchers.push(mutations, sizes);
+    takeDrops(chat);
     toBottom();
     return true;
   };

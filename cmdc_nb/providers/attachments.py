@@ -45,6 +45,7 @@ __all__ = [
     "attach",
     "attachments",
     "expand_content",
+    "files_in",
     "kinds_taken",
     "message_content",
     "refusal",
@@ -57,6 +58,7 @@ Kind = Literal["image", "pdf", "text"]
 MAX_FILES = 16
 MAX_FILE_BYTES = 20 * 1024 * 1024  # OpenAI's and Anthropic's per-image limits are 20 MB and less
 MAX_TEXT_BYTES = 1024 * 1024  # a text file becomes prompt text: a megabyte is already ≈250k tokens
+THUMB_PX = 160
 MAX_IMAGE_PIXELS = 50_000_000  # far above any model's input; far below a decompression bomb
 _IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 _TEXT_TYPES = {
@@ -149,8 +151,27 @@ class Attachment:
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
+    @cached_property
+    def thumbnail(self) -> str | None:
+        """A small picture of an image (at most 160 px a side) as a data URL, for a chat to show; None
+        for other files. Made from the decoded pixels, so it carries nothing of the file but them."""
+        if self.kind != "image":
+            return None
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.data)) as im:
+            im.draft("RGB", (THUMB_PX, THUMB_PX))  # a JPEG decodes at a fraction of its size: fast
+            im.thumbnail((THUMB_PX, THUMB_PX))
+            alpha = im.mode in ("RGBA", "LA", "P", "PA")
+            small = im.convert("RGBA" if alpha else "RGB")
+        out = io.BytesIO()
+        small.save(out, format="PNG" if alpha else "JPEG", quality=80)
+        kind = "png" if alpha else "jpeg"
+        return f"data:image/{kind};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
+
     def meta(self) -> dict[str, Any]:
-        """What is said of it in events, stored messages and frames: everything but the bytes."""
+        """What is said of it in events, stored messages and frames: everything but the bytes (an
+        image's small thumbnail included, so a chat shows it without reading the file)."""
         out: dict[str, Any] = {
             "name": self.name,
             "media_type": self.media_type,
@@ -160,6 +181,7 @@ class Attachment:
         }
         if self.width:
             out["width"], out["height"] = self.width, self.height
+            out["thumbnail"] = self.thumbnail
         return out
 
     def data_url(self) -> str:
@@ -385,7 +407,7 @@ _seen: OrderedDict[int, tuple[str, Attachment]] = OrderedDict()  # id(data URL) 
 
 def _remember(url: str, a: Attachment) -> None:
     _seen[id(url)] = (url, a)  # the URL is kept alive here, so its id cannot be reused meanwhile
-    while len(_seen) > 256:
+    while len(_seen) > 64:
         _seen.popitem(last=False)
 
 
@@ -441,6 +463,45 @@ def expand_content(value: Any, load: Callable[[str], bytes]) -> Any:
         else:
             out.append(part)
     return out
+
+
+_FILE_TEXT = re.compile(r'<file name="([^"]*)">\n(.*)\n</file>', re.S)
+
+
+def files_in(value: Any) -> tuple[str, list[Attachment]]:
+    """A user message's text and its files, from its content (as `message_content` built it): what a
+    chat shows. A file this process attached is found again; another is decoded from its part."""
+    if type(value) is not list:
+        return str(value or ""), []
+    text, files = "", []
+    for i, part in enumerate(value):
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind == "text" and i == 0:
+            text = str(part.get("text") or "")
+        elif kind == "text" and (m := _FILE_TEXT.fullmatch(str(part.get("text") or ""))):
+            files.append(Attachment(m.group(1), "text/plain", "text", m.group(2).encode("utf-8")))
+        elif kind in ("image_url", "file"):
+            inner = part.get(kind)
+            url = str((inner or {}).get("url" if kind == "image_url" else "file_data", ""))
+            found = _found(
+                url, str((inner or {}).get("filename") or ("image" if kind == "image_url" else "file"))
+            )
+            if found is not None:
+                files.append(found)
+    return text, files
+
+
+def _found(url: str, name: str) -> Attachment | None:
+    hit = _seen.get(id(url))
+    if hit is not None and hit[0] is url:
+        return hit[1]
+    body = url.partition(",")[2]
+    try:
+        return attach(base64.b64decode(body, validate=True), name=name)
+    except (ValueError, InvalidInputError):
+        return None  # a part this chat cannot show is still sent: only the picture of it is missing
 
 
 def without_data(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

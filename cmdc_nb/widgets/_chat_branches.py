@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import html
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.widgets._chat_files import files_html
 from cmdc_nb.widgets._render import escape
 
 if TYPE_CHECKING:
@@ -65,7 +67,8 @@ class ChatBranches:
         rows = self._history()
         row = self._prompt_row(rows, prompt)
         self._follow_fork(_before(rows, row))
-        return self._then_switchers(self.send(text))
+        files = self.agent.recorder.files_of(row) if row.attachments else ()  # resent with the prompt
+        return self._then_switchers(self.send(text, files=files))
 
     def undo(self) -> Any:
         """Go back to before the newest prompt: the chat follows a fork without it (nothing is deleted),
@@ -74,6 +77,9 @@ class ChatBranches:
         row = self._prompt_row(rows, -1)
         session = self._follow_fork(_before(rows, row))
         self.input.value = row.content or ""
+        if row.attachments:  # its files wait under the box again, as its text waits in it
+            self.pending_files = self.agent.recorder.files_of(row)
+            self._show_pending()
         self._phase(f"undone: back to before “{(row.content or '')[:40]}”", timed=False)
         return session
 
@@ -160,8 +166,8 @@ class ChatBranches:
             self._join_presence()
 
     # -- drawing ------------------------------------------------------------------------------------------
-    def _user_bubble(self, text: str) -> w.Widget:
-        bubble = w.HTML(self._bubble_html("user", text))
+    def _user_bubble(self, text: str, files: Sequence[Mapping[str, Any]] = ()) -> w.Widget:
+        bubble = w.HTML(self._bubble_html("user", text, files=files_html(files)))
         if not self.agent.recorder.enabled:
             return bubble
         fork = w.Button(description="fork", icon="code-branch", tooltip="a new session from this message",

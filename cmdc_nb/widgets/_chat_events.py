@@ -251,7 +251,7 @@ class ChatEvents:
 
     # the conversation: bubbles and notices
     def _on_prompt(self, e: ev.PromptReceived) -> None:
-        self._append(self._user_bubble(e.text))
+        self._append(self._user_bubble(e.text, e.files))
         self._set_busy(True, "queued" if e.queued else None)
 
     def _on_start(self, e: ev.AgentStart) -> None:

@@ -28,6 +28,7 @@ from cmdc_nb.errors import InvalidInputError, ProviderError
 from cmdc_nb.kernel import events as ev
 from cmdc_nb.kernel.agent import Agent, PromptHandle
 from cmdc_nb.providers._litellm import loaded as model_client_loaded
+from cmdc_nb.providers.attachments import files_in
 from cmdc_nb.providers.choice import missing_key
 from cmdc_nb.widgets._chat_branches import ChatBranches
 from cmdc_nb.widgets._chat_events import (
@@ -37,7 +38,9 @@ from cmdc_nb.widgets._chat_events import (
     explain_failure,
     money,
 )
+from cmdc_nb.widgets._chat_files import FILES_CSS, ChatFiles
 from cmdc_nb.widgets._chat_follow import Follow
+from cmdc_nb.widgets._chat_presence import ChatPresence, person
 from cmdc_nb.widgets._chat_reply import ChatReplies, ReplyBar
 from cmdc_nb.widgets._common import on_loop
 from cmdc_nb.widgets._render import CSS, escape, markdown_html
@@ -51,10 +54,11 @@ FLUSH_S = 0.04  # ≈ 25 updates a second at most
 LIVE_MARKDOWN_CHARS = 4000  # the block being streamed is shown as plain text past this
 
 
-class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # type: ignore[misc]
+class ChatWidget(ChatEvents, ChatBranches, ChatReplies, ChatFiles, ChatPresence, Snapshot, w.VBox):  # type: ignore[misc]
     """A chat with `agent` (a kernel Agent). Methods do what the buttons do: send, steer, stop, approve
     (Always allow: `approve(ref, remember=True)`), deny, switch_model, load_earlier, export_markdown, fork,
-    rate (Like / Dislike under a reply), rerun, edit, undo, switch_branch (each a fork: nothing is lost).
+    rate (Like / Dislike under a reply), rerun, edit, undo, switch_branch (each a fork: nothing is lost),
+    attach (files for the next Send: Attach, or drop them on the chat) and remove_file.
     Decisions are recorded as `user` — by default the owner of the stored agent's session."""
 
     _steers: dict[str, w.HTML]  # steers shown, by their text, until applied
@@ -71,7 +75,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
         user: Any = None,
     ) -> None:
         self.agent = agent
-        self.user: Any = user if user is not None else _person(agent.recorder)  # who decides here
+        self.user: Any = user if user is not None else person(agent.recorder)  # who decides here
         self.page_size = page_size
         self.updates_sent = 0  # streamed-text updates sent to the front end (for tests and benchmarks)
         self._bubble: w.HTML | None = None
@@ -111,10 +115,20 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
             layout=w.Layout(width="auto", height="64px"),
         )
         self.people = w.HTML()
+        _, files_box, files_note = self._files_parts()
         header = w.HBox([self.title_html, self.model_picker, self.stats, self.people])
         header.add_class("cmdc-chat-header")
         footer = self._footer(agent)
-        parts = [w.HTML(CSS), header, self.earlier, self.scroller, self.follow, self.input, footer]
+        parts = [
+            w.HTML(CSS + FILES_CSS),
+            header,
+            self.earlier,
+            self.scroller,
+            self.follow,
+            files_box,
+            files_note,
+        ]
+        parts += [self.input, footer]
         super().__init__([*parts, self._view_probe()])
         self.add_class("cmdc-chat").add_class("cmdc-chatwidget")
         self._render_history()
@@ -145,6 +159,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
             [
                 self.send_button,
                 self.steer_button,
+                self.attach_button,
                 self.stop_button,
                 *undo,
                 self.export_button,
@@ -165,9 +180,13 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
         return static_html(self, {id(self.earlier): said})
 
     # -- what the buttons do ----------------------------------------------------------------------------
-    def send(self, text: str) -> PromptHandle:
-        """Send a prompt (queued if the agent is busy). Returns the agent's handle."""
-        self.last_handle = self.agent.prompt(text)
+    def send(self, text: str, *, files: Any = None) -> PromptHandle:
+        """Send a prompt (queued if the agent is busy) with `files`, else with the files waiting under the
+        input box (see `attach`). Returns the agent's handle."""
+        waiting = files is None
+        self.last_handle = self.agent.prompt(text, files=tuple(self.pending_files) if waiting else files)
+        if waiting and self.pending_files:
+            self._sent_files()
         return self.last_handle
 
     def steer(self, text: str) -> Any:
@@ -251,6 +270,8 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
             self.model_picker.value = model
         finally:
             self.model_picker.observe(self._picked, names="value")
+        if self.pending_files:
+            self._show_pending()  # whether the model now takes the waiting files
 
     def fork(self, index: int, *, name: str | None = None) -> Any:
         """A new session forked from the stored message at `index` of the conversation (needs a session)."""
@@ -293,7 +314,9 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
                 for c in m["tool_calls"]:
                     out.append(f"*calls `{c['function']['name']}`* `{c['function']['arguments']}`")
             else:
-                out.append(f"**{m['role']}:** {m.get('content') or ''}")
+                text, files = files_in(m.get("content"))
+                names = f" *(attached: {', '.join(f.name for f in files)})*" if files else ""
+                out.append(f"**{m['role']}:** {text}{names}")
             out.append("")
         return "\n".join(out)
 
@@ -323,7 +346,8 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
     def _message_widget(self, m: Mapping[str, Any]) -> w.Widget | None:
         role = m.get("role")
         if role == "user":
-            return self._user_bubble(str(m.get("content") or ""))
+            text, files = files_in(m.get("content"))
+            return self._user_bubble(text, [f.meta() for f in files])
         if role == "assistant":
             parts: list[w.Widget] = []
             if m.get("content"):
@@ -347,16 +371,14 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
         return None
 
     @staticmethod
-    def _bubble_html(role: str, text: str, meta: str = "") -> str:
+    def _bubble_html(role: str, text: str, meta: str = "", files: str = "") -> str:
         body = markdown_html(text) if role == "assistant" else f"<p>{escape(text)}</p>".replace("\n", "<br>")
         if role == "steer":
             role, body = "user cmdc-steer", f"<p>↪ {escape(text)}</p>".replace("\n", "<br>")
         meta_html = f'<div class="cmdc-meta">{escape(meta)}</div>' if meta else ""
         # the text as written, for the bubble's Copy button (added by the chat's script)
         source = f' data-md="{escape(text)}"' if text.strip() and role != "steer" else ""
-        return (
-            f'<div class="cmdc-msg cmdc-{role} tex2jax_ignore mathjax_ignore"{source}>{body}{meta_html}</div>'
-        )
+        return f'<div class="cmdc-msg cmdc-{role} tex2jax_ignore mathjax_ignore"{source}>{body}{files}{meta_html}</div>'
 
     def _append(self, widget: w.Widget) -> None:
         self.messages_box.children = [*self.messages_box.children, widget]
@@ -507,86 +529,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, Snapshot, w.VBox):  # ty
         self._phase(f"exported to {path.name}", timed=False)
         return path
 
-    # -- presence: who else is on this session ------------------------------------------------------------
-    def _join_presence(self) -> None:
-        import uuid
-
-        from cmdc_nb._plumbing.workspace import get_workspace
-        from cmdc_nb.events import topics
-        from cmdc_nb.services import presence
-
-        rec = self.agent.recorder
-        assert rec.user_id is not None and rec.session_id is not None
-        self._presence = presence.join_resource(
-            _person(rec),  # the one at this keyboard: in team mode, not necessarily the session's owner
-            "session",
-            rec.session_id,
-            client_id=f"chat-{uuid.uuid4().hex[:12]}",
-            status="editing",
-            ws=rec.ws,
-        )
-        bus = get_workspace(rec.ws).bus
-        self._presence_sub = bus.subscribe(
-            topics.presence("session", rec.session_id), lambda _e: self._on_presence()
-        )
-        self.refresh_presence()
-        self._schedule_heartbeat()
-
-    def _on_presence(self) -> None:
-        on_loop(self.agent._loop, self.refresh_presence)
-
-    def _schedule_heartbeat(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # not in a notebook: nobody to keep present
-        self._heartbeat = loop.call_later(30.0, self._beat)
-
-    def _beat(self) -> None:
-        from cmdc_nb.services import presence
-
-        if self._presence is not None:
-            presence.heartbeat(self._presence, ws=self.agent.recorder.ws)
-            self._schedule_heartbeat()
-
-    def refresh_presence(self) -> list[str]:
-        """The people on this chat's session now (badges in the header)."""
-        from cmdc_nb.services import accounts, presence
-
-        rec = self.agent.recorder
-        assert rec.session_id is not None
-        here = presence.list_resource_presence("session", rec.session_id, ws=rec.ws).entries
-        names: list[str] = []
-        for p in here:
-            u = accounts.get_user(p.user_id, ws=rec.ws)
-            name = u.name or u.email
-            if name not in names:
-                names.append(name)
-        self.people.value = " ".join(f'<span class="cmdc-badge ok">● {escape(n)}</span>' for n in names)
-        return names
-
-    def _leave_presence(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-        if self._presence_sub is not None:
-            self._presence_sub.close()
-        if self._presence is not None:
-            from cmdc_nb.services import presence
-
-            presence.leave_resource(self._presence, ws=self.agent.recorder.ws)
-            self._presence = None
-
     def close(self) -> None:
         self._sub.close()
         self._leave_presence()
         super().close()
-
-
-def _person(rec: Any) -> Any:
-    """Who uses the chat: the workspace's acting user (team mode), else the stored session's owner."""
-    from cmdc_nb._plumbing import access
-    from cmdc_nb._plumbing.workspace import get_workspace
-
-    if not rec.enabled:
-        return rec.user_id
-    return access.current(get_workspace(rec.ws).acting_user_id) or rec.user_id
