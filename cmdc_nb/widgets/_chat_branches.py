@@ -168,12 +168,14 @@ class ChatBranches:
     # -- drawing ------------------------------------------------------------------------------------------
     def _user_bubble(self, text: str, files: Sequence[Mapping[str, Any]] = ()) -> w.Widget:
         bubble = w.HTML(self._bubble_html("user", text, files=files_html(files)))
+        if files:  # room for three thumbnails side by side (less in a narrow chat): the row would squeeze it to its text
+            bubble.layout.min_width = f"min({min(len(files), 3) * 112 + 48}px, calc(100% - 152px))"
         if not self.agent.recorder.enabled:
             return bubble
         fork = w.Button(description="fork", icon="code-branch", tooltip="a new session from this message",
-                        layout=w.Layout(width="70px"))  # fmt: skip
+                        layout=w.Layout(width="70px", min_width="70px"))  # fmt: skip
         edit = w.Button(description="edit", icon="pencil", tooltip="edit and send again, in a new branch",
-                        layout=w.Layout(width="70px"))  # fmt: skip
+                        layout=w.Layout(width="70px", min_width="70px"))  # fmt: skip
         editor = w.VBox([])
         fork.on_click(lambda _: self._safely("forking", lambda: self.fork_at(text)))
         edit.on_click(lambda _: self._safely("editing", lambda: self._open_editor(editor, text)))

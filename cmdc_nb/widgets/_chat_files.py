@@ -43,24 +43,24 @@ def files_html(files: Sequence[Mapping[str, Any]]) -> str:
         if isinstance(thumb, str) and thumb.startswith(("data:image/jpeg;base64,", "data:image/png;base64,")):
             picture = f'<img class="cmdc-thumb" src="{escape(thumb)}" alt="{name}">'
         else:
-            picture = f'<span class="cmdc-badge">{_BADGE.get(str(f.get("kind")), "FILE")}</span>'
+            picture = f'<span class="cmdc-file-badge">{_BADGE.get(str(f.get("kind")), "FILE")}</span>'
         out.append(
             f'<figure class="cmdc-file" title="{name} · {size}">{picture}<figcaption>{name}</figcaption></figure>'
         )
     return f'<div class="cmdc-files">{"".join(out)}</div>'
 
 
-FILES_CSS = """
+FILES_CSS = """<style>
 .cmdc-files { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; }
 .cmdc-file { margin: 0; display: flex; flex-direction: column; align-items: center; max-width: 96px; }
 .cmdc-file figcaption { font-size: 11px; max-width: 96px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .cmdc-thumb { max-width: 96px; max-height: 72px; border-radius: 4px; border: 1px solid var(--jp-border-color1, #999); }
-.cmdc-badge { display: inline-block; padding: 14px 10px; border-radius: 4px; font-weight: 600; font-size: 12px;
+.cmdc-file-badge { display: inline-block; padding: 14px 10px; border-radius: 4px; font-weight: 600; font-size: 12px;
   background: var(--jp-layout-color2, #eee); color: var(--jp-ui-font-color0, #111); border: 1px solid var(--jp-border-color1, #999); }
 .cmdc-pending { flex-wrap: wrap; align-items: center; gap: 4px; }
-.cmdc-files-note { color: var(--jp-warn-color0, #8a5300); font-size: 12px; }
+.cmdc-files-note div { color: var(--jp-ui-font-color1, #1f2328); font-size: 12px; border-left: 3px solid var(--jp-warn-color0, #e65100); padding-left: 6px; margin: 2px 0; }
 .cmdc-chatwidget.cmdc-drop .cmdc-scroll { outline: 2px dashed var(--jp-brand-color1, #1976d2); outline-offset: -4px; }
-"""
+</style>"""
 
 
 class ChatFiles:
@@ -80,7 +80,7 @@ class ChatFiles:
             multiple=True,
             description="Attach",
             icon="paperclip",
-            layout=w.Layout(width="100px"),
+            layout=w.Layout(width="124px"),
         )
         self.attach_button.add_class("cmdc-attach")
         self.attach_button.observe(self._uploaded, names="value")
@@ -148,7 +148,9 @@ class ChatFiles:
     def _show_pending(self, refused: Sequence[str] = ()) -> None:
         chips: list[w.Widget] = []
         for f in self.pending_files:
-            remove = w.Button(description="×", tooltip=f"remove {f.name}", layout=w.Layout(width="28px"))
+            remove = w.Button(
+                description="×", tooltip=f"remove {f.name}", layout=w.Layout(width="auto", min_width="32px")
+            )
             remove.on_click(
                 lambda _b, n=f.name: self._safely("removing the file", lambda: self.remove_file(n))
             )
