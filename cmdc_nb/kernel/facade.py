@@ -93,8 +93,8 @@ def list_agents() -> list[Agent]:
         return [a for a in _agents.values() if a.alive]
 
 
-def prompt(ref: AgentRef, text: str) -> PromptHandle:
-    return agent_of(ref).prompt(text)
+def prompt(ref: AgentRef, text: str, *, files: Any = None) -> PromptHandle:
+    return agent_of(ref).prompt(text, files=files)
 
 
 async def collect_reply(ref: AgentRef, *, timeout: float | None = 60.0) -> str:

@@ -25,7 +25,8 @@ that writes files, approves and refuses its calls by rule and by hand, and ends 
 4. how to edit a call's arguments before approving it (they are checked against the tool's JSON schema);
 5. how to read the audit: every decided item, by whom (a person or a rule), how, with the edits and notes;
 6. steering a running turn, stopping it, and switching models mid-conversation;
-7. editing a prompt and sending it again as a branch, with every version kept.
+7. editing a prompt and sending it again as a branch, with every version kept;
+8. sending a picture with a prompt, and what happens with a model that cannot see.
 
 **Prerequisites**: [00 — Tour](00_tour.ipynb); Python's `async` / `await` (a cell can `await`).
 **Time to run**: about 15 seconds, offline: the models are *scripted* (they go through litellm like a
@@ -282,6 +283,37 @@ pd.DataFrame([{{"version": i + 1, "session": s.name,
               for i, s in enumerate(versions)])
 {CHECK}""",
     """branchy  # the chat shows the newest version; ‹ pages back to the first""",
+    """md:## 9. A picture with the prompt
+
+`prompt(text, files=[…])` (or **Attach**, or dropping files on the chat) sends images, PDFs and text files
+with a prompt, in litellm's multimodal format. What a file is comes from its bytes, not its name; each is
+stored once, as an artifact of the session, and the chat draws a thumbnail in the prompt's bubble. A model
+that cannot see images is refused with a sentence before anything is sent. The scripted model here says it
+sees images (`accepts=["image"]`) and answers from the picture it was sent.""",
+    f"""import io
+from PIL import Image, ImageDraw
+from cmdc_nb.errors import InvalidInputError
+from cmdc_nb.providers.attachments import attach
+
+canvas = Image.new("RGB", (240, 120), "white")
+ImageDraw.Draw(canvas).rectangle((20, 20, 120, 100), fill=(220, 40, 40))
+picture = io.BytesIO(); canvas.save(picture, format="PNG")
+
+def describe(messages):  # an offline "vision" model: it reports what it was sent
+    sent = [p for p in messages[-1]["content"] if p["type"] == "image_url"]
+    return f"I was sent {{len(sent)}} picture ({{len(sent[0]['image_url']['url']):,}} characters of data URL)."
+
+eyes = Script(describe, name="eyes", accepts=["image"])
+viewer = ChatWidget(Agent(model=eyes.model, session=sessions.create_session(me, name="Pictures")), height="240px")
+print(await viewer.send("What is in this picture?", files=[attach(picture.getvalue(), name="square.png")]))
+stored = [m for m in sessions.list_messages(viewer.agent.recorder.session_id).entries if m.attachments]
+print([(f["name"], f["media_type"], f["width"], f["height"]) for m in stored for f in m.attachments])
+try:
+    Agent(model=Script(["?"], name="text-only").model).prompt("Look", files=[attach(picture.getvalue(), name="square.png")])
+except InvalidInputError as exc:
+    print("refused:", exc)
+{CHECK}""",
+    """viewer  # the prompt's bubble shows the picture""",
     """md:## Recap
 
 - A tool with an approval class waits for a decision; `kernel.approve(agent, ref, by=…, note=…)` and
@@ -296,6 +328,8 @@ pd.DataFrame([{{"version": i + 1, "session": s.name,
 - `steer` adds a message to a running turn, `abort` stops it, `switch_model` changes the next request's model.
 - Edit, Re-run and Undo are forks of the session: every version stays stored, `sessions.branches` lists
   them, and ‹ › in the chat pages between them.
+- `prompt(text, files=[…])` sends images, PDFs and text files; each is stored once as an artifact of the
+  session, and a model that cannot take them is refused before anything is sent.
 
 More in [docs/approvals.md](../docs/approvals.md).
 
