@@ -93,7 +93,7 @@ async def test_the_buttons_do_what_the_methods_do(ws: Any, session: Any) -> None
     script = Script(["one", "uno", "un"])
     chat = ChatWidget(Agent(model=script.model, session=session, ws=ws))
     await chat.send("say one")
-    [bar] = list(chat._bars.values())
+    [bar] = list(chat._bars)
     bar.again.click()  # Re-run: a fork answers again
     for _ in range(400):
         if chat.agent.messages[-1].get("content") == "uno" and not chat.agent.busy:

@@ -22,7 +22,7 @@ from cmdc_nb.widgets._chat_reply import ReplyBar
 
 
 def bars(chat: ChatWidget) -> list[ReplyBar]:
-    return list(chat._bars.values())
+    return list(chat._bars)
 
 
 async def test_like_dislike_and_a_note_from_the_buttons_are_stored_as_the_chats_user(
@@ -121,3 +121,37 @@ async def test_a_collaborator_opens_a_shared_chat_and_rates_as_themselves(
         chat.close()
     finally:
         ws.act_as(None)
+
+
+async def test_two_replies_that_say_the_same_are_rated_and_rerun_apart(
+    ws: Any, user: Any, session: Any
+) -> None:
+    """The same words twice: each reply has its own bar, and each bar rates (and re-runs) its own
+    stored message, live and in a chat rebuilt from the session."""
+    from cmdc_nb import sessions
+
+    script = Script(["Yes.", "Yes.", "No."])
+    chat = ChatWidget(Agent(model=script.model, session=session, ws=ws))
+    await chat.send("Is it on?")
+    await chat.send("Still on?")
+    first, second = bars(chat)
+    assert first is not second and first.box is not second.box
+    first.like.click()
+    replies = [m for m in sessions.list_messages(session, ws=ws).entries if m.role.value == "assistant"]
+    assert [bool(m.meta.get("feedback")) for m in replies] == [True, False]  # the first, not the newest
+    assert second.like.button_style == ""
+
+    again = ChatWidget(Agent.from_session(session, model=script.model, ws=ws))
+    old_first, old_second = bars(again)
+    old_second.dislike.click()
+    replies = [m for m in sessions.list_messages(session, ws=ws).entries if m.role.value == "assistant"]
+    assert [next(iter(m.meta.get("feedback", {}).values()), {}).get("rating") for m in replies] == [
+        "like",
+        "dislike",
+    ]
+    assert again.rate(0, None).id == replies[0].id  # by index: the first "Yes.", taken back
+
+    # Re-run under the first "Yes.": the fork is made at its own prompt, not at the newest one's
+    assert await old_first.rerun() == "No."
+    fork = again.agent.recorder.session_id
+    assert [m.content for m in sessions.list_messages(fork, ws=ws).entries] == ["Is it on?", "No."]

@@ -201,6 +201,7 @@ class ResponseComplete(AgentEvent):
     usage: TokenUsage
     cost_usd: Decimal | None
     attempts: int = 1
+    call_id: str | None = None  # the stored agent call (its assistant message links to it)
 
 
 @dataclass(frozen=True, slots=True)

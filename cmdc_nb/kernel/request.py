@@ -212,6 +212,7 @@ class Requester(Compaction):
 
     async def _account(self, run: Run, done: Completion) -> None:
         """The call completed and billed, the reply in the conversation, the totals, the events."""
+        call_id = run.call_id
         cost = await self.recorder.complete_response(run.call_id, done)
         self.messages.append(done.message())
         done.cost_usd = cost
@@ -232,6 +233,7 @@ class Requester(Compaction):
                 done.usage,
                 cost,
                 done.attempts,
+                call_id,
             )
         )
         self.emit(ev.TurnComplete(run.turns, done.usage, cost))

@@ -48,7 +48,9 @@ class ChatBranches:
         fork (‹ › pages back to the previous reply). `reply`: the reply's text, or its index among the
         conversation's replies (-1: the newest). Returns the new answer's handle."""
         rows = self._history()
-        target = self._reply_row(rows, reply)
+        return self._rerun_at(rows, self._reply_row(rows, reply))
+
+    def _rerun_at(self, rows: list[Any], target: Any) -> PromptHandle:
         prompt = next(
             (r for r in reversed(rows) if r.sequence < target.sequence and _role(r) == "user"), None
         )
@@ -156,6 +158,7 @@ class ChatBranches:
         self.agent = agent
         self._cards.clear()
         self._bars.clear()
+        self._reply_ids = dict[int, Any]()
         self._bubble = None
         self._sub = agent.events.subscribe(self._on_event)
         self._render_history()

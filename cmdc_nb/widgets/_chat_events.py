@@ -303,7 +303,7 @@ class ChatEvents:
             if e.text:
                 self._bubble.value = self._bubble_html("assistant", e.text, meta)
                 self.updates_sent += 1
-                for bar in self._reply_bar(e.text):
+                for bar in self._reply_bar(e.text, call_id=e.call_id):
                     self._append(bar)
             else:
                 self._bubble.value = f'<div class="cmdc-meta">{escape(meta)}</div>'

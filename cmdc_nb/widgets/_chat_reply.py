@@ -8,6 +8,7 @@ button is not here: the clipboard is the browser's, so the chat's script adds it
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -18,20 +19,46 @@ from cmdc_nb.widgets._render import escape
 __all__ = ["ChatReplies", "ReplyBar", "stored_reply"]
 
 
-def stored_reply(chat: Any, text: str) -> Any:
-    """The stored message of the newest reply with this text in the chat's session."""
+def _assistant(row: Any) -> bool:
+    return str(getattr(row.role, "value", row.role)) == "assistant"
+
+
+def stored_reply(chat: Any, text: str, *, message_id: Any = None, call_id: Any = None) -> Any:
+    """The stored message of a reply: the one with this id, else the one its agent call wrote, else
+    (a reply known by its text alone) the newest with this text in the chat's session."""
     rec = chat.agent.recorder
     if not rec.enabled:
         raise InvalidInputError("rating a reply needs an agent that stores to a session", field="reply")
+    if message_id is not None:
+        from cmdc_nb.services import sessions
+
+        return sessions.get_message(message_id, ws=rec.ws)
     for row in reversed(rec.history()):
-        if str(getattr(row.role, "value", row.role)) == "assistant" and row.content == text:
+        if not _assistant(row) or row.content != text:
+            continue
+        if call_id is None or str(row.agent_call_id) == str(call_id):
             return row
     raise InvalidInputError("that reply is not stored (yet): rate it again in a moment", field="reply")
 
 
+def reply_rows(messages: Sequence[Mapping[str, Any]], rows: Sequence[Any]) -> dict[int, Any]:
+    """For each text reply in `messages` (by the dict's identity), the id of its stored message: the
+    two are aligned from the newest back, so a conversation compacted in memory still matches its
+    stored rows, and two replies with the same text are told apart."""
+    replies = [m for m in messages if m.get("role") == "assistant" and m.get("content")]
+    stored = [r for r in rows if _assistant(r) and r.content]
+    out: dict[int, Any] = {}
+    for m, r in zip(reversed(replies), reversed(stored), strict=False):
+        if r.content != m.get("content"):
+            break  # from here back they no longer line up: those fall back to their text
+        out[id(m)] = r.id
+    return out
+
+
 class ReplyBar:
-    def __init__(self, chat: Any, text: str) -> None:
+    def __init__(self, chat: Any, text: str, *, message_id: Any = None, call_id: Any = None) -> None:
         self.chat, self.text = chat, text
+        self.message_id, self.call_id = message_id, call_id
         self.rating: str | None = None
         small = w.Layout(width="auto", min_width="34px")
         self.like = w.Button(description="", icon="thumbs-o-up", tooltip="a good reply", layout=small)
@@ -48,7 +75,7 @@ class ReplyBar:
             description="", icon="refresh", tooltip="answer again, in a new branch", layout=small
         )
         self.again.add_class("cmdc-rerun")
-        self.again.on_click(lambda _: chat._safely("running the prompt again", lambda: chat.rerun(text)))
+        self.again.on_click(lambda _: chat._safely("running the prompt again", self.rerun))
         self.like.add_class("cmdc-like")
         self.dislike.add_class("cmdc-dislike")
         self.like.on_click(lambda _: chat._safely("rating the reply", lambda: self.toggle("like")))
@@ -56,6 +83,18 @@ class ReplyBar:
         self.save.on_click(lambda _: chat._safely("saving the note", self.save_note))
         self.box = w.HBox([self.like, self.dislike, self.again, self.note_row, self.said], layout=wrap)
         self.box.add_class("cmdc-reply-bar")
+
+    def stored(self) -> Any:
+        """The stored message of this reply (found once, then kept)."""
+        row = stored_reply(self.chat, self.text, message_id=self.message_id, call_id=self.call_id)
+        self.message_id = row.id
+        return row
+
+    def rerun(self) -> Any:
+        """What Re-run does: this reply's prompt answered again, in a new branch."""
+        rows = self.chat._history()  # refuses while the agent works, as `rerun` does
+        mine = self.stored().id
+        return self.chat._rerun_at(rows, next(r for r in rows if r.id == mine))
 
     def toggle(self, rating: str) -> None:
         """What a click does: rate, or take the rating back when that button is pressed already."""
@@ -68,7 +107,7 @@ class ReplyBar:
         """Store the rating (and note) as the chat's user; the buttons show it. Returns the message."""
         from cmdc_nb.services import sessions
 
-        row = stored_reply(self.chat, self.text)
+        row = self.stored()
         out = sessions.rate_message(row, rating, self.chat.user, note=note, ws=self.chat.agent.recorder.ws)
         self.rating = rating
         self.like.button_style = "success" if rating == "like" else ""
@@ -90,12 +129,19 @@ class ChatReplies:
 
         def __getattr__(self, name: str) -> Any: ...
 
-    def _reply_bar(self, text: str) -> list[w.Widget]:
-        """Like / Dislike / Re-run under a reply of a stored agent (nothing to rate otherwise)."""
+    def _reply_bar(self, text: str, *, message_id: Any = None, call_id: Any = None) -> list[w.Widget]:
+        """Like / Dislike / Re-run under a reply of a stored agent (nothing to rate otherwise): one bar
+        per reply, even when two replies say the same."""
         if not self.agent.recorder.enabled:
             return []
-        bar = self._bars[text] = self._bars.get(text) or ReplyBar(self, text)
+        bar = ReplyBar(self, text, message_id=message_id, call_id=call_id)
+        self._bars.append(bar)
         return [bar.box]
+
+    def _map_replies(self) -> dict[int, Any]:
+        """The stored message id of each text reply in the conversation (see `reply_rows`)."""
+        rec = self.agent.recorder
+        return reply_rows(self.agent.messages, rec.history()) if rec.enabled else {}
 
     def rate(self, reply: int | str = -1, rating: str | None = "like", *, note: str | None = None) -> Any:
         """Rate a reply as the chat's `user`, as its buttons do: `reply` is its text or its index among
@@ -104,11 +150,16 @@ class ChatReplies:
         from cmdc_nb.widgets._chat_branches import which
 
         which(reply, "reply")
-        replies = [
-            str(m["content"]) for m in self.agent.messages if m["role"] == "assistant" and m.get("content")
+        replies = [m for m in self.agent.messages if m["role"] == "assistant" and m.get("content")]
+        if isinstance(reply, int):
+            if not -len(replies) <= reply < len(replies):
+                raise InvalidInputError(f"there is no reply {reply}", field="reply")
+            message_id = self._map_replies().get(id(replies[reply]))
+            text = str(replies[reply]["content"])
+        else:
+            message_id, text = None, reply  # by its text: the newest reply that says it
+        shown = [
+            b for b in self._bars if b.text == text and (message_id is None or b.message_id == message_id)
         ]
-        if isinstance(reply, int) and not -len(replies) <= reply < len(replies):
-            raise InvalidInputError(f"there is no reply {reply}", field="reply")
-        text = reply if isinstance(reply, str) else replies[reply]
-        bar = self._bars.get(text) or ReplyBar(self, text)
+        bar = shown[-1] if shown else ReplyBar(self, text, message_id=message_id)
         return bar.rate(rating, note)

@@ -62,7 +62,8 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, ChatFiles, ChatPresence,
     Decisions are recorded as `user` — by default the owner of the stored agent's session."""
 
     _steers: dict[str, w.HTML]  # steers shown, by their text, until applied
-    _bars: dict[str, ReplyBar]  # each reply's Like / Dislike, by its text
+    _bars: list[ReplyBar]  # each reply's Like / Dislike / Re-run, in the order they were drawn
+    _reply_ids: dict[int, Any]  # the stored message id of each reply, by the identity of its dict
 
     def __init__(
         self,
@@ -90,7 +91,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, ChatFiles, ChatPresence,
         self._phase_since: float | None = None  # … and since when, while it is timed
         self._tick_handle: asyncio.TimerHandle | None = None
         self._failed_run = False  # the failure of this run is shown already (said once, not thrice)
-        self._steers, self._bars = {}, {}
+        self._steers, self._bars, self._reply_ids = {}, [], {}
 
         self._title_given = title is not None  # else a title the model writes (stream_tags) names it
         self.title_html = w.HTML(
@@ -323,6 +324,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, ChatFiles, ChatPresence,
     def load_earlier(self) -> int:
         """Show the previous page of messages; returns how many were added."""
         start = max(0, self._shown_from - self.page_size)
+        self._reply_ids = self._map_replies()
         older = [self._message_widget(m) for m in self.agent.messages[start : self._shown_from]]
         self.messages_box.children = [x for x in older if x is not None] + list(self.messages_box.children)
         added = self._shown_from - start
@@ -336,6 +338,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, ChatFiles, ChatPresence,
     def _render_history(self) -> None:
         msgs = self.agent.messages
         self._shown_from = max(0, len(msgs) - self.page_size)
+        self._reply_ids = self._map_replies()
         items = [self._message_widget(m) for m in msgs[self._shown_from :]]
         self.messages_box.children = [x for x in items if x is not None]
         self.earlier.layout.display = None if self._shown_from > 0 else "none"
@@ -352,7 +355,7 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, ChatFiles, ChatPresence,
             parts: list[w.Widget] = []
             if m.get("content"):
                 parts.append(w.HTMLMath(self._bubble_html("assistant", str(m["content"]))))
-                parts.extend(self._reply_bar(str(m["content"])))
+                parts.extend(self._reply_bar(str(m["content"]), message_id=self._reply_ids.get(id(m))))
             for c in m.get("tool_calls") or ():
                 try:
                     args = json.loads(c["function"]["arguments"] or "{}")
