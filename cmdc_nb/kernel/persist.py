@@ -65,6 +65,7 @@ class Recorder(MessageRecorder):
         # The newest stored call's id and whole prompt: the next prompt is stored as a reference to it
         # plus what follows (kernel.stored.prompt_delta).
         self._prompt_base: tuple[str, list[Any], str | None] | None = None
+        self.stored_files: set[str] = set()  # SHA-256s of the files stored with this session's messages
         if session is not None:
             from cmdc_nb.services import sessions
 
@@ -153,7 +154,9 @@ class Recorder(MessageRecorder):
             from cmdc_nb._plumbing import validate as v
             from cmdc_nb.services.agents import rounds
 
-            whole, tail, ref, system = prompt_delta(self._prompt_base, messages, storable(system_prompt))
+            whole, tail, ref, system = prompt_delta(
+                self._prompt_base, messages, storable(system_prompt), self.stored_files
+            )
             draft = rounds.CallDraft(
                 session_id=self.session_id,  # type: ignore[arg-type]
                 user_id=self.user_id,  # type: ignore[arg-type]
@@ -173,7 +176,9 @@ class Recorder(MessageRecorder):
             )
             self._drafts[str(draft.id)] = draft
             return str(draft.id)
-        whole = prompt_delta(None, messages)[0]  # the services' path stores the whole prompt
+        whole = prompt_delta(None, messages, files=self.stored_files)[
+            0
+        ]  # the services' path stores the whole prompt
         call = await self._run(
             agents.create_agent_call,
             self.session_id,

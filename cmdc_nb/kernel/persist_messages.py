@@ -20,6 +20,7 @@ class MessageRecorder:
     """The message half of `persist.Recorder` (which supplies what is declared here)."""
 
     record_messages: bool
+    stored_files: set[str]
     session_id: Any
     ws: Any
 
@@ -60,6 +61,7 @@ class MessageRecorder:
                 files=list(files),
                 metadata=storable_json(dict(meta or {})),
             )
+            self.stored_files.update(f.sha256 for f in files)
             return str(with_files.id)
         asked = blocks(tool_calls)
         row = await self._run(
@@ -78,7 +80,9 @@ class MessageRecorder:
         """The files of a stored message, read back (sync: called when rebuilding a conversation)."""
         from cmdc_nb.services import attachments
 
-        return attachments.message_files(row.id, ws=self.ws)
+        found = attachments.message_files(row.id, ws=self.ws)
+        self.stored_files.update(f.sha256 for f in found)
+        return found
 
     def history(self) -> list[Any]:
         """Every stored message of the session, oldest first (sync: called once, when resuming)."""

@@ -4,7 +4,7 @@ into the conversation, and text made storable. No database here (see `persist`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +106,7 @@ def prompt_delta(
     base: tuple[str, list[Any], str | None] | None,
     messages: Sequence[Mapping[str, Any]],
     system: str | None = None,
+    files: Collection[str] = frozenset(),
 ) -> tuple[list[Any], list[Any], dict[str, Any] | None, str | None]:
     """A prompt as a call stores it (see `services.agents.prompts`): its stored form whole, the part to
     store (what follows the longest prefix it shares with `base`, the newest stored call's id, whole
@@ -113,7 +114,8 @@ def prompt_delta(
     to store — None when it is the base's (`"system": "base"` in the reference says so: an agent's
     system prompt, often the largest text of a call, is stored once, not with every round). Only the
     new messages are converted; the prefix is compared with what was stored, so a message changed in
-    place since is stored again."""
+    place since is stored again. A file whose bytes are stored (its SHA-256 in `files`) is kept as a
+    reference to them; any other inline data stays inline."""
     from cmdc_nb._plumbing.service import jsonable
 
     keep = 0
@@ -123,9 +125,11 @@ def prompt_delta(
         if list(messages[:n]) == prev[:n]:  # the usual case, compared in C
             keep = n
         else:  # a message with files is stored with references to them: compare it in that form
-            while keep < n and (messages[keep] == prev[keep] or stored_message(messages[keep]) == prev[keep]):
+            while keep < n and (
+                messages[keep] == prev[keep] or stored_message(messages[keep], files) == prev[keep]
+            ):
                 keep += 1
-    tail = jsonable(storable_json([stored_message(m) for m in messages[keep:]]))
+    tail = jsonable(storable_json([stored_message(m, files) for m in messages[keep:]]))
     if base is None or keep == 0:
         return tail, tail, None, system
     ref: dict[str, Any] = {"base": base[0], "keep": keep}

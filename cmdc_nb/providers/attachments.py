@@ -27,9 +27,10 @@ import io
 import mimetypes
 import os
 import re
+import stat
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,7 +60,10 @@ MAX_FILES = 16
 MAX_FILE_BYTES = 20 * 1024 * 1024  # OpenAI's and Anthropic's per-image limits are 20 MB and less
 MAX_TEXT_BYTES = 1024 * 1024  # a text file becomes prompt text: a megabyte is already ≈250k tokens
 THUMB_PX = 160
-MAX_IMAGE_PIXELS = 50_000_000  # far above any model's input; far below a decompression bomb
+MAX_IMAGE_PIXELS = 30_000_000  # far above any model's input (they downscale); decoding stays ≈100 MB
+# a text file keeps its own type only when it is one of these (an HTML page is stored as plain text)
+_SAFE_TEXT = frozenset({"text/plain", "text/markdown", "text/csv", "application/json", "text/x-python"})
+_SVG = re.compile(r"(<\?xml[^>]*>|<!--.*?-->|<!doctype[^>]*>|\s)*<svg\b", re.S | re.I)
 _IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 _TEXT_TYPES = {
     ".md": "text/markdown",
@@ -80,7 +84,8 @@ def _sniff(data: bytes) -> tuple[Kind, str] | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image", "image/webp"
     if data.startswith(b"%PDF-"):
-        return "pdf", "application/pdf"
+        # a real PDF ends with its trailer's %%EOF (give or take a few bytes of line ends)
+        return ("pdf", "application/pdf") if b"%%EOF" in data[-1024:] else None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -90,8 +95,7 @@ def _sniff(data: bytes) -> tuple[Kind, str] | None:
         or sum(1 for c in text[:65536] if unicodedata.category(c) == "Cc" and c not in "\t\n\r\f") > 8
     ):
         return None  # binary that happens to decode
-    head = text.lstrip("\ufeff \t\r\n")[:512].lower()
-    if head.startswith("<svg") or (head.startswith("<?xml") and "<svg" in head):
+    if _SVG.match(text.lstrip("\ufeff")[:4096]):  # comments and a doctype before it hide nothing
         return "text", "image/svg+xml"
     return "text", "text/plain"
 
@@ -131,6 +135,7 @@ class Attachment:
     data: bytes = field(repr=False)
     width: int | None = None
     height: int | None = None
+    _checked: bool = field(default=False, repr=False, compare=False)  # made by `attach` (else checked again)
 
     def __repr__(self) -> str:
         size = f"{self.size / 1024:.1f} kB" if self.size >= 1024 else f"{self.size} B"
@@ -194,7 +199,8 @@ class Attachment:
         """The file as one part of a litellm message's content."""
         if self.kind == "text":
             quoted = self.name.replace('"', "'")
-            return {"type": "text", "text": f'<file name="{quoted}">\n{self.text()}\n</file>'}
+            body = self.text().replace(_CLOSE, _CLOSE_QUOTED)
+            return {"type": "text", "text": f'<file name="{quoted}">\n{body}\n</file>'}
         url = self.data_url()
         _remember(url, self)
         if self.kind == "image":
@@ -235,11 +241,14 @@ def attach(
     """A file for a prompt, from a path or from bytes (`name` then names it). `media_type`, when given,
     must agree with what the bytes are."""
     if isinstance(source, Attachment):
-        return source
+        if source._checked and name is None and media_type is None:
+            return source
+        # one made by hand is what its bytes say, or refused, like any other file
+        return _recognise(source.data, _clean_name(name or source.name), media_type)
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         if len(data) > MAX_FILE_BYTES:
-            raise InvalidInputError(_too_big(name or "the file", len(data)), field="files")
+            raise InvalidInputError(_too_big(_clean_name(name or "the file"), len(data)), field="files")
         label = _clean_name(name if name is not None else "file")
     elif isinstance(source, str | os.PathLike):
         data, label = _read(Path(source))
@@ -261,10 +270,20 @@ def _too_big(name: str, size: int) -> str:
 def _read(path: Path) -> tuple[bytes, str]:
     label = _clean_name(path.name)
     try:
-        if path.is_dir():
-            raise InvalidInputError(f"{label} is a folder; attach the files in it", field="files")
-        with path.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)  # bounded: the file may grow after any check of its size
+        # Opened without waiting (a FIFO would block the kernel), then checked on the open file itself:
+        # what is read is what was checked, whatever the path points to by then.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise InvalidInputError(f"{label} is a folder; attach the files in it", field="files")
+            if not stat.S_ISREG(mode):
+                raise InvalidInputError(f"{label} is not a regular file (a device or a pipe)", field="files")
+            data = os.read(fd, MAX_FILE_BYTES + 1)  # bounded: the file may grow after any check of its size
+            while len(data) <= MAX_FILE_BYTES and (more := os.read(fd, MAX_FILE_BYTES + 1 - len(data))):
+                data += more
+        finally:
+            os.close(fd)
     except InvalidInputError:
         raise
     except FileNotFoundError:
@@ -308,11 +327,12 @@ def _recognise(data: bytes, name: str, media_type: str | None) -> Attachment:
                 "of text goes into a prompt (index it for search instead)",
                 field="files",
             )
-        return Attachment(name, named_type if named_kind == "text" and named_type else actual, kind, data)
+        own = named_type if named_kind == "text" and named_type in _SAFE_TEXT else None
+        return Attachment(name, own or "text/plain", kind, data, _checked=True)
     if kind == "image":
         w, h = _image_facts(data, actual, name)
-        return Attachment(name, actual, kind, data, w, h)
-    return Attachment(name, actual, kind, data)
+        return Attachment(name, actual, kind, data, w, h, _checked=True)
+    return Attachment(name, actual, kind, data, _checked=True)
 
 
 def _sniff_kind_of(media_type: str) -> Kind | None:
@@ -411,41 +431,49 @@ def _remember(url: str, a: Attachment) -> None:
         _seen.popitem(last=False)
 
 
-def _ref(url: str) -> dict[str, Any] | None:
+def _ref(url: Any, stored: Collection[str]) -> dict[str, Any] | None:
+    """The reference to a data URL's file when that file is stored (its SHA-256 in `stored`)."""
+    if not isinstance(url, str) or not stored:
+        return None
     hit = _seen.get(id(url))
     if hit is not None and hit[0] is url:
-        return {"type": "attachment", "sha256": hit[1].sha256, "media_type": hit[1].media_type}
-    head, _, body = url.partition(",")
-    if not (head.startswith("data:") and head.endswith(";base64")):
-        return None
-    try:
-        raw = base64.b64decode(body, validate=True)
-    except ValueError:
-        return None
-    return {"type": "attachment", "sha256": hashlib.sha256(raw).hexdigest(), "media_type": head[5:-7]}
+        digest, media_type = hit[1].sha256, hit[1].media_type
+    else:
+        head, _, body = url.partition(",")
+        if not (head.startswith("data:") and head.endswith(";base64")):
+            return None
+        try:
+            digest, media_type = hashlib.sha256(base64.b64decode(body, validate=True)).hexdigest(), head[5:-7]
+        except ValueError:
+            return None
+    if digest not in stored:
+        return None  # bytes no artifact holds (a seeded message, a plugin's): kept inline, never lost
+    return {"type": "attachment", "sha256": digest, "media_type": media_type}
 
 
-def stored_content(value: Any) -> Any:
-    """A message's content as a stored prompt keeps it: each inline image or file a reference."""
+def stored_content(value: Any, stored: Collection[str] = frozenset()) -> Any:
+    """A message's content as a stored prompt keeps it: each inline image or file whose bytes are
+    stored (`stored`: their SHA-256s) a reference; anything else as it is."""
     if type(value) is not list:
         return value
     out: list[Any] = []
     for part in value:
         ref = None
         if isinstance(part, Mapping):
-            if part.get("type") == "image_url" and isinstance(part.get("image_url"), Mapping):
-                ref = _ref(str(part["image_url"].get("url", "")))
-            elif part.get("type") == "file" and isinstance(part.get("file"), Mapping):
-                ref = _ref(str(part["file"].get("file_data", "")))
+            inner = part.get(str(part.get("type")))
+            if part.get("type") == "image_url" and isinstance(inner, Mapping):
+                ref = _ref(inner.get("url"), stored)
+            elif part.get("type") == "file" and isinstance(inner, Mapping):
+                ref = _ref(inner.get("file_data"), stored)
                 if ref is not None:
-                    ref["filename"] = part["file"].get("filename")
+                    ref["filename"] = inner.get("filename")
         out.append(ref if ref is not None else part)
     return out
 
 
-def stored_message(message: Mapping[str, Any]) -> Mapping[str, Any]:
+def stored_message(message: Mapping[str, Any], stored: Collection[str] = frozenset()) -> Mapping[str, Any]:
     c = message.get("content")
-    return message if type(c) is not list else {**message, "content": stored_content(c)}
+    return message if type(c) is not list or not stored else {**message, "content": stored_content(c, stored)}
 
 
 def expand_content(value: Any, load: Callable[[str], bytes]) -> Any:
@@ -454,9 +482,17 @@ def expand_content(value: Any, load: Callable[[str], bytes]) -> Any:
         return value
     out: list[Any] = []
     for part in value:
-        if isinstance(part, Mapping) and part.get("type") == "attachment":
-            url = f"data:{part['media_type']};base64,{base64.b64encode(load(str(part['sha256']))).decode('ascii')}"
-            if part["media_type"].startswith("image/"):
+        digest, media_type = (
+            (part.get("sha256"), part.get("media_type")) if isinstance(part, Mapping) else (0, 0)
+        )
+        if (
+            isinstance(part, Mapping)
+            and part.get("type") == "attachment"
+            and isinstance(digest, str)
+            and isinstance(media_type, str)
+        ):
+            url = f"data:{media_type};base64,{base64.b64encode(load(digest)).decode('ascii')}"
+            if media_type.startswith("image/"):
                 out.append({"type": "image_url", "image_url": {"url": url}})
             else:
                 out.append({"type": "file", "file": {"file_data": url, "filename": part.get("filename")}})
@@ -466,6 +502,7 @@ def expand_content(value: Any, load: Callable[[str], bytes]) -> Any:
 
 
 _FILE_TEXT = re.compile(r'<file name="([^"]*)">\n(.*)\n</file>', re.S)
+_CLOSE, _CLOSE_QUOTED = "</file", "<\\/file"  # a file's own "</file" cannot end its frame early
 
 
 def files_in(value: Any) -> tuple[str, list[Attachment]]:
@@ -481,13 +518,15 @@ def files_in(value: Any) -> tuple[str, list[Attachment]]:
         if kind == "text" and i == 0:
             text = str(part.get("text") or "")
         elif kind == "text" and (m := _FILE_TEXT.fullmatch(str(part.get("text") or ""))):
-            files.append(Attachment(m.group(1), "text/plain", "text", m.group(2).encode("utf-8")))
+            body = m.group(2).replace(_CLOSE_QUOTED, _CLOSE)
+            files.append(Attachment(m.group(1), "text/plain", "text", body.encode("utf-8")))
         elif kind in ("image_url", "file"):
             inner = part.get(kind)
-            url = str((inner or {}).get("url" if kind == "image_url" else "file_data", ""))
-            found = _found(
-                url, str((inner or {}).get("filename") or ("image" if kind == "image_url" else "file"))
-            )
+            if isinstance(inner, str):  # litellm also takes {"image_url": "<url>"}
+                inner = {"url": inner}
+            inner = inner if isinstance(inner, Mapping) else {}
+            url = str(inner.get("url" if kind == "image_url" else "file_data") or "")
+            found = _found(url, str(inner.get("filename") or ("image" if kind == "image_url" else "file")))
             if found is not None:
                 files.append(found)
     return text, files

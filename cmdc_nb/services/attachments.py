@@ -26,7 +26,7 @@ from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import fetch
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
-from cmdc_nb.errors import InvalidInputError, NotFoundError, StorageError
+from cmdc_nb.errors import AccessDeniedError, InvalidInputError, NotFoundError, StorageError
 from cmdc_nb.providers.attachments import MAX_FILES, Attachment, attach
 from cmdc_nb.services import artifacts, sessions
 from cmdc_nb.store.enums import ArtifactSourceType, ArtifactType
@@ -51,7 +51,7 @@ def _checked_files(files: Any) -> list[Attachment]:
                 f"each file must be an Attachment (attach(path) makes one), got {type(f).__name__}",
                 field="files",
             )
-        out.append(f)
+        out.append(attach(f))  # one made by hand is checked as any file is: what is stored is sound
     return out
 
 
@@ -121,6 +121,14 @@ def message_files(message: Message | uuid.UUID | str, *, ws: Workspace | None = 
     return out
 
 
+def _readable(db: Any, session_id: uuid.UUID) -> bool:
+    try:
+        access.check_session_id(db, session_id, "read")
+    except AccessDeniedError:
+        return False
+    return True
+
+
 @checked
 def read_attached(session: Session | uuid.UUID | str, sha256: str, *, ws: Workspace | None = None) -> bytes:
     """The bytes of the file with this SHA-256 attached in the session or a session it was forked
@@ -131,8 +139,9 @@ def read_attached(session: Session | uuid.UUID | str, sha256: str, *, ws: Worksp
     with workspace.read() as db:
         sid = fetch(db, Session, session, "session").id
         access.check_session_id(db, sid, "read")
-        # a fork's copied messages name files stored with the session they were first sent in
-        chain = [s.id for s in sessions.lineage(sid, ws=workspace)]
+        # a fork's copied messages name files stored with the session they were first sent in; a
+        # session the caller may no longer read is left out (what it holds is not theirs to learn of)
+        chain = [s.id for s in sessions.lineage(sid, ws=workspace) if _readable(db, s.id)]
         aid = db.scalar(
             sa.select(Artifact.id)
             .where(

@@ -38,7 +38,8 @@ def files_html(files: Sequence[Mapping[str, Any]]) -> str:
         return ""
     out = []
     for f in files:
-        name, size = escape(str(f.get("name") or "file")), _size(int(f.get("size") or 0))
+        raw = f.get("size")
+        name, size = escape(str(f.get("name") or "file")), _size(raw if isinstance(raw, int) else 0)
         thumb = f.get("thumbnail")
         if isinstance(thumb, str) and thumb.startswith(("data:image/jpeg;base64,", "data:image/png;base64,")):
             picture = f'<img class="cmdc-thumb" src="{escape(thumb)}" alt="{name}">'
