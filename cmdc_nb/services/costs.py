@@ -14,6 +14,7 @@ Days are UTC dates. Amounts are exact `Decimal` USD.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import sys
 import uuid
@@ -23,7 +24,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cmdc_nb._plumbing import access
@@ -208,31 +208,14 @@ def _announce(tx: Tx, record: Any) -> None:
     budgets.announce_in(tx, record)
 
 
-def _insert(db: orm.Session) -> Any:
-    return (postgresql if db.get_bind().dialect.name == "postgresql" else sqlite).insert
-
-
-def _add_to_summary(tx: Tx, r: Any) -> None:
+@functools.cache
+def _summary_upsert(dialect: str) -> Any:
+    """The daily summary's upsert, built once per dialect (building it, `excluded` and all, cost more
+    than running it); each call passes its values."""
     t = CostDailySummary.__table__
-    cost = r.cost_usd or Decimal(0)
-    now = utcnow()
-    stmt = _insert(tx.db)(t).values(
-        id=uuid.uuid4(),
-        user_id=r.user_id,
-        day=r.day,
-        total_cost_usd=cost,
-        total_tokens_in=r.tokens_in + r.cache_tokens_read + r.cache_tokens_write,
-        total_tokens_out=r.tokens_out,
-        total_requests=1,
-        unpriced_requests=0 if r.cost_usd is not None else 1,
-        cost_by_provider={},
-        cost_by_model={},
-        cost_by_session={},
-        inserted_at=now,
-        updated_at=now,
-    )
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(t)
     ex = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[t.c.user_id, t.c.day],
         set_={
             "total_cost_usd": t.c.total_cost_usd + ex.total_cost_usd,
@@ -243,7 +226,44 @@ def _add_to_summary(tx: Tx, r: Any) -> None:
             "updated_at": ex.updated_at,
         },
     ).returning(t.c.id)
-    summary_id = tx.db.execute(stmt).scalar_one()
+
+
+@functools.cache
+def _rollup_upsert(dialect: str) -> Any:
+    t = CostRollup.__table__
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(t)
+    ex = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[t.c.user_id, t.c.day, t.c.provider, t.c.model],
+        set_={
+            name: t.c[name] + ex[name]
+            for name in ("cost_usd", "requests", "unpriced_requests", "tokens_in", "tokens_out")
+        },
+    )
+
+
+def _add_to_summary(tx: Tx, r: Any) -> None:
+    cost = r.cost_usd or Decimal(0)
+    now = utcnow()
+    conn = tx.db.connection()
+    summary_id = conn.execute(
+        _summary_upsert(conn.dialect.name),
+        {
+            "id": uuid.uuid4(),
+            "user_id": r.user_id,
+            "day": r.day,
+            "total_cost_usd": cost,
+            "total_tokens_in": r.tokens_in + r.cache_tokens_read + r.cache_tokens_write,
+            "total_tokens_out": r.tokens_out,
+            "total_requests": 1,
+            "unpriced_requests": 0 if r.cost_usd is not None else 1,
+            "cost_by_provider": {},
+            "cost_by_model": {},
+            "cost_by_session": {},
+            "inserted_at": now,
+            "updated_at": now,
+        },
+    ).scalar_one()
     _add_to_rollup(tx, r)
     if r.cost_usd is None:
         return
@@ -276,27 +296,20 @@ _HOLDS_KEYS: set[tuple[Any, ...]] = set()
 
 
 def _add_to_rollup(tx: Tx, r: Any) -> None:
-    t = CostRollup.__table__
-    stmt = _insert(tx.db)(t).values(
-        user_id=r.user_id,
-        day=r.day,
-        provider=r.provider,
-        model=r.model,
-        cost_usd=r.cost_usd or Decimal(0),
-        requests=1,
-        unpriced_requests=0 if r.cost_usd is not None else 1,
-        tokens_in=r.tokens_in + r.cache_tokens_read + r.cache_tokens_write,
-        tokens_out=r.tokens_out,
-    )
-    ex = stmt.excluded
-    tx.db.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[t.c.user_id, t.c.day, t.c.provider, t.c.model],
-            set_={
-                name: t.c[name] + ex[name]
-                for name in ("cost_usd", "requests", "unpriced_requests", "tokens_in", "tokens_out")
-            },
-        )
+    conn = tx.db.connection()
+    conn.execute(
+        _rollup_upsert(conn.dialect.name),
+        {
+            "user_id": r.user_id,
+            "day": r.day,
+            "provider": r.provider,
+            "model": r.model,
+            "cost_usd": r.cost_usd or Decimal(0),
+            "requests": 1,
+            "unpriced_requests": 0 if r.cost_usd is not None else 1,
+            "tokens_in": r.tokens_in + r.cache_tokens_read + r.cache_tokens_write,
+            "tokens_out": r.tokens_out,
+        },
     )
 
 

@@ -25,6 +25,7 @@ payloads, in the same order (`agent_call_created`, `agent_call_streaming`, `cost
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,21 +161,41 @@ def _audited(m: NewMessage) -> bool:
     return m.agent_call_id is None and m.tool_use_id is None
 
 
+@functools.cache
+def _add_to_session(names: tuple[str, ...]) -> Any:
+    """`UPDATE sessions SET name = name + :add_name … RETURNING status` for these counters, built once
+    (a round adds to the same few); with none, it still takes the row's lock."""
+    values = {
+        n: getattr(Session, n) + sa.bindparam(f"add_{n}", type_=getattr(Session, n).type) for n in names
+    }
+    stmt = sa.update(Session).where(Session.id == sa.bindparam("sid"))
+    return stmt.values(**(values or {"message_count": Session.message_count})).returning(Session.status)
+
+
+_LAST_SEQUENCE = sa.select(sa.func.max(Message.sequence)).where(Message.session_id == sa.bindparam("sid"))
+
+
+# A tool use's end: the columns set come with each call's values (completed or failed).
+_TOOL_USES: sa.Table = ToolUse.__table__  # type: ignore[assignment]
+_END_TOOL = sa.update(_TOOL_USES).where(
+    _TOOL_USES.c.id == sa.bindparam("tid"), _TOOL_USES.c.status == ToolUseStatus.EXECUTING
+)
+
+
 def _lock_session(tx: Tx, sid: uuid.UUID, **deltas: Any) -> int:
     """Add to the session's counters (which locks its row, so writers to one session take turns) and
     give the next message sequence number; refuse a session that takes no messages."""
-    values = {name: getattr(Session, name) + d for name, d in deltas.items() if d}
-    stmt = sa.update(Session).where(Session.id == sid).values(**values) if values else None
-    if stmt is None:  # nothing to add: still take the row's lock
-        stmt = sa.update(Session).where(Session.id == sid).values(message_count=Session.message_count)
-    status = tx.db.execute(stmt.returning(Session.status)).scalar_one_or_none()
+    added = {name: d for name, d in deltas.items() if d}
+    conn = tx.db.connection()
+    params = {"sid": sid, **{f"add_{n}": d for n, d in added.items()}}
+    status = conn.execute(_add_to_session(tuple(added)), params).scalar_one_or_none()
     if status is None:
         raise NotFoundError("session", sid)
     if status not in _WRITABLE:
         raise InvalidStateError(
             "session", status.value, "new message", allowed=sorted(s.value for s in _WRITABLE)
         )
-    last = tx.db.scalar(sa.select(sa.func.max(Message.sequence)).where(Message.session_id == sid))
+    last = conn.execute(_LAST_SEQUENCE, {"sid": sid}).scalar()
     return int(last or 0) + 1
 
 
@@ -372,17 +393,11 @@ def record_tool_end_in(
         target = ToolUseStatus.TIMEOUT if error[2] else ToolUseStatus.FAILED
         values = {"error_type": error[0], "error_message": error[1]}
     seq = _lock_session(tx, session_id, message_count=1) if message is not None else None
-    result: Any = tx.db.execute(
-        sa.update(ToolUse)
-        .where(ToolUse.id == tool.id, ToolUse.status == ToolUseStatus.EXECUTING)
-        .values(
-            status=target,
-            completed_at=now,
-            duration_ms=max(0, int((now - started_at).total_seconds() * 1000)),
-            **values,
-        )
+    conn = tx.db.connection()
+    values.update(
+        status=target, completed_at=now, duration_ms=max(0, int((now - started_at).total_seconds() * 1000))
     )
-    changed = result.rowcount
+    changed = conn.execute(_END_TOOL, {"tid": tool.id, **values}).rowcount
     if changed != 1:  # cancelled meanwhile (or gone): the service says which, as it would
         raise InvalidStateError("tool_use", "not executing", target.value, allowed=["executing"])
     calls = topics.session_agent_calls(session_id)
@@ -390,7 +405,6 @@ def record_tool_end_in(
     tx.publish(calls, event, _tool_payload(tool, call_id, session_id, target.value))
     if message is None or seq is None:
         return None
-    conn = tx.db.connection()
     conn.execute(sa.insert(Message), _message_row(message, session_id, seq))
     if _audited(message):
         conn.execute(
