@@ -78,8 +78,9 @@ def _pg_version(url: str | None) -> str:
     try:
         with engine.connect() as c:
             server = c.execute(sa.text("SHOW server_version")).scalar()
+            # installed in the server (the bench's databases create it): not necessarily in this one
             vector = c.execute(
-                sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+                sa.text("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
             ).scalar()
         return f"PostgreSQL {server}, pgvector {vector or '?'}"
     finally:
