@@ -219,3 +219,26 @@ def test_a_password_with_spaces_connects_the_listener_and_never_reaches_a_log(
     assert not [
         r for r in caplog.records if secret in r.getMessage() or quote(secret, safe="") in r.getMessage()
     ]
+
+
+def test_the_events_of_one_transaction_cross_in_their_order_with_ids_in_that_order(
+    kernels: tuple[Workspace, Workspace],
+) -> None:
+    """A transaction with several events (a stored agent round writes seven) logs them in one statement
+    on PostgreSQL: the other kernel gets them all, once, in the order they were published."""
+    a, b = kernels
+    seen_a: list[Event] = []
+    a.bus.subscribe("test:*", seen_a.append)
+    with b.transaction() as tx:
+        for i in range(7):
+            tx.publish("test:order", "numbered", {"i": i, "note": f"event {i}"})
+    assert wait_until(lambda: len(seen_a) >= 7)
+    time.sleep(0.3)
+    assert [e.payload["i"] for e in seen_a] == list(range(7))
+    with b.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(EventLogEntry.id, EventLogEntry.payload)
+            .where(EventLogEntry.topic == "test:order")
+            .order_by(EventLogEntry.id)
+        ).all()
+    assert [r.payload["i"] for r in rows] == list(range(7))  # ids drawn in publishing order

@@ -32,19 +32,44 @@ def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps(dict(payload), default=str)))
 
 
+# PostgreSQL: the lock, the rows and the NOTIFY in one statement (one round trip, not three). The rows'
+# SELECT reads the lock's CTE, so the lock is held before the first id is drawn; ids follow `ord`; a
+# data-modifying CTE runs whole, once, whatever reads it.
+_APPEND_PG = sa.text(
+    """
+    WITH locked AS (SELECT pg_advisory_xact_lock(:k)),
+    added AS (
+        INSERT INTO event_log (topic, type, payload, origin, inserted_at)
+        SELECT e.topic, e.type, e.payload, :origin, :at
+        FROM locked, jsonb_to_recordset(CAST(:rows AS jsonb)) AS e(ord int, topic text, type text, payload jsonb)
+        ORDER BY e.ord
+        RETURNING id
+    )
+    SELECT pg_notify(:channel, :origin) FROM (SELECT 1 FROM added LIMIT 1) AS one
+    """
+).bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+
+
 def append(db: orm.Session, origin: str, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
-    rows = [
-        {"topic": topic, "type": type_, "payload": _plain(payload), "origin": origin, "inserted_at": utcnow()}
-        for topic, type_, payload in events
-    ]
-    if not rows:
+    now = utcnow()
+    listed = list(events)
+    if not listed:
         return
-    pg = db.get_bind().dialect.name == "postgresql"
-    if pg:
-        db.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    db.execute(sa.insert(EventLogEntry), rows)
-    if pg:
-        db.execute(sa.text("SELECT pg_notify(:channel, :origin)"), {"channel": CHANNEL, "origin": origin})
+    if db.get_bind().dialect.name == "postgresql":
+        rows = [
+            {"ord": i, "topic": topic, "type": type_, "payload": _plain(payload)}
+            for i, (topic, type_, payload) in enumerate(listed)
+        ]
+        params = {"k": _LOCK_KEY, "origin": origin, "at": now, "rows": json.dumps(rows), "channel": CHANNEL}
+        db.connection().execute(_APPEND_PG, params)
+        return
+    db.connection().execute(
+        sa.insert(EventLogEntry),
+        [
+            {"topic": topic, "type": type_, "payload": _plain(payload), "origin": origin, "inserted_at": now}
+            for topic, type_, payload in listed
+        ],
+    )
 
 
 def last_id(conn: sa.Connection) -> int:

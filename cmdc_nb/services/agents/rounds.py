@@ -169,10 +169,14 @@ def _add_to_session(names: tuple[str, ...]) -> Any:
         n: getattr(Session, n) + sa.bindparam(f"add_{n}", type_=getattr(Session, n).type) for n in names
     }
     stmt = sa.update(Session).where(Session.id == sa.bindparam("sid"))
-    return stmt.values(**(values or {"message_count": Session.message_count})).returning(Session.status)
-
-
-_LAST_SEQUENCE = sa.select(sa.func.max(Message.sequence)).where(Message.session_id == sa.bindparam("sid"))
+    # the newest message's sequence comes back with the row, read under the lock just taken: one
+    # statement (a round trip on PostgreSQL) instead of two
+    last = (
+        sa.select(sa.func.max(Message.sequence))
+        .where(Message.session_id == sa.bindparam("sid"))
+        .scalar_subquery()
+    )
+    return stmt.values(**(values or {"message_count": Session.message_count})).returning(Session.status, last)
 
 
 # A tool use's end: the columns set come with each call's values (completed or failed).
@@ -188,14 +192,14 @@ def _lock_session(tx: Tx, sid: uuid.UUID, **deltas: Any) -> int:
     added = {name: d for name, d in deltas.items() if d}
     conn = tx.db.connection()
     params = {"sid": sid, **{f"add_{n}": d for n, d in added.items()}}
-    status = conn.execute(_add_to_session(tuple(added)), params).scalar_one_or_none()
-    if status is None:
+    row = conn.execute(_add_to_session(tuple(added)), params).one_or_none()
+    if row is None:
         raise NotFoundError("session", sid)
+    status, last = row
     if status not in _WRITABLE:
         raise InvalidStateError(
             "session", status.value, "new message", allowed=sorted(s.value for s in _WRITABLE)
         )
-    last = conn.execute(_LAST_SEQUENCE, {"sid": sid}).scalar()
     return int(last or 0) + 1
 
 
