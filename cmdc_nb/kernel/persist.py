@@ -39,6 +39,13 @@ class _Held:
     message: Any
 
 
+def _says_something(policy: Mapping[str, Any]) -> bool:
+    """Whether a tool's policy differs from none at all (no approval class, effects or capabilities)."""
+    return policy.get("approval_class") not in (None, "none") or bool(
+        policy.get("side_effects") or policy.get("capabilities")
+    )
+
+
 class Recorder(MessageRecorder):
     def __init__(
         self,
@@ -420,7 +427,8 @@ class Recorder(MessageRecorder):
             tool_name=call.name,
             tool_use_id=call.id,
             input=jsonable(storable_json(dict(args))),
-            meta={"policy": agents.normalize_policy(policy)},  # runs at once: no form needs its schema
+            # runs at once: no form needs its schema, and a policy that says nothing is not stored
+            meta={"policy": pol} if _says_something(pol := agents.normalize_policy(policy)) else {},
             sequence=1,
         )
         self._held = None
