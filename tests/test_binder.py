@@ -122,6 +122,7 @@ def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
             "pip",
             "install",
             "--quiet",
+            "--compile-bytecode",  # pip (repo2docker's installer) writes .pyc files by default
             "--python",
             str(venv / "bin" / "python"),
             "-r",
