@@ -62,7 +62,8 @@ async def test_a_round_is_audited_once_per_action_on_either_path(
         assert "Be brief." in agents.call_request(c, ws=ws)["system_prompt"]
     uses = [u for c in calls for u in agents.list_tool_uses(c, ws=ws).entries]
     assert len(uses) == 3 and all("tool_schema" not in u.meta for u in uses)  # ran at once: no form
-    assert all(u.meta["policy"]["approval_class"] == "none" for u in uses)
+    assert all("policy" not in u.meta for u in uses)  # a policy that says nothing is not stored
+    assert all(not u.requires_approval and u.status.value == "completed" for u in uses)
 
 
 async def test_a_tool_use_waiting_for_a_decision_keeps_its_schema_for_the_form(
@@ -80,3 +81,25 @@ async def test_a_tool_use_waiting_for_a_decision_keeps_its_schema_for_the_form(
     [pending] = agent.status()["pending_approvals"]
     agent.approve(pending["ref"])
     assert await handle == "saved"
+
+
+@tool(side_effects=("network",))
+def ping(host: str) -> str:
+    """Ping host."""
+    return f"pong from {host}"
+
+
+@pytest.mark.parametrize("path", ["fast", "slow"])
+async def test_a_policy_that_says_something_is_kept_with_the_tool_use(
+    ws: Workspace, user: User, session: Session, path: str
+) -> None:
+    if path == "slow":
+        budgets.create_budget(name="cap", limit_usd=Decimal("100"), user=user, ws=ws)
+    script = Script([Turn(tool_calls=[call("ping", host="example.com")]), "done"])
+    await Agent(model=script.model, tools=[ping], session=session, ws=ws).prompt("ping it")
+    (use,) = [
+        u
+        for c in agents.list_agent_calls(session, ws=ws).entries
+        for u in agents.list_tool_uses(c, ws=ws).entries
+    ]
+    assert use.meta["policy"]["side_effects"] == ["network"] and not use.requires_approval

@@ -405,7 +405,7 @@ class Recorder(MessageRecorder):
                     input=storable_json(dict(args)),
                     tool_use_id=call.id,
                     tool_schema=schema if requires else None,  # only a decision's form reads it
-                    policy=policy,
+                    policy=policy if _says_something(agents.normalize_policy(policy)) else None,
                     requires_approval=requires,
                     ws=ws,
                 )
