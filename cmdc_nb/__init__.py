@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from cmdc_nb import rag as rag
     from cmdc_nb import store as store
     from cmdc_nb import toolkit as toolkit
+    from cmdc_nb import traces as traces
     from cmdc_nb import widgets as widgets
     from cmdc_nb import workflows as workflows
     from cmdc_nb.services import accounts as accounts

@@ -43,6 +43,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "sessions",
         "store",
         "toolkit",
+        "traces",
         "vault",
         "widgets",
         "workflows",
@@ -495,6 +496,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "read_artifact_text",
         "restore_artifact_version",
     ),
+    "cmdc_nb.traces": ("export_trace", "trace_id_of"),
     "cmdc_nb.attachments": ("create_message_with_files", "message_files", "read_attached"),
     "cmdc_nb.scheduling": (
         "JOB_TRANSITIONS",
