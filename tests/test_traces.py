@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cmdc_nb import agents, kernel, pricing, traces
-from cmdc_nb.errors import InvalidInputError, NotFoundError
+from cmdc_nb.errors import ConfigurationError, InvalidInputError, NotFoundError
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.store.models import Session, User
@@ -138,3 +138,111 @@ def test_what_is_not_a_session_gets_a_typed_error(ws: Workspace, bad: Any) -> No
     if bad is not None:
         with pytest.raises(InvalidInputError):
             traces.trace_id_of(bad)
+
+
+class _Receiver:
+    """An OTLP/HTTP trace receiver on loopback: it decodes what it is sent with OpenTelemetry's own
+    protobuf definitions, as a tracing backend does."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        self.requests: list[Any] = []
+        received = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                received.append((self.path, self.headers.get("Content-Type"), request))
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_the_spans_reach_an_otlp_endpoint_configured_by_the_standard_variables(
+    ws: Workspace, user: User, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _run(ws, user, session)
+    receiver = _Receiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", receiver.url)
+    try:
+        spans = traces.export_trace(session, ws=ws)  # no exporter given: OTLP, from the variables
+    finally:
+        receiver.close()
+    got = [
+        s
+        for _path, _type, request in receiver.requests
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
+    assert {path for path, _t, _r in receiver.requests} == {"/v1/traces"}
+    assert {kind for _p, kind, _r in receiver.requests} == {"application/x-protobuf"}
+    assert len(got) == len(spans) == 7  # the agent, three calls, three tools
+
+    def attrs(span: Any) -> dict[str, Any]:
+        out = {}
+        for kv in span.attributes:
+            value = kv.value
+            out[kv.key] = value.string_value or value.int_value or value.double_value or value.bool_value
+        return out
+
+    by_id = {s.span_id: s for s in got}
+    assert all(s.trace_id == session.id.bytes for s in got)
+    calls = {str(c.id): c for c in agents.list_agent_calls(session, ws=ws).entries}
+    for span in got:
+        a = attrs(span)
+        if a["gen_ai.operation.name"] == "chat":
+            c = calls[a["cmdc_nb.agent_call.id"]]
+            assert (
+                a["gen_ai.usage.input_tokens"] == c.tokens_in
+                and a["gen_ai.usage.output_tokens"] == c.tokens_out
+            )
+            assert Decimal(a["cmdc_nb.cost_usd"]) == c.cost_usd
+            assert attrs(by_id[span.parent_span_id])["gen_ai.operation.name"] == "invoke_agent"
+        elif a["gen_ai.operation.name"] == "execute_tool":
+            assert attrs(by_id[span.parent_span_id])["gen_ai.operation.name"] == "chat"  # agent → chat → tool
+        else:
+            assert span.parent_span_id == b"" and a["gen_ai.conversation.id"] == str(session.id)
+    (published,) = [s for s in got if attrs(s).get("gen_ai.tool.name") == "publish"]
+    assert [e.name for e in published.events] == ["approval"]
+
+
+def test_an_endpoint_nobody_listens_on_is_said_not_swallowed(
+    ws: Workspace, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "s3cret-token-in-the-url"
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://ada:{secret}@127.0.0.1:{port}/v1/traces"
+    )
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    with pytest.raises(ConfigurationError, match=r"not delivered to http://127\.0\.0\.1") as err:
+        traces.export_trace(session, ws=ws)
+    assert secret not in str(err.value) and "ada" not in str(err.value)

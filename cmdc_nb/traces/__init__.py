@@ -123,8 +123,7 @@ def export_trace(
         exporter = OTLPSpanExporter()
     ids = _Ids(trace_id_of(sid))
     provider = sdk.TracerProvider(id_generator=ids)  # its own: the application's global one is left alone
-    kept = InMemorySpanExporter()  # what is returned
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    kept = InMemorySpanExporter()  # sent in one batch at the end, and returned
     provider.add_span_processor(SimpleSpanProcessor(kept))
     tracer = provider.get_tracer("cmdc_nb.traces")
     approvals = _approvals(workspace, sid) if any(u.approval_id for u in uses) else {}
@@ -152,7 +151,36 @@ def export_trace(
             )
     root.end(end_time=_ns(last, first))
     provider.shutdown()
-    return sorted(kept.get_finished_spans(), key=lambda s: (s.start_time, s.parent is not None))
+    spans = sorted(kept.get_finished_spans(), key=lambda s: (s.start_time, s.parent is not None))
+    _send(exporter, spans)
+    return spans
+
+
+def _shown(endpoint: Any) -> str | None:
+    """An endpoint as an error may name it: without a user or password written into the URL."""
+    if not isinstance(endpoint, str):
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def _send(exporter: Any, spans: Sequence[Any]) -> None:
+    """One export of the whole trace; a refused or unreachable endpoint is said, not logged and lost
+    (the exporter's own retries are bounded by OTEL_EXPORTER_OTLP_TIMEOUT)."""
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    try:
+        result = exporter.export(spans)
+    finally:
+        exporter.shutdown()
+    if result is not SpanExportResult.SUCCESS:
+        where = _shown(getattr(exporter, "_endpoint", None)) or type(exporter).__name__
+        raise ConfigurationError(
+            f"the trace was not delivered to {where}: is a collector listening there? "
+            "(set OTEL_EXPORTER_OTLP_ENDPOINT, or pass exporter=)"
+        )
 
 
 def _call_span(
