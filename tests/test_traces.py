@@ -246,3 +246,56 @@ def test_an_endpoint_nobody_listens_on_is_said_not_swallowed(
     with pytest.raises(ConfigurationError, match=r"not delivered to http://127\.0\.0\.1") as err:
         traces.export_trace(session, ws=ws)
     assert secret not in str(err.value) and "ada" not in str(err.value)
+
+
+async def test_a_followed_agent_makes_the_same_spans_live(
+    ws: Workspace, user: User, session: Session
+) -> None:
+    exporter = InMemorySpanExporter()
+    script = Script(
+        [
+            Turn(
+                "Adding.", tool_calls=[call("add", a=2, b=3), call("explode", reason="boom")], usage=(120, 30)
+            ),
+            Turn(tool_calls=[call("publish", text="5")], usage=(160, 12)),
+            Turn("Done.", usage=(200, 8)),
+        ],
+        name="followed",
+    )
+    agent = Agent(model=script.model, tools=[add, explode, publish], session=session, ws=ws, name="Adder")
+    follower = traces.follow(agent, exporter=exporter)
+    handle = agent.prompt("add, then publish")
+    while not agent.status()["pending_approvals"]:
+        await asyncio.sleep(0.01)
+    kernel.reject(
+        agent, agent.status()["pending_approvals"][0]["ref"], by=user, note="not today", auto_resume=True
+    )
+    await handle
+    follower.close()
+    spans = exporter.get_finished_spans()
+    (root,) = [s for s in spans if s.parent is None]
+    assert root.name == "invoke_agent Adder" and root.attributes["gen_ai.conversation.id"] == str(session.id)
+    chats = sorted(
+        (s for s in spans if s.attributes["gen_ai.operation.name"] == "chat"), key=lambda s: s.start_time
+    )
+    calls = sorted(agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    assert len(chats) == len(calls) == 3 and all(s.parent.span_id == root.context.span_id for s in chats)
+    for span, c in zip(chats, calls, strict=True):  # the same numbers the database holds
+        assert span.attributes["gen_ai.usage.input_tokens"] == c.tokens_in
+        assert span.attributes["gen_ai.usage.output_tokens"] == c.tokens_out
+    tools = {
+        s.attributes["gen_ai.tool.name"]: s
+        for s in spans
+        if s.attributes["gen_ai.operation.name"] == "execute_tool"
+    }
+    assert (
+        tools["add"].parent.span_id == chats[0].context.span_id
+        and "error.type" not in tools["add"].attributes
+    )
+    assert tools["explode"].attributes["error.type"] == "tool_error"
+    assert tools["publish"].parent.span_id == chats[1].context.span_id
+    assert [e.name for e in tools["publish"].events] == ["approval_required", "approval"]
+    decided = tools["publish"].events[1].attributes
+    assert decided["cmdc_nb.approval.approved"] is False and decided["cmdc_nb.approval.note"] == "not today"
+    assert tools["publish"].attributes["error.type"] == "denied"
+    assert root.end_time >= max(s.end_time for s in spans if s is not root)

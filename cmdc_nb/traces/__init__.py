@@ -9,7 +9,8 @@ it (model, provider, tokens, finish reason, error, and the exact cost as `cmdc_n
 string, beside `gen_ai.usage.cost` as a float); each tool use is an `execute_tool <tool>` span under the
 call that asked for it, with its approval as a span event (how it was decided, by whom, how long it
 waited). The times are the stored ones, and the trace id is the session's id, so exporting the same
-session again — next week, to another tool — gives the same trace.
+session again — next week, to another tool — gives the same trace. `follow(agent)` makes the same spans
+live, as the agent runs (`traces.live`).
 
 Nothing of OpenTelemetry is imported until a trace is exported. Where the spans go: `exporter`, else
 an OTLP/HTTP exporter configured by the standard `OTEL_EXPORTER_OTLP_*` variables.
@@ -31,7 +32,7 @@ from cmdc_nb.errors import ConfigurationError
 from cmdc_nb.services import frames, sessions
 from cmdc_nb.store.models import AgentCall, Session, ToolUse
 
-__all__ = ["export_trace", "trace_id_of"]
+__all__ = ["Follower", "export_trace", "follow", "trace_id_of"]
 
 
 def trace_id_of(session: Session | uuid.UUID | str) -> int:
@@ -270,3 +271,6 @@ def _approvals(ws: Workspace, sid: uuid.UUID) -> dict[str, Any]:
             attributes["cmdc_nb.approval.note"] = row.note
         out[str(row.id)] = {"at": row.decided_at.to_pydatetime(), "attributes": attributes}
     return out
+
+
+from cmdc_nb.traces.live import Follower, follow  # noqa: E402  (it uses _sdk above)
