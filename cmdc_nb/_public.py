@@ -496,7 +496,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "read_artifact_text",
         "restore_artifact_version",
     ),
-    "cmdc_nb.traces": ("Follower", "export_trace", "follow", "trace_id_of"),
+    "cmdc_nb.traces": ("Follower", "export_trace", "export_workflow_trace", "follow", "trace_id_of"),
     "cmdc_nb.attachments": ("create_message_with_files", "message_files", "read_attached"),
     "cmdc_nb.scheduling": (
         "JOB_TRANSITIONS",

@@ -299,3 +299,40 @@ async def test_a_followed_agent_makes_the_same_spans_live(
     assert decided["cmdc_nb.approval.approved"] is False and decided["cmdc_nb.approval.note"] == "not today"
     assert tools["publish"].attributes["error.type"] == "denied"
     assert root.end_time >= max(s.end_time for s in spans if s is not root)
+
+
+async def test_a_workflow_run_becomes_one_trace_steps_over_their_calls(ws: Workspace, user: User) -> None:
+    from cmdc_nb import workflows as wf
+
+    script = Script([Turn("LGTM", usage=(1000, 10)), Turn("Shipped.", usage=(500, 4))], name="wf-traced")
+    pricing.set_model_price(script.model, input_per_million_usd="1", output_per_million_usd="2", ws=ws)
+    w = wf.create_workflow(
+        user,
+        {
+            "name": "release",
+            "steps": [
+                wf.step("review", "agent_call", model=script.model, prompt="Review PR {{ input.pr }}"),
+                wf.step("ship", "agent_call", depends_on="review", model=script.model, prompt="Ship it"),
+            ],
+        },
+        ws=ws,
+    )
+    run = await asyncio.wait_for(wf.arun_workflow(w, ws=ws, input={"pr": 7}), 60)
+    assert run.status == "completed"
+    spans = traces.export_workflow_trace(run, exporter=InMemorySpanExporter(), ws=ws)
+    root, *rest = spans
+    assert root.name == "invoke_workflow release" and root.context.trace_id == run.id.int
+    assert root.attributes["gen_ai.operation.name"] == "invoke_workflow"
+    assert Decimal(root.attributes["cmdc_nb.cost_usd"]) == run.total_cost_usd == Decimal("0.001528")
+    steps = {s.attributes["cmdc_nb.step.id"]: s for s in rest if s.name.startswith("step ")}
+    assert set(steps) == {"review", "ship"} and all(
+        s.parent.span_id == root.context.span_id for s in steps.values()
+    )
+    chats = [s for s in rest if s.name.startswith("chat ")]
+    assert len(chats) == 2
+    for chat in chats:
+        step = next(k for k, s in steps.items() if s.context.span_id == chat.parent.span_id)
+        stored = wf.get_workflow_step(run, step, ws=ws)
+        assert chat.attributes["gen_ai.usage.input_tokens"] == stored.tokens_in
+        assert Decimal(chat.attributes["cmdc_nb.cost_usd"]) == stored.cost_usd
+    assert steps["review"].end_time <= steps["ship"].start_time + 1_000_000  # ship after review

@@ -10,7 +10,8 @@ string, beside `gen_ai.usage.cost` as a float); each tool use is an `execute_too
 call that asked for it, with its approval as a span event (how it was decided, by whom, how long it
 waited). The times are the stored ones, and the trace id is the session's id, so exporting the same
 session again — next week, to another tool — gives the same trace. `follow(agent)` makes the same spans
-live, as the agent runs (`traces.live`).
+live, as the agent runs (`traces.live`); `export_workflow_trace(run)` makes a workflow run's trace
+(`traces.workflow`).
 
 Nothing of OpenTelemetry is imported until a trace is exported. Where the spans go: `exporter`, else
 an OTLP/HTTP exporter configured by the standard `OTEL_EXPORTER_OTLP_*` variables.
@@ -32,7 +33,7 @@ from cmdc_nb.errors import ConfigurationError
 from cmdc_nb.services import frames, sessions
 from cmdc_nb.store.models import AgentCall, Session, ToolUse
 
-__all__ = ["Follower", "export_trace", "follow", "trace_id_of"]
+__all__ = ["Follower", "export_trace", "export_workflow_trace", "follow", "trace_id_of"]
 
 
 def trace_id_of(session: Session | uuid.UUID | str) -> int:
@@ -274,3 +275,4 @@ def _approvals(ws: Workspace, sid: uuid.UUID) -> dict[str, Any]:
 
 
 from cmdc_nb.traces.live import Follower, follow  # noqa: E402  (it uses _sdk above)
+from cmdc_nb.traces.workflow import export_workflow_trace  # noqa: E402  (and the span builders)
