@@ -68,19 +68,7 @@ def export_workflow_trace(run: Any, *, exporter: Any = None, ws: Workspace | Non
     )
     name = str((row.workflow_snapshot or {}).get("name") or "workflow")
     begun = row.started_at or row.inserted_at
-    attributes: dict[str, Any] = {
-        "gen_ai.operation.name": "invoke_workflow",
-        "cmdc_nb.workflow.name": name,
-        "cmdc_nb.workflow_run.id": str(row.id),
-        "cmdc_nb.status": row.status.value,
-        "gen_ai.usage.input_tokens": row.total_tokens_in,
-        "gen_ai.usage.output_tokens": row.total_tokens_out,
-        "cmdc_nb.cost_usd": str(row.total_cost_usd or Decimal(0)),
-    }
-    if row.session_id:
-        attributes["gen_ai.conversation.id"] = str(row.session_id)
-    if row.error_type:
-        attributes["error.type"] = row.error_type
+    attributes = _run_attributes(row, name)
     ids.next_span = _span_id(row.id)
     root = tracer.start_span(f"invoke_workflow {name}", start_time=_ns(begun, begun), attributes=attributes)
     if row.error_type:
@@ -104,6 +92,23 @@ def export_workflow_trace(run: Any, *, exporter: Any = None, ws: Workspace | Non
     spans = sorted(kept.get_finished_spans(), key=lambda s: (s.start_time, s.parent is not None))
     _send(exporter, spans)
     return spans
+
+
+def _run_attributes(row: Any, name: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "invoke_workflow",
+        "cmdc_nb.workflow.name": name,
+        "cmdc_nb.workflow_run.id": str(row.id),
+        "cmdc_nb.status": row.status.value,
+        "gen_ai.usage.input_tokens": row.total_tokens_in,
+        "gen_ai.usage.output_tokens": row.total_tokens_out,
+        "cmdc_nb.cost_usd": str(row.total_cost_usd or Decimal(0)),
+    }
+    if row.session_id:
+        attributes["gen_ai.conversation.id"] = str(row.session_id)
+    if row.error_type:
+        attributes["error.type"] = row.error_type
+    return attributes
 
 
 def _step_span(
