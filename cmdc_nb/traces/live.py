@@ -32,9 +32,9 @@ class Follower:
     """The spans of one agent's runs (see the module docstring)."""
 
     def __init__(self, agent: Any, exporter: Any) -> None:
-        from cmdc_nb.traces import _sdk
+        from cmdc_nb.traces._spans import sdk as load_sdk
 
-        sdk = _sdk()
+        sdk = load_sdk()
         from opentelemetry import trace as api
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
