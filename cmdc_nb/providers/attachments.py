@@ -389,19 +389,9 @@ def kinds_taken(model: str) -> frozenset[str] | None:
             return None
     if provider in ("replay", "offline"):
         return None  # a recording answers whatever was recorded
-    from cmdc_nb.providers.catalog import _litellm_map, candidates
+    from cmdc_nb.providers.catalog import input_kinds
 
-    table = _litellm_map()
-    for key in candidates(model, None):
-        entry = table.get(key)
-        if isinstance(entry, Mapping):
-            taken = {"text"}
-            if entry.get("supports_vision"):
-                taken.add("image")
-            if entry.get("supports_pdf_input"):
-                taken.add("pdf")
-            return frozenset(taken)
-    return None
+    return input_kinds(model)
 
 
 def refusal(model: str, files: Sequence[Attachment]) -> str | None:

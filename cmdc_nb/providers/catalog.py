@@ -31,6 +31,7 @@ __all__ = [
     "context_window",
     "count_tokens",
     "encoding",
+    "input_kinds",
     "litellm_price",
     "litellm_providers",
 ]
@@ -146,6 +147,22 @@ def context_window(model: str) -> int | None:
             window = entry.get("max_input_tokens") or entry.get("max_tokens")
             if isinstance(window, int):
                 return window
+    return None
+
+
+def input_kinds(model: str) -> frozenset[str] | None:
+    """What the model takes besides text, as litellm's bundled map says (`image` when it sees images,
+    `pdf` when it reads PDFs; `text` always), or None when the map does not know the model."""
+    table = _litellm_map()
+    for key in candidates(model, None):
+        entry = table.get(key)
+        if isinstance(entry, Mapping):
+            taken = {"text"}
+            if entry.get("supports_vision"):
+                taken.add("image")
+            if entry.get("supports_pdf_input"):
+                taken.add("pdf")
+            return frozenset(taken)
     return None
 
 
