@@ -204,8 +204,9 @@ class ChatBranches:
         button.on_click(lambda _: self._safely("undoing", self.undo))
         return button
 
-    def _add_switchers(self) -> None:
-        """Under each message with alternatives, "‹ i/n ›" (see `sessions.branches`)."""
+    def _add_switchers(self, rows: Sequence[Any] | None = None) -> None:
+        """Under each message with alternatives, "‹ i/n ›" (see `sessions.branches`); `rows`: the
+        session's stored messages when the caller has read them already."""
         rec = self.agent.recorder
         if not rec.enabled:
             return
@@ -213,7 +214,8 @@ class ChatBranches:
 
         children = [c for c in self.messages_box.children if "cmdc-branches" not in c._dom_classes]
         points = _branch_points(rec)
-        rows = list(rec.history()) if points else []
+        if rows is None:
+            rows = list(rec.history()) if points else []
         sid = rec.session_id
         assert sid is not None
         for seq in points:

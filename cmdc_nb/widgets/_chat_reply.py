@@ -138,10 +138,13 @@ class ChatReplies:
         self._bars.append(bar)
         return [bar.box]
 
-    def _map_replies(self) -> dict[int, Any]:
-        """The stored message id of each text reply in the conversation (see `reply_rows`)."""
+    def _map_replies(self, rows: Sequence[Any] | None = None) -> dict[int, Any]:
+        """The stored message id of each text reply in the conversation (see `reply_rows`); `rows`: the
+        session's stored messages when the caller has read them already."""
         rec = self.agent.recorder
-        return reply_rows(self.agent.messages, rec.history()) if rec.enabled else {}
+        if not rec.enabled:
+            return {}
+        return reply_rows(self.agent.messages, rows if rows is not None else rec.history())
 
     def rate(self, reply: int | str = -1, rating: str | None = "like", *, note: str | None = None) -> Any:
         """Rate a reply as the chat's `user`, as its buttons do: `reply` is its text or its index among

@@ -338,13 +338,14 @@ class ChatWidget(ChatEvents, ChatBranches, ChatReplies, ChatFiles, ChatPresence,
     def _render_history(self) -> None:
         msgs = self.agent.messages
         self._shown_from = max(0, len(msgs) - self.page_size)
-        self._reply_ids = self._map_replies()
+        rows = list(self.agent.recorder.history()) if self.agent.recorder.enabled else []  # read once
+        self._reply_ids = self._map_replies(rows)
         items = [self._message_widget(m) for m in msgs[self._shown_from :]]
         self.messages_box.children = [x for x in items if x is not None]
         self.earlier.layout.display = None if self._shown_from > 0 else "none"
         if self._shown_from > 0:
             self.earlier.description = f"Show earlier messages ({self._shown_from})"
-        self._add_switchers()
+        self._add_switchers(rows)
 
     def _message_widget(self, m: Mapping[str, Any]) -> w.Widget | None:
         role = m.get("role")
