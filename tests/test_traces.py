@@ -38,18 +38,24 @@ def publish(text: str) -> str:
     return f"published {text}"
 
 
-async def _run(ws: Workspace, user: User, session: Session) -> Script:
-    pricing.set_model_price("scripted/traced", input_per_million_usd="3", output_per_million_usd="15", ws=ws)
-    script = Script(
+def _adder(name: str, last: str) -> Script:
+    """Three turns: add (which works) and explode (which fails), then publish (which waits for a
+    person), then the answer."""
+    return Script(
         [
             Turn(
                 "Adding.", tool_calls=[call("add", a=2, b=3), call("explode", reason="boom")], usage=(120, 30)
             ),
             Turn(tool_calls=[call("publish", text="5")], usage=(160, 12)),
-            Turn("Done: 5, published.", usage=(200, 8)),
+            Turn(last, usage=(200, 8)),
         ],
-        name="traced",
+        name=name,
     )
+
+
+async def _run(ws: Workspace, user: User, session: Session) -> Script:
+    pricing.set_model_price("scripted/traced", input_per_million_usd="3", output_per_million_usd="15", ws=ws)
+    script = _adder("traced", "Done: 5, published.")
     agent = Agent(model=script.model, tools=[add, explode, publish], session=session, ws=ws)
     handle = agent.prompt("add 2 and 3, then publish it")
     while not agent.status()["pending_approvals"]:
@@ -252,16 +258,7 @@ async def test_a_followed_agent_makes_the_same_spans_live(
     ws: Workspace, user: User, session: Session
 ) -> None:
     exporter = InMemorySpanExporter()
-    script = Script(
-        [
-            Turn(
-                "Adding.", tool_calls=[call("add", a=2, b=3), call("explode", reason="boom")], usage=(120, 30)
-            ),
-            Turn(tool_calls=[call("publish", text="5")], usage=(160, 12)),
-            Turn("Done.", usage=(200, 8)),
-        ],
-        name="followed",
-    )
+    script = _adder("followed", "Done.")
     agent = Agent(model=script.model, tools=[add, explode, publish], session=session, ws=ws, name="Adder")
     follower = traces.follow(agent, exporter=exporter)
     handle = agent.prompt("add, then publish")
