@@ -28,6 +28,7 @@ from cmdc_nb._version import __version__ as __version__
 from cmdc_nb.services import SERVICES
 
 if TYPE_CHECKING:
+    from cmdc_nb import evals as evals
     from cmdc_nb import events as events
     from cmdc_nb import gateway as gateway
     from cmdc_nb import indexes as indexes

@@ -104,6 +104,7 @@ def quick() -> str:
         "- [README](README.md): setup, configuration, usage",
         "- [Agent kernel](docs/kernel.md): events, hooks × actions, options, built-in tools and plugins",
         "- [Workflows](docs/workflows.md): specs, step types, gates, durability, workers",
+        "- [Evaluations](docs/evals.md): datasets, tasks, scorers, budgets, resuming, results",
         "- [RAG](docs/rag.md): sources, chunking, embedders, ingestion, search",
         "- [Architecture](docs/architecture.md): layers and decisions",
         "- [Full API reference](llms-full.txt): every public name with its signature and docstring",

@@ -215,32 +215,39 @@ def create_workflow(
     """Store a validated spec as a workflow (version 1), active at once unless `activate=False`."""
     uid = v.id_of(user, "user")
     parsed = load_spec(spec)
-    slug = slug or parsed.slug
     with get_workspace(ws).transaction() as tx:
-        if tx.db.get(User, uid) is None:
-            raise NotFoundError("user", uid)
-        if slug is not None:
-            slug = v.text(slug, "slug", max_len=100)
-        w = Workflow(
-            id=uuid.uuid4(),
-            user_id=uid,
-            slug=slug or free_slug(tx.db, Workflow, uid, slugify(parsed.name)),
-            version=1,
-            status=WorkflowStatus.ACTIVE if activate else WorkflowStatus.DRAFT,
-            meta={},
-        )
-        _apply_spec(w, parsed)
-        tx.db.add(w)
-        tx.db.flush()
-        log_activity(
-            tx,
-            ActivityAction.WORKFLOW_CREATE,
-            resource_type="workflow",
-            resource_id=w.id,
-            user_id=uid,
-            details={"name": w.name, "slug": w.slug, "steps": len(w.steps)},
-        )
-        publish_workflow(tx, w, "workflow_created")
+        return create_workflow_in(tx, uid, parsed, slug=slug, activate=activate)
+
+
+def create_workflow_in(
+    tx: Tx, uid: uuid.UUID, parsed: WorkflowSpec, *, slug: str | None = None, activate: bool = True
+) -> Workflow:
+    """`create_workflow` inside an open transaction (for services that store a run with it)."""
+    slug = slug or parsed.slug
+    if tx.db.get(User, uid) is None:
+        raise NotFoundError("user", uid)
+    if slug is not None:
+        slug = v.text(slug, "slug", max_len=100)
+    w = Workflow(
+        id=uuid.uuid4(),
+        user_id=uid,
+        slug=slug or free_slug(tx.db, Workflow, uid, slugify(parsed.name)),
+        version=1,
+        status=WorkflowStatus.ACTIVE if activate else WorkflowStatus.DRAFT,
+        meta={},
+    )
+    _apply_spec(w, parsed)
+    tx.db.add(w)
+    tx.db.flush()
+    log_activity(
+        tx,
+        ActivityAction.WORKFLOW_CREATE,
+        resource_type="workflow",
+        resource_id=w.id,
+        user_id=uid,
+        details={"name": w.name, "slug": w.slug, "steps": len(w.steps)},
+    )
+    publish_workflow(tx, w, "workflow_created")
     return w
 
 
