@@ -418,3 +418,52 @@ async def test_case_text_is_data_not_a_template(ws: Workspace, user: User) -> No
         cases, task, models=[echo_model.model], scorers=[evals.exact()], user=user, ws=ws
     )
     assert run.status == "completed" and seen == ["Say: {{ 7 * 6 }} and {% raw %}"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_cases_run_on_one_and_then_two_worker_processes(
+    ws: Workspace, user: User, db_url: str, home_dir: Path, tmp_path: Path
+) -> None:
+    """On PostgreSQL the cases go to `cmdc-nb worker` processes; one and then two workers finish an eval
+    of 50 cases × 3 models with every case scored once (the rates are printed for the notes)."""
+    from cmdc_nb.workflows import workers
+
+    kids.price_models(ws)
+    workers._ensure_schema(ws, workers.make_app(ws))
+    rates = {}
+    for n in (1, 2):
+        procs = [_eval_worker(db_url, home_dir, tmp_path / f"w{n}-{k}.err") for k in range(n)]
+        try:
+            started = time.perf_counter()
+            run = await asyncio.wait_for(
+                evals.run_eval(kids.CASES, kids.TASK, models=kids.MODELS, scorers=[evals.numeric()], user=user,
+                               name=f"on {n} workers", executor="workers", ws=ws),
+                300,
+            )  # fmt: skip
+            rates[n] = 150 / (time.perf_counter() - started)
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.wait(timeout=60)
+        frame = run.results()
+        assert run.status == "completed" and set(frame["status"]) == {"completed"} and len(frame) == 150
+        for model in kids.MODELS:
+            assert int(frame[frame["model"] == model]["passed"].sum()) == kids.expected_right(model)
+        costs = _costs_by_session(ws, list(frame["session_id"]))
+        assert all(len(c) == 1 for c in costs.values())
+    print(f"cases per second: one worker {rates[1]:.1f}, two workers {rates[2]:.1f}")
+
+
+def _eval_worker(url: str, home: Path, stderr: Path) -> subprocess.Popen[bytes]:
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CHILD.parent), os.environ.get("PYTHONPATH", "")])}
+    cmd = ["worker", "--concurrency", "4", "--no-scheduler", "--load", "eval_children"]
+    with stderr.open("a") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cmdc_nb", "--url", url, "--home", str(home), *cmd],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
