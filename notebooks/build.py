@@ -30,6 +30,7 @@ SOURCES = {
     "04_cost_analytics": "costs",
     "05_inside_the_agent_loop": "loop",
     "06_team_mode": "team",
+    "07_evaluate_models": "evals",
     "08_serve_and_share": "serve",
 }
 

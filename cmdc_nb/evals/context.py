@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import math
 import re
 import threading
 import uuid
@@ -40,7 +42,7 @@ TASK_AGENT = "task"
 class EvalBudget:
     """An eval's spending limit, checked before every call of its tasks and judges: what its runs have
     recorded, plus the worst case of the calls in flight in this process, plus this call's worst case
-    (its prompt counted, all of `max_tokens` out) must stay within the limit. In-flight worst cases are
+    (its prompt with the system prompt counted, all of `max_tokens` out) must stay within the limit. In-flight worst cases are
     reserved per case until the case ends, so concurrent cases cannot all pass the same check; worker
     processes see each other's calls once they are recorded (overshoot: at most one call per worker)."""
 
@@ -66,7 +68,12 @@ class EvalBudget:
         from cmdc_nb.services import pricing
 
         estimate = pricing.estimate_cost(model, messages, max_tokens=max_tokens, system_prompt=system, ws=ws)
-        worst = estimate.cost_usd or Decimal(0)
+        price = pricing.get_price(model, ws=ws)
+        # Tokenizers differ between providers (and the offline models count a token per four characters
+        # of the request's JSON): the larger count keeps "never crosses the budget" true for all of them.
+        sent = ([{"role": "system", "content": system}] if system else []) + messages
+        prompt = max(estimate.prompt_tokens, math.ceil(len(json.dumps(sent, default=str)) / 4))
+        worst = price.cost(tokens_in=prompt, tokens_out=estimate.max_output_tokens) if price is not None else Decimal(0)
         with self._lock:
             spent = self.spent(ws)
             held = sum(self._reserved.values(), Decimal(0))
@@ -118,6 +125,8 @@ class _BudgetGuard(Plugin):
         self.refused: str | None = None
 
     async def on_before_request(self, event: HookEvent, ctx: ToolContext) -> Action | None:
+        from cmdc_nb.kernel.prompts import build_system_prompt
+
         options = getattr(ctx.agent, "options", None)
         said = await asyncio.to_thread(
             self.budget.reserve,
@@ -126,7 +135,7 @@ class _BudgetGuard(Plugin):
             str(event.model),
             list(event.messages),
             getattr(options, "max_tokens", None),
-            getattr(options, "system_prompt", None),
+            build_system_prompt(ctx.agent) if ctx.agent is not None else None,  # what the request carries
         )
         if said is None:
             return None

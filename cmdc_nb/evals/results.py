@@ -136,8 +136,8 @@ def summary_frame(frame: Any) -> Any:
                 "correct": correct,
                 "cost_usd": cost,
                 "judge_cost_usd": judge,
-                "cost_per_case_usd": cost / n if n else None,
-                "cost_per_correct_usd": cost / correct if correct else None,
+                "cost_per_case_usd": _money(cost / n) if n else None,
+                "cost_per_correct_usd": _money(cost / correct) if correct else None,
                 "latency_p50_s": float(lat.quantile(0.5)) if len(lat) else math.nan,
                 "latency_p95_s": float(lat.quantile(0.95)) if len(lat) else math.nan,
             }
@@ -147,6 +147,11 @@ def summary_frame(frame: Any) -> Any:
         summary["pareto"] = _front(summary)
         summary = summary.set_index("model")
     return summary
+
+
+def _money(value: Decimal) -> Decimal:
+    """A quotient at the stored money's precision (12 places), not Decimal's 28 digits."""
+    return value.quantize(Decimal("1e-12"))
 
 
 def _front(summary: Any) -> list[bool]:
