@@ -73,7 +73,11 @@ class EvalBudget:
         # of the request's JSON): the larger count keeps "never crosses the budget" true for all of them.
         sent = ([{"role": "system", "content": system}] if system else []) + messages
         prompt = max(estimate.prompt_tokens, math.ceil(len(json.dumps(sent, default=str)) / 4))
-        worst = price.cost(tokens_in=prompt, tokens_out=estimate.max_output_tokens) if price is not None else Decimal(0)
+        worst = (
+            price.cost(tokens_in=prompt, tokens_out=estimate.max_output_tokens)
+            if price is not None
+            else Decimal(0)
+        )
         with self._lock:
             spent = self.spent(ws)
             held = sum(self._reserved.values(), Decimal(0))
