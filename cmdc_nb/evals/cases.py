@@ -23,7 +23,7 @@ from cmdc_nb.errors import BudgetExceededError
 from cmdc_nb.evals.context import TASK_AGENT, EvalContext, budget_for, case_session
 from cmdc_nb.evals.dataset import Case
 from cmdc_nb.evals.scorers import Score, scorer_from_spec
-from cmdc_nb.evals.tasks import get_task
+from cmdc_nb.evals.tasks import task_for
 from cmdc_nb.store.models import AgentCall
 from cmdc_nb.workflows.executors import StepContext
 
@@ -36,7 +36,7 @@ async def run_case(case: int, model: int, ctx: StepContext) -> dict[str, Any]:
     spec = ctx.input
     c = Case.from_dict(spec["cases"][case])
     m = str(spec["models"][model])
-    task = get_task(str(spec["task"]))
+    task = await asyncio.to_thread(_task, ctx, spec)
     scorers = [scorer_from_spec(s) for s in spec["scorers"]]
     budget = budget_for(ctx.ws, ctx.run_id, spec.get("budget"))
     session_id = await asyncio.to_thread(case_session, ctx, c, m, str(spec.get("name") or "eval"))
@@ -70,6 +70,15 @@ async def run_case(case: int, model: int, ctx: StepContext) -> dict[str, Any]:
         "session_id": str(session_id),
         **usage,
     }
+
+
+def _task(ctx: StepContext, spec: Any) -> Any:
+    """The eval's task (see `tasks.task_for`), with the run it retries, whose pinned task it inherits."""
+    from cmdc_nb.store.models import WorkflowRun
+
+    with ctx.ws.read() as db:
+        retry_of = db.scalar(sa.select(WorkflowRun.retry_of_run_id).where(WorkflowRun.id == ctx.run_id))
+    return task_for(ctx.run_id, str(spec["task"]), spec.get("task_fingerprint"), retry_of)
 
 
 async def _scores(

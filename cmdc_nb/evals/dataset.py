@@ -66,11 +66,12 @@ class Case:
 
 
 def _valid_id(cid: Any) -> bool:
-    return not isinstance(cid, bool) and isinstance(cid, str | int) and bool(_ID.match(str(cid)))
+    return not isinstance(cid, bool) and isinstance(cid, str | int) and bool(_ID.fullmatch(str(cid)))
 
 
 def _case(raw: Any, n: int) -> Case:
     where = f"case {n}"
+    cid: Any
     if isinstance(raw, Case):
         inputs, expected, metadata, cid = raw.inputs, raw.expected, raw.metadata, raw.id
     elif isinstance(raw, Mapping) and "inputs" in raw:
@@ -90,6 +91,8 @@ def _case(raw: Any, n: int) -> Case:
         )
     if cid in ("", None):
         cid = f"case-{n}"
+    if isinstance(cid, float) and cid.is_integer():
+        cid = int(cid)  # an id column with a missing value is read as floats
     if not _valid_id(cid):
         raise InvalidInputError(
             f"{where}: id must be text of letters, digits and . _ : / - (at most 200), got {cid!r}",
@@ -137,7 +140,8 @@ class Dataset(Sequence[Case]):
 
 
 def _from_frame(frame: Any) -> list[dict[str, Any]]:
-    cols = [str(c) for c in frame.columns]
+    frame = frame.rename(columns=str)  # a column named 0 is the input field "0"
+    cols = list(frame.columns)
     if "inputs" in cols:
         rows = frame.to_dict("records")
         return [{k: _plain(v) for k, v in r.items() if k in _CASE_KEYS} for r in rows]
@@ -154,7 +158,15 @@ def _from_frame(frame: Any) -> list[dict[str, Any]]:
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars and pandas' missing values as plain Python."""
+    """numpy scalars, pandas' missing values and timestamps as plain Python (inside lists and dicts too)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat") and callable(value.isoformat):
+        return value.isoformat()
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        return _plain(value.tolist())
     if hasattr(value, "item") and callable(value.item) and not isinstance(value, list | dict | str):
         with contextlib.suppress(ValueError, TypeError):
             value = value.item()
@@ -168,10 +180,11 @@ def _plain(value: Any) -> Any:
 def _from_jsonl(path: Path) -> list[Any]:
     out = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of line 1
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"cannot read {path.name}: {exc.__class__.__name__}", field="cases") from None
-    for n, line in enumerate(text.splitlines(), 1):
+    # "\n" only: str.splitlines() also splits at U+2028 / U+2029, which JSON strings may hold raw
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -194,6 +207,10 @@ def dataset(cases: Any, *, name: str | None = None) -> Dataset:
         raw: list[Any] = _from_jsonl(path)
     elif hasattr(cases, "to_dict") and hasattr(cases, "columns"):
         raw = _from_frame(cases)
+    elif isinstance(cases, set | frozenset):
+        raise InvalidInputError(
+            "a set has no order, and cases are numbered in order: give a list", field="cases"
+        )
     elif isinstance(cases, str | bytes | Mapping) or not isinstance(cases, Iterable):
         raise InvalidInputError(
             f"cases must be a list, a DataFrame or a .jsonl path, not {type(cases).__name__}", field="cases"

@@ -21,12 +21,12 @@ from typing import Any
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
-from cmdc_nb.errors import InvalidInputError, InvalidStateError
+from cmdc_nb.errors import ConfigurationError, InvalidInputError, InvalidStateError
 from cmdc_nb.evals import results
 from cmdc_nb.evals.cases import STEP_FUNCTION
 from cmdc_nb.evals.dataset import Dataset, dataset
 from cmdc_nb.evals.scorers import Scorer, as_scorer
-from cmdc_nb.evals.tasks import as_task
+from cmdc_nb.evals.tasks import AgentTask, as_task, pin
 from cmdc_nb.store.enums import WorkflowRunStatus
 from cmdc_nb.store.models import WorkflowRun
 from cmdc_nb.store.values import to_money
@@ -168,6 +168,15 @@ def _check_concurrency(n: Any) -> int:
     return n
 
 
+def _check_executor(executor: Any, w: Workspace) -> None:
+    if executor not in ("local", "workers"):
+        raise InvalidInputError(f"{executor!r} is not one of: local, workers", field="executor")
+    if executor == "workers" and w.backend != "postgresql":
+        raise ConfigurationError(
+            "worker processes need a PostgreSQL workspace; on SQLite, cases run in this process (executor='local')"
+        )
+
+
 def _budget(budget: Any) -> str | None:
     if budget is None:
         return None
@@ -198,6 +207,7 @@ def start_eval(
     name: str | None,
     budget: Any,
     cassettes: Any = None,
+    executor: str = "local",
     ws: Workspace | None,
 ) -> uuid.UUID:
     """Check everything, then store the eval as a workflow and its run (pending) in one transaction;
@@ -208,6 +218,8 @@ def start_eval(
 
     d = dataset(ds)
     t = as_task(task)
+    if isinstance(t, AgentTask):
+        t.check_cases(d)
     ms = _models(models)
     sc = _scorers(scorers, d)
     label = v.text(name if name is not None else d.name, "name", max_len=150)
@@ -216,6 +228,7 @@ def start_eval(
         "name": label,
         "task": t.name,
         "task_kind": t.kind,
+        "task_fingerprint": t.fingerprint(),
         "models": ms,
         "scorers": [s.spec() for s in sc],
         "cases": [c.as_dict() for c in d],
@@ -236,11 +249,14 @@ def start_eval(
     spec = load_spec(
         {"name": f"eval: {label}", "steps": steps, "failure_policy": "fail_fast", "tags": ["eval"]}
     )
-    with get_workspace(ws).transaction() as tx:
+    w = get_workspace(ws)
+    _check_executor(executor, w)
+    with w.transaction() as tx:
         workflow = records.create_workflow_in(tx, uid, spec)
         run = records.insert_run(
             tx, workflow, spec, uid, data, trigger_type=TriggerType.API, trigger_metadata={"eval": label}
         )
+    pin(run.id, t)
     return run.id
 
 
@@ -291,8 +307,6 @@ def run_eval(
     is checked before anything is stored. In a notebook this returns at once: `await` the EvalRun."""
     w = get_workspace(ws)
     n = _check_concurrency(concurrency)
-    if executor not in ("local", "workers"):
-        raise InvalidInputError(f"{executor!r} is not one of: local, workers", field="executor")
     run_id = start_eval(
         dataset,
         task,
@@ -302,6 +316,7 @@ def run_eval(
         name=name,
         budget=budget,
         cassettes=cassettes,
+        executor=executor,
         ws=w,
     )
     return _launch(w, run_id, _drive(w, run_id, n, executor))
@@ -318,9 +333,9 @@ async def arun_eval(dataset: Any, task: Any, **kw: Any) -> EvalRun:
 def get_eval(run: Any, *, ws: Workspace | None = None) -> EvalRun:
     """The eval run `run` (its workflow run, or that run's id), to read its results."""
     w = get_workspace(ws)
-    rid = v.id_of(run, "eval")
+    rid = run.run_id if isinstance(run, EvalRun) else v.id_of(run, "eval")
     handle = EvalRun(rid, w)
-    if "cases" not in handle.spec:
+    if not set(handle.spec) >= _EVAL_KEYS:
         raise InvalidInputError(f"workflow run {rid} is not an eval run", field="run")
     return handle
 
@@ -336,6 +351,7 @@ def _set_budget(ws: Workspace, run_id: uuid.UUID, budget: str | None) -> None:
 
 
 _KEEP = object()
+_EVAL_KEYS = frozenset({"name", "task", "models", "scorers", "cases"})
 
 
 @checked
@@ -356,6 +372,7 @@ def resume_eval(
 
     w = get_workspace(ws)
     n = _check_concurrency(concurrency)
+    _check_executor(executor, w)
     handle = get_eval(run, ws=w)
     new_budget = None if budget is _KEEP else _budget(budget)
     row = handle.run

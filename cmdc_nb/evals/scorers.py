@@ -66,7 +66,7 @@ def _text(output: Any) -> str:
 
 
 def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInputError(
             f"a scorer's name is a Python-style identifier (letters, digits, _), got {name!r}", field="name"
         )
@@ -129,7 +129,11 @@ class _Exact(Scorer):
     def check(self, output: Any, case: Case) -> Score:
         want = _expected(case, self.name)
         if not isinstance(want, str):
-            ok = output == want
+            # a number or boolean from a DataFrame or JSONL against a reply in words: their text forms
+            ok = output == want or (
+                isinstance(output, str)
+                and self._norm(output) in {self._norm(_text(want)), self._norm(str(want))}
+            )
             return _verdict(self.name, ok, "equal" if ok else f"expected {_text(want)[:200]}")
         ok = self._norm(_text(output)) == self._norm(want)
         return _verdict(self.name, ok, "equal" if ok else f"expected {want[:200]!r}")
@@ -314,8 +318,13 @@ class _Custom(Scorer):
 def _as_score(name: str, got: Any) -> Score:
     """A custom scorer may return a Score, a bool, a number in [0, 1], (value, reason) or a dict."""
     reason = ""
+    if hasattr(got, "item") and callable(got.item) and not isinstance(got, Score | tuple | Mapping):
+        got = got.item()  # numpy's bool_ and float64 (np.isclose, np.mean)
     if isinstance(got, Score):
-        return Score(name, got.value, got.passed, got.reason)
+        got, reason = (got.value, got.passed), got.reason
+        if isinstance(got[0], int | float) and math.isfinite(got[0]) and 0 <= got[0] <= 1:
+            return Score(name, float(got[0]), bool(got[1]), str(reason))
+        got = got[0]
     if isinstance(got, tuple) and len(got) == 2:
         got, reason = got
     if isinstance(got, Mapping):
@@ -372,7 +381,7 @@ class _Judge(Scorer):
         }
 
     def prompt(self, output: Any, case: Case) -> str:
-        answer = _text(output).replace("</answer", "<\\/answer")
+        answer = re.sub(r"</(answer)", r"<\\/\1", _text(output), flags=re.IGNORECASE)
         parts = [f"Rubric: {self.rubric}", f"Task: {_text(case.inputs)}"]
         if case.expected is not None:
             parts.append(f"Reference answer: {_text(case.expected)}")
@@ -396,9 +405,12 @@ class _Judge(Scorer):
                     return Score(self.name, value, value >= self.threshold, str(data.get("reason", ""))[:500])
             except (ValueError, KeyError, TypeError):
                 pass
-        word = re.search(r"\b(PASS|FAIL)\b", reply.upper())
+        # Without a score, only a bare verdict counts ("PASS", or a last line "Verdict: FAIL"): a word
+        # in a sentence ("does not PASS") is not one.
+        last = reply.strip().splitlines()[-1] if reply.strip() else ""
+        word = re.fullmatch(r"\W*(?:verdict\W*)?(PASS|FAIL)\W*", last, re.IGNORECASE)
         if word:
-            ok = word.group(1) == "PASS"
+            ok = word.group(1).upper() == "PASS"
             return Score(self.name, 1.0 if ok else 0.0, ok, reply.strip()[:500])
         return Score(self.name, 0.0, False, f"the judge's reply could not be read: {reply.strip()[:200]!r}")
 

@@ -16,6 +16,7 @@ module in workers, as for workflow step functions). Making a task again under th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import re
@@ -55,7 +56,7 @@ class Task:
     kind = "task"
 
     def __init__(self, name: str) -> None:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InvalidInputError(
                 f"a task's name is letters, digits and . _ : / - (at most 200), got {name!r}", field="name"
             )
@@ -65,8 +66,48 @@ class Task:
     async def execute(self, ctx: EvalContext) -> Any:
         raise NotImplementedError
 
+    def describe(self) -> Any:
+        """What makes this task what it is (hashed into `fingerprint`)."""
+        return {"kind": self.kind, "name": self.name}
+
+    def fingerprint(self) -> str:
+        """A hash of the task's definition: stored with an eval, so a resume (or a worker) that finds a
+        different task under the same name refuses to go on rather than mix two tasks' results."""
+        text = json.dumps(self.describe(), sort_keys=True, default=_described)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _described(value: Any) -> str:
+    """A stable text for what JSON cannot hold: a function by its import path, a tool or plugin by its
+    class and name, anything else by its type (never its repr: addresses change between processes)."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}:{value.__qualname__}"
+    name = getattr(value, "name", None)
+    return f"{type(value).__module__}.{type(value).__qualname__}:{name if isinstance(name, str) else ''}"
+
+
+def prompt_fields(prompt: str) -> list[str]:
+    """The `{field}`s of a prompt template, each a plain input name (no positions, no attribute or
+    index lookups, no nested format specs); InvalidInputError otherwise."""
+    try:
+        parsed = list(string.Formatter().parse(prompt))
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"the prompt is not a template: {exc} (write {{{{ for a brace)", field="prompt"
+        ) from None
+    fields = []
+    for _, f, spec, _ in parsed:
+        if f is None:
+            continue
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f) or "{" in (spec or ""):
+            raise InvalidInputError(
+                f"the prompt's field {{{f}}} must be a plain input name, such as {{question}}", field="prompt"
+            )
+        fields.append(f)
+    return fields
 
 
 def _render(prompt: str | Callable[[Any], str] | None, case: Case) -> str:
@@ -76,14 +117,8 @@ def _render(prompt: str | Callable[[Any], str] | None, case: Case) -> str:
     elif callable(prompt):
         text = prompt(inputs)
     elif isinstance(inputs, Mapping):
-        # Only `{name}` fields of the inputs: no attribute access or indexing into them.
-        fields = [f for _, f, _, _ in string.Formatter().parse(prompt) if f is not None]
-        for f in fields:
-            if f and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f):
-                raise InvalidInputError(
-                    f"the prompt's field {{{f}}} must be a plain input name", field="prompt"
-                )
-        missing = [f for f in fields if f and f not in inputs]
+        fields = prompt_fields(prompt)
+        missing = [f for f in fields if f not in inputs]
         if missing:
             raise InvalidInputError(
                 f"case {case.id!r} has no input {missing[0]!r} for the prompt (it has: {', '.join(map(str, inputs))})",
@@ -119,8 +154,30 @@ class AgentTask(Task):
         from cmdc_nb.kernel.options import AgentOptions
 
         AgentOptions.build(model="scripted/check", **options)  # every option checked now, not per case
+        if isinstance(prompt, str):
+            prompt_fields(prompt)
         super().__init__(name)
         self.prompt, self.output, self.options = prompt, output, dict(options)
+
+    def describe(self) -> Any:
+        return {**super().describe(), "prompt": self.prompt, "output": self.output, "options": self.options}
+
+    def check_cases(self, cases: Any) -> None:
+        """Every case has the inputs the prompt names (said before anything runs)."""
+        if not isinstance(self.prompt, str):
+            return
+        fields = prompt_fields(self.prompt)
+        for c in cases:
+            if fields and not isinstance(c.inputs, Mapping):
+                raise InvalidInputError(
+                    f"the prompt names {{{fields[0]}}}, and case {c.id!r}'s inputs are not a mapping",
+                    field="prompt",
+                )
+            missing = [f for f in fields if f not in c.inputs]
+            if missing:
+                raise InvalidInputError(
+                    f"case {c.id!r} has no input {missing[0]!r} for the prompt", field="prompt"
+                )
 
     def prompt_for(self, case: Case) -> str:
         return _render(self.prompt, case)
@@ -138,8 +195,10 @@ class AgentTask(Task):
             await agent.stop()
         reply = _last_reply(agent.messages)
         if self.output == "json":
+            from cmdc_nb.evals.scorers import _strip_fence
+
             try:
-                return json.loads(reply)
+                return json.loads(_strip_fence(reply))
             except ValueError:
                 raise WorkflowError(f"the reply is not JSON: {reply[:200]!r}", error_type="NotJSON") from None
         return reply
@@ -177,21 +236,45 @@ class FunctionTask(Task):
         super().__init__(name)
         self.fn = fn
 
+    def describe(self) -> Any:
+        return {**super().describe(), "fn": _described(self.fn)}
+
     async def execute(self, ctx: EvalContext) -> Any:
-        wants_ctx = "ctx" in inspect.signature(self.fn).parameters
-        args = (ctx.case.inputs,)
-        kwargs = {"ctx": ctx} if wants_ctx else {}
+        how = _takes_context(self.fn)
+        args: tuple[Any, ...] = (ctx.case.inputs, ctx) if how == "positional" else (ctx.case.inputs,)
+        kwargs = {"ctx": ctx} if how == "keyword" else {}
         if inspect.iscoroutinefunction(self.fn):
             return await self.fn(*args, **kwargs)
         value = await asyncio.to_thread(self.fn, *args, **kwargs)
         return await value if inspect.isawaitable(value) else value
 
 
+def _takes_context(fn: Callable[..., Any]) -> str | None:
+    """How `fn` takes the context: "keyword" (a parameter named ctx), "positional" (a second positional
+    parameter, whatever its name), or None."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.name == "ctx" and p.kind is not p.POSITIONAL_ONLY for p in params):
+        return "keyword"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    many = len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+    return "positional" if many else None
+
+
 def function_task(fn: Callable[..., Any], *, name: str | None = None) -> FunctionTask:
     """A task that is a function `fn(inputs)` or `fn(inputs, ctx)` (sync or async). `ctx.agent(**options)`
     returns an agent whose calls are stored with the case (and count against the eval's budget);
     `ctx.model` is the model under test."""
-    return FunctionTask(fn, name or f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', 'task')}")
+    if name is None:
+        qualname = str(getattr(fn, "__qualname__", "task"))
+        if "<" in qualname:
+            raise InvalidInputError(
+                "a lambda or a nested function needs a name: function_task(fn, name='…')", field="name"
+            )
+        name = f"{getattr(fn, '__module__', '')}:{qualname}"
+    return FunctionTask(fn, name)
 
 
 class WorkflowTask(Task):
@@ -202,6 +285,9 @@ class WorkflowTask(Task):
     def __init__(self, workflow: Any, name: str) -> None:
         super().__init__(name)
         self.workflow = workflow
+
+    def describe(self) -> Any:
+        return {**super().describe(), "workflow": self.workflow}
 
     async def execute(self, ctx: EvalContext) -> Any:
         return await ctx.run_workflow(self.workflow)
@@ -215,6 +301,31 @@ def workflow_task(workflow: Any, *, name: str | None = None) -> WorkflowTask:
 
     wid = v.id_of(workflow, "workflow")
     return WorkflowTask(str(wid), name or f"workflow:{wid}")
+
+
+_pinned: dict[str, Task] = {}  # run id -> the task object the eval started with, in this process
+
+
+def pin(run_id: Any, task: Task) -> None:
+    """The task object an eval started with in this process: its cases run with it whatever is made
+    under its name later (a notebook cell making another task of that name)."""
+    _pinned[str(run_id)] = task
+
+
+def task_for(run_id: Any, name: str, fingerprint: str | None, retry_of: Any = None) -> Task:
+    """The eval's task: the object it started with (in this process), else the one registered under its
+    name, which must be the same definition (its fingerprint) — else the eval stops and says why."""
+    task = _pinned.get(str(run_id)) or (_pinned.get(str(retry_of)) if retry_of is not None else None)
+    if task is None:
+        task = get_task(name)
+        if fingerprint is not None and task.fingerprint() != fingerprint:
+            raise WorkflowError(
+                f"the task {name!r} in this process is not the one this eval started with (it was made again "
+                "differently): make it as it was, or start a new eval",
+                error_type="TaskChanged",
+            )
+        pin(run_id, task)
+    return task
 
 
 def get_task(name: str) -> Task:
