@@ -594,6 +594,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "ChatWidget",
         "CostDashboard",
         "DagView",
+        "EvalView",
         "IndexBuilder",
         "PlanView",
     ),

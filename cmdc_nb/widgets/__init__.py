@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cmdc_nb.widgets.chat import ChatWidget
     from cmdc_nb.widgets.costs import CostDashboard
     from cmdc_nb.widgets.dag import DagView
+    from cmdc_nb.widgets.evals import EvalView
     from cmdc_nb.widgets.index_builder import IndexBuilder
     from cmdc_nb.widgets.plan import PlanView
 
@@ -27,6 +28,7 @@ _MODULES = {
     "ChatWidget": "chat",
     "CostDashboard": "costs",
     "DagView": "dag",
+    "EvalView": "evals",
     "IndexBuilder": "index_builder",
     "PlanView": "plan",
 }
@@ -36,6 +38,7 @@ __all__ = [
     "ChatWidget",
     "CostDashboard",
     "DagView",
+    "EvalView",
     "IndexBuilder",
     "PlanView",
 ]

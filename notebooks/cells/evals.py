@@ -169,6 +169,15 @@ matrix.style.set_uuid("matrix").map(lambda v: "color:#1a7f37;font-weight:bold" i
                  "color:#cf222e;font-weight:bold" if v == "✗" else "")
 """
     + CHECK,
+    """md:The same matrix, live: **EvalView** draws it as buttons — click a cell to read that case's two
+transcripts side by side with each scorer's reason, switch to *failures* to see only the cases some model
+got wrong — with the Pareto chart under it. It follows an eval while it runs; a reader without a kernel
+sees its static picture.""",
+    """from cmdc_nb.widgets import EvalView
+
+view = EvalView(run)
+view.select("T06", small.model)  # as a click on that cell would
+view""",
     """md:## Quality, cost and latency, per model
 
 `summary()` gives each model's mean score with a 95 % bootstrap interval (seeded: the same every run),
@@ -260,7 +269,8 @@ else:
     for span in exporter.get_finished_spans():
         print(f"{span.name:22} tokens in/out {span.attributes.get('gen_ai.usage.input_tokens', '')}/"
               f"{span.attributes.get('gen_ai.usage.output_tokens', '')}  cost {span.attributes.get('cmdc_nb.cost_usd', '')}")
-""",
+"""
+    + CHECK,
     """md:## With real providers
 
 The same eval runs on real models when their keys are set (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`,
