@@ -333,3 +333,56 @@ async def test_a_workflow_run_becomes_one_trace_steps_over_their_calls(ws: Works
         assert chat.attributes["gen_ai.usage.input_tokens"] == stored.tokens_in
         assert Decimal(chat.attributes["cmdc_nb.cost_usd"]) == stored.cost_usd
     assert steps["review"].end_time <= steps["ship"].start_time + 1_000_000  # ship after review
+
+
+async def test_a_rag_query_step_is_a_retrieval_span(ws: Workspace, user: User) -> None:
+    from cmdc_nb import rag
+    from cmdc_nb import workflows as wf
+
+    idx = rag.create_index(user, "handbook", ws=ws)
+    rag.ingest(
+        idx,
+        texts=["Refunds are paid within five days.", "Passwords reset from the login page."],
+        progress=False,
+        ws=ws,
+    )
+    w = wf.create_workflow(
+        user,
+        {"name": "ask", "steps": [wf.step("find", "rag_query", index=idx.slug, query="{{ input.q }}", k=2)]},
+        ws=ws,
+    )
+    run = await asyncio.wait_for(wf.arun_workflow(w, input={"q": "how fast are refunds paid"}, ws=ws), 60)
+    spans = traces.export_workflow_trace(run, exporter=InMemorySpanExporter(), ws=ws)
+    found = next(s for s in spans if s.name == f"retrieval {idx.slug}")
+    hits = wf.get_workflow_step(run, "find", ws=ws).output
+    assert found.attributes["gen_ai.operation.name"] == "retrieval"
+    assert found.attributes["gen_ai.data_source.id"] == idx.slug
+    assert found.attributes["cmdc_nb.rag.query"] == "how fast are refunds paid"  # as rendered
+    assert found.attributes["cmdc_nb.rag.hits"] == len(hits) == 2
+    assert found.attributes["cmdc_nb.rag.top_citation"] == hits[0]["citation"]
+
+
+async def test_an_eval_run_is_a_trace_of_its_cases_with_the_task_and_the_judge(
+    ws: Workspace, user: User
+) -> None:
+    import eval_children as kids
+
+    from cmdc_nb import evals
+
+    kids.price_models(ws)
+    run = await evals.run_eval(
+        kids.CASES[:3], kids.TASK, models=kids.MODELS[:2], user=user, name="traced",
+        scorers=[evals.numeric(), evals.judge("scripted/evq-judge", rubric="The sum is right.")], ws=ws,
+    )  # fmt: skip
+    spans = traces.export_workflow_trace(run, exporter=InMemorySpanExporter(), ws=ws)
+    root = spans[0]
+    assert root.name == "invoke_workflow eval: traced" and root.context.trace_id == run.id.int
+    steps = [s for s in spans if s.name.startswith("step ")]
+    assert len(steps) == 6
+    chats = [s for s in spans if s.name.startswith("chat ")]
+    assert sorted(s.name for s in chats) == sorted(
+        [f"chat {m}" for m in kids.MODELS[:2]] * 3 + ["chat scripted/evq-judge"] * 6
+    )
+    frame = run.results()
+    total = sum(Decimal(s.attributes["cmdc_nb.cost_usd"]) for s in chats)
+    assert total == sum(frame["cost_usd"]) + sum(frame["judge_cost_usd"]) == run.cost_usd()

@@ -51,6 +51,11 @@ class EvalRun:
         self._ws = ws
         self._task = task
 
+    @property
+    def id(self) -> uuid.UUID:
+        """The workflow run's id, so an EvalRun goes where a run's id does (`traces.export_workflow_trace(run)`)."""
+        return self.run_id
+
     def __await__(self) -> Any:
         async def wait() -> EvalRun:
             if self._task is not None:

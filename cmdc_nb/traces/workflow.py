@@ -1,5 +1,7 @@
 """A stored workflow run as an OpenTelemetry trace: `invoke_workflow <name>` over one span per step, and
-under an agent step its `chat` spans (and their `execute_tool` spans) as `export_trace` makes them.
+under an agent step its `chat` spans (and their `execute_tool` spans) as `export_trace` makes them. A
+`rag_query` step is a `retrieval <index>` span (the query, the hits, the best citation). An eval run
+(`cmdc_nb.evals`) is a workflow run: each case and model is a step over its task's and judge's calls.
 
 >>> traces.export_workflow_trace(run)        # doctest: +SKIP   (OTLP, from the OTEL_* variables)
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.store.models import AgentCall, ToolUse
 from cmdc_nb.traces._spans import Recording, approvals_of, call_span, ns, sdk
@@ -29,7 +32,8 @@ def export_workflow_trace(run: Any, *, exporter: Any = None, ws: Workspace | Non
     from cmdc_nb import workflows
 
     workspace = get_workspace(ws)
-    row = workflows.get_workflow_run(run, ws=workspace)  # refuses a run the acting user may not read
+    # an EvalRun is a workflow run too (it has the run's id); refuses a run the acting user may not read
+    row = workflows.get_workflow_run(v.id_of(run, "run"), ws=workspace)
     steps = list(workflows.list_workflow_steps(row, ws=workspace))
     with workspace.read() as db:
         calls = list(
@@ -74,6 +78,24 @@ def _run_attributes(row: Any, name: str) -> dict[str, Any]:
     return attributes
 
 
+def _retrieval(step: Any, attributes: dict[str, Any]) -> str:
+    """A `rag_query` step is a `retrieval` span: the index searched (as the data source), the query as
+    rendered, and how many hits came back with the best one's citation and score."""
+    config = step.input if isinstance(step.input, dict) else dict(step.step_config or {})
+    index = str(config.get("index", ""))
+    attributes["gen_ai.operation.name"] = "retrieval"
+    attributes["gen_ai.data_source.id"] = index
+    attributes["cmdc_nb.rag.query"] = str(config.get("query", ""))[:1000]
+    attributes["cmdc_nb.rag.mode"] = str(config.get("mode", "hybrid"))
+    hits = step.output if isinstance(step.output, list) else []
+    attributes["cmdc_nb.rag.hits"] = len(hits)
+    if hits and isinstance(hits[0], dict):
+        attributes["cmdc_nb.rag.top_citation"] = str(hits[0].get("citation", ""))
+        if isinstance(hits[0].get("score"), int | float):
+            attributes["cmdc_nb.rag.top_score"] = float(hits[0]["score"])
+    return f"retrieval {index}"
+
+
 def _step_span(
     rec: Recording,
     step: Any,
@@ -94,7 +116,10 @@ def _step_span(
         attributes["gen_ai.usage.output_tokens"] = step.tokens_out or 0
     if step.cost_usd is not None:
         attributes["cmdc_nb.cost_usd"] = str(step.cost_usd)
-    span = rec.start(step.id, f"step {step.step_id}", start, attributes, error=step.error_type)
+    name = f"step {step.step_id}"
+    if step.step_type.value == "rag_query":
+        name = _retrieval(step, attributes)
+    span = rec.start(step.id, name, start, attributes, error=step.error_type)
     with rec.inside(span):
         for call in calls:
             uses_of = [u for u in uses if u.agent_call_id == call.id]
