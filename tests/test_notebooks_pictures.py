@@ -17,7 +17,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
 # A widget's text line, shown when its picture is missing.
 TEXT_REPR = re.compile(
-    r"<(ChatWidget|CostDashboard|DagView|PlanView|ApprovalQueue|IndexBuilder|ActivityFeed)\b"
+    r"<(ChatWidget|CostDashboard|DagView|PlanView|ApprovalQueue|IndexBuilder|ActivityFeed|EvalView)\b"
 )
 
 
@@ -40,3 +40,16 @@ def test_every_notebook_shows_pictures_in_its_static_html(name: str) -> None:
         assert pictures, f"{name} shows no picture in its static HTML"
     shown = " ".join(o.get_text(" ") for o in outputs)
     assert not TEXT_REPR.search(shown), TEXT_REPR.search(shown)
+
+
+def test_the_eval_notebook_shows_the_matrix_and_the_pareto_chart_without_a_kernel() -> None:
+    """07's static HTML: the case × model matrix with a mark per case and model, as the run scored them,
+    and the Pareto chart with its three models, drawn as SVG (no JavaScript)."""
+    page = exported("07_evaluate_models")
+    matrices = page.select("table.cmdc-eval-matrix")
+    assert len(matrices) == 1
+    marks = [td.get_text(strip=True) for td in matrices[0].select("td.pass, td.fail")]
+    assert len(marks) == 24 * 3 and marks.count("✗") == 20  # the 21, 16 and 15 right of 24 the notebook prints
+    points = page.select("svg.cmdc-pareto g.cmdc-pareto-point")
+    assert [p["data-model"] for p in points] == ["scripted/large", "scripted/mid", "scripted/small"]
+    assert sum(p["data-front"] == "true" for p in points) == 3
