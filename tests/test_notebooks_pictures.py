@@ -49,7 +49,9 @@ def test_the_eval_notebook_shows_the_matrix_and_the_pareto_chart_without_a_kerne
     matrices = page.select("table.cmdc-eval-matrix")
     assert len(matrices) == 1
     marks = [td.get_text(strip=True) for td in matrices[0].select("td.pass, td.fail")]
-    assert len(marks) == 24 * 3 and marks.count("✗") == 20  # the 21, 16 and 15 right of 24 the notebook prints
+    assert (
+        len(marks) == 24 * 3 and marks.count("✗") == 20
+    )  # the 21, 16 and 15 right of 24 the notebook prints
     points = page.select("svg.cmdc-pareto g.cmdc-pareto-point")
     assert [p["data-model"] for p in points] == ["scripted/large", "scripted/mid", "scripted/small"]
     assert sum(p["data-front"] == "true" for p in points) == 3
