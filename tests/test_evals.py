@@ -280,6 +280,16 @@ async def test_cassettes_replay_a_whole_eval_with_no_call_sent_and_the_same_scor
     ):
         assert a[col].tolist() == b[col].tolist()
     assert b["cost_usd"].tolist() == a["cost_usd"].tolist()  # replayed calls are booked as recorded
+    assert not a["replayed"].any() and b["replayed"].all()
+    assert first.spent_usd() == first.cost_usd() > 0
+    assert again.spent_usd() == 0 and again.cost_usd() == first.cost_usd()  # costs $0 to run again
+    # ... so a budget far below what it would cost does not stop a replay
+    tight = await evals.run_eval(
+        cases, kids.TASK, models=kids.MODELS[1:], scorers=scorers, user=user, cassettes=tmp_path,
+        budget="0.000001", ws=ws,
+    )  # fmt: skip
+    assert tight.status == "completed" and tight.spent_usd() == 0
+    assert [s.served for s in kids.SCRIPTS] + [kids.JUDGE.served] == served
 
 
 async def test_a_function_task_uses_agents_of_the_case_and_its_failures_are_results(

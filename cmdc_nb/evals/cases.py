@@ -41,6 +41,11 @@ async def run_case(case: int, model: int, ctx: StepContext) -> dict[str, Any]:
     budget = budget_for(ctx.ws, ctx.run_id, spec.get("budget"))
     session_id = await asyncio.to_thread(case_session, ctx, c, m, str(spec.get("name") or "eval"))
     ectx = EvalContext(ctx, c, m, session_id, budget)
+    # Every call of the case comes from cassettes (the task's, each judge's), decided before any is
+    # made (a call recorded now makes its file): running it again costs nothing.
+    replayed = ectx.replays("task", m) and all(
+        ectx.replays(f"judge:{s.name}", str(s.spec()["model"])) for s in scorers if s.kind == "judge"
+    )
     started = time.perf_counter()
     output: Any = None
     error: str | None = None
@@ -68,6 +73,7 @@ async def run_case(case: int, model: int, ctx: StepContext) -> dict[str, Any]:
         "score": sum(values) / len(values) if values else 0.0,
         "passed": error is None and all(s.passed for s in scores),
         "session_id": str(session_id),
+        "replayed": replayed,
         **usage,
     }
 

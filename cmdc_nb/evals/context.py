@@ -53,13 +53,9 @@ class EvalBudget:
         self._lock = threading.Lock()
 
     def spent(self, ws: Any) -> Decimal:
-        with ws.read() as db:
-            total = db.scalar(
-                sa.select(sa.func.coalesce(sa.func.sum(CostRecord.cost_usd), 0)).where(
-                    CostRecord.workflow_run_id.in_(self.run_ids)
-                )
-            )
-        return Decimal(str(total or 0))
+        """What the eval's runs paid: their cost records, less those of cases replayed from cassettes
+        (booked at their recorded cost, but nothing was sent)."""
+        return spent_usd(ws, self.run_ids)
 
     def reserve(
         self, ws: Any, key: str, model: str, messages: list[Any], max_tokens: int | None, system: str | None
@@ -92,6 +88,26 @@ class EvalBudget:
     def release(self, key: str) -> None:
         with self._lock:
             self._reserved.pop(key, None)
+
+
+def spent_usd(ws: Any, run_ids: list[uuid.UUID]) -> Decimal:
+    """The cost records of `run_ids`, less those of the sessions of cases their steps say were replayed."""
+    from cmdc_nb.store.models import WorkflowStep
+
+    with ws.read() as db:
+        rows = db.execute(
+            sa.select(CostRecord.session_id, CostRecord.cost_usd).where(
+                CostRecord.workflow_run_id.in_(run_ids)
+            )
+        ).all()
+        replayed = {
+            str(o.get("session_id"))
+            for (o,) in db.execute(
+                sa.select(WorkflowStep.output).where(WorkflowStep.workflow_run_id.in_(run_ids))
+            )
+            if isinstance(o, dict) and o.get("replayed")
+        }
+    return sum((c for s, c in rows if c is not None and str(s) not in replayed), Decimal(0))
 
 
 _budgets: dict[tuple[str, str], EvalBudget] = {}
@@ -132,6 +148,9 @@ class _BudgetGuard(Plugin):
         from cmdc_nb.kernel.prompts import build_system_prompt
 
         options = getattr(ctx.agent, "options", None)
+        cassette = getattr(options, "cassette", None)
+        if cassette is not None and cassette.replays(str(event.model)):
+            return None  # served from the cassette: nothing sent, nothing to pay
         said = await asyncio.to_thread(
             self.budget.reserve,
             self.ws,
@@ -180,6 +199,11 @@ class EvalContext:
         digest = hashlib.sha256(f"{self.case.id}\0{self.model}\0{agent_name}".encode()).hexdigest()[:16]
         label = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.case.id}--{agent_name}")[:60]
         return Cassette(Path(folder) / f"{label}-{digest}.json", mode="auto")
+
+    def replays(self, agent_name: str, model: str) -> bool:
+        """Whether this case's `agent_name` calls to `model` are served from its cassette."""
+        cassette = self.cassette(agent_name)
+        return cassette is not None and bool(cassette.replays(model))
 
     def _guard(self) -> list[Plugin]:
         return [_BudgetGuard(self.budget, self.ws, self.key)] if self.budget is not None else []

@@ -59,6 +59,7 @@ def result_rows(
             tokens_out=o.get("tokens_out"),
             latency_s=o.get("latency_s"),
             session_id=o.get("session_id"),
+            replayed=bool(o.get("replayed", False)) if o else None,
         )
         out.append(row)
     return out
@@ -78,7 +79,7 @@ def results_frame(rows: list[dict[str, Any]], scorer_names: Sequence[str]) -> An
         "case", "model", "status", "passed", "score",
         *[f"score_{n}" for n in scorer_names], *[f"reason_{n}" for n in scorer_names],
         "inputs", "output", "expected", "error", "cost_usd", "judge_cost_usd",
-        "tokens_in", "tokens_out", "latency_s", "session_id",
+        "tokens_in", "tokens_out", "latency_s", "session_id", "replayed",
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=cols)
     for c in ["score", *[f"score_{n}" for n in scorer_names], "latency_s"]:
@@ -86,6 +87,7 @@ def results_frame(rows: list[dict[str, Any]], scorer_names: Sequence[str]) -> An
     for c in ("tokens_in", "tokens_out"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("Int64")
     frame["passed"] = frame["passed"].astype("boolean")
+    frame["replayed"] = frame["replayed"].astype("boolean")
     for c in ("case", "model", "status"):
         frame[c] = frame[c].astype("string")
     return frame

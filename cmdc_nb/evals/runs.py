@@ -113,11 +113,31 @@ class EvalRun:
         return results.pareto_figure(self.summary(), title=f"{self.name}: cost and quality")
 
     def cost_usd(self) -> Decimal:
-        """What the eval spent, exactly: tasks and judges, in this run and the runs it resumed."""
+        """What the eval's calls cost, exactly — tasks and judges, in this run and the runs it resumed —
+        replayed calls at their recorded cost (what running them costs)."""
+        import sqlalchemy as sa
+
+        from cmdc_nb.store.models import CostRecord
+
+        with self._ws.read() as db:
+            total = db.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(CostRecord.cost_usd), 0)).where(
+                    CostRecord.workflow_run_id.in_(self._chain())
+                )
+            )
+        return Decimal(str(total or 0))
+
+    def spent_usd(self) -> Decimal:
+        """What the eval paid: `cost_usd()` less the cases replayed from cassettes (nothing was sent)."""
+        from cmdc_nb.evals.context import spent_usd
+
+        return spent_usd(self._ws, self._chain())
+
+    def _chain(self) -> list[uuid.UUID]:
         from cmdc_nb.evals.context import budget_for
 
         chain = budget_for(self._ws, self.run_id, 0)
-        return chain.spent(self._ws) if chain is not None else Decimal(0)
+        return chain.run_ids if chain is not None else [self.run_id]
 
     def __repr__(self) -> str:
         return f"<EvalRun {self.name!r} {self.run_id} {'running' if not self.done() else self.status}>"
