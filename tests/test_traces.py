@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cmdc_nb import agents, kernel, pricing, traces
@@ -339,7 +340,17 @@ async def test_a_rag_query_step_is_a_retrieval_span(ws: Workspace, user: User) -
     from cmdc_nb import rag
     from cmdc_nb import workflows as wf
 
-    idx = rag.create_index(user, "handbook", ws=ws)
+    pricing.set_model_price(
+        "scripted/embed-64", input_per_million_usd="0.02", output_per_million_usd="0", ws=ws
+    )
+    idx = rag.create_index(
+        user,
+        "handbook",
+        embedding_provider="scripted",
+        embedding_model="embed-64",
+        embedding_dimensions=64,
+        ws=ws,
+    )
     rag.ingest(
         idx,
         texts=["Refunds are paid within five days.", "Passwords reset from the login page."],
@@ -360,6 +371,17 @@ async def test_a_rag_query_step_is_a_retrieval_span(ws: Workspace, user: User) -
     assert found.attributes["cmdc_nb.rag.query"] == "how fast are refunds paid"  # as rendered
     assert found.attributes["cmdc_nb.rag.hits"] == len(hits) == 2
     assert found.attributes["cmdc_nb.rag.top_citation"] == hits[0]["citation"]
+    # the query's embedding, under the retrieval: its tokens and exact cost as the cost record has them
+    (embedded,) = [s for s in spans if s.name == "embeddings scripted/embed-64"]
+    assert embedded.parent.span_id == found.context.span_id
+    from cmdc_nb.store.models import CostRecord
+
+    with ws.read() as db:
+        queried = [r for r in db.scalars(sa.select(CostRecord)) if (r.meta or {}).get("query")]
+    assert len(queried) == 1
+    assert embedded.attributes["gen_ai.operation.name"] == "embeddings"
+    assert embedded.attributes["gen_ai.usage.input_tokens"] == queried[0].tokens_in > 0
+    assert Decimal(embedded.attributes["cmdc_nb.cost_usd"]) == queried[0].cost_usd
 
 
 async def test_an_eval_run_is_a_trace_of_its_cases_with_the_task_and_the_judge(

@@ -1,6 +1,7 @@
 """A stored workflow run as an OpenTelemetry trace: `invoke_workflow <name>` over one span per step, and
 under an agent step its `chat` spans (and their `execute_tool` spans) as `export_trace` makes them. A
-`rag_query` step is a `retrieval <index>` span (the query, the hits, the best citation). An eval run
+`rag_query` step is a `retrieval <index>` span (the query, the hits, the best citation) over the
+query's `embeddings <model>` span when its embedder is priced per token. An eval run
 (`cmdc_nb.evals`) is a workflow run: each case and model is a step over its task's and judge's calls.
 
 >>> traces.export_workflow_trace(run)        # doctest: +SKIP   (OTLP, from the OTEL_* variables)
@@ -46,6 +47,7 @@ def export_workflow_trace(run: Any, *, exporter: Any = None, ws: Workspace | Non
                 sa.select(ToolUse).where(ToolUse.agent_call_id.in_([c.id for c in calls])).order_by(ToolUse.sequence)
             )
         ) if calls else []  # fmt: skip
+        embeddings = _query_embeddings(db, row, steps)
     sdk()  # says which extra to install before anything is sent
     rec = Recording(row.id.int)
     sid = row.session_id
@@ -57,7 +59,8 @@ def export_workflow_trace(run: Any, *, exporter: Any = None, ws: Workspace | Non
     )
     with rec.inside(root):
         for step in steps:
-            _step_span(rec, step, [c for c in calls if c.workflow_step_id == step.id], uses, approvals, sid)
+            mine = [c for c in calls if c.workflow_step_id == step.id]
+            _step_span(rec, step, mine, uses, approvals, sid, embeddings.get(step.id, []))
     ends = [s.completed_at for s in steps if s.completed_at]
     root.end(end_time=ns(row.completed_at or max(ends, default=begun), begun))
     return rec.finish(exporter)
@@ -96,6 +99,52 @@ def _retrieval(step: Any, attributes: dict[str, Any]) -> str:
     return f"retrieval {index}"
 
 
+def _query_embeddings(db: Any, row: Any, steps: list[Any]) -> dict[uuid.UUID, list[Any]]:
+    """For each finished `rag_query` step, the cost records its search wrote for embedding the query
+    (a model priced per token writes one; local embedders none): the index's `embedding` records marked
+    `query`, incurred while the step ran."""
+    from cmdc_nb.store.models import CostRecord, Index
+
+    out: dict[uuid.UUID, list[Any]] = {}
+    for step in steps:
+        config = step.input if isinstance(step.input, dict) else {}
+        ref = str(config.get("index", ""))
+        if step.step_type.value != "rag_query" or not step.completed_at or not ref:
+            continue
+        try:
+            where = Index.id == uuid.UUID(ref)
+        except ValueError:
+            where = sa.and_(Index.slug == ref, Index.user_id == row.user_id)
+        index_id = db.scalar(sa.select(Index.id).where(where))
+        if index_id is None:
+            continue
+        found = db.scalars(
+            sa.select(CostRecord).where(
+                CostRecord.source_type == "embedding",
+                CostRecord.source_id == index_id,
+                CostRecord.incurred_at >= (step.started_at or step.inserted_at),
+                CostRecord.incurred_at <= step.completed_at,
+            )
+        ).all()
+        out[step.id] = [r for r in found if (r.meta or {}).get("query")]
+    return out
+
+
+def _embedding_span(rec: Recording, record: Any, start: Any) -> None:
+    """A query's embedding as an `embeddings <model>` span, from the step's start to when its cost was
+    recorded, with its tokens and exact cost."""
+    attributes = {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.request.model": record.model,
+        "gen_ai.provider.name": record.provider,
+        "gen_ai.usage.input_tokens": record.tokens_in,
+    }
+    if record.cost_usd is not None:
+        attributes["cmdc_nb.cost_usd"] = str(record.cost_usd)
+    span = rec.start(record.id, f"embeddings {record.model}", start, attributes)
+    span.end(end_time=ns(record.incurred_at, start))
+
+
 def _step_span(
     rec: Recording,
     step: Any,
@@ -103,6 +152,7 @@ def _step_span(
     uses: list[ToolUse],
     approvals: Any,
     session_id: uuid.UUID | None,
+    embedded: list[Any],
 ) -> None:
     start = step.started_at or step.inserted_at
     attributes: dict[str, Any] = {
@@ -121,6 +171,8 @@ def _step_span(
         name = _retrieval(step, attributes)
     span = rec.start(step.id, name, start, attributes, error=step.error_type)
     with rec.inside(span):
+        for record in embedded:
+            _embedding_span(rec, record, start)
         for call in calls:
             uses_of = [u for u in uses if u.agent_call_id == call.id]
             call_span(rec, call, uses_of, approvals, session_id or call.session_id)
