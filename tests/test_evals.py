@@ -437,7 +437,8 @@ async def test_cases_run_on_one_and_then_two_worker_processes(
     ws: Workspace, user: User, db_url: str, home_dir: Path, tmp_path: Path
 ) -> None:
     """On PostgreSQL the cases go to `cmdc-nb worker` processes; one and then two workers finish an eval
-    of 50 cases × 3 models with every case scored once (the rates are printed for the notes)."""
+    of 20 cases × 3 models with every case scored once (the rates are printed for the notes; the 50 × 3
+    eval runs in this process above, and killed and resumed)."""
     from cmdc_nb.workflows import workers
 
     kids.price_models(ws)
@@ -448,20 +449,20 @@ async def test_cases_run_on_one_and_then_two_worker_processes(
         try:
             started = time.perf_counter()
             run = await asyncio.wait_for(
-                evals.run_eval(kids.CASES, kids.TASK, models=kids.MODELS, scorers=[evals.numeric()], user=user,
+                evals.run_eval(kids.CASES[:20], kids.TASK, models=kids.MODELS, scorers=[evals.numeric()], user=user,
                                name=f"on {n} workers", executor="workers", ws=ws),
                 300,
             )  # fmt: skip
-            rates[n] = 150 / (time.perf_counter() - started)
+            rates[n] = 60 / (time.perf_counter() - started)
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait(timeout=60)
         frame = run.results()
-        assert run.status == "completed" and set(frame["status"]) == {"completed"} and len(frame) == 150
+        assert run.status == "completed" and set(frame["status"]) == {"completed"} and len(frame) == 60
         for model in kids.MODELS:
-            assert int(frame[frame["model"] == model]["passed"].sum()) == kids.expected_right(model)
+            assert int(frame[frame["model"] == model]["passed"].sum()) == kids.expected_right(model, 20)
         costs = _costs_by_session(ws, list(frame["session_id"]))
         assert all(len(c) == 1 for c in costs.values())
     print(f"cases per second: one worker {rates[1]:.1f}, two workers {rates[2]:.1f}")

@@ -128,6 +128,7 @@ its cost is booked apart from the task's.""",
     name="route-ticket",
     system_prompt="Route the support ticket to one queue: billing, bug, feature or account. "
                   "Answer with the queue's name only.",
+    prompt_mode="none",  # only this system prompt: no working directory, no tool list
     max_tokens=8,
 )
 
@@ -197,7 +198,10 @@ formatted(shown.round({"mean_score": 3, "ci_low": 3, "ci_high": 3}), percent=["p
 
 Each model at its cost per case and mean score, with the 95 % interval as an error bar; the dotted line
 is the front. A model below the line is paying for quality it does not deliver.""",
-    """run.pareto_chart()
+    """run.pareto_chart()""",
+    """front = summary[summary["pareto"]].sort_values("cost_per_case_usd")
+print("on the front, cheapest first:", ", ".join(front.index))
+print("dominated:", ", ".join(summary[~summary["pareto"]].index) or "none — each is cheaper or better than the others")
 """
     + CHECK,
     """md:## What a correct answer costs
@@ -285,7 +289,7 @@ CANDIDATES = ["openai/gpt-4o-mini", "anthropic/claude-haiku-4-5", "gemini/gemini
 real = [m for m in CANDIDATES if _has_key(m)] if os.environ.get("CMDC_NB_OFFLINE") != "1" else []
 if real:
     live_router = evals.agent_task("Ticket: {ticket}", name="route-ticket-live", system_prompt=router.options["system_prompt"],
-                                   max_tokens=8, retry=RetryPolicy(retries=0), request_timeout_s=60)
+                                   prompt_mode="none", max_tokens=8, retry=RetryPolicy(retries=0), request_timeout_s=60)
     live = await evals.run_eval(tickets[:6], live_router, models=real, scorers=[evals.exact()], user=me, name="live")
     display(live.summary()[["mean_score", "pass_rate", "cost_usd", "cost_per_correct_usd", "latency_p50_s"]])
 else:
