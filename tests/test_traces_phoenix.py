@@ -27,7 +27,7 @@ from cmdc_nb import agents, evals, traces
 from cmdc_nb.store.models import Session, User
 from cmdc_nb.workspace import Workspace
 
-pytestmark = pytest.mark.xdist_group("phoenix")  # one worker: one venv made, one server started
+pytestmark = pytest.mark.xdist_group("phoenix")  # keep its tests together where xdist can
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOENIX = "arize-phoenix==20.26.1"
@@ -40,6 +40,24 @@ def _uv() -> str:
     return found
 
 
+def _install() -> None:
+    """Phoenix in `.venv-phoenix`, made once under a file lock (two test processes may ask at once, and a
+    venv left half made by an interrupted run is made again)."""
+    import fcntl
+
+    python = VENV / "bin" / "python"
+    with (ROOT / ".venv-phoenix.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (VENV / "bin" / "phoenix").exists():
+            return
+        subprocess.run(
+            [_uv(), "venv", "-q", "--clear", "--python", sys.executable, str(VENV)], check=True, timeout=300
+        )
+        subprocess.run(
+            [_uv(), "pip", "install", "-q", "--python", str(python), PHOENIX], check=True, timeout=900
+        )
+
+
 def _free_port() -> int:
     import socket
 
@@ -50,12 +68,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    python = VENV / "bin" / "python"
-    if not (VENV / "bin" / "phoenix").exists():
-        subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(VENV)], check=True, timeout=300)
-        subprocess.run(
-            [_uv(), "pip", "install", "-q", "--python", str(python), PHOENIX], check=True, timeout=900
-        )
+    _install()
     port, grpc = _free_port(), _free_port()
     work = tmp_path_factory.mktemp("phoenix")
     # Its own environment: the suite's sentinel provider keys (see conftest) have no business there.
