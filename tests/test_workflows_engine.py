@@ -665,3 +665,30 @@ async def test_a_step_whose_outcome_cannot_be_written_is_handed_back_then_failed
     step = wf.get_workflow_step(run, "a", ws=ws)
     assert (run.status, step.status, step.error_type) == ("failed", "failed", "Interrupted")
     assert step.error_message == "interrupted 4 times; not run again"
+
+
+async def test_many_runs_of_one_workflow_driven_at_once_all_finish(ws: Workspace, user: User) -> None:
+    """Runs of one workflow finishing at the same moment each count themselves on the workflow's row,
+    and each publishes events. On PostgreSQL that deadlocked half of twelve such runs: a finishing run
+    asked FOR UPDATE on the workflow row its runs' foreign keys hold KEY SHARE on (now FOR NO KEY
+    UPDATE), and a transaction's late autoflush ran after it had taken the event log's lock (now every
+    write is flushed before the events are recorded)."""
+    script = Script(lambda messages: Turn("ok"), name="many-runs")
+    quick = wf.create_workflow(user, {"name": "quick", "steps": [wf.step("t", "transform", value=1)]}, ws=ws)
+    asked = wf.create_workflow(
+        user,
+        {"name": "asked", "steps": [wf.step("ask", "agent_call", model=script.model, prompt="hi")]},
+        ws=ws,
+    )
+    for flow in (quick, asked):
+        for _ in range(2):
+            runs = await asyncio.wait_for(
+                asyncio.gather(*[wf.arun_workflow(flow, ws=ws) for _ in range(12)], return_exceptions=True),
+                CEILING_S,
+            )
+            assert [getattr(r, "status", r) for r in runs] == [
+                wf.get_workflow_run(runs[0], ws=ws).status
+            ] * 12
+            assert {r.status.value for r in runs} == {"completed"}
+        row = wf.get_workflow(flow, ws=ws)
+        assert (row.run_count, row.success_count, row.failure_count) == (24, 24, 0)

@@ -179,6 +179,11 @@ class Workspace:
                     with _translate_db_errors(), db.begin():
                         yield tx
                         if tx.events and self._bridge is not None:
+                            # Every row write first, then the events: on PostgreSQL recording them takes
+                            # the event log's lock until the commit, and a write flushed after it (the
+                            # commit's own autoflush) could wait on a row another transaction holds
+                            # while that one waits for the lock — a deadlock.
+                            db.flush()
                             self._bridge.record(db, tx.events)  # in the transaction: both or neither
                 finally:
                     _current_tx.reset(token)

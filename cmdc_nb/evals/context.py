@@ -287,12 +287,6 @@ class EvalContext:
 
     async def run_workflow(self, workflow: str) -> Any:
         """Run `workflow` for this case (found again after a kill by the step's key), its output back."""
-        # One run of a workflow at a time in this process: on PostgreSQL, runs of one workflow driven at
-        # once deadlock now and then (their rows are locked in different orders; see docs/evals.md).
-        async with _workflow_lock(workflow):
-            return await self._run_workflow(workflow)
-
-    async def _run_workflow(self, workflow: str) -> Any:
         from cmdc_nb.workflows import engine, records
 
         inputs = self.case.inputs if isinstance(self.case.inputs, dict) else {"input": self.case.inputs}
@@ -336,14 +330,6 @@ class EvalContext:
             if (r.trigger_metadata or {}).get("eval_step") == self.key:
                 return r
         return None
-
-
-_workflow_locks: dict[tuple[int, str], asyncio.Lock] = {}
-
-
-def _workflow_lock(workflow: str) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), workflow)
-    return _workflow_locks.setdefault(key, asyncio.Lock())
 
 
 def case_session(step: StepContext, case: Case, model: str, eval_name: str) -> uuid.UUID:
