@@ -71,20 +71,40 @@ def make_app(ws: Workspace) -> Any:
         job_ws: Workspace = context.additional_context.get("ws") or ws
         rid = uuid.UUID(run_id)
 
+        after = await asyncio.to_thread(_descendants, job_ws, rid, step_id)
+
         async def on_next(nxt: state.Next) -> None:
             # This job runs on into the first dependant the step claimed; the others are queued.
             ready = list(nxt.ready)
             if nxt.advance:
-                ready += (await asyncio.to_thread(state.advance, job_ws, rid)).ready
+                ready += [
+                    s for s in (await asyncio.to_thread(state.advance, job_ws, rid)).ready if s in after
+                ]
             if ready:
                 await defer_steps(context.app, rid, dict.fromkeys(ready))
 
         await run_step(job_ws, rid, step_id, on_next=on_next)
         progress = await asyncio.to_thread(state.advance, job_ws, rid)
-        if progress.ready:
-            await defer_steps(context.app, rid, progress.ready)
+        # Only what this step's outcome can have made ready (its descendants): the other ready steps
+        # were queued by whoever made them ready (the driver, or the job whose step unblocked them).
+        # Queueing every ready step from every job queued a step again whenever its job had been
+        # fetched but had not claimed it yet: 89,000 jobs for a run of 150 independent steps.
+        mine = [s for s in progress.ready if s in after]
+        if mine:
+            await defer_steps(context.app, rid, mine)
 
     return app
+
+
+def _descendants(ws: Workspace, run_id: uuid.UUID, step_id: str) -> frozenset[str]:
+    """The steps downstream of `step_id` in the run's spec."""
+    import networkx as nx
+
+    from cmdc_nb.workflows.state.rows import cached_spec
+
+    with ws.engine.connect() as conn:
+        spec = cached_spec(conn, run_id)
+    return frozenset(nx.descendants(spec.graph(), step_id)) if step_id in spec.graph() else frozenset()
 
 
 def _ensure_schema(ws: Workspace, app: Any) -> None:
