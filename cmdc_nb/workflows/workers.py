@@ -71,40 +71,43 @@ def make_app(ws: Workspace) -> Any:
         job_ws: Workspace = context.additional_context.get("ws") or ws
         rid = uuid.UUID(run_id)
 
-        after = await asyncio.to_thread(_descendants, job_ws, rid, step_id)
-
         async def on_next(nxt: state.Next) -> None:
             # This job runs on into the first dependant the step claimed; the others are queued.
             ready = list(nxt.ready)
             if nxt.advance:
-                ready += [
-                    s for s in (await asyncio.to_thread(state.advance, job_ws, rid)).ready if s in after
-                ]
+                advanced = await asyncio.to_thread(state.advance, job_ws, rid)
+                ready += await _unqueued(context.app, rid, advanced.ready)
             if ready:
                 await defer_steps(context.app, rid, dict.fromkeys(ready))
 
         await run_step(job_ws, rid, step_id, on_next=on_next)
         progress = await asyncio.to_thread(state.advance, job_ws, rid)
-        # Only what this step's outcome can have made ready (its descendants): the other ready steps
-        # were queued by whoever made them ready (the driver, or the job whose step unblocked them).
-        # Queueing every ready step from every job queued a step again whenever its job had been
-        # fetched but had not claimed it yet: 89,000 jobs for a run of 150 independent steps.
-        mine = [s for s in progress.ready if s in after]
-        if mine:
-            await defer_steps(context.app, rid, mine)
+        # The ready steps no job waits for or runs. A step whose job was fetched but has not claimed it
+        # yet is ready too, and queueing it again (every job did, after its own step) made 89,000 jobs
+        # for a run of 150 independent steps. A gate decided elsewhere still gets its steps queued here.
+        ready = await _unqueued(context.app, rid, progress.ready)
+        if ready:
+            await defer_steps(context.app, rid, ready)
 
     return app
 
 
-def _descendants(ws: Workspace, run_id: uuid.UUID, step_id: str) -> frozenset[str]:
-    """The steps downstream of `step_id` in the run's spec."""
-    import networkx as nx
+_QUEUED = """
+SELECT queueing_lock FROM procrastinate_jobs
+WHERE queue_name = %(queue)s AND status IN ('todo', 'doing') AND queueing_lock = ANY(%(locks)s)
+"""
 
-    from cmdc_nb.workflows.state.rows import cached_spec
 
-    with ws.engine.connect() as conn:
-        spec = cached_spec(conn, run_id)
-    return frozenset(nx.descendants(spec.graph(), step_id)) if step_id in spec.graph() else frozenset()
+async def _unqueued(app: Any, run_id: uuid.UUID, step_ids: Iterable[str]) -> list[str]:
+    """`step_ids` less those a job waits for or runs now, in one query. Only a job's own follow-up
+    uses it: the driver (which a resume starts) queues a step whose job died with its worker."""
+    ids = list(dict.fromkeys(step_ids))
+    if not ids:
+        return []
+    locks = {f"{run_id}:{sid}": sid for sid in ids}
+    rows = await app.connector.execute_query_all_async(_QUEUED, queue=QUEUE, locks=list(locks))
+    taken = {locks[r["queueing_lock"]] for r in rows}
+    return [sid for sid in ids if sid not in taken]
 
 
 def _ensure_schema(ws: Workspace, app: Any) -> None:
