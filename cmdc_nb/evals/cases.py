@@ -23,7 +23,7 @@ from cmdc_nb.errors import BudgetExceededError
 from cmdc_nb.evals.context import TASK_AGENT, EvalContext, budget_for, case_session
 from cmdc_nb.evals.dataset import Case
 from cmdc_nb.evals.scorers import Score, scorer_from_spec
-from cmdc_nb.evals.tasks import task_for
+from cmdc_nb.evals.tasks import pinned, task_for
 from cmdc_nb.store.models import AgentCall
 from cmdc_nb.workflows.executors import StepContext
 
@@ -38,7 +38,7 @@ async def run_case(case: int, model: int, ctx: StepContext) -> dict[str, Any]:
     m = str(spec["models"][model])
     task = await asyncio.to_thread(_task, ctx, spec)
     scorers = [scorer_from_spec(s) for s in spec["scorers"]]
-    budget = budget_for(ctx.ws, ctx.run_id, spec.get("budget"))
+    budget = budget_for(ctx.ws, ctx.run_id, spec.get("budget"), replays=bool(spec.get("cassettes")))
     session_id = await asyncio.to_thread(case_session, ctx, c, m, str(spec.get("name") or "eval"))
     ectx = EvalContext(ctx, c, m, session_id, budget)
     # Every call of the case comes from cassettes (the task's, each judge's), decided before any is
@@ -82,6 +82,9 @@ def _task(ctx: StepContext, spec: Any) -> Any:
     """The eval's task (see `tasks.task_for`), with the run it retries, whose pinned task it inherits."""
     from cmdc_nb.store.models import WorkflowRun
 
+    found = pinned(ctx.run_id)
+    if found is not None:  # the common case: no read for it
+        return found
     with ctx.ws.read() as db:
         retry_of = db.scalar(sa.select(WorkflowRun.retry_of_run_id).where(WorkflowRun.id == ctx.run_id))
     return task_for(ctx.run_id, str(spec["task"]), spec.get("task_fingerprint"), retry_of)

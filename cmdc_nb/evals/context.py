@@ -16,7 +16,7 @@ import re
 import threading
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -46,16 +46,17 @@ class EvalBudget:
     reserved per case until the case ends, so concurrent cases cannot all pass the same check; worker
     processes see each other's calls once they are recorded (overshoot: at most one call per worker)."""
 
-    def __init__(self, limit_usd: Decimal, run_ids: list[uuid.UUID]) -> None:
+    def __init__(self, limit_usd: Decimal, run_ids: list[uuid.UUID], *, replays: bool = False) -> None:
         self.limit_usd = limit_usd
         self.run_ids = run_ids
+        self.replays = replays  # whether the eval has cassettes (so some of its costs may be replays)
         self._reserved: defaultdict[str, Decimal] = defaultdict(Decimal)
         self._lock = threading.Lock()
 
     def spent(self, ws: Any) -> Decimal:
         """What the eval's runs paid: their cost records, less those of cases replayed from cassettes
         (booked at their recorded cost, but nothing was sent)."""
-        return spent_usd(ws, self.run_ids)
+        return spent_usd(ws, self.run_ids, replays=self.replays)
 
     def reserve(
         self, ws: Any, key: str, model: str, messages: list[Any], max_tokens: int | None, system: str | None
@@ -90,10 +91,19 @@ class EvalBudget:
             self._reserved.pop(key, None)
 
 
-def spent_usd(ws: Any, run_ids: list[uuid.UUID]) -> Decimal:
-    """The cost records of `run_ids`, less those of the sessions of cases their steps say were replayed."""
+def spent_usd(ws: Any, run_ids: list[uuid.UUID], *, replays: bool = True) -> Decimal:
+    """The cost records of `run_ids`, less those of the sessions of cases their steps say were replayed.
+    With `replays=False` (an eval without cassettes) one SQL sum: the budget asks before every call."""
     from cmdc_nb.store.models import WorkflowStep
 
+    if not replays:
+        with ws.read() as db:
+            total = db.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(CostRecord.cost_usd), 0)).where(
+                    CostRecord.workflow_run_id.in_(run_ids)
+                )
+            )
+        return Decimal(str(total or 0))
     with ws.read() as db:
         rows = db.execute(
             sa.select(CostRecord.session_id, CostRecord.cost_usd).where(
@@ -114,7 +124,18 @@ _budgets: dict[tuple[str, str], EvalBudget] = {}
 _budgets_lock = threading.Lock()
 
 
-def budget_for(ws: Any, run_id: uuid.UUID, limit: Any) -> EvalBudget | None:
+def run_chain(ws: Any, run_id: uuid.UUID) -> list[uuid.UUID]:
+    """`run_id` and the runs it retried, newest first: one eval's runs."""
+    chain = [run_id]
+    with ws.read() as db:
+        prev = db.scalar(sa.select(WorkflowRun.retry_of_run_id).where(WorkflowRun.id == run_id))
+        while prev is not None and prev not in chain:
+            chain.append(prev)
+            prev = db.scalar(sa.select(WorkflowRun.retry_of_run_id).where(WorkflowRun.id == prev))
+    return chain
+
+
+def budget_for(ws: Any, run_id: uuid.UUID, limit: Any, *, replays: bool = False) -> EvalBudget | None:
     """This process's budget object for a run (one per run and limit), the runs it retried included."""
     if limit is None:
         return None
@@ -123,14 +144,9 @@ def budget_for(ws: Any, run_id: uuid.UUID, limit: Any) -> EvalBudget | None:
         found = _budgets.get(key)
     if found is not None:
         return found
-    chain = [run_id]
-    with ws.read() as db:
-        prev = db.scalar(sa.select(WorkflowRun.retry_of_run_id).where(WorkflowRun.id == run_id))
-        while prev is not None and prev not in chain:
-            chain.append(prev)
-            prev = db.scalar(sa.select(WorkflowRun.retry_of_run_id).where(WorkflowRun.id == prev))
+    budget = EvalBudget(Decimal(str(limit)), run_chain(ws, run_id), replays=replays)
     with _budgets_lock:
-        return _budgets.setdefault(key, EvalBudget(Decimal(str(limit)), chain))
+        return _budgets.setdefault(key, budget)
 
 
 class _BudgetGuard(Plugin):
@@ -177,6 +193,7 @@ class EvalContext:
     budget: EvalBudget | None = None
     output: Any = None  # the task's output, set before scoring
     sub_run: Any = None  # a workflow task's run
+    cassettes: dict[str, Any] = field(default_factory=dict)  # by agent name, made on first need
 
     @property
     def ws(self) -> Any:
@@ -196,9 +213,11 @@ class EvalContext:
 
         from cmdc_nb.providers.cassette import Cassette
 
-        digest = hashlib.sha256(f"{self.case.id}\0{self.model}\0{agent_name}".encode()).hexdigest()[:16]
-        label = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.case.id}--{agent_name}")[:60]
-        return Cassette(Path(folder) / f"{label}-{digest}.json", mode="auto")
+        if agent_name not in self.cassettes:  # one a case and agent: a Cassette stays registered
+            digest = hashlib.sha256(f"{self.case.id}\0{self.model}\0{agent_name}".encode()).hexdigest()[:16]
+            label = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.case.id}--{agent_name}")[:60]
+            self.cassettes[agent_name] = Cassette(Path(folder) / f"{label}-{digest}.json", mode="auto")
+        return self.cassettes[agent_name]
 
     def replays(self, agent_name: str, model: str) -> bool:
         """Whether this case's `agent_name` calls to `model` are served from its cassette."""

@@ -98,8 +98,8 @@ class EvalRun:
         """One row per case and model: status, passed, score (mean of the scorers), each scorer's score
         and reason, inputs, output, expected, error, exact cost (task and judge), tokens, latency and the
         case's session id (open it in a Chat, fork it, export its trace)."""
-        spec = self.spec
-        names = self.scorer_names
+        spec = self.spec  # read once: the run's row holds it
+        names = [str(s["name"]) for s in spec.get("scorers", [])]
         rows = results.result_rows(self._ws, self.run_id, names, spec["cases"], spec["models"])
         return results.results_frame(rows, names)
 
@@ -134,10 +134,9 @@ class EvalRun:
         return spent_usd(self._ws, self._chain())
 
     def _chain(self) -> list[uuid.UUID]:
-        from cmdc_nb.evals.context import budget_for
+        from cmdc_nb.evals.context import run_chain
 
-        chain = budget_for(self._ws, self.run_id, 0)
-        return chain.run_ids if chain is not None else [self.run_id]
+        return run_chain(self._ws, self.run_id)
 
     def __repr__(self) -> str:
         return f"<EvalRun {self.name!r} {self.run_id} {'running' if not self.done() else self.status}>"

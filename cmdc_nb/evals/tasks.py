@@ -312,6 +312,11 @@ def pin(run_id: Any, task: Task) -> None:
     _pinned[str(run_id)] = task
 
 
+def pinned(run_id: Any) -> Task | None:
+    """The task an eval run started with in this process, if it did."""
+    return _pinned.get(str(run_id))
+
+
 def task_for(run_id: Any, name: str, fingerprint: str | None, retry_of: Any = None) -> Task:
     """The eval's task: the object it started with (in this process), else the one registered under its
     name, which must be the same definition (its fingerprint) — else the eval stops and says why."""

@@ -15,6 +15,7 @@ import ipywidgets as w
 
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.evals import EvalRun, get_eval
+from cmdc_nb.evals.results import summary_frame
 from cmdc_nb.events import topics
 from cmdc_nb.services import sessions
 from cmdc_nb.widgets._common import Refresher
@@ -162,7 +163,8 @@ class EvalView(Snapshot, w.VBox):  # type: ignore[misc]
         )
         self._draw_grid()
         self._draw_detail()
-        self.chart.value = pareto_svg(self.eval.summary(), title="Cost and quality") if len(done) else ""
+        # the summary of the frame just read, not of a second read of every step
+        self.chart.value = pareto_svg(summary_frame(f), title="Cost and quality") if len(done) else ""
         self._snapshot_changed()
 
     def _cases(self) -> list[str]:
