@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from enum import Enum, StrEnum
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -33,22 +33,26 @@ class Unset(Enum):
 UNSET: Final = Unset.UNSET
 
 
-def fetch(db: orm.Session, model: type[M], obj: Any, kind: str, *, lock: bool = False) -> M:
+def fetch(
+    db: orm.Session, model: type[M], obj: Any, kind: str, *, lock: bool | Literal["no_key"] = False
+) -> M:
     """The current row for `obj` (a model instance or an id), re-read inside this transaction.
 
     Services never trust the caller's copy: it may be stale. With `lock`, PostgreSQL takes a row lock
     (`SELECT … FOR UPDATE`) so concurrent status changes queue up; SQLite's `BEGIN IMMEDIATE` has
-    already serialised writers.
+    already serialised writers. `lock="no_key"` takes `FOR NO KEY UPDATE`, for a change that leaves the
+    row's key alone: it does not wait on the KEY SHARE locks that rows referencing it hold (writers of
+    those, locking it FOR UPDATE in turn, deadlock).
     """
     row_id = v.id_of(obj, f"{kind}_id")
     stmt = sa.select(model).where(model.id == row_id)  # type: ignore[attr-defined]
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=lock == "no_key")
     row = db.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
     if row is None:
         raise NotFoundError(kind, row_id)
     if db.info.get(access.INFO_KEY) is not None:
-        access.check_row(db, row, kind, write=lock)
+        access.check_row(db, row, kind, write=bool(lock))
     return row
 
 

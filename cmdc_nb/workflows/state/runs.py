@@ -253,14 +253,9 @@ def end(tx: Tx, run: WorkflowRun, target: WorkflowRunStatus, *, reason: str | No
         run.error_message = run.error_message or reason
     tx.db.flush()
     if target in (R.COMPLETED, R.FAILED, R.TIMEOUT):
-        # FOR NO KEY UPDATE, not FOR UPDATE: finishing runs of one workflow hold the KEY SHARE lock their
-        # runs' foreign key takes on its row, and FOR UPDATE would wait on each other's (a deadlock).
-        w = tx.db.execute(
-            sa.select(Workflow)
-            .where(Workflow.id == run.workflow_id)
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)
-        ).scalar_one()
+        # FOR NO KEY UPDATE: finishing runs of one workflow hold the KEY SHARE lock their runs' foreign
+        # key takes on its row, and FOR UPDATE would wait on each other's (a deadlock).
+        w = fetch(tx.db, Workflow, run.workflow_id, "workflow", lock="no_key")
         n = w.success_count + w.failure_count + 1
         w.avg_duration_ms = int(((w.avg_duration_ms or 0) * (n - 1) + run.duration_ms) / n)
         w.avg_cost_usd = ((w.avg_cost_usd or Decimal(0)) * (n - 1) + run.total_cost_usd) / n
