@@ -20,6 +20,7 @@ from typing import Any
 
 import eval_children as kids  # tests/support
 import pytest
+from browser import free_port
 from test_traces import _run  # the three-turn run with a tool, a failure and an approval
 from waiting import CEILING_S
 
@@ -58,18 +59,10 @@ def _install() -> None:
         )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _install()
-    port, grpc = _free_port(), _free_port()
+    port, grpc = free_port(), free_port()
     work = tmp_path_factory.mktemp("phoenix")
     # Its own environment: the suite's sentinel provider keys (see conftest) have no business there.
     env = {

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 import workflow_children as children  # tests/ is on sys.path; importing registers the step functions
 from reliability import record, sized
+from worker_procs import start_worker
 
 from cmdc_nb import workflows as wf
 from cmdc_nb.errors import ConfigurationError
@@ -205,16 +206,7 @@ async def test_a_step_cut_off_by_killing_its_worker_runs_on_another_worker_under
 
 
 def _worker(url: str, home: Path, stderr: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(CHILD.parent), os.environ.get("PYTHONPATH", "")])}
-    cmd = ["worker", "--concurrency", "2", "--no-scheduler", "--load", "workflow_children"]
-    with stderr.open("a") as err:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cmdc_nb", "--url", url, "--home", str(home), *cmd],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
+    return start_worker(url, home, stderr, load="workflow_children")
 
 
 def _sigkill_after_starts(proc: subprocess.Popen[str], n: int, delay: float) -> None:
