@@ -134,7 +134,8 @@ async def _attempt(
     kwargs: dict[str, Any] = {
         **request.extra,
         "model": route,
-        "messages": [dict(m) for m in request.messages],
+        # served in-process, the offline route takes its own copy (`_offline.provider_messages`)
+        "messages": [dict(m) for m in request.messages] if lm is not None else [],
         "stream": True,
         "stream_options": {"include_usage": True},
         "num_retries": 0,  # the retry layer is ours (above); never two layers

@@ -63,11 +63,15 @@ def provider_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, A
     out: list[dict[str, Any]] = []
     for m in messages:
         msg = dict(m)
+        # Most messages hold no None and no tool calls: one copy in C, and the Python-level
+        # filtering only for those that need it (this runs on every call over the whole conversation).
+        if None in msg.values():
+            msg = {k: v for k, v in msg.items() if v is not None}
         if not msg.get("role"):
             msg["role"] = "assistant"
         if msg.get("tool_calls"):
             msg["tool_calls"] = [dict(c) if isinstance(c, Mapping) else c for c in msg["tool_calls"]]
-        out.append({k: v for k, v in msg.items() if v is not None})
+        out.append(msg)
     return out
 
 

@@ -37,6 +37,7 @@ from cmdc_nb.services import budgets
 from cmdc_nb.services.pricing import Price, cached_price_in
 from cmdc_nb.store.enums import CostService, CostSourceType
 from cmdc_nb.store.models import CostDailySummary, CostRecord, CostRollup, User
+from cmdc_nb.store.prepared import Prepared
 from cmdc_nb.store.types import Money
 from cmdc_nb.store.values import to_money, utcnow
 
@@ -183,7 +184,7 @@ def insert_cost_row_in(
         "metadata": {"price_source": price.source} if price is not None else {},
         **fields,
     }
-    tx.db.connection().execute(sa.insert(CostRecord), values)
+    _INSERT_COST.run(tx.db.connection(), values)
     record = SimpleNamespace(**values)
     _add_to_summary(tx, record)
     _announce(tx, record)
@@ -208,14 +209,17 @@ def _announce(tx: Tx, record: Any) -> None:
     budgets.announce_in(tx, record)
 
 
+_INSERT_COST = Prepared(sa.insert(CostRecord))
+
+
 @functools.cache
-def _summary_upsert(dialect: str) -> Any:
+def _summary_upsert(dialect: str) -> Prepared:
     """The daily summary's upsert, built once per dialect (building it, `excluded` and all, cost more
     than running it); each call passes its values."""
     t = CostDailySummary.__table__
     stmt = (postgresql if dialect == "postgresql" else sqlite).insert(t)
     ex = stmt.excluded
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[t.c.user_id, t.c.day],
         set_={
             "total_cost_usd": t.c.total_cost_usd + ex.total_cost_usd,
@@ -225,20 +229,23 @@ def _summary_upsert(dialect: str) -> Any:
             "unpriced_requests": t.c.unpriced_requests + ex.unpriced_requests,
             "updated_at": ex.updated_at,
         },
-    ).returning(t.c.id)
+    )
+    return Prepared(upsert.returning(t.c.id))
 
 
 @functools.cache
-def _rollup_upsert(dialect: str) -> Any:
+def _rollup_upsert(dialect: str) -> Prepared:
     t = CostRollup.__table__
     stmt = (postgresql if dialect == "postgresql" else sqlite).insert(t)
     ex = stmt.excluded
-    return stmt.on_conflict_do_update(
-        index_elements=[t.c.user_id, t.c.day, t.c.provider, t.c.model],
-        set_={
-            name: t.c[name] + ex[name]
-            for name in ("cost_usd", "requests", "unpriced_requests", "tokens_in", "tokens_out")
-        },
+    return Prepared(
+        stmt.on_conflict_do_update(
+            index_elements=[t.c.user_id, t.c.day, t.c.provider, t.c.model],
+            set_={
+                name: t.c[name] + ex[name]
+                for name in ("cost_usd", "requests", "unpriced_requests", "tokens_in", "tokens_out")
+            },
+        )
     )
 
 
@@ -246,8 +253,8 @@ def _add_to_summary(tx: Tx, r: Any) -> None:
     cost = r.cost_usd or Decimal(0)
     now = utcnow()
     conn = tx.db.connection()
-    summary_id = conn.execute(
-        _summary_upsert(conn.dialect.name),
+    returned = _summary_upsert(conn.dialect.name).one_or_none(
+        conn,
         {
             "id": uuid.uuid4(),
             "user_id": r.user_id,
@@ -263,7 +270,9 @@ def _add_to_summary(tx: Tx, r: Any) -> None:
             "inserted_at": now,
             "updated_at": now,
         },
-    ).scalar_one()
+    )
+    assert returned is not None  # an upsert always returns its row
+    summary_id = returned[0]
     _add_to_rollup(tx, r)
     if r.cost_usd is None:
         return
@@ -297,8 +306,8 @@ _HOLDS_KEYS: set[tuple[Any, ...]] = set()
 
 def _add_to_rollup(tx: Tx, r: Any) -> None:
     conn = tx.db.connection()
-    conn.execute(
-        _rollup_upsert(conn.dialect.name),
+    _rollup_upsert(conn.dialect.name).run(
+        conn,
         {
             "user_id": r.user_id,
             "day": r.day,

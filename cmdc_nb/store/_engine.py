@@ -5,7 +5,8 @@ A deferred `BEGIN` that reads and then writes fails at once with "database is lo
 writer holds the lock (the busy timeout does not cover the lock upgrade), which is how the seed lost
 writes; taking the write lock up front makes writers queue instead.
 
-PostgreSQL: psycopg 3 with a small pool and pre-ping, so a notebook that sat idle reconnects cleanly.
+PostgreSQL: psycopg 3 with a small pool that pings a connection idle for a second or more before handing
+it out, so a notebook that sat idle reconnects cleanly.
 JSONB cannot hold the NUL character or unpaired surrogates (both fine in SQLite's JSON text), so JSON
 documents written to PostgreSQL have them replaced by U+FFFD: a tool's binary output quoted in an agent
 call's prompt must not make the call unstorable.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +126,38 @@ def jsonb_dumps(value: Any) -> str:
     return text if clean else json.dumps(_clean(value), ensure_ascii=False)
 
 
+# A pooled connection back from use less than this long ago is handed out without a ping.
+PING_IDLE_S = 1.0
+
+
 def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("json_serializer", jsonb_dumps)
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 5)
         kwargs.setdefault("max_overflow", 10)
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping, but only a connection that sat idle: a notebook left for lunch (or a server restarted
+    meanwhile) reconnects cleanly, while an agent's back-to-back transactions do not pay a round trip
+    each (`pool_pre_ping` pings at every checkout: two of a stored round's ≈15 round trips)."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["cmdc_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("cmdc_idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_S:
+            return  # new, or back from use a moment ago
+        try:
+            ok = engine.dialect.do_ping(dbapi_conn)
+        except Exception:
+            ok = False
+        if not ok:  # the pool drops this connection and hands out (or opens) another
+            raise sa.exc.DisconnectionError("the pooled connection is gone")

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from cmdc_nb.store.models.events import EventLogEntry
+from cmdc_nb.store.prepared import Prepared
 from cmdc_nb.store.values import utcnow
 
 __all__ = ["CHANNEL", "append", "last_id", "prune", "read_after"]
@@ -35,8 +36,9 @@ def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
 # PostgreSQL: the lock, the rows and the NOTIFY in one statement (one round trip, not three). The rows'
 # SELECT reads the lock's CTE, so the lock is held before the first id is drawn; ids follow `ord`; a
 # data-modifying CTE runs whole, once, whatever reads it.
-_APPEND_PG = sa.text(
-    """
+_APPEND_PG = Prepared(
+    sa.text(
+        """
     WITH locked AS (SELECT pg_advisory_xact_lock(:k)),
     added AS (
         INSERT INTO event_log (topic, type, payload, origin, inserted_at)
@@ -47,7 +49,8 @@ _APPEND_PG = sa.text(
     )
     SELECT pg_notify(:channel, :origin) FROM (SELECT 1 FROM added LIMIT 1) AS one
     """
-).bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+    ).bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+)
 
 
 def append(db: orm.Session, origin: str, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
@@ -57,11 +60,13 @@ def append(db: orm.Session, origin: str, events: Iterable[tuple[str, str, Mappin
         return
     if db.get_bind().dialect.name == "postgresql":
         rows = [
-            {"ord": i, "topic": topic, "type": type_, "payload": _plain(payload)}
+            {"ord": i, "topic": topic, "type": type_, "payload": dict(payload)}
             for i, (topic, type_, payload) in enumerate(listed)
         ]
-        params = {"k": _LOCK_KEY, "origin": origin, "at": now, "rows": json.dumps(rows), "channel": CHANNEL}
-        db.connection().execute(_APPEND_PG, params)
+        # one JSON pass over the whole batch (as `_plain` would, anything not JSON becomes its text)
+        text = json.dumps(rows, default=str)
+        params = {"k": _LOCK_KEY, "origin": origin, "at": now, "rows": text, "channel": CHANNEL}
+        _APPEND_PG.run(db.connection(), params)
         return
     db.connection().execute(
         sa.insert(EventLogEntry),

@@ -49,6 +49,7 @@ from cmdc_nb.store.enums import (
     ToolUseStatus,
 )
 from cmdc_nb.store.models import ActivityLog, AgentCall, Message, Session, ToolUse
+from cmdc_nb.store.prepared import Prepared
 from cmdc_nb.store.values import utcnow
 
 __all__ = [
@@ -161,8 +162,15 @@ def _audited(m: NewMessage) -> bool:
     return m.agent_call_id is None and m.tool_use_id is None
 
 
+# The round's statements, compiled once per database (see `store.prepared`).
+_INSERT_CALL = Prepared(sa.insert(AgentCall))
+_INSERT_MESSAGE = Prepared(sa.insert(Message))
+_INSERT_TOOL_USES = Prepared(sa.insert(ToolUse))
+_INSERT_AUDIT = Prepared(sa.insert(ActivityLog))
+
+
 @functools.cache
-def _add_to_session(names: tuple[str, ...]) -> Any:
+def _add_to_session(names: tuple[str, ...]) -> Prepared:
     """`UPDATE sessions SET name = name + :add_name … RETURNING status` for these counters, built once
     (a round adds to the same few); with none, it still takes the row's lock."""
     values = {
@@ -176,13 +184,17 @@ def _add_to_session(names: tuple[str, ...]) -> Any:
         .where(Message.session_id == sa.bindparam("sid"))
         .scalar_subquery()
     )
-    return stmt.values(**(values or {"message_count": Session.message_count})).returning(Session.status, last)
+    return Prepared(
+        stmt.values(**(values or {"message_count": Session.message_count})).returning(Session.status, last)
+    )
 
 
 # A tool use's end: the columns set come with each call's values (completed or failed).
 _TOOL_USES: sa.Table = ToolUse.__table__  # type: ignore[assignment]
-_END_TOOL = sa.update(_TOOL_USES).where(
-    _TOOL_USES.c.id == sa.bindparam("tid"), _TOOL_USES.c.status == ToolUseStatus.EXECUTING
+_END_TOOL = Prepared(
+    sa.update(_TOOL_USES).where(
+        _TOOL_USES.c.id == sa.bindparam("tid"), _TOOL_USES.c.status == ToolUseStatus.EXECUTING
+    )
 )
 
 
@@ -192,7 +204,7 @@ def _lock_session(tx: Tx, sid: uuid.UUID, **deltas: Any) -> int:
     added = {name: d for name, d in deltas.items() if d}
     conn = tx.db.connection()
     params = {"sid": sid, **{f"add_{n}": d for n, d in added.items()}}
-    row = conn.execute(_add_to_session(tuple(added)), params).one_or_none()
+    row = _add_to_session(tuple(added)).one_or_none(conn, params)
     if row is None:
         raise NotFoundError("session", sid)
     status, last = row
@@ -299,8 +311,8 @@ def record_call_in(
     cost: Decimal | None = done["cost_usd"]
     tin, tout = done["tokens_in"], done["tokens_out"]
     conn = tx.db.connection()
-    conn.execute(
-        sa.insert(AgentCall),
+    _INSERT_CALL.run(
+        conn,
         {
             **_call_row(d, AgentCallStatus.COMPLETED, now),
             **{k: done[k] for k in ("response_content", "response_blocks", "stop_reason", "tokens_in",
@@ -351,14 +363,14 @@ def record_call_in(
     ]  # fmt: skip
     tx.publish(calls, "agent_call_completed", _call_payload(d, "completed", done))
     if message is not None:
-        conn.execute(sa.insert(Message), _message_row(message, sid, seq))
+        _INSERT_MESSAGE.run(conn, _message_row(message, sid, seq))
         if _audited(message):
             audit.append(_audit(ActivityAction.MESSAGE_CREATE, "message", message.id, uid, sid,
                                 {"role": message.role, "sequence": seq}))  # fmt: skip
         _publish_message(tx, message, sid, seq)
     if tool_uses:
-        conn.execute(
-            sa.insert(ToolUse),
+        _INSERT_TOOL_USES.run(
+            conn,
             [
                 {"id": t.id, "agent_call_id": d.id, "session_id": sid, "tool_name": t.tool_name,
                  "tool_use_id": t.tool_use_id, "input": t.input, "status": ToolUseStatus.EXECUTING,
@@ -372,7 +384,7 @@ def record_call_in(
                                 {"tool_name": t.tool_name, "input": t.input}))  # fmt: skip
             tx.publish(calls, "tool_use_created", _tool_payload(t, d.id, sid, "pending"))
             tx.publish(calls, "tool_use_started", _tool_payload(t, d.id, sid, "executing"))
-    conn.execute(sa.insert(ActivityLog), audit)
+    _INSERT_AUDIT.run(conn, audit)
     return seq if message is not None else None
 
 
@@ -401,7 +413,7 @@ def record_tool_end_in(
     values.update(
         status=target, completed_at=now, duration_ms=max(0, int((now - started_at).total_seconds() * 1000))
     )
-    changed = conn.execute(_END_TOOL, {"tid": tool.id, **values}).rowcount
+    changed = _END_TOOL.run(conn, {"tid": tool.id, **values}).rowcount
     if changed != 1:  # cancelled meanwhile (or gone): the service says which, as it would
         raise InvalidStateError("tool_use", "not executing", target.value, allowed=["executing"])
     calls = topics.session_agent_calls(session_id)
@@ -409,10 +421,10 @@ def record_tool_end_in(
     tx.publish(calls, event, _tool_payload(tool, call_id, session_id, target.value))
     if message is None or seq is None:
         return None
-    conn.execute(sa.insert(Message), _message_row(message, session_id, seq))
+    _INSERT_MESSAGE.run(conn, _message_row(message, session_id, seq))
     if _audited(message):
-        conn.execute(
-            sa.insert(ActivityLog),
+        _INSERT_AUDIT.run(
+            conn,
             _audit(ActivityAction.MESSAGE_CREATE, "message", message.id, user_id, session_id,
                    {"role": message.role, "sequence": seq}),
         )  # fmt: skip

@@ -1,0 +1,80 @@
+"""PostgreSQL's pooled connections: one that sat idle is pinged before use (a server restart or a
+dropped connection costs nothing), one back from use a moment ago is not (an agent's back-to-back
+transactions pay no extra round trip); a dead one used anyway fails with a typed error, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import cmdc_nb
+from cmdc_nb.errors import StorageError
+from cmdc_nb.store import _engine
+from cmdc_nb.workspace import Workspace
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(params=["postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def kill_pool(ws: Workspace) -> int:
+    """Terminate every server connection to the workspace's database but the one asking."""
+    admin = sa.create_engine(ws.engine.url, poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        admin.dispose()
+
+
+def test_an_idle_connection_is_pinged_and_replaced_when_gone(ws: Workspace, monkeypatch: Any) -> None:
+    cmdc_nb.accounts.create_user("before@example.com", ws=ws)
+    assert kill_pool(ws) >= 1
+    monkeypatch.setattr(_engine, "PING_IDLE_S", 0.0)  # every pooled connection counts as idle
+    made = cmdc_nb.accounts.create_user("after@example.com", ws=ws)
+    assert cmdc_nb.accounts.get_user(made.id, ws=ws).email == "after@example.com"
+
+
+def test_a_connection_back_from_use_a_moment_ago_is_not_pinged(ws: Workspace, monkeypatch: Any) -> None:
+    statements: list[str] = []
+    sa.event.listen(ws.engine, "before_cursor_execute", lambda _c, _cu, sql, *_a: statements.append(sql))
+    monkeypatch.setattr(_engine, "PING_IDLE_S", 3600.0)
+    for n in range(3):
+        cmdc_nb.accounts.create_user(f"u{n}@example.com", ws=ws)
+    monkeypatch.setattr(_engine, "PING_IDLE_S", 0.0)
+    before = len(statements)
+    pinged: list[bool] = []
+    real = ws.engine.dialect.do_ping
+    monkeypatch.setattr(ws.engine.dialect, "do_ping", lambda c: pinged.append(True) or real(c))
+    cmdc_nb.accounts.create_user("pinged@example.com", ws=ws)
+    assert pinged  # idle (threshold 0): pinged first
+    assert len(statements) > before
+    pinged.clear()
+    monkeypatch.setattr(_engine, "PING_IDLE_S", 3600.0)
+    cmdc_nb.accounts.create_user("fresh@example.com", ws=ws)
+    assert not pinged  # back from use a moment ago: no round trip spent on a ping
+
+
+def test_a_dead_connection_used_at_once_fails_typed_and_the_next_call_works(
+    ws: Workspace, monkeypatch: Any
+) -> None:
+    cmdc_nb.accounts.create_user("before@example.com", ws=ws)
+    monkeypatch.setattr(_engine, "PING_IDLE_S", 3600.0)  # nothing counts as idle: no ping saves it
+    kill_pool(ws)
+    with pytest.raises(StorageError) as caught:
+        cmdc_nb.accounts.create_user("lost@example.com", ws=ws)
+    assert "Traceback" not in str(caught.value)
+    made = cmdc_nb.accounts.create_user("again@example.com", ws=ws)  # the pool dropped the dead one
+    assert cmdc_nb.accounts.get_user(made.id, ws=ws).email == "again@example.com"

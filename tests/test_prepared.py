@@ -1,0 +1,162 @@
+"""Statements compiled once and run on the driver's cursor (`cmdc_nb.store.prepared`) store exactly
+what `Connection.execute` stores, on both backends: the stored round's rows go through them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from cmdc_nb.errors import ConflictError
+from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, SessionStatus, ToolUseStatus
+from cmdc_nb.store.models import ActivityLog, AgentCall, Session, ToolUse
+from cmdc_nb.store.prepared import Prepared
+from cmdc_nb.workspace import Workspace
+
+INSERT_CALL = Prepared(sa.insert(AgentCall))
+INSERT_AUDIT = Prepared(sa.insert(ActivityLog))
+TOOLS: Any = ToolUse.__table__
+END_TOOL = Prepared(
+    sa.update(TOOLS).where(TOOLS.c.id == sa.bindparam("tid"), TOOLS.c.status == ToolUseStatus.EXECUTING)
+)
+SESSION_STATUS = Prepared(
+    sa.update(Session)
+    .where(Session.id == sa.bindparam("sid"))
+    .values(message_count=Session.message_count + sa.bindparam("add", type_=sa.Integer))
+    .returning(Session.id, Session.status, Session.updated_at)
+)
+
+
+def call_values(session: Any, **over: Any) -> dict[str, Any]:
+    """An agent call with a value of every awkward type: JSON with non-ASCII text, money with 12
+    places, an enum, timestamps with microseconds, a float, a list of text and NULLs."""
+    at = dt.datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=dt.UTC)
+    return {
+        "id": uuid.uuid4(),
+        "session_id": session.id,
+        "user_id": session.user_id,
+        "provider": "scripted",
+        "model": "scripted/prep",
+        "status": AgentCallStatus.COMPLETED,
+        "prompt_messages": [{"role": "user", "content": 'héllo ✓ \u2028 "quoted"'}],
+        "prompt_ref": None,
+        "system_prompt": "be brief",
+        "response_content": "done",
+        "response_blocks": [{"type": "tool_call", "id": "c1", "arguments": {"n": 1.5}}],
+        "stop_reason": "stop",
+        "tokens_in": 10,
+        "tokens_out": 2,
+        "cache_tokens_read": 0,
+        "cache_tokens_write": 0,
+        "cost_usd": Decimal("0.000000123456"),
+        "started_at": at,
+        "first_token_at": at,
+        "completed_at": at + dt.timedelta(milliseconds=5),
+        "duration_ms": 5,
+        "temperature": 0.25,
+        "max_tokens": None,
+        "tools_provided": ["noop", "ünïcode"],
+        "retry_count": 0,
+        "workflow_run_id": None,
+        "workflow_step_id": None,
+        "metadata": {"turn": 1, "nested": {"a": [1, None, True]}},
+        "inserted_at": at,
+        "updated_at": at,
+        **over,
+    }
+
+
+def stored(ws: Workspace, call_id: uuid.UUID) -> dict[str, Any]:
+    with ws.read() as db:
+        row = db.get(AgentCall, call_id)
+        assert row is not None
+        return {c.key: getattr(row, c.key) for c in sa.inspect(AgentCall).column_attrs if c.key != "id"}
+
+
+def test_a_row_written_prepared_reads_back_as_one_written_by_execute(ws: Workspace, session: Any) -> None:
+    plain, prepared = call_values(session), call_values(session)
+    with ws.transaction() as tx:
+        tx.db.connection().execute(sa.insert(AgentCall), plain)
+        INSERT_CALL.run(tx.db.connection(), prepared)
+    assert stored(ws, prepared["id"]) == stored(ws, plain["id"])
+    assert stored(ws, prepared["id"])["cost_usd"] == Decimal("0.000000123456")
+    assert stored(ws, prepared["id"])["prompt_messages"][0]["content"] == 'héllo ✓ \u2028 "quoted"'
+
+
+def test_python_defaults_are_filled_in_for_every_row_of_a_batch(ws: Workspace, session: Any) -> None:
+    before = dt.datetime.now(dt.UTC)
+    rows = [
+        {"action": ActivityAction.TOOL_EXECUTE, "resource_type": "tool_use", "resource_id": uuid.uuid4(),
+         "user_id": session.user_id, "details": {"i": i}, "session_id": session.id}
+        for i in range(3)
+    ]  # fmt: skip
+    with ws.transaction() as tx:
+        INSERT_AUDIT.run(tx.db.connection(), rows)
+    with ws.read() as db:
+        got = db.scalars(sa.select(ActivityLog).where(ActivityLog.session_id == session.id)).all()
+    mine = [g for g in got if g.action == ActivityAction.TOOL_EXECUTE]
+    assert sorted(g.details["i"] for g in mine) == [0, 1, 2]
+    assert len({g.id for g in mine}) == 3  # each row its own id
+    assert all(g.occurred_at >= before - dt.timedelta(seconds=1) for g in mine)
+
+
+def test_returning_values_are_converted_as_a_result_would(ws: Workspace, session: Any) -> None:
+    with ws.transaction() as tx:
+        row = SESSION_STATUS.one_or_none(tx.db.connection(), {"sid": session.id, "add": 2})
+        missing = SESSION_STATUS.one_or_none(tx.db.connection(), {"sid": uuid.uuid4(), "add": 1})
+    assert row is not None and missing is None
+    sid, status, updated = row
+    assert sid == session.id and isinstance(sid, uuid.UUID)
+    assert status is SessionStatus.ACTIVE
+    assert updated.tzinfo is not None and updated > session.updated_at  # onupdate filled in
+    with ws.read() as db:
+        assert db.get(Session, session.id).message_count == session.message_count + 2  # type: ignore[union-attr]
+
+
+def test_a_value_fixed_in_the_statement_is_kept(ws: Workspace, session: Any) -> None:
+    """`status = 'executing'` is part of the statement: a tool use in another status is left alone."""
+    call = call_values(session)
+    done = uuid.uuid4()
+    with ws.transaction() as tx:
+        INSERT_CALL.run(tx.db.connection(), call)
+        tx.db.connection().execute(
+            sa.insert(ToolUse),
+            [{"id": tid, "agent_call_id": call["id"], "session_id": session.id, "tool_name": "noop",
+              "input": {}, "status": status, "sequence": n}
+             for n, (tid, status) in enumerate([(done, ToolUseStatus.COMPLETED)])],
+        )  # fmt: skip
+        changed = END_TOOL.run(tx.db.connection(), {"tid": done, "status": ToolUseStatus.FAILED}).rowcount
+    assert changed == 0
+    with ws.read() as db:
+        assert db.get(ToolUse, done).status is ToolUseStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_the_engine_listeners_see_every_statement(ws: Workspace, session: Any) -> None:
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement.split()[0].upper())
+
+    sa.event.listen(ws.engine, "before_cursor_execute", listen)
+    try:
+        with ws.transaction() as tx:
+            INSERT_CALL.run(tx.db.connection(), call_values(session))
+    finally:
+        sa.event.remove(ws.engine, "before_cursor_execute", listen)
+    assert "INSERT" in seen
+
+
+def test_a_driver_error_is_a_typed_error_and_nothing_is_kept(ws: Workspace, session: Any) -> None:
+    secret = "sk-live-should-never-show-0123456789"
+    first = call_values(session, system_prompt=secret)
+    with pytest.raises(ConflictError) as caught, ws.transaction() as tx:
+        INSERT_CALL.run(tx.db.connection(), call_values(session))
+        INSERT_CALL.run(tx.db.connection(), first)
+        INSERT_CALL.run(tx.db.connection(), {**first, "system_prompt": secret})  # same id again
+    assert secret not in str(caught.value)
+    with ws.read() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(AgentCall)) == 0  # the whole transaction
