@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+import cmdc_nb
 from cmdc_nb import accounts, activity, agents, sessions
 from cmdc_nb.errors import ConflictError, InvalidInputError, InvalidStateError, NotFoundError
 from cmdc_nb.events import Event, topics
 from cmdc_nb.store.enums import SessionStatus
-from cmdc_nb.store.models import User
+from cmdc_nb.store.models import Message, User
 from cmdc_nb.workspace import Workspace
 
 
@@ -352,3 +355,58 @@ def test_import_rejects_foreign_documents_whole(ws: Workspace, user: User) -> No
         with pytest.raises(InvalidInputError, match=r"malformed|bad value"):
             sessions.import_session(user, broken, ws=ws)
     assert len(sessions.list_sessions(user, ws=ws)) == 1
+
+
+def test_search_finds_text_as_it_is_edited_and_indexes_no_empty_message(ws: Workspace, user: User) -> None:
+    """An assistant message that only asks for tools has no text: nothing to find, nothing indexed (on
+    SQLite, no search row: migration 0012). A message edited from empty to text becomes findable, and
+    edited again, is found by its new words only."""
+    s = sessions.create_session(user, name="edits", ws=ws)
+    empty = sessions.create_message(s, role="assistant", content="", ws=ws)
+    sessions.create_message(s, role="user", content="zebra crossing", ws=ws)
+
+    def set_content(text: str) -> None:
+        with ws.engine.begin() as conn:
+            conn.execute(sa.update(Message).where(Message.id == empty.id).values(content=text))
+
+    def found(words: str) -> set[uuid.UUID]:
+        return {m.id for m in sessions.search_messages(words, session=s, ws=ws)}
+
+    if ws.backend == "sqlite":
+        with ws.engine.connect() as conn:
+            indexed = conn.exec_driver_sql("SELECT message_id FROM messages_fts").scalars().all()
+        assert indexed == [sessions.get_conversation_history(s, ws=ws)[-1].id.hex]
+    set_content("a quokka appeared")
+    assert found("quokka") == {empty.id}
+    set_content("a wombat instead")
+    assert found("quokka") == set() and found("wombat") == {empty.id}
+    set_content("")
+    assert found("wombat") == set() and len(found("zebra")) == 1
+
+
+def test_migration_0012_drops_the_search_rows_of_empty_messages_and_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    from cmdc_nb.store import migrate
+
+    ws = cmdc_nb.connect(f"sqlite:///{tmp_path}/m.db", home=tmp_path)
+    try:
+        owner = accounts.create_user("m@example.com", ws=ws)
+        s = sessions.create_session(owner, name="m", ws=ws)
+        for text in ["", "alpha", "", "beta"]:
+            sessions.create_message(s, role="user", content=text, ws=ws)
+        cfg = migrate._config()
+
+        def rows(conn: sa.Connection) -> list[str]:
+            return sorted(conn.exec_driver_sql("SELECT content FROM messages_fts").scalars())
+
+        with ws.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            assert rows(conn) == ["alpha", "beta"]
+            command.downgrade(cfg, "0011")
+            assert rows(conn) == ["", "", "alpha", "beta"]  # as 0001's triggers kept them
+            command.upgrade(cfg, "0012")
+            assert rows(conn) == ["alpha", "beta"]
+        assert len(sessions.search_messages("alpha", ws=ws)) == 1
+    finally:
+        ws.close()
