@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from cmdc_nb.errors import ConflictError
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, SessionStatus, ToolUseStatus
 from cmdc_nb.store.models import ActivityLog, AgentCall, Session, ToolUse
-from cmdc_nb.store.prepared import Prepared
+from cmdc_nb.store.prepared import Prepared, pipeline
 from cmdc_nb.workspace import Workspace
 
 INSERT_CALL = Prepared(sa.insert(AgentCall))
@@ -160,3 +160,52 @@ def test_a_driver_error_is_a_typed_error_and_nothing_is_kept(ws: Workspace, sess
     assert secret not in str(caught.value)
     with ws.read() as db:
         assert db.scalar(sa.select(sa.func.count()).select_from(AgentCall)) == 0  # the whole transaction
+
+
+def test_in_a_pipeline_rows_and_returned_values_are_the_same(ws: Workspace, session: Any) -> None:
+    """On PostgreSQL the statements go out without waiting for each result; a returned row is read
+    when asked for. (On SQLite `pipeline` does nothing: the same test, the plain path.)"""
+    first, second = call_values(session), call_values(session)
+    with ws.transaction() as tx:
+        conn = tx.db.connection()
+        with pipeline(conn):
+            INSERT_CALL.run(conn, first)
+            counted = SESSION_STATUS.pending(conn, {"sid": session.id, "add": 1})
+            INSERT_CALL.run(conn, second)
+            sid, status, _ = counted.fetchone() or (None, None, None)
+            INSERT_AUDIT.run(conn, [{"action": ActivityAction.TOOL_EXECUTE, "resource_type": "tool_use",
+                                     "resource_id": uuid.uuid4(), "user_id": session.user_id,
+                                     "details": {"n": 1}, "session_id": session.id}])  # fmt: skip
+    assert (sid, status) == (session.id, SessionStatus.ACTIVE)
+    assert stored(ws, first["id"]) == stored(ws, second["id"])
+
+
+def test_a_failure_in_a_pipeline_is_typed_and_keeps_nothing(ws: Workspace, session: Any) -> None:
+    row = call_values(session)
+    with pytest.raises(ConflictError), ws.transaction() as tx:
+        conn = tx.db.connection()
+        with pipeline(conn):
+            INSERT_CALL.run(conn, call_values(session))
+            INSERT_CALL.run(conn, row)
+            INSERT_CALL.run(conn, row)  # the same id: refused when the results come back
+    with pytest.raises(ValueError, match="ours"), ws.transaction() as tx:
+        conn = tx.db.connection()
+        with pipeline(conn):
+            INSERT_CALL.run(conn, call_values(session))
+            raise ValueError("ours, not the database's")
+    with ws.read() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(AgentCall)) == 0
+
+
+def test_a_returned_row_never_read_does_not_block_the_next_transaction(ws: Workspace, session: Any) -> None:
+    """SQLite keeps a statement in progress until its rows are read: a RETURNING row left unread (a
+    refusal raised before reading it) blocked the connection's next savepoint, after the rollback."""
+    with pytest.raises(RuntimeError) as refused, ws.transaction() as tx:
+        unread = SESSION_STATUS.pending(tx.db.connection(), {"sid": session.id, "add": 1})
+        raise RuntimeError("refused before reading it")
+    assert refused.traceback and unread is not None  # still alive here, its frames with it
+    for _ in range(3):  # whichever pooled connection comes back: savepoints and writes work
+        with ws.transaction() as tx, tx.db.begin_nested():
+            INSERT_CALL.run(tx.db.connection(), call_values(session))
+    with ws.read() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(AgentCall)) == 3

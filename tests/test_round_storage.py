@@ -10,11 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from cmdc_nb import activity, agents, budgets
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
-from cmdc_nb.store.models import Session, User
+from cmdc_nb.store.enums import ToolUseStatus
+from cmdc_nb.store.models import Message, Session, ToolUse, User
 from cmdc_nb.workspace import Workspace
 
 
@@ -103,3 +105,34 @@ async def test_a_policy_that_says_something_is_kept_with_the_tool_use(
         for u in agents.list_tool_uses(c, ws=ws).entries
     ]
     assert use.meta["policy"]["side_effects"] == ["network"] and not use.requires_approval
+
+
+async def test_a_tool_use_cancelled_while_it_runs_keeps_its_cancel(
+    ws: Workspace, user: User, session: Session
+) -> None:
+    """Someone (a widget, another kernel) cancels a tool use while its tool runs: the tool's end, on
+    the fast path, is refused whole — the cancel stands, no result message is stored, and the
+    session's message count still matches its messages (the counter's update rolled back with it)."""
+
+    @tool
+    def slow(n: int) -> int:
+        """Cancelled from outside while it runs."""
+        with ws.read() as db:
+            running = db.scalars(sa.select(ToolUse).where(ToolUse.status == ToolUseStatus.EXECUTING)).all()
+        assert len(running) == 1  # stored executing before it ran
+        agents.cancel_tool_use(running[0].id, reason="stop it", ws=ws)
+        return n
+
+    script = Script([Turn(tool_calls=[call("slow", n=1)]), "done"])
+    agent = Agent(model=script.model, tools=[slow], session=session, ws=ws)
+    assert await agent.prompt("go") == "done"  # the run goes on
+    with ws.read() as db:
+        uses = db.scalars(sa.select(ToolUse).where(ToolUse.session_id == session.id)).all()
+        messages = db.scalars(sa.select(Message).where(Message.session_id == session.id)).all()
+        count = db.get(Session, session.id).message_count  # type: ignore[union-attr]
+    assert [u.status for u in uses] == [ToolUseStatus.CANCELLED]
+    assert uses[0].output is None
+    assert not [m for m in messages if m.tool_use_id == uses[0].id and m.role.value == "tool_result"
+                and m.content == "1"]  # fmt: skip
+    assert count == len(messages)
+    assert sorted(m.sequence for m in messages) == list(range(1, len(messages) + 1))

@@ -18,10 +18,10 @@ import functools
 import os
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -163,16 +163,22 @@ def insert_cost_in(
         record.meta = {**record.meta, "price_source": price.source}
     tx.db.add(record)
     tx.db.flush()
-    _add_to_summary(tx, record)
+    summary = _add_to_summary(tx, record)
+    _add_to_maps(tx, record, summary.fetchone)
     _announce(tx, record)
+    budgets.announce_in(tx, record)
     return record
 
 
 def insert_cost_row_in(
     tx: Tx, price: Price | None, *, at: dt.datetime, cell: str | None, cost_usd: Decimal | None, **fields: Any
-) -> None:
+) -> Callable[[], None]:
     """`insert_cost_in` with SQLAlchemy Core and the price already looked up (the caller's cost is
-    what `price` gives): the stored agent round's fast path, which needs no row object back."""
+    what `price` gives): the stored agent round's fast path, which needs no row object back.
+
+    It runs only `Prepared` statements, so it may run inside a `store.prepared.pipeline`, and returns
+    what is left, to be called after that pipeline and before the commit: a priced call's amounts in
+    the daily summary's maps (a read and a write, which a $0 call mostly skips) and budget warnings."""
     values = {
         "id": uuid.uuid4(),
         "incurred_at": at,
@@ -186,8 +192,14 @@ def insert_cost_row_in(
     }
     _INSERT_COST.run(tx.db.connection(), values)
     record = SimpleNamespace(**values)
-    _add_to_summary(tx, record)
+    summary = _add_to_summary(tx, record)
     _announce(tx, record)
+
+    def rest() -> None:
+        _add_to_maps(tx, record, summary.fetchone)
+        budgets.announce_in(tx, cast(CostRecord, record))  # the namespace has every field it reads
+
+    return rest
 
 
 def _announce(tx: Tx, record: Any) -> None:
@@ -206,7 +218,6 @@ def _announce(tx: Tx, record: Any) -> None:
             "priced": record.cost_usd is not None,
         },
     )
-    budgets.announce_in(tx, record)
 
 
 _INSERT_COST = Prepared(sa.insert(CostRecord))
@@ -249,11 +260,13 @@ def _rollup_upsert(dialect: str) -> Prepared:
     )
 
 
-def _add_to_summary(tx: Tx, r: Any) -> None:
+def _add_to_summary(tx: Tx, r: Any) -> Any:
+    """The daily summary's totals and the roll-up (`Prepared` statements only). Returns the upsert's
+    pending row (`.fetchone()`: its id), which `_add_to_maps` reads once the results are in."""
     cost = r.cost_usd or Decimal(0)
     now = utcnow()
     conn = tx.db.connection()
-    returned = _summary_upsert(conn.dialect.name).one_or_none(
+    summary = _summary_upsert(conn.dialect.name).pending(
         conn,
         {
             "id": uuid.uuid4(),
@@ -271,11 +284,18 @@ def _add_to_summary(tx: Tx, r: Any) -> None:
             "updated_at": now,
         },
     )
-    assert returned is not None  # an upsert always returns its row
-    summary_id = returned[0]
     _add_to_rollup(tx, r)
+    return summary
+
+
+def _add_to_maps(tx: Tx, r: Any, summary_row: Callable[[], tuple[Any, ...] | None]) -> None:
+    """A priced cost's amount in its daily summary's per-provider, -model and -session maps."""
     if r.cost_usd is None:
         return
+    cost = r.cost_usd
+    returned = summary_row()
+    assert returned is not None  # an upsert always returns its row
+    summary_id = returned[0]
     keys = (summary_id, r.provider, r.model, r.session_id)
     if not cost and keys in _HOLDS_KEYS:
         return  # adding $0 to amounts the row already holds changes nothing: no read, no write

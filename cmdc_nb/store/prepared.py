@@ -14,13 +14,14 @@ SQLAlchemy's exception class for it, so `Workspace.transaction` translates it as
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["Prepared"]
+__all__ = ["Pending", "Prepared", "pipeline"]
 
 
 class _Compiled:
@@ -104,25 +105,92 @@ class Prepared:
         dispatch = conn.dispatch
         if dispatch.before_cursor_execute:
             dispatch.before_cursor_execute(conn, cursor, compiled.sql, bound, None, many)
-        try:
+        with _translated(conn, compiled.sql, cursor):
             if many:
                 cursor.executemany(compiled.sql, bound)
             else:
                 cursor.execute(compiled.sql, bound)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
-                conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                compiled.sql, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-            ) from None
         if dispatch.after_cursor_execute:
             dispatch.after_cursor_execute(conn, cursor, compiled.sql, bound, None, many)
         return cursor
 
+    def pending(self, conn: sa.Connection, params: Mapping[str, Any]) -> Pending:
+        """Run a statement with RETURNING; its row is read later, with `.fetchone()` (in a pipeline,
+        without waiting for it now)."""
+        cursor = self.run(conn, params)
+        return Pending(conn, cursor, self._for(conn.dialect, frozenset(params)).results)
+
     def one_or_none(self, conn: sa.Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Run with RETURNING and give its first row, its values converted as a Result would."""
-        row = self.run(conn, params).fetchone()
+        return self.pending(conn, params).fetchone()
+
+
+class Pending:
+    """A sent statement's RETURNING row, read when asked for (`fetchone`, once). In a pipeline it is
+    read from the server then; otherwise it was read at once, and the cursor closed: SQLite keeps a
+    statement whose rows were not all read in progress, which would block the connection's next
+    savepoint even after a rollback."""
+
+    __slots__ = ("_conn", "_cursor", "_processors", "_row")
+
+    def __init__(self, conn: sa.Connection, cursor: Any, processors: list[Any]) -> None:
+        self._conn, self._cursor, self._processors = conn, cursor, processors
+        self._row: Any = None
+        if not _in_pipeline(conn):
+            self._read()
+
+    def _read(self) -> None:
+        cursor, self._cursor = self._cursor, None
+        with _translated(self._conn, None, cursor):  # in a pipeline, this waits for the results
+            rows = cursor.fetchall()
+        cursor.close()
+        self._row = rows[0] if rows else None
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        if self._cursor is not None:
+            self._read()
+        row = self._row
         if row is None:
             return None
-        procs = self._for(conn.dialect, frozenset(params)).results
-        return tuple(p(v) if p is not None else v for p, v in zip(procs, row, strict=True))
+        return tuple(p(v) if p is not None else v for p, v in zip(self._processors, row, strict=True))
+
+
+_PIPELINE = "cmdc_pipeline"  # set in the connection's info while `pipeline` runs
+
+
+def _in_pipeline(conn: sa.Connection) -> bool:
+    return bool(conn.info.get(_PIPELINE))
+
+
+@contextlib.contextmanager
+def _translated(conn: sa.Connection, sql: str | None, cursor: Any = None) -> Iterator[None]:
+    """A driver error as SQLAlchemy's exception class for it (a dropped connection invalidated)."""
+    try:
+        yield
+    except conn.dialect.loaded_dbapi.Error as exc:
+        if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            sql, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from None
+
+
+@contextlib.contextmanager
+def pipeline(conn: sa.Connection) -> Iterator[None]:
+    """On PostgreSQL, the `Prepared` statements run inside go to the server without waiting for each
+    one's result (psycopg's pipeline mode): a fetch waits for every result sent so far, and leaving
+    the block waits for the rest, so a transaction's dozen statements cost two or three round trips
+    instead of a dozen. Only `Prepared` statements may run inside: SQLAlchemy reads a result's columns
+    as soon as it executes, which a pipeline does not have yet. Elsewhere it does nothing.
+
+    An error surfaces at the next fetch or when the block is left, as SQLAlchemy's exception class."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    driver: Any = conn.connection.driver_connection
+    with _translated(conn, None), driver.pipeline():
+        conn.info[_PIPELINE] = True
+        try:
+            yield
+        finally:
+            conn.info.pop(_PIPELINE, None)

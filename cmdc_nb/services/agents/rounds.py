@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -49,7 +49,7 @@ from cmdc_nb.store.enums import (
     ToolUseStatus,
 )
 from cmdc_nb.store.models import ActivityLog, AgentCall, Message, Session, ToolUse
-from cmdc_nb.store.prepared import Prepared
+from cmdc_nb.store.prepared import Pending, Prepared, pipeline
 from cmdc_nb.store.values import utcnow
 
 __all__ = [
@@ -192,19 +192,23 @@ def _add_to_session(names: tuple[str, ...]) -> Prepared:
 # A tool use's end: the columns set come with each call's values (completed or failed).
 _TOOL_USES: sa.Table = ToolUse.__table__  # type: ignore[assignment]
 _END_TOOL = Prepared(
-    sa.update(_TOOL_USES).where(
-        _TOOL_USES.c.id == sa.bindparam("tid"), _TOOL_USES.c.status == ToolUseStatus.EXECUTING
-    )
+    sa.update(_TOOL_USES)
+    .where(_TOOL_USES.c.id == sa.bindparam("tid"), _TOOL_USES.c.status == ToolUseStatus.EXECUTING)
+    .returning(_TOOL_USES.c.id)
 )
 
 
-def _lock_session(tx: Tx, sid: uuid.UUID, **deltas: Any) -> int:
-    """Add to the session's counters (which locks its row, so writers to one session take turns) and
-    give the next message sequence number; refuse a session that takes no messages."""
+def _add_to_session_in(tx: Tx, sid: uuid.UUID, **deltas: Any) -> Pending:
+    """Add to the session's counters, which locks its row (writers to one session take turns); its
+    status and newest message sequence come back with it (`_next_sequence`)."""
     added = {name: d for name, d in deltas.items() if d}
-    conn = tx.db.connection()
     params = {"sid": sid, **{f"add_{n}": d for n, d in added.items()}}
-    row = _add_to_session(tuple(added)).one_or_none(conn, params)
+    return _add_to_session(tuple(added)).pending(tx.db.connection(), params)
+
+
+def _next_sequence(added: Pending, sid: uuid.UUID) -> int:
+    """The next message sequence number; refuse a session that is gone or takes no messages."""
+    row = added.fetchone()
     if row is None:
         raise NotFoundError("session", sid)
     status, last = row
@@ -301,13 +305,29 @@ def record_call_in(
 ) -> int | None:
     """Store a completed call and what came with it (see the module docstring); `done` holds the
     response's columns (response_content, response_blocks, stop_reason, tokens_in, tokens_out,
-    cache_tokens_read, cache_tokens_write, cost_usd). Returns the message's sequence number.
-
-    Long because it is the round's one transaction, written out in the order the events go."""
+    cache_tokens_read, cache_tokens_write, cost_usd). Returns the message's sequence number."""
     now = utcnow()
+    done = {**done, "duration_ms": max(0, int((now - d.started_at).total_seconds() * 1000))}
+    with pipeline(tx.db.connection()):  # PostgreSQL: two round trips for all of it (store.prepared)
+        seq, rest = _record_call_rows(tx, d, done, price, cell, message, tool_uses, now)
+    rest()  # a priced call's daily-summary maps and budget warnings: not in the pipeline
+    return seq if message is not None else None
+
+
+def _record_call_rows(
+    tx: Tx,
+    d: CallDraft,
+    done: Mapping[str, Any],
+    price: Price | None,
+    cell: str | None,
+    message: NewMessage | None,
+    tool_uses: Sequence[NewToolUse],
+    now: dt.datetime,
+) -> tuple[int, Callable[[], None]]:
+    """`record_call_in`'s rows, `Prepared` statements only. Long because it is the round's one
+    transaction, written out in the order the events go."""
     sid, uid = d.session_id, d.user_id
-    duration = max(0, int((now - d.started_at).total_seconds() * 1000))
-    done = {**done, "duration_ms": duration}
+    duration = done["duration_ms"]
     cost: Decimal | None = done["cost_usd"]
     tin, tout = done["tokens_in"], done["tokens_out"]
     conn = tx.db.connection()
@@ -325,7 +345,7 @@ def record_call_in(
     calls = topics.session_agent_calls(sid)
     tx.publish(calls, "agent_call_created", _call_payload(d, "pending"))
     tx.publish(calls, "agent_call_streaming", _call_payload(d, "streaming"))
-    costs.insert_cost_row_in(
+    rest = costs.insert_cost_row_in(
         tx,
         price,
         at=now,
@@ -345,7 +365,8 @@ def record_call_in(
         workflow_run_id=d.workflow_run_id,
     )
     # The session's row after the summary's, as `complete_agent_call` takes them: never a lock cycle.
-    seq = _lock_session(
+    # Its sequence is read at once (in a pipeline, the first wait for the server).
+    added = _add_to_session_in(
         tx,
         sid,
         total_tokens_in=tin or 0,
@@ -354,6 +375,7 @@ def record_call_in(
         total_duration_ms=duration,
         message_count=1 if message is not None else 0,
     )
+    seq = _next_sequence(added, sid)
     # One audit entry for the call: its start was never committed on its own (the row has started_at,
     # and the entry names provider and model), so an entry for it would only repeat this one.
     audit = [
@@ -385,7 +407,7 @@ def record_call_in(
             tx.publish(calls, "tool_use_created", _tool_payload(t, d.id, sid, "pending"))
             tx.publish(calls, "tool_use_started", _tool_payload(t, d.id, sid, "executing"))
     _INSERT_AUDIT.run(conn, audit)
-    return seq if message is not None else None
+    return seq, rest
 
 
 def record_tool_end_in(
@@ -408,19 +430,38 @@ def record_tool_end_in(
     if error is not None:
         target = ToolUseStatus.TIMEOUT if error[2] else ToolUseStatus.FAILED
         values = {"error_type": error[0], "error_message": error[1]}
-    seq = _lock_session(tx, session_id, message_count=1) if message is not None else None
     conn = tx.db.connection()
     values.update(
         status=target, completed_at=now, duration_ms=max(0, int((now - started_at).total_seconds() * 1000))
     )
-    changed = _END_TOOL.run(conn, {"tid": tool.id, **values}).rowcount
-    if changed != 1:  # cancelled meanwhile (or gone): the service says which, as it would
-        raise InvalidStateError("tool_use", "not executing", target.value, allowed=["executing"])
+    with pipeline(conn):  # PostgreSQL: two round trips (store.prepared)
+        # the tool use's row, then the session's, as the services take them
+        ended = _END_TOOL.pending(conn, {"tid": tool.id, **values})
+        added = _add_to_session_in(tx, session_id, message_count=1) if message is not None else None
+        if ended.fetchone() is None:  # cancelled meanwhile (or gone): the service says which, as it would
+            raise InvalidStateError("tool_use", "not executing", target.value, allowed=["executing"])
+        seq = _next_sequence(added, session_id) if added is not None else None
+        _finish_tool_end(tx, tool, call_id, session_id, user_id, error, message, seq, target)
+    return seq
+
+
+def _finish_tool_end(
+    tx: Tx,
+    tool: NewToolUse,
+    call_id: uuid.UUID,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    error: tuple[str, str, bool] | None,
+    message: NewMessage | None,
+    seq: int | None,
+    target: ToolUseStatus,
+) -> None:
+    conn = tx.db.connection()
     calls = topics.session_agent_calls(session_id)
     event = "tool_use_completed" if error is None else "tool_use_failed"
     tx.publish(calls, event, _tool_payload(tool, call_id, session_id, target.value))
     if message is None or seq is None:
-        return None
+        return
     _INSERT_MESSAGE.run(conn, _message_row(message, session_id, seq))
     if _audited(message):
         _INSERT_AUDIT.run(
@@ -429,7 +470,6 @@ def record_tool_end_in(
                    {"role": message.role, "sequence": seq}),
         )  # fmt: skip
     _publish_message(tx, message, session_id, seq)
-    return seq
 
 
 def budgets_apply(user_id: uuid.UUID, session_id: uuid.UUID, *, ws: Workspace | None = None) -> bool:
