@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_section
+from _results import ratio_goal, write_goals, write_section
 
 import cmdc_nb
 from cmdc_nb import accounts
@@ -117,6 +117,40 @@ def on_workers(ws: cmdc_nb.Workspace, w: Any) -> float:
     return elapsed
 
 
+def goals(steps: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 26: a step in-process ≤ 3× the two-commit floor on each backend (PostgreSQL as it runs by
+    default, events shared; the row without them is context), and worker mode ≤ 2× in-process."""
+    by = {r["label"]: r for r in rows}
+    no_pg = "not measured (no PostgreSQL URL)"
+    out = []
+    for backend in ("SQLite", "PostgreSQL"):
+        r = by.get(backend)
+        row = ratio_goal(
+            f"{backend}: a step of a {steps:,}-step DAG in-process, × the two-commit floor",
+            3,
+            r and r["local"],
+            r and r["floor"],
+            "ms",
+            why=no_pg,
+        )
+        quiet = by.get("PostgreSQL, events not shared")
+        if r and quiet:
+            row["measured"] += f"; events not shared {quiet['local'] / quiet['floor']:.2f}×"
+        out.append(row)
+    r = by.get("PostgreSQL")
+    out.append(
+        ratio_goal(
+            f"PostgreSQL: a step on two worker processes, × in-process ({steps:,} steps)",
+            2,
+            r and r["remote"],
+            r and r["local"],
+            "ms",
+            why=no_pg,
+        )
+    )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pg", default=os.environ.get("CMDC_TEST_PG_URL"))
@@ -179,6 +213,7 @@ def main() -> None:
             f"{r['save_s']:.2f} s |"
         )
     write_section("workflows", "\n".join(lines))
+    write_goals("workflows", goals(args.steps, rows), quick=args.steps < 1000)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@ and versions, a table of what ran and how long it took, each section followed by
 (`bench/notes/<key>.md`, written by people: what the figures mean, why cmdc_nb is slower where it is,
 and what would close the gap). `--quick` runs every scenario at a small size (to check the harness,
 not to quote); a scenario that fails is reported in the table and the others still run.
+
+Right after the status table, the Goals table (issue 26: every goal as a ratio, from one run): each
+scenario that states goals computes them from the figures it just measured and stores them as a hidden
+block (`_results.write_goals`), tagged with this run's id (`$CMDC_BENCH_RUN`); goals of scenarios not run
+now are kept from the earlier run's block and marked so.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import results_path
+from _results import QUICK_ENV, RUN_ENV, goal_block, read_goal_blocks, results_path
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,17 +44,21 @@ class Scenario:
     script: str
     full: tuple[str, ...]
     quick: tuple[str, ...]
+    goals: bool = False  # states issue 26 goals (writes a goal block)
 
 
 SCENARIOS = (
-    Scenario("agent-loop", "1. Agent loop overhead", "bench_agent_loop.py", ("100",), ("10",)),
+    Scenario("agent-loop", "1. Agent loop overhead", "bench_agent_loop.py", ("100",), ("10",), goals=True),
     Scenario("retrieval", "2. Retrieval", "bench_retrieval.py", ("--n", "100000"), ("--n", "5000")),
     Scenario("rag", "3. Ingestion (and query latency)", "bench_rag.py", (), ("--quick",)),
-    Scenario("frames", "4. Cost analytics", "bench_frames.py", ("1000000",), ("20000",)),
+    Scenario("frames", "4. Cost analytics", "bench_frames.py", ("1000000",), ("20000",), goals=True),
     Scenario("chat-stream", "5. Streaming to the chat widget", "bench_chat_stream.py", ("10000",), ("300",)),
-    Scenario("workflows", "6. Workflows", "bench_workflows.py", ("--steps", "1000"), ("--steps", "100")),
-    Scenario("startup", "7. Start-up", "bench_startup.py", (), ()),
+    Scenario(
+        "workflows", "6. Workflows", "bench_workflows.py", ("--steps", "1000"), ("--steps", "100"), goals=True
+    ),
+    Scenario("startup", "7. Start-up", "bench_startup.py", (), (), goals=True),
 )
+MET = {True: "✓", False: "✗", None: "—"}
 
 
 def _cpu() -> str:
@@ -100,10 +110,51 @@ def _sections(text: str) -> dict[str, str]:
     }
 
 
-def assemble(ran: list[tuple[Scenario, str, float]], pg: str | None, quick: bool, command: str) -> str:
-    """RESULTS.md from the sections the scripts wrote (kept from earlier runs for scenarios not run now)."""
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def goals_table(blocks: dict[str, dict[str, Any]], run: str | None, quick: bool) -> list[str]:
+    """The Goals section: every goal row of every scenario, then the blocks themselves (hidden), so that
+    the next partial run keeps the goals of the scenarios it does not run."""
+    lines = [
+        "## Goals (issue 26)",
+        "",
+        "Each goal as a ratio, computed by its scenario from the figures it measured in the same run (its "
+        "section below has them): ✓ met, ✗ not met, — not measurable in that run (the reason is given). Rows "
+        "marked *earlier run* come from a run of that scenario before this one (its goals kept, not measured "
+        "again)." + (" **Quick mode: small sizes, not the goals' sizes — do not quote.**" if quick else ""),
+        "",
+        "| scenario | goal | target | this run | met |",
+        "|---|---|---|---|:-:|",
+    ]
+    for s in SCENARIOS:
+        record = blocks.get(s.key)
+        if record is None:
+            if s.goals:
+                lines.append(f"| [{s.title}](#{s.key}) | *(its goals: not measured yet)* | — | not run | — |")
+            continue
+        where = f"[{s.title}](#{s.key})"
+        if not run or record.get("run") != run:
+            kind = "earlier quick run" if record.get("quick") else "earlier run"
+            where += f" ({kind}, {record.get('at') or 'date unknown'})"
+        for g in record["goals"]:
+            lines.append(
+                f"| {where} | {_cell(g['goal'])} | {_cell(g['target'])} | {_cell(g['measured'])} | "
+                f"{MET[g['met']]} |"
+            )
+    return [*lines, "", *(goal_block(key, blocks[key]) for key in blocks)]
+
+
+def assemble(
+    ran: list[tuple[Scenario, str, float]], pg: str | None, quick: bool, command: str, run: str | None = None
+) -> str:
+    """RESULTS.md from the sections and goal blocks the scripts wrote (kept from earlier runs for the
+    scenarios not run now); `run` is this run's id, as the scripts tagged their goal blocks."""
     path = results_path()
-    sections = _sections(path.read_text(encoding="utf-8")) if path.exists() else {}
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    sections = _sections(text)
+    blocks = read_goal_blocks(text)
     status = {s.key: (outcome, seconds) for s, outcome, seconds in ran}
     lines = [
         "# Benchmarks",
@@ -132,6 +183,7 @@ def assemble(ran: list[tuple[Scenario, str, float]], pg: str | None, quick: bool
             s.key, ("kept from an earlier run" if s.key in sections else "never run", 0.0)
         )
         lines.append(f"| [{s.title}](#{s.key}) | {outcome} | {f'{seconds:,.0f} s' if seconds else '—'} |")
+    lines += ["", *goals_table(blocks, run, quick)]
     for s in SCENARIOS:
         lines += ["", f'<a id="{s.key}"></a>', ""]
         lines.append(
@@ -162,6 +214,8 @@ def main() -> int:
         env["CMDC_TEST_PG_URL"] = args.pg
     else:
         env.pop("CMDC_TEST_PG_URL", None)
+    run = env[RUN_ENV] = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+    env[QUICK_ENV] = "1" if args.quick else "0"
     ran: list[tuple[Scenario, str, float]] = []
     for s in SCENARIOS:
         if only and s.key not in only:
@@ -184,7 +238,7 @@ def main() -> int:
         + (" --quick" if args.quick else "")
         + (f" --only {args.only}" if only else "")
     )
-    results_path().write_text(assemble(ran, args.pg, args.quick, command), encoding="utf-8")
+    results_path().write_text(assemble(ran, args.pg, args.quick, command, run), encoding="utf-8")
     print(f"wrote {results_path()}")
     return 0 if all(o == "measured" for _, o, _ in ran) else 1
 
