@@ -105,11 +105,13 @@ class Prepared:
         dispatch = conn.dispatch
         if dispatch.before_cursor_execute:
             dispatch.before_cursor_execute(conn, cursor, compiled.sql, bound, None, many)
-        with _translated(conn, compiled.sql, cursor):
+        try:  # inline, not `_translated`: a context manager per statement costs more than it reads
             if many:
                 cursor.executemany(compiled.sql, bound)
             else:
                 cursor.execute(compiled.sql, bound)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(conn, compiled.sql, cursor, exc) from None
         if dispatch.after_cursor_execute:
             dispatch.after_cursor_execute(conn, cursor, compiled.sql, bound, None, many)
         return cursor
@@ -164,15 +166,20 @@ def _in_pipeline(conn: sa.Connection) -> bool:
 
 @contextlib.contextmanager
 def _translated(conn: sa.Connection, sql: str | None, cursor: Any = None) -> Iterator[None]:
-    """A driver error as SQLAlchemy's exception class for it (a dropped connection invalidated)."""
     try:
         yield
     except conn.dialect.loaded_dbapi.Error as exc:
-        if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
-            conn.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(
-            sql, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-        ) from None
+        raise _wrapped(conn, sql, cursor, exc) from None
+
+
+def _wrapped(conn: sa.Connection, sql: str | None, cursor: Any, exc: Any) -> Exception:
+    """A driver error as SQLAlchemy's exception class for it (a dropped connection invalidated)."""
+    if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
+        conn.invalidate(exc)
+    wrapped: Exception = sa.exc.DBAPIError.instance(
+        sql, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+    )
+    return wrapped
 
 
 @contextlib.contextmanager
