@@ -24,7 +24,7 @@ from cmdc_nb.errors import AccessDeniedError, BudgetExceededError, InvalidStateE
 from cmdc_nb.events import topics
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import RetryPolicy, Script, Turn, call
-from cmdc_nb.store.models import CostRecord, Session, User
+from cmdc_nb.store.models import CostDailySummary, CostRecord, Session, User
 from cmdc_nb.workspace import Workspace, acting_as
 
 
@@ -88,6 +88,11 @@ async def test_a_run_is_stored_turn_by_turn_with_exact_costs(ws: Workspace, sess
     assert (s.total_tokens_in, s.total_tokens_out, s.total_cost_usd) == (2500, 31, sum(expected))
     with ws.read() as db:
         assert db.scalar(sa.select(sa.func.sum(CostRecord.cost_usd))) == sum(expected)
+        # the daily summary's maps (written after the round's pipeline on PostgreSQL, in its transaction)
+        [summary] = db.scalars(sa.select(CostDailySummary)).all()
+    assert {k: Decimal(v) for k, v in summary.cost_by_model.items()} == {script.model: sum(expected)}
+    assert {k: Decimal(v) for k, v in summary.cost_by_session.items()} == {str(session.id): sum(expected)}
+    assert (summary.total_requests, summary.total_cost_usd) == (2, sum(expected))
     end = next(e.event for e in got if e.type == "agent_end")
     assert (end.cost_usd, end.usage.input, end.usage.output) == (sum(expected), 2500, 31)
     forwarded: list[Any] = []
