@@ -209,3 +209,16 @@ def test_a_returned_row_never_read_does_not_block_the_next_transaction(ws: Works
             INSERT_CALL.run(tx.db.connection(), call_values(session))
     with ws.read() as db:
         assert db.scalar(sa.select(sa.func.count()).select_from(AgentCall)) == 3
+
+
+def test_a_batch_whose_rows_name_other_columns_is_refused(ws: Workspace, session: Any) -> None:
+    row = {"action": ActivityAction.TOOL_EXECUTE, "resource_type": "tool_use", "resource_id": uuid.uuid4(),
+           "user_id": session.user_id, "details": {}, "session_id": session.id}  # fmt: skip
+    other = {k: v for k, v in row.items() if k != "session_id"} | {"details": {"extra": 1}}
+    with pytest.raises(TypeError, match="same parameter names"), ws.transaction() as tx:
+        INSERT_AUDIT.run(tx.db.connection(), [row, other])
+    with ws.read() as db:  # nothing of the batch was written
+        assert (
+            db.scalars(sa.select(ActivityLog).where(ActivityLog.action == ActivityAction.TOOL_EXECUTE)).all()
+            == []
+        )

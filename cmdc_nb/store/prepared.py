@@ -99,7 +99,11 @@ class Prepared:
         rows: Sequence[Mapping[str, Any]] = params if many else [params]  # type: ignore[assignment,list-item]
         if not rows:
             return None
-        compiled = self._for(conn.dialect, frozenset(rows[0]))
+        keys = frozenset(rows[0])
+        if many and any(len(r) != len(keys) or not keys.issuperset(r) for r in rows):
+            # one statement for the batch: a row with other columns would be bound wrong
+            raise TypeError("every row of a batch needs the same parameter names")
+        compiled = self._for(conn.dialect, keys)
         bound = [compiled.bind(r) for r in rows] if many else compiled.bind(rows[0])
         cursor = conn.connection.cursor()
         dispatch = conn.dispatch
