@@ -78,3 +78,40 @@ def test_a_dead_connection_used_at_once_fails_typed_and_the_next_call_works(
     assert "Traceback" not in str(caught.value)
     made = cmdc_nb.accounts.create_user("again@example.com", ws=ws)  # the pool dropped the dead one
     assert cmdc_nb.accounts.get_user(made.id, ws=ws).email == "again@example.com"
+
+
+def test_a_round_on_a_dropped_connection_fails_typed_and_quietly(
+    ws: Workspace, monkeypatch: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stored round's pipeline on a connection the server dropped: a StorageError (not SQLAlchemy's
+    PendingRollbackError), nothing of it kept, no driver warning naming the server, and the next
+    round works on a new connection."""
+    from cmdc_nb.services.agents import rounds
+
+    user = cmdc_nb.accounts.create_user("r@example.com", ws=ws)
+    session = cmdc_nb.sessions.create_session(user, name="dropped", ws=ws)
+    done = {"response_content": "r", "response_blocks": [], "stop_reason": "stop", "tokens_in": 1,
+            "tokens_out": 1, "cache_tokens_read": 0, "cache_tokens_write": 0, "cost_usd": None}  # fmt: skip
+
+    def a_round() -> None:
+        draft = rounds.CallDraft(
+            session_id=session.id, user_id=user.id, model="scripted/x", provider="scripted",
+            prompt_messages=[], system_prompt=None, temperature=None, max_tokens=None,
+            tools_provided=[], meta={},
+        )  # fmt: skip
+        with ws.transaction() as tx:
+            rounds.record_call_in(
+                tx, draft, done, None, cell=None, message=rounds.NewMessage("assistant", "m")
+            )
+
+    a_round()
+    monkeypatch.setattr(_engine, "PING_IDLE_S", 3600.0)
+    kill_pool(ws)
+    with pytest.raises(StorageError):
+        a_round()
+    assert "error ignored" not in caplog.text + capsys.readouterr().err
+    # the pool's other connections died too: once idle (here: at once), each is pinged and replaced
+    monkeypatch.setattr(_engine, "PING_IDLE_S", 0.0)
+    a_round()
+    s = cmdc_nb.sessions.get_session(session.id, ws=ws)
+    assert s.message_count == len(cmdc_nb.sessions.list_messages(session.id, ws=ws).entries) == 2

@@ -136,3 +136,48 @@ async def test_a_tool_use_cancelled_while_it_runs_keeps_its_cancel(
                 and m.content == "1"]  # fmt: skip
     assert count == len(messages)
     assert sorted(m.sequence for m in messages) == list(range(1, len(messages) + 1))
+
+
+async def test_two_agents_writing_one_session_at_once_both_finish(ws: Workspace, session: Session) -> None:
+    """Two agents store their rounds in one session at the same time: every message gets the next
+    sequence under the session's lock, none is refused as a duplicate, and the count matches. (On
+    PostgreSQL the newest sequence was read in the UPDATE that waited for that lock, from the snapshot
+    it started with, so it missed the other writer's message and one agent's round failed.)"""
+    rounds = 20
+
+    def agent() -> Agent:
+        script = Script([*(Turn(tool_calls=[call("double", n=k)]) for k in range(rounds)), "done"])
+        return Agent(
+            model=script.model, tools=[double], session=session, ws=ws,
+            max_turns=rounds + 5, max_identical_tool_calls=rounds + 5,
+        )  # fmt: skip
+
+    assert await asyncio.gather(agent().prompt("go"), agent().prompt("go")) == ["done", "done"]
+    with ws.read() as db:
+        sequences = sorted(db.scalars(sa.select(Message.sequence).where(Message.session_id == session.id)))
+        count = db.get(Session, session.id).message_count  # type: ignore[union-attr]
+    assert sequences == list(range(1, len(sequences) + 1))
+    assert count == len(sequences) == 2 * (1 + 2 * rounds + 1)  # prompt, call + result a round, reply
+
+
+@tool
+def show(x: float) -> str:
+    """Show x."""
+    return repr(x)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(float("nan"), "NaN"), (float("inf"), "Infinity"), (float("-inf"), "-Infinity")]
+)
+async def test_a_number_json_cannot_spell_is_stored_as_its_text(
+    ws: Workspace, session: Session, value: float, text: str
+) -> None:
+    """A model's arguments may hold NaN or ±Infinity (Python's json reads them): the tool gets the
+    float, the stored tool use keeps its text — PostgreSQL's JSON refused the number and failed the run,
+    SQLite stored text no standard JSON reader takes."""
+    script = Script([Turn(tool_calls=[call("show", x=value)]), "done"])
+    agent = Agent(model=script.model, tools=[show], session=session, ws=ws)
+    assert await agent.prompt("go") == "done"
+    with ws.read() as db:
+        [use] = db.scalars(sa.select(ToolUse).where(ToolUse.session_id == session.id)).all()
+    assert (use.input, use.status, use.output) == ({"x": text}, ToolUseStatus.COMPLETED, repr(value))

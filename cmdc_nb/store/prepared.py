@@ -15,6 +15,8 @@ SQLAlchemy's exception class for it, so `Workspace.transaction` translates it as
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -161,11 +163,27 @@ class Pending:
         return tuple(p(v) if p is not None else v for p, v in zip(self._processors, row, strict=True))
 
 
-_PIPELINE = "cmdc_pipeline"  # set in the connection's info while `pipeline` runs
+# The driver connections this thread has in pipeline mode (not the connection's own `info`, which
+# SQLAlchemy refuses to read once a dropped connection was invalidated mid-transaction).
+_PIPELINES: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "cmdc_pipelines", default=frozenset()
+)
 
 
 def _in_pipeline(conn: sa.Connection) -> bool:
-    return bool(conn.info.get(_PIPELINE))
+    return id(conn.connection.driver_connection) in _PIPELINES.get()
+
+
+class _QuietAbortedPipelines(logging.Filter):
+    """psycopg logs a warning when a pipeline block is left by an exception ("error ignored terminating
+    <psycopg.Pipeline [INERROR] (host=… database=…)>: pipeline aborted"); the exception itself goes on,
+    translated, so the warning would only print the server's address into a notebook."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_QuietAbortedPipelines())
 
 
 @contextlib.contextmanager
@@ -200,8 +218,8 @@ def pipeline(conn: sa.Connection) -> Iterator[None]:
         return
     driver: Any = conn.connection.driver_connection
     with _translated(conn, None), driver.pipeline():
-        conn.info[_PIPELINE] = True
+        token = _PIPELINES.set(_PIPELINES.get() | {id(driver)})
         try:
             yield
         finally:
-            conn.info.pop(_PIPELINE, None)
+            _PIPELINES.reset(token)

@@ -7,6 +7,7 @@ Money is a `Decimal` of USD exact to a trillionth of a dollar (a picodollar); th
 from __future__ import annotations
 
 import datetime as dt
+import math
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
@@ -32,9 +33,14 @@ def storable_text(text: str) -> str:
 
 def storable_json(value: Any) -> Any:
     """A JSON value with every text in it (keys too) made storable (`storable_text`): what a model or
-    a tool produced is kept, with its odd characters replaced, rather than refused."""
+    a tool produced is kept, with its odd characters replaced, rather than refused. A number JSON has
+    no spelling for (NaN, ±Infinity: Python's `json` reads them from a model's arguments) is kept as
+    its text, "NaN", "Infinity" or "-Infinity" — PostgreSQL's JSON refuses them, and on SQLite they
+    would be stored as text no standard JSON reader takes."""
     if isinstance(value, str):
         return storable_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {storable_text(k) if isinstance(k, str) else k: storable_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

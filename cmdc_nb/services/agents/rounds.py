@@ -170,23 +170,26 @@ _INSERT_AUDIT = Prepared(sa.insert(ActivityLog))
 
 
 @functools.cache
-def _add_to_session(names: tuple[str, ...]) -> Prepared:
+def _add_to_session(names: tuple[str, ...], with_last: bool) -> Prepared:
     """`UPDATE sessions SET name = name + :add_name … RETURNING status` for these counters, built once
-    (a round adds to the same few); with none, it still takes the row's lock."""
+    (a round adds to the same few); with none, it still takes the row's lock. `with_last` returns the
+    newest message's sequence with the row: right on SQLite only (see `_add_to_session_in`)."""
     values = {
         n: getattr(Session, n) + sa.bindparam(f"add_{n}", type_=getattr(Session, n).type) for n in names
     }
     stmt = sa.update(Session).where(Session.id == sa.bindparam("sid"))
-    # the newest message's sequence comes back with the row, read under the lock just taken: one
-    # statement (a round trip on PostgreSQL) instead of two
-    last = (
-        sa.select(sa.func.max(Message.sequence))
-        .where(Message.session_id == sa.bindparam("sid"))
-        .scalar_subquery()
-    )
+    stmt = stmt.values(**(values or {"message_count": Session.message_count}))
     return Prepared(
-        stmt.values(**(values or {"message_count": Session.message_count})).returning(Session.status, last)
+        stmt.returning(Session.status, _LAST_SEQUENCE_OF) if with_last else stmt.returning(Session.status)
     )
+
+
+_LAST_SEQUENCE_OF = (
+    sa.select(sa.func.max(Message.sequence))
+    .where(Message.session_id == sa.bindparam("sid"))
+    .scalar_subquery()
+)
+_LAST_SEQUENCE = Prepared(sa.select(_LAST_SEQUENCE_OF))
 
 
 # A tool use's end: the columns set come with each call's values (completed or failed).
@@ -198,24 +201,36 @@ _END_TOOL = Prepared(
 )
 
 
-def _add_to_session_in(tx: Tx, sid: uuid.UUID, **deltas: Any) -> Pending:
-    """Add to the session's counters, which locks its row (writers to one session take turns); its
-    status and newest message sequence come back with it (`_next_sequence`)."""
+def _add_to_session_in(tx: Tx, sid: uuid.UUID, **deltas: Any) -> tuple[Pending, Pending | None]:
+    """Add to the session's counters, which locks its row (writers to one session take turns), and
+    read its newest message sequence under that lock (`_next_sequence`).
+
+    On SQLite both come back from the one UPDATE: its transaction began with the database's one write
+    lock. On PostgreSQL a subquery in the UPDATE would read the snapshot the statement started with:
+    one that waited for another writer's lock would miss the message that writer just committed (a
+    duplicate sequence, refused). The newest sequence is its own SELECT there, run after the lock is
+    held, with a snapshot of its own — sent in the same pipeline, so no round trip more."""
     added = {name: d for name, d in deltas.items() if d}
     params = {"sid": sid, **{f"add_{n}": d for n, d in added.items()}}
-    return _add_to_session(tuple(added)).pending(tx.db.connection(), params)
+    conn = tx.db.connection()
+    if conn.dialect.name == "sqlite":
+        return _add_to_session(tuple(added), True).pending(conn, params), None
+    locked = _add_to_session(tuple(added), False).pending(conn, params)
+    return locked, _LAST_SEQUENCE.pending(conn, {"sid": sid})
 
 
-def _next_sequence(added: Pending, sid: uuid.UUID) -> int:
+def _next_sequence(added: tuple[Pending, Pending | None], sid: uuid.UUID) -> int:
     """The next message sequence number; refuse a session that is gone or takes no messages."""
-    row = added.fetchone()
+    locked, last_of = added
+    row = locked.fetchone()
     if row is None:
         raise NotFoundError("session", sid)
-    status, last = row
+    status = row[0]
     if status not in _WRITABLE:
         raise InvalidStateError(
             "session", status.value, "new message", allowed=sorted(s.value for s in _WRITABLE)
         )
+    last = row[1] if last_of is None else (last_of.fetchone() or (None,))[0]
     return int(last or 0) + 1
 
 
