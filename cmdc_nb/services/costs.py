@@ -37,7 +37,7 @@ from cmdc_nb.services import budgets
 from cmdc_nb.services.pricing import Price, cached_price_in
 from cmdc_nb.store.enums import CostService, CostSourceType
 from cmdc_nb.store.models import CostDailySummary, CostRecord, CostRollup, User
-from cmdc_nb.store.prepared import Prepared
+from cmdc_nb.store.prepared import Pending, Prepared
 from cmdc_nb.store.types import Money
 from cmdc_nb.store.values import to_money, utcnow
 
@@ -164,7 +164,7 @@ def insert_cost_in(
     tx.db.add(record)
     tx.db.flush()
     summary = _add_to_summary(tx, record)
-    _add_to_maps(tx, record, summary.fetchone)
+    _add_to_maps(tx, record, summary)
     _announce(tx, record)
     budgets.announce_in(tx, record)
     return record
@@ -196,7 +196,7 @@ def insert_cost_row_in(
     _announce(tx, record)
 
     def rest() -> None:
-        _add_to_maps(tx, record, summary.fetchone)
+        _add_to_maps(tx, record, summary)
         budgets.announce_in(tx, cast(CostRecord, record))  # the namespace has every field it reads
 
     return rest
@@ -260,7 +260,7 @@ def _rollup_upsert(dialect: str) -> Prepared:
     )
 
 
-def _add_to_summary(tx: Tx, r: Any) -> Any:
+def _add_to_summary(tx: Tx, r: Any) -> Pending:
     """The daily summary's totals and the roll-up (`Prepared` statements only). Returns the upsert's
     pending row (`.fetchone()`: its id), which `_add_to_maps` reads once the results are in."""
     cost = r.cost_usd or Decimal(0)
@@ -288,12 +288,12 @@ def _add_to_summary(tx: Tx, r: Any) -> Any:
     return summary
 
 
-def _add_to_maps(tx: Tx, r: Any, summary_row: Callable[[], tuple[Any, ...] | None]) -> None:
+def _add_to_maps(tx: Tx, r: Any, summary: Pending) -> None:
     """A priced cost's amount in its daily summary's per-provider, -model and -session maps."""
     if r.cost_usd is None:
         return
     cost = r.cost_usd
-    returned = summary_row()
+    returned = summary.fetchone()
     assert returned is not None  # an upsert always returns its row
     summary_id = returned[0]
     keys = (summary_id, r.provider, r.model, r.session_id)
