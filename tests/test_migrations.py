@@ -47,6 +47,7 @@ from cmdc_nb import (
     sessions,
 )
 from cmdc_nb import workflows as wf
+from cmdc_nb.store import event_log
 from cmdc_nb.store.migrate import current_revision, upgrade
 from cmdc_nb.store.migrations import HEAD
 from cmdc_nb.workspace import Workspace
@@ -176,7 +177,10 @@ def copy_rows(src_url: str, dst_url: str) -> dict[str, int]:
                     continue
                 s = smeta.tables[t.name]
                 cols = [c.name for c in t.columns if c.computed is None]
-                rows = [dict(r) for r in sc.execute(sa.select(*(s.c[c] for c in cols))).mappings()]
+                if t.name == "event_log" and "events" in s.c and "events" not in t.c:
+                    rows = _events_as_rows(sc, s)  # before 0013: a row an event
+                else:
+                    rows = [dict(r) for r in sc.execute(sa.select(*(s.c[c] for c in cols))).mappings()]
                 if rows:
                     dc.execute(sa.insert(t), rows)
                 counts[t.name] = len(rows)
@@ -207,6 +211,35 @@ def copy_rows(src_url: str, dst_url: str) -> dict[str, int]:
         src.dispose()
         dst.dispose()
     return counts
+
+
+def _events_as_rows(conn: sa.Connection, table: sa.Table) -> list[dict[str, Any]]:
+    """Head's event-log batches as the rows of the layout before 0013 (one an event, ids in order)."""
+    rows: list[dict[str, Any]] = []
+    for r in conn.execute(sa.select(table).order_by(table.c.id)):
+        for topic, type_, payload in event_log.decode(r.events):
+            rows.append(
+                {"id": len(rows) + 1, "topic": topic, "type": type_, "payload": payload,
+                 "origin": r.origin, "inserted_at": r.inserted_at}
+            )  # fmt: skip
+    return rows
+
+
+def logged(url: str) -> list[tuple[int, str, str, Any]]:
+    """The event log as (id, topic, type, payload), in either layout."""
+    eng = _raw_engine(url)
+    try:
+        with eng.connect() as c:
+            t = sa.Table("event_log", sa.MetaData(), autoload_with=c)
+            out = []
+            for r in c.execute(sa.select(t).order_by(t.c.id)):
+                if "events" in t.c:
+                    out += [(r.id, tp, ty, p) for tp, ty, p in event_log.decode(r.events)]
+                else:
+                    out.append((r.id, r.topic, r.type, _plain(r.payload)))
+            return out
+    finally:
+        eng.dispose()
 
 
 def snapshot(
@@ -288,11 +321,16 @@ def test_upgrading_from_an_earlier_revision_keeps_every_row_and_derives_the_rest
     eng.dispose()
     copied = copy_rows(db_url, old)
     assert copied["messages"] >= 3 and copied["cost_records"] >= 3
-    before = snapshot(old, sorted(copied))
+    tables = sorted(set(copied) - {"event_log"})  # its layout changes (0013): compared as events below
+    before = snapshot(old, tables)
+    events = logged(old) if copied.get("event_log") else []  # events are shared (logged) on PostgreSQL
+    assert len(events) >= 5 or ws.backend == "sqlite" or "event_log" not in copied
 
     cmdc_nb.connect(old, home=home_dir).close()  # migrates to head
 
-    after = snapshot(old, sorted(copied), columns={t: _columns_of(rows) for t, rows in before.items()})
+    after = snapshot(old, tables, columns={t: _columns_of(rows) for t, rows in before.items()})
+    if events:  # every event kept, with its id: a batch of one each
+        assert logged(old)[: len(events)] == events
     for table in before:
         assert after[table] == before[table], f"{table} changed by the upgrade from {rev}"
     check_upgraded(old, home_dir, expect, ws)

@@ -54,3 +54,33 @@ def test_the_scanner_finds_a_sentinel_in_a_postgresql_database() -> None:
         assert secret_scan.scan_pg_database(url, token) == 3
     finally:
         drop_pg_database(url, admin)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_the_scanner_finds_a_sentinel_in_a_compressed_event_log_row(db_url: str, backend: str) -> None:
+    """The shared event log compresses each transaction's events: a sentinel leaked into an event's
+    payload is not in the database's bytes as written, and the scanner still finds it."""
+    from cmdc_nb.store import event_log
+
+    token = secrets.token_hex(12)
+    events = [("test:leak", f"e{i}", {"filler": "x" * 200, "i": i}) for i in range(6)]
+    events.append(("test:leak", "leak", {"key": token}))
+    blob = event_log.encode(events)
+    assert token.encode() not in blob  # compressed: the plain scan alone would miss it
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO event_log (origin, inserted_at, events) VALUES ('o', CURRENT_TIMESTAMP, :e)"
+            ),
+            {"e": blob},
+        )
+    engine.dispose()
+    if backend == "sqlite":
+        path = Path(sa.make_url(db_url).database or "")
+        found = secret_scan.scan_tree(path.parent, token)
+        assert found["occurrences"] == 1 and str(path) in found["hits"]
+    else:
+        assert secret_scan.scan_pg_database(db_url, token) == 1

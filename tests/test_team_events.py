@@ -15,6 +15,7 @@ import cmdc_nb
 from cmdc_nb import accounts, agents, sessions
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import Event
+from cmdc_nb.store import event_log
 from cmdc_nb.store.models import EventLogEntry
 from cmdc_nb.workspace import Workspace
 
@@ -98,12 +99,14 @@ def test_concurrent_writers_are_delivered_in_commit_order(kernels: tuple[Workspa
         t.start()
     for t in threads:
         t.join()
-    with b.read() as db:
-        log = db.execute(
-            sa.select(EventLogEntry.topic, EventLogEntry.type, EventLogEntry.payload)
-            .where(EventLogEntry.origin == b._bridge.origin, EventLogEntry.topic.like("session:%"))  # type: ignore[union-attr]
-            .order_by(EventLogEntry.id)
-        ).all()
+    with b.engine.connect() as conn:
+        log = [
+            (topic, type_, payload)
+            for batch in event_log.read_after(conn, 0)
+            if batch.origin == b._bridge.origin  # type: ignore[union-attr]
+            for topic, type_, payload in batch.events
+            if topic.startswith("session:")
+        ]
     assert wait_until(lambda: len(seen_a) >= len(log))
     time.sleep(0.3)
     assert [(e.topic, e.type, dict(e.payload)) for e in seen_a] == [(t, ty, p) for t, ty, p in log]
@@ -236,9 +239,6 @@ def test_the_events_of_one_transaction_cross_in_their_order_with_ids_in_that_ord
     time.sleep(0.3)
     assert [e.payload["i"] for e in seen_a] == list(range(7))
     with b.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(EventLogEntry.id, EventLogEntry.payload)
-            .where(EventLogEntry.topic == "test:order")
-            .order_by(EventLogEntry.id)
-        ).all()
-    assert [r.payload["i"] for r in rows] == list(range(7))  # ids drawn in publishing order
+        batches = [x for x in event_log.read_after(conn, 0) if any(t == "test:order" for t, _, _ in x.events)]
+    assert len(batches) == 1  # the transaction's events are one row of the log
+    assert [p["i"] for _, _, p in batches[0].events] == list(range(7))  # in publishing order

@@ -93,10 +93,11 @@ class EventBridge:
                 rows = event_log.read_after(conn, self.last_id, skip_origin=self.origin)
             if not rows:
                 return
-            # Consecutive rows of one origin go out as one batch.
+            # Consecutive transactions of one origin go out as one batch.
             for origin, group in itertools.groupby(rows, key=lambda r: r.origin):
-                batch = [(r.topic, r.type, r.payload or {}) for r in group]
-                self.bus.publish_many(batch, origin=origin)
+                batch = [event for r in group for event in r.events]
+                if batch:
+                    self.bus.publish_many(batch, origin=origin)
             self.last_id = rows[-1].id
 
     def _prune(self) -> None:

@@ -1,18 +1,22 @@
 """Reading and writing the shared event log (`event_log`), below the workspace's event bridge.
 
-Writers append a committed transaction's events inside that transaction. On PostgreSQL they first take
-a transaction-scoped advisory lock, held until commit, so ids are handed out in commit order: a reader
-that asks for `id > last` can never miss a row that commits later with a smaller id. Then a NOTIFY on
-`CHANNEL` (delivered at commit) wakes the listeners; it carries only the writer's origin (so a listener
-can ignore its own process's commits) — rows are read from the table.
+Writers append a committed transaction's events inside that transaction, as one row: the events'
+JSON list, zlib-compressed when that is smaller (`encode`; a round's seven events repeat the same ids
+and keys, and shrink to a fifth). On PostgreSQL they first take a transaction-scoped advisory lock,
+held until commit, so ids are handed out in commit order: a reader that asks for `id > last` can never
+miss a row that commits later with a smaller id. Then a NOTIFY on `CHANNEL` (delivered at commit)
+wakes the listeners; it carries only the writer's origin (so a listener can ignore its own process's
+commits) — rows are read from the table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -21,60 +25,92 @@ from cmdc_nb.store.models.events import EventLogEntry
 from cmdc_nb.store.prepared import Prepared
 from cmdc_nb.store.values import utcnow
 
-__all__ = ["CHANNEL", "append", "last_id", "prune", "read_after"]
+__all__ = ["CHANNEL", "LoggedBatch", "append", "decode", "encode", "last_id", "prune", "read_after"]
+
+log = logging.getLogger("cmdc_nb.events.log")
 
 CHANNEL = "cmdc_events"
 _LOCK_KEY = 0x636D6465  # "cmde": serialises the tails of event-writing transactions
+_LEVEL = 1  # zlib's fastest: within 5 % of its best on these batches, at a third of the time
+
+Event = tuple[str, str, dict[str, Any]]
 
 
-def _plain(payload: Mapping[str, Any]) -> dict[str, Any]:
-    # Payloads are meant to be JSON already; anything else (a UUID, a Decimal) is written as text
-    # rather than failing the transaction whose change it announces.
-    return dict(json.loads(json.dumps(dict(payload), default=str)))
+class LoggedBatch(NamedTuple):
+    """One committed transaction's events as the log holds them, oldest first."""
+
+    id: int
+    origin: str
+    events: list[Event]
 
 
-# PostgreSQL: the lock, the rows and the NOTIFY in one statement (one round trip, not three). The rows'
-# SELECT reads the lock's CTE, so the lock is held before the first id is drawn; ids follow `ord`; a
-# data-modifying CTE runs whole, once, whatever reads it.
+def encode(events: Sequence[tuple[str, str, Mapping[str, Any]]]) -> bytes:
+    """The events as stored: their JSON list of `[topic, type, payload]` (anything not JSON in a
+    payload, a UUID or a Decimal, written as its text rather than failing the transaction whose change
+    it announces), zlib-compressed unless that would not be smaller."""
+    text = json.dumps(
+        [[topic, type_, dict(payload)] for topic, type_, payload in events],
+        separators=(",", ":"),
+        default=str,
+    ).encode()
+    packed = zlib.compress(text, _LEVEL)
+    return packed if len(packed) < len(text) else text
+
+
+def decode(blob: bytes) -> list[Event]:
+    """`encode`'s events back. Plain JSON starts with `[`, which no zlib stream does. Raises
+    ValueError for anything else."""
+    data = bytes(blob)
+    try:
+        text = data if data[:1] == b"[" else zlib.decompress(data)
+        listed = json.loads(text)
+    except (zlib.error, ValueError) as exc:
+        raise ValueError(f"not an event batch ({type(exc).__name__})") from None
+    if not isinstance(listed, list):
+        raise ValueError("not an event batch (not a list)")
+    out: list[Event] = []
+    for item in listed:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[2], dict)):
+            raise ValueError("not an event batch (an entry is not [topic, type, payload])")
+        out.append((str(item[0]), str(item[1]), item[2]))
+    return out
+
+
+# PostgreSQL: the lock, the row and the NOTIFY in one statement (one round trip, not three). The
+# INSERT reads the lock's CTE, so the lock is held before the id is drawn; a data-modifying CTE runs
+# whole, once, whatever reads it.
 _APPEND_PG = Prepared(
     sa.text(
         """
     WITH locked AS (SELECT pg_advisory_xact_lock(:k)),
     added AS (
-        INSERT INTO event_log (topic, type, payload, origin, inserted_at)
-        SELECT e.topic, e.type, e.payload, :origin, :at
-        FROM locked, jsonb_to_recordset(CAST(:rows AS jsonb)) AS e(ord int, topic text, type text, payload jsonb)
-        ORDER BY e.ord
+        INSERT INTO event_log (origin, inserted_at, events)
+        SELECT :origin, :at, :events FROM locked
         RETURNING id
     )
-    SELECT pg_notify(:channel, :origin) FROM (SELECT 1 FROM added LIMIT 1) AS one
+    SELECT pg_notify(:channel, :origin) FROM added
     """
-    ).bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+    ).bindparams(
+        sa.bindparam("at", type_=sa.DateTime(timezone=True)),
+        sa.bindparam("events", type_=sa.LargeBinary()),
+    )
 )
+_APPEND = Prepared(sa.insert(EventLogEntry))
 
 
 def append(db: orm.Session, origin: str, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
-    now = utcnow()
+    """Log a transaction's events (in it, just before it commits), as one row."""
     listed = list(events)
     if not listed:
         return
-    if db.get_bind().dialect.name == "postgresql":
-        rows = [
-            {"ord": i, "topic": topic, "type": type_, "payload": dict(payload)}
-            for i, (topic, type_, payload) in enumerate(listed)
-        ]
-        # one JSON pass over the whole batch (as `_plain` would, anything not JSON becomes its text)
-        text = json.dumps(rows, default=str)
-        params = {"k": _LOCK_KEY, "origin": origin, "at": now, "rows": text, "channel": CHANNEL}
-        _APPEND_PG.run(db.connection(), params)
+    blob = encode(listed)
+    now = utcnow()
+    conn = db.connection()
+    if conn.dialect.name == "postgresql":
+        params = {"k": _LOCK_KEY, "origin": origin, "at": now, "events": blob, "channel": CHANNEL}
+        _APPEND_PG.run(conn, params)
         return
-    db.connection().execute(
-        sa.insert(EventLogEntry),
-        [
-            {"topic": topic, "type": type_, "payload": _plain(payload), "origin": origin, "inserted_at": now}
-            for topic, type_, payload in listed
-        ],
-    )
+    _APPEND.run(conn, {"origin": origin, "inserted_at": now, "events": blob})
 
 
 def last_id(conn: sa.Connection) -> int:
@@ -83,16 +119,26 @@ def last_id(conn: sa.Connection) -> int:
 
 def read_after(
     conn: sa.Connection, after: int, *, skip_origin: str | None = None, limit: int = 1000
-) -> Sequence[Any]:
-    """Rows with `id > after` (not written by `skip_origin`), oldest first: id, topic, type, payload, origin."""
+) -> list[LoggedBatch]:
+    """Transactions' events with `id > after` (not written by `skip_origin`), oldest first, at most
+    `limit` transactions. A row that does not decode is logged and comes back with no events, so a
+    reader still moves past it."""
     e = EventLogEntry
-    stmt = sa.select(e.id, e.topic, e.type, e.payload, e.origin).where(e.id > after)
+    stmt = sa.select(e.id, e.origin, e.events).where(e.id > after)
     if skip_origin is not None:
         stmt = stmt.where(e.origin != skip_origin)
-    return conn.execute(stmt.order_by(e.id).limit(limit)).all()
+    out: list[LoggedBatch] = []
+    for row in conn.execute(stmt.order_by(e.id).limit(limit)):
+        try:
+            events = decode(row.events)
+        except ValueError as exc:
+            log.warning("event log row %d skipped: %s", row.id, exc)
+            events = []
+        out.append(LoggedBatch(row.id, row.origin, events))
+    return out
 
 
 def prune(conn: sa.Connection, *, keep: dt.timedelta) -> int:
-    """Delete events older than `keep`; returns how many."""
+    """Delete events older than `keep`; returns how many transactions' worth."""
     result = conn.execute(sa.delete(EventLogEntry).where(EventLogEntry.inserted_at < utcnow() - keep))
     return int(result.rowcount or 0)

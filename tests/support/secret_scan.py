@@ -4,6 +4,8 @@ A sentinel is a random token put into API-key variables (and, in the notebook ru
 so that any place it turns up later is a leak. `needles` spells it the ways a leak could hide it —
 plain, UTF-16, JSON-escaped, base64 at each of the three alignments, hex — and `scan_tree` counts every
 spelling in every file under a folder (databases with their WAL, logs, exported notebooks, artifacts).
+The shared event log stores each transaction's events compressed, so a database's `event_log` rows are
+also searched decompressed (`logged_events`), on SQLite and on PostgreSQL.
 
 Instrumentation while a run happens, for what leaves no file of its own:
 - `install_event_tap(path)` appends every workspace-bus event and every agent event to `path`;
@@ -19,10 +21,15 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
+import contextlib
 import json
 import logging
+import shutil
+import sqlite3
 import sys
+import tempfile
 import threading
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -77,14 +84,49 @@ def scan_tree(root: Path, token: str) -> dict[str, Any]:
         files += 1
         size += len(data)
         n = count_in(data, patterns)
+        if data.startswith(b"SQLite format 3\0"):
+            n += sum(count_in(blob, patterns) for blob in _sqlite_event_log(path))
         if n:
             hits[str(path)] = n
     return {"files": files, "bytes": size, "occurrences": sum(hits.values()), "hits": hits}
 
 
+def logged_events(blob: bytes) -> bytes:
+    """An `event_log` row's events as JSON text (zlib-compressed unless it starts with `[`); a row
+    that does not decompress is searched as it is."""
+    data = bytes(blob)
+    if data[:1] == b"[":
+        return data
+    try:
+        return zlib.decompress(data)
+    except zlib.error:
+        return data
+
+
+def _sqlite_event_log(path: Path) -> list[bytes]:
+    """The decompressed `event_log` rows of the SQLite database at `path` (its WAL included: both are
+    copied aside first, so the scan never touches a database a test may still hold)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "scan.db"
+        try:
+            shutil.copyfile(path, copy)
+            wal = path.with_name(path.name + "-wal")
+            if wal.exists():
+                shutil.copyfile(wal, copy.with_name("scan.db-wal"))
+        except OSError:
+            return []
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            try:
+                rows = conn.execute("SELECT events FROM event_log").fetchall()
+            except sqlite3.Error:  # not a cmdc_nb workspace, or one from before the batches
+                return []
+    return [logged_events(blob) for (blob,) in rows if blob is not None]
+
+
 def scan_pg_database(url: str, token: str) -> int:
     """Rows of every table of a PostgreSQL database whose text form holds `token` (plain or, for bytea,
-    hex) — how a test database is searched before the test drops it."""
+    hex), and `event_log` rows whose decompressed events hold it — how a test database is searched
+    before the test drops it."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -102,6 +144,12 @@ def scan_pg_database(url: str, token: str) -> int:
                     ),
                     {"tok": token, "hex": token.encode().hex()},
                 ).scalar_one()
+            if sa.inspect(conn).has_table("event_log"):
+                columns = {c["name"] for c in sa.inspect(conn).get_columns("event_log")}
+                if "events" in columns:
+                    patterns = needles(token)
+                    blobs = conn.execute(sa.text("SELECT events FROM event_log")).scalars()
+                    hits += sum(1 for b in blobs if count_in(logged_events(b), patterns))
             return int(hits)
     finally:
         engine.dispose()
