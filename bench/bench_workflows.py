@@ -134,7 +134,7 @@ def goals(steps: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             why=no_pg,
         )
         quiet = by.get("PostgreSQL, events not shared")
-        if r and quiet:
+        if backend == "PostgreSQL" and r and quiet:  # SQLite's own row shares no events
             row["measured"] += f"; events not shared {quiet['local'] / quiet['floor']:.2f}×"
         out.append(row)
     r = by.get("PostgreSQL")

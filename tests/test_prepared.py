@@ -222,3 +222,44 @@ def test_a_batch_whose_rows_name_other_columns_is_refused(ws: Workspace, session
             db.scalars(sa.select(ActivityLog).where(ActivityLog.action == ActivityAction.TOOL_EXECUTE)).all()
             == []
         )
+
+
+CALLS: Any = AgentCall.__table__
+SELECT_CALLS = Prepared(
+    sa.select(
+        CALLS.c.id, CALLS.c.status, CALLS.c.cost_usd, CALLS.c.metadata.label("meta"), CALLS.c.started_at
+    )
+    .where(CALLS.c.session_id == sa.bindparam("sid"))
+    .order_by(CALLS.c.tokens_in)
+)
+
+
+def test_selected_rows_are_what_execute_reads_by_position_and_by_name(ws: Workspace, session: Any) -> None:
+    with ws.transaction() as tx:
+        for n in (3, 1, 2):
+            INSERT_CALL.run(tx.db.connection(), call_values(session, tokens_in=n))
+    with ws.transaction() as tx:
+        conn = tx.db.connection()
+        want = conn.execute(SELECT_CALLS.stmt, {"sid": session.id}).all()
+        got = SELECT_CALLS.all(conn, {"sid": session.id})
+        none = SELECT_CALLS.all(conn, {"sid": uuid.uuid4()})
+    assert [tuple(r) for r in got] == [tuple(r) for r in want] and len(got) == 3
+    first = got[0]
+    assert isinstance(first.id, uuid.UUID) and first.status is AgentCallStatus.COMPLETED
+    assert first.cost_usd == Decimal("0.000000123456") and first.meta["nested"] == {"a": [1, None, True]}
+    assert first.started_at.tzinfo is not None
+    assert none == []
+
+
+def test_the_sqlite_writer_is_one_thread_and_not_offered_to_itself(ws: Workspace) -> None:
+    """On SQLite a burst of writes from an event loop queues on one thread; code already on that
+    thread is given the default executor instead, or waiting for its own write would hang it."""
+    import concurrent.futures
+
+    writer = ws.writer
+    if ws.backend == "postgresql":
+        assert writer is None  # its writers overlap: the loop's default executor
+        return
+    assert isinstance(writer, concurrent.futures.ThreadPoolExecutor) and writer._max_workers == 1
+    assert writer.submit(lambda: ws.writer).result(timeout=30) is None
+    assert ws.writer is writer

@@ -14,6 +14,7 @@ SQLAlchemy's exception class for it, so `Workspace.transaction` translates it as
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import logging
@@ -29,7 +30,9 @@ __all__ = ["Pending", "Prepared", "pipeline"]
 class _Compiled:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("defaults", "fixed", "names", "positional", "processors", "results", "sql")
+    __slots__ = (
+        "_converters", "defaults", "dialect", "fixed", "names", "positional", "processors", "results", "row", "sql"
+    )  # fmt: skip
 
     def __init__(self, stmt: Any, dialect: sa.Dialect, keys: frozenset[str]) -> None:
         compiled: Any = stmt.compile(dialect=dialect, column_keys=sorted(keys))
@@ -48,9 +51,23 @@ class _Compiled:
         prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
         self.defaults = [(c.key, _default_of(c, update=c in compiled.update_prefetch)) for c in prefetch]
         # what RETURNING gives back, converted as a Result would (an id to a UUID, a status to its enum)
-        self.results = [
-            entry[3]._cached_result_processor(dialect, None) for entry in compiled._result_columns
-        ]
+        self.dialect = dialect
+        self.results = [entry[3] for entry in compiled._result_columns]
+        self._converters: dict[tuple[Any, ...], list[Any]] = {}
+        # a row of what it selects or returns, its values by name as a Row's (`r.step_id`)
+        self.row: Any = collections.namedtuple("Row", [entry[0] for entry in compiled._result_columns])  # type: ignore[misc]
+
+    def converters(self, cursor: Any) -> list[Any]:
+        """What converts each value of a result row, as a Result would: a type's processor can
+        depend on the driver's type code for the column (PostgreSQL's numeric), so per description."""
+        codes = tuple(d[1] for d in cursor.description or ())
+        found = self._converters.get(codes)
+        if found is None:
+            found = self._converters[codes] = [
+                t._cached_result_processor(self.dialect, code)
+                for t, code in zip(self.results, codes, strict=True)
+            ]
+        return found
 
     def bind(self, params: Mapping[str, Any]) -> Any:
         values = {**self.fixed, **params}
@@ -126,11 +143,22 @@ class Prepared:
         """Run a statement with RETURNING; its row is read later, with `.fetchone()` (in a pipeline,
         without waiting for it now)."""
         cursor = self.run(conn, params)
-        return Pending(conn, cursor, self._for(conn.dialect, frozenset(params)).results)
+        return Pending(conn, cursor, self._for(conn.dialect, frozenset(params)))
 
     def one_or_none(self, conn: sa.Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Run with RETURNING and give its first row, its values converted as a Result would."""
         return self.pending(conn, params).fetchone()
+
+    def all(self, conn: sa.Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Run a SELECT (or RETURNING) and give every row, converted as a Result would, as a named
+        tuple (`row.step_id`). Not inside a pipeline: it waits for the rows."""
+        compiled = self._for(conn.dialect, frozenset(params))
+        cursor = self.run(conn, params)
+        with _translated(conn, compiled.sql, cursor):
+            rows = cursor.fetchall()
+        make, procs = compiled.row._make, compiled.converters(cursor)
+        cursor.close()
+        return [make(p(v) if p is not None else v for p, v in zip(procs, r, strict=True)) for r in rows]
 
 
 class Pending:
@@ -139,11 +167,12 @@ class Pending:
     statement whose rows were not all read in progress, which would block the connection's next
     savepoint even after a rollback."""
 
-    __slots__ = ("_conn", "_cursor", "_processors", "_row")
+    __slots__ = ("_compiled", "_conn", "_cursor", "_processors", "_row")
 
-    def __init__(self, conn: sa.Connection, cursor: Any, processors: list[Any]) -> None:
-        self._conn, self._cursor, self._processors = conn, cursor, processors
+    def __init__(self, conn: sa.Connection, cursor: Any, compiled: _Compiled) -> None:
+        self._conn, self._cursor, self._compiled = conn, cursor, compiled
         self._row: Any = None
+        self._processors: list[Any] = []
         if not _in_pipeline(conn):
             self._read()
 
@@ -151,6 +180,7 @@ class Pending:
         cursor, self._cursor = self._cursor, None
         with _translated(self._conn, None, cursor):  # in a pipeline, this waits for the results
             rows = cursor.fetchall()
+        self._processors = self._compiled.converters(cursor)
         cursor.close()
         self._row = rows[0] if rows else None
 

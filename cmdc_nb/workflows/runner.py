@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import time
 import uuid
@@ -188,7 +190,9 @@ async def _record(
     task is cancelled meanwhile, the write still ends, and what it claimed is stopped with the run —
     or, when the loop is closing, left for resume to hand back, like the step itself."""
     extra = pool.reserve() if pool is not None and chain else 0
-    fut = asyncio.ensure_future(asyncio.to_thread(write, (1 + extra) if chain else 0))
+    loop = asyncio.get_running_loop()
+    work = functools.partial(contextvars.copy_context().run, write, (1 + extra) if chain else 0)
+    fut = asyncio.ensure_future(loop.run_in_executor(ws.writer, work))
     try:
         nxt = await asyncio.shield(fut)
     except asyncio.CancelledError:
