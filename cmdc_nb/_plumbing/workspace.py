@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.engine import URL, Engine
 
+from cmdc_nb._gc import freeze_long_lived
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing.access import acting_as
 from cmdc_nb.errors import (
@@ -346,6 +347,7 @@ def connect(
     if make_default:
         with _default_lock:
             _default = ws
+    freeze_long_lived("connect")  # the schema, mappers and migrations just built live as long as the process
     return ws
 
 

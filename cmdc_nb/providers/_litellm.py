@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cmdc_nb._gc import freeze_long_lived
 from cmdc_nb.errors import ProviderError
 from cmdc_nb.providers import _offline
 
@@ -158,6 +159,7 @@ def _load_warm(*, whole: bool = False) -> Any:
                 step()
             except Exception as exc:  # pragma: no cover - depends on litellm internals
                 _log.debug("litellm warm-up step %s skipped: %r", name, exc)
+        freeze_long_lived("litellm")  # litellm's modules, loaded once, live as long as the process
         _ready.set()
     return lm
 

@@ -1,0 +1,88 @@
+"""The long-lived objects of a kernel are moved out of the cyclic collector's full walks once per
+process (`cmdc_nb._gc`): after the first `connect()`, and once litellm is loaded; never at a later
+connect, and not at all with `$CMDC_NB_GC_FREEZE` false. Each case runs in a fresh interpreter: the
+freeze is the process's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = r"""
+import gc, json, sys, tempfile, weakref
+import cmdc_nb
+
+class Node:
+    pass
+
+def cycle():
+    n = Node(); n.me = n
+    return n, weakref.ref(n)
+
+home = tempfile.mkdtemp()
+alive_at_first, ref_first = cycle()  # alive when the first connect freezes
+ws = cmdc_nb.connect(f"sqlite:///{home}/a.db", home=home)
+first = gc.get_freeze_count()
+ws.close()
+alive_at_second, ref_second = cycle()  # alive at the second connect: not frozen then
+ws2 = cmdc_nb.connect(f"sqlite:///{home}/b.db", home=home, make_default=False)
+del alive_at_first, alive_at_second
+gc.collect()
+print(json.dumps({"first": first, "first_kept": ref_first() is not None, "second_collected": ref_second() is None}))
+"""
+
+
+def probe(tmp_path: Path, **env: str) -> dict[str, object]:
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "CMDC_NB_HOME": str(tmp_path), **env},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return dict(json.loads(run.stdout.strip().splitlines()[-1]))
+
+
+def test_the_first_connect_freezes_what_is_alive_and_a_later_one_does_not(tmp_path: Path) -> None:
+    got = probe(tmp_path, CMDC_NB_GC_FREEZE="")
+    assert isinstance(got["first"], int) and got["first"] > 50_000  # the schema, mappers, migrations
+    assert got["first_kept"] is True  # frozen: a full collection no longer walks it
+    # not again at the second connect: it would freeze the garbage of the workspaces closed before it
+    assert got["second_collected"] is True
+
+
+@pytest.mark.parametrize("value", ["0", "false", "off"])
+def test_it_can_be_turned_off(tmp_path: Path, value: str) -> None:
+    got = probe(tmp_path, CMDC_NB_GC_FREEZE=value)
+    assert got["first"] == 0 and got["first_kept"] is False and got["second_collected"] is True
+
+
+def test_loading_litellm_freezes_its_modules_once(tmp_path: Path) -> None:
+    code = (
+        "import gc, json\n"
+        "from cmdc_nb.providers import _litellm\n"
+        "before = gc.get_freeze_count()\n"
+        "_litellm.warm()\n"
+        "after = gc.get_freeze_count()\n"
+        "_litellm.warm()\n"
+        "print(json.dumps({'before': before, 'after': after, 'again': gc.get_freeze_count()}))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "CMDC_NB_HOME": str(tmp_path), "CMDC_NB_GC_FREEZE": ""},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["before"] == 0 and got["after"] > 100_000  # litellm's hundreds of modules
+    assert got["again"] <= got["after"]  # loaded once, frozen once
