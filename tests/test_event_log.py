@@ -6,6 +6,7 @@ from __future__ import annotations
 import decimal
 import logging
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
@@ -101,10 +102,42 @@ def test_ids_are_never_reused_after_pruning_empties_the_log(shared: Workspace) -
     assert len(after) == 1 and after[0].id > before
 
 
-def test_a_row_that_does_not_decode_is_skipped_and_the_next_still_arrives(
-    db_url: str, home_dir: Path, caplog: pytest.LogCaptureFixture
+def test_a_stream_that_inflates_past_the_cap_is_refused_without_inflating_it(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A damaged row (written by something else) must not stop the bridge: it is logged and passed."""
+    """A row of a few kilobytes can inflate to gigabytes in every listening process: no more than
+    `MAX_BATCH_BYTES` is ever inflated."""
+    monkeypatch.setattr(event_log, "MAX_BATCH_BYTES", 1 << 20)
+    bomb = zlib.compress(b"[" + b" " * (8 << 20) + b"]", 9)
+    assert len(bomb) < 20_000
+    with pytest.raises(ValueError, match="inflates past"):
+        event_log.decode(bomb)
+    with pytest.raises(ValueError, match="RecursionError"):
+        event_log.decode(b"[" * 100_000)  # nested too deep for the JSON reader
+
+
+def test_events_too_large_to_log_keep_their_topics_and_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(event_log, "MAX_BATCH_BYTES", 1000)
+    big = [("session:s:messages", "message_created", {"content": "x" * 5000}), ("t", "e", {"a": 1})]
+    back = event_log.decode(event_log.encode(big))
+    assert [(t, ty) for t, ty, _ in back] == [("session:s:messages", "message_created"), ("t", "e")]
+    assert all(p == {"omitted": "payload over 1000 bytes"} for _, _, p in back)
+
+
+BAD_ROWS = {
+    "garbage": lambda: b"\x78garbage",
+    "nested too deep": lambda: b"[" * 100_000,
+    "a zlib bomb": lambda: zlib.compress(b"[" + b" " * (8 << 20) + b"]", 9),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_ROWS))
+def test_a_row_that_does_not_decode_is_skipped_and_the_next_still_arrives(
+    db_url: str, home_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    """A damaged or hostile row (written by something else) must not stop the bridge, nor exhaust the
+    reader: it is logged and passed, and what comes after it arrives."""
+    monkeypatch.setattr(event_log, "MAX_BATCH_BYTES", 1 << 20)
     import time
 
     reader = cmdc_nb.connect(db_url, home=home_dir, make_default=False, share_events=True)
@@ -118,7 +151,7 @@ def test_a_row_that_does_not_decode_is_skipped_and_the_next_still_arrives(
         with writer.engine.begin() as conn:
             conn.execute(
                 sa.insert(EventLogEntry).values(
-                    origin="elsewhere", inserted_at=sa.func.now(), events=b"\x78garbage"
+                    origin="elsewhere", inserted_at=sa.func.now(), events=BAD_ROWS[bad]()
                 )
             )
         _write(writer, 2)

@@ -28,12 +28,20 @@ home = tempfile.mkdtemp()
 alive_at_first, ref_first = cycle()  # alive when the first connect freezes
 ws = cmdc_nb.connect(f"sqlite:///{home}/a.db", home=home)
 first = gc.get_freeze_count()
+del alive_at_first
+gc.collect()
+kept_while_open = ref_first() is not None
+engine = weakref.ref(ws.engine)
 ws.close()
+del ws
+gc.collect()
+freed_after_close = ref_first() is None and engine() is None
 alive_at_second, ref_second = cycle()  # alive at the second connect: not frozen then
 ws2 = cmdc_nb.connect(f"sqlite:///{home}/b.db", home=home, make_default=False)
-del alive_at_first, alive_at_second
+del alive_at_second
 gc.collect()
-print(json.dumps({"first": first, "first_kept": ref_first() is not None, "second_collected": ref_second() is None}))
+print(json.dumps({"first": first, "kept_while_open": kept_while_open, "freed_after_close": freed_after_close,
+                  "second_frozen": gc.get_freeze_count(), "second_collected": ref_second() is None}))
 """
 
 
@@ -50,18 +58,21 @@ def probe(tmp_path: Path, **env: str) -> dict[str, object]:
     return dict(json.loads(run.stdout.strip().splitlines()[-1]))
 
 
-def test_the_first_connect_freezes_what_is_alive_and_a_later_one_does_not(tmp_path: Path) -> None:
+def test_the_first_connect_freezes_what_is_alive_until_its_workspace_closes(tmp_path: Path) -> None:
     got = probe(tmp_path, CMDC_NB_GC_FREEZE="")
     assert isinstance(got["first"], int) and got["first"] > 50_000  # the schema, mappers, migrations
-    assert got["first_kept"] is True  # frozen: a full collection no longer walks it
-    # not again at the second connect: it would freeze the garbage of the workspaces closed before it
-    assert got["second_collected"] is True
+    assert got["kept_while_open"] is True  # frozen: a full collection no longer walks it
+    # closing that workspace gives everything back: its engine and pool can go
+    assert got["freed_after_close"] is True
+    # and no later connect freezes again: it would freeze the garbage of the workspaces closed before
+    assert got["second_frozen"] == 0 and got["second_collected"] is True
 
 
 @pytest.mark.parametrize("value", ["0", "false", "off"])
 def test_it_can_be_turned_off(tmp_path: Path, value: str) -> None:
     got = probe(tmp_path, CMDC_NB_GC_FREEZE=value)
-    assert got["first"] == 0 and got["first_kept"] is False and got["second_collected"] is True
+    assert got["first"] == 0 and got["kept_while_open"] is False
+    assert got["freed_after_close"] is True and got["second_collected"] is True
 
 
 def test_loading_litellm_freezes_its_modules_once(tmp_path: Path) -> None:

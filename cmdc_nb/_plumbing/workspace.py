@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.engine import URL, Engine
 
-from cmdc_nb._gc import freeze_long_lived
+from cmdc_nb._gc import freeze_long_lived, thaw
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing.access import acting_as
 from cmdc_nb.errors import (
@@ -104,6 +104,7 @@ class Workspace:
             engine.execution_options(cmdc_read_only=True), expire_on_commit=False, autoflush=False
         )
         self._closed = False
+        self._froze_gc = False  # the first connect's freeze was taken with this workspace open
         # SQLite has one writer at a time. Threads of this process queue on this lock, handed over at
         # once on commit; without it they queue in SQLite's busy handler, which polls with sleeps that
         # grow to 100 ms, so a burst of small transactions would mostly sleep. Other processes still
@@ -235,6 +236,9 @@ class Workspace:
             self._bridge.close()
         if self._writer is not None:
             self._writer.shutdown(wait=False)
+        if self._froze_gc:
+            self._froze_gc = False
+            thaw()
         self.engine.dispose()
         with _default_lock:
             if _default is self:
@@ -347,7 +351,9 @@ def connect(
     if make_default:
         with _default_lock:
             _default = ws
-    freeze_long_lived("connect")  # the schema, mappers and migrations just built live as long as the process
+    # the schema, mappers and migrations just built live as long as the process (and this workspace's
+    # engine as long as it is open: its close thaws them)
+    ws._froze_gc = freeze_long_lived("connect")
     return ws
 
 

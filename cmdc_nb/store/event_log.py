@@ -32,6 +32,10 @@ log = logging.getLogger("cmdc_nb.events.log")
 CHANNEL = "cmdc_events"
 _LOCK_KEY = 0x636D6465  # "cmde": serialises the tails of event-writing transactions
 _LEVEL = 1  # zlib's fastest: within 5 % of its best on these batches, at a third of the time
+# The most a batch's JSON may take. A reader inflates no more than this (a row of half a megabyte could
+# otherwise inflate to gigabytes in every listening process), and a writer whose events are larger logs
+# their topics and types with the payloads left out, so readers never meet a batch they must refuse.
+MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 Event = tuple[str, str, dict[str, Any]]
 
@@ -53,19 +57,32 @@ def encode(events: Sequence[tuple[str, str, Mapping[str, Any]]]) -> bytes:
         separators=(",", ":"),
         default=str,
     ).encode()
+    if len(text) > MAX_BATCH_BYTES:
+        log.warning("events of %d bytes logged without their payloads (over %d)", len(text), MAX_BATCH_BYTES)
+        omitted = {"omitted": f"payload over {MAX_BATCH_BYTES} bytes"}
+        text = json.dumps([[t, ty, omitted] for t, ty, _ in events], separators=(",", ":")).encode()
     packed = zlib.compress(text, _LEVEL)
     return packed if len(packed) < len(text) else text
 
 
 def decode(blob: bytes) -> list[Event]:
     """`encode`'s events back. Plain JSON starts with `[`, which no zlib stream does. Raises
-    ValueError for anything else."""
+    ValueError for anything else: a stream that inflates past `MAX_BATCH_BYTES`, JSON nested too
+    deep to read, the wrong shape."""
     data = bytes(blob)
     try:
-        text = data if data[:1] == b"[" else zlib.decompress(data)
+        if data[:1] == b"[":
+            text = data
+        else:
+            inflater = zlib.decompressobj()
+            text = inflater.decompress(data, MAX_BATCH_BYTES)
+            if inflater.unconsumed_tail or not inflater.eof:
+                raise ValueError(f"inflates past {MAX_BATCH_BYTES} bytes, or is cut short")
+        if len(text) > MAX_BATCH_BYTES:
+            raise ValueError(f"over {MAX_BATCH_BYTES} bytes")
         listed = json.loads(text)
-    except (zlib.error, ValueError) as exc:
-        raise ValueError(f"not an event batch ({type(exc).__name__})") from None
+    except (zlib.error, ValueError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"not an event batch ({type(exc).__name__}: {str(exc)[:80]})") from None
     if not isinstance(listed, list):
         raise ValueError("not an event batch (not a list)")
     out: list[Event] = []
@@ -131,7 +148,7 @@ def read_after(
     for row in conn.execute(stmt.order_by(e.id).limit(limit)):
         try:
             events = decode(row.events)
-        except ValueError as exc:
+        except Exception as exc:  # whatever a row holds, the readers move past it (never stuck on it)
             log.warning("event log row %d skipped: %s", row.id, exc)
             events = []
         out.append(LoggedBatch(row.id, row.origin, events))

@@ -4,7 +4,9 @@ A stored agent round logged seven rows of about 400 bytes, each repeating the se
 and the user's ids: on PostgreSQL, where events are shared by default, more than half of a round's
 bytes. Now a transaction's events are one row, `events`, their JSON list of `[topic, type, payload]`
 zlib-compressed when that is smaller: about a fifth of the room, and one index entry instead of seven.
-Existing rows become batches of one, keeping their ids, so a reader's last id stays valid.
+Existing rows become batches of one, keeping their ids, so a reader's last id stays valid. A
+downgrade writes each batch's events back as rows of their own, in order, with new ids: a process
+reading across the downgrade may see up to a day of events again.
 
 SQLite's table is made AUTOINCREMENT: once pruning had emptied it, SQLite handed out ids from 1 again,
 below every reader's last id, and those events were never read.
