@@ -5,6 +5,7 @@ path (`advance` + `claim`) gives."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -219,3 +220,38 @@ async def test_a_step_running_past_a_poll_is_watched_renewed_and_stopped(
     assert run.status == "cancelled"
     assert wf.get_workflow_step(run, "hold", ws=ws).status == "cancelled"
     assert wf.get_workflow_step(run, "after", ws=ws).status == "cancelled"
+
+
+async def test_a_recording_queued_behind_another_write_still_ends_when_cancelled_twice(ws: Workspace) -> None:
+    """On SQLite step outcomes queue on one writer thread. A task cancelled twice while its outcome
+    waits there (the run stopped, then the loop closing) must not cancel the write: the step's work
+    is done, and its outcome is written, as `_record` promises."""
+    import types
+
+    from cmdc_nb.workflows import runner
+    from cmdc_nb.workflows.state.hot import Next
+
+    busy = threading.Event()
+    loop = asyncio.get_running_loop()
+    blocker = loop.run_in_executor(ws.writer, busy.wait, 30)  # the writer (or a thread) is busy
+    wrote: list[int] = []
+
+    def write(claim: int) -> Next:
+        wrote.append(claim)
+        return Next(True)
+
+    step = types.SimpleNamespace(cancel_reason=None)
+    task = asyncio.create_task(runner._record(ws, step, None, write, chain=False))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    busy.set()
+    await blocker
+    for _ in range(200):
+        if wrote:
+            break
+        await asyncio.sleep(0.05)
+    assert wrote == [0]

@@ -197,7 +197,9 @@ async def _record(
         nxt = await asyncio.shield(fut)
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
-            nxt = await fut
+            # shielded again: a second cancel must not cancel the write itself, which on SQLite may
+            # still be queued behind others on the one writer thread (it would then never run)
+            nxt = await asyncio.shield(fut)
             for x in nxt.claims:
                 if c.cancel_reason is not None:
                     why = f"stopped: {c.cancel_reason}"
