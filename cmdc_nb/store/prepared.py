@@ -69,6 +69,15 @@ class _Compiled:
             ]
         return found
 
+    def read(self, conn: sa.Connection, cursor: Any) -> list[tuple[Any, ...]]:
+        """Every row the cursor holds, converted as a Result would; the cursor closed (in a pipeline,
+        this waits for the results)."""
+        with _translated(conn, self.sql, cursor):
+            rows = cursor.fetchall()
+        procs = self.converters(cursor)
+        cursor.close()
+        return [tuple(p(v) if p is not None else v for p, v in zip(procs, r, strict=True)) for r in rows]
+
     def bind(self, params: Mapping[str, Any]) -> Any:
         values = {**self.fixed, **params}
         for key, make in self.defaults:
@@ -153,12 +162,7 @@ class Prepared:
         """Run a SELECT (or RETURNING) and give every row, converted as a Result would, as a named
         tuple (`row.step_id`). Not inside a pipeline: it waits for the rows."""
         compiled = self._for(conn.dialect, frozenset(params))
-        cursor = self.run(conn, params)
-        with _translated(conn, compiled.sql, cursor):
-            rows = cursor.fetchall()
-        make, procs = compiled.row._make, compiled.converters(cursor)
-        cursor.close()
-        return [make(p(v) if p is not None else v for p, v in zip(procs, r, strict=True)) for r in rows]
+        return [compiled.row._make(r) for r in compiled.read(conn, self.run(conn, params))]
 
 
 class Pending:
@@ -167,30 +171,23 @@ class Pending:
     statement whose rows were not all read in progress, which would block the connection's next
     savepoint even after a rollback."""
 
-    __slots__ = ("_compiled", "_conn", "_cursor", "_processors", "_row")
+    __slots__ = ("_compiled", "_conn", "_cursor", "_row")
 
     def __init__(self, conn: sa.Connection, cursor: Any, compiled: _Compiled) -> None:
         self._conn, self._cursor, self._compiled = conn, cursor, compiled
-        self._row: Any = None
-        self._processors: list[Any] = []
+        self._row: tuple[Any, ...] | None = None
         if not _in_pipeline(conn):
             self._read()
 
     def _read(self) -> None:
         cursor, self._cursor = self._cursor, None
-        with _translated(self._conn, None, cursor):  # in a pipeline, this waits for the results
-            rows = cursor.fetchall()
-        self._processors = self._compiled.converters(cursor)
-        cursor.close()
+        rows = self._compiled.read(self._conn, cursor)
         self._row = rows[0] if rows else None
 
     def fetchone(self) -> tuple[Any, ...] | None:
         if self._cursor is not None:
             self._read()
-        row = self._row
-        if row is None:
-            return None
-        return tuple(p(v) if p is not None else v for p, v in zip(self._processors, row, strict=True))
+        return self._row
 
 
 # The driver connections this thread has in pipeline mode (not the connection's own `info`, which
