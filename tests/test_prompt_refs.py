@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from cmdc_nb import agents, sessions
@@ -204,3 +205,143 @@ async def test_an_agents_system_prompt_is_stored_once_and_every_call_still_rebui
     changed = sent.index(next(x for x in sent if "very brief" in x))
     assert stored[changed] == sent[changed] and "Be very brief." in stored[changed]
     assert all(c.prompt_ref.get("system") == "base" for c, s in zip(calls, stored, strict=True) if s is None)
+
+
+@tool
+def note(text: str, weight: float = 1.0) -> str:
+    """Echo a note."""
+    return f"noted: {text} ×{weight}"
+
+
+def _tails(calls: list[Any]) -> list[tuple[Any, Any]]:
+    """Each call's stored new part: its message sequences when it refers to them, else its copy."""
+    return [((c.prompt_ref or {}).get("messages"), c.prompt_messages) for c in calls]
+
+
+async def test_a_rounds_reply_and_tool_results_are_referred_to_by_sequence_not_copied(
+    ws: Workspace, session: Session
+) -> None:
+    # Arguments and results a provider might send: non-ASCII, quotes, newlines, big numbers.
+    odd = ["zebrafish 🐟 café", 'say "hi"\nthen\tleave', "\\u0000 is not a NUL", "x" * 3000]
+    script = Script(
+        [
+            Turn(tool_calls=[call("note", text=t, weight=w)])
+            for t, w in zip(odd, [1, -7, 2**53, 10**20], strict=True)
+        ]
+        + ["done", "again"]
+    )
+    agent = Agent(model=script.model, tools=[note], session=session, ws=ws, system_prompt="Be brief.")
+    await agent.prompt("take notes")
+    await agent.prompt("more")
+    calls = _calls(ws, session)
+    assert _rebuilt(ws, session) == script.requests
+    assert agents.call_request(calls[-1], ws=ws)["messages"] == agent.last_request.messages
+    tails = _tails(calls)
+    # Each call after the first added its base's reply and tool result (or, for the second prompt,
+    # the final reply and the user's message): two messages, stored once, as messages.
+    assert tails[0][0] is None
+    for span, copy in tails[1:]:
+        assert span is not None and span[1] == span[0] + 1 and copy == []
+    seqs = [m.sequence for m in sessions.list_messages(session, limit=100, ws=ws).entries]
+    assert [s for span, _ in tails[1:] for s in range(span[0], span[1] + 1)] == seqs[1:-1]
+
+
+async def test_floats_are_referred_to_on_sqlite_and_copied_on_postgresql(
+    ws: Workspace, session: Session
+) -> None:
+    # JSONB keeps numbers as numeric: -0.0 reads back as 0 and 1e300 as an integer, so a message whose
+    # arguments hold floats would not read back as sent there.
+    weights = [0.1, -0.0, 1e300, 1e-7]
+    script = Script([*(Turn(tool_calls=[call("note", text="w", weight=w)]) for w in weights), "done"])
+    await Agent(model=script.model, tools=[note], session=session, ws=ws).prompt("go")
+    calls = _calls(ws, session)
+    assert _rebuilt(ws, session) == script.requests
+    referred = [span is not None for span, _ in _tails(calls)[1:]]
+    assert referred == [ws.backend == "sqlite"] * len(weights)
+
+
+async def test_what_does_not_read_back_exactly_as_sent_is_copied(ws: Workspace, session: Session) -> None:
+    # A NaN argument is stored as the string "NaN" (JSON has no NaN), so the stored message no longer
+    # reads back as the request carried it: the next call keeps a copy, and still rebuilds exactly.
+    script = Script(
+        [
+            Turn(tool_calls=[call("note", text="a", weight=float("nan"))]),
+            Turn(tool_calls=[call("note", text="b")]),
+            "done",
+        ]
+    )
+    agent = Agent(model=script.model, tools=[note], session=session, ws=ws)
+    await agent.prompt("go")
+    calls = _calls(ws, session)
+    tails = _tails(calls)
+    assert tails[1][0] is None and len(tails[1][1]) == 2  # copied: the NaN reply and its result
+    assert tails[2][0] is not None and tails[2][1] == []  # referred to again after it
+    # (as JSON: NaN is unequal to itself; keys sorted: JSONB keeps its own order)
+    assert json.dumps(_rebuilt(ws, session), sort_keys=True) == json.dumps(script.requests, sort_keys=True)
+
+
+async def test_a_message_another_writer_stored_in_between_leaves_the_copy(
+    ws: Workspace, session: Session
+) -> None:
+    @tool
+    def interject(text: str) -> str:
+        """Someone else writes to the session while the tool runs."""
+        sessions.create_message(session, role="user", content="meanwhile", ws=ws)
+        return text
+
+    script = Script([Turn(tool_calls=[call("interject", text="x")]), "done"])
+    agent = Agent(model=script.model, tools=[interject], session=session, ws=ws)
+    await agent.prompt("go")
+    calls = _calls(ws, session)
+    assert _tails(calls)[1][0] is None and len(calls[1].prompt_messages) == 2  # not contiguous: copied
+    assert _rebuilt(ws, session) == script.requests  # "meanwhile" was never sent, nor rebuilt
+
+
+async def test_a_reference_to_messages_that_are_gone_is_an_error_not_a_guess(
+    ws: Workspace, session: Session
+) -> None:
+    from cmdc_nb.errors import NotFoundError
+    from cmdc_nb.store.models import AgentCall
+
+    script = Script([Turn(tool_calls=[call("note", text="a")]), "done"])
+    await Agent(model=script.model, tools=[note], session=session, ws=ws).prompt("go")
+    last = _calls(ws, session)[-1]
+    with ws.transaction() as tx:
+        row = tx.db.get(AgentCall, last.id)
+        assert row is not None and row.prompt_ref is not None
+        row.prompt_ref = {**row.prompt_ref, "messages": [900, 901]}
+    with pytest.raises(NotFoundError, match="sequence 900"):
+        agents.call_request(last, ws=ws)
+
+
+async def test_downgrading_0014_writes_the_referred_messages_back_as_copies(
+    ws: Workspace, session: Session
+) -> None:
+    from alembic import command
+
+    from cmdc_nb.store import migrate
+    from cmdc_nb.store.prompt_refs import full_prompt
+
+    script = Script([Turn(tool_calls=[call("note", text=t)]) for t in "abc"] + ["done"])
+    await Agent(model=script.model, tools=[note], session=session, ws=ws).prompt("go")
+    calls = _calls(ws, session)
+    assert sum(1 for span, _ in _tails(calls) if span) == 3
+    wanted = {str(c.id): agents.call_request(c, ws=ws)["messages"] for c in calls}
+    t = sa.table("agent_calls", sa.column("id", sa.Uuid()), sa.column("prompt_messages", sa.JSON()),
+                 sa.column("prompt_ref", sa.JSON()))  # fmt: skip
+    with ws.engine.begin() as conn:
+        cfg = migrate._config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0013")
+        rows = {
+            str(r.id): (_json(r.prompt_messages), _json(r.prompt_ref)) for r in conn.execute(sa.select(t))
+        }
+        command.upgrade(cfg, "head")
+    assert all(ref is None or "messages" not in ref for _, ref in rows.values())
+    # the copies written back rebuild every prompt (its system prompt apart) with no messages at hand
+    assert {cid: full_prompt(cid, rows) for cid in wanted} == {cid: w[1:] for cid, w in wanted.items()}
+    assert [agents.call_request(c, ws=ws)["messages"] for c in calls] == list(wanted.values())
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value

@@ -72,6 +72,10 @@ class Recorder(MessageRecorder):
         # The newest stored call's id and whole prompt: the next prompt is stored as a reference to it
         # plus what follows (kernel.stored.prompt_delta).
         self._prompt_base: tuple[str, list[Any], str | None] | None = None
+        # The messages this recorder stored since the base's prompt, as (sequence, message as sent):
+        # when the next prompt adds exactly these, it refers to them instead of copying them (None: a
+        # message it cannot refer to was stored, or the base was not stored by the fast path).
+        self._after_base: list[tuple[int, dict[str, Any]]] | None = None
         self.stored_files: set[str] = set()  # SHA-256s of the files stored with this session's messages
         if session is not None:
             from cmdc_nb.services import sessions
@@ -82,6 +86,13 @@ class Recorder(MessageRecorder):
     @property
     def enabled(self) -> bool:
         return self.session_id is not None
+
+    @property
+    def backend(self) -> str:
+        """The workspace's database ("sqlite" or "postgresql")."""
+        from cmdc_nb._plumbing.workspace import get_workspace
+
+        return get_workspace(self.ws).backend
 
     @property
     def shares_events(self) -> bool:
@@ -164,6 +175,7 @@ class Recorder(MessageRecorder):
             whole, tail, ref, system = prompt_delta(
                 self._prompt_base, messages, storable(system_prompt), self.stored_files
             )
+            ref, tail = self._refer_to_messages(ref, tail)
             draft = rounds.CallDraft(
                 session_id=self.session_id,  # type: ignore[arg-type]
                 user_id=self.user_id,  # type: ignore[arg-type]
@@ -200,6 +212,7 @@ class Recorder(MessageRecorder):
             metadata=meta,
         )
         self._prompt_base = (str(call.id), whole, storable(system_prompt))
+        self._after_base = None  # its reply is stored by the services: not referred to
         return str(call.id)
 
     async def _fast(self, model: str, temperature: float | None) -> bool:
@@ -227,6 +240,7 @@ class Recorder(MessageRecorder):
 
             await self._run(rounds.store_pending, draft)
             self._prompt_base = draft.as_base()
+            self._after_base = None
 
     async def flush(self) -> None:
         """Write what the fast path holds (a completed call waiting for its first tool use), and wait
@@ -246,11 +260,15 @@ class Recorder(MessageRecorder):
         from cmdc_nb.services.agents import rounds
 
         with get_workspace(ws).transaction() as tx:
-            rounds.record_call_in(
+            seq = rounds.record_call_in(
                 tx, held.draft, held.done, held.price, cell=held.cell, message=held.message,
                 tool_uses=[tool] if tool is not None else [],
             )  # fmt: skip
         self._prompt_base = held.draft.as_base()  # committed: a base now
+        self._after_base = []
+        m = held.message
+        if m is not None and seq is not None:
+            self.stored_message(seq, m.role, m.content, m.content_blocks, m.meta)
 
     async def streaming(self, call_id: str | None) -> None:
         draft = self._drafts.get(call_id) if call_id is not None else None
@@ -458,10 +476,12 @@ class Recorder(MessageRecorder):
 
         def work(ws: Any = None) -> None:
             with get_workspace(ws).transaction() as tx:
-                rounds.record_tool_end_in(
+                seq = rounds.record_tool_end_in(
                     tx, tool, draft.id, draft.session_id, draft.user_id, draft.started_at,
                     output=output, error=error, message=msg,
                 )  # fmt: skip
+            if msg is not None and seq is not None:
+                self.stored_message(seq, msg.role, msg.content, msg.content_blocks, msg.meta)
 
         await self.flush()
         await self._run(work)

@@ -1,5 +1,7 @@
 """The recorder's messages: a conversation's messages stored as the agent adds them (a user's files
-with theirs, as artifacts of the session), and read back to rebuild a conversation. See `persist`."""
+with theirs, as artifacts of the session), and read back to rebuild a conversation; and the messages
+stored since the prompt base, which the next prompt refers to instead of copying them (migration
+0014, `store.prompt_refs`). See `persist`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cmdc_nb.kernel.stored import blocks, storable
 from cmdc_nb.providers import ToolCall
 from cmdc_nb.providers.attachments import Attachment
+from cmdc_nb.store.prompt_refs import as_sent, reads_back_exactly
 from cmdc_nb.store.values import storable_json
 
 __all__ = ["MessageRecorder"]
@@ -23,11 +26,15 @@ class MessageRecorder:
     stored_files: set[str]
     session_id: Any
     ws: Any
+    _after_base: list[tuple[int, dict[str, Any]]] | None
 
     if TYPE_CHECKING:  # supplied by Recorder
 
         @property
         def enabled(self) -> bool: ...
+
+        @property
+        def backend(self) -> str: ...
 
         async def flush(self) -> None: ...
 
@@ -62,6 +69,7 @@ class MessageRecorder:
                 metadata=storable_json(dict(meta or {})),
             )
             self.stored_files.update(f.sha256 for f in files)
+            self._after_base = None  # sent with its files' bytes: never referred to
             return str(with_files.id)
         asked = blocks(tool_calls)
         row = await self._run(
@@ -74,7 +82,38 @@ class MessageRecorder:
             tool_use=tool_use_id,
             metadata=storable_json(dict(meta or {})),
         )
+        self.stored_message(row.sequence, row.role, row.content, row.content_blocks, row.meta)
         return str(row.id)
+
+    def stored_message(
+        self, sequence: int, role: Any, content: str | None, content_blocks: Any, meta: Any
+    ) -> None:
+        """Note a message stored after the prompt base, as sent (see `Recorder._refer_to_messages`);
+        one that may not read back exactly as written means the next prompt keeps its copy."""
+        if self._after_base is None:
+            return
+        if not reads_back_exactly(self.backend, content_blocks):
+            self._after_base = None
+            return
+        self._after_base.append(
+            (sequence, as_sent(str(getattr(role, "value", role)), content, content_blocks, meta))
+        )
+
+    def _refer_to_messages(
+        self, ref: dict[str, Any] | None, tail: list[Any]
+    ) -> tuple[dict[str, Any] | None, list[Any]]:
+        """The prompt's reference and new part: when the new part is exactly the messages stored
+        since its base (the base's reply and the tool results), stored one after another, it refers to
+        their sequences and stores no copy (`store.prompt_refs`); otherwise the copy stays."""
+        after, self._after_base = self._after_base, None
+        if ref is None or not after or len(after) != len(tail):
+            return ref, tail
+        first = after[0][0]
+        if any(seq != first + k for k, (seq, _) in enumerate(after)):  # another writer's in between
+            return ref, tail
+        if [m for _, m in after] != tail:
+            return ref, tail
+        return {**ref, "messages": [first, after[-1][0]]}, []
 
     def files_of(self, row: Any) -> list[Attachment]:
         """The files of a stored message, read back (sync: called when rebuilding a conversation)."""

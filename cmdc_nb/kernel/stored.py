@@ -3,13 +3,13 @@ into the conversation, and text made storable. No database here (see `persist`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cmdc_nb.providers import ToolCall
 from cmdc_nb.providers.attachments import Attachment, message_content, stored_message
+from cmdc_nb.store.prompt_refs import as_sent
 from cmdc_nb.store.values import storable_json, storable_text
 
 __all__ = ["StoredToolUse", "blocks", "history_from_rows", "prompt_delta", "storable", "stored"]
@@ -69,35 +69,10 @@ def history_from_rows(
         ):
             out.append({"role": role, "content": message_content(r.content or "", files_of(r))})
             continue
-        if role == "tool_result":
-            out.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": (r.meta or {}).get("tool_call_id", ""),
-                    "content": r.content or "",
-                }
-            )
-            continue
-        msg: dict[str, Any] = {"role": role, "content": r.content}
-        calls = [
-            b for b in (r.content_blocks or []) if isinstance(b, Mapping) and b.get("type") == "tool_call"
-        ]
-        if calls:
-            msg["tool_calls"] = [
-                {
-                    "id": b["id"],
-                    "type": "function",
-                    "function": {
-                        "name": b["name"],
-                        "arguments": json.dumps(b.get("arguments") or {}, sort_keys=True),
-                    },
-                }
-                for b in calls
-            ]
-            if r.agent_call_id is not None:
-                for b in calls:
-                    call_of[str(b["id"])] = str(r.agent_call_id)
-            msg["content"] = r.content or None
+        msg = as_sent(role, r.content, r.content_blocks, r.meta)
+        if r.agent_call_id is not None:
+            for c in msg.get("tool_calls", ()):
+                call_of[str(c["id"])] = str(r.agent_call_id)
         out.append(msg)
     return out, call_of
 

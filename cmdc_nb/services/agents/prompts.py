@@ -3,8 +3,13 @@
 A call whose `prompt_ref` is `{"base": <call id>, "keep": k}` sent the first `k` messages of call
 `base`'s prompt (same session, stored before it) followed by its own `prompt_messages`; a call without
 one holds its whole prompt, as every call did before migration 0010. With `"system": "base"` too, its
-system prompt is its base's (stored once per agent, not with every round), and `system_prompt` is NULL. Storing only what is new keeps a
-session's bytes linear in its rounds instead of quadratic (`kernel.persist` decides what is new).
+system prompt is its base's (stored once per agent, not with every round), and `system_prompt` is NULL.
+With `"messages": [first, last]` too (migration 0014), what it added is no copy at all: it is the
+session's messages with those sequences, as sent (`store.prompt_refs.as_sent`) — the reply its base
+got and the tool results that answered it, already stored as messages — and `prompt_messages` is
+empty. Storing only what is new keeps a session's bytes linear in its rounds instead of quadratic
+(`kernel.persist` decides what is new, and refers to messages only when they read back exactly as
+sent).
 """
 
 from __future__ import annotations
@@ -20,8 +25,15 @@ from cmdc_nb._plumbing.service import fetch
 from cmdc_nb._plumbing.workspace import Workspace, get_workspace
 from cmdc_nb.providers.attachments import expand_content
 from cmdc_nb.services import attachments
-from cmdc_nb.store.models import AgentCall
-from cmdc_nb.store.prompt_refs import Prompts, Systems, full_prompt, full_system
+from cmdc_nb.store.models import AgentCall, Message
+from cmdc_nb.store.prompt_refs import (
+    Prompts,
+    Systems,
+    as_sent,
+    full_prompt,
+    full_system,
+    referenced_sequences,
+)
 
 __all__ = ["call_request"]
 
@@ -34,6 +46,16 @@ def _session_prompts(db: Any, session_id: uuid.UUID) -> tuple[Prompts, Systems]:
     ).all()
     prompts = {str(r.id): (list(r.prompt_messages or []), r.prompt_ref) for r in rows}
     return prompts, {str(r.id): (r.system_prompt, r.prompt_ref) for r in rows}
+
+
+def _sent_messages(db: Any, session_id: uuid.UUID, wanted: set[int]) -> dict[int, Any]:
+    """The session's messages with these sequences, as their calls sent them (`as_sent`)."""
+    rows = db.execute(
+        sa.select(
+            Message.sequence, Message.role, Message.content, Message.content_blocks, Message.meta
+        ).where(Message.session_id == session_id, Message.sequence.between(min(wanted), max(wanted)))
+    ).all()
+    return {r.sequence: as_sent(r.role.value, r.content, r.content_blocks, r.meta) for r in rows}
 
 
 def _with_files(messages: list[Any], session_id: uuid.UUID, ws: Workspace | None) -> list[Any]:
@@ -68,7 +90,9 @@ def call_request(call: AgentCall | uuid.UUID | str, *, ws: Workspace | None = No
         system = row.system_prompt
         if row.prompt_ref:
             prompts, systems = _session_prompts(db, row.session_id)
-            messages = full_prompt(str(row.id), prompts)
+            wanted = referenced_sequences(str(row.id), prompts)
+            sent = _sent_messages(db, row.session_id, wanted) if wanted else None
+            messages = full_prompt(str(row.id), prompts, sent)
             system = full_system(str(row.id), systems)
         else:
             messages = list(row.prompt_messages or [])

@@ -22,7 +22,7 @@ from cmdc_nb.errors import CmdcError, InvalidInputError
 from cmdc_nb.services.sessions.records import EXPORT_FORMAT, _insert_session, _publish_session
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, MessageRole, SessionStatus, ToolUseStatus
 from cmdc_nb.store.models import AgentCall, Message, Session, ToolUse, User
-from cmdc_nb.store.prompt_refs import full_prompt, full_system
+from cmdc_nb.store.prompt_refs import as_sent, full_prompt, full_system
 from cmdc_nb.store.types import Money, TextList, UUIDList
 from cmdc_nb.store.values import to_money, utcnow
 
@@ -61,16 +61,18 @@ def export_session(
         tools = db.scalars(
             sa.select(ToolUse).where(ToolUse.session_id == s.id).order_by(ToolUse.inserted_at, ToolUse.id)
         )
+        message_rows = [_row_dict(m, {"session_id"}) for m in messages]
         doc = {
             "format": EXPORT_FORMAT,
             "exported_at": utcnow().isoformat(),
             "session": {**_row_dict(s, _SESSION_EXPORT_SKIP), "original_id": str(s.id), "slug": s.slug},
-            "messages": [_row_dict(m, {"session_id"}) for m in messages],
+            "messages": message_rows,
             "agent_calls": _whole_prompts(
+                message_rows,
                 [
                     _row_dict(c, {"session_id", "user_id", "workflow_run_id", "workflow_step_id"})
                     for c in calls
-                ]
+                ],
             ),
             "tool_uses": [_row_dict(t, {"session_id", "approval_id", "approved_by_id"}) for t in tools],
         }
@@ -82,16 +84,17 @@ def export_session(
     return doc
 
 
-def _whole_prompts(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Exported calls hold their whole prompt (no reference to another call's, see
-    services.agents.prompts): an export stands alone, whatever reads it."""
+def _whole_prompts(messages: list[dict[str, Any]], calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Exported calls hold their whole prompt (no reference to another call's or to the session's
+    messages, see services.agents.prompts): an export stands alone, whatever reads it."""
+    sent = {m["sequence"]: as_sent(m["role"], m["content"], m["content_blocks"], m["meta"]) for m in messages}
     rows = {str(c["id"]): (c["prompt_messages"], c.get("prompt_ref")) for c in calls}
     systems = {str(c["id"]): (c.get("system_prompt"), c.get("prompt_ref")) for c in calls}
     out = []
     for c in calls:
         ref = c.pop("prompt_ref", None)
         whole = {
-            "prompt_messages": full_prompt(str(c["id"]), rows),
+            "prompt_messages": full_prompt(str(c["id"]), rows, sent),
             "system_prompt": full_system(str(c["id"]), systems),
         }
         out.append({**c, **whole} if ref else c)

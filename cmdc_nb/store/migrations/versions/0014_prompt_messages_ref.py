@@ -1,0 +1,79 @@
+"""A call's prompt may refer to the session's messages instead of copying them.
+
+A stored round's prompt was its base call's plus a copy of what it added: the reply the base got and
+the tool results that answered it, both already stored as messages (about 200 of a round's 5,000
+bytes, for a one-line tool result; more as results grow). Now `prompt_ref` may say
+`"messages": [first, last]`: what the call added is the session's messages with those sequences, as
+sent (`store.prompt_refs.as_sent`), and `prompt_messages` is empty. The schema does not change; the
+revision marks that older code could not read such a reference. A downgrade writes the copies back
+(and drops the key), so every call reads as before.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def upgrade() -> None:
+    pass  # nothing stored before refers to messages; new rows may
+
+
+def downgrade() -> None:
+    from cmdc_nb.store.prompt_refs import as_sent
+
+    conn = op.get_bind()
+    calls = sa.table(
+        "agent_calls",
+        sa.column("id", sa.Uuid()),
+        sa.column("session_id", sa.Uuid()),
+        sa.column("prompt_messages", _JSON),
+        sa.column("prompt_ref", _JSON),
+    )
+    messages = sa.table(
+        "messages",
+        sa.column("session_id", sa.Uuid()),
+        sa.column("sequence", sa.Integer()),
+        sa.column("role", sa.String()),
+        sa.column("content", sa.Text()),
+        sa.column("content_blocks", _JSON),
+        sa.column("metadata", _JSON),
+    )
+    referring = [
+        r
+        for r in conn.execute(sa.select(calls.c.id, calls.c.session_id, calls.c.prompt_ref))
+        if _span(r.prompt_ref)
+    ]
+    for sid in {r.session_id for r in referring}:
+        sent = {
+            m.sequence: as_sent(m.role, m.content, m.content_blocks, m.metadata)
+            for m in conn.execute(sa.select(messages).where(messages.c.session_id == sid))
+        }
+        for r in (r for r in referring if r.session_id == sid):
+            first, last = _span(r.prompt_ref)  # type: ignore[misc]
+            ref = {k: v for k, v in r.prompt_ref.items() if k != "messages"}
+            conn.execute(
+                sa.update(calls)
+                .where(calls.c.id == uuid.UUID(str(r.id)))
+                .values(prompt_messages=[sent[n] for n in range(first, last + 1)], prompt_ref=ref)
+            )
+
+
+def _span(ref: Any) -> tuple[int, int] | None:
+    span = ref.get("messages") if isinstance(ref, dict) else None
+    return (int(span[0]), int(span[1])) if span else None
