@@ -31,7 +31,8 @@ class _Compiled:
     """One statement compiled for one dialect and one set of parameter names."""
 
     __slots__ = (
-        "_converters", "defaults", "dialect", "fixed", "names", "positional", "processors", "results", "row", "sql"
+        "_converters", "defaults", "dialect", "fixed", "names", "plan", "positional", "processors", "results", "row",
+        "sql",
     )  # fmt: skip
 
     def __init__(self, stmt: Any, dialect: sa.Dialect, keys: frozenset[str]) -> None:
@@ -45,6 +46,8 @@ class _Compiled:
         if compiled.escaped_bind_names:  # names SQLAlchemy had to escape: never in these statements
             raise TypeError(f"bind names need escaping: {sorted(compiled.escaped_bind_names)}")
         self.processors: dict[str, Any] = dict(compiled._bind_processors)
+        # each bind name with its processor (None: passed as is), in the driver's order: looked up once
+        self.plan: tuple[tuple[str, Any], ...] = tuple((n, self.processors.get(n)) for n in self.names)
         # values fixed in the statement itself (e.g. `status = 'executing'` in a WHERE clause)
         self.fixed = {k: v for k, v in compiled.construct_params(_check=False).items() if k not in keys}
         # Python-side column defaults (ids, timestamps, `onupdate`) SQLAlchemy fills in before executing
@@ -83,10 +86,9 @@ class _Compiled:
         for key, make in self.defaults:
             if key not in params:
                 values[key] = make()
-        procs = self.processors
         if self.positional:
-            return tuple(procs[n](values[n]) if n in procs else values[n] for n in self.names)
-        return {n: (procs[n](values[n]) if n in procs else values[n]) for n in self.names}
+            return tuple([values[n] if p is None else p(values[n]) for n, p in self.plan])
+        return {n: values[n] if p is None else p(values[n]) for n, p in self.plan}
 
 
 def _default_of(column: sa.Column[Any], *, update: bool) -> Any:
