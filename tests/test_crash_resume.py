@@ -31,7 +31,7 @@ import workflow_children
 from reliability import record, sized
 from waiting import CEILING_S
 
-from cmdc_nb import approvals, kernel, rag, scheduling, sessions
+from cmdc_nb import agents, approvals, kernel, rag, scheduling, sessions
 from cmdc_nb import workflows as wf
 from cmdc_nb.providers import Script
 from cmdc_nb.store.models import (
@@ -197,6 +197,14 @@ async def test_sigkill_mid_turn_workflow_ingestion_and_job_then_resume(
         with ws.read() as db:
             items = list(db.scalars(sa.select(ApprovalItem).where(ApprovalItem.session_id == session.id)))
         assert len(items) == 1 and items[0].status == "approved"
+        # Every stored call still rebuilds its request: no prompt reference (to its base call, or to
+        # the session's messages it added) points at a row the kill dropped.
+        calls = agents.list_agent_calls(session, limit=1000, ws=ws).entries
+        for c in calls:  # (a NotFoundError names the reference that leads nowhere)
+            assert agents.call_request(c, ws=ws)["messages"]
+        figures["calls_referring_to_messages"] += sum(
+            1 for c in calls if (c.prompt_ref or {}).get("messages")
+        )
         was_pending = items[0].id in before["pending_approvals"]
         figures["pending_approvals_kept"] += was_pending
         if was_pending:
@@ -342,6 +350,13 @@ async def test_sigkill_between_a_rounds_writes_then_resume(
         assert [m.sequence for m in msgs] == list(range(1, len(msgs) + 1))
         assert s is not None and s.message_count == len(msgs)
         assert s.total_tokens_in == sum(c.tokens_in or 0 for c in calls)
+        # Every call rebuilds its request: a prompt refers only to messages committed before it
+        # (its base's reply and tool results), so a kill leaves no reference pointing at nothing.
+        for c in calls:  # (a NotFoundError names the reference that leads nowhere)
+            assert agents.call_request(c, ws=ws)["messages"]
+        figures["calls_referring_to_messages"] += sum(
+            1 for c in calls if (c.prompt_ref or {}).get("messages")
+        )
         figures["rounds_stored_before_kill"] += len(before["tool_uses"])
         figures["tools_cut_off"] += sum(1 for t in tools if t.status == "failed")
         figures["trials"] += 1
