@@ -297,8 +297,19 @@ async def test_a_message_another_writer_stored_in_between_leaves_the_copy(
     assert _rebuilt(ws, session) == script.requests  # "meanwhile" was never sent, nor rebuilt
 
 
-async def test_a_reference_to_messages_that_are_gone_is_an_error_not_a_guess(
-    ws: Workspace, session: Session
+@pytest.mark.parametrize(
+    ("span", "says"),
+    [
+        ([900, 901], "sequence 900"),  # messages that are not there
+        ("flip", "sequences"),  # last before first: would rebuild nothing where two messages were
+        ([1, 2**40], "sequences"),  # a span no call adds: would be walked for ever
+        ([0, 1], "sequences"),  # sequences start at 1
+        (["2", 3], "sequences"),  # strings are not sequence numbers
+        ([3], "sequences"),
+    ],
+)
+async def test_a_damaged_reference_to_messages_is_an_error_not_a_guess(
+    ws: Workspace, session: Session, span: Any, says: str
 ) -> None:
     from cmdc_nb.errors import NotFoundError
     from cmdc_nb.store.models import AgentCall
@@ -308,9 +319,10 @@ async def test_a_reference_to_messages_that_are_gone_is_an_error_not_a_guess(
     last = _calls(ws, session)[-1]
     with ws.transaction() as tx:
         row = tx.db.get(AgentCall, last.id)
-        assert row is not None and row.prompt_ref is not None
-        row.prompt_ref = {**row.prompt_ref, "messages": [900, 901]}
-    with pytest.raises(NotFoundError, match="sequence 900"):
+        assert row is not None and row.prompt_ref is not None and row.prompt_ref.get("messages")
+        first, end = row.prompt_ref["messages"]
+        row.prompt_ref = {**row.prompt_ref, "messages": [end, first] if span == "flip" else span}
+    with pytest.raises(NotFoundError, match=says):
         agents.call_request(last, ws=ws)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "full_system",
     "reads_back_exactly",
     "referenced_sequences",
+    "span_of",
 ]
 
 # id -> (prompt_messages, prompt_ref) of a session's calls
@@ -78,13 +79,21 @@ def reads_back_exactly(backend: str, value: Any) -> bool:
     return True
 
 
-def _sequences(ref: Mapping[str, Any] | None) -> range | None:
-    """The session's messages a call's new part is (`"messages": [first, last]`), or None."""
+# A call's new part is its base's reply and the results that answered it: a few messages, a few
+# hundred with many parallel tool calls. A span longer than this is a damaged reference.
+MAX_SPAN = 10_000
+
+
+def span_of(ref: Mapping[str, Any] | None) -> range | None:
+    """The session's messages a call's new part is (`"messages": [first, last]`), or None. A span that
+    is not two integers with 1 <= first <= last, at most MAX_SPAN apart, is a damaged reference:
+    NotFoundError, never a prompt to guess (nor a range to walk for ever)."""
     span = ref.get("messages") if ref else None
-    if not span:
+    if span is None:
         return None
-    if not (isinstance(span, Sequence) and len(span) == 2 and all(type(n) is int for n in span)):
-        raise NotFoundError("message", str(span))  # a damaged reference, never a prompt to guess
+    ok = isinstance(span, Sequence) and len(span) == 2 and all(type(n) is int for n in span)
+    if not ok or not 1 <= span[0] <= span[1] < span[0] + MAX_SPAN:
+        raise NotFoundError("message", f"sequences {span!r}"[:80])
     return range(span[0], span[1] + 1)
 
 
@@ -97,7 +106,7 @@ def referenced_sequences(call_id: str, rows: Prompts) -> set[int]:
     while cur is not None and cur in rows and cur not in seen:
         seen.add(cur)
         ref = rows[cur][1]
-        span = _sequences(ref)
+        span = span_of(ref)
         if span is not None:
             out.update(span)
         cur = str(ref["base"]) if ref and ref.get("base") else None
@@ -117,7 +126,7 @@ def full_prompt(call_id: str, rows: Prompts, sent: Mapping[int, Any] | None = No
             raise NotFoundError("agent_call", cur)
         seen.add(cur)
         messages, ref = rows[cur]
-        span = _sequences(ref)
+        span = span_of(ref)
         if span is not None:
             missing = [n for n in span if sent is None or n not in sent]
             if missing:

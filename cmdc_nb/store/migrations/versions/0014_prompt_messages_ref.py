@@ -16,11 +16,12 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from cmdc_nb.errors import NotFoundError
 
 revision = "0014"
 down_revision = "0013"
@@ -35,7 +36,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    from cmdc_nb.store.prompt_refs import as_sent
+    from cmdc_nb.store.prompt_refs import as_sent, span_of
 
     conn = op.get_bind()
     calls = sa.table(
@@ -57,7 +58,7 @@ def downgrade() -> None:
     referring = [
         r
         for r in conn.execute(sa.select(calls.c.id, calls.c.session_id, calls.c.prompt_ref))
-        if _span(r.prompt_ref)
+        if isinstance(r.prompt_ref, dict) and r.prompt_ref.get("messages") is not None
     ]
     for sid in {r.session_id for r in referring}:
         sent = {
@@ -65,15 +66,15 @@ def downgrade() -> None:
             for m in conn.execute(sa.select(messages).where(messages.c.session_id == sid))
         }
         for r in (r for r in referring if r.session_id == sid):
-            first, last = _span(r.prompt_ref)  # type: ignore[misc]
+            span = span_of(r.prompt_ref)  # a damaged one stops the downgrade, naming it
+            missing = [n for n in span or () if n not in sent]
+            if span is None or missing:
+                raise NotFoundError(
+                    "message", f"sequence {missing[0] if missing else '?'} of call {r.id}'s prompt"
+                )
             ref = {k: v for k, v in r.prompt_ref.items() if k != "messages"}
             conn.execute(
                 sa.update(calls)
                 .where(calls.c.id == uuid.UUID(str(r.id)))
-                .values(prompt_messages=[sent[n] for n in range(first, last + 1)], prompt_ref=ref)
+                .values(prompt_messages=[sent[n] for n in span], prompt_ref=ref)
             )
-
-
-def _span(ref: Any) -> tuple[int, int] | None:
-    span = ref.get("messages") if isinstance(ref, dict) else None
-    return (int(span[0]), int(span[1])) if span else None
