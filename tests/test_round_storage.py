@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from waiting import CEILING_S
 
 from cmdc_nb import activity, agents, budgets
+from cmdc_nb.events import topics
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.store.enums import ToolUseStatus
@@ -181,3 +183,44 @@ async def test_a_number_json_cannot_spell_is_stored_as_its_text(
     with ws.read() as db:
         [use] = db.scalars(sa.select(ToolUse).where(ToolUse.session_id == session.id)).all()
     assert (use.input, use.status, use.output) == ({"x": text}, ToolUseStatus.COMPLETED, repr(value))
+
+
+async def test_a_call_aborted_while_its_price_is_looked_up_is_still_stored(
+    ws: Workspace, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path looks a model's price up once (then remembers it), after the response came: an
+    abort landing during that lookup used to lose the call whole — sent, never stored — because it
+    was no longer a draft and not yet written. It is stored, cancelled, and its request rebuilds."""
+    import threading
+
+    from cmdc_nb.errors import AbortedError
+    from cmdc_nb.services.agents import rounds
+
+    script = Script([Turn(tool_calls=[call("double", n=1)]), "after"])
+    agent = Agent(model=script.model, tools=[double], session=session, ws=ws)
+    loop = asyncio.get_running_loop()
+    real = rounds.price_of
+    aborted = threading.Event()
+
+    def price_of_while_aborting(*a: Any, **kw: Any) -> Any:
+        loop.call_soon_threadsafe(lambda: (agent.abort(), aborted.set()))
+        aborted.wait(5)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rounds, "price_of", price_of_while_aborting)
+    sent: list[str] = []
+    agent.events.subscribe(lambda e: e.type == "request_start" and sent.append(e.event.agent_call_id))
+    with pytest.raises(AbortedError):
+        await agent.prompt("go")
+    # The caller's wait ends at the abort; storing the cancellation goes on: wait for its event.
+    cancelled = asyncio.Event()
+    with ws.bus.subscribe(
+        topics.session_agent_calls(session.id),
+        lambda e: e.type == "agent_call_cancelled" and loop.call_soon_threadsafe(cancelled.set),
+        since=0,
+    ):
+        await asyncio.wait_for(cancelled.wait(), CEILING_S)
+    assert len(sent) == 1
+    stored = agents.list_agent_calls(session, ws=ws).entries
+    assert [(str(c.id), c.status) for c in stored] == [(sent[0], "cancelled")]
+    assert agents.call_request(sent[0], ws=ws)["messages"][-1] == {"role": "user", "content": "go"}

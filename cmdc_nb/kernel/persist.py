@@ -288,7 +288,8 @@ class Recorder(MessageRecorder):
         if call_id is None:
             return done.cost_usd
         if call_id in self._drafts:
-            return await self._complete_fast(self._drafts.pop(call_id), done, message)
+            # still a draft until the price is known: an abort meanwhile finds it there to store
+            return await self._complete_fast(self._drafts[call_id], done, message)
         from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.services import agents, sessions
 
@@ -342,6 +343,7 @@ class Recorder(MessageRecorder):
                 cost = price.cost(
                     tokens_in=u.input, tokens_out=u.output, cache_read=u.cache_read, cache_write=u.cache_write
                 )
+        self._drafts.pop(str(draft.id), None)  # no await from here until it is held or written
         cols = {
             "response_content": storable(done.text) or None,
             "response_blocks": jsonable(storable_json([c.to_message() for c in done.tool_calls])),
