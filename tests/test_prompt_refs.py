@@ -357,3 +357,20 @@ async def test_downgrading_0014_writes_the_referred_messages_back_as_copies(
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+async def test_a_message_stored_in_another_form_still_counts_as_the_same_prefix(
+    ws: Workspace, session: Session
+) -> None:
+    # A NUL (or a lone surrogate) is stored as U+FFFD: the conversation still holds the original, so
+    # comparing the two forms must not take every later message for a change (copying more and more).
+    @tool
+    def odd(k: int) -> str:
+        """Returns text with a NUL the first time."""
+        return "\x00nul\x00" if k == 0 else f"ok {k}"
+
+    script = Script([*(Turn(tool_calls=[call("odd", k=k)]) for k in range(5)), "done"])
+    await Agent(model=script.model, tools=[odd], session=session, ws=ws).prompt("go")
+    calls = _calls(ws, session)
+    assert [len(c.prompt_messages) for c in calls[2:]] == [0] * 4  # each refers to its two messages
+    assert all(span is not None for span, _ in _tails(calls)[2:])

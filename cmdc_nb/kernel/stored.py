@@ -99,9 +99,10 @@ def prompt_delta(
         n = min(len(prev), len(messages))
         if list(messages[:n]) == prev[:n]:  # the usual case, compared in C
             keep = n
-        else:  # a message with files is stored with references to them: compare it in that form
+        else:  # compare in the stored form: files as references, text as storable (NUL, surrogates)
             while keep < n and (
-                messages[keep] == prev[keep] or stored_message(messages[keep], files) == prev[keep]
+                messages[keep] == prev[keep]
+                or jsonable(storable_json(stored_message(messages[keep], files))) == prev[keep]
             ):
                 keep += 1
     tail = jsonable(storable_json([stored_message(m, files) for m in messages[keep:]]))
