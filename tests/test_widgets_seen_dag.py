@@ -186,7 +186,7 @@ def test_a_person_completes_their_step_in_the_view_and_the_run_goes_on(dags: Any
     box.fill('{"signed_by": "Grace"}')
     page.click(".dag-hand button:has-text('Mark done')")
     page.wait_for_selector(node("dag-hand", "file", "completed"), timeout=WAIT_MS)
-    assert "completed · 3/3 steps" in page.locator(".dag-hand .cmdc-stats").inner_text()
+    page.wait_for_selector(".dag-hand .cmdc-stats:has-text('completed · 3/3 steps')", timeout=WAIT_MS)
     stored = dags.kernel(
         "s = wf.get_workflow_step(hand, 'sign'); r = wf.get_workflow_run(hand);"
         " print(s.output['signed_by'], s.meta['completed_by'] == str(me.id), r.status.value, r.output)"
@@ -201,7 +201,8 @@ def test_a_gate_approved_in_the_view_moves_a_stop_when_blocked_run_on(dags: Any)
     page.wait_for_selector(".dag-blocked button:has-text('Approve')", state="detached", timeout=WAIT_MS)
     page.wait_for_selector(node("dag-blocked", "announce", "completed"), timeout=WAIT_MS)
     assert page.locator(".dag-blocked g.cmdc-dag-node[data-status='completed']").count() == 7
-    assert "completed · 7/7 steps" in page.locator(".dag-blocked .cmdc-stats").inner_text()
+    # the run's own completion is its next event after its last step's: the line follows it
+    page.wait_for_selector(".dag-blocked .cmdc-stats:has-text('completed · 7/7 steps')", timeout=WAIT_MS)
     assert "Step ship approved" in page.locator(".dag-blocked").inner_text()
     stored = dags.kernel(
         "print(wf.get_workflow_run(blocked).status.value, wf.get_workflow_step(blocked, 'ship').status.value)",
