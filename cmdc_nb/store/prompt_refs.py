@@ -22,6 +22,7 @@ __all__ = [
     "as_sent",
     "full_prompt",
     "full_system",
+    "new_part",
     "reads_back_exactly",
     "referenced_sequences",
     "span_of",
@@ -113,6 +114,19 @@ def referenced_sequences(call_id: str, rows: Prompts) -> set[int]:
     return out
 
 
+def new_part(call_id: str, ref: Mapping[str, Any] | None, sent: Mapping[int, Any] | None) -> list[Any] | None:
+    """The messages a call's reference says it added (`"messages"`), from `sent` (the session's
+    messages by sequence, as sent); None when it has no such reference. A message that is not there
+    is a damaged store: NotFoundError naming it."""
+    span = span_of(ref)
+    if span is None:
+        return None
+    missing = [n for n in span if sent is None or n not in sent]
+    if missing:
+        raise NotFoundError("message", f"sequence {missing[0]} of call {call_id}'s prompt")
+    return [sent[n] for n in span]  # type: ignore[index]
+
+
 def full_prompt(call_id: str, rows: Prompts, sent: Mapping[int, Any] | None = None) -> list[Any]:
     """The whole prompt of call `call_id` from its session's stored prompts (walked without recursion:
     a chain is as long as the session has rounds). `sent` holds the session's messages by sequence, as
@@ -126,12 +140,9 @@ def full_prompt(call_id: str, rows: Prompts, sent: Mapping[int, Any] | None = No
             raise NotFoundError("agent_call", cur)
         seen.add(cur)
         messages, ref = rows[cur]
-        span = span_of(ref)
-        if span is not None:
-            missing = [n for n in span if sent is None or n not in sent]
-            if missing:
-                raise NotFoundError("message", f"sequence {missing[0]} of call {cur}'s prompt")
-            messages = [sent[n] for n in span]  # type: ignore[index]
+        referred = new_part(cur, ref, sent)
+        if referred is not None:
+            messages = referred
         if ref and ref.get("base"):
             chain.append((messages, int(ref["keep"])))
             cur = str(ref["base"])

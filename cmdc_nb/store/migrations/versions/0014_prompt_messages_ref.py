@@ -16,12 +16,11 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
-from cmdc_nb.errors import NotFoundError
 
 revision = "0014"
 down_revision = "0013"
@@ -36,7 +35,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    from cmdc_nb.store.prompt_refs import as_sent, span_of
+    from cmdc_nb.store.prompt_refs import as_sent, new_part
 
     conn = op.get_bind()
     calls = sa.table(
@@ -55,26 +54,21 @@ def downgrade() -> None:
         sa.column("content_blocks", _JSON),
         sa.column("metadata", _JSON),
     )
-    referring = [
-        r
-        for r in conn.execute(sa.select(calls.c.id, calls.c.session_id, calls.c.prompt_ref))
-        if isinstance(r.prompt_ref, dict) and r.prompt_ref.get("messages") is not None
-    ]
-    for sid in {r.session_id for r in referring}:
+    referring: dict[Any, list[Any]] = {}  # by session: each session's messages are read once
+    for r in conn.execute(sa.select(calls.c.id, calls.c.session_id, calls.c.prompt_ref)):
+        if isinstance(r.prompt_ref, dict) and r.prompt_ref.get("messages") is not None:
+            referring.setdefault(r.session_id, []).append(r)
+    for sid, rows in referring.items():
         sent = {
             m.sequence: as_sent(m.role, m.content, m.content_blocks, m.metadata)
             for m in conn.execute(sa.select(messages).where(messages.c.session_id == sid))
         }
-        for r in (r for r in referring if r.session_id == sid):
-            span = span_of(r.prompt_ref)  # a damaged one stops the downgrade, naming it
-            missing = [n for n in span or () if n not in sent]
-            if span is None or missing:
-                raise NotFoundError(
-                    "message", f"sequence {missing[0] if missing else '?'} of call {r.id}'s prompt"
-                )
+        for r in rows:
+            # what it refers to, written back (a damaged reference stops the downgrade, naming it)
+            copy = new_part(str(r.id), r.prompt_ref, sent)
             ref = {k: v for k, v in r.prompt_ref.items() if k != "messages"}
             conn.execute(
                 sa.update(calls)
                 .where(calls.c.id == uuid.UUID(str(r.id)))
-                .values(prompt_messages=[sent[n] for n in span], prompt_ref=ref)
+                .values(prompt_messages=copy, prompt_ref=ref)
             )
