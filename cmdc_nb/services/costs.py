@@ -190,7 +190,7 @@ def insert_cost_row_in(
         "metadata": {"price_source": price.source} if price is not None else {},
         **fields,
     }
-    _INSERT_COST.run(tx.db.connection(), values)
+    _INSERT_COST.run(tx.connection(), values)
     record = SimpleNamespace(**values)
     summary = _add_to_summary(tx, record)
     _announce(tx, record)
@@ -265,7 +265,7 @@ def _add_to_summary(tx: Tx, r: Any) -> Pending:
     pending row (`.fetchone()`: its id), which `_add_to_maps` reads once the results are in."""
     cost = r.cost_usd or Decimal(0)
     now = utcnow()
-    conn = tx.db.connection()
+    conn = tx.connection()
     summary = _summary_upsert(conn.dialect.name).pending(
         conn,
         {
@@ -325,7 +325,7 @@ _HOLDS_KEYS: set[tuple[Any, ...]] = set()
 
 
 def _add_to_rollup(tx: Tx, r: Any) -> None:
-    conn = tx.db.connection()
+    conn = tx.connection()
     _rollup_upsert(conn.dialect.name).run(
         conn,
         {

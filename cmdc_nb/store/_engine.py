@@ -26,9 +26,16 @@ from sqlalchemy.engine import URL, Engine, make_url
 from cmdc_nb.errors import ConfigurationError
 from cmdc_nb.store.values import storable_text
 
-__all__ = ["BUSY_TIMEOUT_MS", "create_engine", "normalise_url"]
+__all__ = ["BUSY_TIMEOUT_MS", "NOWAIT", "WouldWait", "create_engine", "normalise_url"]
 
 BUSY_TIMEOUT_MS = 30_000
+# An execution option: open the SQLite transaction only if the write lock is free this instant.
+NOWAIT = "cmdc_nowait"
+
+
+class WouldWait(Exception):
+    """A transaction asked not to wait (`NOWAIT`) found SQLite's write lock held by another connection.
+    Raised before anything was done: the caller runs the work where waiting is fine instead."""
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -89,11 +96,34 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
+        options = conn.get_execution_options()
         # Read-only work (`Workspace.read()`) takes no write lock: WAL readers never block writers.
-        deferred = conn.get_execution_options().get("cmdc_read_only", False)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        if options.get("cmdc_read_only", False):
+            conn.exec_driver_sql("BEGIN")
+        elif options.get(NOWAIT, False):
+            _begin_now_or_never(conn)
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _begin_now_or_never(conn: sa.Connection) -> None:
+    """`BEGIN IMMEDIATE` with no busy wait: the write lock now, or `WouldWait`. Once a WAL transaction
+    holds the write lock, nothing it does waits for another connection (readers never block a writer,
+    and a commit takes no other lock), so work that began this way never stalls its thread on
+    another process."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:  # or an extended BUSY_*
+            raise WouldWait from None
+        raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def _clean(value: Any) -> Any:

@@ -212,7 +212,7 @@ def _add_to_session_in(tx: Tx, sid: uuid.UUID, **deltas: Any) -> tuple[Pending, 
     held, with a snapshot of its own — sent in the same pipeline, so no round trip more."""
     added = {name: d for name, d in deltas.items() if d}
     params = {"sid": sid, **{f"add_{n}": d for n, d in added.items()}}
-    conn = tx.db.connection()
+    conn = tx.connection()
     if conn.dialect.name == "sqlite":
         return _add_to_session(tuple(added), True).pending(conn, params), None
     locked = _add_to_session(tuple(added), False).pending(conn, params)
@@ -296,8 +296,8 @@ def insert_pending_in(tx: Tx, d: CallDraft) -> None:
     """Store a call still in flight as `create_agent_call` (and `start_streaming`, once its first token
     came) would have: before a failure, a retry or a cancellation moves it through the services."""
     status = AgentCallStatus.STREAMING if d.first_token_at is not None else AgentCallStatus.PENDING
-    tx.db.connection().execute(sa.insert(AgentCall), _call_row(d, status, utcnow()))
-    tx.db.connection().execute(
+    tx.connection().execute(sa.insert(AgentCall), _call_row(d, status, utcnow()))
+    tx.connection().execute(
         sa.insert(ActivityLog),
         _audit(ActivityAction.AGENT_CALL_START, "agent_call", d.id, d.user_id, d.session_id,
                {"provider": d.provider, "model": d.model}),
@@ -323,7 +323,7 @@ def record_call_in(
     cache_tokens_read, cache_tokens_write, cost_usd). Returns the message's sequence number."""
     now = utcnow()
     done = {**done, "duration_ms": max(0, int((now - d.started_at).total_seconds() * 1000))}
-    with pipeline(tx.db.connection()):  # PostgreSQL: two round trips for all of it (store.prepared)
+    with pipeline(tx.connection()):  # PostgreSQL: two round trips for all of it (store.prepared)
         seq, rest = _record_call_rows(tx, d, done, price, cell, message, tool_uses, now)
     rest()  # a priced call's daily-summary maps and budget warnings: not in the pipeline
     return seq if message is not None else None
@@ -345,7 +345,7 @@ def _record_call_rows(
     duration = done["duration_ms"]
     cost: Decimal | None = done["cost_usd"]
     tin, tout = done["tokens_in"], done["tokens_out"]
-    conn = tx.db.connection()
+    conn = tx.connection()
     _INSERT_CALL.run(
         conn,
         {
@@ -445,7 +445,7 @@ def record_tool_end_in(
     if error is not None:
         target = ToolUseStatus.TIMEOUT if error[2] else ToolUseStatus.FAILED
         values = {"error_type": error[0], "error_message": error[1]}
-    conn = tx.db.connection()
+    conn = tx.connection()
     values.update(
         status=target, completed_at=now, duration_ms=max(0, int((now - started_at).total_seconds() * 1000))
     )
@@ -471,7 +471,7 @@ def _finish_tool_end(
     seq: int | None,
     target: ToolUseStatus,
 ) -> None:
-    conn = tx.db.connection()
+    conn = tx.connection()
     calls = topics.session_agent_calls(session_id)
     event = "tool_use_completed" if error is None else "tool_use_failed"
     tx.publish(calls, event, _tool_payload(tool, call_id, session_id, target.value))

@@ -240,7 +240,7 @@ def _take(
 ) -> Claim | None:
     """Claim a pending step with no gate: render its config, lease it, announce it. None if its
     templates fail (a plain `claim` records that failure)."""
-    conn = tx.db.connection()
+    conn = tx.connection()
     outputs = _outputs(conn, run.id, run.spec.ancestors(step.id), known)
     ctx = {
         "input": run.input,
@@ -330,7 +330,7 @@ def complete(
     the dependants, add to the run's totals — split up, each part would need the rows the others read."""
     sid = c.spec.id
     with ws.transaction() as tx:
-        conn = tx.db.connection()
+        conn = tx.connection()
         if ws.backend == "sqlite":
             spec = cached_spec(conn, c.run_id)
             after = spec._dependants.get(sid, ())
@@ -445,9 +445,9 @@ def claim_ready(ws: Workspace, run_id: uuid.UUID, limit: int, *, owner: str = OW
         run, progress = advance_in(tx, run_id)
         if progress.terminal or not progress.ready or run.status is not R.RUNNING:
             return progress
-        spec = cached_spec(tx.db.connection(), run_id)
+        spec = cached_spec(tx.connection(), run_id)
         info = _Run(run.id, run.workflow_id, run.user_id, run.session_id, dict(run.input or {}), spec)
-        rows = tx.db.connection().execute(_READY, {"b_run": run_id, "b_ids": list(progress.ready)})
+        rows = tx.connection().execute(_READY, {"b_run": run_id, "b_ids": list(progress.ready)})
         claims: list[Claim] = []
         again = False
         for row in list(rows):

@@ -1,0 +1,150 @@
+"""A stored round's writes on SQLite run on the event loop's own thread when they can start at once,
+and go to a worker thread when another connection holds the write lock: the notebook's loop never
+waits for another process. On PostgreSQL they always run on a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import cmdc_nb
+from cmdc_nb import accounts, agents, sessions
+from cmdc_nb._plumbing.workspace import WouldWait
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.store._engine import BUSY_TIMEOUT_MS
+from cmdc_nb.store.models import Session
+from cmdc_nb.workspace import Workspace
+
+
+@tool
+def double(n: int) -> int:
+    """Double n."""
+    return 2 * n
+
+
+def _threads_writing_calls(ws: Workspace) -> list[int]:
+    """The thread of every statement that stores an agent call, as they run."""
+    seen: list[int] = []
+
+    @sa.event.listens_for(ws.engine, "before_cursor_execute")
+    def _seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AGENT_CALLS"):
+            seen.append(threading.get_ident())
+
+    return seen
+
+
+async def test_a_rounds_writes_run_on_the_loop_thread_on_sqlite_and_on_a_thread_on_postgresql(
+    ws: Workspace, session: Session
+) -> None:
+    seen = _threads_writing_calls(ws)
+    script = Script([Turn(tool_calls=[call("double", n=k)]) for k in range(3)] + ["done"])
+    agent = Agent(model=script.model, tools=[double], session=session, ws=ws)
+    assert await agent.prompt("double three numbers") == "done"
+
+    loop_thread = threading.get_ident()
+    assert len(seen) == 4  # every call stored, each once
+    if ws.backend == "sqlite":
+        assert set(seen) == {loop_thread}
+    else:  # a statement there may wait on a row lock or the network: never on the loop's thread
+        assert loop_thread not in seen
+        with pytest.raises(WouldWait), ws.transaction(wait=False):
+            pytest.fail("PostgreSQL has no transaction that cannot wait")
+    assert [m.role.value for m in sessions.list_messages(session, ws=ws).entries].count("tool_result") == 3
+
+
+@pytest.fixture
+def sqlite_ws(tmp_path: Path) -> Any:
+    ws = cmdc_nb.connect(f"sqlite:///{tmp_path}/loop.db")
+    yield ws
+    ws.close()
+
+
+def _hold_write_lock(ws: Workspace) -> sqlite3.Connection:
+    """Another process's writer, as SQLite sees it: a connection of its own holding the write lock."""
+    other = sqlite3.connect(str(ws.engine.url.database), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_a_transaction_that_must_not_wait_refuses_before_doing_anything(sqlite_ws: Workspace) -> None:
+    user = accounts.create_user("a@example.com", ws=sqlite_ws)
+    other = _hold_write_lock(sqlite_ws)
+    ran = False
+    with pytest.raises(WouldWait), sqlite_ws.transaction(wait=False):
+        ran = True
+    assert not ran  # refused before the body: nothing to undo
+    other.rollback()
+    other.close()
+
+    # The connection it tried goes back to the pool still willing to wait, and the write lock is free.
+    with sqlite_ws.transaction(wait=False) as tx:
+        assert tx.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+        sessions.create_session(user, name="after", ws=sqlite_ws)
+    with sqlite_ws.transaction() as tx:
+        assert tx.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+    assert [s.name for s in sessions.list_sessions(user=user, ws=sqlite_ws).entries] == ["after"]
+
+
+def test_a_transaction_that_must_not_wait_refuses_while_another_thread_of_this_process_writes(
+    sqlite_ws: Workspace,
+) -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with sqlite_ws.transaction():
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(WouldWait), sqlite_ws.transaction(wait=False):
+            pytest.fail("began while another thread held the write lock")
+    finally:
+        leave.set()
+        t.join(10)
+
+
+async def test_an_agent_keeps_the_loop_free_while_another_process_holds_the_database(
+    sqlite_ws: Workspace,
+) -> None:
+    user = accounts.create_user("b@example.com", ws=sqlite_ws)
+    session = sessions.create_session(user, name="held", ws=sqlite_ws)
+    seen = _threads_writing_calls(sqlite_ws)
+    held: list[sqlite3.Connection] = []
+
+    def respond(messages: list[dict[str, Any]]) -> Turn | str:
+        if held:
+            return "done"
+        held.append(_hold_write_lock(sqlite_ws))  # taken as the model answers: its write finds it taken
+        return Turn(tool_calls=[call("double", n=1)])
+
+    script = Script(respond)
+    agent = Agent(model=script.model, tools=[double], session=session, ws=sqlite_ws)
+    run = asyncio.ensure_future(agent.prompt("double one"))
+    # The loop runs this while the agent's first write waits for the lock: were it waiting on the
+    # loop's thread, nothing here would run until SQLite's busy timeout failed the write.
+    waited = 0
+    while not seen and not run.done():
+        await asyncio.sleep(0.01)
+        waited += 1 if held else 0
+        if waited == 5:  # the call was answered and its write is waiting: let the other writer go
+            assert seen == []
+            held[0].rollback()
+            held[0].close()
+    assert await asyncio.wait_for(run, 30) == "done"
+
+    loop_thread = threading.get_ident()
+    assert seen[0] != loop_thread  # the write that found the lock taken went to a thread and waited
+    assert seen[-1] == loop_thread  # the next, with the lock free, ran on the loop's own thread
+    calls = agents.list_agent_calls(session, ws=sqlite_ws).entries
+    assert [c.status.value for c in calls] == ["completed", "completed"]
