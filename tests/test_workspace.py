@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import cmdc_nb
-from cmdc_nb.errors import ConfigurationError, MigrationError, StorageError
+from cmdc_nb.errors import AccessDeniedError, ConfigurationError, ConflictError, MigrationError, StorageError
 from cmdc_nb.workspace import Workspace, get_workspace
 
 
@@ -76,3 +78,63 @@ def test_a_database_that_is_not_sqlite_is_a_typed_error(tmp_path: Path) -> None:
     bogus.write_bytes(b"this is not a database" * 100)
     with pytest.raises((MigrationError, StorageError)):
         cmdc_nb.connect(f"sqlite:///{bogus}")
+
+
+def test_a_light_transaction_commits_its_core_rows_and_its_orm_rows_together(ws: Workspace) -> None:
+    from cmdc_nb import accounts, sessions
+    from cmdc_nb.store.models import User
+
+    seen: list[str] = []
+    ws.bus.subscribe("test.light", lambda e: seen.append(e.type))
+    with ws.transaction(light=True) as tx:
+        assert tx._db is None  # no ORM session until something asks for one
+        tx.connection().execute(
+            sa.insert(User), {"id": uuid.uuid4(), "email": "core@example.com", "name": "core"}
+        )
+        user = accounts.create_user("orm@example.com", ws=ws)  # a service: joins, through tx.db
+        tx.publish("test.light", "done")
+        assert seen == []  # not before the commit
+    assert seen == ["done"]
+    assert {u.email for u in accounts.list_users(limit=100, ws=ws).entries} >= {
+        "core@example.com",
+        "orm@example.com",
+    }
+    assert sessions.create_session(user, name="after", ws=ws).user_id == user.id
+
+
+def test_a_light_transaction_that_fails_keeps_none_of_its_rows_nor_events(ws: Workspace) -> None:
+    from cmdc_nb import accounts
+    from cmdc_nb.store.models import User
+
+    seen: list[str] = []
+    ws.bus.subscribe("test.light", lambda e: seen.append(e.type))
+    with pytest.raises(RuntimeError), ws.transaction(light=True) as tx:
+        tx.connection().execute(
+            sa.insert(User), {"id": uuid.uuid4(), "email": "gone1@example.com", "name": "x"}
+        )
+        accounts.create_user("gone2@example.com", ws=ws)
+        tx.publish("test.light", "never")
+        raise RuntimeError("the work failed")
+    assert seen == []
+    assert not {u.email for u in accounts.list_users(limit=100, ws=ws).entries} & {
+        "gone1@example.com",
+        "gone2@example.com",
+    }
+    with pytest.raises(ConflictError), ws.transaction(light=True) as tx:  # and errors come out typed
+        accounts.create_user("twice@example.com", ws=ws)
+        accounts.create_user("twice@example.com", ws=ws)
+
+
+def test_a_light_transaction_acts_for_the_workspaces_user(ws: Workspace) -> None:
+    from cmdc_nb import accounts, sessions
+
+    owner = accounts.create_user("owner@example.com", ws=ws)
+    other = accounts.create_user("other@example.com", ws=ws)
+    mine = sessions.create_session(owner, name="mine", ws=ws)
+    ws.act_as(other)
+    try:
+        with pytest.raises(AccessDeniedError), ws.transaction(light=True):
+            sessions.archive_session(mine, ws=ws)
+    finally:
+        ws.act_as(None)
+    assert sessions.get_session(mine, ws=ws).status.value != "archived"

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import orm
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cmdc_nb.events import EventBus
@@ -65,9 +65,9 @@ class EventBridge:
         self._thread = threading.Thread(target=self._run, name="cmdc-nb-event-bridge", daemon=True)
         self._thread.start()
 
-    def record(self, db: orm.Session, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
+    def record(self, conn: sa.Connection, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
         """Append a transaction's events to the log (called inside it, just before commit)."""
-        event_log.append(db, self.origin, events)
+        event_log.append(conn, self.origin, events)
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Whether the listener is up (LISTEN issued), waiting at most `timeout` seconds."""

@@ -14,7 +14,6 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,14 +66,39 @@ def default_home() -> Path:
     return base / "cmdc_nb"
 
 
-@dataclass(eq=False)
 class Tx:
-    """One unit of work: a SQLAlchemy session (`db`) plus the events to publish when it commits."""
+    """One unit of work: a SQLAlchemy session (`db`) plus the events to publish when it commits.
 
-    ws: Workspace
-    db: orm.Session
-    events: list[tuple[str, str, Mapping[str, Any]]] = field(default_factory=list)
-    _conn: sa.Connection | None = field(default=None, repr=False)
+    A light transaction (`Workspace.transaction(light=True)`) starts on a Core connection and makes
+    its session only when something asks for `db`: the hot path's writes are Core statements, and
+    an ORM session's set-up and commit cost them ≈70 µs a transaction."""
+
+    __slots__ = ("_acting", "_conn", "_db", "events", "ws")
+
+    def __init__(
+        self,
+        ws: Workspace,
+        db: orm.Session | None = None,
+        *,
+        conn: sa.Connection | None = None,
+        acting: uuid.UUID | None = None,
+    ) -> None:
+        self.ws = ws
+        self.events: list[tuple[str, str, Mapping[str, Any]]] = []
+        self._db, self._conn, self._acting = db, conn, acting
+
+    def __repr__(self) -> str:
+        return f"<Tx {self.ws!r}: {len(self.events)} events queued>"
+
+    @property
+    def db(self) -> orm.Session:
+        if self._db is None:
+            # joins the connection's transaction: it never commits it, and a rollback rolls it back
+            self._db = orm.Session(
+                bind=self._conn, expire_on_commit=False, autoflush=True, join_transaction_mode="rollback_only"
+            )
+            self._db.info[access.INFO_KEY] = self._acting
+        return self._db
 
     def connection(self) -> sa.Connection:
         """The transaction's connection (`db.connection()`, looked up once: the ORM's lookup costs
@@ -109,9 +133,8 @@ class Workspace:
         self.home = home
         self.bus = bus or EventBus()
         self._sessions = orm.sessionmaker(engine, expire_on_commit=False, autoflush=True)
-        self._now_or_never = orm.sessionmaker(
-            engine.execution_options(**{NOWAIT: True}), expire_on_commit=False, autoflush=True
-        )
+        self._nowait_engine = engine.execution_options(**{NOWAIT: True})
+        self._now_or_never = orm.sessionmaker(self._nowait_engine, expire_on_commit=False, autoflush=True)
         self._reader = orm.sessionmaker(
             engine.execution_options(cmdc_read_only=True), expire_on_commit=False, autoflush=False
         )
@@ -179,7 +202,7 @@ class Workspace:
         return self.engine.dialect.name
 
     @contextlib.contextmanager
-    def transaction(self, *, wait: bool = True) -> Iterator[Tx]:
+    def transaction(self, *, wait: bool = True, light: bool = False) -> Iterator[Tx]:
         """One database transaction; its queued events are published after it commits.
 
         Inside another transaction of this workspace (in the same task or thread), joins it instead.
@@ -190,6 +213,8 @@ class Workspace:
         event loop's own thread takes this, and goes to a thread when it gets `WouldWait`); on
         PostgreSQL, where any statement may wait for a row lock or the network, there is none.
         `WouldWait` comes before anything is done.
+
+        `light=True`: begun on a Core connection, its ORM session made only if `Tx.db` is asked for.
         """
         outer = _current_tx.get()
         if outer is not None and outer.ws is self:
@@ -204,30 +229,52 @@ class Workspace:
         else:
             locked = True
         try:
-            with (self._sessions if wait else self._now_or_never)() as db:
-                db.info[access.INFO_KEY] = access.current(self.acting_user_id)
-                tx = Tx(self, db)
-                token = _current_tx.set(tx)
-                try:
-                    with _translate_db_errors(), db.begin():
-                        if not wait:
-                            db.connection()  # BEGIN IMMEDIATE now, or WouldWait with nothing done
-                        yield tx
-                        if tx.events and self._bridge is not None:
-                            # Every row write first, then the events: on PostgreSQL recording them takes
-                            # the event log's lock until the commit, and a write flushed after it (the
-                            # commit's own autoflush) could wait on a row another transaction holds
-                            # while that one waits for the lock — a deadlock.
-                            db.flush()
-                            self._bridge.record(db, tx.events)  # in the transaction: both or neither
-                finally:
-                    _current_tx.reset(token)
+            with self._light(wait) if light else self._orm(wait) as tx:
+                yield tx
         finally:
             if locked:
                 assert self._write_lock is not None
                 self._write_lock.release()
         if tx.events:
             self.bus.publish_many(tx.events)
+
+    @contextlib.contextmanager
+    def _orm(self, wait: bool) -> Iterator[Tx]:
+        with (self._sessions if wait else self._now_or_never)() as db:
+            db.info[access.INFO_KEY] = access.current(self.acting_user_id)
+            tx = Tx(self, db)
+            token = _current_tx.set(tx)
+            try:
+                with _translate_db_errors(), db.begin():
+                    if not wait:
+                        tx.connection()  # BEGIN IMMEDIATE now, or WouldWait with nothing done
+                    yield tx
+                    self._record_events(tx)
+            finally:
+                _current_tx.reset(token)
+
+    @contextlib.contextmanager
+    def _light(self, wait: bool) -> Iterator[Tx]:
+        with _translate_db_errors(), (self.engine if wait else self._nowait_engine).connect() as conn:
+            tx = Tx(self, conn=conn, acting=access.current(self.acting_user_id))
+            token = _current_tx.set(tx)
+            try:
+                with conn.begin():  # BEGIN IMMEDIATE now (or WouldWait, with nothing done)
+                    yield tx
+                    self._record_events(tx)
+            finally:
+                _current_tx.reset(token)
+                if tx._db is not None:
+                    tx._db.close()
+
+    def _record_events(self, tx: Tx) -> None:
+        if tx._db is not None:
+            tx._db.flush()  # every row write first, then the events (see below)
+        if tx.events and self._bridge is not None:
+            # On PostgreSQL recording them takes the event log's lock until the commit, and a write
+            # flushed after it (the commit's own autoflush) could wait on a row another transaction
+            # holds while that one waits for the lock — a deadlock.
+            self._bridge.record(tx.connection(), tx.events)  # in the transaction: both or neither
 
     @property
     def writer(self) -> concurrent.futures.ThreadPoolExecutor | None:

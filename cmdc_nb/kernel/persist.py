@@ -1,15 +1,15 @@
 """Storing an agent's turns through the domain services: messages, one agent call per LLM request,
 tool uses with their approvals, and (through `complete_agent_call`) cost records.
 
-Every write runs in a worker thread, so a notebook's event loop keeps running while SQLite or
-PostgreSQL works; writes of one agent are awaited in order, so the store sees them as they happened.
+Writes run in a worker thread, so a notebook's event loop keeps running while SQLite or PostgreSQL
+works (a round's two fast writes on SQLite run on the loop's thread when they need not wait: see
+`MessageRecorder._write`); writes of one agent are awaited in order, as they happened.
 An agent without a session records nothing (every method returns None).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +18,9 @@ from typing import Any, TypeVar
 
 from cmdc_nb._plumbing import lookups
 from cmdc_nb._plumbing.proc import process_origin
-from cmdc_nb._plumbing.workspace import get_workspace
 from cmdc_nb.kernel.persist_messages import MessageRecorder
 from cmdc_nb.kernel.stored import StoredToolUse, blocks, history_from_rows, prompt_delta, storable, stored
 from cmdc_nb.providers import Completion, TokenUsage, ToolCall
-from cmdc_nb.store._engine import WouldWait
 from cmdc_nb.store.values import storable_json, utcnow
 
 __all__ = ["Recorder", "StoredToolUse", "history_from_rows"]  # the last two from kernel.stored
@@ -92,27 +90,16 @@ class Recorder(MessageRecorder):
     @property
     def backend(self) -> str:
         """The workspace's database ("sqlite" or "postgresql")."""
+        from cmdc_nb._plumbing.workspace import get_workspace
+
         return get_workspace(self.ws).backend
 
     @property
     def shares_events(self) -> bool:
         """Whether other processes' committed events reach this workspace's bus (team mode)."""
+        from cmdc_nb._plumbing.workspace import get_workspace
+
         return self.enabled and get_workspace(self.ws).shares_events
-
-    async def _run(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> T:
-        return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, **kw))
-
-    async def _write(self, fn: Callable[..., T], /, *args: Any) -> T:
-        """A fast-path write, `fn(*args, ws=, wait=)`. On SQLite, on the loop's own thread when its
-        transaction can start at once (`Workspace.transaction(wait=False)`; no thread hop: ≈0.4 ms of
-        a round), else on a worker thread that waits there: the notebook's loop never waits for
-        another process. On PostgreSQL (a statement may wait on a row lock, or the network) a thread."""
-        if self.backend == "sqlite":
-            try:
-                return fn(*args, ws=self.ws, wait=False)
-            except WouldWait:
-                pass
-        return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, wait=True))
 
     # -- pricing --------------------------------------------------------------------------------------
     def pricer(self, cassette: Any) -> Callable[[str, TokenUsage], Decimal | None] | None:
@@ -205,9 +192,7 @@ class Recorder(MessageRecorder):
             )
             self._drafts[str(draft.id)] = draft
             return str(draft.id)
-        whole = prompt_delta(None, messages, files=self.stored_files)[
-            0
-        ]  # the services' path stores the whole prompt
+        whole = prompt_delta(None, messages, files=self.stored_files)[0]  # the services' path: all of it
         call = await self._run(
             agents.create_agent_call,
             self.session_id,
@@ -269,7 +254,7 @@ class Recorder(MessageRecorder):
         from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.services.agents import rounds
 
-        with get_workspace(ws).transaction(wait=wait) as tx:
+        with get_workspace(ws).transaction(wait=wait, light=True) as tx:
             seq = rounds.record_call_in(
                 tx, held.draft, held.done, held.price, cell=held.cell, message=held.message,
                 tool_uses=[tool] if tool is not None else [],
@@ -487,7 +472,7 @@ class Recorder(MessageRecorder):
             )
 
         def work(ws: Any = None, wait: bool = True) -> None:
-            with get_workspace(ws).transaction(wait=wait) as tx:
+            with get_workspace(ws).transaction(wait=wait, light=True) as tx:
                 seq = rounds.record_tool_end_in(
                     tx, tool, draft.id, draft.session_id, draft.user_id, draft.started_at,
                     output=output, error=error, message=msg,

@@ -5,6 +5,8 @@ stored since the prompt base, which the next prompt refers to instead of copying
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +22,8 @@ T = TypeVar("T")
 
 
 class MessageRecorder:
-    """The message half of `persist.Recorder` (which supplies what is declared here)."""
+    """The message half of `persist.Recorder` (which supplies what is declared here), and where the
+    recorder's database work runs (`_run`, `_write`)."""
 
     record_messages: bool
     stored_files: set[str]
@@ -38,7 +41,23 @@ class MessageRecorder:
 
         async def flush(self) -> None: ...
 
-        async def _run(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> T: ...
+    # -- where the recorder's work runs --------------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> T:
+        return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, **kw))
+
+    async def _write(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """A fast-path write, `fn(*args, ws=, wait=)`. On SQLite, on the loop's own thread when its
+        transaction can start at once (`Workspace.transaction(wait=False)`; no thread hop: ≈0.4 ms of
+        a round), else on a worker thread that waits there: the notebook's loop never waits for
+        another process. On PostgreSQL (a statement may wait on a row lock, or the network) a thread."""
+        from cmdc_nb._plumbing.workspace import WouldWait
+
+        if self.backend == "sqlite":
+            try:
+                return fn(*args, ws=self.ws, wait=False)
+            except WouldWait:
+                pass
+        return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, wait=True))
 
     # -- messages ------------------------------------------------------------------------------------
     async def message(

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy import orm
 
 from cmdc_nb.store.models.events import EventLogEntry
 from cmdc_nb.store.prepared import Prepared
@@ -115,14 +114,13 @@ _APPEND_PG = Prepared(
 _APPEND = Prepared(sa.insert(EventLogEntry))
 
 
-def append(db: orm.Session, origin: str, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
+def append(conn: sa.Connection, origin: str, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
     """Log a transaction's events (in it, just before it commits), as one row."""
     listed = list(events)
     if not listed:
         return
     blob = encode(listed)
     now = utcnow()
-    conn = db.connection()
     if conn.dialect.name == "postgresql":
         params = {"k": _LOCK_KEY, "origin": origin, "at": now, "events": blob, "channel": CHANNEL}
         _APPEND_PG.run(conn, params)
