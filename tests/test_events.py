@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -129,3 +130,26 @@ def test_an_event_is_not_visible_before_its_data_is(ws: Workspace) -> None:
     ws.bus.subscribe("user:*", on_created)
     accounts.create_user("c@example.com", ws=ws)
     assert found == [True]
+
+
+def test_a_lazy_payload_is_made_once_when_first_read_and_is_read_only() -> None:
+    from cmdc_nb.events._bus import LazyPayload
+
+    made: list[int] = []
+
+    def make() -> dict[str, Any]:
+        made.append(1)
+        return {"n": 1, "items": [1, 2]}
+
+    bus = EventBus()
+    got: list[Event] = []
+    bus.subscribe("agent:x", got.append)
+    bus.publish("agent:x", "tick", LazyPayload(make))
+    assert made == []  # delivered, buffered, not yet read
+    [event] = got
+    assert dict(event.payload) == {"n": 1, "items": [1, 2]} and event.payload["n"] == 1
+    assert len(event.payload) == 2 and made == [1]
+    [replayed] = bus.replay("agent:x")
+    assert replayed.payload == {"n": 1, "items": [1, 2]} and made == [1]  # made once
+    with pytest.raises(TypeError):
+        event.payload["n"] = 2  # type: ignore[index]

@@ -114,8 +114,10 @@ class AgentCore:
             return
         from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.events import topics
+        from cmdc_nb.events._bus import LazyPayload
 
-        get_workspace(self.recorder.ws).bus.publish(topics.agent(self.id), env.type, env.to_dict())
+        # as plain JSON when first read: most mirrored events are buffered and never read
+        get_workspace(self.recorder.ws).bus.publish(topics.agent(self.id), env.type, LazyPayload(env.to_dict))
 
     def context(self, **extra: Any) -> ToolContext:
         return ToolContext(

@@ -69,8 +69,9 @@ def provider_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, A
             msg = {k: v for k, v in msg.items() if v is not None}
         if not msg.get("role"):
             msg["role"] = "assistant"
-        if msg.get("tool_calls"):
-            msg["tool_calls"] = [dict(c) if isinstance(c, Mapping) else c for c in msg["tool_calls"]]
+        calls = msg.get("tool_calls")
+        if calls:  # `type(c) is dict` first: an ABC's isinstance is slow, and this runs per call per message
+            msg["tool_calls"] = [dict(c) if type(c) is dict or isinstance(c, Mapping) else c for c in calls]
         out.append(msg)
     return out
 
