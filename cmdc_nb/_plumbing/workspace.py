@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from cmdc_nb._plumbing.event_bridge import EventBridge
 from cmdc_nb.store._engine import NOWAIT, WouldWait, create_engine, normalise_url
 from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault
+from cmdc_nb.store.checkpoints import Checkpoints
 from cmdc_nb.store.migrate import upgrade
 
 __all__ = [
@@ -145,6 +146,14 @@ class Workspace:
         # grow to 100 ms, so a burst of small transactions would mostly sleep. Other processes still
         # queue in the busy handler.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        database = engine.url.database or ""
+        self._checkpoints = (  # see store.checkpoints: off the committing thread
+            Checkpoints(Path(database).expanduser(), self._write_lock)
+            if self._write_lock is not None
+            and database not in ("", ":memory:")
+            and not database.startswith("file:")
+            else None
+        )
         self._writer = (  # its thread starts with the first write handed to it
             concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="cmdc-nb-writer", initializer=_mark_writer_thread
@@ -235,6 +244,8 @@ class Workspace:
             if locked:
                 assert self._write_lock is not None
                 self._write_lock.release()
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
         if tx.events:
             self.bus.publish_many(tx.events)
 
@@ -397,7 +408,7 @@ def connect(
     if url is None:
         url = os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{home_path / 'cmdc_nb.db'}"
     parsed = normalise_url(url)
-    engine = create_engine(parsed)
+    engine = create_engine(parsed, own_checkpoints=True)
     try:
         if migrate:
             upgrade(engine)

@@ -65,14 +65,16 @@ def _redact(url: str) -> str:
         return "<unparseable URL>"
 
 
-def create_engine(url: str | URL, **kwargs: Any) -> Engine:
+def create_engine(url: str | URL, *, own_checkpoints: bool = False, **kwargs: Any) -> Engine:
+    """`own_checkpoints`: SQLite's connections never checkpoint the WAL as they commit; the caller
+    does (`store.checkpoints`, as a workspace does)."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, **kwargs)
+        return _sqlite_engine(parsed, own_checkpoints, **kwargs)
     return _postgres_engine(parsed, **kwargs)
 
 
-def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+def _sqlite_engine(url: URL, own_checkpoints: bool, **kwargs: Any) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,8 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         if database not in ("", ":memory:"):
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across app crashes
+            if own_checkpoints:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()

@@ -1,0 +1,93 @@
+"""A workspace's SQLite WAL is checkpointed on a thread of its own, not inside a writer's commit (which
+may run on the notebook's event loop), and still starts over from its beginning while a writer never
+pauses: the WAL stays bounded."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cmdc_nb
+from cmdc_nb import accounts, sessions
+from cmdc_nb.store.checkpoints import Checkpoints
+from cmdc_nb.workspace import Workspace
+
+
+@pytest.fixture
+def sqlite_ws(tmp_path: Path) -> Any:
+    ws = cmdc_nb.connect(f"sqlite:///{tmp_path}/wal.db")
+    yield ws
+    ws.close()
+
+
+def _wal_frames(path: str) -> int:
+    """How many frames the WAL holds now (a passive checkpoint reports it, and copies them)."""
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        for _ in range(500):  # busy while the workspace's own checkpoint runs: ask again
+            busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if not busy:
+                return int(frames)
+            threading.Event().wait(0.01)
+    raise AssertionError("the WAL stayed busy")
+
+
+def test_commits_never_checkpoint_on_the_committing_thread(sqlite_ws: Workspace) -> None:
+    with sqlite_ws.transaction() as tx:
+        assert tx.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    checkpoints = sqlite_ws._checkpoints
+    assert checkpoints is not None
+    before = checkpoints.done
+    user = accounts.create_user("a@example.com", ws=sqlite_ws)
+    for i in range(Checkpoints.EVERY * 2):
+        sessions.create_session(user, name=f"s{i}", ws=sqlite_ws)
+    # the workspace started checkpoints on their own thread as it committed
+    for _ in range(200):
+        if checkpoints.done > before:
+            break
+        threading.Event().wait(0.01)
+    assert checkpoints.done > before
+
+
+def test_the_wal_starts_over_while_a_writer_never_pauses(sqlite_ws: Workspace) -> None:
+    path = str(sqlite_ws.engine.url.database)
+    user = accounts.create_user("b@example.com", ws=sqlite_ws)
+    checkpoints = sqlite_ws._checkpoints
+    assert checkpoints is not None
+    written = [0]
+    stop_at: list[int | None] = [None]
+
+    def writer() -> None:  # back-to-back transactions, as a zero-latency agent's rounds are
+        while stop_at[0] is None or written[0] < stop_at[0]:
+            sessions.create_session(user, name="busy", ws=sqlite_ws)
+            written[0] += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        while written[0] < 300:
+            threading.Event().wait(0.01)
+        for _ in range(3):
+            checkpoints.run()  # its passes run while the writer goes on
+    finally:
+        stop_at[0] = written[0] + 5  # five more after the last pass: the WAL starts over at the first
+        t.join(10)
+    # Everything written before the last pass went into the database file, and the WAL started over:
+    # it holds only those last writes (≈20 frames each), not the ≈5,000 frames of 300-odd transactions.
+    frames = _wal_frames(path)
+    assert 0 < frames < 300
+    assert len(sessions.list_sessions(user, limit=1000, ws=sqlite_ws).entries) == written[0]
+
+
+def test_a_checkpoint_after_the_database_was_removed_creates_nothing(tmp_path: Path) -> None:
+    ws = cmdc_nb.connect(f"sqlite:///{tmp_path}/gone.db")
+    checkpoints = ws._checkpoints
+    assert checkpoints is not None
+    ws.close()
+    for leftover in tmp_path.glob("gone.db*"):
+        leftover.unlink()
+    checkpoints.run()
+    assert list(tmp_path.glob("gone.db*")) == []
