@@ -4,8 +4,10 @@ pauses: the WAL stays bounded."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +93,46 @@ def test_a_checkpoint_after_the_database_was_removed_creates_nothing(tmp_path: P
         leftover.unlink()
     checkpoints.run()
     assert list(tmp_path.glob("gone.db*")) == []
+
+
+def _commit_past_a_checkpoint(ws: Workspace) -> int:
+    """Commit enough to start a checkpoint, and wait for it; how many ran."""
+    checkpoints = ws._checkpoints
+    assert checkpoints is not None
+    user = accounts.create_user(f"{uuid.uuid4().hex[:8]}@example.com", ws=ws)
+    for i in range(Checkpoints.EVERY + 1):
+        sessions.create_session(user, name=f"s{i}", ws=ws)
+    for _ in range(500):
+        if checkpoints.done:
+            break
+        threading.Event().wait(0.01)
+    return checkpoints.done
+
+
+def test_a_workspace_opened_by_a_relative_path_is_checkpointed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ws = cmdc_nb.connect("sqlite:///relative.db")
+    try:
+        assert _commit_past_a_checkpoint(ws) >= 1
+    finally:
+        ws.close()
+
+
+def _child(path: str, done: Any) -> None:
+    ws = cmdc_nb.connect(f"sqlite:///{path}")
+    try:
+        done.value = _commit_past_a_checkpoint(ws)
+    finally:
+        ws.close()
+
+
+def test_a_process_forked_after_a_checkpoint_still_checkpoints(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    assert _commit_past_a_checkpoint(sqlite_ws) >= 1  # this process's checkpoint thread is running
+    fork = multiprocessing.get_context("fork")
+    done = fork.Value("i", -1)
+    child = fork.Process(target=_child, args=(str(tmp_path / "child.db"), done))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and done.value >= 1

@@ -75,19 +75,10 @@ class AgentEvent:
     type: ClassVar[str] = "event"
 
     def to_dict(self) -> dict[str, Any]:
-        names = _FIELDS.get(type(self))
-        if names is None:
-            names = _FIELDS[type(self)] = tuple(f.name for f in dataclasses.fields(self))
-        return {n: _plain(getattr(self, n)) for n in names}
-
-
-_FIELDS: dict[type, tuple[str, ...]] = {}  # each event type's field names (`dataclasses.fields` is slow)
-_SCALARS = (str, int, float, bool, type(None))
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def _plain(value: Any) -> Any:
-    if type(value) in _SCALARS:  # most values: every stored round mirrors ≈9 events (`AgentCore._forward`)
-        return value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, TokenUsage):

@@ -119,8 +119,8 @@ def _begin_now_or_never(conn: sa.Connection) -> None:
     another process."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, sqlite3.Connection)
-    raw.execute("PRAGMA busy_timeout=0")
-    try:
+    try:  # the PRAGMA inside: whatever interrupts, the `finally` puts the wait back
+        raw.execute("PRAGMA busy_timeout=0")
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     except sa.exc.OperationalError as exc:
         if getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:  # or an extended BUSY_*
