@@ -76,7 +76,10 @@ def stored_bytes(ws: Any) -> int:
     if ws.backend == "sqlite":
         raw = ws.engine.raw_connection()  # the driver's own, outside SQLAlchemy's BEGIN IMMEDIATE
         try:
-            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            for _ in range(1000):  # busy while the workspace's own checkpoint runs: ask again
+                if not raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                    break
+                time.sleep(0.005)
         finally:
             raw.close()
         return Path(ws.engine.url.database).stat().st_size
