@@ -132,7 +132,10 @@ def test_a_process_forked_after_a_checkpoint_still_checkpoints(sqlite_ws: Worksp
     assert _commit_past_a_checkpoint(sqlite_ws) >= 1  # this process's checkpoint thread is running
     fork = multiprocessing.get_context("fork")
     done = fork.Value("i", -1)
-    child = fork.Process(target=_child, args=(str(tmp_path / "child.db"), done))
+    child = fork.Process(target=_child, args=(str(tmp_path / "child.db"), done), daemon=True)
     child.start()
     child.join(60)
+    if child.exitcode is None:  # stuck: never leave it behind
+        child.kill()
+        child.join(10)
     assert child.exitcode == 0 and done.value >= 1
