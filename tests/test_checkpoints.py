@@ -139,3 +139,16 @@ def test_a_process_forked_after_a_checkpoint_still_checkpoints(sqlite_ws: Worksp
         child.kill()
         child.join(10)
     assert child.exitcode == 0 and done.value >= 1
+
+
+def test_a_workspace_on_a_file_uri_keeps_sqlites_own_checkpoints(tmp_path: Path) -> None:
+    # a `file:` URI is not parsed for its path here: its connections must checkpoint as SQLite does,
+    # or nobody would and its WAL would grow without end
+    ws = cmdc_nb.connect(f"sqlite:///file:{tmp_path}/uri.db?uri=true")
+    try:
+        assert ws._checkpoints is None
+        with ws.transaction() as tx:
+            assert tx.connection().exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert tx.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    finally:
+        ws.close()

@@ -37,7 +37,7 @@ from cmdc_nb.events import EventBus
 
 if TYPE_CHECKING:
     from cmdc_nb._plumbing.event_bridge import EventBridge
-from cmdc_nb.store._engine import NOWAIT, WouldWait, create_engine, normalise_url
+from cmdc_nb.store._engine import NOWAIT, WouldWait, create_engine, normalise_url, wal_file
 from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault
 from cmdc_nb.store.checkpoints import Checkpoints
 from cmdc_nb.store.migrate import upgrade
@@ -146,13 +146,9 @@ class Workspace:
         # grow to 100 ms, so a burst of small transactions would mostly sleep. Other processes still
         # queue in the busy handler.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
-        database = engine.url.database or ""
+        wal = wal_file(engine.url)  # the same test that turned the engine's own checkpoints off
         self._checkpoints = (  # see store.checkpoints: off the committing thread
-            Checkpoints(Path(database).expanduser(), self._write_lock)
-            if self._write_lock is not None
-            and database not in ("", ":memory:")
-            and not database.startswith("file:")
-            else None
+            Checkpoints(wal, self._write_lock) if wal is not None and self._write_lock is not None else None
         )
         self._writer = (  # its thread starts with the first write handed to it
             concurrent.futures.ThreadPoolExecutor(

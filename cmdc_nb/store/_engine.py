@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from cmdc_nb.errors import ConfigurationError
 from cmdc_nb.store.values import storable_text
 
-__all__ = ["BUSY_TIMEOUT_MS", "NOWAIT", "WouldWait", "create_engine", "normalise_url"]
+__all__ = ["BUSY_TIMEOUT_MS", "NOWAIT", "WouldWait", "create_engine", "normalise_url", "wal_file"]
 
 BUSY_TIMEOUT_MS = 30_000
 # An execution option: open the SQLite transaction only if the write lock is free this instant.
@@ -74,9 +74,20 @@ def create_engine(url: str | URL, *, own_checkpoints: bool = False, **kwargs: An
     return _postgres_engine(parsed, **kwargs)
 
 
+def wal_file(url: URL) -> Path | None:
+    """The database file of an SQLite URL whose WAL this process can checkpoint itself (absolute: a
+    relative path is no file URI, and the process may change directory); None for memory and for
+    `file:` URIs, whose connections keep SQLite's own checkpoints."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().absolute()
+
+
 def _sqlite_engine(url: URL, own_checkpoints: bool, **kwargs: Any) -> Engine:
     database = url.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
+    own_checkpoints = own_checkpoints and wal_file(url) is not None
+    if wal_file(url) is not None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
         url,

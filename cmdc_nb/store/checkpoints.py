@@ -65,7 +65,7 @@ class Checkpoints:
     EVERY = 32  # commits between two checkpoints: ≈1,000 pages of a stored agent's rounds
 
     def __init__(self, path: Path, writers: threading.Lock) -> None:
-        # absolute now: a relative path cannot be a file URI, and the process may change directory
+        # absolute (`_engine.wal_file` gives it so): a relative path cannot be a file URI
         self.path = path.expanduser().absolute()
         self._writers = writers
         self._count = 0
