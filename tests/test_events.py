@@ -133,7 +133,7 @@ def test_an_event_is_not_visible_before_its_data_is(ws: Workspace) -> None:
 
 
 def test_a_lazy_payload_is_made_once_when_first_read_and_is_read_only() -> None:
-    from cmdc_nb.events import LazyPayload
+    from cmdc_nb.events._bus import LazyPayload
 
     made: list[int] = []
 

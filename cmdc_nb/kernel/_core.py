@@ -113,7 +113,8 @@ class AgentCore:
         if not self.recorder.enabled:
             return
         from cmdc_nb._plumbing.workspace import get_workspace
-        from cmdc_nb.events import LazyPayload, topics
+        from cmdc_nb.events import topics
+        from cmdc_nb.events._bus import LazyPayload
 
         # as plain JSON when first read: most mirrored events are buffered and never read
         get_workspace(self.recorder.ws).bus.publish(topics.agent(self.id), env.type, LazyPayload(env.to_dict))
