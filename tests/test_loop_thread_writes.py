@@ -5,6 +5,7 @@ waits for another process. On PostgreSQL they always run on a thread."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -148,3 +149,65 @@ async def test_an_agent_keeps_the_loop_free_while_another_process_holds_the_data
     assert seen[-1] == loop_thread  # the next, with the lock free, ran on the loop's own thread
     calls = agents.list_agent_calls(session, ws=sqlite_ws).entries
     assert [c.status.value for c in calls] == ["completed", "completed"]
+
+
+def _driver_of(tx: Any) -> sqlite3.Connection:
+    raw = tx.connection().connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
+
+
+def test_transactions_that_must_not_wait_keep_one_connection_until_an_error(sqlite_ws: Workspace) -> None:
+    user = accounts.create_user("k@example.com", ws=sqlite_ws)
+    checkouts: list[object] = []
+    sa.event.listen(sqlite_ws.engine, "checkout", lambda *a: checkouts.append(a[0]))
+    with sqlite_ws.transaction(wait=False, light=True) as tx:
+        first = _driver_of(tx)
+    assert len(checkouts) == 1
+    for _ in range(3):
+        with sqlite_ws.transaction(wait=False, light=True) as tx:
+            assert _driver_of(tx) is first
+    assert len(checkouts) == 1  # kept: no pool checkout (and checkin) per transaction
+
+    with pytest.raises(RuntimeError), sqlite_ws.transaction(wait=False, light=True) as tx:
+        assert _driver_of(tx) is first
+        sessions.create_session(user, name="undone", ws=sqlite_ws)
+        raise RuntimeError("boom")
+    # rolled back, and the connection went back to the pool: the next takes one afresh, and waits
+    # for the lock as any pooled connection would
+    with sqlite_ws.transaction(wait=False, light=True) as tx:
+        again = _driver_of(tx)
+        assert tx.connection().exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+    assert sessions.list_sessions(user=user, ws=sqlite_ws).entries == []
+
+    sqlite_ws.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the workspace, not left open
+        again.execute("SELECT 1")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_never_uses_its_parents_kept_connection(sqlite_ws: Workspace) -> None:
+    user = accounts.create_user("f@example.com", ws=sqlite_ws)
+    with sqlite_ws.transaction(wait=False, light=True) as tx:
+        parents = id(_driver_of(tx))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one write of its own, then report which connection it used
+        code = 1
+        try:
+            with sqlite_ws.transaction(wait=False, light=True) as tx:
+                mine = id(_driver_of(tx))
+                sessions.create_session(user, name="child", ws=sqlite_ws)
+            os.write(write, b"same" if mine == parents else b"own")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    said = os.read(read, 16)
+    os.close(read)
+    assert os.WEXITSTATUS(status) == 0
+    assert said == b"own"
+    with sqlite_ws.transaction(wait=False, light=True) as tx:  # the parent's is still its own, and works
+        assert id(_driver_of(tx)) == parents
+    assert [s.name for s in sessions.list_sessions(user=user, ws=sqlite_ws).entries] == ["child"]

@@ -13,6 +13,7 @@ import contextvars
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,6 +151,12 @@ class Workspace:
         self._checkpoints = (  # see store.checkpoints: off the committing thread
             Checkpoints(wal, self._write_lock) if wal is not None and self._write_lock is not None else None
         )
+        # The connection of transactions that must not wait, kept between them (see `_kept_connection`):
+        # only for a database file of this process's own, whose pool hands each checkout its own
+        # connection. With the process's pid: a forked child makes its own.
+        self._keeps = self._checkpoints is not None
+        self._kept: tuple[sa.Connection | None, int] = (None, 0)
+        _open.add(self)
         self._writer = (  # its thread starts with the first write handed to it
             concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="cmdc-nb-writer", initializer=_mark_writer_thread
@@ -261,8 +268,30 @@ class Workspace:
                 _current_tx.reset(token)
 
     @contextlib.contextmanager
+    def _kept_connection(self) -> Iterator[sa.Connection]:
+        """The connection of light transactions that must not wait. On SQLite they hold `_write_lock`,
+        so one runs at a time, and the connection stays open between them: checking one out of the
+        pool and back costs ≈ a third of a light transaction, and a stored agent round is two. After
+        any error it goes back to the pool, and the next one checks out a fresh one."""
+        conn, pid = self._kept
+        if conn is None or pid != os.getpid() or conn.closed or conn.invalidated:
+            conn = self._nowait_engine.connect()
+            self._kept = (conn, os.getpid())
+        try:
+            yield conn
+        except BaseException:
+            self._kept = (None, 0)
+            conn.close()
+            raise
+
+    def _light_connection(self, wait: bool) -> contextlib.AbstractContextManager[sa.Connection]:
+        if wait:
+            return self.engine.connect()
+        return self._kept_connection() if self._keeps else self._nowait_engine.connect()
+
+    @contextlib.contextmanager
     def _light(self, wait: bool) -> Iterator[Tx]:
-        with _translate_db_errors(), (self.engine if wait else self._nowait_engine).connect() as conn:
+        with _translate_db_errors(), self._light_connection(wait) as conn:
             tx = Tx(self, conn=conn, acting=access.current(self.acting_user_id))
             token = _current_tx.set(tx)
             try:
@@ -318,6 +347,10 @@ class Workspace:
         if self._froze_gc:
             self._froze_gc = False
             thaw()
+        kept, pid = self._kept
+        self._kept = (None, 0)
+        if kept is not None and pid == os.getpid():
+            kept.close()
         self.engine.dispose()
         with _default_lock:
             if _default is self:
@@ -367,6 +400,19 @@ def _first_line(err: BaseException | None) -> str:
 _default: Workspace | None = None
 _default_lock = threading.Lock()
 _writer_thread = threading.local()
+_open: weakref.WeakSet[Workspace] = weakref.WeakSet()
+
+
+def _forget_connections_in_child() -> None:
+    """In a forked child: the parent's pooled connections (and kept one) are its own — a child that
+    used one would share the parent's socket or SQLite file locks. Dropped unclosed, as SQLAlchemy
+    advises (`dispose(close=False)`); the child opens its own."""
+    for ws in list(_open):
+        ws._kept = (None, 0)
+        ws.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_connections_in_child)
 
 
 def _mark_writer_thread() -> None:

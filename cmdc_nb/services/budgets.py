@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -123,13 +123,20 @@ def _applicable(db: orm.Session, user_id: uuid.UUID | None, session_id: uuid.UUI
 
 
 def applies_in(
-    ws: Workspace, db: orm.Session, user_id: uuid.UUID | None, session_id: uuid.UUID | None
+    ws: Workspace,
+    db: orm.Session | Callable[[], orm.Session],
+    user_id: uuid.UUID | None,
+    session_id: uuid.UUID | None,
 ) -> bool:
     """Whether any active budget applies to this user's session, remembered per workspace until a
-    budget changes (see `_plumbing.lookups`): with none defined, a call checks nothing."""
-    return lookups.lookup(
-        ws, ("budgets", user_id, session_id), lambda: bool(_applicable(db, user_id, session_id))
-    )
+    budget changes (see `_plumbing.lookups`): with none defined, a call checks nothing. `db` may be
+    a function giving the session, called only when the answer is not remembered (a light
+    transaction's ORM session costs more to make than the remembered answer to read)."""
+
+    def read() -> bool:
+        return bool(_applicable(db() if callable(db) else db, user_id, session_id))
+
+    return lookups.lookup(ws, ("budgets", user_id, session_id), read)
 
 
 def _check_warn_at(warn_at: Sequence[Any]) -> list[int | float]:
@@ -432,7 +439,7 @@ def announce_in(tx: Tx, record: CostRecord) -> None:
     """After a cost is recorded: publish `budget_warning` for each threshold newly crossed in the
     period the cost was incurred in (each budget row is locked while its warnings are remembered, so
     each fires once)."""
-    if record.cost_usd is None or not applies_in(tx.ws, tx.db, record.user_id, record.session_id):
+    if record.cost_usd is None or not applies_in(tx.ws, lambda: tx.db, record.user_id, record.session_id):
         return
     at = record.incurred_at
     for candidate in _applicable(tx.db, record.user_id, record.session_id):

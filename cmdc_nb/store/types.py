@@ -60,6 +60,28 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         # SQLite keeps text; UTC without an offset sorts lexically in time order.
         return aware.replace(tzinfo=None) if dialect.name == "sqlite" else aware
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """On SQLite, `process_bind_param` and the dialect's own text format in one step: the same text
+        (`YYYY-MM-DD HH:MM:SS.ffffff`, microseconds always written) at a fifth of the cost of the two
+        processors chained; every row write stores two or three of these."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        utc = dt.UTC
+
+        def process(value: Any) -> str | None:
+            if value is None:
+                return None
+            if not isinstance(value, dt.datetime):
+                raise InvalidInputError(f"expected a datetime, got {type(value).__name__}")
+            stamp: dt.datetime = value
+            if stamp.tzinfo is None:  # naive: UTC already
+                return stamp.isoformat(" ", "microseconds")
+            if stamp.tzinfo is not utc:
+                stamp = stamp.astimezone(utc)
+            return stamp.isoformat(" ", "microseconds")[:26]  # less its "+00:00" (years have 4 digits)
+
+        return process
+
     def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
