@@ -480,3 +480,47 @@ async def test_litellm_success_logging_runs_only_for_a_registered_callback(
         await asyncio.sleep(0.01)
     assert done.text == "two" and len(dispatched) == 1
     assert listener.responses and listener.responses[0].choices[0].message.content == "two"
+
+
+def test_a_conversation_sent_again_is_not_converted_again_yet_every_edit_is_seen() -> None:
+    from cmdc_nb.providers._offline import provider_messages
+
+    def expected(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """litellm's rule, written out: None-valued keys dropped, a missing role the assistant's."""
+        out = []
+        for m in messages:
+            msg = {k: v for k, v in m.items() if v is not None}
+            msg.setdefault("role", "assistant")
+            if "tool_calls" in msg:
+                msg["tool_calls"] = [dict(c) for c in msg["tool_calls"]]
+            out.append(msg)
+        return out
+
+    conv: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    for i in range(3):
+        conv.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})  # fmt: skip
+        conv.append({"role": "tool", "tool_call_id": f"c{i}", "content": str(i)})
+    first = provider_messages(conv)
+    conv.append({"content": "no role, and None", "name": None})
+    second = provider_messages(conv)
+    assert first == expected(conv[:-1]) and second == expected(conv)
+    assert all(a is b for a, b in zip(first, second, strict=False))  # remembered, not converted again
+
+    # edited in place (as a plugin may), at every depth the conversion copies: converted afresh
+    conv[0]["content"] = "changed"
+    conv[1]["tool_calls"][0]["id"] = "renamed"
+    conv[3]["tool_calls"].append(
+        {"id": "more", "type": "function", "function": {"name": "g", "arguments": "{}"}}
+    )
+    conv[2]["content"] = None
+    del conv[4]["role"]
+    third = provider_messages(conv)
+    assert third == expected(conv)
+    assert third[5] is second[5]  # the one left alone is still remembered
+
+    # what was handed out and then changed does not change the next answer
+    third[0]["content"] = "tampered"
+    third[1]["tool_calls"][0]["id"] = "tampered"
+    third[1]["tool_calls"].append("tampered")
+    assert provider_messages(conv) == expected(conv)

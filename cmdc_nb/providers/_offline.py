@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -59,21 +60,62 @@ def served_directly(route: str) -> bool:
 def provider_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The messages as litellm hands them to a provider: a missing role is the assistant's, keys whose
     value is None are dropped (`litellm.utils.validate_and_fix_openai_messages`). A scripted model
-    counts its prompt tokens from these, so they must be the same both ways."""
+    counts its prompt tokens from these, so they must be the same both ways.
+
+    Each is a copy (a scripted model keeps every request for assertions: read them, do not change
+    them). A conversation is sent whole on every call and grows by a message or two, so a message
+    already converted is not converted again: it is remembered by the identity of the message it came
+    from, with a copy of that message (to the depth the conversion copies) that must still equal it —
+    one edited in place since (a plugin may) is converted afresh."""
     out: list[dict[str, Any]] = []
-    for m in messages:
-        msg = dict(m)
-        # Most messages hold no None and no tool calls: one copy in C, and the Python-level
-        # filtering only for those that need it (this runs on every call over the whole conversation).
-        if None in msg.values():
-            msg = {k: v for k, v in msg.items() if v is not None}
-        if not msg.get("role"):
-            msg["role"] = "assistant"
-        calls = msg.get("tool_calls")
-        if calls:  # `type(c) is dict` first: an ABC's isinstance is slow, and this runs per call per message
-            msg["tool_calls"] = [dict(c) if type(c) is dict or isinstance(c, Mapping) else c for c in calls]
-        out.append(msg)
+    with _remembered_lock:
+        if len(_remembered) > _REMEMBERED_MAX:
+            _remembered.clear()
+        for m in messages:
+            if type(m) is not dict:  # a Mapping of another kind compares slowly: converted each time
+                out.append(_convert(m)[1])
+                continue
+            seen = _remembered.get(id(m))
+            if seen is not None and seen[0] is m and seen[1] == m:
+                out.append(seen[2])
+                continue
+            source, msg = _convert(m)
+            if source is not None:  # `m` held: its id is not reused while remembered
+                _remembered[id(m)] = (m, source, msg)
+            out.append(msg)
     return out
+
+
+def _convert(m: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """A message's converted form, with a copy of it as it was to compare with later (to the depth
+    the conversion copies: its tool calls too), or None when it is not to be remembered."""
+    source = dict(m)
+    msg = source
+    # Most messages hold no None and no tool calls: one copy in C, and the Python-level
+    # filtering only for those that need it.
+    if None in msg.values():
+        msg = {k: v for k, v in msg.items() if v is not None}
+    if not msg.get("role"):
+        msg = dict(msg) if msg is source else msg
+        msg["role"] = "assistant"
+    calls = msg.get("tool_calls")
+    if not calls:
+        return source, msg
+    # `type(c) is dict` first: an ABC's isinstance is slow
+    copied = [dict(c) if type(c) is dict or isinstance(c, Mapping) else c for c in calls]
+    msg = dict(msg) if msg is source else msg
+    msg["tool_calls"] = copied
+    if type(calls) is not list:  # compared with a list copy it would never match: not remembered
+        return None, msg
+    source["tool_calls"] = copied  # shared: a change to what was handed out also fails the match
+    return source, msg
+
+
+# Converted messages by the id of the message they came from: (that message, its copy, converted).
+# Bounded: past this many, forgotten all at once (a long conversation just converts again).
+_REMEMBERED_MAX = 4096
+_remembered: dict[int, tuple[Mapping[str, Any], dict[str, Any], dict[str, Any]]] = {}
+_remembered_lock = threading.Lock()
 
 
 # litellm's finish-reason map (litellm_core_utils.core_helpers._FINISH_REASON_MAP); anything else is "stop".
