@@ -211,3 +211,18 @@ def test_a_forked_child_never_uses_its_parents_kept_connection(sqlite_ws: Worksp
     with sqlite_ws.transaction(wait=False, light=True) as tx:  # the parent's is still its own, and works
         assert id(_driver_of(tx)) == parents
     assert [s.name for s in sessions.list_sessions(user=user, ws=sqlite_ws).entries] == ["child"]
+
+
+def test_closing_the_workspace_mid_transaction_lets_that_transaction_finish(sqlite_ws: Workspace) -> None:
+    user = accounts.create_user("c@example.com", ws=sqlite_ws)
+    with sqlite_ws.transaction(wait=False, light=True):
+        sessions.create_session(user, name="finished", ws=sqlite_ws)
+        sqlite_ws.close()  # e.g. from another thread: the connection in use is not pulled away
+    assert sqlite_ws._kept == (None, 0)  # given back as the transaction ended, not kept
+    with pytest.raises(cmdc_nb.errors.ConfigurationError):
+        sqlite_ws.transaction(wait=False, light=True).__enter__()
+    again = cmdc_nb.connect(str(sqlite_ws.engine.url))
+    try:
+        assert [s.name for s in sessions.list_sessions(user=user, ws=again).entries] == ["finished"]
+    finally:
+        again.close()

@@ -283,6 +283,8 @@ class Workspace:
             self._kept = (None, 0)
             conn.close()
             raise
+        if self._kept[0] is not conn:  # the workspace was closed meanwhile: not kept any more
+            conn.close()
 
     def _light_connection(self, wait: bool) -> contextlib.AbstractContextManager[sa.Connection]:
         if wait:
@@ -349,8 +351,14 @@ class Workspace:
             thaw()
         kept, pid = self._kept
         self._kept = (None, 0)
-        if kept is not None and pid == os.getpid():
-            kept.close()
+        # Closed now unless a transaction is using it (it holds the write lock): then that transaction
+        # closes it as it ends (`_kept_connection`).
+        lock = self._write_lock
+        if kept is not None and pid == os.getpid() and lock is not None and lock.acquire(blocking=False):
+            try:
+                kept.close()
+            finally:
+                lock.release()
         self.engine.dispose()
         with _default_lock:
             if _default is self:
