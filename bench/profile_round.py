@@ -35,6 +35,9 @@ from _profiling import ThreadProfiles
 
 from cmdc_nb import accounts
 
+# On PostgreSQL a write may be one call of a function of the schema's (migration 0015): a SELECT that writes.
+WRITING_FUNCTIONS = ("SELECT cmdc_",)
+
 
 class Counter:
     """Transactions (committed; those that wrote nothing counted apart) and statements by kind."""
@@ -63,7 +66,7 @@ class Counter:
         if kind in ("BEGIN", "COMMIT", "ROLLBACK"):
             return  # the transaction itself, counted above
         self.statements[kind] += 1
-        if kind in ("INSERT", "UPDATE", "DELETE"):
+        if kind in ("INSERT", "UPDATE", "DELETE") or statement.startswith(WRITING_FUNCTIONS):
             self._wrote[id(conn)] = True
 
     def reset(self) -> None:

@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidStateError, NotFoundError
@@ -446,9 +447,12 @@ def record_tool_end_in(
         target = ToolUseStatus.TIMEOUT if error[2] else ToolUseStatus.FAILED
         values = {"error_type": error[0], "error_message": error[1]}
     conn = tx.connection()
-    values.update(
-        status=target, completed_at=now, duration_ms=max(0, int((now - started_at).total_seconds() * 1000))
-    )
+    duration = max(0, int((now - started_at).total_seconds() * 1000))
+    if conn.dialect.name == "postgresql" and _ends_in_one_call(output, message):
+        seq = _end_tool_in_function(conn, tool, session_id, now, duration, target, output, error, message)
+        _finish_tool_end(tx, tool, call_id, session_id, user_id, error, message, seq, target, stored=True)
+        return seq
+    values.update(status=target, completed_at=now, duration_ms=duration)
     with pipeline(conn):  # PostgreSQL: two round trips (store.prepared)
         # the tool use's row, then the session's, as the services take them
         ended = _END_TOOL.pending(conn, {"tid": tool.id, **values})
@@ -458,6 +462,76 @@ def record_tool_end_in(
         seq = _next_sequence(added, session_id) if added is not None else None
         _finish_tool_end(tx, tool, call_id, session_id, user_id, error, message, seq, target)
     return seq
+
+
+# PostgreSQL: the tool use's end as one call of `cmdc_end_tool_use` (migration 0015), which runs the
+# statements below on the server: one round trip instead of four statements' worth of them and of
+# their Python. Not for a message that is audited (never a tool's result) or an output too large to
+# go as JSON comfortably: those take the statements.
+_END_TOOL_FUNCTION = Prepared(sa.select(sa.func.cmdc_end_tool_use(sa.bindparam("p", type_=JSONB))))
+_FUNCTION_OUTPUT_MAX = 1_000_000  # characters
+_REFUSED = {"CM001", "CM002", "CM003"}
+
+
+def _ends_in_one_call(output: str | None, message: NewMessage | None) -> bool:
+    if message is not None and _audited(message):
+        return False
+    sizes = (len(output or ""), len(message.content or "") if message is not None else 0)
+    return max(sizes) <= _FUNCTION_OUTPUT_MAX
+
+
+def _end_tool_in_function(
+    conn: sa.Connection,
+    tool: NewToolUse,
+    session_id: uuid.UUID,
+    now: dt.datetime,
+    duration: int,
+    target: ToolUseStatus,
+    output: str | None,
+    error: tuple[str, str, bool] | None,
+    message: NewMessage | None,
+) -> int | None:
+    payload: dict[str, Any] = {
+        "tool_use_id": str(tool.id),
+        "session_id": str(session_id),
+        "at": now.isoformat(),
+        "duration_ms": duration,
+        "status": target.value,
+        "writable": sorted(s.value for s in _WRITABLE),
+        "message": None,
+    }
+    if error is None:
+        payload["output"] = output
+    else:
+        payload["error_type"], payload["error_message"] = error[0], error[1]
+    if message is not None:
+        payload["message"] = {
+            "id": str(message.id),
+            "role": MessageRole(message.role).value,
+            "content": message.content,
+            "content_blocks": message.content_blocks,
+            "agent_call_id": str(message.agent_call_id) if message.agent_call_id else None,
+            "tool_use_id": str(message.tool_use_id) if message.tool_use_id else None,
+            "metadata": message.meta,
+        }
+    try:
+        row = _END_TOOL_FUNCTION.one_or_none(conn, {"p": payload})
+    except sa.exc.DBAPIError as exc:
+        code = getattr(exc.orig, "sqlstate", None)
+        if code not in _REFUSED:
+            raise
+        if code == "CM001":  # cancelled meanwhile (or gone): as the statements' path says it
+            raise InvalidStateError(
+                "tool_use", "not executing", target.value, allowed=["executing"]
+            ) from None
+        if code == "CM002":
+            raise NotFoundError("session", session_id) from None
+        raise InvalidStateError(
+            "session", str(getattr(exc.orig.diag, "message_primary", "")), "new message",  # type: ignore[union-attr]
+            allowed=sorted(s.value for s in _WRITABLE),
+        ) from None  # fmt: skip
+    assert row is not None  # a SELECT of a function always returns its row
+    return None if row[0] is None else int(row[0])
 
 
 def _finish_tool_end(
@@ -470,12 +544,19 @@ def _finish_tool_end(
     message: NewMessage | None,
     seq: int | None,
     target: ToolUseStatus,
+    *,
+    stored: bool = False,
 ) -> None:
+    """The tool use's end's events, and its message's row and audit entry unless `stored` (the
+    function wrote the row; its message is never audited)."""
     conn = tx.connection()
     calls = topics.session_agent_calls(session_id)
     event = "tool_use_completed" if error is None else "tool_use_failed"
     tx.publish(calls, event, _tool_payload(tool, call_id, session_id, target.value))
     if message is None or seq is None:
+        return
+    if stored:
+        _publish_message(tx, message, session_id, seq)
         return
     _INSERT_MESSAGE.run(conn, _message_row(message, session_id, seq))
     if _audited(message):
