@@ -14,7 +14,8 @@ back that the loop already knows:
    refer to it (`prompt_ref`, see `prompts`), and a tool use that runs at once keeps its policy but
    not its tool's schema (only a decision's form reads that) — what a round stores stays small;
 2. `record_tool_end_in` — once a tool has run: the tool use completed (or failed) and, when the loop
-   hands it over, its result message with its audit entry — one transaction.
+   hands it over, its result message with its audit entry — one transaction; on PostgreSQL one call
+   of the schema's `cmdc_end_tool_use` (migration 0015), which runs the same statements on the server.
 
 Every event the services publish for these changes is published here too, with the same topics and
 payloads, in the same order (`agent_call_created`, `agent_call_streaming`, `cost_recorded`,
