@@ -218,7 +218,7 @@ def test_closing_the_workspace_mid_transaction_lets_that_transaction_finish(sqli
     with sqlite_ws.transaction(wait=False, light=True):
         sessions.create_session(user, name="finished", ws=sqlite_ws)
         sqlite_ws.close()  # e.g. from another thread: the connection in use is not pulled away
-    assert sqlite_ws._kept == (None, 0)  # given back as the transaction ended, not kept
+    assert sqlite_ws._kept is None  # given back as the transaction ended, not kept
     with pytest.raises(cmdc_nb.errors.ConfigurationError):
         sqlite_ws.transaction(wait=False, light=True).__enter__()
     again = cmdc_nb.connect(str(sqlite_ws.engine.url))

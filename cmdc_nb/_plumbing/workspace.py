@@ -152,10 +152,10 @@ class Workspace:
             Checkpoints(wal, self._write_lock) if wal is not None and self._write_lock is not None else None
         )
         # The connection of transactions that must not wait, kept between them (see `_kept_connection`):
-        # only for a database file of this process's own, whose pool hands each checkout its own
-        # connection. With the process's pid: a forked child makes its own.
-        self._keeps = self._checkpoints is not None
-        self._kept: tuple[sa.Connection | None, int] = (None, 0)
+        # only for a database file, whose pool hands each checkout its own connection. A forked child
+        # forgets it (`_forget_connections_in_child`).
+        self._keeps = wal is not None
+        self._kept: sa.Connection | None = None
         _open.add(self)
         self._writer = (  # its thread starts with the first write handed to it
             concurrent.futures.ThreadPoolExecutor(
@@ -273,17 +273,16 @@ class Workspace:
         so one runs at a time, and the connection stays open between them: checking one out of the
         pool and back costs ≈ a third of a light transaction, and a stored agent round is two. After
         any error it goes back to the pool, and the next one checks out a fresh one."""
-        conn, pid = self._kept
-        if conn is None or pid != os.getpid() or conn.closed or conn.invalidated:
-            conn = self._nowait_engine.connect()
-            self._kept = (conn, os.getpid())
+        conn = self._kept
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._kept = self._nowait_engine.connect()
         try:
             yield conn
         except BaseException:
-            self._kept = (None, 0)
+            self._kept = None
             conn.close()
             raise
-        if self._kept[0] is not conn:  # the workspace was closed meanwhile: not kept any more
+        if self._kept is not conn:  # the workspace was closed meanwhile: not kept any more
             conn.close()
 
     def _light_connection(self, wait: bool) -> contextlib.AbstractContextManager[sa.Connection]:
@@ -349,12 +348,11 @@ class Workspace:
         if self._froze_gc:
             self._froze_gc = False
             thaw()
-        kept, pid = self._kept
-        self._kept = (None, 0)
+        kept, self._kept = self._kept, None
         # Closed now unless a transaction is using it (it holds the write lock): then that transaction
         # closes it as it ends (`_kept_connection`).
         lock = self._write_lock
-        if kept is not None and pid == os.getpid() and lock is not None and lock.acquire(blocking=False):
+        if kept is not None and lock is not None and lock.acquire(blocking=False):
             try:
                 kept.close()
             finally:
@@ -416,7 +414,7 @@ def _forget_connections_in_child() -> None:
     used one would share the parent's socket or SQLite file locks. Dropped unclosed, as SQLAlchemy
     advises (`dispose(close=False)`); the child opens its own."""
     for ws in list(_open):
-        ws._kept = (None, 0)
+        ws._kept = None
         ws.engine.dispose(close=False)
 
 

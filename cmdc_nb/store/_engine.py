@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from cmdc_nb.errors import ConfigurationError
+from cmdc_nb.store.prepared import driver_error
 from cmdc_nb.store.values import storable_text
 
 __all__ = ["BUSY_TIMEOUT_MS", "NOWAIT", "WouldWait", "create_engine", "normalise_url", "wal_file"]
@@ -132,7 +133,7 @@ def _begin(conn: sa.Connection, sql: str) -> None:
     try:
         raw.execute(sql)
     except sqlite3.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error, dialect=conn.dialect) from None
+        raise driver_error(conn, sql, None, exc) from None
 
 
 def _begin_now_or_never(conn: sa.Connection) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["Pending", "Prepared", "pipeline"]
+__all__ = ["Pending", "Prepared", "driver_error", "pipeline"]
 
 
 class _Compiled:
@@ -145,7 +145,7 @@ class Prepared:
             else:
                 cursor.execute(compiled.sql, bound)
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, compiled.sql, cursor, exc) from None
+            raise driver_error(conn, compiled.sql, cursor, exc) from None
         if dispatch.after_cursor_execute:
             dispatch.after_cursor_execute(conn, cursor, compiled.sql, bound, None, many)
         return cursor
@@ -220,11 +220,12 @@ def _translated(conn: sa.Connection, sql: str | None, cursor: Any = None) -> Ite
     try:
         yield
     except conn.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(conn, sql, cursor, exc) from None
+        raise driver_error(conn, sql, cursor, exc) from None
 
 
-def _wrapped(conn: sa.Connection, sql: str | None, cursor: Any, exc: Any) -> Exception:
-    """A driver error as SQLAlchemy's exception class for it (a dropped connection invalidated)."""
+def driver_error(conn: sa.Connection, sql: str | None, cursor: Any, exc: Any) -> Exception:
+    """A driver error as SQLAlchemy's exception class for it (a dropped connection invalidated): what
+    `Workspace.transaction` translates, for work run on the driver's own cursor."""
     if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
         conn.invalidate(exc)
     wrapped: Exception = sa.exc.DBAPIError.instance(

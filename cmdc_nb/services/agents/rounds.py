@@ -472,6 +472,7 @@ def record_tool_end_in(
 _END_TOOL_FUNCTION = Prepared(sa.select(sa.func.cmdc_end_tool_use(sa.bindparam("p", type_=JSONB))))
 _FUNCTION_OUTPUT_MAX = 1_000_000  # characters
 _REFUSED = {"CM001", "CM002", "CM003"}
+_WRITABLE_VALUES = sorted(s.value for s in _WRITABLE)
 
 
 def _ends_in_one_call(output: str | None, message: NewMessage | None) -> bool:
@@ -498,7 +499,7 @@ def _end_tool_in_function(
         "at": now.isoformat(),
         "duration_ms": duration,
         "status": target.value,
-        "writable": sorted(s.value for s in _WRITABLE),
+        "writable": _WRITABLE_VALUES,
         "message": None,
     }
     if error is None:
@@ -529,7 +530,7 @@ def _end_tool_in_function(
             raise NotFoundError("session", session_id) from None
         raise InvalidStateError(
             "session", str(getattr(exc.orig.diag, "message_primary", "")), "new message",  # type: ignore[union-attr]
-            allowed=sorted(s.value for s in _WRITABLE),
+            allowed=_WRITABLE_VALUES,
         ) from None  # fmt: skip
     assert row is not None  # a SELECT of a function always returns its row
     return None if row[0] is None else int(row[0])
