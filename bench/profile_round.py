@@ -35,8 +35,8 @@ from _profiling import ThreadProfiles
 
 from cmdc_nb import accounts
 
-# On PostgreSQL a write may be one call of a function of the schema's (migration 0015): a SELECT that writes.
-WRITING_FUNCTIONS = ("SELECT cmdc_",)
+# On PostgreSQL a round's writes are calls of the schema's functions (migrations 0015, 0016): SELECTs that write.
+WRITING_FUNCTIONS = ("cmdc_end_tool_use(", "cmdc_record_call(")
 
 
 class Counter:
@@ -66,7 +66,7 @@ class Counter:
         if kind in ("BEGIN", "COMMIT", "ROLLBACK"):
             return  # the transaction itself, counted above
         self.statements[kind] += 1
-        if kind in ("INSERT", "UPDATE", "DELETE") or statement.startswith(WRITING_FUNCTIONS):
+        if kind in ("INSERT", "UPDATE", "DELETE") or any(f in statement for f in WRITING_FUNCTIONS):
             self._wrote[id(conn)] = True
 
     def reset(self) -> None:

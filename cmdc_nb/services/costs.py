@@ -34,7 +34,8 @@ from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import topics
 from cmdc_nb.services import budgets
-from cmdc_nb.services.pricing import Price, cached_price_in
+from cmdc_nb.services.cost_rows import CostRows, cost_rows
+from cmdc_nb.services.pricing import cached_price_in
 from cmdc_nb.store.enums import CostService, CostSourceType
 from cmdc_nb.store.models import CostDailySummary, CostRecord, CostRollup, User
 from cmdc_nb.store.prepared import Pending, Prepared
@@ -170,36 +171,36 @@ def insert_cost_in(
     return record
 
 
-def insert_cost_row_in(
-    tx: Tx, price: Price | None, *, at: dt.datetime, cell: str | None, cost_usd: Decimal | None, **fields: Any
-) -> Callable[[], None]:
-    """`insert_cost_in` with SQLAlchemy Core and the price already looked up (the caller's cost is
-    what `price` gives): the stored agent round's fast path, which needs no row object back.
+def write_cost_rows_in(tx: Tx, rows: CostRows) -> Callable[[], uuid.UUID]:
+    """Write a cost's rows with `Prepared` statements only (so inside a `store.prepared.pipeline` too):
+    the stored agent round's fast path, which needs no row object back. Returns what reads the daily
+    summary's id, once the results are in; then `cost_written_in`."""
+    conn = tx.connection()
+    _INSERT_COST.run(conn, rows.record)
+    summary = _summary_upsert(conn.dialect.name).pending(conn, rows.summary)
+    _rollup_upsert(conn.dialect.name).run(conn, rows.rollup)
+    return lambda: _returned_id(summary)
 
-    It runs only `Prepared` statements, so it may run inside a `store.prepared.pipeline`, and returns
-    what is left, to be called after that pipeline and before the commit: a priced call's amounts in
-    the daily summary's maps (a read and a write, which a $0 call mostly skips) and budget warnings."""
-    values = {
-        "id": uuid.uuid4(),
-        "incurred_at": at,
-        "day": at.date(),
-        "notebook_cell": cell,
-        "cost_usd": cost_usd,
-        "price_per_million_in_usd": price.input_per_million_usd if price else None,
-        "price_per_million_out_usd": price.output_per_million_usd if price else None,
-        "metadata": {"price_source": price.source} if price is not None else {},
-        **fields,
-    }
-    _INSERT_COST.run(tx.connection(), values)
-    record = SimpleNamespace(**values)
-    summary = _add_to_summary(tx, record)
+
+def cost_written_in(tx: Tx, rows: CostRows, summary_id: Callable[[], uuid.UUID]) -> Callable[[], None]:
+    """Once a cost's rows are written: its event now, and what is left, to be called after any
+    pipeline and before the commit: a priced call's amounts in the daily summary's maps (a read and a
+    write, which a $0 call mostly skips) and budget warnings. `summary_id` gives the daily summary's
+    id, read only when needed."""
+    record = SimpleNamespace(**rows.record)
     _announce(tx, record)
 
     def rest() -> None:
-        _add_to_maps(tx, record, summary)
+        _add_to_maps(tx, record, summary_id)
         budgets.announce_in(tx, cast(CostRecord, record))  # the namespace has every field it reads
 
     return rest
+
+
+def _returned_id(pending: Pending) -> uuid.UUID:
+    returned = pending.fetchone()
+    assert returned is not None  # an upsert always returns its row
+    return cast(uuid.UUID, returned[0])
 
 
 def _announce(tx: Tx, record: Any) -> None:
@@ -260,42 +261,26 @@ def _rollup_upsert(dialect: str) -> Prepared:
     )
 
 
-def _add_to_summary(tx: Tx, r: Any) -> Pending:
-    """The daily summary's totals and the roll-up (`Prepared` statements only). Returns the upsert's
-    pending row (`.fetchone()`: its id), which `_add_to_maps` reads once the results are in."""
-    cost = r.cost_usd or Decimal(0)
-    now = utcnow()
+def _add_to_summary(tx: Tx, r: Any) -> Callable[[], uuid.UUID]:
+    """The daily summary's totals and the roll-up, for an ORM cost record (`record_cost`). Returns
+    what reads the summary's id once the results are in."""
+    rows = cost_rows(
+        None, at=r.incurred_at, cell=None, cost_usd=r.cost_usd,
+        **{k: getattr(r, k) for k in ("user_id", "provider", "model", "tokens_in", "tokens_out",
+                                       "cache_tokens_read", "cache_tokens_write")},
+    )  # fmt: skip
     conn = tx.connection()
-    summary = _summary_upsert(conn.dialect.name).pending(
-        conn,
-        {
-            "id": uuid.uuid4(),
-            "user_id": r.user_id,
-            "day": r.day,
-            "total_cost_usd": cost,
-            "total_tokens_in": r.tokens_in + r.cache_tokens_read + r.cache_tokens_write,
-            "total_tokens_out": r.tokens_out,
-            "total_requests": 1,
-            "unpriced_requests": 0 if r.cost_usd is not None else 1,
-            "cost_by_provider": {},
-            "cost_by_model": {},
-            "cost_by_session": {},
-            "inserted_at": now,
-            "updated_at": now,
-        },
-    )
-    _add_to_rollup(tx, r)
-    return summary
+    summary = _summary_upsert(conn.dialect.name).pending(conn, rows.summary)
+    _rollup_upsert(conn.dialect.name).run(conn, rows.rollup)
+    return lambda: _returned_id(summary)
 
 
-def _add_to_maps(tx: Tx, r: Any, summary: Pending) -> None:
+def _add_to_maps(tx: Tx, r: Any, summary_id_of: Callable[[], uuid.UUID]) -> None:
     """A priced cost's amount in its daily summary's per-provider, -model and -session maps."""
     if r.cost_usd is None:
         return
     cost = r.cost_usd
-    returned = summary.fetchone()
-    assert returned is not None  # an upsert always returns its row
-    summary_id = returned[0]
+    summary_id = summary_id_of()
     keys = (summary_id, r.provider, r.model, r.session_id)
     if not cost and keys in _HOLDS_KEYS:
         return  # adding $0 to amounts the row already holds changes nothing: no read, no write
@@ -322,24 +307,6 @@ def _add_to_maps(tx: Tx, r: Any, summary: Pending) -> None:
 # (regenerate_daily_summary rebuilds them from every priced record, the $0 ones too), and a new row has
 # a new id.
 _HOLDS_KEYS: set[tuple[Any, ...]] = set()
-
-
-def _add_to_rollup(tx: Tx, r: Any) -> None:
-    conn = tx.connection()
-    _rollup_upsert(conn.dialect.name).run(
-        conn,
-        {
-            "user_id": r.user_id,
-            "day": r.day,
-            "provider": r.provider,
-            "model": r.model,
-            "cost_usd": r.cost_usd or Decimal(0),
-            "requests": 1,
-            "unpriced_requests": 0 if r.cost_usd is not None else 1,
-            "tokens_in": r.tokens_in + r.cache_tokens_read + r.cache_tokens_write,
-            "tokens_out": r.tokens_out,
-        },
-    )
 
 
 def _rebuild_rollup(tx: Tx, user_id: uuid.UUID, day: dt.date) -> None:

@@ -150,6 +150,14 @@ class Prepared:
             dispatch.after_cursor_execute(conn, cursor, compiled.sql, bound, None, many)
         return cursor
 
+    def bound(self, dialect: sa.Dialect, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What `run` would hand the driver for one row, by bind name: Python-side defaults filled in
+        and every value through its bind processor (`store.json_rows` turns it into JSON)."""
+        compiled = self._for(dialect, frozenset(params))
+        if compiled.positional:
+            return dict(zip(compiled.names, compiled.bind(params), strict=True))
+        return dict(compiled.bind(params))
+
     def pending(self, conn: sa.Connection, params: Mapping[str, Any]) -> Pending:
         """Run a statement with RETURNING; its row is read later, with `.fetchone()` (in a pipeline,
         without waiting for it now)."""
