@@ -524,3 +524,46 @@ def test_a_conversation_sent_again_is_not_converted_again_yet_every_edit_is_seen
     third[1]["tool_calls"][0]["id"] = "tampered"
     third[1]["tool_calls"].append("tampered")
     assert provider_messages(conv) == expected(conv)
+
+
+def test_connect_and_a_first_reply_import_the_orm_pydantic_and_cryptography_only_when_used(
+    tmp_path: Path,
+) -> None:
+    """What a fresh process pays before its first reply (`bench/notes/startup.md`): `connect()` brings
+    SQLAlchemy's Core but not its ORM (≈70 ms), the kernel brings no pydantic until a tool is made
+    (≈20 ms), and nothing imports cryptography until a secret is sealed (≈10 ms). Each comes with its
+    first use, and that use works. (A new database's migrations need more: made beforehand.)"""
+    made = _python(f"import cmdc_nb; cmdc_nb.connect('sqlite:///{tmp_path}/first.db').close()", _env())
+    assert made.returncode == 0, made.stderr[-3000:]
+    code = f"""
+        import sys
+        import cmdc_nb
+        from cmdc_nb.kernel import Agent, tool
+        from cmdc_nb.providers import Script
+
+        def loaded():
+            return [name in sys.modules for name in ("sqlalchemy.orm", "pydantic", "cryptography")]
+
+        ws = cmdc_nb.connect("sqlite:///{tmp_path}/first.db")
+        assert Agent(model=Script(["Hello."]).model).run("Hi") == "Hello."
+        print(*loaded())
+
+        @tool
+        def double(n: int) -> int:
+            "Double n."
+            return 2 * n
+
+        print(*loaded())
+        user = cmdc_nb.accounts.create_user("first@example.com", ws=ws)
+        print(*loaded())
+        cred = cmdc_nb.accounts.create_api_credential(user, name="first", provider="openai", api_key="sk-first", ws=ws)
+        print(*loaded(), cmdc_nb.accounts.get_api_credential(cred.id, ws=ws).provider)
+    """
+    done = _python(code, _env(CMDC_NB_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "False False False",  # connected, and a first reply
+        "False True False",  # a tool: its arguments' model
+        "True True False",  # a user: the ORM
+        "True True True openai",  # a sealed key
+    ]

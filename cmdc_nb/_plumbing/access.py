@@ -18,10 +18,12 @@ import contextlib
 import contextvars
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import orm
+
+if TYPE_CHECKING:
+    from sqlalchemy import orm
 
 from cmdc_nb.errors import AccessDeniedError
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import contextvars
+import dataclasses
+import functools
 import os
 import threading
 import uuid
@@ -19,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import orm
 from sqlalchemy.engine import URL, Engine
 
 from cmdc_nb._gc import freeze_long_lived, thaw
@@ -37,6 +38,8 @@ from cmdc_nb.errors import (
 from cmdc_nb.events import EventBus
 
 if TYPE_CHECKING:
+    from sqlalchemy import orm
+
     from cmdc_nb._plumbing.event_bridge import EventBridge
 from cmdc_nb.store._engine import NOWAIT, WouldWait, create_engine, normalise_url, wal_file
 from cmdc_nb.store._vault import KEY_ENV, KeyRing, Vault
@@ -95,6 +98,8 @@ class Tx:
     @property
     def db(self) -> orm.Session:
         if self._db is None:
+            from sqlalchemy import orm  # the ORM, imported by its first use (see `Workspace._makers`)
+
             # joins the connection's transaction: it never commits it, and a rollback rolls it back
             self._db = orm.Session(
                 bind=self._conn, expire_on_commit=False, autoflush=True, join_transaction_mode="rollback_only"
@@ -118,6 +123,13 @@ WRITE_QUEUE_TIMEOUT_S = 30.0
 _current_tx: contextvars.ContextVar[Tx | None] = contextvars.ContextVar("cmdc_nb_tx", default=None)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Makers:
+    writes: orm.sessionmaker[orm.Session]
+    now_or_never: orm.sessionmaker[orm.Session]
+    reads: orm.sessionmaker[orm.Session]
+
+
 class Workspace:
     """An open workspace. Create one with `cmdc_nb.connect()`."""
 
@@ -134,12 +146,7 @@ class Workspace:
         self.vault = vault
         self.home = home
         self.bus = bus or EventBus()
-        self._sessions = orm.sessionmaker(engine, expire_on_commit=False, autoflush=True)
         self._nowait_engine = engine.execution_options(**{NOWAIT: True})
-        self._now_or_never = orm.sessionmaker(self._nowait_engine, expire_on_commit=False, autoflush=True)
-        self._reader = orm.sessionmaker(
-            engine.execution_options(cmdc_read_only=True), expire_on_commit=False, autoflush=False
-        )
         self._closed = False
         self._froze_gc = False  # the first connect's freeze was taken with this workspace open
         # SQLite has one writer at a time. Threads of this process queue on this lock, handed over at
@@ -252,9 +259,25 @@ class Workspace:
         if tx.events:
             self.bus.publish_many(tx.events)
 
+    @functools.cached_property
+    def _makers(self) -> _Makers:
+        """The ORM's session makers, made (and SQLAlchemy's ORM imported, ≈70 ms of a fresh process)
+        by the first transaction or read that needs one: a process that only runs light transactions
+        (an agent that stores nothing, a worker's Core writes) never imports it."""
+        from sqlalchemy import orm
+
+        return _Makers(
+            writes=orm.sessionmaker(self.engine, expire_on_commit=False, autoflush=True),
+            now_or_never=orm.sessionmaker(self._nowait_engine, expire_on_commit=False, autoflush=True),
+            reads=orm.sessionmaker(
+                self.engine.execution_options(cmdc_read_only=True), expire_on_commit=False, autoflush=False
+            ),
+        )
+
     @contextlib.contextmanager
     def _orm(self, wait: bool) -> Iterator[Tx]:
-        with (self._sessions if wait else self._now_or_never)() as db:
+        makers = self._makers
+        with (makers.writes if wait else makers.now_or_never)() as db:
             db.info[access.INFO_KEY] = access.current(self.acting_user_id)
             tx = Tx(self, db)
             token = _current_tx.set(tx)
@@ -333,7 +356,7 @@ class Workspace:
             yield outer.db
             return
         self._check_open()
-        with self._reader() as db, _translate_db_errors(), db.begin():
+        with self._makers.reads() as db, _translate_db_errors(), db.begin():
             db.info[access.INFO_KEY] = access.current(self.acting_user_id)
             yield db
 

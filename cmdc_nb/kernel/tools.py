@@ -26,11 +26,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints, overload
-
-import pydantic
+from typing import TYPE_CHECKING, Any, get_type_hints, overload
 
 from cmdc_nb.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = ["Tool", "ToolContext", "ToolError", "ToolResult", "as_tool", "tool"]
 
@@ -123,6 +124,8 @@ class Tool:
         """Arguments checked and coerced against the signature; ToolError says what is wrong."""
         if self.model is None:
             return dict(args)
+        import pydantic  # imported already: it made `model`
+
         try:
             parsed = self.model.model_validate(dict(args))
         except pydantic.ValidationError as exc:
@@ -225,6 +228,8 @@ def _parse_doc(doc: str) -> tuple[str, dict[str, str]]:
 def _args_model(
     fn: Callable[..., Any], name: str, docs: Mapping[str, str]
 ) -> tuple[type[pydantic.BaseModel], str | None]:
+    import pydantic  # ≈20 ms, when the first tool is made: a process with none never imports it
+
     try:
         hints = get_type_hints(fn)
     except Exception:

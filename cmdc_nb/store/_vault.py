@@ -21,12 +21,14 @@ import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Literal
 
 from cmdc_nb.errors import DecryptionError, InvalidInputError, VaultKeyError
+
+if (
+    TYPE_CHECKING
+):  # cryptography is imported by the first cipher (≈10 ms a process that holds no secret skips)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["KEY_ENV", "KeyRing", "Vault", "generate_key", "key_id"]
 
@@ -151,6 +153,8 @@ class Vault:
 
     def _cipher(self, kid: str) -> AESGCM:
         if kid not in self._ciphers:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             try:
                 self._ciphers[kid] = AESGCM(self.ring.keys[kid])
             except KeyError:
@@ -183,8 +187,11 @@ class Vault:
         nonce, sealed = ciphertext[start : start + _NONCE_LEN], ciphertext[start + _NONCE_LEN :]
         if len(nonce) != _NONCE_LEN or len(sealed) < 16:
             raise DecryptionError(f"{table}.{column} of row {row_id}: ciphertext is truncated")
+        cipher = self._cipher(kid)
+        from cryptography.exceptions import InvalidTag
+
         try:
-            return self._cipher(kid).decrypt(nonce, sealed, self._aad(table, column, row_id))
+            return cipher.decrypt(nonce, sealed, self._aad(table, column, row_id))
         except InvalidTag:
             raise DecryptionError(
                 f"{table}.{column} of row {row_id} did not decrypt: the key is wrong, or the value "
