@@ -495,6 +495,32 @@ async def test_nul_bytes_and_lone_surrogates_from_tools_and_models_do_not_fail_t
     assert sorted(c.status for c in calls) == ["completed", "completed"]
 
 
+@pytest.mark.parametrize("approved", [False, True], ids=["runs-at-once", "approved-by-a-rule"])
+async def test_a_tools_error_with_nul_and_surrogates_is_stored_cleaned(
+    ws: Workspace, user: User, session: Session, approved: bool
+) -> None:
+    # The error's text is the tool's: a failure it raises must be recorded, not end the turn with a
+    # storage error (PostgreSQL refuses NUL). Both ways a tool use ends: the round's fast write, and
+    # the services after an approval.
+    @tool(requires_approval=approved)
+    def burn() -> str:
+        """Fail oddly."""
+        raise RuntimeError("bad\x00byte \ud800 here")
+
+    if approved:
+        approvals.create_approval_rule(
+            user, name="burns", approval_type="tool_use", tool_names=["burn"], action="approve", ws=ws
+        )
+    script = Script([Turn(tool_calls=[call("burn")]), "gave up"])
+    agent = Agent(model=script.model, tools=[burn], session=session, ws=ws)
+    assert await agent.prompt("burn it") == "gave up"
+    first = min(agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    [tu] = agents.list_tool_uses(first, ws=ws).entries
+    assert (tu.status, tu.error_type) == ("failed", "error")
+    assert tu.error_message is not None and "bad\ufffdbyte \ufffd here" in tu.error_message
+    assert "\x00" not in tu.error_message
+
+
 async def test_approve_from_the_loop_stores_off_the_loop_and_the_event_resumes_the_turn(
     ws: Workspace, user: User, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:

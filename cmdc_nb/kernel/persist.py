@@ -518,6 +518,9 @@ class Recorder(MessageRecorder):
     async def tool_failed(
         self, tool_use_id: str | None, kind: str, message: str, *, timed_out: bool = False, result: Any = None
     ) -> bool:
+        # A tool's exception says what it likes (NUL, lone surrogates): stored as both backends can
+        # hold it, or recording the failure would fail the turn.
+        message = storable(message) or ""
         if tool_use_id in self._fast_tools:
             return await self._tool_end_fast(tool_use_id, None, (kind, message, timed_out), result)
         if tool_use_id is not None:
