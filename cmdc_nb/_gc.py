@@ -9,8 +9,8 @@ of them: 60 ms in the middle of a 100-round run (0.6 ms a round), longer with li
 are still freed by reference counting, and only cyclic garbage alive at that moment (≈40 objects
 after `connect()`) is never collected.
 
-This happens once per process after the first `connect()`, and once litellm is loaded: never again
-after that, or each new workspace would freeze the cyclic garbage of the ones closed before it (a test
+This happens once per process after the first `connect()`, once the ORM is first used (the mapped
+schema loaded with it) and once litellm is loaded: never again after that, or each new workspace would freeze the cyclic garbage of the ones closed before it (a test
 suite connects thousands of times). The first freeze also holds that workspace's engine and pool, so
 closing that workspace thaws everything (`thaw`): its ≈16 MB can then be collected, and the process
 goes on with Python's default collections. `$CMDC_NB_GC_FREEZE` false turns it off.
@@ -32,7 +32,7 @@ _lock = threading.Lock()
 
 def freeze_long_lived(after: str) -> bool:
     """Move every object alive now out of the full collections' walk, the first time this process
-    gets here `after` something (`"connect"`, `"litellm"`), unless `$CMDC_NB_GC_FREEZE` is false.
+    gets here `after` something (`"connect"`, `"orm"`, `"litellm"`), unless `$CMDC_NB_GC_FREEZE` is false.
     Returns whether it froze."""
     if os.environ.get(ENV, "").strip().lower() in _FALSE:
         return False

@@ -1,6 +1,6 @@
 """The long-lived objects of a kernel are moved out of the cyclic collector's full walks once per
-process (`cmdc_nb._gc`): after the first `connect()`, and once litellm is loaded; never at a later
-connect, and not at all with `$CMDC_NB_GC_FREEZE` false. Each case runs in a fresh interpreter: the
+process (`cmdc_nb._gc`): after the first `connect()`, once the ORM is first used and once litellm is
+loaded; never at a later connect, and not at all with `$CMDC_NB_GC_FREEZE` false. Each case runs in a fresh interpreter: the
 freeze is the process's."""
 
 from __future__ import annotations
@@ -90,3 +90,26 @@ def test_loading_litellm_freezes_its_modules_once(tmp_path: Path) -> None:
     assert got["before"] == 0
     assert isinstance(got["after"], int) and got["after"] > 100_000  # litellm's hundreds of modules
     assert isinstance(got["again"], int) and got["again"] <= got["after"]  # loaded once, frozen once
+
+
+def test_the_orm_and_the_mapped_schema_are_frozen_once_when_first_used(tmp_path: Path) -> None:
+    # `connect()` to a database that needs no migration loads SQLAlchemy's Core only; the ORM and the
+    # models come with the first ORM transaction, which moves them out of the full walks too.
+    made = probe(tmp_path, "import cmdc_nb; cmdc_nb.connect('sqlite:///first.db').close(); print('{}')")
+    assert made == {}
+    code = (
+        "import gc, json, sys, cmdc_nb\n"
+        "ws = cmdc_nb.connect('sqlite:///first.db')\n"
+        "at_connect = gc.get_freeze_count()\n"
+        "orm_then = 'sqlalchemy.orm' in sys.modules\n"
+        "cmdc_nb.accounts.create_user('a@example.com', ws=ws)\n"
+        "at_orm = gc.get_freeze_count()\n"
+        "cmdc_nb.accounts.create_user('b@example.com', ws=ws)\n"
+        "print(json.dumps({'orm_then': orm_then, 'at_connect': at_connect, 'at_orm': at_orm,"
+        " 'again': gc.get_freeze_count()}))\n"
+    )
+    got = probe(tmp_path, code, CMDC_NB_GC_FREEZE="")
+    assert got["orm_then"] is False
+    assert isinstance(got["at_connect"], int) and isinstance(got["at_orm"], int)
+    assert got["at_orm"] > got["at_connect"] + 20_000  # the ORM's modules and the mapped schema
+    assert got["again"] == got["at_orm"]  # once

@@ -266,13 +266,17 @@ class Workspace:
         (an agent that stores nothing, a worker's Core writes) never imports it."""
         from sqlalchemy import orm
 
-        return _Makers(
+        makers = _Makers(
             writes=orm.sessionmaker(self.engine, expire_on_commit=False, autoflush=True),
             now_or_never=orm.sessionmaker(self._nowait_engine, expire_on_commit=False, autoflush=True),
             reads=orm.sessionmaker(
                 self.engine.execution_options(cmdc_read_only=True), expire_on_commit=False, autoflush=False
             ),
         )
+        # The ORM and the mapped schema (loaded by the service asking: ≈50,000 objects) live as long
+        # as the process: out of the full collections' walk, as `connect()`'s were (`_gc`).
+        freeze_long_lived("orm")
+        return makers
 
     @contextlib.contextmanager
     def _orm(self, wait: bool) -> Iterator[Tx]:
