@@ -78,21 +78,34 @@ _ROW = (
 # Built once: constructing a statement costs more than executing it (≈200 µs against ≈100 µs on
 # SQLite); built once, SQLAlchemy also finds its compiled form without rebuilding its cache key.
 _B = sa.bindparam
-# PostgreSQL: the run row locked, then the step rows (their ids one array parameter, so both are
-# compiled once and run on the driver's cursor, `store.prepared`): the run's lock is held until the
-# commit, and every step of the run waits for it, so what runs under it is kept short.
-_LOCK_RUN = Prepared(
-    sa.select(RUNS.c.status, RUNS.c.failed_step_id, RUNS.c.workflow_id)
+# PostgreSQL: the run row locked, then the step rows, in one statement: the run in a materialized CTE
+# that a LATERAL subquery of the step rows reads (a nested loop, the run's row fetched and locked
+# first: the order every transition keeps). The step ids are one array parameter, so it is compiled
+# once and runs on the driver's cursor (`store.prepared`). The run's lock is held until the commit,
+# and every step of the run waits for it: what runs under it is kept short.
+_RUN_LOCKED = (
+    sa.select(RUNS.c.id, RUNS.c.status, RUNS.c.failed_step_id, RUNS.c.workflow_id)
     .where(RUNS.c.id == _B("b_run"))
     .with_for_update()
+    .cte("run_locked")
+    .prefix_with("MATERIALIZED")
 )
-_ROWS = Prepared(
+_STEPS_LOCKED = (
     sa.select(*_ROW)
     .where(
-        STEPS.c.workflow_run_id == _B("b_run"),
+        STEPS.c.workflow_run_id == _RUN_LOCKED.c.id,
         STEPS.c.step_id == sa.func.any(_B("b_ids", type_=postgresql.ARRAY(sa.Text()))),
     )
     .with_for_update()
+    .lateral("steps_locked")
+)
+_HEAD_ROWS_PG = Prepared(
+    sa.select(
+        _RUN_LOCKED.c.status.label("run_status"),
+        _RUN_LOCKED.c.failed_step_id,
+        _RUN_LOCKED.c.workflow_id,
+        *(_STEPS_LOCKED.c[c.name] for c in _ROW),
+    ).select_from(_RUN_LOCKED.outerjoin(_STEPS_LOCKED, sa.true()))
 )
 # On SQLite the transaction holds the database's one write lock from its start (BEGIN IMMEDIATE), so
 # `complete` reads the run's head and the step rows in one statement; PostgreSQL locks the run row
@@ -338,24 +351,18 @@ def complete(
     sid = c.spec.id
     with ws.transaction(light=True) as tx:  # Core only: no ORM session made, none committed
         conn = tx.connection()
+        # the spec never changes once a run starts: read (once a process) before the lock
+        spec = cached_spec(conn, c.run_id)
+        after = spec._dependants.get(sid, ())
+        wanted = sorted({sid, *after, *(d for a in after for d in spec.step(a).depends_on)})
         if ws.backend == "sqlite":
-            spec = cached_spec(conn, c.run_id)
-            after = spec._dependants.get(sid, ())
-            wanted = {sid, *after, *(d for a in after for d in spec.step(a).depends_on)}
-            joined = _HEAD_ROWS.all(conn, {"b_run": c.run_id, "b_ids": json.dumps(sorted(wanted))})
-            if not joined:
-                raise NotFoundError("workflow_run", c.run_id)
-            head = (joined[0].run_status, joined[0].failed_step_id, joined[0].workflow_id)
-            rows = {r.step_id: r for r in joined if r.id is not None}
+            joined = _HEAD_ROWS.all(conn, {"b_run": c.run_id, "b_ids": json.dumps(wanted)})
         else:
-            locked = _LOCK_RUN.all(conn, {"b_run": c.run_id})
-            if not locked:
-                raise NotFoundError("workflow_run", c.run_id)
-            head = tuple(locked[0])
-            spec = cached_spec(conn, c.run_id)
-            after = spec._dependants.get(sid, ())
-            wanted = {sid, *after, *(d for a in after for d in spec.step(a).depends_on)}
-            rows = {r.step_id: r for r in _ROWS.all(conn, {"b_run": c.run_id, "b_ids": sorted(wanted)})}
+            joined = _HEAD_ROWS_PG.all(conn, {"b_run": c.run_id, "b_ids": wanted})
+        if not joined:
+            raise NotFoundError("workflow_run", c.run_id)
+        head = (joined[0].run_status, joined[0].failed_step_id, joined[0].workflow_id)
+        rows = {r.step_id: r for r in joined if r.id is not None}
         run_status, failed_step_id, workflow_id = head
         me = rows.get(sid)
         lease = (me.meta or {}).get("lease") if me is not None else None
