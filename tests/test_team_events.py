@@ -274,3 +274,39 @@ def test_a_stream_of_commits_is_read_in_fewer_reads_and_arrives_whole_and_in_ord
     time.sleep(0.3)
     assert [e.payload["i"] for e in seen] == list(range(100))
     assert sum(reads) >= 100 and len(reads) < 50, reads  # batches of commits per read, not one each
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite has no notifications: its listener polls
+def test_a_stream_of_our_own_commits_wakes_our_listener_in_batches_and_others_still_arrive(
+    kernels: tuple[Workspace, Workspace], monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """Our own commits' notifications need no read, but each woke the listener thread, which took the
+    GIL from the threads doing the work (a workflow's steps). Under a stream of them it now listens
+    again after a pause (`COALESCE_S`) and takes what came meanwhile at once; another kernel's event
+    in the middle of the stream still arrives, once."""
+    import psycopg
+
+    a, b = kernels
+    assert a._bridge is not None
+    waits: list[int] = []
+    real = psycopg.Connection.notifies
+
+    def counted(self: Any, *args: Any, **kw: Any) -> Any:
+        if threading.current_thread() is a._bridge._thread:  # type: ignore[union-attr]
+            waits.append(1)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "notifies", counted)
+    seen: list[Event] = []
+    a.bus.subscribe("test:*", seen.append)
+    for i in range(100):
+        with a.transaction() as tx:
+            tx.publish("test:own", "numbered", {"i": i})
+        if i == 50:
+            with b.transaction() as tx:
+                tx.publish("test:theirs", "hello", {})
+    assert wait_until(lambda: any(e.topic == "test:theirs" for e in seen))
+    time.sleep(0.3)
+    assert [e.payload["i"] for e in seen if e.topic == "test:own"] == list(range(100))  # ours: at commit
+    assert sum(e.topic == "test:theirs" for e in seen) == 1
+    assert len(waits) < 50, len(waits)  # not a wake-up per commit

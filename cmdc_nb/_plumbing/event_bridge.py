@@ -132,9 +132,14 @@ class EventBridge:
                 while not self._stop.is_set():
                     if listener is not None:
                         # Notifications of our own commits need no read: they are ours.
-                        woke = any(
-                            n.payload != self.origin for n in listener.notifies(timeout=WAIT_S, stop_after=1)
-                        )
+                        heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+                        woke = any(n.payload != self.origin for n in heard)
+                        if heard and not woke:
+                            # Only our own: under a stream of our commits (a workflow's steps), listen
+                            # again after a pause and take what came meanwhile at once — not a wake-up
+                            # per commit, each taking the GIL from the threads doing the work.
+                            self._stop.wait(COALESCE_S)
+                            woke = any(n.payload != self.origin for n in listener.notifies(timeout=0.0))
                         gap = COALESCE_S - (time.monotonic() - last_read)
                         if woke and gap > 0:
                             # A stream of commits: wait out the gap since the last read, and drain
