@@ -96,7 +96,7 @@ def test_binder_postbuild_uses_only_the_public_api() -> None:
             module = modules[node.value.id]
             assert node.attr in PUBLIC[module], f"postBuild uses {module}.{node.attr}, which is not public"
             used.append(f"{module}.{node.attr}")
-    # it warms through the providers (litellm) and pricing (tiktoken), and opens no workspace
+    # it warms through the providers (a scripted call) and pricing (tiktoken), and opens no workspace
     assert "cmdc_nb.providers.stream_completion" in used and "cmdc_nb.pricing.count_tokens" in used
     assert not any(name.endswith(".connect") for name in used)
 
