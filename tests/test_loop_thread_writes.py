@@ -217,6 +217,38 @@ def test_a_forked_child_never_uses_its_parents_kept_connection(sqlite_ws: Worksp
     assert [s.name for s in sessions.list_sessions(user=user, ws=sqlite_ws).entries] == ["child"]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_opens_connections_of_its_own_and_the_parents_still_work(ws: Workspace) -> None:
+    """On both backends: a child forked from a process with pooled connections never talks over its
+    parent's (on PostgreSQL two processes on one socket would garble both sides' protocol), and the
+    parent's go on working after the child wrote and exited."""
+    user = accounts.create_user("pf@example.com", ws=ws)
+    with ws.transaction(light=True) as tx:
+        parents = id(tx.connection().connection.driver_connection)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one write of its own, then report which connection it used
+        code = 1
+        try:
+            with ws.transaction(light=True) as tx:
+                mine = id(tx.connection().connection.driver_connection)
+                sessions.create_session(user, name="child", ws=ws)
+            os.write(write, b"same" if mine == parents else b"own")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    said = os.read(read, 16)
+    os.close(read)
+    assert os.WEXITSTATUS(status) == 0
+    assert said == b"own"
+    for name in ("parent", "again"):  # the parent's pooled connections: still its own, still working
+        sessions.create_session(user, name=name, ws=ws)
+    names = sorted(s.name for s in sessions.list_sessions(user=user, ws=ws).entries)
+    assert names == ["again", "child", "parent"]
+
+
 def test_closing_the_workspace_mid_transaction_lets_that_transaction_finish(sqlite_ws: Workspace) -> None:
     user = accounts.create_user("c@example.com", ws=sqlite_ws)
     with sqlite_ws.transaction(wait=False, light=True):
