@@ -113,3 +113,22 @@ def test_the_orm_and_the_mapped_schema_are_frozen_once_when_first_used(tmp_path:
     assert isinstance(got["at_connect"], int) and isinstance(got["at_orm"], int)
     assert got["at_orm"] > got["at_connect"] + 20_000  # the ORM's modules and the mapped schema
     assert got["again"] == got["at_orm"]  # once
+
+
+def test_a_first_orm_use_after_the_freezing_workspace_closed_freezes_nothing(tmp_path: Path) -> None:
+    # The first freeze's workspace closed (everything thawed): a later first ORM use, in another
+    # workspace, must not freeze what the notebook holds then, with nothing left to thaw it.
+    code = (
+        "import gc, json, weakref, cmdc_nb, sqlalchemy as sa\n"
+        "cmdc_nb.connect('sqlite:///one.db').close()\n"
+        "ws = cmdc_nb.connect('sqlite:///two.db')\n"
+        "class Node: pass\n"
+        "n = Node(); n.me = n; ref = weakref.ref(n)\n"
+        "with ws.read() as db:\n"
+        "    db.execute(sa.text('select 1'))\n"
+        "frozen = gc.get_freeze_count()\n"
+        "del n; gc.collect()\n"
+        "print(json.dumps({'frozen': frozen, 'collected': ref() is None}))\n"
+    )
+    got = probe(tmp_path, code, CMDC_NB_GC_FREEZE="")
+    assert got == {"frozen": 0, "collected": True}

@@ -263,7 +263,8 @@ def _rows_as_stored(ws: Workspace, user_id: uuid.UUID, sessions: list[uuid.UUID]
             for j, flags in rows:
                 for i, sid in enumerate(sessions):  # a session's id, as text in JSON (maps, payloads)
                     j = j.replace(str(sid), f"S{i}")
-                data = {k: v for k, v in json.loads(j).items() if k not in _VARYING}
+                varying = _VARYING | ({"tool_use_id"} if table == "messages" else set())  # a row's id there
+                data = {k: v for k, v in json.loads(j).items() if k not in varying}
                 text_rows.append((data, flags))
             out[table] = text_rows
     return out
@@ -398,3 +399,79 @@ def test_an_audited_message_or_a_huge_text_takes_the_statements() -> None:
     assert not round_functions.records_in_one_call(draft, dict(done, response_content=huge), None)
     draft.system_prompt = huge
     assert not round_functions.records_in_one_call(draft, done, None)
+
+
+BAD = "nul\x00 here, a lone \ud800 there"
+CLEAN = "nul\ufffd here, a lone \ufffd there"
+
+
+def test_text_a_database_cannot_hold_is_stored_cleaned_alike_on_both_paths(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NUL and lone surrogates from a provider or a caller — in a reply, a finish reason, a tool call's
+    name and id, a model name, a system prompt, a tool's output and error — are stored as U+FFFD by
+    both paths (the statements refused them, the function's JSON cleaned them), the events saying what
+    was stored. A cost finer than a picodollar is rounded as the statements round it."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    ws.bus.subscribe("*", lambda e: seen.append((e.type, dict(e.payload))))
+    results = {}
+    for path in ("statements", "function"):
+        with monkeypatch.context() as m:
+            if path == "statements":
+                m.setattr(round_functions, "records_in_one_call", lambda *_a: False)
+                m.setattr(round_functions, "ends_in_one_call", lambda *_a: False)
+            user = cmdc_nb.accounts.create_user(f"bad-{path}@example.com", name=path, ws=ws)
+            session = cmdc_nb.sessions.create_session(user, name="bad", ws=ws)
+            seen.clear()
+            draft = rounds.CallDraft(
+                session_id=session.id, user_id=user.id, model=f"scripted/{BAD}", provider="scripted",
+                prompt_messages=[], system_prompt=BAD, temperature=None, max_tokens=None, tools_provided=[],
+                meta={},
+            )  # fmt: skip
+            tool = rounds.NewToolUse(tool_name=f"t{BAD}", tool_use_id=BAD, input={}, meta={}, sequence=1)
+            reply = rounds.NewMessage(role="assistant", content=BAD, agent_call_id=draft.id)
+            done = dict(DONE, response_content=BAD, stop_reason=BAD, cost_usd=Decimal("0.0000000000015"))
+            with ws.transaction(light=True) as tx:
+                rounds.record_call_in(tx, draft, done, None, cell=None, message=reply, tool_uses=[tool])
+            result = rounds.NewMessage(role="tool_result", content=BAD, tool_use_id=tool.id)
+            with ws.transaction(light=True) as tx:
+                rounds.record_tool_end_in(
+                    tx, tool, draft.id, session.id, user.id, draft.started_at,
+                    output=None, error=("ValueError", BAD, False), message=result,
+                )  # fmt: skip
+            events = [(t, p["content"]) for t, p in seen if t == "message_created"]
+            results[path] = (_rows_as_stored(ws, user.id, [session.id]), events)
+    assert results["function"] == results["statements"]
+    stored, events = results["function"]
+    call = stored["agent_calls"][0][0]
+    assert (call["model"], call["system_prompt"], call["response_content"], call["stop_reason"]) == (
+        f"scripted/{CLEAN}", CLEAN, CLEAN, CLEAN,
+    )  # fmt: skip
+    tool_row = stored["tool_uses"][0][0]
+    assert (tool_row["tool_name"], tool_row["tool_use_id"], tool_row["error_message"]) == (
+        f"t{CLEAN}",
+        CLEAN,
+        CLEAN,
+    )
+    assert [m[0]["content"] for m in stored["messages"]] == [CLEAN, CLEAN] == [c for _, c in events]
+    assert stored["sessions"][0][0]["total_cost_usd"] == 2e-12  # 1.5 pico: half to even, as `Money` binds
+
+
+def test_a_json_column_left_none_takes_the_statements(ws: Workspace, user: User) -> None:
+    """The statements store a None JSON column as JSON `null`; `jsonb_populate_record` would make it
+    SQL NULL, so such a row (never one from the kernel) is written by the statements."""
+    draft = rounds.CallDraft(
+        session_id=uuid.uuid4(), user_id=user.id, model="m/x", provider="p", prompt_messages=[],
+        system_prompt=None, temperature=None, max_tokens=None, tools_provided=[], meta={},
+    )  # fmt: skip
+    tool = rounds.NewToolUse(tool_name="t", tool_use_id="c", input={}, meta={}, sequence=1)
+    assert round_functions.records_in_one_call(draft, DONE, None, [tool])
+    assert not round_functions.records_in_one_call(draft, dict(DONE, response_blocks=None), None, [tool])
+    tool.input = None  # type: ignore[assignment]
+    assert not round_functions.records_in_one_call(draft, DONE, None, [tool])
+    session = cmdc_nb.sessions.create_session(user, name="nulls", ws=ws)
+    draft.session_id = session.id
+    with ws.transaction(light=True) as tx:
+        rounds.record_call_in(tx, draft, dict(DONE, response_blocks=None), None, cell=None)
+    stored = _rows_as_stored(ws, user.id, [session.id])["agent_calls"]
+    assert [row["response_blocks"] for row, _nulls in stored] == [None]

@@ -125,9 +125,11 @@ _current_tx: contextvars.ContextVar[Tx | None] = contextvars.ContextVar("cmdc_nb
 
 @dataclasses.dataclass(frozen=True)
 class _Makers:
-    writes: orm.sessionmaker[orm.Session]
-    now_or_never: orm.sessionmaker[orm.Session]
-    reads: orm.sessionmaker[orm.Session]
+    """The ORM's session makers (`orm.sessionmaker`: typed loosely, the ORM is imported lazily)."""
+
+    writes: Any
+    now_or_never: Any
+    reads: Any
 
 
 class Workspace:
@@ -274,8 +276,11 @@ class Workspace:
             ),
         )
         # The ORM and the mapped schema (loaded by the service asking: ≈50,000 objects) live as long
-        # as the process: out of the full collections' walk, as `connect()`'s were (`_gc`).
-        freeze_long_lived("orm")
+        # as the process: out of the full collections' walk, as `connect()`'s were (`_gc`) — only
+        # while the workspace holding that first freeze is open, whose close thaws both. (Else it
+        # would freeze whatever the notebook holds now, with nothing left to thaw it.)
+        if any(w._froze_gc for w in list(_open)):
+            freeze_long_lived("orm")
         return makers
 
     @contextlib.contextmanager

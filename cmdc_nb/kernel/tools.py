@@ -95,7 +95,9 @@ class Tool:
     parameters: Mapping[str, Any]
     fn: Callable[..., Any] = field(repr=False)
     context_param: str | None = None
-    model: type[pydantic.BaseModel] | None = field(default=None, repr=False)
+    # a pydantic model class; typed loosely so `typing.get_type_hints(Tool)` resolves without pydantic
+    # imported (it comes with the first tool made)
+    model: type[Any] | None = field(default=None, repr=False)
     timeout_s: float | None = 120.0
     retries: int | None = None  # None: the agent's `tool_retries`
     approval_class: str = "none"  # anything above "none" waits for a human (or a rule) to approve

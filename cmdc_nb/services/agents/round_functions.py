@@ -54,6 +54,7 @@ from cmdc_nb.store.models import (
     ToolUse,
 )
 from cmdc_nb.store.prepared import Prepared
+from cmdc_nb.store.values import to_money
 
 __all__ = ["FUNCTION_TEXT_MAX", "end_tool", "ends_in_one_call", "record_call", "records_in_one_call"]
 
@@ -79,9 +80,19 @@ def _short(*texts: str | None) -> bool:
     return all(len(t or "") <= FUNCTION_TEXT_MAX for t in texts)
 
 
-def records_in_one_call(d: CallDraft, done: Mapping[str, Any], message: NewMessage | None) -> bool:
-    """Whether a completed call's write may be one call of `cmdc_record_call`."""
+def records_in_one_call(
+    d: CallDraft, done: Mapping[str, Any], message: NewMessage | None, tool_uses: Sequence[NewToolUse] = ()
+) -> bool:
+    """Whether a completed call's write may be one call of `cmdc_record_call`: not for an audited
+    message, a text too long, or a JSON column left None (stored as JSON `null` by the statements,
+    which `jsonb_populate_record` would make SQL NULL: never so from the kernel)."""
     if message is not None and audited(message):
+        return False
+    documents = [done["response_blocks"], d.prompt_messages, d.tools_provided, d.meta]
+    if message is not None:
+        documents += [message.content_blocks, message.meta]
+    documents += [x for t in tool_uses for x in (t.input, t.meta)]
+    if any(x is None for x in documents):
         return False
     return _short(done["response_content"], d.system_prompt, message.content if message is not None else None)
 
@@ -113,7 +124,8 @@ def record_call(
         "session_id": str(d.session_id),
         "at": now.isoformat(),
         "writable": _WRITABLE_VALUES,
-        "counters": {**counters, "total_cost_usd": str(counters["total_cost_usd"])},
+        # the amount as the statements bind it (`Money`: quantized to the picodollar, half to even)
+        "counters": {**counters, "total_cost_usd": str(to_money(counters["total_cost_usd"]))},
         "call": row(INSERT_CALL, "agent_calls", completed_call_row(d, done, now), json_null=("prompt_ref",)),
         "cost": row(_INSERT_COST, "cost_records", cost.record),
         "summary": row(_INSERT_SUMMARY, "cost_daily_summaries", cost.summary),

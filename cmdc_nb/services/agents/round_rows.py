@@ -27,7 +27,7 @@ from cmdc_nb.store.enums import (
 )
 from cmdc_nb.store.models import ActivityLog, AgentCall, Message, ToolUse
 from cmdc_nb.store.prepared import Prepared
-from cmdc_nb.store.values import utcnow
+from cmdc_nb.store.values import storable_text, utcnow
 
 __all__ = [
     "INSERT_AUDIT",
@@ -76,6 +76,13 @@ class CallDraft:
     started_at: dt.datetime = field(default_factory=utcnow)
     first_token_at: dt.datetime | None = None
 
+    def __post_init__(self) -> None:
+        # What a provider or a caller hands over is stored as both backends can hold it (NUL and lone
+        # surrogates as U+FFFD), on both paths alike: PostgreSQL's statements refuse them, its
+        # functions' JSON would clean them, SQLite would keep them.
+        self.model, self.provider = _clean(self.model), _clean(self.provider)
+        self.system_prompt = _clean_or_none(self.system_prompt)
+
     def as_base(self) -> tuple[str, list[Any], str | None]:
         """What the next call's prompt is stored relative to (`kernel.stored.prompt_delta`)."""
         return str(self.id), self.prompt_whole, self.system_whole
@@ -91,6 +98,9 @@ class NewMessage:
     tool_use_id: uuid.UUID | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
+    def __post_init__(self) -> None:
+        self.content = _clean_or_none(self.content)  # as `CallDraft` says
+
 
 @dataclass
 class NewToolUse:
@@ -102,6 +112,17 @@ class NewToolUse:
     meta: dict[str, Any]
     sequence: int
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def __post_init__(self) -> None:
+        self.tool_name, self.tool_use_id = _clean(self.tool_name), _clean_or_none(self.tool_use_id)
+
+
+def _clean(text: str) -> str:
+    return storable_text(text) if type(text) is str else text
+
+
+def _clean_or_none(text: str | None) -> str | None:
+    return None if text is None else _clean(text)
 
 
 def call_payload(d: CallDraft, status: str, done: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -222,8 +243,10 @@ def completed_call_row(d: CallDraft, done: Mapping[str, Any], now: dt.datetime) 
     """The call's row, complete: `done` holds the response's columns and its duration."""
     return {
         **call_row(d, AgentCallStatus.COMPLETED, now),
-        **{k: done[k] for k in ("response_content", "response_blocks", "stop_reason", "tokens_in",
-                                "tokens_out", "cache_tokens_read", "cache_tokens_write", "cost_usd")},
+        **{k: done[k] for k in ("response_blocks", "tokens_in", "tokens_out", "cache_tokens_read",
+                                "cache_tokens_write", "cost_usd")},
+        "response_content": _clean_or_none(done["response_content"]),
+        "stop_reason": _clean_or_none(done["stop_reason"]),
         "first_token_at": d.first_token_at or now,
         "completed_at": now,
         "duration_ms": done["duration_ms"],

@@ -69,7 +69,7 @@ from cmdc_nb.services.sessions.records import _WRITABLE
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, ToolUseStatus
 from cmdc_nb.store.models import ActivityLog, AgentCall, Message, Session, ToolUse
 from cmdc_nb.store.prepared import Pending, Prepared, pipeline
-from cmdc_nb.store.values import utcnow
+from cmdc_nb.store.values import storable_text, utcnow
 
 __all__ = [
     "CallDraft",
@@ -180,7 +180,7 @@ def record_call_in(
     cost = cost_rows(price, at=now, cell=cell, cost_usd=done["cost_usd"], **cost_fields(d, done))
     conn = tx.connection()
     summary_id: Callable[[], uuid.UUID]
-    if conn.dialect.name == "postgresql" and round_functions.records_in_one_call(d, done, message):
+    if conn.dialect.name == "postgresql" and round_functions.records_in_one_call(d, done, message, tool_uses):
         seq, summary = round_functions.record_call(conn, d, done, now, cost, message, tool_uses)
         summary_id = lambda: summary  # noqa: E731
     else:
@@ -246,6 +246,10 @@ def record_tool_end_in(
     """A fast tool use's end: completed with `output`, or failed with `error` (type, message, timed
     out); with its result message when given. Returns the message's sequence number."""
     now = utcnow()
+    # stored as both backends can hold it, on both paths alike (see `round_rows.CallDraft`)
+    output = None if output is None else storable_text(output)
+    if error is not None:
+        error = (storable_text(error[0]), storable_text(error[1]), error[2])
     target = ToolUseStatus.COMPLETED
     values: dict[str, Any] = {"output": output, "output_truncated": False, "file_changes": []}
     if error is not None:
