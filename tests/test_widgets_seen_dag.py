@@ -214,7 +214,8 @@ def test_a_gate_approved_in_the_view_moves_a_run_driven_elsewhere_on(dags: Any) 
     page = dags.page
     page.click(".dag-driven button:has-text('Approve')")
     page.wait_for_selector(node("dag-driven", "announce", "completed"), timeout=WAIT_MS)
-    assert "completed · 7/7 steps" in page.locator(".dag-driven .cmdc-stats").inner_text()
+    # the run's own end is the driver's next transaction after its last step's: the line follows it
+    page.wait_for_selector(".dag-driven .cmdc-stats:has-text('completed · 7/7 steps')", timeout=WAIT_MS)
     # the other cell's driver finished it; the view started none of its own
     stored = dags.kernel("print(handle.done() and handle.result().status.value, view_driven.handle)")
     assert stored == "completed None"
