@@ -36,10 +36,12 @@ def _threads_writing_calls(ws: Workspace) -> list[int]:
 
     @sa.event.listens_for(ws.engine, "before_cursor_execute")
     def _seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
-        # PostgreSQL stores a completed call in one call of `cmdc_record_call` (migration 0016)
+        # PostgreSQL stores a completed call in one call of `cmdc_record_call` (migration 0016), or
+        # of `cmdc_record_call_logged` as a statement of its own (0017)
         if (
             statement.lstrip().upper().startswith("INSERT INTO AGENT_CALLS")
             or "cmdc_record_call(" in statement
+            or "cmdc_record_call_logged(" in statement
         ):
             seen.append(threading.get_ident())
 

@@ -210,13 +210,16 @@ def test_the_functions_go_with_a_downgrade_and_come_back_with_the_upgrade(ws: Wo
     cfg = migrate._config()
     with ws.engine.begin() as conn:
         cfg.attributes["connection"] = conn
+        logged = {"cmdc_end_tool_use_logged", "cmdc_record_call_logged", "cmdc_log_events"}
+        assert functions(conn) == {"cmdc_end_tool_use", "cmdc_record_call"} | logged
+        command.downgrade(cfg, "0016")
         assert functions(conn) == {"cmdc_end_tool_use", "cmdc_record_call"}
         command.downgrade(cfg, "0015")
         assert functions(conn) == {"cmdc_end_tool_use"}
         command.downgrade(cfg, "0014")
         assert functions(conn) == set()
         command.upgrade(cfg, "head")
-        assert functions(conn) == {"cmdc_end_tool_use", "cmdc_record_call"}
+        assert functions(conn) == {"cmdc_end_tool_use", "cmdc_record_call"} | logged
 
 
 # -- the completed call's write: `cmdc_record_call` --------------------------------------------------

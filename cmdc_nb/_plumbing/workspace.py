@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, Engine
 from cmdc_nb._gc import freeze_long_lived, thaw
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing.access import acting_as
+from cmdc_nb._plumbing.statements import KeptAutocommit, Statement
 from cmdc_nb.errors import (
     CmdcError,
     ConfigurationError,
@@ -49,6 +50,7 @@ from cmdc_nb.store.migrate import upgrade
 __all__ = [
     "DATABASE_URL_ENV",
     "HOME_ENV",
+    "Statement",
     "Tx",
     "Workspace",
     "WouldWait",
@@ -165,6 +167,8 @@ class Workspace:
         # forgets it (`_forget_connections_in_child`).
         self._keeps = wal is not None
         self._kept: sa.Connection | None = None
+        # PostgreSQL: the autocommit connection of single statements, kept between them
+        self._statements = KeptAutocommit(engine)
         _open.add(self)
         self._writer = (  # its thread starts with the first write handed to it
             concurrent.futures.ThreadPoolExecutor(
@@ -260,6 +264,32 @@ class Workspace:
             self._checkpoints.committed()
         if tx.events:
             self.bus.publish_many(tx.events)
+
+    def in_transaction(self) -> bool:
+        """Whether this task or thread is inside one of this workspace's transactions (which any
+        other work of it joins)."""
+        tx = _current_tx.get()
+        return tx is not None and tx.ws is self
+
+    @contextlib.contextmanager
+    def statement(self) -> Iterator[Statement]:
+        """PostgreSQL: one statement as a transaction of its own, on an autocommit connection — no
+        BEGIN and no COMMIT to wait for: a write that is one function call costs one round trip, not
+        four. The statement must do all of its work itself, its events' logging included (see
+        `Statement`); the events queued on it are published once it has run. Database errors come
+        out as `cmdc_nb.errors` types, as a transaction's do. Not inside a transaction (it would not
+        be part of it: `in_transaction`), and not on SQLite."""
+        if self.engine.dialect.name != "postgresql":
+            raise TypeError("a single statement's transaction is PostgreSQL's")
+        if self.in_transaction():
+            raise TypeError("inside a transaction, a statement is part of it: use the transaction")
+        self._check_open()
+        origin = self._bridge.origin if self._bridge is not None else None
+        with _translate_db_errors(), self._statements.connection() as conn:
+            st = Statement(self, conn, origin)
+            yield st
+        if st.events:
+            self.bus.publish_many(st.events)
 
     @functools.cached_property
     def _makers(self) -> _Makers:
@@ -380,6 +410,7 @@ class Workspace:
         if self._froze_gc:
             self._froze_gc = False
             thaw()
+        self._statements.close()
         kept, self._kept = self._kept, None
         # Closed now unless a transaction is using it (it holds the write lock): then that transaction
         # closes it as it ends (`_kept_connection`).
@@ -447,6 +478,7 @@ def _forget_connections_in_child() -> None:
     advises (`dispose(close=False)`); the child opens its own."""
     for ws in list(_open):
         ws._kept = None
+        ws._statements.forget()
         ws.engine.dispose(close=False)
 
 

@@ -251,17 +251,15 @@ class Recorder(MessageRecorder):
                 self._inflight = None
 
     def _write_call(self, held: _Held, tool: Any, ws: Any = None, wait: bool = True) -> None:
-        from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.services.agents import rounds
 
-        with get_workspace(ws).transaction(wait=wait, light=True) as tx:
-            seq = rounds.record_call_in(
-                tx, held.draft, held.done, held.price, cell=held.cell, message=held.message,
-                tool_uses=[tool] if tool is not None else [],
-            )  # fmt: skip
+        m = held.message
+        seq = rounds.write_call(
+            held.draft, held.done, held.price, cell=held.cell, message=m,
+            tool_uses=[tool] if tool is not None else [], expect_seq=self._next_sequence(), ws=ws, wait=wait,
+        )  # fmt: skip
         self._prompt_base = held.draft.as_base()  # committed: a base now
         self._after_base = []
-        m = held.message
         if m is not None and seq is not None:
             self.stored_message(seq, m.role, m.content, m.content_blocks, m.meta)
 
@@ -457,7 +455,6 @@ class Recorder(MessageRecorder):
     ) -> bool:
         """A fast tool use's end, with its result message when the loop hands it over (`result`: the
         content and the message's meta). Returns whether the message was stored."""
-        from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.services.agents import rounds
 
         tool, draft = self._fast_tools.pop(tool_use_id)
@@ -472,11 +469,10 @@ class Recorder(MessageRecorder):
             )
 
         def work(ws: Any = None, wait: bool = True) -> None:
-            with get_workspace(ws).transaction(wait=wait, light=True) as tx:
-                seq = rounds.record_tool_end_in(
-                    tx, tool, draft.id, draft.session_id, draft.user_id, draft.started_at,
-                    output=output, error=error, message=msg,
-                )  # fmt: skip
+            seq = rounds.write_tool_end(
+                tool, draft.id, draft.session_id, draft.user_id, draft.started_at,
+                output=output, error=error, message=msg, expect_seq=self._next_sequence(), ws=ws, wait=wait,
+            )  # fmt: skip
             if msg is not None and seq is not None:
                 self.stored_message(seq, msg.role, msg.content, msg.content_blocks, msg.meta)
 

@@ -30,6 +30,7 @@ class MessageRecorder:
     session_id: Any
     ws: Any
     _after_base: list[tuple[int, dict[str, Any]]] | None
+    _last_seq: int | None = None  # the sequence of the message this recorder stored last
 
     if TYPE_CHECKING:  # supplied by Recorder
 
@@ -88,6 +89,7 @@ class MessageRecorder:
                 metadata=storable_json(dict(meta or {})),
             )
             self.stored_files.update(f.sha256 for f in files)
+            self._last_seq = with_files.sequence
             self._after_base = None  # sent with its files' bytes: never referred to
             return str(with_files.id)
         asked = blocks(tool_calls)
@@ -104,11 +106,18 @@ class MessageRecorder:
         self.stored_message(row.sequence, row.role, row.content, row.content_blocks, row.meta)
         return str(row.id)
 
+    def _next_sequence(self) -> int | None:
+        """The sequence this session's next message will most likely take: the one this recorder
+        stored last, plus one (None: none stored yet). A guess the server checks (`rounds.write_call`):
+        a message someone else added meanwhile only costs that write the transaction's path."""
+        return None if self._last_seq is None else self._last_seq + 1
+
     def stored_message(
         self, sequence: int, role: Any, content: str | None, content_blocks: Any, meta: Any
     ) -> None:
         """Note a message stored after the prompt base, as sent (see `Recorder._refer_to_messages`);
         one that may not read back exactly as written means the next prompt keeps its copy."""
+        self._last_seq = sequence
         if self._after_base is None:
             return
         if not reads_back_exactly(self.backend, content_blocks):

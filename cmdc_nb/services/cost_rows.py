@@ -15,7 +15,7 @@ from typing import Any
 from cmdc_nb.services.pricing import Price
 from cmdc_nb.store.values import utcnow
 
-__all__ = ["CostRows", "cost_rows"]
+__all__ = ["CostRows", "cost_rows", "holds", "maps_need_nothing", "remember_holds", "summary_seen"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,50 @@ def cost_rows(
         "tokens_out": r["tokens_out"],
     }  # fmt: skip
     return CostRows(r, summary, rollup)
+
+
+# What this process knows of the daily summaries' rows, so a free call (an offline model) skips the
+# read-add-write of their maps (`costs._add_to_maps`), and PostgreSQL's one-statement round can tell it
+# needs none (`maps_need_nothing`). A row's keys only go when the row does (regenerate_daily_summary
+# rebuilds them from every priced record, the $0 ones too), and a new row has a new id.
+_REMEMBERED = 10_000
+# (summary row, provider, model, session) whose amounts a summary row is known to hold
+_HOLDS_KEYS: set[tuple[Any, ...]] = set()
+# (user, day) → the id of the daily summary row last seen for them
+_SUMMARY_OF: dict[tuple[Any, Any], uuid.UUID] = {}
+
+
+def holds(keys: tuple[Any, ...]) -> bool:
+    """Whether the summary row is known to hold amounts for (row id, provider, model, session)."""
+    return keys in _HOLDS_KEYS
+
+
+def remember_holds(keys: tuple[Any, ...]) -> None:
+    """The row was seen holding these keys, committed (not just by the transaction that saw it)."""
+    if len(_HOLDS_KEYS) > _REMEMBERED:
+        _HOLDS_KEYS.clear()
+    _HOLDS_KEYS.add(keys)
+
+
+def summary_seen(user_id: uuid.UUID, day: dt.date, summary_id: uuid.UUID) -> None:
+    """The user's summary row of that day has this id (so far as this process saw)."""
+    if len(_SUMMARY_OF) > _REMEMBERED:
+        _SUMMARY_OF.clear()
+    _SUMMARY_OF[(user_id, day)] = summary_id
+
+
+def maps_need_nothing(rows: CostRows) -> tuple[bool, uuid.UUID | None]:
+    """Whether writing this cost leaves the daily summary's maps as they are, so a write that cannot
+    read them back (PostgreSQL's one-statement round) may store it: an unpriced cost, or a $0 one
+    whose summary row is known to hold its keys. With the id of the row that holds them (None: any
+    row); the write must find that very row, or take the transaction's path (a row made anew has
+    another id, and holds nothing yet)."""
+    r = rows.record
+    if r["cost_usd"] is None:
+        return True, None
+    if r["cost_usd"]:
+        return False, None
+    summary_id = _SUMMARY_OF.get((r["user_id"], r["day"]))
+    if summary_id is None or (summary_id, r["provider"], r["model"], r["session_id"]) not in _HOLDS_KEYS:
+        return False, None
+    return True, summary_id

@@ -30,11 +30,11 @@ from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing import validate as v
 from cmdc_nb._plumbing.checked import checked
 from cmdc_nb._plumbing.service import UNSET, Unset, fetch
-from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
+from cmdc_nb._plumbing.workspace import Statement, Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidInputError
 from cmdc_nb.events import topics
 from cmdc_nb.services import budgets
-from cmdc_nb.services.cost_rows import CostRows, cost_rows
+from cmdc_nb.services.cost_rows import CostRows, cost_rows, holds, remember_holds, summary_seen
 from cmdc_nb.services.pricing import cached_price_in
 from cmdc_nb.store.enums import CostService, CostSourceType
 from cmdc_nb.store.models import CostDailySummary, CostRecord, CostRollup, User
@@ -174,7 +174,7 @@ def insert_cost_in(
 def write_cost_rows_in(tx: Tx, rows: CostRows) -> Callable[[], uuid.UUID]:
     """Write a cost's rows with `Prepared` statements only (so inside a `store.prepared.pipeline` too):
     the stored agent round's fast path, which needs no row object back. Returns what reads the daily
-    summary's id, once the results are in; then `cost_written_in`."""
+    summary's id, once the results are in; then `announce_cost_in` and `cost_rest_in`."""
     conn = tx.connection()
     _INSERT_COST.run(conn, rows.record)
     summary = _summary_upsert(conn.dialect.name).pending(conn, rows.summary)
@@ -182,19 +182,20 @@ def write_cost_rows_in(tx: Tx, rows: CostRows) -> Callable[[], uuid.UUID]:
     return lambda: _returned_id(summary)
 
 
-def cost_written_in(tx: Tx, rows: CostRows, summary_id: Callable[[], uuid.UUID]) -> Callable[[], None]:
-    """Once a cost's rows are written: its event now, and what is left, to be called after any
-    pipeline and before the commit: a priced call's amounts in the daily summary's maps (a read and a
-    write, which a $0 call mostly skips) and budget warnings. `summary_id` gives the daily summary's
-    id, read only when needed."""
+def announce_cost_in(to: Tx | Statement, rows: CostRows) -> None:
+    """A cost's event, queued on `to` (a transaction, or `Workspace.statement`'s statement) where the
+    services queue it; then, in a transaction, `cost_rest_in`."""
+    _announce(to, SimpleNamespace(**rows.record))
+
+
+def cost_rest_in(tx: Tx, rows: CostRows, summary_id: Callable[[], uuid.UUID]) -> None:
+    """Once a cost's rows are written and announced, what is left, after any pipeline and before the
+    commit: a priced call's amounts in the daily summary's maps (a read and a write, which a $0 call
+    mostly skips) and budget warnings. `summary_id` gives the daily summary's id, read only when
+    needed."""
     record = SimpleNamespace(**rows.record)
-    _announce(tx, record)
-
-    def rest() -> None:
-        _add_to_maps(tx, record, summary_id)
-        budgets.announce_in(tx, cast(CostRecord, record))  # the namespace has every field it reads
-
-    return rest
+    _add_to_maps(tx, record, summary_id)
+    budgets.announce_in(tx, cast(CostRecord, record))  # the namespace has every field it reads
 
 
 def _returned_id(pending: Pending) -> uuid.UUID:
@@ -203,8 +204,8 @@ def _returned_id(pending: Pending) -> uuid.UUID:
     return cast(uuid.UUID, returned[0])
 
 
-def _announce(tx: Tx, record: Any) -> None:
-    tx.publish(
+def _announce(to: Tx | Statement, record: Any) -> None:
+    to.publish(
         topics.user_costs(record.user_id),
         "cost_recorded",
         {
@@ -281,8 +282,9 @@ def _add_to_maps(tx: Tx, r: Any, summary_id_of: Callable[[], uuid.UUID]) -> None
         return
     cost = r.cost_usd
     summary_id = summary_id_of()
+    summary_seen(r.user_id, r.day, summary_id)
     keys = (summary_id, r.provider, r.model, r.session_id)
-    if not cost and keys in _HOLDS_KEYS:
+    if not cost and holds(keys):
         return  # adding $0 to amounts the row already holds changes nothing: no read, no write
     # The upsert holds the row lock until commit, so this read-add-write of the maps is safe.
     row = fetch(tx.db, CostDailySummary, summary_id, "cost_daily_summary", lock=True)
@@ -297,16 +299,7 @@ def _add_to_maps(tx: Tx, r: Any, summary_id_of: Callable[[], uuid.UUID]) -> None
         row.cost_by_session = _plus(row.cost_by_session, str(r.session_id), cost)
     tx.db.flush()
     if held:  # seen in the row before this transaction touched it: committed, not just ours
-        if len(_HOLDS_KEYS) > 10_000:
-            _HOLDS_KEYS.clear()
-        _HOLDS_KEYS.add(keys)
-
-
-# (summary row, provider, model, session) whose amounts a summary row is known to hold: a free call
-# (an offline model) then skips the read-add-write of the maps. A row's keys only go when the row does
-# (regenerate_daily_summary rebuilds them from every priced record, the $0 ones too), and a new row has
-# a new id.
-_HOLDS_KEYS: set[tuple[Any, ...]] = set()
+        remember_holds(keys)
 
 
 def _rebuild_rollup(tx: Tx, user_id: uuid.UUID, day: dt.date) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -54,9 +54,23 @@ from cmdc_nb.store.models import (
     ToolUse,
 )
 from cmdc_nb.store.prepared import Prepared
-from cmdc_nb.store.values import to_money
+from cmdc_nb.store.values import to_money, utcnow
 
-__all__ = ["FUNCTION_TEXT_MAX", "end_tool", "ends_in_one_call", "record_call", "records_in_one_call"]
+if TYPE_CHECKING:
+    from cmdc_nb._plumbing.workspace import Statement
+
+__all__ = [
+    "FUNCTION_TEXT_MAX",
+    "Mispredicted",
+    "call_payload",
+    "end_tool",
+    "end_tool_logged",
+    "ends_in_one_call",
+    "record_call",
+    "record_call_logged",
+    "records_in_one_call",
+    "tool_end_payload",
+]
 
 FUNCTION_TEXT_MAX = 1_000_000  # characters
 
@@ -66,6 +80,25 @@ _RECORD_CALL = Prepared(
     .columns(seq=sa.Integer(), summary_id=sa.Uuid())
 )
 _END_TOOL = Prepared(sa.select(sa.func.cmdc_end_tool_use(sa.bindparam("p", type_=JSONB))))
+_LOGGED = (
+    sa.bindparam("p", type_=JSONB),
+    sa.bindparam("expect", type_=sa.Integer()),
+    sa.bindparam("origin", type_=sa.Text()),
+    sa.bindparam("at", type_=sa.DateTime(timezone=True)),
+    sa.bindparam("events", type_=sa.LargeBinary()),
+)
+_RECORD_CALL_LOGGED = Prepared(
+    sa.text(
+        "SELECT seq, summary_id FROM cmdc_record_call_logged(:p, :expect, :summary, :origin, :at, :events)"
+    )
+    .bindparams(*_LOGGED, sa.bindparam("summary", type_=sa.Uuid()))
+    .columns(seq=sa.Integer(), summary_id=sa.Uuid())
+)
+_END_TOOL_LOGGED = Prepared(
+    sa.text("SELECT cmdc_end_tool_use_logged(:p, :expect, :origin, :at, :events) AS seq")
+    .bindparams(*_LOGGED)
+    .columns(seq=sa.Integer())
+)
 _INSERT_COST = Prepared(sa.insert(CostRecord))
 _INSERT_SUMMARY = Prepared(sa.insert(CostDailySummary))
 _INSERT_ROLLUP = Prepared(sa.insert(CostRollup))
@@ -104,23 +137,22 @@ def ends_in_one_call(output: str | None, message: NewMessage | None) -> bool:
     return _short(output, message.content if message is not None else None)
 
 
-def record_call(
-    conn: sa.Connection,
+def call_payload(
+    dialect: sa.Dialect,
     d: CallDraft,
     done: Mapping[str, Any],
     now: dt.datetime,
     cost: CostRows,
     message: NewMessage | None,
     tool_uses: Sequence[NewToolUse],
-) -> tuple[int, uuid.UUID]:
-    """`rounds.record_call_in`'s rows in one call: the message's sequence and the daily summary's id."""
-    dialect = conn.dialect
+) -> dict[str, Any]:
+    """`cmdc_record_call`'s argument: `rounds.record_call_in`'s rows, bound as the statements bind them."""
 
     def row(insert: Prepared, table: str, values: Mapping[str, Any], **kw: Any) -> dict[str, Any]:
         return json_row(insert, _TABLES[table], dialect, values, **kw)
 
     counters = session_counters(done, message)
-    payload = {
+    return {
         "session_id": str(d.session_id),
         "at": now.isoformat(),
         "writable": _WRITABLE_VALUES,
@@ -137,12 +169,41 @@ def record_call(
         "tool_uses": [row(INSERT_TOOL_USES, "tool_uses", tool_use_row(t, d, now)) for t in tool_uses],
         "audit": [row(INSERT_AUDIT, "activity_logs", a) for a in call_audit(d, done, tool_uses)],
     }
-    found = _call(_RECORD_CALL, conn, payload, d.session_id, "new message")
+
+
+def record_call(conn: sa.Connection, payload: dict[str, Any], sid: uuid.UUID) -> tuple[int, uuid.UUID]:
+    """`rounds.record_call_in`'s rows in one call (`call_payload`): the message's sequence and the
+    daily summary's id."""
+    found = _call(_RECORD_CALL, conn, {"p": payload}, sid, "new message")
     return int(found[0]), found[1]
 
 
-def end_tool(
-    conn: sa.Connection,
+def record_call_logged(
+    st: Statement,
+    payload: dict[str, Any],
+    sid: uuid.UUID,
+    *,
+    expect_seq: int | None,
+    expect_summary: uuid.UUID | None,
+    events: bytes | None,
+) -> tuple[int, uuid.UUID]:
+    """`record_call` as a statement of its own that logs its events too (`cmdc_record_call_logged`,
+    migration 0017): `events` encoded with the message's sequence `expect_seq` (and, when the
+    summary's maps are left alone, for the row `expect_summary`). Raises `Mispredicted` when the
+    server finds otherwise, with nothing kept."""
+    params = {
+        "p": payload,
+        "expect": expect_seq,
+        "summary": expect_summary,
+        "origin": st.origin,
+        "at": utcnow(),
+        "events": events,
+    }
+    found = _call(_RECORD_CALL_LOGGED, st.conn, params, sid, "new message")
+    return int(found[0]), found[1]
+
+
+def tool_end_payload(
     tool: NewToolUse,
     session_id: uuid.UUID,
     now: dt.datetime,
@@ -151,8 +212,8 @@ def end_tool(
     output: str | None,
     error: tuple[str, str, bool] | None,
     message: NewMessage | None,
-) -> int | None:
-    """`rounds.record_tool_end_in`'s statements in one call: the message's sequence (None without)."""
+) -> dict[str, Any]:
+    """`cmdc_end_tool_use`'s argument: `rounds.record_tool_end_in`'s values."""
     payload: dict[str, Any] = {
         "tool_use_id": str(tool.id),
         "session_id": str(session_id),
@@ -176,16 +237,45 @@ def end_tool(
             "tool_use_id": str(message.tool_use_id) if message.tool_use_id else None,
             "metadata": message.meta,
         }
-    found = _call(_END_TOOL, conn, payload, session_id, target.value)
+    return payload
+
+
+def end_tool(conn: sa.Connection, payload: dict[str, Any], sid: uuid.UUID, action: str) -> int | None:
+    """`rounds.record_tool_end_in`'s statements in one call (`tool_end_payload`): the message's
+    sequence (None without)."""
+    found = _call(_END_TOOL, conn, {"p": payload}, sid, action)
     return None if found[0] is None else int(found[0])
 
 
-def _call(fn: Prepared, conn: sa.Connection, payload: dict[str, Any], sid: uuid.UUID, action: str) -> Any:
+def end_tool_logged(
+    st: Statement,
+    payload: dict[str, Any],
+    sid: uuid.UUID,
+    action: str,
+    *,
+    expect_seq: int | None,
+    events: bytes | None,
+) -> int | None:
+    """`end_tool` as a statement of its own that logs its events too (`cmdc_end_tool_use_logged`);
+    `Mispredicted` as `record_call_logged`."""
+    params = {"p": payload, "expect": expect_seq, "origin": st.origin, "at": utcnow(), "events": events}
+    found = _call(_END_TOOL_LOGGED, st.conn, params, sid, action)
+    return None if found[0] is None else int(found[0])
+
+
+class Mispredicted(Exception):
+    """A one-statement write found another sequence (or summary row) than its events were encoded
+    with: nothing was kept, and the write goes the transaction's way."""
+
+
+def _call(fn: Prepared, conn: sa.Connection, params: dict[str, Any], sid: uuid.UUID, action: str) -> Any:
     """Run a function's SELECT; its refusals raised as the statements' path raises them."""
     try:
-        found = fn.one_or_none(conn, {"p": payload})
+        found = fn.one_or_none(conn, params)
     except sa.exc.DBAPIError as exc:
         code = getattr(exc.orig, "sqlstate", None)
+        if code == "CM004":
+            raise Mispredicted(str(getattr(exc.orig.diag, "message_primary", ""))) from None  # type: ignore[union-attr]
         if code == "CM001":  # the tool use was cancelled meanwhile (or is gone)
             raise InvalidStateError("tool_use", "not executing", action, allowed=["executing"]) from None
         if code == "CM002":

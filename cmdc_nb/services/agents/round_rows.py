@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cmdc_nb._plumbing.workspace import Tx
+from cmdc_nb._plumbing.workspace import Statement, Tx
 from cmdc_nb.events import topics
 from cmdc_nb.store.enums import (
     ActivityAction,
@@ -189,8 +189,8 @@ def message_row(m: NewMessage, sid: uuid.UUID, sequence: int) -> dict[str, Any]:
     }
 
 
-def publish_message(tx: Tx, m: NewMessage, sid: uuid.UUID, sequence: int) -> None:
-    tx.publish(
+def publish_message(to: Tx | Statement, m: NewMessage, sid: uuid.UUID, sequence: int) -> None:
+    to.publish(
         topics.session_messages(sid),
         "message_created",
         {

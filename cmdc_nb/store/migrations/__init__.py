@@ -2,4 +2,4 @@
 
 # The newest revision. Bump it with every new revision file: a test checks it against the scripts, and
 # `connect()` compares the database's ledger with it to skip loading Alembic when nothing is to be done.
-HEAD = "0016"
+HEAD = "0017"

@@ -1,0 +1,410 @@
+"""On PostgreSQL a stored round's writes go as one statement each when they can (migration 0017):
+`rounds.write_call` and `rounds.write_tool_end` send the function on an autocommit connection, and the
+function appends the write's events to the shared log itself, encoded with the message sequence the
+writer predicted. What they store, publish on the bus and log for other processes is what the
+transaction's path stores, publishes and logs — compared here on the same cases — and when the
+prediction is wrong (someone else added a message, a summary row was rebuilt) nothing is kept and the
+transaction's path stores it instead."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import cmdc_nb
+from cmdc_nb.errors import InvalidStateError, StorageError
+from cmdc_nb.services.agents import rounds
+from cmdc_nb.store import _engine as engine_module
+from cmdc_nb.store import event_log
+from cmdc_nb.store.models import CostDailySummary, Session, ToolUse, User
+from cmdc_nb.workspace import Workspace
+from tests.test_pg_round_functions import DONE, _rows_as_stored
+
+
+@pytest.fixture(params=["postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _draft(session: Session, user: User, **kw: Any) -> rounds.CallDraft:
+    fields: dict[str, Any] = dict(
+        session_id=session.id, user_id=user.id, model="scripted/x", provider="scripted",
+        prompt_messages=[{"role": "user", "content": "hi"}], system_prompt="Be brief.", temperature=0.5,
+        max_tokens=64, tools_provided=["t"], meta={"cell": "c1", "ü": [1, None]},
+    )  # fmt: skip
+    return rounds.CallDraft(**{**fields, **kw})
+
+
+def _tool(i: int = 0) -> rounds.NewToolUse:
+    return rounds.NewToolUse(
+        tool_name="t", tool_use_id=f"call_{i}", input={"n": i, "s": 'q"\\'}, meta={}, sequence=i + 1
+    )
+
+
+def _reply(draft: rounds.CallDraft, text: str) -> rounds.NewMessage:
+    return rounds.NewMessage(role="assistant", content=text, agent_call_id=draft.id,
+                             content_blocks=[{"type": "text", "text": text[:5]}], meta={"k": "v"})  # fmt: skip
+
+
+class Watch:
+    """What a workspace runs, publishes on its bus and appends to the shared log."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.statements: list[str] = []
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+        sa.event.listen(ws.engine, "before_cursor_execute", lambda *a: self.statements.append(a[2]))
+        ws.bus.subscribe("*", lambda e: self.events.append((e.topic, e.type, dict(e.payload))))
+        self.log_from = self._last_log_id()
+
+    def _last_log_id(self) -> int:
+        with self.ws.engine.connect() as conn:
+            return event_log.last_id(conn)
+
+    def reset(self) -> None:
+        self.log_from = self._last_log_id()
+        self.statements.clear()
+        self.events.clear()
+
+    def logged(self) -> list[list[tuple[str, str, dict[str, Any]]]]:
+        """The log's batches since the last reset, oldest first."""
+        with self.ws.engine.connect() as conn:
+            return [b.events for b in event_log.read_after(conn, self.log_from)]
+
+    @property
+    def one_statement(self) -> bool:
+        return any("_logged(" in s for s in self.statements)
+
+
+def _same(
+    events: list[tuple[str, str, dict[str, Any]]], names: dict[str, str]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Events with the ids that differ between two runs named, and the volatile fields left out."""
+
+    def named(text: str) -> str:
+        for real, name in names.items():
+            text = text.replace(real, name)
+        return text
+
+    out = []
+    for topic, type_, payload in events:
+        kept = {k: named(str(v)) for k, v in payload.items() if not k.endswith("_id") and k != "duration_ms"}
+        out.append((named(topic), type_, kept))
+    return out
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param({"text": "ok", "tools": 1, "cost": None}, id="unpriced-reply-and-a-tool"),
+        pytest.param({"text": None, "tools": 2, "cost": None}, id="no-message-two-tools"),
+        pytest.param({"text": 'quotes " \\ ü 🙂 \u2028', "tools": 0, "cost": None}, id="escapes"),
+        pytest.param({"text": "x" * 40_000, "tools": 1, "cost": None}, id="long"),
+    ],
+)
+def test_one_statement_stores_publishes_and_logs_what_a_transaction_does(
+    ws: Workspace, case: dict[str, Any]
+) -> None:
+    watch = Watch(ws)
+    results = {}
+    for path in ("transaction", "statement"):
+        user = cmdc_nb.accounts.create_user(f"{path}@example.com", name="U", ws=ws)
+        session = cmdc_nb.sessions.create_session(user, name="one", ws=ws)
+        cmdc_nb.sessions.create_message(session, role="user", content="hi", ws=ws)  # sequence 1
+        assert not rounds.budgets_apply(user.id, session.id, ws=ws)  # asked once, remembered
+        watch.reset()
+        draft = _draft(session, user)
+        message = _reply(draft, case["text"]) if case["text"] is not None else None
+        tools = [_tool(i) for i in range(case["tools"])]
+        done = dict(DONE, response_content=case["text"], cost_usd=case["cost"])
+        if path == "transaction":
+            with ws.transaction(light=True) as tx:
+                seq = rounds.record_call_in(tx, draft, done, None, cell="c", message=message, tool_uses=tools)
+        else:
+            seq = rounds.write_call(
+                draft, done, None, cell="c", message=message, tool_uses=tools, expect_seq=2, ws=ws
+            )
+        assert watch.one_statement == (path == "statement")
+        if path == "statement":
+            assert len(watch.statements) == 1  # no BEGIN, no append, no COMMIT: the one round trip
+        names = {str(session.id): "S", str(user.id): "U", str(draft.id): "C"}
+        logged = watch.logged()
+        assert len(logged) == 1  # the write's events, one batch in the shared log
+        results[path] = (
+            seq,
+            _rows_as_stored(ws, user.id, [session.id]),
+            _same(watch.events, names),
+            _same(logged[0], names),
+        )
+    assert results["statement"] == results["transaction"]
+    seq, stored, events, logged = results["statement"]
+    assert seq == (2 if case["text"] is not None else None)
+    assert events == logged  # the log holds what the bus published
+    if case["text"] is not None:
+        assert next(e for e in events if e[1] == "message_created")[2]["sequence"] == "2"
+        assert stored["messages"][-1][0]["content"] == case["text"]
+    assert len(stored["tool_uses"]) == case["tools"]
+
+
+def _executing(ws: Workspace, user: User, name: str) -> tuple[Session, rounds.CallDraft, rounds.NewToolUse]:
+    session = cmdc_nb.sessions.create_session(user, name=name, ws=ws)
+    draft = _draft(session, user)
+    tool = _tool()
+    seq = rounds.write_call(draft, dict(DONE, cost_usd=None), None, cell=None, message=_reply(draft, "ok"),
+                            tool_uses=[tool], expect_seq=1, ws=ws)  # fmt: skip
+    assert seq == 1
+    return session, draft, tool
+
+
+END_CASES = [
+    pytest.param({"output": "done", "error": None, "content": "done ü"}, id="completed"),
+    pytest.param({"output": "done", "error": None, "content": None}, id="completed-no-message"),
+    pytest.param(
+        {"output": None, "error": ("ValueError", "bad 'n'", False), "content": "failed"}, id="failed"
+    ),
+    pytest.param(
+        {"output": None, "error": ("TimeoutError", "late", True), "content": "late"}, id="timed-out"
+    ),
+]
+
+
+@pytest.mark.parametrize("case", END_CASES)
+def test_a_tool_end_in_one_statement_is_the_transactions_end(ws: Workspace, case: dict[str, Any]) -> None:
+    watch = Watch(ws)
+    results = {}
+    for path in ("transaction", "statement"):
+        user = cmdc_nb.accounts.create_user(f"{path}@example.com", name="U", ws=ws)
+        session, draft, tool = _executing(ws, user, "one")
+        watch.reset()  # (`_executing` asked whether a budget applies)
+        message = None
+        if case["content"] is not None:
+            message = rounds.NewMessage(
+                role="tool_result", content=case["content"], meta={"n": [1]}, tool_use_id=tool.id
+            )
+        args = (tool, draft.id, session.id, user.id, draft.started_at)
+        kw = {"output": case["output"], "error": case["error"], "message": message}
+        if path == "transaction":
+            with ws.transaction(light=True) as tx:
+                seq = rounds.record_tool_end_in(tx, *args, **kw)
+        else:
+            seq = rounds.write_tool_end(*args, **kw, expect_seq=2, ws=ws)
+            assert watch.one_statement and len(watch.statements) == 1
+        names = {str(session.id): "S", str(user.id): "U", str(draft.id): "C", str(tool.id): "T"}
+        logged = watch.logged()
+        assert len(logged) == 1
+        results[path] = (
+            seq,
+            _rows_as_stored(ws, user.id, [session.id]),
+            _same(watch.events, names),
+            _same(logged[0], names),
+        )
+    for a, b in zip(results["statement"], results["transaction"], strict=True):
+        if a != b and isinstance(a, dict):
+            for t in a:
+                assert a[t] == b[t], t
+        assert a == b
+    seq, stored, events, logged = results["statement"]
+    assert events == logged
+    assert seq == (2 if case["content"] is not None else None)
+    assert stored["tool_uses"][0][0]["status"] in ("completed", "failed", "timeout")
+
+
+def test_a_wrong_prediction_keeps_nothing_and_the_transaction_stores_it(ws: Workspace, user: User) -> None:
+    """Someone else's message between two writes: the statement finds sequence 3, not the 2 its events
+    say; it keeps nothing (no row, no log batch) and the transaction's path stores the call, its events
+    with the sequence it really took."""
+    session = cmdc_nb.sessions.create_session(user, name="busy", ws=ws)
+    cmdc_nb.sessions.create_message(session, role="user", content="mine", ws=ws)
+    cmdc_nb.sessions.create_message(session, role="user", content="someone else's", ws=ws)
+    watch = Watch(ws)
+    draft, tool = _draft(session, user), _tool()
+    seq = rounds.write_call(draft, dict(DONE, cost_usd=None), None, cell=None, message=_reply(draft, "ok"),
+                            tool_uses=[tool], expect_seq=2, ws=ws)  # fmt: skip
+    assert seq == 3
+    assert watch.one_statement  # tried first, then the transaction's function
+    assert any("cmdc_record_call(" in s for s in watch.statements)
+    stored = _rows_as_stored(ws, user.id, [session.id])
+    assert [m[0]["sequence"] for m in stored["messages"]] == [1, 2, 3]
+    assert (
+        len(stored["agent_calls"]) == 1 and len(stored["tool_uses"]) == 1 and len(stored["cost_records"]) == 1
+    )
+    published = [p["sequence"] for _t, ty, p in watch.events if ty == "message_created"]
+    logged = watch.logged()
+    assert published == [3]
+    assert len(logged) == 1 and [p["sequence"] for _t, ty, p in logged[0] if ty == "message_created"] == [3]
+    assert stored["sessions"][0][0]["message_count"] == 3
+
+    # the tool's end likewise
+    cmdc_nb.sessions.create_message(session, role="user", content="and again", ws=ws)  # sequence 4
+    watch.reset()
+    result = rounds.NewMessage(role="tool_result", content="1", tool_use_id=tool.id)
+    seq = rounds.write_tool_end(
+        tool, draft.id, session.id, user.id, draft.started_at, output="1", error=None, message=result,
+        expect_seq=4, ws=ws,
+    )  # fmt: skip
+    assert seq == 5
+    assert [p["sequence"] for _t, ty, p in watch.events if ty == "message_created"] == [5]
+    assert [[p["sequence"] for _t, ty, p in b if ty == "message_created"] for b in watch.logged()] == [[5]]
+
+
+def test_a_free_call_goes_in_one_statement_once_its_summary_holds_its_keys(ws: Workspace, user: User) -> None:
+    """A $0 call leaves the summary's maps alone only once the row holds its keys: the first calls of a
+    session take the transaction (which adds them); a row made anew meanwhile (a new id) is caught by
+    the server and takes the transaction again, whose maps are then right."""
+    session = cmdc_nb.sessions.create_session(user, name="free", ws=ws)
+    watch = Watch(ws)
+    paths = []
+    for _ in range(4):
+        watch.reset()
+        draft = _draft(session, user)
+        rounds.write_call(draft, dict(DONE, cost_usd=Decimal(0)), None, cell=None, ws=ws)
+        paths.append(watch.one_statement and len(watch.statements) == 1)
+    assert paths[0] is False and paths[-1] is True
+    with ws.transaction() as tx:  # the row deleted (by hand, say): the next call's makes a new one
+        tx.connection().execute(sa.delete(CostDailySummary).where(CostDailySummary.user_id == user.id))
+    watch.reset()
+    draft = _draft(session, user)
+    rounds.write_call(draft, dict(DONE, cost_usd=Decimal(0)), None, cell=None, ws=ws)
+    assert watch.one_statement and any("cmdc_record_call(" in s for s in watch.statements)  # caught: redone
+    summary = _rows_as_stored(ws, user.id, [session.id])["cost_daily_summaries"]
+    assert len(summary) == 1 and summary[0][0]["total_requests"] == 1
+    assert summary[0][0]["cost_by_session"] == {"S0": "0"}  # the maps the transaction's path keeps
+    assert len(watch.logged()) == 1
+
+
+def test_refusals_keep_nothing_and_publish_nothing(ws: Workspace, user: User) -> None:
+    session, draft, tool = _executing(ws, user, "archived")
+    before = _rows_as_stored(ws, user.id, [session.id])
+    cmdc_nb.sessions.update_session_status(session, "archived", ws=ws)
+    watch = Watch(ws)
+    d2 = _draft(session, user)
+    with pytest.raises(InvalidStateError, match="archived"):
+        rounds.write_call(
+            d2, dict(DONE, cost_usd=None), None, cell=None, message=_reply(d2, "no"), expect_seq=2, ws=ws
+        )
+    with pytest.raises(InvalidStateError, match="archived"):
+        rounds.write_tool_end(
+            tool, draft.id, session.id, user.id, draft.started_at, output="x", error=None,
+            message=rounds.NewMessage(role="tool_result", content="x", tool_use_id=tool.id), expect_seq=2, ws=ws,
+        )  # fmt: skip
+    after = _rows_as_stored(ws, user.id, [session.id])
+    assert {t: r for t, r in after.items() if t not in ("sessions", "activity_logs")} == {
+        t: r for t, r in before.items() if t not in ("sessions", "activity_logs")
+    }
+    assert watch.events == [] and watch.logged() == []
+
+    session, draft, tool = _executing(ws, user, "cancelled")
+    with ws.transaction() as tx:
+        tx.connection().execute(sa.update(ToolUse).where(ToolUse.id == tool.id).values(status="cancelled"))
+    watch.reset()
+    with pytest.raises(InvalidStateError, match="not executing"):
+        rounds.write_tool_end(tool, draft.id, session.id, user.id, draft.started_at, output="x", error=None,
+                              message=None, ws=ws)  # fmt: skip
+    assert watch.events == [] and watch.logged() == []
+    # and the kept connection still serves the next write
+    d3 = _draft(session, user)
+    assert (
+        rounds.write_call(
+            d3, dict(DONE, cost_usd=None), None, cell=None, message=_reply(d3, "ok"), expect_seq=2, ws=ws
+        )
+        == 2
+    )
+
+
+def test_inside_a_transaction_it_is_part_of_it(ws: Workspace, user: User) -> None:
+    session = cmdc_nb.sessions.create_session(user, name="joined", ws=ws)
+    draft = _draft(session, user)
+    with pytest.raises(RuntimeError, match="changed my mind"), ws.transaction():
+        rounds.write_call(
+            draft, dict(DONE, cost_usd=None), None, cell=None, message=_reply(draft, "x"), expect_seq=1, ws=ws
+        )
+        raise RuntimeError("changed my mind")
+    assert _rows_as_stored(ws, user.id, [session.id])["agent_calls"] == []  # rolled back with it
+    with pytest.raises(TypeError), ws.transaction(), ws.statement():
+        pass
+
+
+def test_the_kept_connection_survives_a_lost_backend(
+    ws: Workspace, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server drops the kept connection (a restart, an idle timeout): a write after it sat idle
+    pings it first and reconnects; one sent at once fails cleanly, and the next gets a new one."""
+    session = cmdc_nb.sessions.create_session(user, name="lost", ws=ws)
+    seq = 0
+
+    def write() -> int | None:
+        nonlocal seq
+        draft = _draft(session, user)
+        found = rounds.write_call(draft, dict(DONE, cost_usd=None), None, cell=None, message=_reply(draft, "x"),
+                                  expect_seq=seq + 1 if seq else None, ws=ws)  # fmt: skip
+        seq = found or seq
+        return found
+
+    def kill_kept() -> None:
+        kept = ws._statements._conn
+        assert kept is not None
+        pid = kept.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with ws.engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        time.sleep(0.2)
+
+    assert write() == 1 and write() == 2
+    kill_kept()
+    monkeypatch.setattr(engine_module, "PING_IDLE_S", 0.0)  # it sat idle: pinged, replaced
+    assert write() == 3
+    monkeypatch.setattr(engine_module, "PING_IDLE_S", 3600.0)
+    kill_kept()
+    with pytest.raises(StorageError):  # sent at once on the dead connection
+        write()
+    assert write() == 4  # nothing was kept by the failed one; the next has a new connection
+    assert [m[0]["sequence"] for m in _rows_as_stored(ws, user.id, [session.id])["messages"]] == [1, 2, 3, 4]
+
+
+def test_another_process_gets_the_events_with_the_sequence(
+    ws: Workspace, user: User, db_url: str, home_dir: Any
+) -> None:
+    other = cmdc_nb.connect(db_url, home=home_dir, make_default=False, share_events=True)
+    try:
+        assert other._bridge is not None and other._bridge.wait_connected(10)
+        got: list[tuple[str, dict[str, Any]]] = []
+        arrived = threading.Event()
+
+        def seen(e: Any) -> None:
+            got.append((e.type, dict(e.payload)))
+            if e.type == "tool_use_completed":
+                arrived.set()
+
+        other.bus.subscribe("*", seen)
+        session, draft, tool = _executing(ws, user, "shared")
+        result = rounds.NewMessage(role="tool_result", content="42", tool_use_id=tool.id)
+        rounds.write_tool_end(tool, draft.id, session.id, user.id, draft.started_at, output="42", error=None,
+                              message=result, expect_seq=2, ws=ws)  # fmt: skip
+        assert arrived.wait(15)
+        time.sleep(0.3)
+        created = [(p["sequence"], p["content"]) for t, p in got if t == "message_created"]
+        assert created == [(1, "ok"), (2, "42")]
+        assert [t for t, _ in got].count("agent_call_completed") == 1
+    finally:
+        other.close()
+
+
+def test_the_functions_log_under_the_logs_own_lock_and_channel() -> None:
+    from importlib import import_module
+
+    m = import_module("cmdc_nb.store.migrations.versions.0017_pg_logged_round_functions")
+    assert f"pg_advisory_xact_lock({event_log._LOCK_KEY})" in m.LOG
+    assert f"pg_notify('{event_log.CHANNEL}', origin)" in m.LOG
+
+
+def test_not_on_sqlite(tmp_path: Any) -> None:
+    lite = cmdc_nb.connect(f"sqlite:///{tmp_path}/x.db", home=tmp_path, make_default=False)
+    try:
+        with pytest.raises(TypeError), lite.statement():
+            pass
+    finally:
+        lite.close()
