@@ -49,19 +49,35 @@ def _threads_writing_calls(ws: Workspace) -> list[int]:
 
 
 async def test_a_rounds_writes_run_on_the_loop_thread_on_sqlite_and_on_a_thread_on_postgresql(
-    ws: Workspace, session: Session
+    ws: Workspace, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On PostgreSQL a write either goes from the loop itself as one statement on its async connection
+    (`Workspace.async_statement`: the loop waits on the socket, never blocked) or, through SQLAlchemy,
+    on a worker thread — never a blocking statement on the loop's thread."""
+    from cmdc_nb._plumbing.statements import Statement
+
     seen = _threads_writing_calls(ws)
+    sent_async: list[int] = []
+    execute = Statement.execute
+
+    async def watched(self: Statement, prepared: Any, params: Any) -> Any:
+        sent_async.append(threading.get_ident())
+        return await execute(self, prepared, params)
+
+    monkeypatch.setattr(Statement, "execute", watched)
     script = Script([Turn(tool_calls=[call("double", n=k)]) for k in range(3)] + ["done"])
     agent = Agent(model=script.model, tools=[double], session=session, ws=ws)
     assert await agent.prompt("double three numbers") == "done"
 
     loop_thread = threading.get_ident()
-    assert len(seen) == 4  # every call stored, each once
+    calls = agents.list_agent_calls(session, ws=ws).entries
+    assert len(calls) == 4 and {c.status.value for c in calls} == {"completed"}  # every call stored once
     if ws.backend == "sqlite":
-        assert set(seen) == {loop_thread}
-    else:  # a statement there may wait on a row lock or the network: never on the loop's thread
+        assert len(seen) == 4 and set(seen) == {loop_thread}
+        assert sent_async == []
+    else:  # a statement there may wait on a row lock or the network: never blocking the loop's thread
         assert loop_thread not in seen
+        assert sent_async and set(sent_async) == {loop_thread}  # sent from the loop, awaited as I/O
         with pytest.raises(WouldWait), ws.transaction(wait=False):
             pytest.fail("PostgreSQL has no transaction that cannot wait")
     assert [m.role.value for m in sessions.list_messages(session, ws=ws).entries].count("tool_result") == 3

@@ -8,6 +8,7 @@ transaction's path stores it instead."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from decimal import Decimal
@@ -18,9 +19,10 @@ import sqlalchemy as sa
 
 import cmdc_nb
 from cmdc_nb.errors import InvalidStateError, StorageError
-from cmdc_nb.services.agents import rounds
+from cmdc_nb.services.agents import round_statements, rounds
 from cmdc_nb.store import _engine as engine_module
 from cmdc_nb.store import event_log
+from cmdc_nb.store._engine import WouldWait
 from cmdc_nb.store.models import CostDailySummary, Session, ToolUse, User
 from cmdc_nb.workspace import Workspace
 from tests.test_pg_round_functions import DONE, _rows_as_stored
@@ -112,7 +114,7 @@ def test_one_statement_stores_publishes_and_logs_what_a_transaction_does(
 ) -> None:
     watch = Watch(ws)
     results = {}
-    for path in ("transaction", "statement"):
+    for path in ("transaction", "statement", "async"):
         user = cmdc_nb.accounts.create_user(f"{path}@example.com", name="U", ws=ws)
         session = cmdc_nb.sessions.create_session(user, name="one", ws=ws)
         cmdc_nb.sessions.create_message(session, role="user", content="hi", ws=ws)  # sequence 1
@@ -125,10 +127,15 @@ def test_one_statement_stores_publishes_and_logs_what_a_transaction_does(
         if path == "transaction":
             with ws.transaction(light=True) as tx:
                 seq = rounds.record_call_in(tx, draft, done, None, cell="c", message=message, tool_uses=tools)
-        else:
+        elif path == "statement":
             seq = rounds.write_call(
                 draft, done, None, cell="c", message=message, tool_uses=tools, expect_seq=2, ws=ws
             )
+        else:  # sent from an event loop on its own async connection: no SQLAlchemy statement at all
+            plan = round_statements.plan_call(ws, draft, done, None, "c", message, tools, 2, may_read=False)
+            assert plan is not None
+            seq = asyncio.run(round_statements.run_async(ws, plan))
+            assert watch.statements == []
         assert watch.one_statement == (path == "statement")
         if path == "statement":
             assert len(watch.statements) == 1  # no BEGIN, no append, no COMMIT: the one round trip
@@ -141,7 +148,7 @@ def test_one_statement_stores_publishes_and_logs_what_a_transaction_does(
             _same(watch.events, names),
             _same(logged[0], names),
         )
-    assert results["statement"] == results["transaction"]
+    assert results["statement"] == results["transaction"] == results["async"]
     seq, stored, events, logged = results["statement"]
     assert seq == (2 if case["text"] is not None else None)
     assert events == logged  # the log holds what the bus published
@@ -177,7 +184,7 @@ END_CASES = [
 def test_a_tool_end_in_one_statement_is_the_transactions_end(ws: Workspace, case: dict[str, Any]) -> None:
     watch = Watch(ws)
     results = {}
-    for path in ("transaction", "statement"):
+    for path in ("transaction", "statement", "async"):
         user = cmdc_nb.accounts.create_user(f"{path}@example.com", name="U", ws=ws)
         session, draft, tool = _executing(ws, user, "one")
         watch.reset()  # (`_executing` asked whether a budget applies)
@@ -191,9 +198,16 @@ def test_a_tool_end_in_one_statement_is_the_transactions_end(ws: Workspace, case
         if path == "transaction":
             with ws.transaction(light=True) as tx:
                 seq = rounds.record_tool_end_in(tx, *args, **kw)
-        else:
+        elif path == "statement":
             seq = rounds.write_tool_end(*args, **kw, expect_seq=2, ws=ws)
             assert watch.one_statement and len(watch.statements) == 1
+        else:
+            plan = round_statements.plan_tool_end(
+                ws, tool, draft.id, session.id, draft.started_at, case["output"], case["error"], message, 2
+            )
+            assert plan is not None
+            seq = asyncio.run(round_statements.run_async(ws, plan))
+            assert watch.statements == []
         names = {str(session.id): "S", str(user.id): "U", str(draft.id): "C", str(tool.id): "T"}
         logged = watch.logged()
         assert len(logged) == 1
@@ -203,11 +217,12 @@ def test_a_tool_end_in_one_statement_is_the_transactions_end(ws: Workspace, case
             _same(watch.events, names),
             _same(logged[0], names),
         )
-    for a, b in zip(results["statement"], results["transaction"], strict=True):
-        if a != b and isinstance(a, dict):
-            for t in a:
-                assert a[t] == b[t], t
-        assert a == b
+    for other in ("statement", "async"):
+        for a, b in zip(results[other], results["transaction"], strict=True):
+            if a != b and isinstance(a, dict):
+                for t in a:
+                    assert a[t] == b[t], (other, t)
+            assert a == b, other
     seq, stored, events, logged = results["statement"]
     assert events == logged
     assert seq == (2 if case["content"] is not None else None)
@@ -403,8 +418,120 @@ def test_the_functions_log_under_the_logs_own_lock_and_channel() -> None:
 
 def test_not_on_sqlite(tmp_path: Any) -> None:
     lite = cmdc_nb.connect(f"sqlite:///{tmp_path}/x.db", home=tmp_path, make_default=False)
+
+    async def from_a_loop() -> None:
+        async with lite.async_statement():
+            pytest.fail("PostgreSQL's")
+
     try:
         with pytest.raises(TypeError), lite.statement():
             pass
+        with pytest.raises(TypeError):
+            asyncio.run(from_a_loop())
     finally:
         lite.close()
+
+
+# -- from an event loop: `Workspace.async_statement` ------------------------------------------------
+
+
+def _plan(ws: Workspace, session: Session, user: User, seq: int | None, text: str = "x") -> Any:
+    assert rounds.budgets_apply(user.id, session.id, ws=ws) is False  # remembered: a loop never reads it
+    draft = _draft(session, user)
+    plan = round_statements.plan_call(
+        ws, draft, dict(DONE, cost_usd=None), None, None, _reply(draft, text), [], seq, may_read=False
+    )
+    assert plan is not None
+    return plan
+
+
+def test_from_a_loop_refusals_and_wrong_guesses_keep_nothing(ws: Workspace, user: User) -> None:
+    session = cmdc_nb.sessions.create_session(user, name="loop", ws=ws)
+    watch = Watch(ws)
+
+    async def scenario() -> None:
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 1)) == 1
+        # a wrong guess: nothing kept, the caller takes the transaction
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 5)) is round_statements.NOT_HERE
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 2)) == 2
+        cmdc_nb.sessions.update_session_status(session, "archived", ws=ws)
+        with pytest.raises(InvalidStateError, match="archived"):
+            await round_statements.run_async(ws, _plan(ws, session, user, 3))
+        cmdc_nb.sessions.update_session_status(session, "active", ws=ws)
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 3)) == 3  # the connection kept
+
+    asyncio.run(scenario())
+    stored = _rows_as_stored(ws, user.id, [session.id])
+    assert [m[0]["sequence"] for m in stored["messages"]] == [1, 2, 3]
+    assert len(stored["agent_calls"]) == 3
+    created = [p["sequence"] for _t, ty, p in watch.events if ty == "message_created"]
+    assert created == [1, 2, 3]  # nothing published for what was not kept
+    logged = [[p["sequence"] for _t, ty, p in b if ty == "message_created"] for b in watch.logged()]
+    assert [seqs for seqs in logged if seqs] == [[1], [2], [3]]  # (the status changes logged theirs)
+
+
+def test_a_loops_connection_in_use_sends_the_next_write_a_threads_way(ws: Workspace, user: User) -> None:
+    session = cmdc_nb.sessions.create_session(user, name="busy", ws=ws)
+
+    async def scenario() -> Any:
+        async with ws.async_statement():
+            with pytest.raises(WouldWait):
+                async with ws.async_statement():
+                    pytest.fail("one statement at a time on a loop's connection")
+            return await round_statements.run_async(ws, _plan(ws, session, user, 1))
+
+    assert asyncio.run(scenario()) is round_statements.NOT_HERE  # nothing done: the thread's way stores it
+    assert _rows_as_stored(ws, user.id, [session.id])["agent_calls"] == []
+
+
+def test_each_loop_has_its_own_connection_and_an_ended_loops_is_closed(ws: Workspace, user: User) -> None:
+    """A script may run one loop after another (`asyncio.run`): each gets its own connection, and an
+    ended loop's is closed, not left open until collected."""
+    session = cmdc_nb.sessions.create_session(user, name="loops", ws=ws)
+
+    async def write(seq: int) -> Any:
+        assert await round_statements.run_async(ws, _plan(ws, session, user, seq)) == seq
+        (kept,) = [
+            k for loop, k in ws._async_statements._by_loop.items() if loop is asyncio.get_running_loop()
+        ]
+        return kept.conn
+
+    first = asyncio.run(write(1))
+    assert first.closed  # its loop ended (and went): closed with it
+    loop = asyncio.new_event_loop()
+    try:
+        second = loop.run_until_complete(write(2))
+        assert second is not first and not second.closed
+    finally:
+        loop.close()  # ended, still referenced: the next loop's first statement closes its connection
+    assert not second.closed
+    third = asyncio.run(write(3))
+    assert second.closed and third.closed
+    assert loop.is_closed()
+
+
+def test_from_a_loop_the_connection_survives_a_lost_backend(
+    ws: Workspace, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = cmdc_nb.sessions.create_session(user, name="lost", ws=ws)
+
+    async def kill() -> None:
+        (entry,) = ws._async_statements._by_loop.values()
+        pid = entry.conn.info.backend_pid
+        with ws.engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        await asyncio.sleep(0.2)
+
+    async def scenario() -> None:
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 1)) == 1
+        await kill()
+        monkeypatch.setattr(engine_module, "PING_IDLE_S", 0.0)  # idle: pinged, replaced
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 2)) == 2
+        monkeypatch.setattr(engine_module, "PING_IDLE_S", 3600.0)
+        await kill()
+        with pytest.raises(StorageError):
+            await round_statements.run_async(ws, _plan(ws, session, user, 3))
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 3)) == 3
+
+    asyncio.run(scenario())
+    assert [m[0]["sequence"] for m in _rows_as_stored(ws, user.id, [session.id])["messages"]] == [1, 2, 3]

@@ -1,41 +1,53 @@
-"""PostgreSQL: single statements that are transactions of their own (`Workspace.statement`).
+"""PostgreSQL: single statements that are transactions of their own (`Workspace.statement`,
+`Workspace.async_statement`).
 
 A stored agent round's writes are one function call each (migrations 0015–0017), and such a call can
 be sent on an autocommit connection: no BEGIN and no COMMIT to wait for, one round trip. `Statement`
-is what that work sees; `KeptAutocommit` keeps the connection it runs on between statements.
+is what that work sees. `KeptAutocommit` keeps the connection it runs on between statements, for a
+thread; `KeptAsync` keeps an async driver connection per event loop, so an agent's loop sends its
+writes itself, waiting on the socket as on any other I/O — no worker thread to hand the write to and
+back (on a two-CPU machine that hand-over, and the GIL passed back and forth with it, cost a stored
+round more than the statement's own Python).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cmdc_nb.store import _engine
+from cmdc_nb.store._engine import WouldWait
 
 if TYPE_CHECKING:
     from cmdc_nb._plumbing.workspace import Workspace
+    from cmdc_nb.store.prepared import Prepared
 
-__all__ = ["KeptAutocommit", "Statement"]
+__all__ = ["KeptAsync", "KeptAutocommit", "Statement"]
 
 
 class Statement:
-    """One statement that is a transaction of its own: its autocommit connection, the events it
-    announces (published once it returns, as a transaction's after its commit), and `origin`, the
+    """One statement that is a transaction of its own: its connection (`conn`, a SQLAlchemy one in a
+    thread; or `aconn`, an async driver connection on an event loop: then `execute`), the events it
+    announces (published once it has run, as a transaction's after its commit), and `origin`, the
     name its events are logged under when the workspace shares them (else None: the statement logs
     nothing). Only PostgreSQL's functions that log a write's events themselves use this
     (`cmdc_record_call_logged`: migration 0017)."""
 
-    __slots__ = ("conn", "events", "origin", "ws")
+    __slots__ = ("aconn", "conn", "events", "origin", "ws")
 
-    def __init__(self, ws: Workspace, conn: sa.Connection, origin: str | None) -> None:
-        self.ws, self.conn, self.origin = ws, conn, origin
+    def __init__(
+        self, ws: Workspace, conn: sa.Connection | None, origin: str | None, aconn: Any = None
+    ) -> None:
+        self.ws, self.conn, self.origin, self.aconn = ws, conn, origin, aconn
         self.events: list[tuple[str, str, Mapping[str, Any]]] = []
 
     def __repr__(self) -> str:
@@ -44,6 +56,19 @@ class Statement:
     def publish(self, topic: str, type: str, payload: Mapping[str, Any] | None = None) -> None:
         """Queue an event, as `Tx.publish`: it reaches subscribers once the statement has run."""
         self.events.append((topic, type, dict(payload or {})))
+
+    async def execute(self, prepared: Prepared, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run `prepared` (bound as SQLAlchemy binds it) on the async connection; its first row. A
+        driver error comes out as SQLAlchemy's class for it, as on the thread's path."""
+        import psycopg
+
+        sql, bound = prepared.driver_call(self.ws.engine.dialect, params)
+        try:
+            cursor = await self.aconn.execute(sql, bound, prepare=True)
+            row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise sa.exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from None
+        return None if row is None else tuple(row)
 
 
 class KeptAutocommit:
@@ -107,6 +132,116 @@ class KeptAutocommit:
     def forget(self) -> None:
         """In a forked child: the parent's connection is the parent's (see `workspace`)."""
         self._conn = None
+
+
+class _Kept:
+    __slots__ = ("busy", "conn", "used")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.busy = False
+        self.used = 0.0
+
+
+class KeptAsync:
+    """An async driver connection (psycopg's, autocommit) per event loop, kept between statements; a
+    task that finds its loop's in use gets `WouldWait` (and takes a thread's way). As `KeptAutocommit`:
+    pinged when it sat idle, dropped after any error or interruption (a statement cut short leaves it
+    mid-protocol). Made from the engine's own connection arguments, adapters included (its JSON
+    dumper: `store._engine.jsonb_dumps`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Kept] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        self._sweep(loop)
+        kept = self._by_loop.get(loop)
+        if kept is None:
+            kept = self._by_loop[loop] = _Kept()
+        if kept.busy:
+            raise WouldWait
+        kept.busy = True
+        try:
+            conn = kept.conn
+            if conn is not None and not await self._usable(conn, kept.used):
+                kept.conn = None
+                _finish(conn)
+                conn = None
+            if conn is None:
+                conn = kept.conn = await self._connect()
+                # a loop collected before anyone swept it: its connection goes with it
+                weakref.finalize(loop, _finish, conn)
+            try:
+                yield conn
+            except BaseException:
+                kept.conn = None
+                _finish(conn)
+                raise
+            finally:
+                kept.used = time.monotonic()
+            if self._closed:
+                kept.conn = None
+                _finish(conn)
+        finally:
+            kept.busy = False
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        # the engine's own arguments, never a URL string (libpq may quote a URL, password and all)
+        _args, params = self._engine.dialect.create_connect_args(self._engine.url)
+        try:
+            return await psycopg.AsyncConnection.connect(**params, autocommit=True)
+        except psycopg.Error as exc:  # as SQLAlchemy's class for it: the workspace translates it
+            raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from None
+
+    @staticmethod
+    async def _usable(conn: Any, used: float) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+            return False
+        if time.monotonic() - used <= _engine.PING_IDLE_S:
+            return True
+        try:
+            await conn.execute("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    def _sweep(self, current: asyncio.AbstractEventLoop) -> None:
+        """Close the connections of loops that have ended (a script's `asyncio.run` after another):
+        a closed loop never uses its connection again, and would hold its socket until collected."""
+        for loop, kept in list(self._by_loop.items()):
+            if loop is not current and loop.is_closed():
+                self._by_loop.pop(loop, None)
+                if kept.conn is not None:
+                    _finish(kept.conn)
+                    kept.conn = None
+
+    def close(self) -> None:
+        """Close every kept connection (one in use is closed as its statement ends)."""
+        self._closed = True
+        for kept in list(self._by_loop.values()):
+            if not kept.busy and kept.conn is not None:
+                conn, kept.conn = kept.conn, None
+                _finish(conn)
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connections are the parent's (see `workspace`)."""
+        self._by_loop = weakref.WeakKeyDictionary()
+
+
+def _finish(conn: Any) -> None:
+    """Close an async connection without awaiting (its loop may be gone): the socket, at once."""
+    with contextlib.suppress(Exception):
+        conn.pgconn.finish()
 
 
 def _alive(conn: sa.Connection) -> bool:

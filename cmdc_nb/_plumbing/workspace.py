@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +26,11 @@ from sqlalchemy.engine import URL, Engine
 from cmdc_nb._gc import freeze_long_lived, thaw
 from cmdc_nb._plumbing import access
 from cmdc_nb._plumbing.access import acting_as
-from cmdc_nb._plumbing.statements import KeptAutocommit, Statement
+from cmdc_nb._plumbing.db_errors import translate_db_errors as _translate_db_errors
+from cmdc_nb._plumbing.statements import KeptAsync, KeptAutocommit, Statement
 from cmdc_nb.errors import (
-    CmdcError,
     ConfigurationError,
-    ConflictError,
-    InvalidInputError,
     NotFoundError,
-    StorageError,
     VaultKeyError,
 )
 from cmdc_nb.events import EventBus
@@ -167,8 +164,10 @@ class Workspace:
         # forgets it (`_forget_connections_in_child`).
         self._keeps = wal is not None
         self._kept: sa.Connection | None = None
-        # PostgreSQL: the autocommit connection of single statements, kept between them
+        # PostgreSQL: the autocommit connections of single statements, kept between them (a thread's,
+        # and each event loop's)
         self._statements = KeptAutocommit(engine)
+        self._async_statements = KeptAsync(engine)
         _open.add(self)
         self._writer = (  # its thread starts with the first write handed to it
             concurrent.futures.ThreadPoolExecutor(
@@ -288,6 +287,25 @@ class Workspace:
         with _translate_db_errors(), self._statements.connection() as conn:
             st = Statement(self, conn, origin)
             yield st
+        if st.events:
+            self.bus.publish_many(st.events)
+
+    @contextlib.asynccontextmanager
+    async def async_statement(self) -> AsyncIterator[Statement]:
+        """`statement` for work on an event loop: the statement is sent on an async connection of
+        the loop's own (`Statement.execute`), so the loop waits for it as for any other I/O, never
+        blocked. `WouldWait` before anything is done when the loop's connection is in use (another
+        task's statement): take a thread's way then."""
+        if self.engine.dialect.name != "postgresql":
+            raise TypeError("a single statement's transaction is PostgreSQL's")
+        if self.in_transaction():
+            raise TypeError("inside a transaction, a statement is part of it: use the transaction")
+        self._check_open()
+        origin = self._bridge.origin if self._bridge is not None else None
+        with _translate_db_errors():
+            async with self._async_statements.connection() as aconn:
+                st = Statement(self, None, origin, aconn)
+                yield st
         if st.events:
             self.bus.publish_many(st.events)
 
@@ -411,6 +429,7 @@ class Workspace:
             self._froze_gc = False
             thaw()
         self._statements.close()
+        self._async_statements.close()
         kept, self._kept = self._kept, None
         # Closed now unless a transaction is using it (it holds the write lock): then that transaction
         # closes it as it ends (`_kept_connection`).
@@ -436,36 +455,6 @@ class Workspace:
             raise ConfigurationError("this workspace is closed; open a new one with cmdc_nb.connect()")
 
 
-@contextlib.contextmanager
-def _translate_db_errors() -> Iterator[None]:
-    try:
-        yield
-    except CmdcError:
-        raise
-    except sa.exc.IntegrityError as exc:
-        reason = _first_line(exc.orig)
-        if "unique" in reason.lower() or "duplicate key" in reason.lower():
-            raise ConflictError(f"already exists ({reason})") from None
-        raise InvalidInputError(f"rejected by the database ({reason})") from None
-    except sa.exc.DataError as exc:  # a value the column cannot hold (e.g. NUL in PostgreSQL text)
-        raise InvalidInputError(f"rejected by the database ({_first_line(exc.orig)})") from None
-    except OverflowError:  # SQLite's driver refuses integers beyond 64 bits before the database sees them
-        raise InvalidInputError("a number is too large to store (over 64 bits)") from None
-    except UnicodeEncodeError:  # lone surrogates (e.g. from JSON "\\ud800") are not UTF-8
-        raise InvalidInputError(
-            "text contains characters that cannot be stored (unpaired UTF-16 surrogates)"
-        ) from None
-    except sa.exc.DBAPIError as exc:
-        raise StorageError(f"database error: {_first_line(exc.orig)}") from None
-
-
-def _first_line(err: BaseException | None) -> str:
-    # Drivers append the offending row values (PostgreSQL's DETAIL line; SQLAlchemy's [parameters]),
-    # which may be secret: keep only the first line of the driver's own message.
-    text = str(err) if err is not None else ""
-    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
-
-
 _default: Workspace | None = None
 _default_lock = threading.Lock()
 _writer_thread = threading.local()
@@ -479,6 +468,7 @@ def _forget_connections_in_child() -> None:
     for ws in list(_open):
         ws._kept = None
         ws._statements.forget()
+        ws._async_statements.forget()
         ws.engine.dispose(close=False)
 
 

@@ -3,8 +3,14 @@ tool uses with their approvals, and (through `complete_agent_call`) cost records
 
 Writes run in a worker thread, so a notebook's event loop keeps running while SQLite or PostgreSQL
 works (a round's two fast writes on SQLite run on the loop's thread when they need not wait: see
-`MessageRecorder._write`); writes of one agent are awaited in order, as they happened.
+`MessageRecorder._write`); writes of one agent are awaited in order, as they happened. On PostgreSQL a round's fast writes go
+as one statement each, sent from the loop itself on its own async connection when they can
+(`MessageRecorder._statement`), else on a thread.
 An agent without a session records nothing (every method returns None).
+
+Long because the recorder is the kernel's one door to the services (an import contract keeps it so):
+the whole storage protocol of a run — calls, their fast path, tool uses and decisions — lives on this
+class, with its message half in `persist_messages`.
 """
 
 from __future__ import annotations
@@ -243,23 +249,41 @@ class Recorder(MessageRecorder):
         ends."""
         held, self._held = self._held, None
         if held is not None:
-            self._inflight = asyncio.ensure_future(self._write(self._write_call, held, None))
+            self._inflight = asyncio.ensure_future(self._write_held(held, None))
         if self._inflight is not None:
             inflight = self._inflight
             await asyncio.shield(inflight)
             if self._inflight is inflight:
                 self._inflight = None
 
+    async def _write_held(self, held: _Held, tool: Any) -> None:
+        """A completed call's write (with its first tool use): on PostgreSQL one statement sent from
+        the loop itself when it can be (`_statement`), else `_write_call`."""
+        from cmdc_nb.services.agents import round_statements as rs
+
+        tools = [tool] if tool is not None else []
+        found = await self._statement(
+            lambda w: rs.plan_call(w, held.draft, held.done, held.price, held.cell, held.message, tools,
+                                   self._next_sequence(), may_read=False)
+        )  # fmt: skip
+        if found is rs.NOT_HERE:
+            await self._write(self._write_call, held, tool)
+        else:
+            self._call_written(held, found)
+
     def _write_call(self, held: _Held, tool: Any, ws: Any = None, wait: bool = True) -> None:
         from cmdc_nb.services.agents import rounds
 
-        m = held.message
         seq = rounds.write_call(
-            held.draft, held.done, held.price, cell=held.cell, message=m,
+            held.draft, held.done, held.price, cell=held.cell, message=held.message,
             tool_uses=[tool] if tool is not None else [], expect_seq=self._next_sequence(), ws=ws, wait=wait,
         )  # fmt: skip
+        self._call_written(held, seq)
+
+    def _call_written(self, held: _Held, seq: int | None) -> None:
         self._prompt_base = held.draft.as_base()  # committed: a base now
         self._after_base = []
+        m = held.message
         if m is not None and seq is not None:
             self.stored_message(seq, m.role, m.content, m.content_blocks, m.meta)
 
@@ -359,7 +383,7 @@ class Recorder(MessageRecorder):
         if msg is not None and done.tool_calls:
             self._held = held  # stored with the first tool use, before that tool runs
         else:
-            self._inflight = asyncio.ensure_future(self._write(self._write_call, held, None))
+            self._inflight = asyncio.ensure_future(self._write_held(held, None))
             await self.flush()
         return cost
 
@@ -445,7 +469,7 @@ class Recorder(MessageRecorder):
             sequence=1,
         )
         self._held = None
-        self._inflight = asyncio.ensure_future(self._write(self._write_call, held, tool))
+        self._inflight = asyncio.ensure_future(self._write_held(held, tool))
         await self.flush()
         self._fast_tools[str(tool.id)] = (tool, held.draft)
         return StoredToolUse(id=str(tool.id), status="executing", input=tool.input, approval_id=None)
@@ -477,7 +501,16 @@ class Recorder(MessageRecorder):
                 self.stored_message(seq, msg.role, msg.content, msg.content_blocks, msg.meta)
 
         await self.flush()
-        await self._write(work)
+        from cmdc_nb.services.agents import round_statements as rs
+
+        found = await self._statement(  # one statement sent from the loop itself, when it can be
+            lambda w: rs.plan_tool_end(w, tool, draft.id, draft.session_id, draft.started_at, output, error,
+                                       msg, self._next_sequence())
+        )  # fmt: skip
+        if found is rs.NOT_HERE:
+            await self._write(work)
+        elif msg is not None and found is not None:
+            self.stored_message(found, msg.role, msg.content, msg.content_blocks, msg.meta)
         return msg is not None
 
     async def tool_uses_of(self, agent_call_id: str) -> dict[str, StoredToolUse]:

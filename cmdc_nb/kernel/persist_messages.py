@@ -60,6 +60,19 @@ class MessageRecorder:
                 pass
         return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, wait=True))
 
+    async def _statement(self, plan_of: Callable[[Any], Any]) -> Any:
+        """PostgreSQL: a fast-path write as one statement sent from the loop itself, on its own async
+        connection (`round_statements.run_async`: the loop waits on the socket, no thread to hand the
+        write to and back). What it returns, or `NOT_HERE`: then `_write` takes it, on a thread."""
+        from cmdc_nb._plumbing.workspace import get_workspace
+        from cmdc_nb.services.agents import round_statements
+
+        if self.backend != "postgresql":
+            return round_statements.NOT_HERE
+        w = get_workspace(self.ws)
+        plan = plan_of(w)
+        return round_statements.NOT_HERE if plan is None else await round_statements.run_async(w, plan)
+
     # -- messages ------------------------------------------------------------------------------------
     async def message(
         self,

@@ -158,6 +158,12 @@ class Prepared:
             return dict(zip(compiled.names, compiled.bind(params), strict=True))
         return dict(compiled.bind(params))
 
+    def driver_call(self, dialect: sa.Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
+        """The SQL and parameters `run` would hand the driver for one row: for a driver connection
+        SQLAlchemy does not manage (PostgreSQL's async one, `_plumbing.statements`)."""
+        compiled = self._for(dialect, frozenset(params))
+        return compiled.sql, compiled.bind(params)
+
     def pending(self, conn: sa.Connection, params: Mapping[str, Any]) -> Pending:
         """Run a statement with RETURNING; its row is read later, with `.fetchone()` (in a pipeline,
         without waiting for it now)."""

@@ -65,9 +65,11 @@ __all__ = [
     "call_payload",
     "end_tool",
     "end_tool_logged",
+    "end_tool_logged_async",
     "ends_in_one_call",
     "record_call",
     "record_call_logged",
+    "record_call_logged_async",
     "records_in_one_call",
     "tool_end_payload",
 ]
@@ -191,7 +193,35 @@ def record_call_logged(
     migration 0017): `events` encoded with the message's sequence `expect_seq` (and, when the
     summary's maps are left alone, for the row `expect_summary`). Raises `Mispredicted` when the
     server finds otherwise, with nothing kept."""
-    params = {
+    assert st.conn is not None
+    params = _call_logged_params(st, payload, expect_seq, expect_summary, events)
+    found = _call(_RECORD_CALL_LOGGED, st.conn, params, sid, "new message")
+    return int(found[0]), found[1]
+
+
+async def record_call_logged_async(
+    st: Statement,
+    payload: dict[str, Any],
+    sid: uuid.UUID,
+    *,
+    expect_seq: int | None,
+    expect_summary: uuid.UUID | None,
+    events: bytes | None,
+) -> tuple[int, uuid.UUID]:
+    """`record_call_logged` on an event loop's async connection (`Workspace.async_statement`)."""
+    params = _call_logged_params(st, payload, expect_seq, expect_summary, events)
+    found = await _acall(_RECORD_CALL_LOGGED, st, params, sid, "new message")
+    return int(found[0]), found[1]
+
+
+def _call_logged_params(
+    st: Statement,
+    payload: dict[str, Any],
+    expect_seq: int | None,
+    expect_summary: uuid.UUID | None,
+    events: bytes | None,
+) -> dict[str, Any]:
+    return {
         "p": payload,
         "expect": expect_seq,
         "summary": expect_summary,
@@ -199,8 +229,6 @@ def record_call_logged(
         "at": utcnow(),
         "events": events,
     }
-    found = _call(_RECORD_CALL_LOGGED, st.conn, params, sid, "new message")
-    return int(found[0]), found[1]
 
 
 def tool_end_payload(
@@ -258,8 +286,24 @@ def end_tool_logged(
 ) -> int | None:
     """`end_tool` as a statement of its own that logs its events too (`cmdc_end_tool_use_logged`);
     `Mispredicted` as `record_call_logged`."""
+    assert st.conn is not None
     params = {"p": payload, "expect": expect_seq, "origin": st.origin, "at": utcnow(), "events": events}
     found = _call(_END_TOOL_LOGGED, st.conn, params, sid, action)
+    return None if found[0] is None else int(found[0])
+
+
+async def end_tool_logged_async(
+    st: Statement,
+    payload: dict[str, Any],
+    sid: uuid.UUID,
+    action: str,
+    *,
+    expect_seq: int | None,
+    events: bytes | None,
+) -> int | None:
+    """`end_tool_logged` on an event loop's async connection (`Workspace.async_statement`)."""
+    params = {"p": payload, "expect": expect_seq, "origin": st.origin, "at": utcnow(), "events": events}
+    found = await _acall(_END_TOOL_LOGGED, st, params, sid, action)
     return None if found[0] is None else int(found[0])
 
 
@@ -273,18 +317,32 @@ def _call(fn: Prepared, conn: sa.Connection, params: dict[str, Any], sid: uuid.U
     try:
         found = fn.one_or_none(conn, params)
     except sa.exc.DBAPIError as exc:
-        code = getattr(exc.orig, "sqlstate", None)
-        if code == "CM004":
-            raise Mispredicted(str(getattr(exc.orig.diag, "message_primary", ""))) from None  # type: ignore[union-attr]
-        if code == "CM001":  # the tool use was cancelled meanwhile (or is gone)
-            raise InvalidStateError("tool_use", "not executing", action, allowed=["executing"]) from None
-        if code == "CM002":
-            raise NotFoundError("session", sid) from None
-        if code == "CM003":
-            raise InvalidStateError(
-                "session", str(getattr(exc.orig.diag, "message_primary", "")), "new message",  # type: ignore[union-attr]
-                allowed=_WRITABLE_VALUES,
-            ) from None  # fmt: skip
-        raise
+        raise _refusal(exc, sid, action) from None
     assert found is not None  # a SELECT of a function always returns its row
     return found
+
+
+async def _acall(fn: Prepared, st: Statement, params: dict[str, Any], sid: uuid.UUID, action: str) -> Any:
+    """`_call` on an event loop's async connection (`Workspace.async_statement`)."""
+    try:
+        found = await st.execute(fn, params)
+    except sa.exc.DBAPIError as exc:
+        raise _refusal(exc, sid, action) from None
+    assert found is not None
+    return found
+
+
+def _refusal(exc: sa.exc.DBAPIError, sid: uuid.UUID, action: str) -> Exception:
+    """A function's refusal (its own SQLSTATE) as the statements' path raises it; anything else as it
+    came (`Workspace`'s transaction or statement translates it)."""
+    code = getattr(exc.orig, "sqlstate", None)
+    said = str(getattr(getattr(exc.orig, "diag", None), "message_primary", "") or "")
+    if code == "CM004":
+        return Mispredicted(said)
+    if code == "CM001":  # the tool use was cancelled meanwhile (or is gone)
+        return InvalidStateError("tool_use", "not executing", action, allowed=["executing"])
+    if code == "CM002":
+        return NotFoundError("session", sid)
+    if code == "CM003":
+        return InvalidStateError("session", said, "new message", allowed=_WRITABLE_VALUES)
+    return exc

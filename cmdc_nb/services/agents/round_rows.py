@@ -17,6 +17,9 @@ import sqlalchemy as sa
 
 from cmdc_nb._plumbing.workspace import Statement, Tx
 from cmdc_nb.events import topics
+from cmdc_nb.services import costs
+from cmdc_nb.services.cost_rows import CostRows, cost_rows
+from cmdc_nb.services.pricing import Price
 from cmdc_nb.store.enums import (
     ActivityAction,
     AgentCallStatus,
@@ -43,9 +46,13 @@ __all__ = [
     "call_payload",
     "call_row",
     "completed_call_row",
+    "completed_with_cost",
     "cost_fields",
+    "ended_tool",
     "message_row",
+    "publish_call",
     "publish_message",
+    "publish_tool_end",
     "session_counters",
     "tool_payload",
     "tool_use_row",
@@ -316,3 +323,64 @@ def call_audit(
         for t in tool_uses
     ]
     return entries
+
+
+def completed_with_cost(
+    d: CallDraft, done: Mapping[str, Any], price: Price | None, cell: str | None, now: dt.datetime
+) -> tuple[dict[str, Any], CostRows]:
+    """The call's columns with its duration, and its cost's rows."""
+    done = {**done, "duration_ms": max(0, int((now - d.started_at).total_seconds() * 1000))}
+    return done, cost_rows(price, at=now, cell=cell, cost_usd=done["cost_usd"], **cost_fields(d, done))
+
+
+def publish_call(
+    to: Tx | Statement,
+    d: CallDraft,
+    done: Mapping[str, Any],
+    cost: CostRows,
+    message: NewMessage | None,
+    tool_uses: Sequence[NewToolUse],
+    seq: int,
+) -> None:
+    """A completed call's events, in the order the services publish them."""
+    calls = topics.session_agent_calls(d.session_id)
+    to.publish(calls, "agent_call_created", call_payload(d, "pending"))
+    to.publish(calls, "agent_call_streaming", call_payload(d, "streaming"))
+    costs.announce_cost_in(to, cost)
+    to.publish(calls, "agent_call_completed", call_payload(d, "completed", done))
+    if message is not None:
+        publish_message(to, message, d.session_id, seq)
+    for t in tool_uses:
+        to.publish(calls, "tool_use_created", tool_payload(t, d.id, d.session_id, "pending"))
+        to.publish(calls, "tool_use_started", tool_payload(t, d.id, d.session_id, "executing"))
+
+
+def ended_tool(
+    output: str | None, error: tuple[str, str, bool] | None, started_at: dt.datetime, now: dt.datetime
+) -> tuple[str | None, tuple[str, str, bool] | None, ToolUseStatus, int]:
+    """A tool use's end as stored: its output or error as both backends can hold them (on both paths
+    alike, see `CallDraft`), its status and its duration."""
+    output = None if output is None else storable_text(output)
+    target = ToolUseStatus.COMPLETED
+    if error is not None:
+        error = (storable_text(error[0]), storable_text(error[1]), error[2])
+        target = ToolUseStatus.TIMEOUT if error[2] else ToolUseStatus.FAILED
+    return output, error, target, max(0, int((now - started_at).total_seconds() * 1000))
+
+
+def publish_tool_end(
+    to: Tx | Statement,
+    tool: NewToolUse,
+    call_id: uuid.UUID,
+    session_id: uuid.UUID,
+    error: tuple[str, str, bool] | None,
+    message: NewMessage | None,
+    seq: int | None,
+    target: ToolUseStatus,
+) -> None:
+    """A tool use's end's events, in the order the services publish them."""
+    calls = topics.session_agent_calls(session_id)
+    event = "tool_use_completed" if error is None else "tool_use_failed"
+    to.publish(calls, event, tool_payload(tool, call_id, session_id, target.value))
+    if message is not None and seq is not None:
+        publish_message(to, message, session_id, seq)

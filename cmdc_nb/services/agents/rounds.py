@@ -37,12 +37,11 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from cmdc_nb._plumbing import lookups
-from cmdc_nb._plumbing.workspace import Statement, Tx, Workspace, get_workspace
+from cmdc_nb._plumbing.workspace import Tx, Workspace, get_workspace
 from cmdc_nb.errors import InvalidStateError, NotFoundError
 from cmdc_nb.events import topics
 from cmdc_nb.services import budgets, costs
-from cmdc_nb.services.agents import round_functions
+from cmdc_nb.services.agents import round_functions, round_statements
 from cmdc_nb.services.agents.round_rows import (
     INSERT_AUDIT,
     INSERT_CALL,
@@ -57,21 +56,21 @@ from cmdc_nb.services.agents.round_rows import (
     call_payload,
     call_row,
     completed_call_row,
-    cost_fields,
+    completed_with_cost,
+    ended_tool,
     message_row,
-    publish_message,
+    publish_call,
+    publish_tool_end,
     session_counters,
-    tool_payload,
     tool_use_row,
 )
-from cmdc_nb.services.cost_rows import CostRows, cost_rows, maps_need_nothing
+from cmdc_nb.services.cost_rows import CostRows
 from cmdc_nb.services.pricing import Price, cached_price_in
 from cmdc_nb.services.sessions.records import _WRITABLE
-from cmdc_nb.store import event_log
 from cmdc_nb.store.enums import ActivityAction, AgentCallStatus, ToolUseStatus
 from cmdc_nb.store.models import ActivityLog, AgentCall, Message, Session, ToolUse
 from cmdc_nb.store.prepared import Pending, Prepared, pipeline
-from cmdc_nb.store.values import storable_text, utcnow
+from cmdc_nb.store.values import utcnow
 
 __all__ = [
     "CallDraft",
@@ -180,7 +179,7 @@ def record_call_in(
     response's columns (response_content, response_blocks, stop_reason, tokens_in, tokens_out,
     cache_tokens_read, cache_tokens_write, cost_usd). Returns the message's sequence number."""
     now = utcnow()
-    done, cost = _completed(d, done, price, cell, now)
+    done, cost = completed_with_cost(d, done, price, cell, now)
     conn = tx.connection()
     summary_id: Callable[[], uuid.UUID]
     if conn.dialect.name == "postgresql" and round_functions.records_in_one_call(d, done, message, tool_uses):
@@ -190,104 +189,10 @@ def record_call_in(
     else:
         with pipeline(conn):  # PostgreSQL: two round trips for all of it (store.prepared)
             seq, summary_id = _record_call_rows(tx, d, done, cost, message, tool_uses, now)
-    _publish_call(tx, d, done, cost, message, tool_uses, seq)
+    publish_call(tx, d, done, cost, message, tool_uses, seq)
     # a priced call's daily-summary maps and budget warnings: not in the pipeline
     costs.cost_rest_in(tx, cost, summary_id)
     return seq if message is not None else None
-
-
-def _completed(
-    d: CallDraft, done: Mapping[str, Any], price: Price | None, cell: str | None, now: dt.datetime
-) -> tuple[dict[str, Any], CostRows]:
-    """The call's columns with its duration, and its cost's rows."""
-    done = {**done, "duration_ms": max(0, int((now - d.started_at).total_seconds() * 1000))}
-    return done, cost_rows(price, at=now, cell=cell, cost_usd=done["cost_usd"], **cost_fields(d, done))
-
-
-def _publish_call(
-    to: Tx | Statement,
-    d: CallDraft,
-    done: Mapping[str, Any],
-    cost: CostRows,
-    message: NewMessage | None,
-    tool_uses: Sequence[NewToolUse],
-    seq: int,
-) -> None:
-    """A completed call's events, in the order the services publish them."""
-    calls = topics.session_agent_calls(d.session_id)
-    to.publish(calls, "agent_call_created", call_payload(d, "pending"))
-    to.publish(calls, "agent_call_streaming", call_payload(d, "streaming"))
-    costs.announce_cost_in(to, cost)
-    to.publish(calls, "agent_call_completed", call_payload(d, "completed", done))
-    if message is not None:
-        publish_message(to, message, d.session_id, seq)
-    for t in tool_uses:
-        to.publish(calls, "tool_use_created", tool_payload(t, d.id, d.session_id, "pending"))
-        to.publish(calls, "tool_use_started", tool_payload(t, d.id, d.session_id, "executing"))
-
-
-def write_call(
-    d: CallDraft,
-    done: Mapping[str, Any],
-    price: Price | None,
-    *,
-    cell: str | None,
-    message: NewMessage | None = None,
-    tool_uses: Sequence[NewToolUse] = (),
-    expect_seq: int | None = None,
-    ws: Workspace | None = None,
-    wait: bool = True,
-) -> int | None:
-    """`record_call_in` in a transaction of its own. On PostgreSQL, when the message's sequence is
-    known in advance (`expect_seq`: the writer's last plus one) and nothing else needs the
-    transaction, one statement that logs its events too (migration 0017): one round trip, not four.
-    Returns the message's sequence number."""
-    w = get_workspace(ws)
-    if w.backend == "postgresql" and (message is None or expect_seq is not None) and not w.in_transaction():
-        found = _call_in_one_statement(w, d, done, price, cell, message, tool_uses, expect_seq)
-        if found is not _NOT_HERE:
-            return cast("int | None", found)
-    with w.transaction(wait=wait, light=True) as tx:
-        return record_call_in(tx, d, done, price, cell=cell, message=message, tool_uses=tool_uses)
-
-
-_NOT_HERE: Any = object()  # the one statement could not store it: the transaction's path does
-
-
-def _call_in_one_statement(
-    w: Workspace,
-    d: CallDraft,
-    done: Mapping[str, Any],
-    price: Price | None,
-    cell: str | None,
-    message: NewMessage | None,
-    tool_uses: Sequence[NewToolUse],
-    expect_seq: int | None,
-) -> Any:
-    """`write_call`'s one statement, or `_NOT_HERE`: a call the function cannot take, a cost that
-    needs the summary's maps or a budget, or a prediction the server found wrong (nothing kept)."""
-    now = utcnow()
-    done, cost = _completed(d, done, price, cell, now)
-    hold, summary = maps_need_nothing(cost)
-    if not hold or not round_functions.records_in_one_call(d, done, message, tool_uses):
-        return _NOT_HERE
-    applies = lookups.cached(w, ("budgets", d.user_id, d.session_id))
-    if applies is lookups.MISS:  # the kernel has asked already (`Recorder._fast`); anyone else asks now
-        applies = budgets_apply(d.user_id, d.session_id, ws=w)
-    if applies:
-        return _NOT_HERE  # its warnings are the transaction's to publish (`budgets.announce_in`)
-    seq = expect_seq if message is not None else None
-    payload = round_functions.call_payload(w.engine.dialect, d, done, now, cost, message, tool_uses)
-    try:
-        with w.statement() as st:
-            _publish_call(st, d, done, cost, message, tool_uses, seq or 0)
-            logged = event_log.encode(st.events) if st.origin is not None else None
-            found, _ = round_functions.record_call_logged(
-                st, payload, d.session_id, expect_seq=seq, expect_summary=summary, events=logged
-            )
-    except round_functions.Mispredicted:
-        return _NOT_HERE
-    return found if message is not None else None
 
 
 def _record_call_rows(
@@ -335,7 +240,7 @@ def record_tool_end_in(
     """A fast tool use's end: completed with `output`, or failed with `error` (type, message, timed
     out); with its result message when given. Returns the message's sequence number."""
     now = utcnow()
-    output, error, target, duration = _tool_end(output, error, started_at, now)
+    output, error, target, duration = ended_tool(output, error, started_at, now)
     conn = tx.connection()
     if conn.dialect.name == "postgresql" and round_functions.ends_in_one_call(output, message):
         payload = round_functions.tool_end_payload(
@@ -359,17 +264,30 @@ def record_tool_end_in(
     return seq
 
 
-def _tool_end(
-    output: str | None, error: tuple[str, str, bool] | None, started_at: dt.datetime, now: dt.datetime
-) -> tuple[str | None, tuple[str, str, bool] | None, ToolUseStatus, int]:
-    """A tool use's end as stored: its output or error as both backends can hold them (on both paths
-    alike, see `round_rows.CallDraft`), its status and its duration."""
-    output = None if output is None else storable_text(output)
-    target = ToolUseStatus.COMPLETED
-    if error is not None:
-        error = (storable_text(error[0]), storable_text(error[1]), error[2])
-        target = ToolUseStatus.TIMEOUT if error[2] else ToolUseStatus.FAILED
-    return output, error, target, max(0, int((now - started_at).total_seconds() * 1000))
+def write_call(
+    d: CallDraft,
+    done: Mapping[str, Any],
+    price: Price | None,
+    *,
+    cell: str | None,
+    message: NewMessage | None = None,
+    tool_uses: Sequence[NewToolUse] = (),
+    expect_seq: int | None = None,
+    ws: Workspace | None = None,
+    wait: bool = True,
+) -> int | None:
+    """`record_call_in` in a transaction of its own. On PostgreSQL, when the message's sequence is
+    known in advance (`expect_seq`: the writer's last plus one) and nothing else needs the
+    transaction, one statement that logs its events too (`round_statements`): one round trip, not
+    four. Returns the message's sequence number."""
+    w = get_workspace(ws)
+    plan = round_statements.plan_call(w, d, done, price, cell, message, tool_uses, expect_seq, may_read=True)
+    if plan is not None:
+        found = round_statements.run(w, plan)
+        if found is not round_statements.NOT_HERE:
+            return cast("int | None", found)
+    with w.transaction(wait=wait, light=True) as tx:
+        return record_call_in(tx, d, done, price, cell=cell, message=message, tool_uses=tool_uses)
 
 
 def write_tool_end(
@@ -389,50 +307,17 @@ def write_tool_end(
     """`record_tool_end_in` in a transaction of its own; on PostgreSQL one statement when it can be,
     as `write_call`. Returns the message's sequence number."""
     w = get_workspace(ws)
-    if (
-        w.backend == "postgresql"
-        and (message is None or expect_seq is not None)
-        and not w.in_transaction()
-        and (message is None or not audited(message))
-    ):
-        now = utcnow()
-        out, err, target, duration = _tool_end(output, error, started_at, now)
-        if round_functions.ends_in_one_call(out, message):
-            seq = expect_seq if message is not None else None
-            payload = round_functions.tool_end_payload(
-                tool, session_id, now, duration, target, out, err, message
-            )
-            try:
-                with w.statement() as st:
-                    _publish_tool_end(st, tool, call_id, session_id, err, message, seq, target)
-                    logged = event_log.encode(st.events) if st.origin is not None else None
-                    return round_functions.end_tool_logged(
-                        st, payload, session_id, target.value, expect_seq=seq, events=logged
-                    )
-            except round_functions.Mispredicted:
-                pass
+    plan = round_statements.plan_tool_end(
+        w, tool, call_id, session_id, started_at, output, error, message, expect_seq
+    )
+    if plan is not None:
+        found = round_statements.run(w, plan)
+        if found is not round_statements.NOT_HERE:
+            return cast("int | None", found)
     with w.transaction(wait=wait, light=True) as tx:
         return record_tool_end_in(
             tx, tool, call_id, session_id, user_id, started_at, output=output, error=error, message=message
         )
-
-
-def _publish_tool_end(
-    to: Tx | Statement,
-    tool: NewToolUse,
-    call_id: uuid.UUID,
-    session_id: uuid.UUID,
-    error: tuple[str, str, bool] | None,
-    message: NewMessage | None,
-    seq: int | None,
-    target: ToolUseStatus,
-) -> None:
-    """A tool use's end's events, in the order the services publish them."""
-    calls = topics.session_agent_calls(session_id)
-    event = "tool_use_completed" if error is None else "tool_use_failed"
-    to.publish(calls, event, tool_payload(tool, call_id, session_id, target.value))
-    if message is not None and seq is not None:
-        publish_message(to, message, session_id, seq)
 
 
 def _finish_tool_end(
@@ -459,7 +344,7 @@ def _finish_tool_end(
                 audit_row(ActivityAction.MESSAGE_CREATE, "message", message.id, user_id, session_id,
                        {"role": message.role, "sequence": seq}),
             )  # fmt: skip
-    _publish_tool_end(tx, tool, call_id, session_id, error, message, seq, target)
+    publish_tool_end(tx, tool, call_id, session_id, error, message, seq, target)
 
 
 def budgets_apply(user_id: uuid.UUID, session_id: uuid.UUID, *, ws: Workspace | None = None) -> bool:
