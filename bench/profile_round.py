@@ -34,23 +34,46 @@ import cmdc_loop
 from _profiling import ThreadProfiles
 
 from cmdc_nb import accounts
+from cmdc_nb.services.agents import round_statements
 
-# On PostgreSQL a round's writes are calls of the schema's functions (migrations 0015, 0016): SELECTs that write.
-WRITING_FUNCTIONS = ("cmdc_end_tool_use(", "cmdc_record_call(")
+# On PostgreSQL a round's writes are calls of the schema's functions (migrations 0015–0017): SELECTs that write.
+WRITING_FUNCTIONS = ("cmdc_end_tool_use(", "cmdc_record_call(", "_logged(")
 
 
 class Counter:
-    """Transactions (committed; those that wrote nothing counted apart) and statements by kind."""
+    """Transactions (committed; those that wrote nothing counted apart; a write that is one statement
+    on an autocommit connection, PostgreSQL's `round_statements`, counted as one) and statements by
+    kind. A one-statement write sent from the loop's async connection never passes SQLAlchemy's
+    listeners: it is counted where it is run."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.writes = 0
         self.reads = 0
+        self.single = 0  # of the writes: one statement each, no BEGIN/COMMIT
         self.statements: collections.Counter[str] = collections.Counter()
         self._wrote: dict[int, bool] = {}
         sa.event.listen(engine, "begin", self._begin)
         sa.event.listen(engine, "commit", self._commit)
         sa.event.listen(engine, "rollback", self._commit)
         sa.event.listen(engine, "before_cursor_execute", self._execute)
+        run, run_async = round_statements.run, round_statements.run_async
+
+        def counted(w: Any, plan: Any) -> Any:
+            found = run(w, plan)  # its statement is seen by the listener
+            if found is not round_statements.NOT_HERE:
+                self.writes += 1
+                self.single += 1
+            return found
+
+        async def counted_async(w: Any, plan: Any) -> Any:
+            found = await run_async(w, plan)
+            if found is not round_statements.NOT_HERE:
+                self.writes += 1
+                self.single += 1
+                self.statements["SELECT"] += 1
+            return found
+
+        round_statements.run, round_statements.run_async = counted, counted_async  # type: ignore[assignment]
 
     def _begin(self, conn: Any) -> None:
         self._wrote[id(conn)] = False
@@ -70,7 +93,7 @@ class Counter:
             self._wrote[id(conn)] = True
 
     def reset(self) -> None:
-        self.writes = self.reads = 0
+        self.writes = self.reads = self.single = 0
         self.statements.clear()
 
 
@@ -135,7 +158,10 @@ async def measure(args: argparse.Namespace) -> None:
     n = args.rounds
     total = sum(counter.statements.values())
     print(f"{mode}: {n} rounds, {elapsed * 1000 / n:.2f} ms a round (profiler {'on' if prof else 'off'})")
-    print(f"  transactions a round: {counter.writes / n:.2f} writing, {counter.reads / n:.2f} read-only")
+    print(
+        f"  transactions a round: {counter.writes / n:.2f} writing ({counter.single / n:.2f} of them one"
+        f" statement, no BEGIN/COMMIT), {counter.reads / n:.2f} read-only"
+    )
     print(f"  statements a round: {total / n:.2f}")
     for kind, k in counter.statements.most_common():
         print(f"    {kind:<10} {k / n:6.2f}")

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 
 import cmdc_nb
 from cmdc_nb.errors import InvalidStateError, StorageError
+from cmdc_nb.kernel import Agent, tool
+from cmdc_nb.providers import Script, Turn, call
 from cmdc_nb.services.agents import round_statements, rounds
 from cmdc_nb.store import _engine as engine_module
 from cmdc_nb.store import event_log
@@ -26,6 +28,12 @@ from cmdc_nb.store._engine import WouldWait
 from cmdc_nb.store.models import CostDailySummary, Session, ToolUse, User
 from cmdc_nb.workspace import Workspace
 from tests.test_pg_round_functions import DONE, _rows_as_stored
+
+
+@tool
+def noop(i: int) -> int:
+    """Return i."""
+    return i
 
 
 @pytest.fixture(params=["postgresql"])
@@ -484,30 +492,115 @@ def test_a_loops_connection_in_use_sends_the_next_write_a_threads_way(ws: Worksp
     assert _rows_as_stored(ws, user.id, [session.id])["agent_calls"] == []
 
 
-def test_each_loop_has_its_own_connection_and_an_ended_loops_is_closed(ws: Workspace, user: User) -> None:
-    """A script may run one loop after another (`asyncio.run`): each gets its own connection, and an
-    ended loop's is closed, not left open until collected."""
+def test_one_connection_is_lent_to_one_running_loop_at_a_time(ws: Workspace, user: User) -> None:
+    """Loops that run one after another (`asyncio.run`, `Agent.run`) share the workspace's one async
+    connection, handed over; a loop running in another thread meanwhile takes a thread's way (nothing
+    done, `NOT_HERE`) — a workspace never holds a connection per loop."""
     session = cmdc_nb.sessions.create_session(user, name="loops", ws=ws)
+    kept = ws._async_statements
 
     async def write(seq: int) -> Any:
-        assert await round_statements.run_async(ws, _plan(ws, session, user, seq)) == seq
-        (kept,) = [
-            k for loop, k in ws._async_statements._by_loop.items() if loop is asyncio.get_running_loop()
-        ]
-        return kept.conn
+        return await round_statements.run_async(ws, _plan(ws, session, user, seq))
 
-    first = asyncio.run(write(1))
-    assert first.closed  # its loop ended (and went): closed with it
+    assert asyncio.run(write(1)) == 1
+    first = kept._conn
+    assert asyncio.run(write(2)) == 2
+    assert kept._conn is not first and first.closed  # handed over: the ended loop's closed
+    inside, done = threading.Event(), threading.Event()
+
+    def other_loop() -> None:
+        async def hold() -> None:  # a loop that keeps running, its last write done
+            assert await write(3) == 3
+            inside.set()
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+
+        asyncio.run(hold())
+
+    runner = threading.Thread(target=other_loop)
+    runner.start()
+    try:
+        assert inside.wait(30)
+        assert asyncio.run(write(4)) is round_statements.NOT_HERE  # that loop still runs: not lent
+    finally:
+        done.set()
+        runner.join(30)
+    assert asyncio.run(write(4)) == 4  # it ended: handed over
+    stored = _rows_as_stored(ws, user.id, [session.id])
+    assert [m[0]["sequence"] for m in stored["messages"]] == [1, 2, 3, 4]
+    conn = kept._conn
+    ws.close()
+    assert conn.closed
+
+
+def test_a_refusal_keeps_the_connection_and_a_cut_off_statement_drops_it(ws: Workspace, user: User) -> None:
+    session = cmdc_nb.sessions.create_session(user, name="kept", ws=ws)
+    kept = ws._async_statements
+
+    async def scenario() -> None:
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 1)) == 1
+        conn = kept._conn
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 9)) is round_statements.NOT_HERE
+        assert kept._conn is conn  # the server refused (a wrong guess): the connection is fine
+        async with ws.async_statement() as st:  # a statement cut off mid-way: the connection goes
+            task = asyncio.ensure_future(st.aconn.execute("SELECT pg_sleep(5)"))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await round_statements.run_async(ws, _plan(ws, session, user, 2)) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_that_cannot_be_made_sends_the_write_a_threads_way(
+    ws: Workspace, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server at its connection limit, or a loop psycopg cannot use (Windows' proactor loop): the
+    round is stored all the same, through a thread's transaction."""
+    import psycopg
+
+    async def refused(*_a: Any, **_k: Any) -> Any:
+        raise psycopg.OperationalError("too many clients already")
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", refused)
+    session = cmdc_nb.sessions.create_session(user, name="full", ws=ws)
+    assert (
+        asyncio.run(round_statements.run_async(ws, _plan(ws, session, user, 1))) is round_statements.NOT_HERE
+    )
+    script = Script([Turn(tool_calls=[call("noop", i=1)]), Turn("done")])
+    agent = Agent(model=script.model, tools=[noop], session=session, ws=ws)
+    assert agent.run("go") == "done"
+    stored = _rows_as_stored(ws, user.id, [session.id])
+    assert [t[0]["status"] for t in stored["tool_uses"]] == ["completed"]
+    assert [m[0]["role"] for m in stored["messages"]] == ["user", "assistant", "tool_result", "assistant"]
+
+
+def test_a_forked_child_leaves_the_parents_connection_alone(ws: Workspace, user: User) -> None:
+    import os
+
+    session = cmdc_nb.sessions.create_session(user, name="fork", ws=ws)
+
+    async def write(seq: int) -> Any:
+        return await round_statements.run_async(ws, _plan(ws, session, user, seq))
+
     loop = asyncio.new_event_loop()
     try:
-        second = loop.run_until_complete(write(2))
-        assert second is not first and not second.closed
+        assert loop.run_until_complete(write(1)) == 1
+        conn = ws._async_statements._conn
+        pid = os.fork()
+        if pid == 0:  # the child ends as an interpreter does (its exit handlers run), then goes
+            import atexit
+            import gc
+
+            gc.collect()
+            atexit._run_exitfuncs()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert loop.run_until_complete(write(2)) == 2
+        assert ws._async_statements._conn is conn and not conn.closed
     finally:
-        loop.close()  # ended, still referenced: the next loop's first statement closes its connection
-    assert not second.closed
-    third = asyncio.run(write(3))
-    assert second.closed and third.closed
-    assert loop.is_closed()
+        loop.close()
 
 
 def test_from_a_loop_the_connection_survives_a_lost_backend(
@@ -516,8 +609,7 @@ def test_from_a_loop_the_connection_survives_a_lost_backend(
     session = cmdc_nb.sessions.create_session(user, name="lost", ws=ws)
 
     async def kill() -> None:
-        (entry,) = ws._async_statements._by_loop.values()
-        pid = entry.conn.info.backend_pid
+        pid = ws._async_statements._conn.info.backend_pid
         with ws.engine.connect() as other:
             other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
         await asyncio.sleep(0.2)
@@ -535,3 +627,58 @@ def test_from_a_loop_the_connection_survives_a_lost_backend(
 
     asyncio.run(scenario())
     assert [m[0]["sequence"] for m in _rows_as_stored(ws, user.id, [session.id])["messages"]] == [1, 2, 3]
+
+
+def test_a_write_sent_from_a_loop_ends_even_when_its_run_is_cancelled(ws: Workspace, user: User) -> None:
+    """An abort, or a steer killing a tool, cancels the run awaiting a write already sent: the write
+    goes on to its end — stored, noted, its events published — as a thread's write would (a query
+    cancelled on the server would leave the tool use executing for good)."""
+    from cmdc_nb.kernel.persist import Recorder
+
+    session = cmdc_nb.sessions.create_session(user, name="cancelled", ws=ws)
+    recorder = Recorder(session, ws)
+    watch = Watch(ws)
+    noted: list[Any] = []
+
+    async def scenario() -> None:
+        with ws.engine.connect() as locker:  # another writer holds the session's row
+            locker.execute(sa.select(Session.id).where(Session.id == session.id).with_for_update())
+            waiting = asyncio.ensure_future(
+                recorder._statement(lambda w: _plan(w, session, user, 1), noted.append)
+            )
+            await asyncio.sleep(0.3)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert noted == []
+            locker.commit()
+        for _ in range(500):
+            if noted:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert noted == [1]
+    assert [m[0]["sequence"] for m in _rows_as_stored(ws, user.id, [session.id])["messages"]] == [1]
+    assert [p["sequence"] for _t, ty, p in watch.events if ty == "message_created"] == [1]
+
+
+def test_what_is_known_of_a_summary_row_is_known_of_one_database_only() -> None:
+    """A copy of a database (`CREATE DATABASE … TEMPLATE`, a restored backup) has the same row ids: what
+    this process learnt of one's summary rows says nothing of the other's."""
+    import datetime as dt
+    import uuid
+
+    from cmdc_nb.services import cost_rows
+
+    a, b = sa.make_url("postgresql+psycopg://h/a"), sa.make_url("postgresql+psycopg://h/b")
+    user, session, summary = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = dt.datetime.now(dt.UTC)
+    rows = cost_rows.cost_rows(
+        None, at=now, cell=None, cost_usd=Decimal(0), user_id=user, session_id=session, provider="p",
+        model="p/m", tokens_in=1, tokens_out=1, cache_tokens_read=0, cache_tokens_write=0,
+    )  # fmt: skip
+    cost_rows.summary_seen(a, user, now.date(), summary)
+    cost_rows.remember_holds(a, (summary, "p", "p/m", session))
+    assert cost_rows.maps_need_nothing(a, rows) == (True, summary)
+    assert cost_rows.maps_need_nothing(b, rows) == (False, None)

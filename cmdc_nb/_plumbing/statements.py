@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import sys
 import threading
 import time
 import weakref
@@ -134,108 +136,121 @@ class KeptAutocommit:
         self._conn = None
 
 
-class _Kept:
-    __slots__ = ("busy", "conn", "used")
-
-    def __init__(self) -> None:
-        self.conn: Any = None
-        self.busy = False
-        self.used = 0.0
-
-
 class KeptAsync:
-    """An async driver connection (psycopg's, autocommit) per event loop, kept between statements; a
-    task that finds its loop's in use gets `WouldWait` (and takes a thread's way). As `KeptAutocommit`:
-    pinged when it sat idle, dropped after any error or interruption (a statement cut short leaves it
-    mid-protocol). Made from the engine's own connection arguments, adapters included (its JSON
-    dumper: `store._engine.jsonb_dumps`)."""
+    """One async driver connection (psycopg's, autocommit) per workspace, kept between statements and
+    lent to one event loop at a time: a notebook's kernel has one loop, and a script's loops
+    (`asyncio.run`, `Agent.run`) come one after another — a loop that is not running hands it over to
+    the next. A loop that finds it in use (another task's statement, or another thread's loop still
+    running), that cannot use it (Windows' proactor loop: psycopg's async connections need a selector
+    loop), or that cannot connect (the server at its connection limit) gets `WouldWait` before anything
+    is done, and takes a thread's way — so a workspace never holds more connections than before, one
+    more at most. As `KeptAutocommit`: pinged when it sat idle; dropped when an error or an
+    interruption leaves it other than idle (a refusal raised by the server leaves it fine). Made from
+    the engine's own connection arguments, adapters included (its JSON dumper:
+    `store._engine.jsonb_dumps`)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Kept] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._lock = threading.Lock()  # guards the fields below: loops of several threads may ask
+        self._conn: Any = None
+        self._owner: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._busy = False
+        self._used = 0.0
+        self._pid = os.getpid()
         self._closed = False
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Any]:
         loop = asyncio.get_running_loop()
-        self._sweep(loop)
-        kept = self._by_loop.get(loop)
-        if kept is None:
-            kept = self._by_loop[loop] = _Kept()
-        if kept.busy:
+        if sys.platform == "win32" and isinstance(loop, getattr(asyncio, "ProactorEventLoop", ())):
             raise WouldWait
-        kept.busy = True
+        stale = None
+        with self._lock:
+            owner = self._owner() if self._owner is not None else None
+            if self._busy or self._closed or (owner is not None and owner is not loop and owner.is_running()):
+                raise WouldWait
+            if owner is not loop:  # handed over: the last loop is not running (or gone)
+                stale, self._conn, self._owner = self._conn, None, weakref.ref(loop)
+            self._busy = True
+            conn, used = self._conn, self._used
         try:
-            conn = kept.conn
-            if conn is not None and not await self._usable(conn, kept.used):
-                kept.conn = None
+            if stale is not None:
+                _finish(stale)
+            if conn is not None and not await _usable(conn, used):
                 _finish(conn)
                 conn = None
             if conn is None:
-                conn = kept.conn = await self._connect()
-                # a loop collected before anyone swept it: its connection goes with it
-                weakref.finalize(loop, _finish, conn)
+                conn = await self._connect()
+            self._conn = conn
             try:
                 yield conn
             except BaseException:
-                kept.conn = None
-                _finish(conn)
+                if not _idle(conn):  # cut short mid-protocol, or lost: never used again
+                    self._conn = None
+                    _finish(conn)
                 raise
-            finally:
-                kept.used = time.monotonic()
-            if self._closed:
-                kept.conn = None
-                _finish(conn)
         finally:
-            kept.busy = False
+            self._release()
+
+    def _release(self) -> None:
+        """After a statement: lent out no more; closed now if the workspace closed meanwhile."""
+        with self._lock:
+            self._busy = False
+            self._used = time.monotonic()
+            if self._closed and self._conn is not None:
+                conn, self._conn = self._conn, None
+                _finish(conn)
 
     async def _connect(self) -> Any:
+        """A new connection, or `WouldWait` (the caller takes a thread's way, which reports a server
+        that is really gone as the transaction's error)."""
         import psycopg
 
         # the engine's own arguments, never a URL string (libpq may quote a URL, password and all)
         _args, params = self._engine.dialect.create_connect_args(self._engine.url)
         try:
-            return await psycopg.AsyncConnection.connect(**params, autocommit=True)
-        except psycopg.Error as exc:  # as SQLAlchemy's class for it: the workspace translates it
-            raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from None
-
-    @staticmethod
-    async def _usable(conn: Any, used: float) -> bool:
-        from psycopg.pq import TransactionStatus
-
-        if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
-            return False
-        if time.monotonic() - used <= _engine.PING_IDLE_S:
-            return True
-        try:
-            await conn.execute("SELECT 1")
-        except Exception:
-            return False
-        return True
-
-    def _sweep(self, current: asyncio.AbstractEventLoop) -> None:
-        """Close the connections of loops that have ended (a script's `asyncio.run` after another):
-        a closed loop never uses its connection again, and would hold its socket until collected."""
-        for loop, kept in list(self._by_loop.items()):
-            if loop is not current and loop.is_closed():
-                self._by_loop.pop(loop, None)
-                if kept.conn is not None:
-                    _finish(kept.conn)
-                    kept.conn = None
+            conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
+        except (psycopg.Error, OSError):
+            raise WouldWait from None
+        self._pid = os.getpid()
+        return conn
 
     def close(self) -> None:
-        """Close every kept connection (one in use is closed as its statement ends)."""
-        self._closed = True
-        for kept in list(self._by_loop.values()):
-            if not kept.busy and kept.conn is not None:
-                conn, kept.conn = kept.conn, None
-                _finish(conn)
+        """Close the kept connection (one in use is closed as its statement ends)."""
+        with self._lock:
+            self._closed = True
+            conn = None if self._busy else self._conn
+            if conn is not None:
+                self._conn = None
+        if conn is not None and self._pid == os.getpid():
+            _finish(conn)
 
     def forget(self) -> None:
-        """In a forked child: the parent's connections are the parent's (see `workspace`)."""
-        self._by_loop = weakref.WeakKeyDictionary()
+        """In a forked child: the parent's connection is the parent's — dropped, never closed here
+        (closing would end the parent's session on the shared socket)."""
+        self._conn, self._owner, self._busy = None, None, False
+        self._lock = threading.Lock()
+
+
+async def _usable(conn: Any, used: float) -> bool:
+    if not _idle(conn):
+        return False
+    if time.monotonic() - used <= _engine.PING_IDLE_S:
+        return True
+    try:
+        await conn.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+def _idle(conn: Any) -> bool:
+    from psycopg.pq import TransactionStatus
+
+    try:
+        return not conn.closed and not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
+    except Exception:
+        return False
 
 
 def _finish(conn: Any) -> None:

@@ -262,14 +262,23 @@ class Recorder(MessageRecorder):
         from cmdc_nb.services.agents import round_statements as rs
 
         tools = [tool] if tool is not None else []
+        if self.backend == "postgresql":  # asked again when forgotten since the call began (a slow model)
+            from cmdc_nb._plumbing.workspace import get_workspace
+
+            if (
+                lookups.cached(get_workspace(self.ws), ("budgets", self.user_id, self.session_id))
+                is lookups.MISS
+            ):
+                from cmdc_nb.services.agents import rounds
+
+                await self._run(rounds.budgets_apply, self.user_id, self.session_id)
         found = await self._statement(
             lambda w: rs.plan_call(w, held.draft, held.done, held.price, held.cell, held.message, tools,
-                                   self._next_sequence(), may_read=False)
+                                   self._next_sequence(), may_read=False),
+            lambda seq: self._call_written(held, seq),
         )  # fmt: skip
         if found is rs.NOT_HERE:
             await self._write(self._write_call, held, tool)
-        else:
-            self._call_written(held, found)
 
     def _write_call(self, held: _Held, tool: Any, ws: Any = None, wait: bool = True) -> None:
         from cmdc_nb.services.agents import rounds
@@ -479,7 +488,7 @@ class Recorder(MessageRecorder):
     ) -> bool:
         """A fast tool use's end, with its result message when the loop hands it over (`result`: the
         content and the message's meta). Returns whether the message was stored."""
-        from cmdc_nb.services.agents import rounds
+        from cmdc_nb.services.agents import round_statements, rounds
 
         tool, draft = self._fast_tools.pop(tool_use_id)
         msg = None
@@ -492,25 +501,33 @@ class Recorder(MessageRecorder):
                 tool_use_id=tool.id,
             )
 
-        def work(ws: Any = None, wait: bool = True) -> None:
-            seq = rounds.write_tool_end(
-                tool, draft.id, draft.session_id, draft.user_id, draft.started_at,
-                output=output, error=error, message=msg, expect_seq=self._next_sequence(), ws=ws, wait=wait,
-            )  # fmt: skip
+        def written(seq: int | None) -> None:
             if msg is not None and seq is not None:
                 self.stored_message(seq, msg.role, msg.content, msg.content_blocks, msg.meta)
 
-        await self.flush()
-        from cmdc_nb.services.agents import round_statements as rs
+        def work(ws: Any = None, wait: bool = True) -> None:
+            written(rounds.write_tool_end(
+                tool, draft.id, draft.session_id, draft.user_id, draft.started_at,
+                output=output, error=error, message=msg, expect_seq=self._next_sequence(), ws=ws, wait=wait,
+            ))  # fmt: skip
 
+        await self.flush()
         found = await self._statement(  # one statement sent from the loop itself, when it can be
-            lambda w: rs.plan_tool_end(w, tool, draft.id, draft.session_id, draft.started_at, output, error,
-                                       msg, self._next_sequence())
-        )  # fmt: skip
-        if found is rs.NOT_HERE:
+            lambda w: round_statements.plan_tool_end(
+                w,
+                tool,
+                draft.id,
+                draft.session_id,
+                draft.started_at,
+                output,
+                error,
+                msg,
+                self._next_sequence(),
+            ),
+            written,
+        )
+        if found is round_statements.NOT_HERE:
             await self._write(work)
-        elif msg is not None and found is not None:
-            self.stored_message(found, msg.role, msg.content, msg.content_blocks, msg.meta)
         return msg is not None
 
     async def tool_uses_of(self, agent_call_id: str) -> dict[str, StoredToolUse]:

@@ -60,10 +60,13 @@ class MessageRecorder:
                 pass
         return await asyncio.to_thread(functools.partial(fn, *args, ws=self.ws, wait=True))
 
-    async def _statement(self, plan_of: Callable[[Any], Any]) -> Any:
-        """PostgreSQL: a fast-path write as one statement sent from the loop itself, on its own async
-        connection (`round_statements.run_async`: the loop waits on the socket, no thread to hand the
-        write to and back). What it returns, or `NOT_HERE`: then `_write` takes it, on a thread."""
+    async def _statement(self, plan_of: Callable[[Any], Any], written: Callable[[Any], None]) -> Any:
+        """PostgreSQL: a fast-path write as one statement sent from the loop itself, on the
+        workspace's async connection (`round_statements.run_async`: the loop waits on the socket, no
+        thread to hand the write to and back). What it returns, noted by `written`; or `NOT_HERE`:
+        then `_write` takes it, on a thread. Once sent, a write runs to its end as a task of its own,
+        its outcome noted and its events published, even when the run that awaits it is cancelled
+        (an abort, a steer killing the tool): as a thread's write would."""
         from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.services.agents import round_statements
 
@@ -71,7 +74,16 @@ class MessageRecorder:
             return round_statements.NOT_HERE
         w = get_workspace(self.ws)
         plan = plan_of(w)
-        return round_statements.NOT_HERE if plan is None else await round_statements.run_async(w, plan)
+        if plan is None:
+            return round_statements.NOT_HERE
+
+        async def send() -> Any:
+            found = await round_statements.run_async(w, plan)
+            if found is not round_statements.NOT_HERE:
+                written(found)
+            return found
+
+        return await asyncio.shield(asyncio.ensure_future(send()))
 
     # -- messages ------------------------------------------------------------------------------------
     async def message(

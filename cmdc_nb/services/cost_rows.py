@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Hashable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -64,34 +65,36 @@ def cost_rows(
 # What this process knows of the daily summaries' rows, so a free call (an offline model) skips the
 # read-add-write of their maps (`costs._add_to_maps`), and PostgreSQL's one-statement round can tell it
 # needs none (`maps_need_nothing`). A row's keys only go when the row does (regenerate_daily_summary
-# rebuilds them from every priced record, the $0 ones too), and a new row has a new id.
+# rebuilds them from every priced record, the $0 ones too), and a new row has a new id. Each entry
+# names its database (`db`: the engine's URL), so a copy of a database (`CREATE DATABASE … TEMPLATE`,
+# a restored backup: the same row ids) is never taken for the other.
 _REMEMBERED = 10_000
-# (summary row, provider, model, session) whose amounts a summary row is known to hold
+# (db, summary row, provider, model, session) whose amounts a summary row is known to hold
 _HOLDS_KEYS: set[tuple[Any, ...]] = set()
-# (user, day) → the id of the daily summary row last seen for them
-_SUMMARY_OF: dict[tuple[Any, Any], uuid.UUID] = {}
+# (db, user, day) → the id of the daily summary row last seen for them
+_SUMMARY_OF: dict[tuple[Any, ...], uuid.UUID] = {}
 
 
-def holds(keys: tuple[Any, ...]) -> bool:
+def holds(db: Hashable, keys: tuple[Any, ...]) -> bool:
     """Whether the summary row is known to hold amounts for (row id, provider, model, session)."""
-    return keys in _HOLDS_KEYS
+    return (db, *keys) in _HOLDS_KEYS
 
 
-def remember_holds(keys: tuple[Any, ...]) -> None:
+def remember_holds(db: Hashable, keys: tuple[Any, ...]) -> None:
     """The row was seen holding these keys, committed (not just by the transaction that saw it)."""
     if len(_HOLDS_KEYS) > _REMEMBERED:
         _HOLDS_KEYS.clear()
-    _HOLDS_KEYS.add(keys)
+    _HOLDS_KEYS.add((db, *keys))
 
 
-def summary_seen(user_id: uuid.UUID, day: dt.date, summary_id: uuid.UUID) -> None:
+def summary_seen(db: Hashable, user_id: uuid.UUID, day: dt.date, summary_id: uuid.UUID) -> None:
     """The user's summary row of that day has this id (so far as this process saw)."""
     if len(_SUMMARY_OF) > _REMEMBERED:
         _SUMMARY_OF.clear()
-    _SUMMARY_OF[(user_id, day)] = summary_id
+    _SUMMARY_OF[(db, user_id, day)] = summary_id
 
 
-def maps_need_nothing(rows: CostRows) -> tuple[bool, uuid.UUID | None]:
+def maps_need_nothing(db: Hashable, rows: CostRows) -> tuple[bool, uuid.UUID | None]:
     """Whether writing this cost leaves the daily summary's maps as they are, so a write that cannot
     read them back (PostgreSQL's one-statement round) may store it: an unpriced cost, or a $0 one
     whose summary row is known to hold its keys. With the id of the row that holds them (None: any
@@ -102,7 +105,7 @@ def maps_need_nothing(rows: CostRows) -> tuple[bool, uuid.UUID | None]:
         return True, None
     if r["cost_usd"]:
         return False, None
-    summary_id = _SUMMARY_OF.get((r["user_id"], r["day"]))
-    if summary_id is None or (summary_id, r["provider"], r["model"], r["session_id"]) not in _HOLDS_KEYS:
+    summary_id = _SUMMARY_OF.get((db, r["user_id"], r["day"]))
+    if summary_id is None or (db, summary_id, r["provider"], r["model"], r["session_id"]) not in _HOLDS_KEYS:
         return False, None
     return True, summary_id

@@ -282,9 +282,10 @@ def _add_to_maps(tx: Tx, r: Any, summary_id_of: Callable[[], uuid.UUID]) -> None
         return
     cost = r.cost_usd
     summary_id = summary_id_of()
-    summary_seen(r.user_id, r.day, summary_id)
+    db = tx.ws.engine.url
+    summary_seen(db, r.user_id, r.day, summary_id)
     keys = (summary_id, r.provider, r.model, r.session_id)
-    if not cost and holds(keys):
+    if not cost and holds(db, keys):
         return  # adding $0 to amounts the row already holds changes nothing: no read, no write
     # The upsert holds the row lock until commit, so this read-add-write of the maps is safe.
     row = fetch(tx.db, CostDailySummary, summary_id, "cost_daily_summary", lock=True)
@@ -299,7 +300,7 @@ def _add_to_maps(tx: Tx, r: Any, summary_id_of: Callable[[], uuid.UUID]) -> None
         row.cost_by_session = _plus(row.cost_by_session, str(r.session_id), cost)
     tx.db.flush()
     if held:  # seen in the row before this transaction touched it: committed, not just ours
-        remember_holds(keys)
+        remember_holds(db, keys)
 
 
 def _rebuild_rollup(tx: Tx, user_id: uuid.UUID, day: dt.date) -> None:

@@ -116,7 +116,7 @@ def plan_call(
         return None
     now = utcnow()
     done, cost = completed_with_cost(d, done, price, cell, now)
-    hold, summary = maps_need_nothing(cost)
+    hold, summary = maps_need_nothing(w.engine.url, cost)
     if not hold or not round_functions.records_in_one_call(d, done, message, tool_uses):
         return None
     applies = lookups.cached(w, ("budgets", d.user_id, d.session_id))
