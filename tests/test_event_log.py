@@ -49,6 +49,12 @@ def test_a_round_of_events_is_compressed_and_a_tiny_batch_is_not() -> None:
     assert blob[:1] != b"[" and len(blob) * 3 < plain  # compressed to well under a third
     tiny = event_log.encode([("t", "e", {})])
     assert tiny == b'[["t","e",{}]]'  # zlib would have made it longer: kept as JSON
+    # a small batch takes a small window (cheaper to set up), a large one zlib's usual: both read back
+    big = [(f"t{k}", "e", {"text": uuid.uuid4().hex * 40}) for k in range(10)]
+    for batch, window in ((round_, 12), (big, 15)):
+        packed = event_log.encode(batch)
+        assert (packed[0] >> 4) + 8 == window  # the zlib header's window size
+        assert event_log.decode(packed) == [(t, e, p) for t, e, p in batch]
 
 
 @pytest.mark.parametrize(
