@@ -278,12 +278,7 @@ class Workspace:
         `Statement`); the events queued on it are published once it has run. Database errors come
         out as `cmdc_nb.errors` types, as a transaction's do. Not inside a transaction (it would not
         be part of it: `in_transaction`), and not on SQLite."""
-        if self.engine.dialect.name != "postgresql":
-            raise TypeError("a single statement's transaction is PostgreSQL's")
-        if self.in_transaction():
-            raise TypeError("inside a transaction, a statement is part of it: use the transaction")
-        self._check_open()
-        origin = self._bridge.origin if self._bridge is not None else None
+        origin = self._statement_origin()
         with _translate_db_errors(), self._statements.connection() as conn:
             st = Statement(self, conn, origin)
             yield st
@@ -292,22 +287,28 @@ class Workspace:
 
     @contextlib.asynccontextmanager
     async def async_statement(self) -> AsyncIterator[Statement]:
-        """`statement` for work on an event loop: the statement is sent on an async connection of
-        the loop's own (`Statement.execute`), so the loop waits for it as for any other I/O, never
-        blocked. `WouldWait` before anything is done when the loop's connection is in use (another
-        task's statement): take a thread's way then."""
-        if self.engine.dialect.name != "postgresql":
-            raise TypeError("a single statement's transaction is PostgreSQL's")
-        if self.in_transaction():
-            raise TypeError("inside a transaction, a statement is part of it: use the transaction")
-        self._check_open()
-        origin = self._bridge.origin if self._bridge is not None else None
+        """`statement` for work on an event loop: the statement is sent on the workspace's async
+        connection, lent to the running loop (`Statement.execute`), so the loop waits for it as for
+        any other I/O, never blocked. `WouldWait` before anything is done when that connection is in
+        use (another task's statement, another running loop) or cannot be made: take a thread's way
+        then (see `_plumbing.statements.KeptAsync`)."""
+        origin = self._statement_origin()
         with _translate_db_errors():
             async with self._async_statements.connection() as aconn:
                 st = Statement(self, None, origin, aconn)
                 yield st
         if st.events:
             self.bus.publish_many(st.events)
+
+    def _statement_origin(self) -> str | None:
+        """Whether a single statement may run here (else TypeError), and the name its events are
+        logged under (None: this workspace does not share its events)."""
+        if self.engine.dialect.name != "postgresql":
+            raise TypeError("a single statement's transaction is PostgreSQL's")
+        if self.in_transaction():
+            raise TypeError("inside a transaction, a statement is part of it: use the transaction")
+        self._check_open()
+        return self._bridge.origin if self._bridge is not None else None
 
     @functools.cached_property
     def _makers(self) -> _Makers:
