@@ -21,6 +21,7 @@ import cmdc_nb
 from cmdc_nb.errors import InvalidStateError, StorageError
 from cmdc_nb.kernel import Agent, tool
 from cmdc_nb.providers import Script, Turn, call
+from cmdc_nb.providers._offline import provider_messages
 from cmdc_nb.services.agents import round_statements, rounds
 from cmdc_nb.store import _engine as engine_module
 from cmdc_nb.store import event_log
@@ -682,3 +683,121 @@ def test_what_is_known_of_a_summary_row_is_known_of_one_database_only() -> None:
     cost_rows.remember_holds(a, (summary, "p", "p/m", session))
     assert cost_rows.maps_need_nothing(a, rows) == (True, summary)
     assert cost_rows.maps_need_nothing(b, rows) == (False, None)
+
+
+def _tool_use(ws: Workspace, session: Session) -> tuple[Any, str]:
+    """The session's one tool use: its id and status, as stored."""
+    with ws.engine.connect() as conn:
+        (row,) = conn.execute(sa.select(ToolUse.id, ToolUse.status).where(ToolUse.session_id == session.id))
+    return row.id, getattr(row.status, "value", row.status)
+
+
+def test_a_tools_end_is_stored_while_the_loop_goes_on_and_before_the_next_write(
+    ws: Workspace, user: User
+) -> None:
+    """The tool's end is sent from the loop and not awaited there: the loop goes on — the next
+    request is sent and answered — while the server stores it (here, while another writer holds the
+    tool use's row), and the next write waits for it. The next call's prompt refers to the result
+    message by its sequence, and rebuilds exactly what the model was sent."""
+    session = cmdc_nb.sessions.create_session(user, name="overlap", ws=ws)
+    loop_went_on = threading.Event()
+    released: list[bool] = []
+
+    def hold_the_row_until_the_loop_goes_on(tool_use_id: Any) -> None:
+        with ws.engine.connect() as locker:
+            locker.execute(sa.select(ToolUse.id).where(ToolUse.id == tool_use_id).with_for_update())
+            released.append(loop_went_on.wait(30))
+            locker.commit()
+
+    @tool
+    def slow_end(i: int) -> int:
+        """Return i."""
+        holder = threading.Thread(
+            target=hold_the_row_until_the_loop_goes_on, args=(_tool_use(ws, session)[0],)
+        )
+        holder.start()
+        time.sleep(0.2)  # the holder has the row
+        return i
+
+    def seen(env: Any) -> None:
+        if env.type == "message_start" and env.event.turn == 2:  # the next reply is streaming in
+            loop_went_on.set()
+
+    script = Script([Turn(tool_calls=[call("slow_end", i=1)]), Turn("done")])
+    agent = Agent(model=script.model, tools=[slow_end], session=session, ws=ws)
+    agent.events.subscribe(seen)
+    assert agent.run("go") == "done"
+    assert released == [True], "the loop waited for the tool's end instead of going on"
+    stored = _rows_as_stored(ws, user.id, [session.id])
+    assert [(m[0]["role"], m[0]["sequence"]) for m in stored["messages"]] == [
+        ("user", 1),
+        ("assistant", 2),
+        ("tool_result", 3),
+        ("assistant", 4),
+    ]
+    assert [t[0]["status"] for t in stored["tool_uses"]] == ["completed"]
+    second = max(cmdc_nb.agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    assert second.prompt_ref["messages"] == [2, 3]  # the reply and the result, referred to
+    assert provider_messages(cmdc_nb.agents.call_request(second, ws=ws)["messages"]) == script.requests[1]
+
+
+def test_another_writers_message_first_and_the_prompt_keeps_its_copy(ws: Workspace, user: User) -> None:
+    """While the tool's end is in flight another writer adds a message to the session: the result
+    takes the next sequence (the predicted one was taken: the write goes the transaction's way), and
+    the next call's prompt, which referred to the predicted one, keeps its copy instead — it still
+    rebuilds exactly what the model was sent."""
+    session = cmdc_nb.sessions.create_session(user, name="interleaved", ws=ws)
+
+    def another_writer_first(tool_use_id: Any) -> None:
+        with ws.engine.connect() as locker:
+            locker.execute(sa.select(ToolUse.id).where(ToolUse.id == tool_use_id).with_for_update())
+            time.sleep(0.5)  # the tool's end, sent meanwhile, waits for the row
+            cmdc_nb.sessions.create_message(session, role="user", content="a note from elsewhere", ws=ws)
+            locker.commit()
+
+    @tool
+    def interleaved(i: int) -> int:
+        """Return i."""
+        threading.Thread(target=another_writer_first, args=(_tool_use(ws, session)[0],)).start()
+        time.sleep(0.2)
+        return i
+
+    script = Script([Turn(tool_calls=[call("interleaved", i=1)]), Turn("done")])
+    agent = Agent(model=script.model, tools=[interleaved], session=session, ws=ws)
+    assert agent.run("go") == "done"
+    stored = _rows_as_stored(ws, user.id, [session.id])
+    assert [(m[0]["role"], m[0]["sequence"]) for m in stored["messages"]] == [
+        ("user", 1),
+        ("assistant", 2),
+        ("user", 3),
+        ("tool_result", 4),
+        ("assistant", 5),
+    ]
+    second = max(cmdc_nb.agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    assert "messages" not in (second.prompt_ref or {}) and second.prompt_messages
+    assert provider_messages(cmdc_nb.agents.call_request(second, ws=ws)["messages"]) == script.requests[1]
+
+
+@pytest.mark.parametrize("then", ["another turn", "the run's end"])
+def test_a_tools_end_refused_in_flight_fails_the_run(ws: Workspace, user: User, then: str) -> None:
+    """A write still in flight is awaited by the next write, and at the run's end: its error is the
+    run's error, as it was when the loop awaited it at once — the session archived while the tool ran
+    takes no result, and the tool use stays executing (nothing of the refused write is kept)."""
+    session = cmdc_nb.sessions.create_session(user, name=then, ws=ws)
+
+    @tool
+    def archives(i: int) -> int:
+        """Return i."""
+        cmdc_nb.sessions.archive_session(session, ws=ws)
+        return i
+
+    turns = [Turn(tool_calls=[call("archives", i=1)]), Turn("done")]
+    agent = Agent(
+        model=Script(turns).model, tools=[archives], session=session, ws=ws,
+        max_turns=2 if then == "another turn" else 1,
+    )  # fmt: skip
+    with pytest.raises(InvalidStateError):
+        agent.run("go")
+    assert _tool_use(ws, session)[1] == "executing"
+    roles = [m.role for m in cmdc_nb.sessions.list_messages(session, ws=ws).entries]
+    assert roles == ["user", "assistant"]

@@ -406,7 +406,13 @@ class Agent(ToolRunner, Requester, Decisions):
                 await self._resume_dangling(run)
             else:
                 await self._accept_prompt(run, text, handle.files)
-            reason = await self._turns(run)
+            try:
+                reason = await self._turns(run)
+            except Stop as stop:
+                reason = stop.reason
+            # A write still in flight (a tool's end, stored while the loop went on) fails the run
+            # here, as it would have where it began.
+            await self.recorder.flush()
         except Stop as stop:
             reason = stop.reason
         except asyncio.CancelledError:

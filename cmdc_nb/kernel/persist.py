@@ -16,8 +16,9 @@ class, with its message half in `persist_messages`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -75,6 +76,10 @@ class Recorder(MessageRecorder):
         self._held: _Held | None = None
         self._fast_tools: dict[str, tuple[Any, Any]] = {}
         self._inflight: asyncio.Future[Any] | None = None
+        # A tool's end being stored while the loop goes on (`_tool_end_fast`), and the prompts that
+        # refer to its result message meanwhile: (draft, its reference and copy without that message).
+        self._ending: asyncio.Future[Any] | None = None
+        self._unconfirmed: list[tuple[Any, dict[str, Any] | None, list[Any]]] = []
         # The newest stored call's id and whole prompt: the next prompt is stored as a reference to it
         # plus what follows (kernel.stored.prompt_delta).
         self._prompt_base: tuple[str, list[Any], str | None] | None = None
@@ -157,7 +162,9 @@ class Recorder(MessageRecorder):
     ) -> str | None:
         if not self.enabled:
             return None
-        await self.flush()
+        fast = await self._fast(model, temperature)
+        if not fast or self._held is not None or self._inflight is not self._ending:
+            await self.flush()  # a tool's end still being stored need not be: see `_tool_end_fast`
         from cmdc_nb.services import agents
 
         meta = storable_json(
@@ -169,7 +176,7 @@ class Recorder(MessageRecorder):
                 "origin": process_origin(),
             }
         )
-        if await self._fast(model, temperature):
+        if fast:
             # Nothing is written before the request: the call is stored complete with its response
             # (a crash meanwhile loses only the request, which resuming sends again).
             from cmdc_nb._plumbing import validate as v
@@ -178,6 +185,7 @@ class Recorder(MessageRecorder):
             whole, tail, ref, system = prompt_delta(
                 self._prompt_base, messages, storable(system_prompt), self.stored_files
             )
+            copy = (ref, tail)
             ref, tail = self._refer_to_messages(ref, tail)
             draft = rounds.CallDraft(
                 session_id=self.session_id,  # type: ignore[arg-type]
@@ -197,6 +205,8 @@ class Recorder(MessageRecorder):
                 workflow_step_id=v.id_or_none(self.workflow_step_id, "workflow_step"),
             )
             self._drafts[str(draft.id)] = draft
+            if self._ending is not None and ref is not copy[0]:  # refers to a result not yet stored
+                self._unconfirmed.append((draft, *copy))
             return str(draft.id)
         whole = prompt_delta(None, messages, files=self.stored_files)[0]  # the services' path: all of it
         call = await self._run(
@@ -235,10 +245,12 @@ class Recorder(MessageRecorder):
 
     async def _materialize(self, call_id: str | None) -> None:
         """Store a fast call still in flight, so the services can fail, retry or cancel it."""
-        draft = self._drafts.pop(call_id, None) if call_id is not None else None
+        draft = self._drafts.get(call_id) if call_id is not None else None
         if draft is not None:
             from cmdc_nb.services.agents import rounds
 
+            await self.flush()  # its prompt may refer to a tool's result still being stored
+            self._drafts.pop(str(draft.id), None)
             await self._run(rounds.store_pending, draft)
             self._prompt_base = draft.as_base()
             self._after_base = None
@@ -247,14 +259,37 @@ class Recorder(MessageRecorder):
         """Write what the fast path holds (a completed call waiting for its first tool use), and wait
         for a write in flight: every other write and read comes after it. The agent flushes as each run
         ends."""
-        held, self._held = self._held, None
-        if held is not None:
-            self._inflight = asyncio.ensure_future(self._write_held(held, None))
-        if self._inflight is not None:
+        while True:
             inflight = self._inflight
-            await asyncio.shield(inflight)
-            if self._inflight is inflight:
-                self._inflight = None
+            if inflight is None:  # the write in flight first: it began before the held call
+                held, self._held = self._held, None
+                if held is None:
+                    return
+                inflight = self._inflight = asyncio.ensure_future(self._write_held(held, None))
+            try:
+                await asyncio.shield(inflight)
+            finally:  # a failed write is reported once; one still running (we were cancelled) stays
+                if self._inflight is inflight and inflight.done():
+                    self._inflight = None
+
+    def _then(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Make `write` the write in flight, started once the one before it has ended: writes are
+        stored in the order they were made. It is made even when the one before failed (a call the
+        provider answered is still stored); that failure is then the one reported."""
+        before = self._inflight
+
+        async def after() -> None:
+            failed: BaseException | None = None
+            if before is not None:
+                try:
+                    await asyncio.shield(before)
+                except Exception as exc:
+                    failed = exc
+            await write()
+            if failed is not None:
+                raise failed
+
+        self._inflight = asyncio.ensure_future(after())
 
     async def _write_held(self, held: _Held, tool: Any) -> None:
         """A completed call's write (with its first tool use): on PostgreSQL one statement sent from
@@ -392,7 +427,7 @@ class Recorder(MessageRecorder):
         if msg is not None and done.tool_calls:
             self._held = held  # stored with the first tool use, before that tool runs
         else:
-            self._inflight = asyncio.ensure_future(self._write_held(held, None))
+            self._then(lambda: self._write_held(held, None))
             await self.flush()
         return cost
 
@@ -478,7 +513,7 @@ class Recorder(MessageRecorder):
             sequence=1,
         )
         self._held = None
-        self._inflight = asyncio.ensure_future(self._write_held(held, tool))
+        self._then(lambda: self._write_held(held, tool))
         await self.flush()
         self._fast_tools[str(tool.id)] = (tool, held.draft)
         return StoredToolUse(id=str(tool.id), status="executing", input=tool.input, approval_id=None)
@@ -505,30 +540,58 @@ class Recorder(MessageRecorder):
             if msg is not None and seq is not None:
                 self.stored_message(seq, msg.role, msg.content, msg.content_blocks, msg.meta)
 
-        def work(ws: Any = None, wait: bool = True) -> None:
-            written(rounds.write_tool_end(
+        def work(expect: int | None, ws: Any = None, wait: bool = True) -> int | None:
+            return rounds.write_tool_end(
                 tool, draft.id, draft.session_id, draft.user_id, draft.started_at,
-                output=output, error=error, message=msg, expect_seq=self._next_sequence(), ws=ws, wait=wait,
-            ))  # fmt: skip
+                output=output, error=error, message=msg, expect_seq=expect, ws=ws, wait=wait,
+            )  # fmt: skip
 
         await self.flush()
-        found = await self._statement(  # one statement sent from the loop itself, when it can be
+        expect = self._next_sequence()
+        sent = self._send(  # one statement sent from the loop itself, when it can be
             lambda w: round_statements.plan_tool_end(
-                w,
-                tool,
-                draft.id,
-                draft.session_id,
-                draft.started_at,
-                output,
-                error,
-                msg,
-                self._next_sequence(),
+                w, tool, draft.id, draft.session_id, draft.started_at, output, error, msg, expect
             ),
-            written,
+            lambda seq: None,
         )
-        if found is round_statements.NOT_HERE:
-            await self._write(work)
+        if sent is round_statements.NOT_HERE:
+            written(await self._write(functools.partial(work, expect)))
+            return msg is not None
+        # Not awaited here: the server stores the end while the loop goes on — builds and sends the
+        # next request, whose reply takes far longer than the write with a real model — and the next
+        # write waits for it (`_then`), as does every read and the run's end (`flush`). A crash
+        # meanwhile finds what it found before: the tool done, or still executing (never re-run).
+        # The result message is noted now with the sequence predicted for it (the server checks
+        # it), so the next prompt can refer to it; `_tool_end_ended` puts right what another
+        # outcome makes wrong.
+        if msg is not None and expect is not None:
+            self.stored_message(expect, msg.role, msg.content, msg.content_blocks, msg.meta)
+        self._inflight = self._ending = asyncio.ensure_future(self._tool_end_ended(sent, work, expect, msg))
+        await asyncio.sleep(0)  # the loop runs the statement's task now, which sends it
         return msg is not None
+
+    async def _tool_end_ended(
+        self, sent: asyncio.Future[Any], work: Callable[..., int | None], expect: int | None, msg: Any
+    ) -> None:
+        """A tool's end sent and not awaited (`_tool_end_fast`): its outcome. When the server stored
+        the message at another sequence (another writer's message came first), or nothing at all,
+        the prompts that referred to it keep their copy, and what was noted is forgotten."""
+        from cmdc_nb.services.agents import round_statements
+
+        seq: Any = None
+        try:
+            seq = await asyncio.shield(sent)
+            if seq is round_statements.NOT_HERE:
+                seq = await self._write(functools.partial(work, expect))
+        finally:
+            if msg is not None and seq != expect:
+                for draft, ref, tail in self._unconfirmed:
+                    draft.prompt_ref, draft.prompt_messages = ref, tail
+                self._after_base = None
+                self._last_seq = seq if isinstance(seq, int) else None
+            self._unconfirmed.clear()
+            if self._ending is asyncio.current_task():
+                self._ending = None
 
     async def tool_uses_of(self, agent_call_id: str) -> dict[str, StoredToolUse]:
         """The stored tool uses of one agent call, by the model's call id (one read, through the service)."""
@@ -548,6 +611,7 @@ class Recorder(MessageRecorder):
         if tool_use_id is not None:
             from cmdc_nb.services import agents
 
+            await self.flush()
             await self._run(agents.start_tool_execution, tool_use_id)
 
     async def tool_done(self, tool_use_id: str | None, content: str, *, result: Any = None) -> bool:
@@ -558,6 +622,7 @@ class Recorder(MessageRecorder):
         if tool_use_id is not None:
             from cmdc_nb.services import agents
 
+            await self.flush()
             await self._run(agents.complete_tool_use, tool_use_id, output=storable(content))
         return False
 
@@ -572,6 +637,7 @@ class Recorder(MessageRecorder):
         if tool_use_id is not None:
             from cmdc_nb.services import agents
 
+            await self.flush()
             await self._run(
                 agents.fail_tool_use, tool_use_id, error_type=kind, error_message=message, timed_out=timed_out
             )

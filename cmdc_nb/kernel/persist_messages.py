@@ -67,6 +67,12 @@ class MessageRecorder:
         then `_write` takes it, on a thread. Once sent, a write runs to its end as a task of its own,
         its outcome noted and its events published, even when the run that awaits it is cancelled
         (an abort, a steer killing the tool): as a thread's write would."""
+        sent = self._send(plan_of, written)
+        return sent if not isinstance(sent, asyncio.Future) else await asyncio.shield(sent)
+
+    def _send(self, plan_of: Callable[[Any], Any], written: Callable[[Any], None]) -> Any:
+        """`_statement`'s write planned here and now, and its task made: the task (which sends the
+        statement as soon as the loop runs it); or `NOT_HERE` (not on PostgreSQL, or not planned)."""
         from cmdc_nb._plumbing.workspace import get_workspace
         from cmdc_nb.services.agents import round_statements
 
@@ -83,7 +89,7 @@ class MessageRecorder:
                 written(found)
             return found
 
-        return await asyncio.shield(asyncio.ensure_future(send()))
+        return asyncio.ensure_future(send())
 
     # -- messages ------------------------------------------------------------------------------------
     async def message(
