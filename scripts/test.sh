@@ -5,29 +5,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-echo "== setting up .venv"
+# each stage says how far into the run it starts: where the time goes, from any CI log
+stage() { echo "== $1 (at $(( $(date +%s) - start )) s)"; }
+stage "setting up .venv"
 bash scripts/bootstrap.sh dev
 if ! command -v chromium >/dev/null 2>&1; then
   # The widget tests drive real JupyterLab in headless Chromium (Debian's package; no browser download).
-  echo "== installing chromium"
+  stage "installing chromium"
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "chromium is missing: install Debian's chromium package (the browser tests need it)" >&2
   fi
 fi
-echo "== starting PostgreSQL"
+stage "starting PostgreSQL"
 CMDC_TEST_PG_URL=$(bash scripts/pg.sh start)
 export CMDC_TEST_PG_URL
 trap 'bash scripts/pg.sh stop' EXIT
-echo "== ruff"
+stage "ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-echo "== import contracts (the floors in pyproject.toml)"
+stage "import contracts (the floors in pyproject.toml)"
 .venv/bin/lint-imports --no-cache
-echo "== mypy"
+stage "mypy"
 .venv/bin/mypy
-echo "== pytest"
+stage "pytest"
 mkdir -p ci-artifacts
 rc=0
 # The whole run holds a random sentinel in every provider-key variable
@@ -44,7 +46,7 @@ if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2
   exit 1
 fi
-echo "== notebooks (nbval: executed, and the outputs of # NBVAL_CHECK_OUTPUT cells compared)"
+stage "notebooks (nbval: executed, and the outputs of # NBVAL_CHECK_OUTPUT cells compared)"
 # One notebook per worker (--dist loadfile): a notebook's cells share one kernel, in order.
 # CMDC_NB_OFFLINE: the checked outputs are the offline models', whatever keys this shell has.
 # The sentinel keys are in the notebooks' kernels' environment too.
@@ -53,7 +55,7 @@ eval "$(.venv/bin/python tests/support/secret_scan.py --exports "$CMDC_SECRET_SE
 CMDC_NB_OFFLINE=1 CMDC_NB_TEAM_URL="$CMDC_TEST_PG_URL" TMPDIR="$scan/tmp" .venv/bin/python -m pytest -n 2 --dist loadfile --nbval-lax \
   --nbval-sanitize-with notebooks/sanitize.cfg --basetemp "$scan/pytest-notebooks" \
   --junitxml=ci-artifacts/junit-notebooks.xml notebooks/ || rc=$?
-echo "== sentinel scan"
+stage "sentinel scan"
 .venv/bin/python tests/support/secret_scan.py --secret "$CMDC_SECRET_SENTINEL" --record suite "$scan" ci-artifacts || rc=1
 rm -rf "$scan"
 .venv/bin/python - <<'PY'

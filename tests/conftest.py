@@ -188,3 +188,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     with open_lab(tmp_path_factory.mktemp("lab")) as seen:
         yield seen
+
+
+@pytest.fixture(scope="session")
+def binder_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Binder's environment, built once (`tests/support/binder_env.py`). Its tests are
+    `xdist_group("binder")`: with `--dist loadgroup` they run on one worker, in this one session."""
+    import binder_env as binder
+
+    return binder.build(tmp_path_factory.mktemp("binder"))

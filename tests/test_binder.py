@@ -1,21 +1,21 @@
-"""What Binder does, done here: a fresh virtual environment from binder/requirements.txt, binder/postBuild,
-then every notebook executed in that environment's own kernel. And two quick checks of binder/ itself:
-its requirements are uv.lock's pins, and postBuild uses only the public API."""
+"""What Binder does, done here: a fresh virtual environment from binder/requirements.txt, then
+binder/postBuild (`tests/support/binder_env.py`); every notebook then runs in that environment's own
+kernel in `test_notebooks_real_provider.py`, with a provider key as a Binder user may bring one. And two
+quick checks of binder/ itself: its requirements are uv.lock's pins, and postBuild uses only the public
+API."""
 
 from __future__ import annotations
 
 import ast
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from binder_env import BinderEnv, uv
 from waiting import CEILING_S
 
 from cmdc_nb._public import PUBLIC
-from cmdc_nb.providers.choice import PROVIDER_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "binder" / "requirements.txt"
@@ -23,13 +23,6 @@ REQUIREMENTS = ROOT / "binder" / "requirements.txt"
 # `.venv-tools/bin/uv export --frozen --extra notebook --extra gateway --no-hashes --no-editable -o binder/requirements.txt`
 # (the gateway extra: 08_serve_and_share serves an agent over HTTP)
 EXPORT = ("export", "--frozen", "--extra", "notebook", "--extra", "gateway", "--no-hashes", "--no-editable")
-
-
-def uv() -> str:
-    found = shutil.which("uv") or str(ROOT / ".venv-tools" / "bin" / "uv")
-    if not Path(found).exists():
-        pytest.fail("uv is missing: scripts/bootstrap.sh installs it into .venv-tools")
-    return found
 
 
 def pins(text: str) -> dict[str, str]:
@@ -101,76 +94,20 @@ def test_binder_postbuild_uses_only_the_public_api() -> None:
     assert not any(name.endswith(".connect") for name in used)
 
 
-def test_binder_environment_runs_every_notebook(tmp_path: Path) -> None:
-    venv = tmp_path / "binder-venv"
-    # Binder's machine has none of our settings and no provider key: the notebooks run offline there.
-    keys = {var for var, _ in PROVIDER_DEFAULTS}
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("VIRTUAL_ENV", "CMDC_", "PYTHONPATH", "XDG_")) and k not in keys
-    }
-    home = tmp_path / "home"  # Jupyter's files (and a workspace, were postBuild to make one) go here
-    env["HOME"] = str(home)
-    subprocess.run(
-        [uv(), "venv", "--quiet", "--python", "3.11", str(venv)], check=True, env=env, timeout=CEILING_S
-    )
-    # repo2docker runs `pip install -r binder/requirements.txt` from the repository root
-    subprocess.run(
-        [
-            uv(),
-            "pip",
-            "install",
-            "--quiet",
-            "--compile-bytecode",  # pip (repo2docker's installer) writes .pyc files by default
-            "--python",
-            str(venv / "bin" / "python"),
-            "-r",
-            "binder/requirements.txt",
-        ],
-        check=True,
-        cwd=ROOT,
-        env=env,
-        timeout=900,
-    )
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    post = subprocess.run(
-        ["bash", str(ROOT / "binder" / "postBuild")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.mark.xdist_group("binder")
+def test_binder_environment_builds_warms_and_bakes_in_no_workspace(
+    binder_env: BinderEnv, tmp_path: Path
+) -> None:
+    post = binder_env.post_build
     assert post.returncode == 0, post.stderr
     assert "binder: ready" in post.stdout
     # The image is shared by every Binder user: it must hold no workspace and no vault key of its own.
+    home = binder_env.home
     baked = [p for p in home.rglob("*") if p.name in ("vault.key", "cmdc_nb.db")]
     assert not baked and not (home / ".local" / "share" / "cmdc_nb").exists(), baked
-    # One nbconvert for all of them (each still in a kernel of its own): its start-up, paid once, was
-    # ≈2 s a notebook of this test's ≈2½ minutes.
-    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
-    out = tmp_path / "executed"
-    run = subprocess.run(
-        [
-            str(venv / "bin" / "jupyter"),
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            *[str(n) for n in notebooks],
-            "--output-dir",
-            str(out),
-            "--ExecutePreprocessor.timeout=600",
-        ],
-        cwd=ROOT / "notebooks",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900 + 120 * len(notebooks),
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    for notebook in notebooks:
-        done = out / notebook.name
-        assert done.exists(), f"{notebook.name} was not executed: {run.stderr[-2000:]}"
-        assert '"output_type": "error"' not in done.read_text(), notebook.name
+    # the package came from the repository (repo2docker installs "."), not from an index
+    shown = subprocess.run(
+        [str(binder_env.venv / "bin" / "python"), "-c", "import cmdc_nb, sys; print(cmdc_nb.__file__)"],
+        cwd=tmp_path, capture_output=True, text=True, check=True, timeout=CEILING_S,
+    ).stdout  # fmt: skip
+    assert str(binder_env.venv) in shown

@@ -1,4 +1,7 @@
-"""Every notebook with sentinel keys set: the chats go to a real provider, and the key leaks nowhere.
+"""Every notebook with sentinel keys set: the chats go to a real provider, and the key leaks nowhere —
+each run in the kernel of Binder's environment (`tests/support/binder_env.py`: binder/requirements.txt
+and postBuild), so this is also the test that every notebook runs where Binder serves it. (nbval runs
+them offline, in the project's own environment, and compares their outputs.)
 
 The provider is an OpenAI-compatible server on loopback (`tests/support/fake_openai.py`) reached by litellm
 through `OPENAI_BASE_URL` and `OPENAI_API_KEY`, as a real one would be; every other provider variable
@@ -22,6 +25,7 @@ import nbconvert
 import nbformat
 import pytest
 import secret_scan
+from binder_env import KERNEL, BinderEnv
 from fake_openai import FakeOpenAI
 from reliability import record
 from waiting import CEILING_S
@@ -34,6 +38,7 @@ CHATTY = {"00_tour", "01_chat_and_approvals", "02_workflows", "03_rag_index", "0
 def instrumentation(folder: Path) -> nbformat.NotebookNode:
     return nbformat.v4.new_code_cell(
         "import sys\n"
+        f"__import__('pathlib').Path({str(folder / 'kernel-python.txt')!r}).write_text(sys.executable)\n"
         f"sys.path.insert(0, {str(ROOT / 'tests' / 'support')!r})\n"
         "import secret_scan\n"
         f"secret_scan.install_log_file(__import__('pathlib').Path({str(folder / 'log-kernel.txt')!r}), litellm_debug=True)\n"
@@ -41,9 +46,10 @@ def instrumentation(folder: Path) -> nbformat.NotebookNode:
     )
 
 
+@pytest.mark.xdist_group("binder")
 @pytest.mark.parametrize("name", sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")))
 def test_a_notebook_uses_the_real_provider_and_leaks_no_key(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, binder_env: BinderEnv
 ) -> None:
     token = secrets.token_hex(12)
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
@@ -58,17 +64,22 @@ def test_a_notebook_uses_the_real_provider_and_leaks_no_key(
         monkeypatch.setenv("LITELLM_LOG", "DEBUG")
         monkeypatch.setenv("CMDC_NB_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the notebooks' own workspaces land here
+        # the kernel is Binder's environment's: its Python and packages, none of this one's
+        monkeypatch.setenv("JUPYTER_PATH", binder_env.jupyter_path)
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+        monkeypatch.delenv("VIRTUAL_ENV", raising=False)
         if name == "06_team_mode" and os.environ.get("CMDC_TEST_PG_URL"):
             # the team notebook runs only on a PostgreSQL server (without one each cell says it skips)
             monkeypatch.setenv("CMDC_NB_TEAM_URL", os.environ["CMDC_TEST_PG_URL"])
         nbclient.NotebookClient(
             nb,
             timeout=CEILING_S,
-            kernel_name="python3",
+            kernel_name=KERNEL,
             store_widget_state=True,
             resources={"metadata": {"path": str(tmp_path)}},
         ).execute()  # raises CellExecutionError on any failing cell
     key = secret_scan.sentinel_keys(token)["OPENAI_API_KEY"]
+    assert (tmp_path / "kernel-python.txt").read_text() == str(binder_env.venv / "bin" / "python")
 
     if name in CHATTY:
         assert provider.requests, "no request reached the provider"
