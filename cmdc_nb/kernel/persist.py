@@ -277,6 +277,9 @@ class Recorder(MessageRecorder):
         stored in the order they were made. It is made even when the one before failed (a call the
         provider answered is still stored); that failure is then the one reported."""
         before = self._inflight
+        if before is None or (before.done() and not before.cancelled() and before.exception() is None):
+            self._inflight = asyncio.ensure_future(write())  # nothing to wait for: one task fewer
+            return
 
         async def after() -> None:
             failed: BaseException | None = None
