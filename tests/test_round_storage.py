@@ -112,9 +112,9 @@ async def test_a_policy_that_says_something_is_kept_with_the_tool_use(
 async def test_a_tool_use_cancelled_while_it_runs_keeps_its_cancel(
     ws: Workspace, user: User, session: Session
 ) -> None:
-    """Someone (a widget, another kernel) cancels a tool use while its tool runs: the tool's end, on
-    the fast path, is refused whole — the cancel stands, no result message is stored, and the
-    session's message count still matches its messages (the counter's update rolled back with it)."""
+    """Someone (a widget, another kernel) cancels a tool use while its tool runs: the agent stops the
+    tool as a steer would and tells the model it was cancelled — the cancel stands, the tool's result
+    is neither stored nor sent, and the session's message count still matches its messages."""
 
     @tool
     def slow(n: int) -> int:
@@ -138,6 +138,8 @@ async def test_a_tool_use_cancelled_while_it_runs_keeps_its_cancel(
                 and m.content == "1"]  # fmt: skip
     assert count == len(messages)
     assert sorted(m.sequence for m in messages) == list(range(1, len(messages) + 1))
+    told = [m for m in script.requests[1] if m.get("role") == "tool"]
+    assert len(told) == 1 and "cancelled" in told[0]["content"] and told[0]["content"] != "1"
 
 
 async def test_two_agents_writing_one_session_at_once_both_finish(ws: Workspace, session: Session) -> None:

@@ -47,10 +47,21 @@ class Decisions(AgentCore):
             if event.type in decided and not loop.is_closed():
                 ref = str(event.payload.get("tool_use_id"))
                 loop.call_soon_threadsafe(self._decided, ref, decided[event.type])
+            elif event.type == "tool_use_cancelled" and not loop.is_closed():
+                ref = str(event.payload.get("tool_use_id"))
+                loop.call_soon_threadsafe(self._cancelled_elsewhere, ref)
 
         self._bus_sub = get_workspace(self.recorder.ws).bus.subscribe(
             topics.session_agent_calls(self.recorder.session_id), on_event
         )
+
+    def _cancelled_elsewhere(self, ref: str) -> None:
+        """A tool use this agent is running was cancelled elsewhere (a widget, another cell or kernel):
+        its tool is stopped as a steer stops one, so the model is told it was cancelled, and the
+        cancel stands. (This agent's own cancels come here too, once their task is ending: left alone.)"""
+        for r in list(self._running.values()):
+            if r.tool_use_id == ref and r.executing and not r.task.done() and not r.task.cancelling():
+                r.task.cancel("cancelled: the tool use was cancelled while it ran")
 
     def _decided(self, ref: str, approved: bool) -> None:
         """A stored decision arrived (on the loop). Kept when nothing waits for it yet: the call may be

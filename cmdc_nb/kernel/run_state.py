@@ -135,6 +135,7 @@ class RunningTool:
     started: float
     immune: bool
     executing: bool = False
+    tool_use_id: str | None = None  # the stored tool use, once it is executing
 
 
 @dataclass

@@ -254,7 +254,7 @@ class ToolRunner(AgentCore):
     ) -> tuple[ToolResult, str | None]:
         running = self._running.get(call.id)
         if running is not None:
-            running.executing = True
+            running.executing, running.tool_use_id = True, tu
         if not started:  # approved calls (and agents that store nothing) move to executing here
             await self.recorder.tool_started(tu)
         started_at = time.time()
