@@ -801,3 +801,38 @@ def test_a_tools_end_refused_in_flight_fails_the_run(ws: Workspace, user: User, 
     assert _tool_use(ws, session)[1] == "executing"
     roles = [m.role for m in cmdc_nb.sessions.list_messages(session, ws=ws).entries]
     assert roles == ["user", "assistant"]
+
+
+def test_a_cancel_between_the_tools_return_and_its_end_keeps_the_cancel_and_the_conversation(
+    ws: Workspace, user: User
+) -> None:
+    """Another writer cancels the tool use after its tool returned, while the end waits for the row:
+    the end is refused (the cancel stands), the run goes on, and the result the loop already handed on
+    is stored as a message of its own — the next prompt still rebuilds exactly what the model was sent."""
+    session = cmdc_nb.sessions.create_session(user, name="late cancel", ws=ws)
+
+    def cancel_once_the_tool_returned(tool_use_id: Any) -> None:
+        with ws.engine.connect() as locker:
+            locker.execute(sa.select(ToolUse.id).where(ToolUse.id == tool_use_id).with_for_update())
+            time.sleep(0.5)  # the tool returns, and its end waits for the row
+            locker.execute(sa.update(ToolUse).where(ToolUse.id == tool_use_id).values(status="cancelled"))
+            locker.commit()
+
+    @tool
+    def late(i: int) -> int:
+        """Return i."""
+        threading.Thread(target=cancel_once_the_tool_returned, args=(_tool_use(ws, session)[0],)).start()
+        time.sleep(0.2)
+        return i
+
+    script = Script([Turn(tool_calls=[call("late", i=1)]), Turn("done")])
+    agent = Agent(model=script.model, tools=[late], session=session, ws=ws)
+    assert agent.run("go") == "done"
+    assert _tool_use(ws, session)[1] == "cancelled"
+    stored = _rows_as_stored(ws, user.id, [session.id])
+    assert [(m[0]["role"], m[0]["content"]) for m in stored["messages"]] == [
+        ("user", "go"), ("assistant", ""), ("tool_result", "1"), ("assistant", "done")
+    ]  # fmt: skip
+    assert [m[0]["sequence"] for m in stored["messages"]] == [1, 2, 3, 4]
+    second = max(cmdc_nb.agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    assert provider_messages(cmdc_nb.agents.call_request(second, ws=ws)["messages"]) == script.requests[1]

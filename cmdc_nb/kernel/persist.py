@@ -569,23 +569,45 @@ class Recorder(MessageRecorder):
         # outcome makes wrong.
         if msg is not None and expect is not None:
             self.stored_message(expect, msg.role, msg.content, msg.content_blocks, msg.meta)
-        self._inflight = self._ending = asyncio.ensure_future(self._tool_end_ended(sent, work, expect, msg))
+        self._inflight = self._ending = asyncio.ensure_future(
+            self._tool_end_ended(sent, work, expect, msg, draft.session_id)
+        )
         await asyncio.sleep(0)  # the loop runs the statement's task now, which sends it
         return msg is not None
 
     async def _tool_end_ended(
-        self, sent: asyncio.Future[Any], work: Callable[..., int | None], expect: int | None, msg: Any
+        self,
+        sent: asyncio.Future[Any],
+        work: Callable[..., int | None],
+        expect: int | None,
+        msg: Any,
+        session_id: Any,
     ) -> None:
         """A tool's end sent and not awaited (`_tool_end_fast`): its outcome. When the server stored
         the message at another sequence (another writer's message came first), or nothing at all,
-        the prompts that referred to it keep their copy, and what was noted is forgotten."""
+        the prompts that referred to it keep their copy, and what was noted is forgotten. A tool use
+        cancelled elsewhere between its tool's return and this write keeps its cancel; the result the
+        loop has already handed on is stored as a message of its own (as a batch's results are), so the
+        stored conversation is the one the model was sent."""
+        from cmdc_nb.errors import InvalidStateError
+        from cmdc_nb.services import sessions
         from cmdc_nb.services.agents import round_statements
 
         seq: Any = None
         try:
-            seq = await asyncio.shield(sent)
-            if seq is round_statements.NOT_HERE:
-                seq = await self._write(functools.partial(work, expect))
+            try:
+                seq = await asyncio.shield(sent)
+                if seq is round_statements.NOT_HERE:
+                    seq = await self._write(functools.partial(work, expect))
+            except InvalidStateError as exc:
+                if exc.kind != "tool_use":
+                    raise
+                if msg is not None:  # (without one, the loop stores the result itself)
+                    row = await self._run(
+                        sessions.create_message, session_id, role=msg.role, content=msg.content,
+                        content_blocks=msg.content_blocks, tool_use=msg.tool_use_id, metadata=msg.meta,
+                    )  # fmt: skip
+                    seq = row.sequence
         finally:
             if msg is not None and seq != expect:
                 for draft, ref, tail in self._unconfirmed:
