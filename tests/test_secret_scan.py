@@ -34,6 +34,20 @@ def test_the_scanner_finds_a_planted_sentinel_in_every_spelling(tmp_path: Path) 
     assert found["files"] == len(spellings) + 1
 
 
+def test_the_scan_on_several_processes_finds_what_one_finds(tmp_path: Path) -> None:
+    """The suite's scan runs on every CPU: split over processes it reads every file and finds every
+    hit, the last file of the tree included."""
+    token = secrets.token_hex(12)
+    for i in range(700):  # several chunks of files
+        data = token.encode() if i % 97 == 0 or i == 699 else b"nothing here %d" % i
+        (tmp_path / f"d{i % 7}" / f"f{i:04d}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / f"d{i % 7}" / f"f{i:04d}.txt").write_bytes(data)
+    one = secret_scan.scan_tree(tmp_path, token)
+    several = secret_scan.scan_tree(tmp_path, token, workers=2)
+    assert several == one
+    assert one["files"] == 700 and one["occurrences"] == len([i for i in range(700) if i % 97 == 0]) + 1
+
+
 @pytest.mark.postgres
 def test_the_scanner_finds_a_sentinel_in_a_postgresql_database() -> None:
     token = secrets.token_hex(12)
