@@ -191,9 +191,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def binder_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def binder_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Binder's environment, built once (`tests/support/binder_env.py`). Its tests are
-    `xdist_group("binder")`: with `--dist loadgroup` they run on one worker, in this one session."""
+    `xdist_group("binder")`: with `--dist loadgroup` they run on one worker, in this one session.
+    The virtual environment (≈1 GB of packages, built with no key in sight) is removed afterwards; the
+    image's HOME stays for the sentinel scan."""
     import binder_env as binder
 
-    return binder.build(tmp_path_factory.mktemp("binder"))
+    env = binder.build(tmp_path_factory.mktemp("binder"))
+    yield env
+    shutil.rmtree(env.venv, ignore_errors=True)
