@@ -692,6 +692,40 @@ def _tool_use(ws: Workspace, session: Session) -> tuple[Any, str]:
     return row.id, getattr(row.status, "value", row.status)
 
 
+def _round_with_its_tool_use_row_held(
+    ws: Workspace, session: Session, while_held: Any, *, seen: Any = None
+) -> tuple[Script, str]:
+    """One round whose tool, as it runs, has another connection lock its tool use's row, then call
+    `while_held(locker, tool_use_id)` and commit: the tool's end, sent meanwhile, waits for the row.
+    The script (what the model was sent) and the run's reply."""
+
+    def hold(tool_use_id: Any) -> None:
+        with ws.engine.connect() as locker:
+            locker.execute(sa.select(ToolUse.id).where(ToolUse.id == tool_use_id).with_for_update())
+            while_held(locker, tool_use_id)
+            locker.commit()
+
+    @tool
+    def held(i: int) -> int:
+        """Return i."""
+        threading.Thread(target=hold, args=(_tool_use(ws, session)[0],)).start()
+        time.sleep(0.2)  # the holder has the row
+        return i
+
+    script = Script([Turn(tool_calls=[call("held", i=1)]), Turn("done")])
+    agent = Agent(model=script.model, tools=[held], session=session, ws=ws)
+    if seen is not None:
+        agent.events.subscribe(seen)
+    return script, agent.run("go")
+
+
+def _second_call_rebuilds(ws: Workspace, session: Session, script: Script) -> Any:
+    """The session's second call, checked to rebuild exactly the request the model was sent."""
+    second = max(cmdc_nb.agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    assert provider_messages(cmdc_nb.agents.call_request(second, ws=ws)["messages"]) == script.requests[1]
+    return second
+
+
 def test_a_tools_end_is_stored_while_the_loop_goes_on_and_before_the_next_write(
     ws: Workspace, user: User
 ) -> None:
@@ -703,42 +737,22 @@ def test_a_tools_end_is_stored_while_the_loop_goes_on_and_before_the_next_write(
     loop_went_on = threading.Event()
     released: list[bool] = []
 
-    def hold_the_row_until_the_loop_goes_on(tool_use_id: Any) -> None:
-        with ws.engine.connect() as locker:
-            locker.execute(sa.select(ToolUse.id).where(ToolUse.id == tool_use_id).with_for_update())
-            released.append(loop_went_on.wait(30))
-            locker.commit()
-
-    @tool
-    def slow_end(i: int) -> int:
-        """Return i."""
-        holder = threading.Thread(
-            target=hold_the_row_until_the_loop_goes_on, args=(_tool_use(ws, session)[0],)
-        )
-        holder.start()
-        time.sleep(0.2)  # the holder has the row
-        return i
-
     def seen(env: Any) -> None:
         if env.type == "message_start" and env.event.turn == 2:  # the next reply is streaming in
             loop_went_on.set()
 
-    script = Script([Turn(tool_calls=[call("slow_end", i=1)]), Turn("done")])
-    agent = Agent(model=script.model, tools=[slow_end], session=session, ws=ws)
-    agent.events.subscribe(seen)
-    assert agent.run("go") == "done"
+    script, reply = _round_with_its_tool_use_row_held(
+        ws, session, lambda *_: released.append(loop_went_on.wait(30)), seen=seen
+    )
+    assert reply == "done"
     assert released == [True], "the loop waited for the tool's end instead of going on"
     stored = _rows_as_stored(ws, user.id, [session.id])
     assert [(m[0]["role"], m[0]["sequence"]) for m in stored["messages"]] == [
-        ("user", 1),
-        ("assistant", 2),
-        ("tool_result", 3),
-        ("assistant", 4),
-    ]
+        ("user", 1), ("assistant", 2), ("tool_result", 3), ("assistant", 4)
+    ]  # fmt: skip
     assert [t[0]["status"] for t in stored["tool_uses"]] == ["completed"]
-    second = max(cmdc_nb.agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+    second = _second_call_rebuilds(ws, session, script)
     assert second.prompt_ref["messages"] == [2, 3]  # the reply and the result, referred to
-    assert provider_messages(cmdc_nb.agents.call_request(second, ws=ws)["messages"]) == script.requests[1]
 
 
 def test_another_writers_message_first_and_the_prompt_keeps_its_copy(ws: Workspace, user: User) -> None:
@@ -748,34 +762,18 @@ def test_another_writers_message_first_and_the_prompt_keeps_its_copy(ws: Workspa
     rebuilds exactly what the model was sent."""
     session = cmdc_nb.sessions.create_session(user, name="interleaved", ws=ws)
 
-    def another_writer_first(tool_use_id: Any) -> None:
-        with ws.engine.connect() as locker:
-            locker.execute(sa.select(ToolUse.id).where(ToolUse.id == tool_use_id).with_for_update())
-            time.sleep(0.5)  # the tool's end, sent meanwhile, waits for the row
-            cmdc_nb.sessions.create_message(session, role="user", content="a note from elsewhere", ws=ws)
-            locker.commit()
+    def another_writer_first(*_: Any) -> None:
+        time.sleep(0.5)  # the tool's end, sent meanwhile, waits for the row
+        cmdc_nb.sessions.create_message(session, role="user", content="a note from elsewhere", ws=ws)
 
-    @tool
-    def interleaved(i: int) -> int:
-        """Return i."""
-        threading.Thread(target=another_writer_first, args=(_tool_use(ws, session)[0],)).start()
-        time.sleep(0.2)
-        return i
-
-    script = Script([Turn(tool_calls=[call("interleaved", i=1)]), Turn("done")])
-    agent = Agent(model=script.model, tools=[interleaved], session=session, ws=ws)
-    assert agent.run("go") == "done"
+    script, reply = _round_with_its_tool_use_row_held(ws, session, another_writer_first)
+    assert reply == "done"
     stored = _rows_as_stored(ws, user.id, [session.id])
     assert [(m[0]["role"], m[0]["sequence"]) for m in stored["messages"]] == [
-        ("user", 1),
-        ("assistant", 2),
-        ("user", 3),
-        ("tool_result", 4),
-        ("assistant", 5),
-    ]
-    second = max(cmdc_nb.agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
+        ("user", 1), ("assistant", 2), ("user", 3), ("tool_result", 4), ("assistant", 5)
+    ]  # fmt: skip
+    second = _second_call_rebuilds(ws, session, script)
     assert "messages" not in (second.prompt_ref or {}) and second.prompt_messages
-    assert provider_messages(cmdc_nb.agents.call_request(second, ws=ws)["messages"]) == script.requests[1]
 
 
 @pytest.mark.parametrize("then", ["another turn", "the run's end"])
@@ -811,28 +809,16 @@ def test_a_cancel_between_the_tools_return_and_its_end_keeps_the_cancel_and_the_
     is stored as a message of its own — the next prompt still rebuilds exactly what the model was sent."""
     session = cmdc_nb.sessions.create_session(user, name="late cancel", ws=ws)
 
-    def cancel_once_the_tool_returned(tool_use_id: Any) -> None:
-        with ws.engine.connect() as locker:
-            locker.execute(sa.select(ToolUse.id).where(ToolUse.id == tool_use_id).with_for_update())
-            time.sleep(0.5)  # the tool returns, and its end waits for the row
-            locker.execute(sa.update(ToolUse).where(ToolUse.id == tool_use_id).values(status="cancelled"))
-            locker.commit()
+    def cancel_once_the_tool_returned(locker: sa.Connection, tool_use_id: Any) -> None:
+        time.sleep(0.5)  # the tool returns, and its end waits for the row
+        locker.execute(sa.update(ToolUse).where(ToolUse.id == tool_use_id).values(status="cancelled"))
 
-    @tool
-    def late(i: int) -> int:
-        """Return i."""
-        threading.Thread(target=cancel_once_the_tool_returned, args=(_tool_use(ws, session)[0],)).start()
-        time.sleep(0.2)
-        return i
-
-    script = Script([Turn(tool_calls=[call("late", i=1)]), Turn("done")])
-    agent = Agent(model=script.model, tools=[late], session=session, ws=ws)
-    assert agent.run("go") == "done"
+    script, reply = _round_with_its_tool_use_row_held(ws, session, cancel_once_the_tool_returned)
+    assert reply == "done"
     assert _tool_use(ws, session)[1] == "cancelled"
     stored = _rows_as_stored(ws, user.id, [session.id])
     assert [(m[0]["role"], m[0]["content"]) for m in stored["messages"]] == [
         ("user", "go"), ("assistant", ""), ("tool_result", "1"), ("assistant", "done")
     ]  # fmt: skip
     assert [m[0]["sequence"] for m in stored["messages"]] == [1, 2, 3, 4]
-    second = max(cmdc_nb.agents.list_agent_calls(session, ws=ws).entries, key=lambda c: c.started_at)
-    assert provider_messages(cmdc_nb.agents.call_request(second, ws=ws)["messages"]) == script.requests[1]
+    _second_call_rebuilds(ws, session, script)
