@@ -554,8 +554,7 @@ class Recorder(MessageRecorder):
         sent = self._send(  # one statement sent from the loop itself, when it can be
             lambda w: round_statements.plan_tool_end(
                 w, tool, draft.id, draft.session_id, draft.started_at, output, error, msg, expect
-            ),
-            lambda seq: None,
+            )
         )
         if sent is round_statements.NOT_HERE:
             written(await self._write(functools.partial(work, expect)))

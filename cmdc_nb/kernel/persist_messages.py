@@ -70,7 +70,7 @@ class MessageRecorder:
         sent = self._send(plan_of, written)
         return sent if not isinstance(sent, asyncio.Future) else await asyncio.shield(sent)
 
-    def _send(self, plan_of: Callable[[Any], Any], written: Callable[[Any], None]) -> Any:
+    def _send(self, plan_of: Callable[[Any], Any], written: Callable[[Any], None] | None = None) -> Any:
         """`_statement`'s write planned here and now, and its task made: the task (which sends the
         statement as soon as the loop runs it); or `NOT_HERE` (not on PostgreSQL, or not planned)."""
         from cmdc_nb._plumbing.workspace import get_workspace
@@ -85,7 +85,7 @@ class MessageRecorder:
 
         async def send() -> Any:
             found = await round_statements.run_async(w, plan)
-            if found is not round_statements.NOT_HERE:
+            if found is not round_statements.NOT_HERE and written is not None:
                 written(found)
             return found
 
